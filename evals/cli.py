@@ -1,0 +1,28 @@
+"""The `personasim` command line. Each group lives in evals/commands/<group>.py.
+
+Command modules import heavy libraries (torch, llama_cpp, ...) inside the
+command bodies so that `personasim --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from evals.commands import campaign, llm, personas, recsys, simulate
+
+app = typer.Typer(
+    help="personasim: LLM-driven synthetic users for evaluating persona-mixture recommenders.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(llm.app, name="llm", help="Talk to an LLM backend (embedded, openai, transformers).")
+app.add_typer(personas.app, name="personas", help="Extract grounded personas from documents.")
+app.add_typer(recsys.app, name="recsys", help="Train and benchmark recommenders.")
+app.command("simulate", help="Run simulated users against a built-in popularity recommender.")(
+    simulate.simulate
+)
+app.add_typer(campaign.app, name="campaign", help="Run campaigns; score drift; offline A/B; report.")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,117 @@
+"""The persona card: the one record personas/ produces and simulator/ consumes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Bumped whenever a field changes meaning; readers refuse other versions.
+SCHEMA_VERSION = 1
+
+
+class BigFive(BaseModel):
+    """Big Five trait estimates, each in [0, 1] (0.5 = population middle)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    openness: float = Field(0.5, ge=0.0, le=1.0)
+    conscientiousness: float = Field(0.5, ge=0.0, le=1.0)
+    extraversion: float = Field(0.5, ge=0.0, le=1.0)
+    agreeableness: float = Field(0.5, ge=0.0, le=1.0)
+    neuroticism: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class Passage(BaseModel):
+    """A source passage that justifies a card; ``doc_id`` names the input document."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_id: str
+    text: str
+    score: float = Field(0.0, description="cosine similarity to the cluster centroid")
+
+
+class Fact(BaseModel):
+    """A stated fact usable for multiple-choice Q&A (graded by exact match).
+
+    ``value`` is one of ``choices``; ``evidence`` lists the source doc ids.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(description="what the fact is about, e.g. 'age group'")
+    question: str = Field(description="the question put to the simulated user")
+    value: str
+    choices: list[str] = Field(min_length=2)
+    evidence: list[str] = Field(default_factory=list)
+
+
+class PersonaCard(BaseModel):
+    """One grounded persona: every claim traces to ``passages`` / ``evidence``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    id: str
+    name: str
+    summary: str
+    traits: BigFive = Field(default_factory=BigFive)
+    likes: list[str] = Field(default_factory=list, description="subtopics this persona seeks")
+    dislikes: list[str] = Field(default_factory=list, description="subtopics this persona avoids")
+    facts: list[Fact] = Field(default_factory=list)
+    passages: list[Passage] = Field(default_factory=list, description="most representative, best first")
+    size: int = Field(0, ge=0, description="documents (or chunks) in the cluster")
+    centroid: list[float] = Field(default_factory=list)
+    source: str = Field("", description="corpus the persona was extracted from")
+    writer: str = Field("extractive", description="'extractive' or the LLM backend/model name")
+
+
+class PersonaFileError(ValueError):
+    """A personas.jsonl that cannot be used; the message names file and line."""
+
+
+def read_personas(path) -> list[PersonaCard]:
+    """Read ``personas.jsonl``; refuse empty files and other schema versions."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise PersonaFileError(f"{path}: no such personas file")
+    cards: list[PersonaCard] = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PersonaFileError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+        version = raw.get("schema_version") if isinstance(raw, dict) else None
+        if version != SCHEMA_VERSION:
+            raise PersonaFileError(
+                f"{path}:{lineno}: persona schema_version {version!r}, this personasim reads "
+                f"{SCHEMA_VERSION}; re-run `personasim personas extract`"
+            )
+        try:
+            cards.append(PersonaCard.model_validate(raw))
+        except Exception as exc:  # pydantic.ValidationError: keep first error only
+            first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
+            field = ".".join(str(p) for p in first["loc"])
+            raise PersonaFileError(f"{path}:{lineno}: field {field!r}: {first['msg']}") from None
+    if not cards:
+        raise PersonaFileError(f"{path}: contains no personas")
+    return cards
+
+
+def write_personas(cards: list[PersonaCard], path) -> None:
+    """Write cards one JSON line each (atomically: temp file then rename)."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for card in cards:
+            fh.write(card.model_dump_json() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,75 @@
+"""`embedded`: SmolLM2-135M-Instruct (GGUF) in process through llama-cpp-python.
+
+No network and no server. A JSON schema becomes a llama.cpp grammar, so even
+this small model returns parseable JSON (llama.cpp enforces enum, required
+and types, not numeric minimum/maximum: use enums for bounded values).
+llama.cpp contexts are not thread-safe: calls run one at a time in a worker
+thread, so the event loop stays free while the model works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+from simulator.llm.backends.base import Backend
+from simulator.llm.errors import LLMConfigError
+from simulator.llm.types import Message, RawCompletion
+
+
+class EmbeddedBackend(Backend):
+    name = "embedded"
+
+    def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 2048, n_threads: int | None = None):
+        if model_path is None:
+            from personas.assets import AssetMissingError, smollm2_gguf
+
+            try:
+                model_path = smollm2_gguf()
+            except AssetMissingError as exc:
+                raise LLMConfigError(str(exc)) from None
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise LLMConfigError(f"model file {model_path} does not exist; pass a .gguf path or run `make setup`")
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise LLMConfigError(
+                "backend 'embedded' needs llama-cpp-python: pip install 'llama-cpp-python[server]'"
+            ) from None
+        self.model = model_path.stem
+        self.model_path = model_path
+        self._llm = Llama(
+            model_path=str(model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads or os.cpu_count() or 1,
+            seed=0,
+            verbose=False,
+        )
+        self._lock = threading.Lock()
+
+    def _complete_sync(self, messages, temperature, max_tokens, seed, json_schema) -> RawCompletion:
+        kwargs = {}
+        if json_schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": json_schema}
+        with self._lock:
+            out = self._llm.create_chat_completion(
+                messages=list(messages),
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=seed,
+                **kwargs,
+            )
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return RawCompletion(
+            text=choice["message"]["content"] or "",
+            tokens_in=usage.get("prompt_tokens", 0),
+            tokens_out=usage.get("completion_tokens", 0),
+            finish_reason=choice.get("finish_reason"),
+        )
+
+    async def complete(self, messages: list[Message], *, temperature, max_tokens, seed, json_schema) -> RawCompletion:
+        return await asyncio.to_thread(self._complete_sync, messages, temperature, max_tokens, seed, json_schema)

@@ -1,0 +1,49 @@
+"""Shared fixtures: real local servers and the embedded model, started once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tests.servers.process import free_port, serve  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def embedded_backend():
+    """One in-process SmolLM2 for the whole run (loading is cheap; memory is not)."""
+    from simulator.llm import create_backend
+
+    return create_backend("embedded")
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """llama-cpp-python's own OpenAI-compatible server with the packaged SmolLM2."""
+    from personas.assets import smollm2_gguf
+
+    port = free_port()
+    args = ["-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
+            "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"]
+    with serve(args, port, timeout_s=120) as url:
+        yield url
+
+
+@pytest.fixture()
+def fault_server():
+    """Factory: fault_server(fault_rate=..., delay=..., hang=..., api_key_env=...) -> base URL."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**opts):
+            port = free_port()
+            args = ["-m", "tests.servers.fault_openai", "--port", str(port)]
+            for k, v in opts.items():
+                args += [f"--{k.replace('_', '-')}", str(v)]
+            return stack.enter_context(serve(args, port))
+
+        yield start
