@@ -1,5 +1,87 @@
-"""`personasim campaign ...` (filled in by its issue)."""
+"""`personasim campaign run | drift | ab | report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="Campaign YAML (see configs/default.yaml)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: events.jsonl, drift.json, ab.json, report.html."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed campaign in OUT."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local | ray (overrides the config)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (overrides the config)."),
+    no_report: bool = typer.Option(False, "--no-report", help="Only run the sessions."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Run a campaign end to end: personas, recommenders, sessions, drift, A/B, report."""
+    from evals.campaign import CampaignError, run_campaign
+    from evals.config import ConfigError, load_config
+    from simulator.llm import LLMConfigError
+
+    try:
+        cfg = load_config(config)
+        overrides = {k: v for k, v in {"executor": executor, "ray_address": ray_address}.items() if v is not None}
+        if overrides:
+            cfg = cfg.model_validate({**cfg.model_dump(), **overrides})
+        result = run_campaign(cfg, out, resume=resume, report=not no_report, show_progress=not quiet)
+    except (ConfigError, CampaignError, LLMConfigError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(result.describe())
+
+
+@app.command()
+def drift(run_dir: Path = typer.Argument(..., help="A campaign output folder.")) -> None:
+    """Write RUN_DIR/drift.json: run-to-run vs persona-to-persona variance, ICC, per persona."""
+    from evals.campaign import CampaignError, write_drift
+
+    try:
+        path, report = write_drift(run_dir)
+    except (CampaignError, ValueError) as exc:
+        _fail(exc)
+    for uv, d in report["by_user_variant"].items():
+        typer.echo(f"{uv:8s} ratio_within_over_between={d['ratio_within_over_between']} icc={d['icc']}")
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def ab(
+    run_dir: Path = typer.Argument(..., help="A campaign output folder."),
+    control: str = typer.Option(..., "--control", help="Control variant, e.g. mf."),
+    treatment: str = typer.Option(..., "--treatment", help="Treatment variant, e.g. ampcf."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation draws."),
+) -> None:
+    """Write RUN_DIR/ab.json: paired per-user differences with CIs, p-values, Holm."""
+    from evals.campaign import CampaignError, write_ab
+
+    try:
+        path, rows = write_ab(run_dir, control, treatment, seed=seed)
+    except (CampaignError, ValueError) as exc:
+        _fail(exc)
+    for r in rows:
+        typer.echo(f"{r['metric']:18s} diff={r['diff']:+.4f} CI=[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] "
+                   f"p={r['p_value']:.4f} p_holm={r['p_holm']:.4f}")
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A campaign output folder.")) -> None:
+    """(Re)render RUN_DIR/report.html and summary.md from its events."""
+    from evals.campaign import CampaignError, write_report
+
+    try:
+        html_path, _ = write_report(run_dir)
+    except (CampaignError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"wrote {html_path}")

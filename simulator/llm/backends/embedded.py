@@ -5,6 +5,14 @@ this small model returns parseable JSON (llama.cpp enforces enum, required
 and types, not numeric minimum/maximum: use enums for bounded values).
 llama.cpp contexts are not thread-safe: calls run one at a time in a worker
 thread, so the event loop stays free while the model works.
+
+By default every call starts from an empty KV cache (``reuse_prefix=False``):
+llama.cpp reuses the longest common prompt prefix of the previous call, and a
+prompt evaluated in two chunks can round differently from one evaluated at
+once, so the same (prompt, seed) could sample differently depending on what
+ran before it. Resetting makes an answer a function of its inputs alone, which
+is what lets a resumed or Ray-distributed campaign reproduce a local one.
+``benchmarks/llm_throughput.py`` measures what this costs.
 """
 
 from __future__ import annotations
@@ -22,7 +30,14 @@ from simulator.llm.types import Message, RawCompletion
 class EmbeddedBackend(Backend):
     name = "embedded"
 
-    def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 2048, n_threads: int | None = None):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        reuse_prefix: bool = False,
+    ):
         if model_path is None:
             from personas.assets import AssetMissingError, smollm2_gguf
 
@@ -48,6 +63,7 @@ class EmbeddedBackend(Backend):
             seed=0,
             verbose=False,
         )
+        self.reuse_prefix = reuse_prefix
         self._lock = threading.Lock()
 
     def _complete_sync(self, messages, temperature, max_tokens, seed, json_schema) -> RawCompletion:
@@ -55,6 +71,8 @@ class EmbeddedBackend(Backend):
         if json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": json_schema}
         with self._lock:
+            if not self.reuse_prefix:
+                self._llm.reset()
             out = self._llm.create_chat_completion(
                 messages=list(messages),
                 temperature=temperature,

@@ -1,0 +1,122 @@
+"""The campaign config: one pydantic model, built once from YAML, errors name the field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MODELS = ("pop", "mf", "ampcf")
+RERANKERS = ("mmr", "dpp", "calibration")
+
+
+class ConfigError(ValueError):
+    """A campaign config that cannot run; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LLMSettings(_Strict):
+    backend: str = Field("embedded", description="embedded | openai | transformers")
+    model: str | None = Field(None, description="model name (openai) or path (embedded, transformers)")
+    base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. a vLLM endpoint")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable that holds the key")
+    json_mode: Literal["json_schema", "json_object", "prompt"] = "json_schema"
+    concurrency: int = Field(4, ge=1, description="LLM calls in flight")
+    n_threads: int | None = Field(None, ge=1, description="embedded only: llama.cpp threads")
+    cache: bool = Field(True, description="on-disk response cache under OUT/llm_cache")
+
+    def backend_options(self) -> dict:
+        if self.backend == "openai":
+            return dict(model=self.model, base_url=self.base_url, api_key_env=self.api_key_env, json_mode=self.json_mode)
+        if self.backend == "embedded":
+            return dict(model_path=self.model, n_threads=self.n_threads)
+        return dict(model=self.model)
+
+
+class PersonaSource(_Strict):
+    path: str | None = Field(None, description="an existing personas.jsonl")
+    extract: str | None = Field(None, description="a document source to extract from, e.g. 'ml-100k-users'")
+    k: int = Field(4, ge=2, description="personas to extract")
+    max_personas: int | None = Field(None, ge=1, description="use only the first N personas")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.extract is None):
+            raise ValueError("give exactly one of 'path' or 'extract'")
+        return self
+
+
+class RecsysSettings(_Strict):
+    dataset: Literal["ml-100k"] = "ml-100k"
+    dim: int = Field(64, ge=2)
+    personas_k: int = Field(4, ge=1, description="AMP-CF persona vectors per user")
+    epochs: int = Field(30, ge=1)
+    rerank_lambda: float = Field(0.5, ge=0.0, le=1.0, description="relevance weight for MMR / calibration")
+    candidates: int = Field(100, ge=10, description="top-N handed to a reranker")
+    onboarding_pool: int = Field(30, ge=5, description="popular items a user picks liked ones from")
+
+
+class CampaignConfig(_Strict):
+    """Everything a campaign needs. Its hash stamps every event it writes."""
+
+    name: str = "campaign"
+    seed: int = 0
+    personas: PersonaSource
+    users_per_persona: int = Field(2, ge=1)
+    user_variants: list[Literal["layered", "naive"]] = Field(default_factory=lambda: ["layered"], min_length=1)
+    best_of: int = Field(1, ge=1, le=16, description="candidate turns per step; the most consistent is kept")
+    variants: list[str] = Field(min_length=1, description="recommender variants: model[+reranker]")
+    turns: int = Field(3, ge=1, le=50)
+    slate_size: int = Field(5, ge=2, le=20)
+    runs_per_user: int = Field(2, ge=1, description="repeats with different seeds (drift, A/A)")
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    recsys: RecsysSettings = Field(default_factory=RecsysSettings)
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(None, description="Ray cluster address; None starts a local Ray")
+    sessions_in_flight: int = Field(8, ge=1, description="sessions run concurrently (local executor)")
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, variants: list[str]) -> list[str]:
+        for v in variants:
+            model, _, reranker = v.partition("+")
+            if model not in MODELS or (reranker and reranker not in RERANKERS):
+                raise ValueError(
+                    f"unknown variant {v!r}: use MODEL[+RERANKER] with MODEL in {MODELS} and RERANKER in {RERANKERS}"
+                )
+        if len(set(variants)) != len(variants):
+            raise ValueError("variants repeat")
+        return variants
+
+    def config_hash(self) -> str:
+        """12 hex chars over the canonical JSON of everything that shapes results."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"executor", "ray_address", "sessions_in_flight"}), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def load_config(path: str | Path) -> CampaignConfig:
+    """Read and validate a YAML config; raise ConfigError naming file and field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        return CampaignConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{path}: field {field!r}: {msg}{more}") from None

@@ -1,0 +1,125 @@
+"""The campaign event log: one versioned record per simulated turn, append-only.
+
+`events.jsonl` is written one line per finished turn (flushed and fsynced),
+so a campaign killed at any point loses at most the turn in flight. A torn
+last line (no newline) is dropped on resume; nothing else is ever rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EVENTS_SCHEMA_VERSION = 1
+
+
+class SlateItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str
+    genres: list[str] = Field(default_factory=list)
+    persona: int | None = Field(None, description="index of the user's persona that produced it (AMP-CF), else None")
+
+
+class TurnEvent(BaseModel):
+    """One turn of one session: (variant, user, run, turn) is the unique key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = EVENTS_SCHEMA_VERSION
+    config_hash: str
+    seed: int = Field(description="the session's seed (derived from the campaign seed, variant, user, run)")
+    model: str = Field(description="LLM model name")
+    backend: str
+    variant: str = Field(description="recommender variant, e.g. 'mf', 'mf+dpp', 'ampcf'")
+    user_variant: str = Field(description="simulated-user variant: 'layered' or 'naive'")
+    user_id: str
+    persona_id: str
+    run: int
+    turn: int
+    layers: dict[str, Any] = Field(default_factory=dict)
+    slate: list[SlateItem] = Field(default_factory=list)
+    chosen: list[str] = Field(default_factory=list)
+    ratings: dict[str, int] = Field(default_factory=dict)
+    utterance: str = ""
+    stop: bool = False
+    ok: bool = True
+    error: str | None = None
+    consistency: dict[str, float | None] = Field(default_factory=dict, description="prompt_to_line, line_to_line, qa, reward")
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str, str, int, int]:
+        return (self.variant, self.user_variant, self.user_id, self.run, self.turn)
+
+
+class EventLogError(RuntimeError):
+    """An events file that belongs to another campaign or cannot be read."""
+
+
+def read_events(path: str | Path) -> Iterator[TurnEvent]:
+    """Yield every complete event; a torn final line (crash mid-write) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
+                return  # torn tail from a crash: the turn is redone on resume
+            try:
+                yield TurnEvent.model_validate_json(raw)
+            except ValueError as exc:
+                raise EventLogError(f"{path}:{lineno}: not a personasim turn event ({str(exc).splitlines()[0]})") from None
+
+
+class EventWriter:
+    """Appends events durably. Truncates a torn tail first so lines never merge."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._truncate_torn_tail()
+        self._fh = open(self.path, "ab")
+
+    def _truncate_torn_tail(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            if not data.endswith(b"\n"):
+                fh.truncate(data.rfind(b"\n") + 1)
+
+    def write(self, event: TurnEvent) -> None:
+        self._fh.write(event.model_dump_json().encode("utf-8") + b"\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "EventWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def events_frame(path: str | Path):
+    """All events as a pandas DataFrame (nested fields kept as Python objects)."""
+    import pandas as pd
+
+    rows = [e.model_dump() for e in read_events(path)]
+    if not rows:
+        raise EventLogError(f"{path}: no events")
+    return pd.DataFrame(rows)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)

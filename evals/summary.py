@@ -1,0 +1,105 @@
+"""From events (and the offline table) to the one dict the report renders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evals.config import CampaignConfig
+
+
+def _mean(values) -> float | None:
+    arr = np.asarray([v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))], dtype=float)
+    return float(arr.mean()) if arr.size else None
+
+
+def by_variant_table(df: pd.DataFrame) -> list[dict]:
+    """One row per (recommender variant, user variant): what the simulated users did."""
+    from evals.ab import per_user_metrics
+
+    rows = []
+    for (variant, uv), part in df.groupby(["variant", "user_variant"], sort=False):
+        users = per_user_metrics(part, variant)
+        ok = part[part["ok"]]
+        row = {
+            "variant": variant,
+            "user_variant": uv,
+            "sessions": int(part.groupby(["user_id", "run"]).ngroups),
+            "failed_turns": int((~part["ok"]).sum()),
+            "acceptance_rate": _mean(users["acceptance_rate"]),
+            "mean_rating": _mean(users["mean_rating"]),
+            "diversity": _mean(users["diversity"]),
+        }
+        for metric in ("prompt_to_line", "line_to_line", "qa"):
+            row[metric] = _mean(c.get(metric) for c in ok["consistency"])
+        rows.append(row)
+    return rows
+
+
+def attribution_examples(df: pd.DataFrame, limit: int = 12) -> list[dict]:
+    """Accepted items that carry a persona attribution (AMP-CF), a few per user."""
+    rows = []
+    for _, e in df[df["ok"]].iterrows():
+        by_id = {item["id"]: item for item in e["slate"]}
+        for item_id in e["chosen"]:
+            item = by_id.get(item_id)
+            if item is None or item.get("persona") is None:
+                continue
+            rows.append({"user_id": e["user_id"], "persona_id": e["persona_id"], "variant": e["variant"], "turn": e["turn"],
+                         "title": item["title"], "genres": item.get("genres", []), "persona_vector": item["persona"]})
+    seen, picked = {}, []
+    for r in rows:  # spread the examples over users
+        if seen.get(r["user_id"], 0) < 2:
+            seen[r["user_id"]] = seen.get(r["user_id"], 0) + 1
+            picked.append(r)
+    return picked[:limit]
+
+
+def aa_check(df: pd.DataFrame, variant: str, seed: int) -> dict | None:
+    """A/A: the same variant, run 0 against run 1 (different seeds), paired by user."""
+    from evals.ab import ab_table
+
+    part = df[(df["variant"] == variant) & (df["run"].isin([0, 1]))].copy()
+    if part["run"].nunique() < 2:
+        return None
+    part["variant"] = np.where(part["run"] == 0, "A1", "A2")
+    part["run"] = 0
+    rows = ab_table(part, "A1", "A2", seed=seed)
+    tested = [r for r in rows if r.get("p_holm") is not None and not np.isnan(r["p_holm"])]
+    n_sig = sum(r["p_holm"] < 0.05 for r in tested)
+    return {"variant": variant, "n_metrics": len(tested), "n_significant": n_sig,
+            "false_positive_rate": n_sig / len(tested) if tested else None, "rows": rows}
+
+
+def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame, embed=None) -> dict:
+    from evals.ab import ab_table
+    from evals.drift import drift_report
+
+    offline_path = run_dir / "models" / "offline.json"
+    offline = json.loads(offline_path.read_text())["rows"] if offline_path.exists() else []
+    control = cfg.variants[0]
+    abs_ = []
+    for treatment in cfg.variants[1:]:
+        abs_.append({"control": control, "treatment": treatment, "seed": cfg.seed,
+                     "rows": ab_table(df, control, treatment, seed=cfg.seed)})
+    first = df.iloc[0]
+    header = {
+        "name": cfg.name, "config_hash": cfg.config_hash(), "seed": cfg.seed,
+        "backend": first["backend"], "model": first["model"],
+        "n_events": int(len(df)), "n_failed": int((~df["ok"]).sum()),
+        "n_sessions": int(df.groupby(["variant", "user_variant", "user_id", "run"]).ngroups),
+        "tokens_in": int(df["tokens_in"].sum()), "tokens_out": int(df["tokens_out"].sum()),
+        "personas_k": cfg.recsys.personas_k,
+    }
+    return {
+        "header": header,
+        "offline": offline,
+        "by_variant": by_variant_table(df),
+        "drift": drift_report(df, embed=embed),
+        "ab": abs_,
+        "aa": aa_check(df, control, cfg.seed),
+        "attribution": attribution_examples(df),
+    }

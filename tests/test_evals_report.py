@@ -1,0 +1,66 @@
+"""The HTML report renders in a real headless Chromium with every plot visible."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+from evals.report import render_report
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def constructed_summary() -> dict:
+    personas = ["p0", "p1", "p2"]
+    drift = {
+        uv: {
+            "ratio_within_over_between": r, "icc": 1 - r / 2,
+            "per_persona": [{"persona_id": p, "ratio": r * (i + 1) / 2} for i, p in enumerate(personas)],
+            "consistency_by_turn": {"prompt_to_line": {"0": 0.9, "1": 0.8, "2": 0.7}},
+        }
+        for uv, r in (("layered", 0.3), ("naive", 1.2))
+    }
+    ab_rows = [{"metric": m, "control": 0.4, "treatment": 0.5, "diff": d, "ci_low": d - 0.05, "ci_high": d + 0.05,
+                "p_value": 0.01, "p_holm": 0.03, "n_users": 8}
+               for m, d in (("acceptance_rate", 0.1), ("diversity", 0.02), ("prompt_to_line", -0.01))]
+    return {
+        "header": {"name": "t", "config_hash": "abc123", "seed": 0, "backend": "embedded", "model": "m",
+                   "n_events": 10, "n_failed": 1, "n_sessions": 4, "tokens_in": 100, "tokens_out": 50, "personas_k": 4},
+        "offline": [{"variant": v, "ndcg@10": n, "ild@10": d} for v, n, d in
+                    (("mf", 0.07, 0.7), ("mf+dpp", 0.06, 0.8), ("ampcf", 0.072, 0.75))],
+        "by_variant": [{"variant": "mf", "user_variant": "layered", "sessions": 4, "acceptance_rate": 0.4, "diversity": 0.6},
+                       {"variant": "ampcf", "user_variant": "layered", "sessions": 4, "acceptance_rate": 0.5, "diversity": 0.7}],
+        "drift": {"by_user_variant": drift},
+        "ab": [{"control": "mf", "treatment": "ampcf", "rows": ab_rows}],
+        "aa": {"variant": "mf", "n_metrics": 5, "n_significant": 0, "false_positive_rate": 0.0},
+        "attribution": [{"user_id": "user-0000", "persona_id": "p0", "turn": 1, "title": "Heat <1995>",
+                         "genres": ["Action"], "persona_vector": 2}],
+    }
+
+
+def test_report_renders_with_every_plot_visible(tmp_path):
+    html_path, md_path = render_report(constructed_summary(), tmp_path)
+    page = html_path.read_text()
+    assert "Heat &lt;1995&gt;" in page  # escaped, not injected
+    assert "src='http" not in page and 'src="http' not in page  # self-contained
+    md = md_path.read_text()
+    assert "| acceptance_rate |" in md and "ampcf vs mf" in md
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is installed by `make test` (target chromium)"
+    profile = tmp_path / "profile"
+    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+                          "--dump-dom", html_path.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    n_plots = len(re.findall(r"<img class=.plot.", page))
+    assert n_plots == 5  # pareto, acceptance, drift, consistency, one A/B forest
+    assert "no data for this plot" not in page
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    assert f'data-plots="{n_plots}"' in body
+    assert f'data-plots-visible="{n_plots}"' in body
+
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1100,2600",
+                    f"--screenshot={shot}", html_path.as_uri()], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000
