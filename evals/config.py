@@ -60,7 +60,7 @@ class RecsysSettings(_Strict):
     epochs: int = Field(30, ge=1)
     rerank_lambda: float = Field(0.5, ge=0.0, le=1.0, description="relevance weight for MMR / calibration")
     candidates: int = Field(100, ge=10, description="top-N handed to a reranker")
-    onboarding_pool: int = Field(30, ge=5, description="popular items a user picks liked ones from")
+    onboarding_pool: int = Field(12, ge=3, description="popular items a user picks liked ones from")
 
 
 class CampaignConfig(_Strict):

@@ -67,7 +67,7 @@ class EventLogError(RuntimeError):
 def read_events(path: str | Path) -> Iterator[TurnEvent]:
     """Yield every complete event; a torn final line (crash mid-write) is skipped."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() or path.stat().st_size == 0:
         return
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):

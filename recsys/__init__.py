@@ -1,0 +1,13 @@
+"""Recommenders (Pop, MF, AMP-CF), post-hoc rerankers, metrics and the offline benchmark.
+
+recsys imports nothing else of personasim: loaders take paths.
+"""
+
+from recsys.data import DataError, Dataset, Split, full_train, leave_last_out, load_interactions, load_movielens, random_holdout
+from recsys.models import AMPCF, MF, Popularity, Recommender, RecsysError, TrainConfig, top_k
+from recsys.pipeline import Reranker, slate
+
+__all__ = [
+    "AMPCF", "DataError", "Dataset", "MF", "Popularity", "Recommender", "RecsysError", "Reranker", "Split",
+    "TrainConfig", "full_train", "leave_last_out", "load_interactions", "load_movielens", "random_holdout", "slate", "top_k",
+]

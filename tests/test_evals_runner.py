@@ -15,6 +15,10 @@ from evals.runner import Progress, Recorder, derive_seed, plan_jobs, run_local, 
 TURNS = 4
 
 
+class SimulatedCrash(Exception):
+    """The process dying mid-campaign (the real SIGKILL is in test_evals_campaign.py)."""
+
+
 class CountingWorld:
     """Emits TURNS turns per job; stops early for some users; can crash after N turns."""
 
@@ -26,7 +30,7 @@ class CountingWorld:
         for t in range(TURNS):
             await asyncio.sleep(0)
             if self.crash_after is not None and self.emitted >= self.crash_after:
-                raise KeyboardInterrupt  # the process dies mid-campaign
+                raise SimulatedCrash
             stop = job.user_index == 1 and t == 2
             on_turn(TurnEvent(config_hash="h", seed=job.seed, model="m", backend="b", variant=job.variant,
                               user_variant=job.user_variant, user_id=user_id_for(job.user_index), persona_id="p",
@@ -64,7 +68,7 @@ def test_resume_after_crash_and_torn_line_gives_exactly_the_uninterrupted_turns(
     crashed = tmp_path / "events.jsonl"
     try:
         _run(crashed, CountingWorld(crash_after=17), jobs)
-    except KeyboardInterrupt:
+    except SimulatedCrash:
         pass
     with open(crashed, "ab") as fh:
         fh.write(b'{"schema_version": 1, "config_ha')  # a write torn by SIGKILL

@@ -1,5 +1,36 @@
-"""`personasim recsys ...` (filled in by its issue)."""
+"""`personasim recsys bench`: the offline accuracy / diversity experiment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command()
+def bench(
+    dataset: str = typer.Option("ml-100k", "--dataset", help="ml-100k, or a CSV/Parquet of interactions."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="Item catalog for a CSV/Parquet dataset."),
+    out: Path = typer.Option(..., "--out", help="Folder for results.json and pareto.png."),
+    seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8) and MF + MMR / DPP / calibration; write the table and plot."""
+    from personas.assets import AssetMissingError, ml100k_dir
+    from recsys import DataError, RecsysError, load_interactions, load_movielens
+    from recsys.bench import BenchConfig, run_bench
+
+    try:
+        ds = load_movielens(ml100k_dir()) if dataset == "ml-100k" else load_interactions(dataset, catalog)
+        rows = run_bench(ds, out, BenchConfig(seed=seed), show_progress=not quiet)
+    except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    cols = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "train_s", "recommend_ms_per_user"]
+    typer.echo(f"{'variant':22s}" + "".join(f"{c:>21s}" for c in cols))
+    for r in rows:
+        typer.echo(f"{r['variant']:22s}" + "".join(f"{r[c]:21.4f}" for c in cols))
+    typer.echo(f"wrote {out / 'results.json'} and {out / 'pareto.png'}")

@@ -1,0 +1,215 @@
+"""Interactions and item catalogs: loading, id maps, and seeded splits.
+
+Protocol (the house default, documented in the README): implicit feedback,
+a rating >= 4 is a positive; lower ratings are neither positives nor
+negatives and are not used for training. Leave-last-out holds out each
+user's most recent positive (by timestamp) for test; a user needs at least
+two positives to be evaluated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+class DataError(ValueError):
+    """Interactions or a catalog that cannot be used; the message names file and column."""
+
+
+@dataclass
+class Dataset:
+    """Interactions with contiguous integer indices.
+
+    ``ratings``: columns user, item (int indices), rating (float), timestamp.
+    ``items``: one row per item index: item_id (raw id, str), title, year, genres (list[str]).
+    ``users``: one row per user index: user_id (raw id, str) and any demographics.
+    """
+
+    ratings: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    name: str = "dataset"
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def item_index(self, raw_ids) -> np.ndarray:
+        """Raw item ids -> indices; unknown ids raise DataError naming them."""
+        lookup = self._item_lookup()
+        missing = [r for r in raw_ids if str(r) not in lookup]
+        if missing:
+            raise DataError(f"unknown item id(s) {missing[:5]} in {self.name}")
+        return np.asarray([lookup[str(r)] for r in raw_ids], dtype=np.int64)
+
+    def _item_lookup(self) -> dict[str, int]:
+        if not hasattr(self, "_lookup"):
+            self._lookup = {str(r): i for i, r in enumerate(self.items["item_id"])}
+        return self._lookup
+
+    def genre_matrix(self) -> tuple[np.ndarray, list[str]]:
+        """Multi-hot genres [n_items, n_genres] and the genre names (sorted)."""
+        names = sorted({g for gs in self.items["genres"] for g in gs})
+        index = {g: j for j, g in enumerate(names)}
+        m = np.zeros((self.n_items, len(names)), dtype=np.float32)
+        for i, gs in enumerate(self.items["genres"]):
+            for g in gs:
+                m[i, index[g]] = 1.0
+        return m, names
+
+
+def _read_atomic(path: Path) -> pd.DataFrame:
+    """A RecBole atomic file: TSV whose header cells are ``name:type``."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    df.columns = [c.split(":")[0] for c in df.columns]
+    return df
+
+
+def _index(ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None, name: str) -> Dataset:
+    if ratings["rating"].isna().any():
+        bad = int(ratings["rating"].isna().sum())
+        raise DataError(f"{name}: {bad} rating(s) are NaN or not numbers; clean them or drop those rows")
+    items = items.drop_duplicates("item_id").reset_index(drop=True)
+    known = set(items["item_id"])
+    unknown = sorted(set(ratings["item_id"]) - known)
+    if unknown:
+        raise DataError(f"{name}: {len(unknown)} interaction item id(s) missing from the catalog, e.g. {unknown[:5]}")
+    user_ids = sorted(set(ratings["user_id"]), key=lambda s: (len(s), s))
+    if users is None:
+        users = pd.DataFrame({"user_id": user_ids})
+    else:
+        users = users.set_index("user_id").reindex(user_ids).reset_index()
+    uidx = {u: i for i, u in enumerate(users["user_id"])}
+    iidx = {it: i for i, it in enumerate(items["item_id"])}
+    out = pd.DataFrame({
+        "user": ratings["user_id"].map(uidx).to_numpy(np.int64),
+        "item": ratings["item_id"].map(iidx).to_numpy(np.int64),
+        "rating": ratings["rating"].to_numpy(np.float32),
+        "timestamp": ratings["timestamp"].to_numpy(np.float64),
+    })
+    return Dataset(out, items, users, name)
+
+
+def load_movielens(folder: str | Path) -> Dataset:
+    """MovieLens-100k from RecBole atomic files (ml-100k.inter / .item / .user) in ``folder``."""
+    folder = Path(folder)
+    inter = _read_atomic(folder / "ml-100k.inter")
+    inter["rating"] = pd.to_numeric(inter["rating"], errors="coerce")
+    inter["timestamp"] = pd.to_numeric(inter["timestamp"], errors="coerce")
+    item = _read_atomic(folder / "ml-100k.item")
+    items = pd.DataFrame({
+        "item_id": item["item_id"],
+        "title": item["movie_title"],
+        "year": item["release_year"],
+        "genres": [c.split() if c else [] for c in item["class"]],
+    })
+    users = _read_atomic(folder / "ml-100k.user")
+    return _index(inter, items, users, "ml-100k")
+
+
+def load_interactions(path: str | Path, catalog: str | Path | None = None, *, user_col="user_id", item_col="item_id",
+                      rating_col="rating", time_col="timestamp", title_col="title", genres_col="genres") -> Dataset:
+    """Generic CSV/Parquet interactions (+ optional catalog with title and '|'-separated genres).
+
+    A catalog without genres is allowed: genre-based diversity then falls back to
+    item-embedding cosine (see recsys.metrics / recsys.rerank).
+    """
+    def read(p: Path) -> pd.DataFrame:
+        if not p.is_file():
+            raise DataError(f"{p}: no such file")
+        return pd.read_parquet(p) if p.suffix in (".parquet", ".pq") else pd.read_csv(p)
+
+    path = Path(path)
+    df = read(path)
+    for col in (user_col, item_col):
+        if col not in df.columns:
+            raise DataError(f"{path}: no column {col!r}; columns are {list(df.columns)}")
+    ratings = pd.DataFrame({
+        "user_id": df[user_col].astype(str),
+        "item_id": df[item_col].astype(str),
+        "rating": pd.to_numeric(df[rating_col], errors="coerce") if rating_col in df else 5.0,
+        "timestamp": pd.to_numeric(df[time_col], errors="coerce") if time_col in df else np.arange(len(df), dtype=float),
+    })
+    if catalog is not None:
+        cat = read(Path(catalog))
+        if item_col not in cat.columns:
+            raise DataError(f"{catalog}: no column {item_col!r}; columns are {list(cat.columns)}")
+        items = pd.DataFrame({
+            "item_id": cat[item_col].astype(str),
+            "title": cat[title_col].astype(str) if title_col in cat else cat[item_col].astype(str),
+            "year": "",
+            "genres": [str(g).split("|") if isinstance(g, str) and g else [] for g in cat[genres_col]]
+            if genres_col in cat else [[] for _ in range(len(cat))],
+        })
+    else:
+        ids = sorted(ratings["item_id"].unique())
+        items = pd.DataFrame({"item_id": ids, "title": ids, "year": "", "genres": [[] for _ in ids]})
+    return _index(ratings, items, None, path.name)
+
+
+@dataclass
+class Split:
+    """Train positives as a CSR matrix [n_users, n_items] and one test item per evaluated user.
+
+    ``test_users`` [n_eval] and ``test_items`` [n_eval] align; ``seen`` is the
+    train matrix (excluded from ranking).
+    """
+
+    train: sp.csr_matrix
+    test_users: np.ndarray
+    test_items: np.ndarray
+    n_users: int
+    n_items: int
+    extra: dict = field(default_factory=dict)
+
+    def train_lists(self) -> list[np.ndarray]:
+        return [self.train.indices[self.train.indptr[u]: self.train.indptr[u + 1]] for u in range(self.n_users)]
+
+
+def _csr(users, items, n_users, n_items) -> sp.csr_matrix:
+    m = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(n_users, n_items))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def leave_last_out(ds: Dataset, min_rating: float = 4.0) -> Split:
+    """Each user's latest positive is the test item (ties broken by item index)."""
+    pos = ds.ratings[ds.ratings["rating"] >= min_rating].sort_values(["user", "timestamp", "item"], kind="stable")
+    if pos.empty:
+        raise DataError(f"{ds.name}: no interaction has rating >= {min_rating}")
+    counts = pos.groupby("user")["item"].transform("size")
+    pos = pos[counts >= 2]
+    last = pos.groupby("user").tail(1)
+    train = pos.drop(last.index)
+    return Split(_csr(train["user"].to_numpy(), train["item"].to_numpy(), ds.n_users, ds.n_items),
+                 last["user"].to_numpy(), last["item"].to_numpy(), ds.n_users, ds.n_items)
+
+
+def random_holdout(ds: Dataset, seed: int, min_rating: float = 4.0) -> Split:
+    """One random positive per user (with >= 2 positives) is the test item; seeded."""
+    rng = np.random.default_rng(seed)
+    pos = ds.ratings[ds.ratings["rating"] >= min_rating]
+    pos = pos[pos.groupby("user")["item"].transform("size") >= 2]
+    keys = rng.random(len(pos))
+    pick = pos.assign(_k=keys).sort_values(["user", "_k"]).groupby("user").head(1)
+    train = pos.drop(pick.index)
+    return Split(_csr(train["user"].to_numpy(), train["item"].to_numpy(), ds.n_users, ds.n_items),
+                 pick["user"].to_numpy(), pick["item"].to_numpy(), ds.n_users, ds.n_items)
+
+
+def full_train(ds: Dataset, min_rating: float = 4.0) -> sp.csr_matrix:
+    """All positives (for a model that serves simulated users, not for evaluation)."""
+    pos = ds.ratings[ds.ratings["rating"] >= min_rating]
+    return _csr(pos["user"].to_numpy(), pos["item"].to_numpy(), ds.n_users, ds.n_items)

@@ -1,0 +1,325 @@
+"""Recommenders behind one contract: fit / score / recommend / fold_in.
+
+Shapes: B users, M items, N = catalog size, K personas, d = embedding dim.
+
+- `Popularity`: train-count ranking.
+- `MF`: one vector per user, BPR loss (Rendle et al. 2009).
+- `AMPCF`: K persona vectors per user mixed by attention to the *candidate*
+  item: a_k = softmax_k(<W p_k, V q_j> / (tau sqrt(d))), x = sum_k a_k p_k,
+  score = <x, q_j> + b_j. Optional regularisers: per-item attention entropy
+  (push each item to one persona) and across-item entropy of the mean
+  attention (keep all personas in use). With K = 1 it is MF.
+
+All models train with the same BPR loop (`_fit_bpr`), so differences come from
+the user model, not the optimiser.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from tqdm import tqdm
+
+
+class RecsysError(ValueError):
+    """Bad input to a recommender (unknown ids, empty histories, K too large)."""
+
+
+@dataclass
+class TrainConfig:
+    dim: int = 64
+    epochs: int = 40
+    lr: float = 5e-3
+    batch_size: int = 2048
+    reg: float = 1e-4
+    negatives: int = 4
+    loss: str = "bpr"  # "bpr" (sampled negatives) or "softmax" (full catalog cross-entropy)
+    seed: int = 0
+
+
+class Recommender:
+    """fit(train CSR [n_users, n_items]) then score / recommend / fold_in."""
+
+    name = "base"
+    train_s: float = 0.0
+
+    def fit(self, train: sp.csr_matrix, show_progress: bool = False) -> "Recommender":
+        raise NotImplementedError
+
+    def score_all(self, users: np.ndarray) -> np.ndarray:
+        """Scores [B, N] for user indices [B]."""
+        raise NotImplementedError
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores [B, M] of items [M] (or [B, M]) for users [B]."""
+        users = self._check_users(users)
+        all_scores = self.score_all(users)
+        items = np.asarray(items)
+        self._check_items(items)
+        return np.take_along_axis(all_scores, np.broadcast_to(items, (len(users), items.shape[-1])), axis=1)
+
+    def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices [B, k] and their scores [B, k]; seen (train) items excluded."""
+        users = self._check_users(users)
+        scores = self.score_all(users).astype(np.float32, copy=True)
+        if exclude_seen:
+            seen = self._train[users]
+            scores[seen.nonzero()] = -np.inf
+        return top_k(scores, k)
+
+    # --- fold-in: a new user from a handful of liked items, item parameters frozen
+    def fold_in(self, liked: np.ndarray, steps: int = 60, seed: int = 0) -> np.ndarray:
+        """User parameters for liked item indices (shape depends on the model)."""
+        raise NotImplementedError
+
+    def score_params(self, params: np.ndarray) -> np.ndarray:
+        """Scores [N] for folded-in user parameters."""
+        raise NotImplementedError
+
+    def item_embeddings(self) -> np.ndarray | None:
+        return None
+
+    def _check_users(self, users) -> np.ndarray:
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        if users.size and (users.min() < 0 or users.max() >= self.n_users):
+            raise RecsysError(f"unknown user index {int(users.max() if users.max() >= self.n_users else users.min())}; "
+                              f"the model knows {self.n_users} users")
+        return users
+
+    def _check_items(self, items: np.ndarray) -> None:
+        if items.size and (items.min() < 0 or items.max() >= self.n_items):
+            raise RecsysError(f"unknown item index; the model knows {self.n_items} items")
+
+    def _remember(self, train: sp.csr_matrix) -> None:
+        if train.nnz == 0:
+            raise RecsysError("training matrix has no positives")
+        self._train = train.tocsr()
+        self.n_users, self.n_items = train.shape
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k [B, k] (indices, scores), best first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+class Popularity(Recommender):
+    name = "pop"
+
+    def fit(self, train, show_progress=False):
+        t0 = time.perf_counter()
+        self._remember(train)
+        self.counts = np.asarray(train.sum(axis=0)).ravel().astype(np.float32)
+        self.train_s = time.perf_counter() - t0
+        return self
+
+    def score_all(self, users):
+        return np.broadcast_to(self.counts, (len(users), self.n_items)).copy()
+
+    def fold_in(self, liked, steps=0, seed=0):
+        return np.zeros(0, dtype=np.float32)
+
+    def score_params(self, params):
+        return self.counts.copy()
+
+
+class _Net(nn.Module):
+    """Item side shared by MF and AMP-CF; the user side is K persona vectors (K=1: MF)."""
+
+    def __init__(self, n_users, n_items, dim, k, tau, generator):
+        super().__init__()
+        self.k, self.tau, self.dim = k, tau, dim
+        self.users = nn.Parameter(torch.randn(n_users, k, dim, generator=generator) * 0.1)
+        self.items = nn.Parameter(torch.randn(n_items, dim, generator=generator) * 0.1)
+        self.bias = nn.Parameter(torch.zeros(n_items))
+        if k > 1:
+            self.W = nn.Parameter(torch.eye(dim) + 0.01 * torch.randn(dim, dim, generator=generator))
+            self.V = nn.Parameter(torch.eye(dim) + 0.01 * torch.randn(dim, dim, generator=generator))
+
+    def attention(self, P: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+        """P [B, K, d], Q [M, d] (shared) or [B, M, d] -> attention [B, K, M] (softmax over K)."""
+        if self.k == 1:
+            return torch.ones(P.shape[0], 1, Q.shape[-2], dtype=P.dtype)
+        keys = P @ self.W.T  # [B, K, d]
+        queries = Q @ self.V.T
+        logits = keys @ (queries.T if queries.dim() == 2 else queries.transpose(1, 2))  # [B, K, M]
+        return torch.softmax(logits / (self.tau * self.dim ** 0.5), dim=1)
+
+    def scores(self, P: torch.Tensor, Q: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores [B, M] and attention [B, K, M]; Q is [M, d] (shared) or [B, M, d].
+
+        Laid out [B, K, M] so both products are plain batched matmuls.
+        """
+        per = P @ (Q.T if Q.dim() == 2 else Q.transpose(1, 2))  # [B, K, M]
+        if self.k == 1:
+            return per[:, 0] + b, torch.ones_like(per)
+        a = self.attention(P, Q)
+        return (a * per).sum(1) + b, a
+
+
+class _Factorised(Recommender):
+    """MF and AMP-CF: a `_Net` trained with BPR."""
+
+    k = 1
+    tau = 1.0
+
+    def __init__(self, config: TrainConfig | None = None, *, peak_reg: float = 0.0, spread_reg: float = 0.0, **overrides):
+        self.config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
+        self.peak_reg, self.spread_reg = peak_reg, spread_reg
+
+    def fit(self, train, show_progress=False):
+        self._remember(train)
+        if self.k > max(1, int(np.diff(self._train.indptr).max())):
+            raise RecsysError(f"K={self.k} personas but no user has more than "
+                              f"{int(np.diff(self._train.indptr).max())} positives")
+        c = self.config
+        gen = torch.Generator().manual_seed(c.seed)
+        self.net = _Net(self.n_users, self.n_items, c.dim, self.k, self.tau, gen)
+        coo = self._train.tocoo()
+        users_np, items_np = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        rng = np.random.default_rng(c.seed)
+        opt = torch.optim.Adam(self.net.parameters(), lr=c.lr)
+        t0 = time.perf_counter()
+        self.epoch_s: list[float] = []
+        for _ in tqdm(range(c.epochs), desc=f"train {self.name}", disable=not show_progress):
+            e0 = time.perf_counter()
+            order = rng.permutation(len(users_np))
+            for start in range(0, len(order), c.batch_size):
+                idx = order[start: start + c.batch_size]
+                u = torch.from_numpy(users_np[idx])
+                pos = torch.from_numpy(items_np[idx])
+                neg = torch.from_numpy(rng.integers(0, self.n_items, size=(len(idx), c.negatives)))
+                loss = self._loss(u, pos, neg)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            self.epoch_s.append(time.perf_counter() - e0)
+        self.train_s = time.perf_counter() - t0
+        self.net.eval()
+        return self
+
+    def _loss(self, u, pos, neg, P=None):
+        net = self.net
+        P = net.users[u] if P is None else P.expand(len(pos), -1, -1)
+        if self.config.loss == "softmax":
+            s, a = net.scores(P, net.items, net.bias)  # [B, N]
+            loss = torch.nn.functional.cross_entropy(s, pos)
+            loss = loss + self.config.reg * (P.pow(2).sum(-1).mean() + net.items[pos].pow(2).sum(-1).mean())
+            return loss + self._attention_reg(a)
+        cand = torch.cat([pos[:, None], neg], dim=1)  # [B, 1 + n_neg]
+        Q = net.items[cand]
+        s, a = net.scores(P, Q, net.bias[cand])
+        loss = -torch.nn.functional.logsigmoid(s[:, :1] - s[:, 1:]).mean()
+        loss = loss + self.config.reg * (P.pow(2).sum(-1).mean() + Q.pow(2).sum(-1).mean())
+        return loss + self._attention_reg(a)
+
+    def _attention_reg(self, a: torch.Tensor) -> torch.Tensor | float:
+        """a [B, K, M]: penalise per-item entropy (peaked), reward entropy of the mean (spread)."""
+        if self.k == 1 or not (self.peak_reg or self.spread_reg):
+            return 0.0
+        ent = -(a * a.clamp_min(1e-9).log()).sum(1).mean()
+        mean_a = a.mean(dim=2)  # [B, K]
+        spread = -(mean_a * mean_a.clamp_min(1e-9).log()).sum(-1).mean()
+        return self.peak_reg * ent - self.spread_reg * spread
+
+    @torch.no_grad()
+    def score_all(self, users):
+        users = self._check_users(users)
+        net = self.net
+        out = []
+        for start in range(0, len(users), 256):  # batched over users, never a loop over items
+            P = net.users[torch.from_numpy(users[start: start + 256].copy())]
+            s, _ = net.scores(P, net.items, net.bias)
+            out.append(s.numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.n_items), np.float32)
+
+    @torch.no_grad()
+    def explain(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Attention over each user's personas for items: [B, M, K] (argmax = dominant persona)."""
+        users = self._check_users(users)
+        items = np.asarray(items, dtype=np.int64)
+        self._check_items(items)
+        P = self.net.users[torch.from_numpy(users)]
+        Q = self.net.items[torch.from_numpy(items)]
+        return self.net.attention(P, Q).transpose(1, 2).numpy()
+
+    @torch.no_grad()
+    def explain_params(self, params: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Attention [M, K] for folded-in user parameters [K, d]."""
+        P = torch.from_numpy(np.asarray(params, np.float32))[None]
+        Q = self.net.items[torch.from_numpy(np.asarray(items, np.int64))]
+        return self.net.attention(P, Q)[0].T.numpy()
+
+    def fold_in(self, liked, steps=60, seed=0):
+        """Persona vectors [K, d] for a new user who liked ``liked`` (item indices); items frozen."""
+        liked = np.unique(np.asarray(liked, dtype=np.int64))
+        if liked.size == 0:
+            raise RecsysError("fold-in needs at least one liked item")
+        self._check_items(liked)
+        gen = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        Qliked = self.net.items.detach()[torch.from_numpy(liked)]
+        # start each persona at a different liked item so they can specialise
+        start = Qliked[torch.from_numpy(rng.choice(len(liked), size=self.k, replace=len(liked) < self.k))]
+        P = (start + 0.01 * torch.randn(self.k, self.config.dim, generator=gen)).clone().requires_grad_(True)
+        opt = torch.optim.Adam([P], lr=0.05)
+        pos = torch.from_numpy(np.resize(liked, max(len(liked), 32)))
+        for _ in range(steps):
+            neg = torch.from_numpy(rng.integers(0, self.n_items, size=(len(pos), self.config.negatives)))
+            with torch.enable_grad():
+                loss = self._loss(None, pos, neg, P=P[None])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return P.detach().numpy()
+
+    @torch.no_grad()
+    def score_params(self, params):
+        P = torch.from_numpy(np.asarray(params, np.float32))[None]
+        s, _ = self.net.scores(P, self.net.items, self.net.bias)
+        return s[0].numpy()
+
+    def item_embeddings(self):
+        return self.net.items.detach().numpy()
+
+    def save(self, path) -> None:
+        torch.save({"class": type(self).__name__, "config": asdict(self.config), "k": self.k, "tau": self.tau,
+                    "peak_reg": self.peak_reg, "spread_reg": self.spread_reg, "state": self.net.state_dict(),
+                    "train": self._train, "train_s": self.train_s}, path)
+
+    @classmethod
+    def load(cls, path) -> "_Factorised":
+        blob = torch.load(path, weights_only=False)
+        model = MF(TrainConfig(**blob["config"])) if blob["class"] == "MF" else AMPCF(
+            TrainConfig(**blob["config"]), k=blob["k"], tau=blob["tau"], peak_reg=blob["peak_reg"], spread_reg=blob["spread_reg"])
+        model._remember(blob["train"])
+        model.net = _Net(model.n_users, model.n_items, model.config.dim, model.k, model.tau, torch.Generator())
+        model.net.load_state_dict(blob["state"])
+        model.net.eval()
+        model.train_s = blob["train_s"]
+        return model
+
+
+class MF(_Factorised):
+    name = "mf"
+
+
+class AMPCF(_Factorised):
+    """Attentive multi-persona CF. ``k`` personas per user, attention temperature ``tau``."""
+
+    name = "ampcf"
+
+    def __init__(self, config: TrainConfig | None = None, *, k: int = 4, tau: float = 0.5, **kw):
+        if k < 1:
+            raise RecsysError(f"K must be >= 1, got {k}")
+        super().__init__(config, **kw)
+        self.k, self.tau = k, tau
+        self.name = f"ampcf-k{k}"

@@ -1,0 +1,61 @@
+"""A model plus an optional post-hoc reranker: one slate from one user's scores.
+
+Used by the offline benchmark (per test user) and by evals' adapter (per
+simulated user), so both see the exact same ranking code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys import rerank
+from recsys.metrics import genre_distribution
+
+RERANKERS = ("mmr", "dpp", "calibration")
+
+
+@dataclass
+class Reranker:
+    """``kind`` in RERANKERS; ``lam``: relevance weight (MMR, DPP theta) or calibration weight."""
+
+    kind: str
+    lam: float
+    candidates: int = 100
+
+    def __post_init__(self):
+        if self.kind not in RERANKERS:
+            raise ValueError(f"unknown reranker {self.kind!r}; choose one of {RERANKERS}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"reranker lambda must be in [0, 1], got {self.lam}")
+
+
+def slate(scores: np.ndarray, k: int, *, exclude: np.ndarray | None = None, reranker: Reranker | None = None,
+          genres: np.ndarray | None = None, embeddings: np.ndarray | None = None,
+          history: np.ndarray | None = None) -> np.ndarray:
+    """Top-k item indices [k] for one user's catalog scores [N], reranked if asked.
+
+    ``exclude``: item indices never shown (seen or already recommended).
+    ``history``: the user's positives, for calibration's target distribution.
+    """
+    s = np.asarray(scores, dtype=np.float64).copy()
+    if exclude is not None and len(exclude):
+        s[np.asarray(exclude, dtype=np.int64)] = -np.inf
+    n = int(np.isfinite(s).sum())
+    if reranker is None:
+        top = np.argpartition(-s, min(k, len(s) - 1))[:k]
+        return top[np.argsort(-s[top], kind="stable")][: min(k, n)]
+    m = min(reranker.candidates, n)
+    cand = np.argpartition(-s, m - 1)[:m]
+    cand = cand[np.argsort(-s[cand], kind="stable")]
+    rel = s[cand]
+    if reranker.kind == "calibration":
+        if genres is None:
+            raise ValueError("calibration needs item genres")
+        target = genre_distribution(history if history is not None and len(history) else cand, genres)
+        pos = rerank.calibrate(rel, genres[cand], target, k, reranker.lam)
+    else:
+        sim = rerank.item_similarity(cand, genres, embeddings)
+        pos = rerank.mmr(rel, sim, k, reranker.lam) if reranker.kind == "mmr" else rerank.dpp(rel, sim, k, reranker.lam)
+    return cand[pos]

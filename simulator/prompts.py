@@ -1,0 +1,31 @@
+"""Prompt templates (Jinja2 files in simulator/prompts/), rendered strictly.
+
+A missing variable is an error, not an empty string, so a template and the
+code that fills it cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+PROMPT_DIR = Path(__file__).parent / "prompts"
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(PROMPT_DIR),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        keep_trailing_newline=False,
+        autoescape=False,
+        auto_reload=False,  # a running campaign keeps the templates it started with
+    )
+
+
+def render(name: str, **values) -> str:
+    """Render ``simulator/prompts/<name>.j2`` with ``values``; surrounding whitespace stripped."""
+    return _env().get_template(f"{name}.j2").render(**values).strip()

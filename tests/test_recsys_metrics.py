@@ -1,0 +1,115 @@
+"""Metrics on hand-computed cases and against scikit-learn; rerankers; data loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import ndcg_score
+
+from recsys import DataError, Reranker, leave_last_out, load_interactions, load_movielens, random_holdout, slate
+from recsys import metrics, rerank
+
+RECS = np.array([[3, 1, 2], [0, 4, 5], [7, 8, 9]])
+TEST = np.array([1, 5, 0])  # ranks 2, 3, miss
+
+
+def test_ranking_metrics_by_hand():
+    assert metrics.hit_rate(RECS, TEST, 3) == pytest.approx(2 / 3)
+    assert metrics.recall(RECS, TEST, 1) == 0.0
+    assert metrics.mrr(RECS, TEST, 3) == pytest.approx((1 / 2 + 1 / 3) / 3)
+    assert metrics.ndcg(RECS, TEST, 3) == pytest.approx((1 / np.log2(3) + 1 / np.log2(4)) / 3)
+
+
+def test_ndcg_matches_sklearn():
+    rng = np.random.default_rng(0)
+    n_items, k = 30, 10
+    scores = rng.random((50, n_items))
+    test = rng.integers(0, n_items, 50)
+    recs = np.argsort(-scores, axis=1)[:, :k]
+    truth = np.zeros_like(scores)
+    truth[np.arange(50), test] = 1
+    assert metrics.ndcg(recs, test, k) == pytest.approx(ndcg_score(truth, scores, k=k), abs=1e-9)
+
+
+def test_diversity_coverage_gini_calibration():
+    genres = np.array([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=np.float32)
+    sim = metrics.genre_jaccard_sim(genres)
+    assert metrics.intra_list_diversity(np.array([[0, 1]]), sim) == 0.0
+    assert metrics.intra_list_diversity(np.array([[0, 2]]), sim) == 1.0
+    assert metrics.intra_list_diversity(np.array([[0, 3]]), sim) == pytest.approx(0.5)
+    recs = np.array([[0, 1], [0, 1]])
+    assert metrics.coverage(recs, 4) == 0.5
+    assert metrics.gini(np.array([[0, 1, 2, 3]]), 4) == pytest.approx(0.0)
+    assert metrics.gini(np.array([[0, 0, 0, 0]]), 4) == pytest.approx(0.75)
+    # history all genre 0; a list of genre-0 items is perfectly calibrated
+    assert metrics.calibration_kl(np.array([[0, 1]]), [np.array([0, 1])], genres) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.calibration_kl(np.array([[2]]), [np.array([0])], genres) > 3.0
+
+
+def test_persona_coverage_by_hand():
+    genres = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=np.float32)
+    history = [np.array([0, 3, 1])]  # tastes: genre 0 (2/3) and genre 1 (1/3)
+    assert metrics.persona_coverage(np.array([[0, 3]]), history, genres) == 0.5
+    assert metrics.persona_coverage(np.array([[0, 1]]), history, genres) == 1.0
+    assert np.isnan(metrics.persona_coverage(np.array([[0]]), [np.array([0])], genres))  # one taste: not counted
+
+
+def test_rerankers_trade_relevance_for_diversity():
+    genres = np.array([[1, 0, 0]] * 6 + [[0, 1, 0]] * 2 + [[0, 0, 1]] * 2, dtype=np.float32)
+    rel = np.linspace(1.0, 0.1, 10)  # all genre-0 items are the most relevant
+    sim = rerank.item_similarity(np.arange(10), genres, None)
+    assert list(rerank.mmr(rel, sim, 3, lam=1.0)) == [0, 1, 2]
+    assert set(genres[rerank.mmr(rel, sim, 3, lam=0.3)].argmax(1)) == {0, 1, 2}
+    assert list(rerank.dpp(rel, sim, 1, theta=0.7)) == [0]
+    assert set(genres[rerank.dpp(rel, sim, 3, theta=0.5)].argmax(1)) == {0, 1, 2}
+    cal = rerank.calibrate(rel, genres, np.array([1 / 3, 1 / 3, 1 / 3]), 3, lam=0.9)
+    assert set(genres[cal].argmax(1)) == {0, 1, 2}
+    assert list(rerank.calibrate(rel, genres, np.array([1.0, 0, 0]), 3, lam=0.5)) == [0, 1, 2]
+
+
+def test_slate_excludes_and_falls_back_to_embeddings():
+    scores = np.arange(10, dtype=float)[::-1]
+    assert list(slate(scores, 3, exclude=np.array([0, 2]))) == [1, 3, 4]
+    emb = np.eye(10)[np.repeat(np.arange(5), 2)]  # pairs of identical items
+    out = slate(scores, 3, reranker=Reranker("mmr", 0.3), embeddings=emb)  # no genres: embedding cosine
+    assert len({int(i) // 2 for i in out}) == 3
+    with pytest.raises(ValueError, match="unknown reranker"):
+        Reranker("shuffle", 0.5)
+
+
+def test_movielens_and_splits():
+    from personas.assets import ml100k_dir
+
+    ds = load_movielens(ml100k_dir())
+    assert (ds.n_users, ds.n_items, len(ds.ratings)) == (943, 1682, 100_000)
+    assert ds.items.loc[0, "title"] == "Toy Story" and "Comedy" in ds.items.loc[0, "genres"]
+    s = leave_last_out(ds)
+    pos = ds.ratings[ds.ratings["rating"] >= 4]
+    for u, i in list(zip(s.test_users, s.test_items))[:50]:
+        assert pos[(pos["user"] == u)]["timestamp"].max() == pos[(pos["user"] == u) & (pos["item"] == i)]["timestamp"].max()
+        assert s.train[u, i] == 0
+    assert s.train.nnz + len(s.test_users) == len(pos[pos.groupby("user")["item"].transform("size") >= 2])
+    r1, r2 = random_holdout(ds, seed=1), random_holdout(ds, seed=1)
+    assert np.array_equal(r1.test_items, r2.test_items)
+    assert not np.array_equal(r1.test_items, random_holdout(ds, seed=2).test_items)
+    with pytest.raises(DataError, match="unknown item id"):
+        ds.item_index(["999999"])
+
+
+def test_generic_loader_bad_input(tmp_path):
+    p = tmp_path / "inter.csv"
+    pd.DataFrame({"user_id": [1, 1, 2], "item_id": ["a", "b", "a"], "rating": [5, "x", 4]}).to_csv(p, index=False)
+    with pytest.raises(DataError, match="NaN"):
+        load_interactions(p)
+    pd.DataFrame({"user": [1], "item_id": ["a"]}).to_csv(p, index=False)
+    with pytest.raises(DataError, match="no column 'user_id'"):
+        load_interactions(p)
+    pd.DataFrame({"user_id": [1, 2, 2], "item_id": ["a", "b", "c"], "rating": [5, 4, 5]}).to_csv(p, index=False)
+    cat = tmp_path / "cat.csv"
+    pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"]}).to_csv(cat, index=False)
+    with pytest.raises(DataError, match="missing from the catalog"):
+        load_interactions(p, cat)
+    pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["A", "B", "C"]}).to_csv(cat, index=False)
+    ds = load_interactions(p, cat)
+    assert ds.n_items == 3 and ds.genre_matrix()[0].shape == (3, 0)  # no genres: embeddings fallback

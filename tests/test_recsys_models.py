@@ -1,0 +1,120 @@
+"""One contract for every recommender, the planted-taste fixture, fold-in, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recsys import AMPCF, MF, Popularity, RecsysError, TrainConfig
+from tests.recsys_fixtures import planted
+
+torch.set_num_threads(1)
+TC = TrainConfig(dim=16, epochs=30, lr=1e-2, reg=1e-3, batch_size=256, loss="softmax", seed=0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return planted(major=0.7)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    train = data[0]
+    return {
+        "pop": Popularity().fit(train),
+        "mf": MF(TC).fit(train),
+        "mf-bpr": MF(TC, loss="bpr", epochs=15).fit(train),
+        "ampcf-k1": AMPCF(TC, k=1).fit(train),
+        "ampcf-k2": AMPCF(TC, k=2, tau=0.5).fit(train),
+        "ampcf-k2-reg": AMPCF(TC, k=2, tau=0.5, peak_reg=0.05, spread_reg=0.05).fit(train),
+    }
+
+
+MODELS = ["pop", "mf", "mf-bpr", "ampcf-k1", "ampcf-k2", "ampcf-k2-reg"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_contract_shapes_order_and_exclusion(fitted, data, name):
+    model, train = fitted[name], data[0]
+    users = np.array([0, 5, 17])
+    ids, scores = model.recommend(users, k=7)
+    assert ids.shape == scores.shape == (3, 7)
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    for row, u in zip(ids, users):
+        assert not set(row) & set(train[u].indices)  # seen items excluded
+        assert len(set(row)) == 7
+    full = model.score_all(users)
+    assert full.shape == (3, train.shape[1])
+    np.testing.assert_allclose(model.score(users, ids[0]), full[:, ids[0]], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS[1:])
+def test_contract_learns_the_planted_tastes(fitted, data, name):
+    """Top-10 items come from the user's own two clusters far above chance (2/4)."""
+    train, user_clusters, item_cluster, _ = data
+    ids, _ = fitted[name].recommend(np.arange(train.shape[0]), k=10)
+    own = np.mean([np.isin(item_cluster[row], user_clusters[u]).mean() for u, row in enumerate(ids)])
+    assert own > 0.9
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_contract_bad_ids_are_clear_errors(fitted, name):
+    with pytest.raises(RecsysError, match="unknown user"):
+        fitted[name].recommend(np.array([10_000]), k=3)
+    with pytest.raises(RecsysError, match="unknown item"):
+        fitted[name].score(np.array([0]), np.array([10_000]))
+
+
+def test_ampcf_k1_matches_mf(fitted, data):
+    train = data[0]
+    users = np.arange(train.shape[0])
+    a, _ = fitted["mf"].recommend(users, 10)
+    b, _ = fitted["ampcf-k1"].recommend(users, 10)
+    assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]) > 0.95
+
+
+def test_ampcf_personas_align_with_planted_clusters(fitted, data):
+    """Each user's two clusters are explained by different personas (chance: 1/2)."""
+    train, user_clusters, item_cluster, _ = data
+    model = fitted["ampcf-k2"]
+    distinct = []
+    for u, (a, b) in enumerate(user_clusters):
+        att_a = model.explain([u], np.flatnonzero(item_cluster == a))[0].mean(0)
+        att_b = model.explain([u], np.flatnonzero(item_cluster == b))[0].mean(0)
+        distinct.append(att_a.argmax() != att_b.argmax())
+    assert np.mean(distinct) > 0.65
+    att = model.explain([0], np.arange(5))
+    assert att.shape == (1, 5, 2) and np.allclose(att.sum(-1), 1.0)
+
+
+@pytest.mark.parametrize("name", ["mf", "ampcf-k2"])
+def test_fold_in_serves_a_new_user_from_liked_items(fitted, data, name):
+    _, _, item_cluster, _ = data
+    model = fitted[name]
+    liked = np.flatnonzero(item_cluster == 2)[:6]
+    params = model.fold_in(liked, seed=1)
+    assert params.shape == (model.k, TC.dim)
+    scores = model.score_params(params)
+    top = np.argsort(-scores)[:10]
+    assert np.mean(item_cluster[top] == 2) > 0.8
+    np.testing.assert_allclose(params, model.fold_in(liked, seed=1))  # seeded
+
+
+def test_save_and_load_round_trip(fitted, tmp_path):
+    model = fitted["ampcf-k2"]
+    model.save(tmp_path / "m.pt")
+    again = AMPCF.load(tmp_path / "m.pt")
+    np.testing.assert_allclose(again.score_all(np.array([3])), model.score_all(np.array([3])), rtol=1e-6)
+
+
+def test_bad_training_input(data):
+    import scipy.sparse as sp
+
+    with pytest.raises(RecsysError, match="no positives"):
+        MF(TC).fit(sp.csr_matrix((3, 4), dtype=np.float32))
+    tiny = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 0]], dtype=np.float32))
+    with pytest.raises(RecsysError, match="K=8 personas"):
+        AMPCF(TC, k=8).fit(tiny)
+    with pytest.raises(RecsysError, match="at least one liked"):
+        MF(TC, epochs=1).fit(data[0]).fold_in(np.array([], dtype=np.int64))
