@@ -26,9 +26,7 @@ chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 run: setup
-	$(VENV)/bin/personasim llm generate --backend embedded --seed 0 \
-		--system "You are Maya, 34, a nurse on night shifts who unwinds with comedies." \
-		--prompt "Introduce yourself as JSON." --json-schema configs/persona_answer.schema.json
+	$(VENV)/bin/personasim campaign run configs/default.yaml --out runs/default --resume
 
 test: setup chromium
 	$(PY) -m pytest -q

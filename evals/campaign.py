@@ -36,10 +36,12 @@ class CampaignResult:
     new_turns: int
     total_turns: int
     seconds: float
+    sessions_s: float
     report: Path | None
 
     def describe(self) -> str:
-        s = f"campaign {self.config_hash}: {self.new_turns} new turns ({self.total_turns} in all) in {self.seconds:.0f}s -> {self.out_dir}"
+        s = (f"campaign {self.config_hash}: {self.new_turns} new turns ({self.total_turns} in all) in {self.seconds:.0f}s "
+             f"(sessions ran in {self.sessions_s:.2f}s) -> {self.out_dir}")
         return s + (f"\nreport: {self.report}" if self.report else "")
 
 
@@ -99,11 +101,13 @@ def run_campaign(cfg: CampaignConfig, out: str | Path, *, resume: bool = False, 
         with EventWriter(events_path) as writer:
             recorder = Recorder(writer, progress)
             if cfg.executor == "ray":
+                sessions_started = time.perf_counter()  # Ray workers build their worlds inside this
                 run_ray((cfg.model_dump_json(), str(out)), jobs, recorder, cfg.ray_address, show_progress)
             else:
                 import asyncio
 
                 world = CampaignWorld.load(cfg.model_dump_json(), str(out))
+                sessions_started = time.perf_counter()
                 try:
                     asyncio.run(run_local(world, jobs, recorder, cfg.sessions_in_flight, show_progress))
                 finally:
@@ -114,9 +118,10 @@ def run_campaign(cfg: CampaignConfig, out: str | Path, *, resume: bool = False, 
             f"cannot write {events_path} ({exc.strerror or exc}): the {n} turns written so far are safe; "
             f"fix it and rerun with --resume"
         ) from None
+    sessions_s = time.perf_counter() - sessions_started
     report_path = write_report(out)[0] if report else None
     return CampaignResult(out, cfg.config_hash(), recorder.new_turns, len(progress.written),
-                          time.perf_counter() - started, report_path)
+                          time.perf_counter() - started, sessions_s, report_path)
 
 
 def _frame(run_dir: Path):

@@ -6,7 +6,9 @@ Each request's fault is a pure function of (seed, request text, attempt number
 for that text), so a run is reproducible whatever the arrival order. Faults:
 429 with Retry-After, 500, a hang past the client's timeout, a truncated JSON
 body, a non-JSON body. A healthy answer echoes the last user message as JSON
-({"echo": ...}), so a test can check each answer went to its own request.
+({"echo": ...}), so a test can check each answer went to its own request;
+with --answer-schema, a request with a JSON schema gets a minimal valid
+instance instead (campaign benchmarks need answers a simulator accepts).
 GET /stats tells how many healthy answers each text received.
 """
 
@@ -26,8 +28,28 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 FAULTS = ("429", "500", "hang", "truncated", "nonjson")
 
 
+def minimal_instance(schema: dict):
+    """The smallest value that satisfies the simple JSON schemas personasim sends."""
+    if "enum" in schema:
+        return schema["enum"][-1]
+    kind = schema.get("type")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {k: minimal_instance(props[k]) for k in schema.get("required", props)}
+    if kind == "array":
+        return [minimal_instance(schema.get("items", {})) for _ in range(max(1, schema.get("minItems", 0)))][: schema.get("maxItems", 1)]
+    if kind == "string":
+        return "Sounds good"
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 1)
+    if kind == "boolean":
+        return False
+    return None
+
+
 def build_app(
     *, fault_rate: float, delay_s: float, hang_s: float, seed: int, api_key: str | None = None,
+    answer_schema: bool = False,
     faults: tuple[str, ...] = FAULTS,
 ) -> FastAPI:
     app = FastAPI()
@@ -68,7 +90,9 @@ def build_app(
         if fault == "hang":
             await asyncio.sleep(hang_s)
             return JSONResponse({"error": {"message": "late"}}, status_code=504)
-        content = json.dumps({"echo": text})
+        fmt = body.get("response_format") or {}
+        schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema")
+        content = json.dumps(minimal_instance(schema) if answer_schema and schema else {"echo": text})
         payload = {
             "id": f"chatcmpl-{attempts[text]}",
             "object": "chat.completion",
@@ -96,11 +120,14 @@ def main() -> None:
     p.add_argument("--hang", type=float, default=5.0, help="seconds a 'hang' fault waits")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--api-key-env", default=None, help="require the key held in this environment variable")
+    p.add_argument("--answer-schema", action="store_true",
+                   help="answer a request that carries a JSON schema with a minimal valid instance (not an echo)")
     a = p.parse_args()
     import os
 
     key = os.environ[a.api_key_env] if a.api_key_env else None
-    app = build_app(fault_rate=a.fault_rate, delay_s=a.delay, hang_s=a.hang, seed=a.seed, api_key=key)
+    app = build_app(fault_rate=a.fault_rate, delay_s=a.delay, hang_s=a.hang, seed=a.seed, api_key=key,
+                    answer_schema=a.answer_schema)
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
 
 

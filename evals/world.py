@@ -1,0 +1,219 @@
+"""Everything a campaign session needs, built once per process.
+
+`prepare` (driver only, once per campaign folder) extracts the personas and
+trains the recommenders, saving both under OUT so that a resumed run or a Ray
+worker loads instead of rebuilding. `CampaignWorld.load` reads them back and
+`run_job` plays one session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from evals.config import CampaignConfig
+from evals.events import SlateItem, TurnEvent
+from evals.runner import Job, user_id_for
+
+log = logging.getLogger(__name__)
+
+
+def _personas_path(cfg: CampaignConfig, out: Path) -> Path:
+    return Path(cfg.personas.path) if cfg.personas.path else out / "personas" / "personas.jsonl"
+
+
+def _model_names(cfg: CampaignConfig) -> list[str]:
+    return sorted({v.partition("+")[0] for v in cfg.variants} - {"pop"})
+
+
+def _dataset():
+    from personas.assets import ml100k_dir
+    from recsys import load_movielens
+
+    return load_movielens(ml100k_dir())
+
+
+def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
+    """Extract personas and train models unless OUT already holds them."""
+    from recsys import AMPCF, MF, leave_last_out
+    from recsys.bench import DEFAULT_TRAIN, evaluate
+
+    personas_path = _personas_path(cfg, out)
+    if cfg.personas.extract and not personas_path.exists():
+        from personas import extract_personas, load_documents
+
+        log.info("extracting %d personas from %s", cfg.personas.k, cfg.personas.extract)
+        result = extract_personas(load_documents(cfg.personas.extract), k=cfg.personas.k, seed=cfg.seed,
+                                  cache_dir=out / "personas" / "embeddings", show_progress=show_progress)
+        result.write(personas_path.parent)
+    models_dir = out / "models"
+    offline = models_dir / "offline.json"
+    if offline.exists():
+        return
+    models_dir.mkdir(parents=True, exist_ok=True)
+    ds = _dataset()
+    split = leave_last_out(ds)
+    genres, _ = ds.genre_matrix()
+    rc = cfg.recsys
+    train = DEFAULT_TRAIN.__class__(**{**DEFAULT_TRAIN.__dict__, "dim": rc.dim, "epochs": rc.epochs, "seed": cfg.seed})
+    from recsys import Popularity, Reranker
+
+    models = {"pop": Popularity().fit(split.train)}
+    for name in _model_names(cfg):
+        model = MF(train) if name == "mf" else AMPCF(train, k=rc.personas_k, tau=0.5)
+        model.fit(split.train, show_progress=show_progress)
+        model.save(models_dir / f"{name}.pt")
+        models[name] = model
+    rows = []
+    for variant in cfg.variants:
+        base, _, rr = variant.partition("+")
+        reranker = Reranker(rr, rc.rerank_lambda, rc.candidates) if rr else None
+        rows.append(evaluate(variant, models[base], split, genres, 10, reranker))
+    tmp = offline.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"config_hash": cfg.config_hash(), "seed": cfg.seed, "rows": rows}, indent=2))
+    tmp.replace(offline)
+
+
+def movielens_items(ds):
+    """simulator Items for a recsys Dataset, and popularity (number of ratings) per item."""
+    from simulator import Item
+
+    counts = np.bincount(ds.ratings["item"].to_numpy(), minlength=ds.n_items)
+    items = [
+        Item(id=str(r.item_id), title=r.title, facets={"genres": list(r.genres), **({"year": [r.year]} if r.year else {})})
+        for r in ds.items.itertuples(index=False)
+    ]
+    return items, [float(c) for c in counts]
+
+
+class RecsysAdapter:
+    """A trained recsys model (+ optional reranker) behind the simulator's RecommenderProtocol.
+
+    One per session. Onboarding likes fold the user in (item parameters frozen);
+    every chosen or >= 4-rated item refolds; items already shown are never shown
+    again. With AMP-CF each slate item carries the index of the persona whose
+    attention dominated (``item.meta['persona']``).
+    """
+
+    def __init__(self, model, reranker, items, popularity, genres, seed: int):
+        self.model, self.reranker, self.items = model, reranker, items
+        self.popularity = np.asarray(popularity, dtype=np.float64)
+        self.genres, self.seed = genres, seed
+        self.index = {it.id: i for i, it in enumerate(items)}
+        self.liked: list[int] = []
+        self.shown: set[int] = set()
+        self.params = None
+
+    def _refold(self) -> None:
+        if self.liked and hasattr(self.model, "fold_in"):
+            self.params = self.model.fold_in(np.asarray(self.liked), seed=self.seed)
+
+    def onboard(self, liked_item_ids: list[str]) -> None:
+        self.liked += [self.index[i] for i in liked_item_ids if i in self.index]
+        self.shown.update(self.liked)
+        self._refold()
+
+    def recommend(self, history, k: int):
+        from recsys import slate
+
+        self.shown.update(self.index[f.item_id] for f in history if f.item_id in self.index)
+        scores = self.model.score_params(self.params) if self.params is not None else self.popularity
+        emb = self.model.item_embeddings() if hasattr(self.model, "item_embeddings") else None
+        picked = slate(scores, k, exclude=np.fromiter(self.shown, dtype=np.int64), reranker=self.reranker,
+                       genres=self.genres, embeddings=emb, history=np.asarray(self.liked, dtype=np.int64))
+        self.shown.update(int(i) for i in picked)
+        out = [self.items[int(i)] for i in picked]
+        if self.params is not None and getattr(self.model, "k", 1) > 1:
+            dominant = self.model.explain_params(self.params, picked).argmax(1)
+            out = [it.model_copy(update={"meta": {**it.meta, "persona": int(p)}}) for it, p in zip(out, dominant)]
+        return out
+
+    def observe(self, feedback) -> None:
+        idx = self.index.get(feedback.item_id)
+        if idx is None:
+            return
+        self.shown.add(idx)
+        if (feedback.chosen or (feedback.rating or 0) >= 4) and idx not in self.liked:
+            self.liked.append(idx)
+            self._refold()
+
+
+class CampaignWorld:
+    """Personas, users, catalog, models and the LLM client of one campaign, in one process."""
+
+    def __init__(self, cfg: CampaignConfig, out: Path):
+        from personas.card import read_personas
+        from recsys import AMPCF, MF, Popularity, leave_last_out
+        from simulator import sample_users
+        from simulator.llm import create_client
+
+        self.cfg, self.out = cfg, out
+        cards = read_personas(_personas_path(cfg, out))
+        if cfg.personas.max_personas:
+            cards = cards[: cfg.personas.max_personas]
+        n = len(cards) * cfg.users_per_persona
+        self.users = {
+            uv: [p.model_copy(update={"user_id": user_id_for(i)})
+                 for i, p in enumerate(sample_users(cards, n, cfg.seed, variant=uv))]
+            for uv in cfg.user_variants
+        }
+        ds = _dataset()
+        self.items, self.popularity = movielens_items(ds)
+        self.genres, _ = ds.genre_matrix()
+        self.models = {"pop": Popularity().fit(leave_last_out(ds).train)}
+        for name in _model_names(cfg):
+            self.models[name] = (MF if name == "mf" else AMPCF).load(out / "models" / f"{name}.pt")
+        llm = cfg.llm
+        self.llm = create_client(llm.backend, concurrency=llm.concurrency,
+                                 cache_dir=out / "llm_cache" if llm.cache else None, **llm.backend_options())
+        self.config_hash = cfg.config_hash()
+
+    @classmethod
+    def load(cls, config_json: str, out: str) -> "CampaignWorld":
+        return cls(CampaignConfig.model_validate_json(config_json), Path(out))
+
+    @staticmethod
+    def n_users(cfg: CampaignConfig, out: Path) -> int:
+        from personas.card import read_personas
+
+        n = len(read_personas(_personas_path(cfg, out)))
+        return min(n, cfg.personas.max_personas or n) * cfg.users_per_persona
+
+    def recommender(self, variant: str, seed: int) -> RecsysAdapter:
+        from recsys import Reranker
+
+        base, _, rr = variant.partition("+")
+        rc = self.cfg.recsys
+        reranker = Reranker(rr, rc.rerank_lambda, rc.candidates) if rr else None
+        return RecsysAdapter(self.models[base], reranker, self.items, self.popularity, self.genres, seed)
+
+    async def run_job(self, job: Job, on_turn) -> None:
+        from simulator import SessionSettings, derive_seed, run_session, sample_pool
+
+        cfg = self.cfg
+        profile = self.users[job.user_variant][job.user_index]
+        pool = sample_pool(self.items, self.popularity, cfg.recsys.onboarding_pool, derive_seed(job.seed, "pool"))
+
+        def record(turn) -> None:
+            on_turn(TurnEvent(
+                config_hash=self.config_hash, seed=job.seed, model=turn.model or self.llm.model, backend=self.llm.name,
+                variant=job.variant, user_variant=job.user_variant, user_id=profile.user_id,
+                persona_id=profile.persona.id, run=job.run, turn=turn.turn, layers=turn.layers,
+                slate=[SlateItem(id=it.id, title=it.title, genres=it.facets.get("genres", []), persona=it.meta.get("persona"))
+                       for it in turn.slate],
+                chosen=turn.chosen, ratings=turn.ratings, utterance=turn.utterance, stop=turn.stop, ok=turn.ok,
+                error=turn.error, consistency=turn.consistency, tokens_in=turn.tokens_in, tokens_out=turn.tokens_out,
+                latency_s=turn.latency_s,
+            ))
+
+        await run_session(profile, self.recommender(job.variant, job.seed), cfg.turns, job.seed, self.llm,
+                          settings=SessionSettings(best_of=cfg.best_of, slate_size=cfg.slate_size), pool=pool,
+                          meta={"config_hash": self.config_hash, "variant": job.variant, "run": job.run},
+                          on_turn=record)
+
+    def close(self) -> None:
+        if self.llm.cache is not None:
+            self.llm.cache.close()

@@ -1,0 +1,141 @@
+"""A real (small) campaign on the embedded model: kill -9 and resume, Ray, drift, A/B, report.
+
+One uninterrupted local run is the reference; a second run is killed with
+SIGKILL mid-campaign and resumed; a third runs the same config on local Ray.
+All three must hold exactly the same turns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONFIG = {
+    "name": "test-campaign",
+    "seed": 3,
+    "personas": {"path": str(ROOT / "tests" / "data" / "personas_movies.jsonl"), "max_personas": 2},
+    "users_per_persona": 1,
+    "user_variants": ["layered", "naive"],
+    "best_of": 1,
+    "variants": ["mf", "ampcf"],
+    "turns": 2,
+    "slate_size": 4,
+    "runs_per_user": 2,
+    "llm": {"backend": "embedded", "n_threads": 1},
+    "recsys": {"dim": 16, "personas_k": 2, "epochs": 2, "onboarding_pool": 6},
+    "sessions_in_flight": 2,
+}
+
+
+def _cli(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evals.cli", *args], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def _turns(out: Path) -> list[tuple]:
+    from evals.events import read_events
+
+    return sorted((e.key, tuple(s.id for s in e.slate), tuple(e.chosen), tuple(sorted(e.ratings.items())),
+                   e.utterance, e.ok) for e in read_events(out / "events.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "campaign.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(config_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    res = _cli("campaign", "run", str(config_file), "--out", str(out), "--quiet", timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_reference_run_writes_every_artifact(reference):
+    turns = _turns(reference)
+    sessions = {k[:4] for k, *_ in turns}
+    assert len(sessions) == 2 * 2 * 2 * 2  # variants x user variants x users x runs
+    for name in ("campaign.json", "events.jsonl", "drift.json", "ab.json", "report.html", "summary.md", "models/offline.json"):
+        assert (reference / name).exists(), name
+    first = json.loads((reference / "events.jsonl").read_text().splitlines()[0])
+    assert first["config_hash"] and first["model"].startswith("SmolLM2") and first["seed"] > 0
+    drift = json.loads((reference / "drift.json").read_text())
+    assert {"ratio_within_over_between", "icc", "per_persona"} <= set(drift)
+    ab = json.loads((reference / "ab.json").read_text())
+    assert {"metric", "control", "treatment", "diff", "ci_low", "ci_high", "p_value", "p_holm"} <= set(ab["rows"][0])
+    # AMP-CF slates carry persona attributions, MF slates do not
+    events = [json.loads(line) for line in (reference / "events.jsonl").read_text().splitlines()]
+    amp = [s for e in events if e["variant"] == "ampcf" and e["ok"] for s in e["slate"]]
+    assert amp and all(s["persona"] in (0, 1) for s in amp)
+    assert all(s["persona"] is None for e in events if e["variant"] == "mf" for s in e["slate"])
+
+
+def test_kill_9_then_resume_gives_exactly_the_uninterrupted_turns(config_file, reference, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "evals.cli", "campaign", "run", str(config_file), "--out", str(out),
+                             "--quiet", "--no-report"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    events = out / "events.jsonl"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if events.exists() and events.read_bytes().count(b"\n") >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the campaign finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = events.read_bytes().count(b"\n")
+    assert 3 <= written < len(_turns(reference))
+
+    again = _cli("campaign", "run", str(config_file), "--out", str(out), "--quiet")
+    assert again.returncode == 2 and "--resume" in again.stderr  # never silently appends
+    resumed = _cli("campaign", "run", str(config_file), "--out", str(out), "--quiet", "--resume", timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _turns(out) == _turns(reference)
+
+
+def test_ray_executor_matches_local(config_file, reference, tmp_path):
+    out = tmp_path / "ray"
+    res = _cli("campaign", "run", str(config_file), "--out", str(out), "--quiet", "--no-report", "--executor", "ray",
+               timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _turns(out) == _turns(reference)
+
+
+def test_drift_and_ab_commands_on_a_run(reference):
+    res = _cli("campaign", "drift", str(reference))
+    assert res.returncode == 0, res.stderr
+    assert "layered" in res.stdout and "naive" in res.stdout
+    res = _cli("campaign", "ab", str(reference), "--control", "mf", "--treatment", "ampcf")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads((reference / "ab.json").read_text())["rows"]
+    assert {r["metric"] for r in rows} >= {"acceptance_rate", "mean_rating"}
+    bad = _cli("campaign", "ab", str(reference), "--control", "mf", "--treatment", "mf+dpp")
+    assert bad.returncode == 2 and "mf+dpp" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_folder_of_another_campaign_is_refused(config_file, reference, tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**CONFIG, "seed": 4}))
+    res = _cli("campaign", "run", str(other), "--out", str(reference), "--quiet")
+    assert res.returncode == 2 and "choose another --out" in res.stderr
+
+
+def test_disk_full_is_a_clear_error_and_keeps_what_was_written(config_file, reference, tmp_path):
+    out = tmp_path / "full"
+    out.mkdir()
+    (out / "events.jsonl").symlink_to("/dev/full")  # every write fails with ENOSPC
+    res = _cli("campaign", "run", str(config_file), "--out", str(out), "--quiet", "--no-report", timeout=600)
+    assert res.returncode == 2
+    assert "cannot write" in res.stderr and "--resume" in res.stderr and "Traceback" not in res.stderr
