@@ -1,10 +1,32 @@
 """Offline A/B of recommender variants on simulated users: paired, bootstrapped, Holm-corrected.
 
-Pairing: a user (user_variant, user_id) meets every variant with the same
-seeds (common random numbers), so the unit of analysis is the per-user paired
-difference, averaged over that user's runs and turns. A metric's NaN pairs
-(e.g. diversity when fewer than two items were accepted) are dropped for that
-metric only; a metric with fewer than two pairs gets no statistics.
+Unit of analysis: one simulated user, keyed (user_variant, user_id). Every
+user meets every recommender variant with the same seeds (common random
+numbers), so each metric is compared as the per-user paired difference
+treatment - control, each side averaged over the user's runs.
+
+Metrics of one session (one run; only ``ok`` turns count):
+- acceptance_rate: items chosen / items shown, pooled over the turns (chosen
+  ids that were not in the slate are ignored).
+- mean_rating: mean of all ratings given (1-5).
+- diversity: mean pairwise Jaccard distance between the genre sets of the
+  session's accepted items (two empty sets: distance 0); NaN with fewer
+  than two accepted items.
+- persona_coverage: distinct persona attributions among accepted items /
+  distinct persona attributions among all shown items; NaN when the variant
+  attributes nothing (only AMP-CF-style models name a persona).
+- consistency: mean per turn of consistency["reward"], falling back to
+  consistency["prompt_to_line"] when a turn has no reward.
+A user's value is the mean over its sessions that have one (NaN sessions are
+skipped); a metric's pair is dropped when either side is NaN, for that metric
+only, and a metric with fewer than two pairs gets no statistics (None).
+
+Statistics per metric: the mean paired difference, a percentile bootstrap CI
+(scipy.stats.bootstrap), a two-sided sign-flip permutation p-value
+(scipy.stats.permutation_test, exact when 2**n <= n_perm, Monte Carlo
+otherwise), and Holm's step-down adjustment across the metrics of one table.
+An A/A check compares a variant with itself (run 0 vs run 1: different
+seeds) and reports the share of metrics significant after Holm.
 """
 
 from __future__ import annotations
@@ -14,6 +36,7 @@ import pandas as pd
 from scipy import stats
 
 METRICS = ("acceptance_rate", "mean_rating", "diversity", "persona_coverage", "consistency")
+USER = ["user_variant", "user_id"]
 
 
 def _jaccard_distance_mean(genre_sets: list[set]) -> float:
@@ -24,71 +47,95 @@ def _jaccard_distance_mean(genre_sets: list[set]) -> float:
         for j in range(i + 1, len(genre_sets)):
             a, b = genre_sets[i], genre_sets[j]
             union = a | b
-            vals.append(1.0 - (len(a & b) / len(union) if union else 1.0))
+            vals.append(1.0 - len(a & b) / len(union) if union else 0.0)
     return float(np.mean(vals))
 
 
-def _session_metrics(session: pd.DataFrame) -> dict:
+def session_metrics(session: pd.DataFrame) -> dict[str, float]:
+    """The METRICS of one session's turn rows (module docstring); NaN where undefined."""
     shown = chosen = 0
-    ratings, accepted_genres, attributed, accepted_personas = [], [], set(), set()
-    consistency = []
-    for e in session.itertuples(index=False):
-        if not e.ok:
-            continue
+    ratings: list[float] = []
+    accepted_genres: list[set] = []
+    shown_personas: set = set()
+    accepted_personas: set = set()
+    consistency: list[float] = []
+    for e in session[session["ok"]].itertuples(index=False):
         by_id = {s["id"]: s for s in e.slate}
         shown += len(e.slate)
-        chosen += len(e.chosen)
-        ratings += list(e.ratings.values())
-        attributed |= {s["persona"] for s in e.slate if s.get("persona") is not None}
-        for i in e.chosen:
-            item = by_id.get(i)
-            if item is not None:
-                accepted_genres.append(set(item.get("genres", [])))
-                if item.get("persona") is not None:
-                    accepted_personas.add(item["persona"])
+        ratings += [float(r) for r in e.ratings.values()]
+        shown_personas |= {s["persona"] for s in e.slate if s.get("persona") is not None}
+        for item_id in dict.fromkeys(e.chosen):
+            item = by_id.get(item_id)
+            if item is None:
+                continue
+            chosen += 1
+            accepted_genres.append(set(item.get("genres") or []))
+            if item.get("persona") is not None:
+                accepted_personas.add(item["persona"])
         c = e.consistency or {}
         value = c.get("reward") if c.get("reward") is not None else c.get("prompt_to_line")
-        if value is not None:
-            consistency.append(value)
+        if value is not None and np.isfinite(value):
+            consistency.append(float(value))
     return {
         "acceptance_rate": chosen / shown if shown else np.nan,
         "mean_rating": float(np.mean(ratings)) if ratings else np.nan,
         "diversity": _jaccard_distance_mean(accepted_genres),
-        "persona_coverage": len(accepted_personas) / len(attributed) if attributed else np.nan,
+        "persona_coverage": len(accepted_personas) / len(shown_personas) if shown_personas else np.nan,
         "consistency": float(np.mean(consistency)) if consistency else np.nan,
     }
 
 
 def per_user_metrics(events: pd.DataFrame, variant: str) -> pd.DataFrame:
-    """One row per user (index: 'user_variant/user_id') with the METRICS, averaged over sessions."""
+    """METRICS per user for one recommender variant: DataFrame indexed by (user_variant, user_id),
+    each value the mean over the user's runs (NaN runs skipped). ValueError naming the variant if absent."""
+    missing = [c for c in ("variant", "run", "ok", "slate", "chosen", "ratings", "consistency", *USER) if c not in events]
+    if missing:
+        raise ValueError(f"events: missing column(s) {missing}; expected TurnEvent rows (evals.events.events_frame)")
     part = events[events["variant"] == variant]
     if part.empty:
         raise ValueError(f"variant {variant!r} has no events; variants present: {sorted(events['variant'].unique())}")
-    rows = []
-    for (uv, uid, run), session in part.groupby(["user_variant", "user_id", "run"], sort=True):
-        rows.append({"user": f"{uv}/{uid}", "run": run, **_session_metrics(session)})
-    return pd.DataFrame(rows).groupby("user")[list(METRICS)].mean()
+    rows = [{"user_variant": uv, "user_id": uid, **session_metrics(session)}
+            for (uv, uid, _run), session in part.groupby([*USER, "run"], sort=True)]
+    return pd.DataFrame(rows).groupby(USER)[list(METRICS)].mean()
 
 
-def paired_test(a: np.ndarray, b: np.ndarray, *, seed: int = 0, n_resamples: int = 2000,
-                confidence: float = 0.95) -> dict:
-    """Mean paired difference b - a, its percentile bootstrap CI and a sign-flip permutation p-value."""
-    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+def paired_test(a, b, *, seed: int | np.random.Generator = 0, n_boot: int = 2000, n_perm: int = 2000,
+                confidence: float = 0.95, n_resamples: int | None = None) -> dict:
+    """Mean paired difference d = b - a over pairs a, b [n] (pairs with a NaN are dropped).
+
+    Returns {diff, ci_low, ci_high, p_value, n}: a percentile bootstrap CI of mean(d)
+    (``n_boot`` resamples; 0 skips it: CI None) and a two-sided sign-flip permutation
+    p-value (``n_perm`` sign vectors; exact when 2**n <= n_perm). None where n < 2.
+    ``n_resamples``, if given, sets both counts. ``seed`` seeds one numpy Generator.
+    """
+    if n_resamples is not None:
+        n_boot = n_perm = n_resamples
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired_test: a and b must be 1-D of equal length, got {a.shape} and {b.shape}")
+    d = (b - a)[~(np.isnan(a) | np.isnan(b))]
+    out = {"diff": float(d.mean()) if len(d) else None, "ci_low": None, "ci_high": None, "p_value": None, "n": int(len(d))}
     if len(d) < 2:
-        return {"diff": float(d.mean()) if len(d) else None, "ci_low": None, "ci_high": None, "p_value": None}
-    if np.allclose(d, d[0]):  # no variation: the interval is the point; p = 1 when it is 0
-        return {"diff": float(d[0]), "ci_low": float(d[0]), "ci_high": float(d[0]), "p_value": 1.0 if d[0] == 0 else 0.0}
+        return out
     rng = np.random.default_rng(seed)
-    boot = stats.bootstrap((d,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-                           method="percentile", random_state=rng)
-    perm = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=n_resamples,
-                                  alternative="two-sided", random_state=rng)
-    return {"diff": float(d.mean()), "ci_low": float(boot.confidence_interval.low),
-            "ci_high": float(boot.confidence_interval.high), "p_value": float(perm.pvalue)}
+    if n_boot > 0:
+        if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):  # every resample has the same mean
+            out["ci_low"] = out["ci_high"] = out["diff"]
+        else:
+            ci = stats.bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=confidence,
+                                 method="percentile", rng=rng).confidence_interval
+            out["ci_low"], out["ci_high"] = float(ci.low), float(ci.high)
+    perm = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=n_perm,
+                                  alternative="two-sided", rng=rng)
+    out["p_value"] = float(perm.pvalue)
+    return out
 
 
 def holm(pvalues) -> list[float | None]:
-    """Holm-Bonferroni adjusted p-values (None stays None), monotone, capped at 1."""
+    """Holm-Bonferroni adjusted p-values, same order; None or NaN entries stay None and are not counted.
+
+    Sorted ascending p_(1..m): adjusted p_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)).
+    """
     idx = [i for i, p in enumerate(pvalues) if p is not None and not np.isnan(p)]
     order = sorted(idx, key=lambda i: pvalues[i])
     m = len(order)
@@ -100,8 +147,11 @@ def holm(pvalues) -> list[float | None]:
     return out
 
 
-def ab_table(events: pd.DataFrame, control: str, treatment: str, seed: int = 0, n_resamples: int = 2000) -> list[dict]:
-    """Rows per metric: control/treatment means over paired users, diff, CI, p, Holm p, n_users."""
+def ab_table(events: pd.DataFrame, control: str, treatment: str, seed: int = 0, *, n_boot: int = 2000,
+             n_perm: int = 2000, confidence: float = 0.95, n_resamples: int | None = None) -> list[dict]:
+    """One row per metric: {metric, control, treatment (means over the paired users), diff, ci_low,
+    ci_high, p_value, p_holm, n_users}. Users pair on (user_variant, user_id). ValueError naming the
+    variant when one has no events, or when no user met both."""
     a, b = per_user_metrics(events, control), per_user_metrics(events, treatment)
     users = a.index.intersection(b.index)
     if users.empty:
@@ -109,15 +159,65 @@ def ab_table(events: pd.DataFrame, control: str, treatment: str, seed: int = 0, 
     rows = []
     for k, metric in enumerate(METRICS):
         pair = pd.DataFrame({"a": a.loc[users, metric], "b": b.loc[users, metric]}).dropna()
-        res = paired_test(pair["a"].to_numpy(), pair["b"].to_numpy(), seed=seed + k, n_resamples=n_resamples)
+        res = paired_test(pair["a"].to_numpy(), pair["b"].to_numpy(), seed=np.random.default_rng([seed, k]),
+                          n_boot=n_boot, n_perm=n_perm, confidence=confidence, n_resamples=n_resamples)
         rows.append({"metric": metric, "control": float(pair["a"].mean()) if len(pair) else None,
-                     "treatment": float(pair["b"].mean()) if len(pair) else None, **res, "n_users": int(len(pair))})
+                     "treatment": float(pair["b"].mean()) if len(pair) else None,
+                     "diff": res["diff"], "ci_low": res["ci_low"], "ci_high": res["ci_high"],
+                     "p_value": res["p_value"], "n_users": res["n"]})
     for row, p in zip(rows, holm([r["p_value"] for r in rows])):
         row["p_holm"] = p
     return rows
 
 
 def false_positive_rate(rows: list[dict], alpha: float = 0.05) -> float | None:
-    """Share of tested metrics with p_holm < alpha (an A/A check's false-positive rate)."""
+    """Share of tested metrics (p_holm not None) with p_holm < alpha; None when nothing was tested."""
     tested = [r["p_holm"] for r in rows if r.get("p_holm") is not None]
     return sum(p < alpha for p in tested) / len(tested) if tested else None
+
+
+def aa_false_positive_rate(events: pd.DataFrame, variant: str, *, runs: tuple[int, int] = (0, 1), seed: int = 0,
+                           alpha: float = 0.05, **test_kwargs) -> dict | None:
+    """A/A check: ``variant`` against itself, run runs[0] vs runs[1] (different seeds), paired by user.
+
+    Returns {variant, runs, n_metrics, n_significant, false_positive_rate, rows} (rows as ab_table),
+    or None when the variant lacks one of the two runs. ValueError when the variant is absent.
+    """
+    part = events[events["variant"] == variant]
+    if part.empty:
+        raise ValueError(f"variant {variant!r} has no events; variants present: {sorted(events['variant'].unique())}")
+    part = part[part["run"].isin(runs)]
+    if part["run"].nunique() < 2:
+        return None
+    arms = part.assign(variant=np.where(part["run"] == runs[0], "A1", "A2"), run=0)
+    rows = ab_table(arms, "A1", "A2", seed=seed, **test_kwargs)
+    tested = [r for r in rows if r["p_holm"] is not None]
+    n_sig = sum(r["p_holm"] < alpha for r in tested)
+    return {"variant": variant, "runs": list(runs), "n_metrics": len(tested), "n_significant": n_sig,
+            "false_positive_rate": n_sig / len(tested) if tested else None, "rows": rows}
+
+
+def simulate_rejection_rates(*, effect: float = 0.0, n_users: int = 30, n_metrics: int = 5, n_reps: int = 200,
+                             alpha: float = 0.05, seed: int = 0, n_perm: int = 200) -> dict:
+    """Error rates of the paired test + Holm over ``n_reps`` synthetic A/B data sets.
+
+    Each data set: n_users users with a per-user baseline ~ N(0, 1) per metric, two arms each adding
+    independent N(0, 1) noise, the treatment arm shifted by ``effect`` (in noise SDs) on every metric.
+    Returns raw_rate (share of (data set, metric) with p < alpha), holm_rate (same with p_holm),
+    familywise_rate (share of data sets with any p_holm < alpha). With effect=0 these are the A/A
+    false-positive rates (raw ~ alpha, Holm familywise <= alpha); with effect > 0 they are the power.
+    """
+    rng = np.random.default_rng(seed)
+    raw = adj = family = 0
+    for _ in range(n_reps):
+        base = rng.normal(0, 1, (n_metrics, n_users))
+        a = base + rng.normal(0, 1, base.shape)
+        b = base + effect + rng.normal(0, 1, base.shape)
+        p = [paired_test(a[m], b[m], seed=rng, n_boot=0, n_perm=n_perm)["p_value"] for m in range(n_metrics)]
+        p_holm = holm(p)
+        raw += sum(x < alpha for x in p)
+        hits = sum(x < alpha for x in p_holm)
+        adj += hits
+        family += hits > 0
+    return {"raw_rate": raw / (n_reps * n_metrics), "holm_rate": adj / (n_reps * n_metrics),
+            "familywise_rate": family / n_reps, "n_reps": n_reps, "alpha": alpha, "effect": effect}

@@ -1,4 +1,9 @@
-"""The Ray task: one session in a worker process, its World built once per process."""
+"""The Ray task: one session in a worker process, its World built once per process.
+
+Each worker keeps one event loop for its lifetime: HTTP clients (the openai
+backend's connection pool) belong to the loop that opened them, so a fresh
+`asyncio.run` per task would find them closed.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import ray
 from evals.events import TurnEvent
 from evals.runner import Job
 
-_WORLDS: dict[tuple, object] = {}
+_WORLDS: dict[tuple, tuple[object, asyncio.AbstractEventLoop]] = {}
 
 
 @ray.remote(num_cpus=1)
@@ -17,8 +22,8 @@ def run_job_task(make_world_args: tuple, job: Job) -> list[str]:
     from evals.world import CampaignWorld
 
     if make_world_args not in _WORLDS:
-        _WORLDS[make_world_args] = CampaignWorld.load(*make_world_args)
-    world = _WORLDS[make_world_args]
+        _WORLDS[make_world_args] = (CampaignWorld.load(*make_world_args), asyncio.new_event_loop())
+    world, loop = _WORLDS[make_world_args]
     events: list[TurnEvent] = []
-    asyncio.run(world.run_job(job, events.append))
+    loop.run_until_complete(world.run_job(job, events.append))
     return [e.model_dump_json() for e in events]

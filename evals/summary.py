@@ -58,24 +58,8 @@ def attribution_examples(df: pd.DataFrame, limit: int = 12) -> list[dict]:
     return picked[:limit]
 
 
-def aa_check(df: pd.DataFrame, variant: str, seed: int) -> dict | None:
-    """A/A: the same variant, run 0 against run 1 (different seeds), paired by user."""
-    from evals.ab import ab_table
-
-    part = df[(df["variant"] == variant) & (df["run"].isin([0, 1]))].copy()
-    if part["run"].nunique() < 2:
-        return None
-    part["variant"] = np.where(part["run"] == 0, "A1", "A2")
-    part["run"] = 0
-    rows = ab_table(part, "A1", "A2", seed=seed)
-    tested = [r for r in rows if r.get("p_holm") is not None and not np.isnan(r["p_holm"])]
-    n_sig = sum(r["p_holm"] < 0.05 for r in tested)
-    return {"variant": variant, "n_metrics": len(tested), "n_significant": n_sig,
-            "false_positive_rate": n_sig / len(tested) if tested else None, "rows": rows}
-
-
 def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame, embed=None) -> dict:
-    from evals.ab import ab_table
+    from evals.ab import aa_false_positive_rate, ab_table
     from evals.drift import drift_report
 
     offline_path = run_dir / "models" / "offline.json"
@@ -100,6 +84,6 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame, embed=None) 
         "by_variant": by_variant_table(df),
         "drift": drift_report(df, embed=embed),
         "ab": abs_,
-        "aa": aa_check(df, control, cfg.seed),
+        "aa": aa_false_positive_rate(df, control, seed=cfg.seed),
         "attribution": attribution_examples(df),
     }

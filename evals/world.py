@@ -38,8 +38,8 @@ def _dataset():
 
 def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     """Extract personas and train models unless OUT already holds them."""
-    from recsys import AMPCF, MF, leave_last_out
-    from recsys.bench import DEFAULT_TRAIN, evaluate
+    from recsys import MF, leave_last_out
+    from recsys.bench import DEFAULT_TRAIN, BenchConfig, ampcf, evaluate
 
     personas_path = _personas_path(cfg, out)
     if cfg.personas.extract and not personas_path.exists():
@@ -63,7 +63,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
 
     models = {"pop": Popularity().fit(split.train)}
     for name in _model_names(cfg):
-        model = MF(train) if name == "mf" else AMPCF(train, k=rc.personas_k, tau=0.5)
+        model = MF(train) if name == "mf" else ampcf(train, BenchConfig(seed=cfg.seed), rc.personas_k)
         model.fit(split.train, show_progress=show_progress)
         model.save(models_dir / f"{name}.pt")
         models[name] = model
@@ -71,7 +71,9 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     for variant in cfg.variants:
         base, _, rr = variant.partition("+")
         reranker = Reranker(rr, rc.rerank_lambda, rc.candidates) if rr else None
-        rows.append(evaluate(variant, models[base], split, genres, 10, reranker))
+        row = evaluate(variant, models[base], split, genres, 10, reranker)
+        row.pop("_per_user_ndcg", None)  # per-user arrays are for the bench's paired CIs
+        rows.append(row)
     tmp = offline.with_suffix(".tmp")
     tmp.write_text(json.dumps({"config_hash": cfg.config_hash(), "seed": cfg.seed, "rows": rows}, indent=2))
     tmp.replace(offline)

@@ -63,6 +63,9 @@ class PersonaCard(BaseModel):
     centroid: list[float] = Field(default_factory=list)
     source: str = Field("", description="corpus the persona was extracted from")
     writer: str = Field("extractive", description="'extractive' or the LLM backend/model name")
+    config_hash: str = Field("", description="hash of the extraction config that produced this card")
+    embedding_model: str = Field("", description="sentence-transformers model used for clustering")
+    seed: int | None = Field(None, description="seed of the extraction run")
 
 
 class PersonaFileError(ValueError):

@@ -4,7 +4,10 @@ Protocol (the house default, documented in the README): implicit feedback,
 a rating >= 4 is a positive; lower ratings are neither positives nor
 negatives and are not used for training. Leave-last-out holds out each
 user's most recent positive (by timestamp) for test; a user needs at least
-two positives to be evaluated.
+two positives to be evaluated. Ranking is over the full catalog excluding
+every item the user has rated (any rating), except the held-out item
+(`Split.seen`) -- the protocol under which `implicit` reaches ALS NDCG@10
+~0.064-0.069 on this split.
 """
 
 from __future__ import annotations
@@ -162,8 +165,8 @@ def load_interactions(path: str | Path, catalog: str | Path | None = None, *, us
 class Split:
     """Train positives as a CSR matrix [n_users, n_items] and one test item per evaluated user.
 
-    ``test_users`` [n_eval] and ``test_items`` [n_eval] align; ``seen`` is the
-    train matrix (excluded from ranking).
+    ``test_users`` [n_eval] and ``test_items`` [n_eval] align; ``seen`` [n_users, n_items]
+    marks every item a user rated (any rating) except their test item: excluded from ranking.
     """
 
     train: sp.csr_matrix
@@ -171,7 +174,13 @@ class Split:
     test_items: np.ndarray
     n_users: int
     n_items: int
+    seen: sp.csr_matrix | None = None
     extra: dict = field(default_factory=dict)
+
+    def seen_lists(self) -> list[np.ndarray]:
+        """Per user, the item indices never to recommend ([] rows where ``seen`` is None: train only)."""
+        m = self.seen if self.seen is not None else self.train
+        return [m.indices[m.indptr[u]: m.indptr[u + 1]] for u in range(self.n_users)]
 
     def train_lists(self) -> list[np.ndarray]:
         return [self.train.indices[self.train.indptr[u]: self.train.indptr[u + 1]] for u in range(self.n_users)]
@@ -184,6 +193,16 @@ def _csr(users, items, n_users, n_items) -> sp.csr_matrix:
     return m
 
 
+def _seen(ds: Dataset, test_users: np.ndarray, test_items: np.ndarray) -> sp.csr_matrix:
+    """Every rated (user, item) pair except the held-out test pairs."""
+    r = ds.ratings
+    m = _csr(r["user"].to_numpy(), r["item"].to_numpy(), ds.n_users, ds.n_items).tolil()
+    m[test_users, test_items] = 0
+    m = m.tocsr()
+    m.eliminate_zeros()
+    return m
+
+
 def leave_last_out(ds: Dataset, min_rating: float = 4.0) -> Split:
     """Each user's latest positive is the test item (ties broken by item index)."""
     pos = ds.ratings[ds.ratings["rating"] >= min_rating].sort_values(["user", "timestamp", "item"], kind="stable")
@@ -193,8 +212,9 @@ def leave_last_out(ds: Dataset, min_rating: float = 4.0) -> Split:
     pos = pos[counts >= 2]
     last = pos.groupby("user").tail(1)
     train = pos.drop(last.index)
+    tu, ti = last["user"].to_numpy(), last["item"].to_numpy()
     return Split(_csr(train["user"].to_numpy(), train["item"].to_numpy(), ds.n_users, ds.n_items),
-                 last["user"].to_numpy(), last["item"].to_numpy(), ds.n_users, ds.n_items)
+                 tu, ti, ds.n_users, ds.n_items, _seen(ds, tu, ti))
 
 
 def random_holdout(ds: Dataset, seed: int, min_rating: float = 4.0) -> Split:
@@ -205,8 +225,9 @@ def random_holdout(ds: Dataset, seed: int, min_rating: float = 4.0) -> Split:
     keys = rng.random(len(pos))
     pick = pos.assign(_k=keys).sort_values(["user", "_k"]).groupby("user").head(1)
     train = pos.drop(pick.index)
+    tu, ti = pick["user"].to_numpy(), pick["item"].to_numpy()
     return Split(_csr(train["user"].to_numpy(), train["item"].to_numpy(), ds.n_users, ds.n_items),
-                 pick["user"].to_numpy(), pick["item"].to_numpy(), ds.n_users, ds.n_items)
+                 tu, ti, ds.n_users, ds.n_items, _seen(ds, tu, ti))
 
 
 def full_train(ds: Dataset, min_rating: float = 4.0) -> sp.csr_matrix:

@@ -25,9 +25,24 @@ def recall(recs, test, k: int) -> float:
     return hit_rate(recs, test, k)
 
 
-def ndcg(recs, test, k: int) -> float:
+def ndcg_per_user(recs, test, k: int) -> np.ndarray:
+    """NDCG@k of each user [U] (one relevant item: 1 / log2(rank + 2), or 0)."""
     r = _rank(recs, test, k)
-    return float(np.where(r >= 0, 1.0 / np.log2(np.maximum(r, 0) + 2.0), 0.0).mean())
+    return np.where(r >= 0, 1.0 / np.log2(np.maximum(r, 0) + 2.0), 0.0)
+
+
+def ndcg(recs, test, k: int) -> float:
+    return float(ndcg_per_user(recs, test, k).mean())
+
+
+def paired_bootstrap_ci(a: np.ndarray, b: np.ndarray, seed: int = 0, n_boot: int = 2000,
+                        level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-user differences a - b [U] and its percentile bootstrap interval (lo, hi)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(d.mean()), float(lo), float(hi)
 
 
 def mrr(recs, test, k: int) -> float:

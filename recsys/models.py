@@ -5,7 +5,7 @@ Shapes: B users, M items, N = catalog size, K personas, d = embedding dim.
 - `Popularity`: train-count ranking.
 - `MF`: one vector per user, BPR loss (Rendle et al. 2009).
 - `AMPCF`: K persona vectors per user mixed by attention to the *candidate*
-  item: a_k = softmax_k(<W p_k, V q_j> / (tau sqrt(d))), x = sum_k a_k p_k,
+  item: a_k = softmax_k(<W p_k, V q_j> / (tau sqrt(d_att))), x = sum_k a_k p_k,
   score = <x, q_j> + b_j. Optional regularisers: per-item attention entropy
   (push each item to one persona) and across-item entropy of the mean
   attention (keep all personas in use). With K = 1 it is MF.
@@ -63,13 +63,24 @@ class Recommender:
         self._check_items(items)
         return np.take_along_axis(all_scores, np.broadcast_to(items, (len(users), items.shape[-1])), axis=1)
 
-    def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k item indices [B, k] and their scores [B, k]; seen (train) items excluded."""
+    def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
+                  exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices [B, k] and their scores [B, k], best first.
+
+        ``exclude_seen``: drop the user's training positives. ``exclude``: a further
+        CSR [n_users, n_items] of items never to show (e.g. `Split.seen`: every item the
+        user rated, whatever the rating). Fewer than k candidates leave -inf scores.
+        """
         users = self._check_users(users)
+        if k < 1:
+            raise RecsysError(f"k must be >= 1, got {k}")
         scores = self.score_all(users).astype(np.float32, copy=True)
         if exclude_seen:
-            seen = self._train[users]
-            scores[seen.nonzero()] = -np.inf
+            scores[self._train[users].nonzero()] = -np.inf
+        if exclude is not None:
+            if exclude.shape[1] != self.n_items:
+                raise RecsysError(f"exclude has {exclude.shape[1]} item columns; the model knows {self.n_items} items")
+            scores[exclude[users].nonzero()] = -np.inf
         return top_k(scores, k)
 
     # --- fold-in: a new user from a handful of liked items, item parameters frozen
@@ -134,24 +145,29 @@ class Popularity(Recommender):
 class _Net(nn.Module):
     """Item side shared by MF and AMP-CF; the user side is K persona vectors (K=1: MF)."""
 
-    def __init__(self, n_users, n_items, dim, k, tau, generator):
+    def __init__(self, n_users, n_items, dim, k, tau, generator, att_dim=None):
         super().__init__()
         self.k, self.tau, self.dim = k, tau, dim
+        # W, V [d_att, d] project personas and items into a small attention space:
+        # the attention logits cost B*K*M*d_att, so d_att < d keeps K personas cheap.
+        self.att_dim = min(att_dim or dim, dim)
+        # independent persona inits (a shared start + noise was tried: NDCG@10 0.070 vs 0.075, K=4)
         self.users = nn.Parameter(torch.randn(n_users, k, dim, generator=generator) * 0.1)
         self.items = nn.Parameter(torch.randn(n_items, dim, generator=generator) * 0.1)
         self.bias = nn.Parameter(torch.zeros(n_items))
         if k > 1:
-            self.W = nn.Parameter(torch.eye(dim) + 0.01 * torch.randn(dim, dim, generator=generator))
-            self.V = nn.Parameter(torch.eye(dim) + 0.01 * torch.randn(dim, dim, generator=generator))
+            a = self.att_dim
+            self.W = nn.Parameter(torch.eye(a, dim) + 0.01 * torch.randn(a, dim, generator=generator))
+            self.V = nn.Parameter(torch.eye(a, dim) + 0.01 * torch.randn(a, dim, generator=generator))
 
     def attention(self, P: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
         """P [B, K, d], Q [M, d] (shared) or [B, M, d] -> attention [B, K, M] (softmax over K)."""
         if self.k == 1:
             return torch.ones(P.shape[0], 1, Q.shape[-2], dtype=P.dtype)
-        keys = P @ self.W.T  # [B, K, d]
+        keys = P @ self.W.T  # [B, K, d_att]
         queries = Q @ self.V.T
         logits = keys @ (queries.T if queries.dim() == 2 else queries.transpose(1, 2))  # [B, K, M]
-        return torch.softmax(logits / (self.tau * self.dim ** 0.5), dim=1)
+        return torch.softmax(logits / (self.tau * self.att_dim ** 0.5), dim=1)
 
     def scores(self, P: torch.Tensor, Q: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores [B, M] and attention [B, K, M]; Q is [M, d] (shared) or [B, M, d].
@@ -170,19 +186,22 @@ class _Factorised(Recommender):
 
     k = 1
     tau = 1.0
+    att_dim: int | None = None
 
     def __init__(self, config: TrainConfig | None = None, *, peak_reg: float = 0.0, spread_reg: float = 0.0, **overrides):
         self.config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
         self.peak_reg, self.spread_reg = peak_reg, spread_reg
 
-    def fit(self, train, show_progress=False):
+    def fit(self, train, show_progress=False, on_epoch=None):
+        """Train on CSR positives [n_users, n_items]; ``on_epoch(epoch, self)`` runs after each epoch
+        (e.g. to track validation NDCG; the net is in train mode and no_grad is up to the callee)."""
         self._remember(train)
         if self.k > max(1, int(np.diff(self._train.indptr).max())):
             raise RecsysError(f"K={self.k} personas but no user has more than "
                               f"{int(np.diff(self._train.indptr).max())} positives")
         c = self.config
         gen = torch.Generator().manual_seed(c.seed)
-        self.net = _Net(self.n_users, self.n_items, c.dim, self.k, self.tau, gen)
+        self.net = _Net(self.n_users, self.n_items, c.dim, self.k, self.tau, gen, self.att_dim)
         coo = self._train.tocoo()
         users_np, items_np = coo.row.astype(np.int64), coo.col.astype(np.int64)
         rng = np.random.default_rng(c.seed)
@@ -202,6 +221,8 @@ class _Factorised(Recommender):
                 loss.backward()
                 opt.step()
             self.epoch_s.append(time.perf_counter() - e0)
+            if on_epoch is not None:
+                on_epoch(len(self.epoch_s), self)
         self.train_s = time.perf_counter() - t0
         self.net.eval()
         return self
@@ -251,6 +272,10 @@ class _Factorised(Recommender):
         Q = self.net.items[torch.from_numpy(items)]
         return self.net.attention(P, Q).transpose(1, 2).numpy()
 
+    def dominant_persona(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Index of the persona with the most attention for each (user, item): [B, M] ints."""
+        return self.explain(users, items).argmax(-1)
+
     @torch.no_grad()
     def explain_params(self, params: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Attention [M, K] for folded-in user parameters [K, d]."""
@@ -271,15 +296,34 @@ class _Factorised(Recommender):
         start = Qliked[torch.from_numpy(rng.choice(len(liked), size=self.k, replace=len(liked) < self.k))]
         P = (start + 0.01 * torch.randn(self.k, self.config.dim, generator=gen)).clone().requires_grad_(True)
         opt = torch.optim.Adam([P], lr=0.05)
-        pos = torch.from_numpy(np.resize(liked, max(len(liked), 32)))
+        # softmax: each liked item once; BPR: repeat them so each step sees enough sampled negatives
+        pos = torch.from_numpy(liked if self.config.loss == "softmax" else np.resize(liked, max(len(liked), 32)))
+        net = self.net
+        frozen = [q for q in net.parameters() if q.requires_grad]
+        for q in frozen:  # item side frozen: no gradients computed or accumulated for it
+            q.requires_grad_(False)
+        try:
+            self._fold_steps(P, opt, liked, pos, rng, steps)
+        finally:
+            for q in frozen:
+                q.requires_grad_(True)
+        return P.detach().numpy()
+
+    def _fold_steps(self, P, opt, liked, pos, rng, steps) -> None:
+        net = self.net
         for _ in range(steps):
-            neg = torch.from_numpy(rng.integers(0, self.n_items, size=(len(pos), self.config.negatives)))
             with torch.enable_grad():
-                loss = self._loss(None, pos, neg, P=P[None])
+                if self.config.loss == "softmax":
+                    # one user: every positive shares the same catalog logits, so score once
+                    s, a = net.scores(P[None], net.items, net.bias)
+                    loss = -torch.log_softmax(s[0], dim=0)[torch.from_numpy(liked)].mean()
+                    loss = loss + self.config.reg * P.pow(2).sum(-1).mean() + self._attention_reg(a)
+                else:
+                    neg = torch.from_numpy(rng.integers(0, self.n_items, size=(len(pos), self.config.negatives)))
+                    loss = self._loss(None, pos, neg, P=P[None])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-        return P.detach().numpy()
 
     @torch.no_grad()
     def score_params(self, params):
@@ -292,16 +336,18 @@ class _Factorised(Recommender):
 
     def save(self, path) -> None:
         torch.save({"class": type(self).__name__, "config": asdict(self.config), "k": self.k, "tau": self.tau,
-                    "peak_reg": self.peak_reg, "spread_reg": self.spread_reg, "state": self.net.state_dict(),
+                    "peak_reg": self.peak_reg, "spread_reg": self.spread_reg, "att_dim": self.att_dim, "state": self.net.state_dict(),
                     "train": self._train, "train_s": self.train_s}, path)
 
     @classmethod
     def load(cls, path) -> "_Factorised":
         blob = torch.load(path, weights_only=False)
         model = MF(TrainConfig(**blob["config"])) if blob["class"] == "MF" else AMPCF(
-            TrainConfig(**blob["config"]), k=blob["k"], tau=blob["tau"], peak_reg=blob["peak_reg"], spread_reg=blob["spread_reg"])
+            TrainConfig(**blob["config"]), k=blob["k"], tau=blob["tau"], peak_reg=blob["peak_reg"], spread_reg=blob["spread_reg"],
+            att_dim=blob.get("att_dim"))
         model._remember(blob["train"])
-        model.net = _Net(model.n_users, model.n_items, model.config.dim, model.k, model.tau, torch.Generator())
+        model.net = _Net(model.n_users, model.n_items, model.config.dim, model.k, model.tau, torch.Generator(),
+                         blob.get("att_dim"))
         model.net.load_state_dict(blob["state"])
         model.net.eval()
         model.train_s = blob["train_s"]
@@ -313,13 +359,14 @@ class MF(_Factorised):
 
 
 class AMPCF(_Factorised):
-    """Attentive multi-persona CF. ``k`` personas per user, attention temperature ``tau``."""
+    """Attentive multi-persona CF. ``k`` personas per user, attention temperature ``tau``,
+    attention space of ``att_dim`` dimensions (None: the embedding dim)."""
 
     name = "ampcf"
 
-    def __init__(self, config: TrainConfig | None = None, *, k: int = 4, tau: float = 0.5, **kw):
+    def __init__(self, config: TrainConfig | None = None, *, k: int = 4, tau: float = 0.5, att_dim: int | None = 16, **kw):
         if k < 1:
             raise RecsysError(f"K must be >= 1, got {k}")
         super().__init__(config, **kw)
-        self.k, self.tau = k, tau
+        self.k, self.tau, self.att_dim = k, tau, att_dim
         self.name = f"ampcf-k{k}"

@@ -51,8 +51,8 @@ def slate(scores: np.ndarray, k: int, *, exclude: np.ndarray | None = None, rera
     cand = cand[np.argsort(-s[cand], kind="stable")]
     rel = s[cand]
     if reranker.kind == "calibration":
-        if genres is None:
-            raise ValueError("calibration needs item genres")
+        if genres is None or not genres.shape[1]:
+            raise ValueError("calibration needs item genres; this catalog has none (use MMR or DPP)")
         target = genre_distribution(history if history is not None and len(history) else cand, genres)
         pos = rerank.calibrate(rel, genres[cand], target, k, reranker.lam)
     else:

@@ -43,7 +43,8 @@ def fault_server():
             port = free_port()
             args = ["-m", "tests.servers.fault_openai", "--port", str(port)]
             for k, v in opts.items():
-                args += [f"--{k.replace('_', '-')}", str(v)]
+                flag = f"--{k.replace('_', '-')}"
+                args += [flag] if v is True else [flag, str(v)]
             return stack.enter_context(serve(args, port))
 
         yield start

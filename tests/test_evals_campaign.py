@@ -1,8 +1,11 @@
-"""A real (small) campaign on the embedded model: kill -9 and resume, Ray, drift, A/B, report.
+"""Real campaigns: on the embedded model (artifacts, drift, A/B, report, bad input),
+and against a local OpenAI-compatible server (kill -9 and resume, Ray).
 
-One uninterrupted local run is the reference; a second run is killed with
-SIGKILL mid-campaign and resumed; a third runs the same config on local Ray.
-All three must hold exactly the same turns.
+The second group uses tests/servers/fault_openai.py, whose answers are valid
+for the schema and a pure function of the request (seed included), so runs are
+fast and every difference between two runs would be ours: one uninterrupted
+run is the reference, a second is killed with SIGKILL mid-campaign and
+resumed, a third runs on local Ray; all three must hold exactly the same turns.
 """
 
 from __future__ import annotations
@@ -82,21 +85,43 @@ def test_reference_run_writes_every_artifact(reference):
     assert all(s["persona"] is None for e in events if e["variant"] == "mf" for s in e["slate"])
 
 
-def test_kill_9_then_resume_gives_exactly_the_uninterrupted_turns(config_file, reference, tmp_path):
+@pytest.fixture(scope="module")
+def server_config(tmp_path_factory):
+    from tests.servers.process import free_port, serve
+
+    port = free_port()
+    with serve(["-m", "tests.servers.fault_openai", "--port", str(port), "--delay", "0.1", "--answer-schema"], port) as url:
+        cfg = {**CONFIG, "name": "server-campaign", "best_of": 2, "users_per_persona": 2,
+               "llm": {"backend": "openai", "base_url": url, "model": "fault-echo", "concurrency": 4}}
+        path = tmp_path_factory.mktemp("server") / "campaign.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def server_reference(server_config, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("server-reference")
+    res = _cli("campaign", "run", str(server_config), "--out", str(out), "--quiet", "--no-report", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_kill_9_then_resume_gives_exactly_the_uninterrupted_turns(server_config, server_reference, tmp_path):
+    config_file, reference = server_config, server_reference
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "evals.cli", "campaign", "run", str(config_file), "--out", str(out),
                              "--quiet", "--no-report"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     events = out / "events.jsonl"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
-        if events.exists() and events.read_bytes().count(b"\n") >= 3:
+        if events.exists() and events.read_bytes().count(b"\n") >= 10:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the campaign finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     written = events.read_bytes().count(b"\n")
-    assert 3 <= written < len(_turns(reference))
+    assert 10 <= written < len(_turns(reference))
 
     again = _cli("campaign", "run", str(config_file), "--out", str(out), "--quiet")
     assert again.returncode == 2 and "--resume" in again.stderr  # never silently appends
@@ -105,12 +130,13 @@ def test_kill_9_then_resume_gives_exactly_the_uninterrupted_turns(config_file, r
     assert _turns(out) == _turns(reference)
 
 
-def test_ray_executor_matches_local(config_file, reference, tmp_path):
+def test_ray_executor_matches_local(server_config, server_reference, tmp_path):
     out = tmp_path / "ray"
-    res = _cli("campaign", "run", str(config_file), "--out", str(out), "--quiet", "--no-report", "--executor", "ray",
-               timeout=900)
+    res = _cli("campaign", "run", str(server_config), "--out", str(out), "--quiet", "--no-report", "--executor", "ray",
+               timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert _turns(out) == _turns(reference)
+    assert len(_turns(out)) == len(_turns(server_reference)) > 0
+    assert _turns(out) == _turns(server_reference)
 
 
 def test_drift_and_ab_commands_on_a_run(reference):

@@ -113,3 +113,14 @@ def test_generic_loader_bad_input(tmp_path):
     pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["A", "B", "C"]}).to_csv(cat, index=False)
     ds = load_interactions(p, cat)
     assert ds.n_items == 3 and ds.genre_matrix()[0].shape == (3, 0)  # no genres: embeddings fallback
+
+
+def test_per_user_ndcg_and_paired_bootstrap():
+    per = metrics.ndcg_per_user(RECS, TEST, 3)
+    np.testing.assert_allclose(per, [1 / np.log2(3), 1 / np.log2(4), 0.0])
+    diff, lo, hi = metrics.paired_bootstrap_ci(per, per)
+    assert (diff, lo, hi) == (0.0, 0.0, 0.0)
+    a, b = np.ones(200), np.zeros(200)
+    b[:50] = 1.0
+    diff, lo, hi = metrics.paired_bootstrap_ci(a, b, seed=1)
+    assert diff == pytest.approx(0.75) and lo < 0.75 < hi and lo > 0.6

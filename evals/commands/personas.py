@@ -1,5 +1,81 @@
-"""`personasim personas ...` (filled in by its issue)."""
+"""`personasim personas extract`: documents -> persona cards + separability report.
+
+Thin: parsing and printing only; the work is personas.extract_personas. Bad input
+prints one line `error: ...` to stderr and exits 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.callback()
+def personas() -> None:
+    """Extract grounded personas from documents."""
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def extract(
+    source: str = typer.Argument(..., help="folder of .txt/.md, .jsonl/.csv/.parquet, a saved HF dataset folder, "
+                                          "or 'clothing-reviews' / 'ml-100k-users'"),
+    out: Path = typer.Option(..., "--out", help="output folder"),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="text column of a table"),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="id column (default: row number)"),
+    k: str = typer.Option("auto", "--k", help="'auto' (silhouette) or a number of personas"),
+    k_min: int = typer.Option(2, "--k-min", help="smallest K tried by --k auto"),
+    k_max: int = typer.Option(12, "--k-max", help="largest K tried by --k auto"),
+    method: str = typer.Option("kmeans", "--method", help="kmeans or hdbscan"),
+    llm: Optional[str] = typer.Option(None, "--llm", help="LLM backend that writes the cards (e.g. embedded)"),
+    llm_max_tokens: int = typer.Option(320, "--llm-max-tokens"),
+    seed: int = typer.Option(0, "--seed"),
+    cache_dir: Optional[Path] = typer.Option(Path.home() / ".cache" / "personasim", "--cache-dir",
+                                             help="embedding (and LLM) cache"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write caches"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+) -> None:
+    """Extract grounded persona cards from SOURCE into OUT (personas.jsonl, assignments.jsonl, separability.json)."""
+    import logging
+
+    from personas import PersonaError, extract_personas, load_documents
+    from personas.assets import AssetMissingError
+    from personas.separability import format_table
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cache = None if no_cache else cache_dir
+    try:
+        docs = load_documents(source, text_column=text_column, id_column=id_column)
+        client = None
+        if llm:
+            from simulator.llm import create_client
+
+            client = create_client(llm, cache_dir=None if cache is None else cache / "llm")
+        result = extract_personas(docs, k=k, method=method, seed=seed, llm=client, cache_dir=cache,
+                                  show_progress=not quiet, k_range=(k_min, k_max), llm_max_tokens=llm_max_tokens)
+        result.write(out)
+    except (PersonaError, AssetMissingError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}")
+    rep = result.separability
+    typer.echo(format_table(rep))
+    skipped = [a for a in result.assignments if a["status"] == "skipped"]
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} inputs (e.g. {skipped[0]['doc_id']}: {skipped[0]['reason']}); "
+                   "see assignments.jsonl")
+    if "llm" in rep:
+        s = rep["llm"]
+        typer.echo(f"llm: {s['written']} cards written, {s['failures']} failures, "
+                   f"{s['claims_dropped']}/{s['claims']} unsupported claims dropped")
+    for card in result.cards:
+        typer.echo(f"{card.id:>4} {card.size:>6}  {card.name}")
+    typer.echo(f"wrote {out}/personas.jsonl, assignments.jsonl, separability.json")

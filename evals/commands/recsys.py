@@ -29,8 +29,12 @@ def bench(
     except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
-    cols = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "train_s", "recommend_ms_per_user"]
-    typer.echo(f"{'variant':22s}" + "".join(f"{c:>21s}" for c in cols))
+    cols = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "train_s",
+            "recommend_ms_per_user"]
+    short = ["ndcg", "recall", "ild", "cover", "calib_kl", "pers_cov", "train_s", "ms/user"]
+    typer.echo(f"{'variant':20s}" + "".join(f"{c:>9s}" for c in short) + "  ndcg-mf [95% CI]")
     for r in rows:
-        typer.echo(f"{r['variant']:22s}" + "".join(f"{r[c]:21.4f}" for c in cols))
+        lo, hi = r["ndcg@10_minus_mf_ci95"]
+        typer.echo(f"{r['variant']:20s}" + "".join(f"{r[c]:9.4f}" if c not in ("train_s",) else f"{r[c]:9.1f}" for c in cols)
+                   + f"  {r['ndcg@10_minus_mf']:+.4f} [{lo:+.4f}, {hi:+.4f}]")
     typer.echo(f"wrote {out / 'results.json'} and {out / 'pareto.png'}")

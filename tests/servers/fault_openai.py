@@ -7,8 +7,8 @@ for that text), so a run is reproducible whatever the arrival order. Faults:
 429 with Retry-After, 500, a hang past the client's timeout, a truncated JSON
 body, a non-JSON body. A healthy answer echoes the last user message as JSON
 ({"echo": ...}), so a test can check each answer went to its own request;
-with --answer-schema, a request with a JSON schema gets a minimal valid
-instance instead (campaign benchmarks need answers a simulator accepts).
+with --answer-schema, a request with a JSON schema gets a valid instance
+drawn from a hash of the request instead (campaign benchmarks need answers a simulator accepts).
 GET /stats tells how many healthy answers each text received.
 """
 
@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import random
 import time
 from collections import Counter
 
@@ -28,18 +29,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 FAULTS = ("429", "500", "hang", "truncated", "nonjson")
 
 
-def minimal_instance(schema: dict):
-    """The smallest value that satisfies the simple JSON schemas personasim sends."""
+def schema_instance(schema: dict, rng: random.Random):
+    """A valid value for the simple JSON schemas personasim sends, drawn with ``rng``."""
     if "enum" in schema:
-        return schema["enum"][-1]
+        return rng.choice(schema["enum"])
     kind = schema.get("type")
     if kind == "object":
         props = schema.get("properties", {})
-        return {k: minimal_instance(props[k]) for k in schema.get("required", props)}
+        return {k: schema_instance(props[k], rng) for k in schema.get("required", props)}
     if kind == "array":
-        return [minimal_instance(schema.get("items", {})) for _ in range(max(1, schema.get("minItems", 0)))][: schema.get("maxItems", 1)]
+        lo, hi = schema.get("minItems", 0), schema.get("maxItems", 2)
+        return [schema_instance(schema.get("items", {}), rng) for _ in range(rng.randint(max(lo, 1), max(lo, 1, hi)))]
     if kind == "string":
-        return "Sounds good"
+        return rng.choice(["Sounds good", "Not for me", "Maybe later", "I love this one"])
     if kind in ("integer", "number"):
         return schema.get("minimum", 1)
     if kind == "boolean":
@@ -92,7 +94,11 @@ def build_app(
             return JSONResponse({"error": {"message": "late"}}, status_code=504)
         fmt = body.get("response_format") or {}
         schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema")
-        content = json.dumps(minimal_instance(schema) if answer_schema and schema else {"echo": text})
+        if answer_schema and schema:  # varied but a pure function of the request (seed included)
+            rng = random.Random(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest())
+            content = json.dumps(schema_instance(schema, rng))
+        else:
+            content = json.dumps({"echo": text})
         payload = {
             "id": f"chatcmpl-{attempts[text]}",
             "object": "chat.completion",

@@ -1,0 +1,66 @@
+"""The bench end to end on a small planted data set (CSV + catalog), and the CLI's error path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from recsys import TrainConfig, load_interactions
+from recsys.bench import BenchConfig, run_bench
+from tests.recsys_fixtures import planted
+
+
+def _write(tmp_path):
+    train, _, item_cluster, _ = planted(n_clusters=4, items_per=15, n_users=60, per_user=12)
+    coo = train.tocoo()
+    rng = np.random.default_rng(0)
+    inter = pd.DataFrame({"user_id": coo.row, "item_id": [f"i{c}" for c in coo.col], "rating": 5.0,
+                          "timestamp": rng.permutation(len(coo.row)).astype(float)})
+    names = np.array(["Action", "Comedy", "Drama", "Horror"])
+    cat = pd.DataFrame({"item_id": [f"i{j}" for j in range(len(item_cluster))],
+                        "title": [f"movie {j}" for j in range(len(item_cluster))], "genres": names[item_cluster]})
+    inter.to_csv(tmp_path / "inter.csv", index=False)
+    cat.to_csv(tmp_path / "catalog.csv", index=False)
+    return tmp_path / "inter.csv", tmp_path / "catalog.csv"
+
+
+def test_bench_writes_rows_and_plot(tmp_path):
+    inter, cat = _write(tmp_path)
+    ds = load_interactions(inter, cat)
+    cfg = BenchConfig(seed=3, personas=[1, 2], mmr=[0.5], dpp=[0.5], calibration=[0.5], candidates=20, ampcf_batch=128,
+                      train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
+    rows = run_bench(ds, tmp_path / "out", cfg, show_progress=False)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["variant"] for r in saved] == ["pop", "mf", "mf-bpr", "ampcf-k1", "ampcf-k2", "mf+mmr@0.5", "mf+dpp@0.5",
+                                            "mf+calibration@0.5"]
+    need = {"ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "train_s",
+            "recommend_ms_per_user", "seed", "config_hash", "model"}
+    assert all(need <= set(r) for r in saved) and all(r["seed"] == 3 for r in saved)
+    mf = saved[1]
+    assert mf["ndcg@10_minus_mf"] == 0.0 and 0.0 <= mf["ndcg@10"] <= 1.0
+    assert saved[3]["ndcg@10"] == mf["ndcg@10"]  # K = 1 is MF
+    assert (tmp_path / "out" / "pareto.png").stat().st_size > 1000
+    assert len(rows) == len(saved)
+
+
+def test_cli_bench_reports_bad_dataset(tmp_path):
+    from evals.cli import app
+
+    missing = tmp_path / "nope.csv"
+    result = CliRunner().invoke(app, ["recsys", "bench", "--dataset", str(missing), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "no such file" in result.output
+
+
+def test_bench_without_genres_falls_back_to_embeddings(tmp_path):
+    inter, _ = _write(tmp_path)
+    ds = load_interactions(inter)  # no catalog: no genres
+    cfg = BenchConfig(personas=[2], mmr=[0.5], dpp=[], calibration=[0.5], candidates=20,
+                      train=TrainConfig(dim=8, epochs=1, batch_size=128, loss="softmax"))
+    rows = {r["variant"]: r for r in run_bench(ds, tmp_path / "out", cfg, show_progress=False)}
+    assert "mf+calibration@0.5" not in rows and "mf+mmr@0.5" in rows
+    assert 0.0 <= rows["mf"]["ild@10"] <= 2.0 and np.isnan(rows["pop"]["ild@10"])
+    assert np.isnan(rows["mf"]["calibration_kl@10"]) and np.isnan(rows["mf"]["persona_coverage@10"])
