@@ -69,9 +69,12 @@ def ab(
         path, rows = write_ab(run_dir, control, treatment, seed=seed)
     except (CampaignError, ValueError) as exc:
         _fail(exc)
+    def num(v, sign: str = "+") -> str:  # a metric with fewer than two pairs has no statistics
+        return "n/a" if v is None else f"{v:{sign}.4f}"
+
     for r in rows:
-        typer.echo(f"{r['metric']:18s} diff={r['diff']:+.4f} CI=[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] "
-                   f"p={r['p_value']:.4f} p_holm={r['p_holm']:.4f}")
+        typer.echo(f"{r['metric']:18s} diff={num(r['diff'])} CI=[{num(r['ci_low'])}, {num(r['ci_high'])}] "
+                   f"p={num(r['p_value'], '')} p_holm={num(r['p_holm'], '')} n={r['n_users']}")
     typer.echo(f"wrote {path}")
 
 
