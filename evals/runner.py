@@ -15,7 +15,6 @@ any point, even by SIGKILL, ends with exactly the turns of an uninterrupted run.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,14 +23,9 @@ from typing import Protocol
 from tqdm import tqdm
 
 from evals.events import EventWriter, TurnEvent
+from simulator.layers import derive_seed  # one seed derivation for sessions and the turns inside them
 
 log = logging.getLogger(__name__)
-
-
-def derive_seed(*parts: object) -> int:
-    """A stable 31-bit seed from any parts (independent of PYTHONHASHSEED)."""
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)
