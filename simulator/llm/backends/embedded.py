@@ -3,8 +3,11 @@
 No network and no server. A JSON schema becomes a llama.cpp grammar, so even
 this small model returns parseable JSON (llama.cpp enforces enum, required
 and types, not numeric minimum/maximum: use enums for bounded values).
-llama.cpp contexts are not thread-safe: calls run one at a time in a worker
-thread, so the event loop stays free while the model works.
+llama.cpp contexts are not thread-safe: calls run one at a time. By default
+they run on the event loop's own thread: measured here, llama.cpp with two
+threads generated about 40% fewer tokens/s when called from a worker thread
+(`benchmarks/llm_throughput.py`), and the model serialises calls anyway.
+``in_thread=True`` keeps the event loop free while the model works.
 
 By default every call starts from an empty KV cache (``reuse_prefix=False``):
 llama.cpp reuses the longest common prompt prefix of the previous call, and a
@@ -37,6 +40,7 @@ class EmbeddedBackend(Backend):
         n_ctx: int = 2048,
         n_threads: int | None = None,
         reuse_prefix: bool = False,
+        in_thread: bool = False,
     ):
         if model_path is None:
             from personas.assets import AssetMissingError, smollm2_gguf
@@ -64,6 +68,7 @@ class EmbeddedBackend(Backend):
             verbose=False,
         )
         self.reuse_prefix = reuse_prefix
+        self.in_thread = in_thread
         self._lock = threading.Lock()
 
     def _complete_sync(self, messages, temperature, max_tokens, seed, json_schema) -> RawCompletion:
@@ -90,4 +95,7 @@ class EmbeddedBackend(Backend):
         )
 
     async def complete(self, messages: list[Message], *, temperature, max_tokens, seed, json_schema) -> RawCompletion:
-        return await asyncio.to_thread(self._complete_sync, messages, temperature, max_tokens, seed, json_schema)
+        if self.in_thread:
+            return await asyncio.to_thread(self._complete_sync, messages, temperature, max_tokens, seed, json_schema)
+        await asyncio.sleep(0)  # let other sessions reach their next call first
+        return self._complete_sync(messages, temperature, max_tokens, seed, json_schema)
