@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from recsys import TrainConfig, load_interactions
@@ -64,3 +66,40 @@ def test_bench_without_genres_falls_back_to_embeddings(tmp_path):
     assert "mf+calibration@0.5" not in rows and "mf+mmr@0.5" in rows
     assert 0.0 <= rows["mf"]["ild@10"] <= 2.0 and np.isnan(rows["pop"]["ild@10"])
     assert np.isnan(rows["mf"]["calibration_kl@10"]) and np.isnan(rows["mf"]["persona_coverage@10"])
+
+
+def test_run_seeds_summarises_mean_and_sd_and_reproduces_each_seed(tmp_path):
+    from recsys.bench import run_seeds
+
+    inter, cat = _write(tmp_path)
+    ds = load_interactions(inter, cat)
+    cfg = BenchConfig(personas=[2], mmr=[0.5], dpp=[], calibration=[], candidates=20, ampcf_batch=128,
+                      train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
+    summary = {r["variant"]: r for r in run_seeds(ds, tmp_path / "multi", cfg, [3, 4], show_progress=False)}
+    per_seed = [{r["variant"]: r for r in json.loads((tmp_path / "multi" / f"seed-{s}" / "results.json").read_text())}
+                for s in (3, 4)]
+    assert set(summary) == {"pop", "mf", "mf-bpr", "ampcf-k2", "mf+mmr@0.5"}
+    k2 = [p["ampcf-k2"]["ndcg@10"] for p in per_seed]
+    assert summary["ampcf-k2"]["ndcg@10"] == pytest.approx(np.mean(k2))
+    assert summary["ampcf-k2"]["ndcg@10_sd"] == pytest.approx(np.std(k2, ddof=1))
+    assert summary["mf"]["ndcg@10_minus_mf"] == 0.0 and summary["mf"]["seeds_above_mf"] == 0
+    assert [p["mf"]["seed"] for p in per_seed] == [3, 4]
+    assert json.loads((tmp_path / "multi" / "summary.json").read_text())[0]["n_seeds"] == 2
+    assert (tmp_path / "multi" / "pareto.png").stat().st_size > 1000
+    # each seed's run is the single-seed bench, bit for bit
+    again = {r["variant"]: r for r in run_bench(ds, tmp_path / "again", replace(cfg, seed=4, train=replace(cfg.train)),
+                                                show_progress=False)}
+    assert again["ampcf-k2"]["ndcg@10"] == per_seed[1]["ampcf-k2"]["ndcg@10"]
+    with pytest.raises(ValueError, match="two distinct seeds"):
+        run_seeds(ds, tmp_path / "bad", cfg, [1, 1], show_progress=False)
+
+
+def test_cli_bench_with_seeds_prints_mean_and_sd(tmp_path):
+    from evals.cli import app
+
+    inter, cat = _write(tmp_path)
+    result = CliRunner().invoke(app, ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out",
+                                      str(tmp_path / "o"), "--seeds", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "mean ± sd over 2 seeds" in result.output and "ampcf-k8" in result.output
+    assert (tmp_path / "o" / "seed-1" / "results.json").exists() and (tmp_path / "o" / "summary.json").exists()
