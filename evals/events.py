@@ -14,6 +14,8 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.turn import Turn, TurnCore
+
 EVENTS_SCHEMA_VERSION = 1
 
 
@@ -26,10 +28,12 @@ class SlateItem(BaseModel):
     persona: int | None = Field(None, description="index of the user's persona that produced it (AMP-CF), else None")
 
 
-class TurnEvent(BaseModel):
-    """One turn of one session: (variant, user, run, turn) is the unique key."""
+class TurnEvent(TurnCore):
+    """One turn of one session as stored: (variant, user_variant, user, run, turn) is the unique key.
 
-    model_config = ConfigDict(extra="forbid")
+    The fields of `simulator.turn.TurnCore`, the slate flattened to `SlateItem`s, and the campaign's
+    own: schema version, config hash, recommender variant, simulated-user variant and run.
+    """
 
     schema_version: int = EVENTS_SCHEMA_VERSION
     config_hash: str
@@ -38,22 +42,16 @@ class TurnEvent(BaseModel):
     backend: str
     variant: str = Field(description="recommender variant, e.g. 'mf', 'mf+dpp', 'ampcf'")
     user_variant: str = Field(description="simulated-user variant: 'layered' or 'naive'")
-    user_id: str
-    persona_id: str
     run: int
-    turn: int
-    layers: dict[str, Any] = Field(default_factory=dict)
     slate: list[SlateItem] = Field(default_factory=list)
-    chosen: list[str] = Field(default_factory=list)
-    ratings: dict[str, int] = Field(default_factory=dict)
-    utterance: str = ""
-    stop: bool = False
-    ok: bool = True
-    error: str | None = None
-    consistency: dict[str, float | None] = Field(default_factory=dict, description="prompt_to_line, line_to_line, qa, reward")
-    tokens_in: int = 0
-    tokens_out: int = 0
-    latency_s: float = 0.0
+
+    @classmethod
+    def from_turn(cls, turn: Turn, **campaign: Any) -> "TurnEvent":
+        """The stored record of a simulator `Turn`; ``campaign`` gives config_hash, variant (the
+        recommender's), user_variant and run, and overrides any shared field (e.g. ``model``)."""
+        slate = [SlateItem(id=it.id, title=it.title, genres=it.facets.get("genres", []), persona=it.meta.get("persona"))
+                 for it in turn.slate]
+        return cls(**{**turn.model_dump(include=set(TurnCore.model_fields)), "slate": slate, **campaign})
 
     @property
     def key(self) -> tuple[str, str, str, int, int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from evals.config import CampaignConfig
-from evals.events import SlateItem, TurnEvent
+from evals.events import TurnEvent
 from evals.runner import Job, user_id_for
 
 log = logging.getLogger(__name__)
@@ -200,16 +200,9 @@ class CampaignWorld:
         pool = sample_pool(self.items, self.popularity, cfg.recsys.onboarding_pool, derive_seed(job.seed, "pool"))
 
         def record(turn) -> None:
-            on_turn(TurnEvent(
-                config_hash=self.config_hash, seed=job.seed, model=turn.model or self.llm.model, backend=self.llm.name,
-                variant=job.variant, user_variant=job.user_variant, user_id=profile.user_id,
-                persona_id=profile.persona.id, run=job.run, turn=turn.turn, layers=turn.layers,
-                slate=[SlateItem(id=it.id, title=it.title, genres=it.facets.get("genres", []), persona=it.meta.get("persona"))
-                       for it in turn.slate],
-                chosen=turn.chosen, ratings=turn.ratings, utterance=turn.utterance, stop=turn.stop, ok=turn.ok,
-                error=turn.error, consistency=turn.consistency, tokens_in=turn.tokens_in, tokens_out=turn.tokens_out,
-                latency_s=turn.latency_s,
-            ))
+            on_turn(TurnEvent.from_turn(turn, config_hash=self.config_hash, seed=job.seed,
+                                        model=turn.model or self.llm.model, backend=self.llm.name,
+                                        variant=job.variant, user_variant=job.user_variant, run=job.run))
 
         await run_session(profile, self.recommender(job.variant, job.seed), cfg.turns, job.seed, self.llm,
                           settings=SessionSettings(best_of=cfg.best_of, slate_size=cfg.slate_size), pool=pool,

@@ -143,7 +143,37 @@ class QARecord(BaseModel):
     tokens_out: int = 0
 
 
-class Turn(BaseModel):
+class TurnCore(BaseModel):
+    """What every record of a turn carries: who, what was said and how it scored.
+
+    `Turn` (the simulator's full record) and the campaign's stored `evals.events.TurnEvent` both
+    extend it, so the shared fields are declared once. ``variant`` is not shared: in a `Turn` it is the
+    simulated user's variant, in a `TurnEvent` the recommender's.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str
+    persona_id: str
+    turn: int
+    seed: int = Field(description="the session's seed")
+    model: str = Field("", description="LLM model name")
+    backend: str = ""
+    layers: dict[str, Any] = Field(default_factory=dict)
+    chosen: list[str] = Field(default_factory=list)
+    ratings: dict[str, int] = Field(default_factory=dict)
+    utterance: str = ""
+    stop: bool = False
+    ok: bool = True
+    error: str | None = None
+    consistency: dict[str, float | None] = Field(default_factory=dict,
+                                                 description="prompt_to_line, line_to_line, qa, reward")
+    tokens_in: int = Field(0, description="all LLM calls of this turn (every candidate, the Q&A)")
+    tokens_out: int = 0
+    latency_s: float = Field(0.0, description="wall seconds for this turn, all calls included")
+
+
+class Turn(TurnCore):
     """One turn of one session, with everything needed to score and reproduce it.
 
     ``consistency`` holds per-line scores: ``prompt_to_line`` (1.0 when the line
@@ -153,32 +183,13 @@ class Turn(BaseModel):
     A failed turn has ``ok=False``, its ``error``, and no scores.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: str
-    persona_id: str
-    variant: str
-    turn: int
-    seed: int = Field(description="the session's seed")
+    variant: str = Field(description="simulated-user variant: 'layered' or 'naive'")
     call_seed: int = Field(0, description="the seed of the kept candidate's LLM call")
-    model: str = ""
-    backend: str = ""
-    layers: dict[str, Any] = Field(default_factory=dict)
     slate: list[Item] = Field(default_factory=list)
-    chosen: list[str] = Field(default_factory=list)
-    ratings: dict[str, int] = Field(default_factory=dict)
-    utterance: str = ""
-    stop: bool = False
-    ok: bool = True
-    error: str | None = None
-    consistency: dict[str, float | None] = Field(default_factory=dict)
     reasons: list[str] = Field(default_factory=list, description="why the judge flagged this line")
     qa: QARecord | None = None
     best_of: int = 1
     candidate_rewards: list[float | None] = Field(default_factory=list)
-    tokens_in: int = Field(0, description="all LLM calls of this turn (every candidate, the Q&A)")
-    tokens_out: int = 0
-    latency_s: float = Field(0.0, description="wall seconds for this turn, all calls included")
     raw: str = Field("", description="the kept candidate's JSON text")
     meta: dict[str, Any] = Field(default_factory=dict, description="passed through from the caller (config hash, ...)")
 

@@ -8,16 +8,7 @@ import pytest
 
 from evals.ab import (aa_false_positive_rate, ab_table, holm, paired_test, per_user_metrics, session_metrics,
                       simulate_rejection_rates)
-from evals.events import SlateItem, TurnEvent
-
-
-def _event(**kw) -> dict:
-    """A real TurnEvent row (validated by the record), as events_frame would give it."""
-    base = dict(config_hash="h", seed=0, model="m", backend="test", variant="mf", user_variant="layered",
-                user_id="u", persona_id="p", run=0, turn=0)
-    base.update(kw)
-    base["slate"] = [SlateItem(**s) for s in base.get("slate", [])]
-    return TurnEvent(**base).model_dump()
+from tests.event_fixtures import event_row as _event
 
 
 def _campaign(delta: float, *, n_users=30, runs=1, seed=3, user_variants=("layered",), run_effect=0.0) -> pd.DataFrame:

@@ -10,16 +10,7 @@ import pytest
 from scipy import stats
 
 from evals.drift import consistency_by_turn, consistency_trend, drift_report, icc, session_features, variance_ratio
-from evals.events import SlateItem, TurnEvent
-
-
-def _event(**kw) -> dict:
-    """A real TurnEvent row (validated by the record), as events_frame would give it."""
-    base = dict(config_hash="h", seed=0, model="m", backend="test", variant="mf", user_variant="layered",
-                user_id="u", persona_id="p", run=0, turn=0)
-    base.update(kw)
-    base["slate"] = [SlateItem(**s) for s in base.get("slate", [])]
-    return TurnEvent(**base).model_dump()
+from tests.event_fixtures import event_row as _event
 
 
 def _events(*, distinct: bool, noise: float, n_personas=3, users=3, runs=4, turns=4, user_variant="layered",
