@@ -95,8 +95,10 @@ class RecsysAdapter:
     """A trained recsys model (+ optional reranker) behind the simulator's RecommenderProtocol.
 
     One per session. Onboarding likes fold the user in (item parameters frozen);
-    every chosen or >= 4-rated item refolds; items already shown are never shown
-    again. With AMP-CF each slate item carries the index of the persona whose
+    every chosen or >= 4-rated item joins the likes, and the user is refolded
+    once before the next slate (not once per liked item: a fold-in starts from
+    scratch on all likes, so the slate is the same and the campaign does a third
+    of the fold-ins); items already shown are never shown again. With AMP-CF each slate item carries the index of the persona whose
     attention dominated (``item.meta['persona']``).
     """
 
@@ -108,20 +110,23 @@ class RecsysAdapter:
         self.liked: list[int] = []
         self.shown: set[int] = set()
         self.params = None
+        self._stale = False  # likes added since the last fold-in
 
     def _refold(self) -> None:
-        if self.liked and hasattr(self.model, "fold_in"):
+        if self._stale and self.liked and hasattr(self.model, "fold_in"):
             self.params = self.model.fold_in(np.asarray(self.liked), seed=self.seed)
+        self._stale = False
 
     def onboard(self, liked_item_ids: list[str]) -> None:
         self.liked += [self.index[i] for i in liked_item_ids if i in self.index]
         self.shown.update(self.liked)
-        self._refold()
+        self._stale = True
 
     def recommend(self, history, k: int):
         from recsys import slate
 
         self.shown.update(self.index[f.item_id] for f in history if f.item_id in self.index)
+        self._refold()
         scores = self.model.score_params(self.params) if self.params is not None else self.popularity
         emb = self.model.item_embeddings() if hasattr(self.model, "item_embeddings") else None
         picked = slate(scores, k, exclude=np.fromiter(self.shown, dtype=np.int64), reranker=self.reranker,
@@ -140,7 +145,7 @@ class RecsysAdapter:
         self.shown.add(idx)
         if (feedback.chosen or (feedback.rating or 0) >= 4) and idx not in self.liked:
             self.liked.append(idx)
-            self._refold()
+            self._stale = True
 
 
 class CampaignWorld:
