@@ -45,19 +45,22 @@ def run_campaign(cfg: dict, out: Path) -> dict:
     """Run in a child process; return wall time of the session phase, LLM calls and peak RSS."""
     path = out.with_suffix(".yaml")
     path.write_text(yaml.safe_dump(cfg))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = usage0.ru_maxrss
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "evals.cli", "campaign", "run", str(path), "--out", str(out), "--quiet",
                           "--no-report"], cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise SystemExit(res.stderr[-2000:])
-    rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rss_kb = usage.ru_maxrss
+    cpu_s = (usage.ru_utime + usage.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     sessions = {(e["variant"], e["user_id"], e["run"]) for e in events}
     sessions_s = float(re.search(r"sessions ran in ([0-9.]+)s", res.stdout).group(1))
     return {"wall_s": wall, "sessions_s": sessions_s, "events": len(events), "sessions": len(sessions),
-            "rss_mb": max(rss_kb, before) / 1024}
+            "rss_mb": max(rss_kb, before) / 1024, "cpu_s": cpu_s}
 
 
 def main() -> None:
@@ -74,12 +77,14 @@ def main() -> None:
         calls = sum(httpx.get(url.removesuffix("/v1") + "/stats").json()["attempts"].values())  # both campaigns
     for name, r in (("small", small), ("large", large)):
         print(f"{name}: {r['sessions']} sessions, {r['events']} turns, {r['wall_s']:.1f}s in all, "
-              f"{r['sessions_s']:.1f}s running sessions")
+              f"{r['sessions_s']:.1f}s running sessions, {r['cpu_s']:.1f}s CPU "
+              f"({1000 * r['cpu_s'] / r['sessions']:.0f} ms per session, set-up and training included)")
     calls_per_session = calls / (small["sessions"] + large["sessions"])
     rate = large["sessions"] * calls_per_session / large["sessions_s"]
     bound = a.concurrency / a.delay
     print(f"(a) {rate:.1f} LLM calls/s at C={a.concurrency}, delay {a.delay}s (bound {bound:.0f}/s) "
-          f"-> ratio {rate / bound:.2f}")
+          f"-> ratio {rate / bound:.2f}; the campaign process was busy {large['cpu_s'] / large['wall_s']:.0%} "
+          f"of the wall time (100% = one core)")
     print(f"(b) peak RSS: 2,000-session campaign up to {large['rss_mb']:.0f} MB vs 100-session {small['rss_mb']:.0f} MB "
           f"-> ratio {large['rss_mb'] / small['rss_mb']:.2f}")
 
