@@ -96,10 +96,11 @@ class RecsysAdapter:
 
     One per session. Onboarding likes fold the user in (item parameters frozen);
     every chosen or >= 4-rated item joins the likes, and the user is refolded
-    once before the next slate (not once per liked item: a fold-in starts from
-    scratch on all likes, so the slate is the same and the campaign does a third
-    of the fold-ins); items already shown are never shown again. With AMP-CF each slate item carries the index of the persona whose
-    attention dominated (``item.meta['persona']``).
+    once before the next slate, not once per liked item (a fold-in starts from
+    scratch on all likes, so the slate is the same with a third of the
+    fold-ins). Items already shown are never shown again. With AMP-CF each
+    slate item carries the index of the persona whose attention dominated
+    (``item.meta['persona']``).
     """
 
     def __init__(self, model, reranker, items, popularity, genres, seed: int):
