@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from pydantic import BaseModel
 
@@ -41,39 +42,32 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(text) if s]
 
 
-def _cut_long(sentence: str, max_chars: int) -> list[str]:
-    pieces, current = [], ""
-    for word in sentence.split(" "):
-        while len(word) > max_chars:  # a single huge "word" (no spaces): hard cut
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(word[:max_chars])
-            word = word[max_chars:]
-        if current and len(current) + 1 + len(word) > max_chars:
-            pieces.append(current)
-            current = word
+def _pack(parts: Iterable[str], max_chars: int) -> list[str]:
+    """Join ``parts`` greedily with single spaces into strings of <= ``max_chars`` characters
+    (a part longer than ``max_chars`` stands alone)."""
+    packed, current = [], ""
+    for part in parts:
+        if current and len(current) + 1 + len(part) > max_chars:
+            packed.append(current)
+            current = part
         else:
-            current = f"{current} {word}" if current else word
+            current = f"{current} {part}" if current else part
     if current:
-        pieces.append(current)
-    return pieces
+        packed.append(current)
+    return packed
+
+
+def _cut_long(sentence: str, max_chars: int) -> list[str]:
+    """A sentence over ``max_chars`` packed by words; a single huge "word" (no spaces) is hard-cut."""
+    words = (word[i: i + max_chars] for word in sentence.split(" ") for i in range(0, max(len(word), 1), max_chars))
+    return _pack(words, max_chars)
 
 
 def chunk_text(text: str, max_chars: int = MAX_CHARS) -> list[str]:
     """Cleaned ``text`` packed into sentence-aligned chunks of <= ``max_chars`` characters."""
-    chunks: list[str] = []
-    current = ""
-    for sentence in split_sentences(clean(text)):
-        for piece in (_cut_long(sentence, max_chars) if len(sentence) > max_chars else [sentence]):
-            if current and len(current) + 1 + len(piece) > max_chars:
-                chunks.append(current)
-                current = piece
-            else:
-                current = f"{current} {piece}" if current else piece
-    if current:
-        chunks.append(current)
-    return chunks
+    pieces = (piece for sentence in split_sentences(clean(text))
+              for piece in (_cut_long(sentence, max_chars) if len(sentence) > max_chars else [sentence]))
+    return _pack(pieces, max_chars)
 
 
 def chunk_document(doc_id: str, text: str, max_chars: int = MAX_CHARS,
