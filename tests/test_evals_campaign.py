@@ -44,6 +44,23 @@ def _cli(*args, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "evals.cli", *args], capture_output=True, text=True, cwd=ROOT, **kw)
 
 
+def _run(config: Path, out: Path, *flags: str, timeout: int | None = None) -> subprocess.CompletedProcess:
+    """`personasim campaign run CONFIG --out OUT --quiet FLAGS...` in a child process."""
+    return _cli("campaign", "run", str(config), "--out", str(out), "--quiet", *flags, timeout=timeout)
+
+
+def _ran(config: Path, out: Path, *flags: str, timeout: int = 900) -> Path:
+    """`_run` that must succeed; returns OUT."""
+    res = _run(config, out, *flags, timeout=timeout)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def _write_config(cfg: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def _turns(out: Path) -> list[tuple]:
     from evals.events import read_events
 
@@ -53,17 +70,12 @@ def _turns(out: Path) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cfg") / "campaign.yaml"
-    path.write_text(yaml.safe_dump(CONFIG))
-    return path
+    return _write_config(CONFIG, tmp_path_factory.mktemp("cfg") / "campaign.yaml")
 
 
 @pytest.fixture(scope="module")
 def reference(config_file, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("reference")
-    res = _cli("campaign", "run", str(config_file), "--out", str(out), "--quiet", timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return out
+    return _ran(config_file, tmp_path_factory.mktemp("reference"))
 
 
 def test_reference_run_writes_every_artifact(reference):
@@ -93,17 +105,12 @@ def server_config(tmp_path_factory):
     with serve(["-m", "tests.servers.fault_openai", "--port", str(port), "--delay", "0.1", "--answer-schema"], port) as url:
         cfg = {**CONFIG, "name": "server-campaign", "best_of": 2, "users_per_persona": 2,
                "llm": {"backend": "openai", "base_url": url, "model": "fault-echo", "concurrency": 4}}
-        path = tmp_path_factory.mktemp("server") / "campaign.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        yield path
+        yield _write_config(cfg, tmp_path_factory.mktemp("server") / "campaign.yaml")
 
 
 @pytest.fixture(scope="module")
 def server_reference(server_config, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("server-reference")
-    res = _cli("campaign", "run", str(server_config), "--out", str(out), "--quiet", "--no-report", timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return out
+    return _ran(server_config, tmp_path_factory.mktemp("server-reference"), "--no-report", timeout=600)
 
 
 def test_kill_9_then_resume_gives_exactly_the_uninterrupted_turns(server_config, server_reference, tmp_path):
@@ -123,18 +130,13 @@ def test_kill_9_then_resume_gives_exactly_the_uninterrupted_turns(server_config,
     written = events.read_bytes().count(b"\n")
     assert 10 <= written < len(_turns(reference))
 
-    again = _cli("campaign", "run", str(config_file), "--out", str(out), "--quiet")
+    again = _run(config_file, out)
     assert again.returncode == 2 and "--resume" in again.stderr  # never silently appends
-    resumed = _cli("campaign", "run", str(config_file), "--out", str(out), "--quiet", "--resume", timeout=900)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert _turns(out) == _turns(reference)
+    assert _turns(_ran(config_file, out, "--resume")) == _turns(reference)
 
 
 def test_ray_executor_matches_local(server_config, server_reference, tmp_path):
-    out = tmp_path / "ray"
-    res = _cli("campaign", "run", str(server_config), "--out", str(out), "--quiet", "--no-report", "--executor", "ray",
-               timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    out = _ran(server_config, tmp_path / "ray", "--no-report", "--executor", "ray", timeout=600)
     assert len(_turns(out)) == len(_turns(server_reference)) > 0
     assert _turns(out) == _turns(server_reference)
 
@@ -152,9 +154,8 @@ def test_drift_and_ab_commands_on_a_run(reference):
 
 
 def test_a_folder_of_another_campaign_is_refused(config_file, reference, tmp_path):
-    other = tmp_path / "other.yaml"
-    other.write_text(yaml.safe_dump({**CONFIG, "seed": 4}))
-    res = _cli("campaign", "run", str(other), "--out", str(reference), "--quiet")
+    other = _write_config({**CONFIG, "seed": 4}, tmp_path / "other.yaml")
+    res = _run(other, reference)
     assert res.returncode == 2 and "choose another --out" in res.stderr
 
 
@@ -162,6 +163,6 @@ def test_disk_full_is_a_clear_error_and_keeps_what_was_written(config_file, refe
     out = tmp_path / "full"
     out.mkdir()
     (out / "events.jsonl").symlink_to("/dev/full")  # every write fails with ENOSPC
-    res = _cli("campaign", "run", str(config_file), "--out", str(out), "--quiet", "--no-report", timeout=600)
+    res = _run(config_file, out, "--no-report", timeout=600)
     assert res.returncode == 2
     assert "cannot write" in res.stderr and "--resume" in res.stderr and "Traceback" not in res.stderr
