@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,14 @@ def _personas_path(cfg: CampaignConfig, out: Path) -> Path:
 
 def _model_names(cfg: CampaignConfig) -> list[str]:
     return sorted({v.partition("+")[0] for v in cfg.variants} - {"pop"})
+
+
+def _split_variant(variant: str, rc):
+    """'mf+dpp' -> ('mf', the DPP reranker with the campaign's lambda and candidates); 'ampcf' -> ('ampcf', None)."""
+    from recsys import Reranker
+
+    base, _, rr = variant.partition("+")
+    return base, (Reranker(rr, rc.rerank_lambda, rc.candidates) if rr else None)
 
 
 def _dataset():
@@ -58,8 +67,8 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     split = leave_last_out(ds)
     genres, _ = ds.genre_matrix()
     rc = cfg.recsys
-    train = DEFAULT_TRAIN.__class__(**{**DEFAULT_TRAIN.__dict__, "dim": rc.dim, "epochs": rc.epochs, "seed": cfg.seed})
-    from recsys import Popularity, Reranker
+    train = replace(DEFAULT_TRAIN, dim=rc.dim, epochs=rc.epochs, seed=cfg.seed)
+    from recsys import Popularity
 
     models = {"pop": Popularity().fit(split.train)}
     for name in _model_names(cfg):
@@ -69,8 +78,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
         models[name] = model
     rows = []
     for variant in cfg.variants:
-        base, _, rr = variant.partition("+")
-        reranker = Reranker(rr, rc.rerank_lambda, rc.candidates) if rr else None
+        base, reranker = _split_variant(variant, rc)
         row = evaluate(variant, models[base], split, genres, 10, reranker)
         row.pop("_per_user_ndcg", None)  # per-user arrays are for the bench's paired CIs
         rows.append(row)
@@ -191,11 +199,7 @@ class CampaignWorld:
         return min(n, cfg.personas.max_personas or n) * cfg.users_per_persona
 
     def recommender(self, variant: str, seed: int) -> RecsysAdapter:
-        from recsys import Reranker
-
-        base, _, rr = variant.partition("+")
-        rc = self.cfg.recsys
-        reranker = Reranker(rr, rc.rerank_lambda, rc.candidates) if rr else None
+        base, reranker = _split_variant(variant, self.cfg.recsys)
         return RecsysAdapter(self.models[base], reranker, self.items, self.popularity, self.genres, seed)
 
     async def run_job(self, job: Job, on_turn) -> None:
