@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from personas.assets import ml100k_dir  # noqa: E402
-from recsys import MF, Popularity, Reranker, leave_last_out, load_movielens, slate  # noqa: E402
+from recsys import MF, Popularity, Reranker, leave_last_out, load_movielens  # noqa: E402
+from recsys.pipeline import reranked_top_k  # noqa: E402
 from recsys.bench import BenchConfig, ampcf  # noqa: E402
 from recsys.metrics import ndcg, recall  # noqa: E402
 from recsys.models import top_k  # noqa: E402
@@ -93,13 +94,7 @@ def main() -> None:
     seen = split.seen_lists()
     dpp = Reranker("dpp", 0.7, cfg.candidates)
 
-    def mf_dpp():
-        scores = mf.score_all(users)
-        emb = mf.item_embeddings()
-        return [slate(scores[i], 10, exclude=seen[u], reranker=dpp, genres=genres, embeddings=emb)
-                for i, u in enumerate(users)]
-
-    t_dpp = best_time(mf_dpp, repeat=1)
+    t_dpp = best_time(lambda: reranked_top_k(mf, users, 10, seen=seen, reranker=dpp, genres=genres), repeat=1)
     ep_mf, ep_amp = float(np.median(mf.epoch_s)), float(np.median(amp.epoch_s))
     ratios = {"topk_ampcf_over_mf": t_amp / t_mf, "ampcf_over_mf_plus_dpp": t_amp / t_dpp,
               "epoch_ampcf_over_mf": ep_amp / ep_mf}

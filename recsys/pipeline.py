@@ -59,3 +59,14 @@ def slate(scores: np.ndarray, k: int, *, exclude: np.ndarray | None = None, rera
         sim = rerank.item_similarity(cand, genres, embeddings)
         pos = rerank.mmr(rel, sim, k, reranker.lam) if reranker.kind == "mmr" else rerank.dpp(rel, sim, k, reranker.lam)
     return cand[pos]
+
+
+def reranked_top_k(model, users: np.ndarray, k: int, *, seen: list[np.ndarray], reranker: Reranker,
+                   genres: np.ndarray | None = None, histories: list[np.ndarray] | None = None) -> np.ndarray:
+    """Top-k [B, k] for many users: ``model``'s full-catalog scores, then ``slate`` with ``reranker``.
+
+    ``seen[u]`` / ``histories[u]``: user u's excluded items and positives (indexed by user id)."""
+    scores = model.score_all(users)
+    emb = model.item_embeddings()
+    return np.stack([slate(scores[i], k, exclude=seen[u], reranker=reranker, genres=genres, embeddings=emb,
+                           history=None if histories is None else histories[u]) for i, u in enumerate(users)])
