@@ -1,7 +1,9 @@
 """On-disk response cache: a repeated run with the same inputs is free.
 
 SQLite (WAL) so that several processes (Ray workers) can share one file.
-Only successful completions are stored; failures are always retried.
+Only successful answers are stored; failures are always retried. A value is any
+pydantic record (a `Completion`, an `OptionProbs`); the caller names the type it
+reads back, and its key says which kind of call it was.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from simulator.llm.types import Completion
+
+R = TypeVar("R", bound=BaseModel)
 
 
 def cache_key(**parts: Any) -> str:
@@ -32,16 +38,16 @@ class ResponseCache:
         self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self._db.commit()
 
-    def get(self, key: str) -> Completion | None:
+    def get(self, key: str, kind: type[R] = Completion) -> R | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
-        return Completion.model_validate_json(row[0]) if row else None
+        return kind.model_validate_json(row[0]) if row else None
 
-    def put(self, key: str, completion: Completion) -> None:
+    def put(self, key: str, record: BaseModel) -> None:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
-                (key, completion.model_dump_json()),
+                (key, record.model_dump_json()),
             )
             self._db.commit()
 

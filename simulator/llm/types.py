@@ -41,6 +41,38 @@ class RawCompletion(BaseModel):
     finish_reason: str | None = None
 
 
+class TopLogprobs(dict[str, float]):
+    """What `Backend.first_token_logprobs` returns: token text -> natural-log probability
+    of the top-k candidates for the first answer token, plus ``tokens_in`` (prompt tokens)."""
+
+    def __init__(self, items=(), *, tokens_in: int = 0):
+        super().__init__(items)
+        self.tokens_in = tokens_in
+
+
+class OptionProbs(BaseModel):
+    """Probabilities of answer options for the first answer token (renormalised over the options).
+
+    ``logprobs`` holds each option's own first-token log-prob (None: no matching token in
+    the top-k); ``probs`` renormalises them over the options, an unmatched option counting
+    as the smallest top-k log-prob (an upper bound on its mass). ``ok`` is False when the
+    backend failed or no option matched any top-k token; then ``error`` says why and
+    ``probs`` is empty: never a silent default.
+    """
+
+    probs: dict[str, float] = Field({}, description="option -> probability, sums to 1 when ok")
+    logprobs: dict[str, float | None] = Field(
+        {}, description="option -> raw first-token log-prob (None: not in the top-k)"
+    )
+    ok: bool = True
+    error: str | None = None
+    tokens_in: int = 0
+    latency_s: float = Field(0.0, description="wall seconds for this call, retries included")
+    model: str = ""
+    backend: str = ""
+    cached: bool = False
+
+
 class Usage(BaseModel):
     """Running totals for one client. Always summed, never overwritten."""
 
@@ -53,7 +85,7 @@ class Usage(BaseModel):
     tokens_out: int = 0
     latency_s: float = 0.0
 
-    def add(self, c: Completion, *, retries: int = 0, repaired: bool = False) -> None:
+    def add(self, c: Completion | OptionProbs, *, retries: int = 0, repaired: bool = False) -> None:
         self.requests += 1
         self.cache_hits += int(c.cached)
         self.failures += int(not c.ok)
@@ -61,5 +93,5 @@ class Usage(BaseModel):
         self.repairs += int(repaired)
         if not c.cached:
             self.tokens_in += c.tokens_in
-            self.tokens_out += c.tokens_out
+            self.tokens_out += c.tokens_out if isinstance(c, Completion) else 0
         self.latency_s += c.latency_s

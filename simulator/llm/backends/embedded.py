@@ -16,6 +16,19 @@ once, so the same (prompt, seed) could sample differently depending on what
 ran before it. Resetting makes an answer a function of its inputs alone, which
 is what lets a resumed or Ray-distributed campaign reproduce a local one.
 ``benchmarks/llm_throughput.py`` measures what this costs.
+
+`first_token_logprobs` does not go through ``create_chat_completion(logprobs=True)``:
+llama-cpp-python only returns log-probs from a Llama built with ``logits_all=True``,
+which keeps n_ctx x n_vocab floats (2048 x 49152 x 4 B = 400 MB for SmolLM2) and
+computes the output layer for every prompt token on every call. Instead the chat
+handler builds the prompt tokens exactly as for ``complete`` (see `_PromptRecorder`),
+the KV cache is reset, the prompt is evaluated once, and the last position's logits
+are read from llama.cpp. Scoring evaluates the prompt in fixed blocks and keeps
+the blocks it shares with the previous scoring call (`_eval_blocks`), so asking
+one persona about many items evaluates its system prompt once, and the answer is
+still a function of the prompt alone. Measured here (2 cores, shared with other
+jobs), one `option_probs` call for a 285-token prompt from scratch took about
+1.0 s when a core was free; see benchmarks/llm_throughput.py for the reuse.
 """
 
 from __future__ import annotations
@@ -25,9 +38,37 @@ import os
 import threading
 from pathlib import Path
 
-from simulator.llm.backends.base import Backend
-from simulator.llm.errors import LLMConfigError
-from simulator.llm.types import Message, RawCompletion
+import numpy as np
+
+from simulator.llm.backends.base import Backend, merge_tokens
+from simulator.llm.errors import LLMConfigError, PermanentError
+from simulator.llm.types import Message, RawCompletion, TopLogprobs
+
+
+#: Tokens per KV block in scoring (`_eval_blocks`): smaller reuses more of a shared prefix
+#: at the cost of more llama.cpp calls.
+SCORE_BLOCK = 16
+
+
+class _PromptBuilt(Exception):
+    """Stops a chat handler once it has built the prompt (see `_PromptRecorder`)."""
+
+
+class _PromptRecorder:
+    """Stands in for the Llama inside ``Llama.create_chat_completion``: everything is the
+    real model's (template, tokenizer) except ``create_completion``, which records the
+    prompt tokens and stops. So scoring sees the very tokens ``complete`` would."""
+
+    def __init__(self, llm):
+        self._llm = llm
+        self.tokens: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self._llm, name)
+
+    def create_completion(self, prompt, **_):
+        self.tokens = list(prompt)
+        raise _PromptBuilt
 
 
 class EmbeddedBackend(Backend):
@@ -70,12 +111,14 @@ class EmbeddedBackend(Backend):
         self.reuse_prefix = reuse_prefix
         self.in_thread = in_thread
         self._lock = threading.Lock()
+        self._scored: list[int] | None = None  # tokens in the KV cache, evaluated in SCORE_BLOCKs
 
     def _complete_sync(self, messages, temperature, max_tokens, seed, json_schema) -> RawCompletion:
         kwargs = {}
         if json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": json_schema}
         with self._lock:
+            self._scored = None  # generation leaves the KV cache in other chunks
             if not self.reuse_prefix:
                 self._llm.reset()
             out = self._llm.create_chat_completion(
@@ -99,3 +142,64 @@ class EmbeddedBackend(Backend):
             return await asyncio.to_thread(self._complete_sync, messages, temperature, max_tokens, seed, json_schema)
         await asyncio.sleep(0)  # let other sessions reach their next call first
         return self._complete_sync(messages, temperature, max_tokens, seed, json_schema)
+
+    def _prompt_tokens(self, messages: list[Message]) -> list[int]:
+        recorder = _PromptRecorder(self._llm)
+        try:
+            type(self._llm).create_chat_completion(recorder, messages=list(messages), max_tokens=1, temperature=0.0)
+        except _PromptBuilt:
+            return recorder.tokens
+        raise RuntimeError("llama-cpp-python's chat handler did not call create_completion")
+
+    def _first_token_sync(self, messages, top_logprobs: int) -> TopLogprobs:
+        import llama_cpp
+
+        llm = self._llm
+        with self._lock:
+            tokens = self._prompt_tokens(messages)
+            if len(tokens) >= llm.n_ctx():
+                raise PermanentError(f"prompt of {len(tokens)} tokens does not fit the context of {llm.n_ctx()}")
+            self._eval_blocks(tokens)
+            # Only the last position has logits (logits_all=False); copy before the next eval.
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).copy()
+        logprobs = type(llm).logits_to_logprobs(logits)  # (n_vocab,) natural log
+        k = min(top_logprobs, logprobs.shape[0])
+        best = np.argpartition(-logprobs, k - 1)[:k]
+        best = best[np.argsort(-logprobs[best])]
+        pieces = ((llm.detokenize([int(i)]).decode("utf-8", errors="ignore"), logprobs[i]) for i in best)
+        return merge_tokens(pieces, tokens_in=len(tokens))
+
+    def _eval_blocks(self, tokens: list[int]) -> None:
+        """Evaluate ``tokens`` in fixed blocks of SCORE_BLOCK tokens from position 0, reusing the
+        blocks already in the KV cache from the previous scoring call.
+
+        Block k's keys and values depend on tokens[:(k + 1) * SCORE_BLOCK] only and are always
+        computed in the same chunks, so the last logits are the same whether a block was reused
+        or computed now: a score stays a function of its prompt alone (tested), while a persona's
+        long system prompt is evaluated once for all the items asked about.
+        """
+        llm, B = self._llm, SCORE_BLOCK
+        done = self._scored or []
+        common = next((i for i, (a, b) in enumerate(zip(done, tokens)) if a != b), min(len(done), len(tokens)))
+        keep = min(common // B, (len(tokens) - 1) // B) * B  # at least the last block is evaluated again
+        if keep == 0:
+            llm.reset()
+        else:
+            llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+            llm.n_tokens = keep
+        for i in range(keep, len(tokens), B):
+            llm.eval(tokens[i:i + B])
+        self._scored = list(tokens)
+
+    async def first_token_logprobs_many(self, conversations, *, seed: int, top_logprobs: int) -> list[TopLogprobs]:
+        """All prompts in one go on this thread: no other call can take the KV cache in between, so
+        a prefix they share (a persona's system prompt) is evaluated once."""
+        await asyncio.sleep(0)
+        return [self._first_token_sync(m, top_logprobs) for m in conversations]
+
+    async def first_token_logprobs(self, messages: list[Message], *, seed: int, top_logprobs: int) -> TopLogprobs:
+        """Top-k first answer tokens at temperature 0 (``seed`` is unused: nothing is sampled)."""
+        if self.in_thread:
+            return await asyncio.to_thread(self._first_token_sync, messages, top_logprobs)
+        await asyncio.sleep(0)
+        return self._first_token_sync(messages, top_logprobs)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from simulator.llm.backends.base import Backend
+from simulator.llm.backends.base import Backend, merge_tokens
 from simulator.llm.errors import LLMConfigError, PermanentError, TransientError
-from simulator.llm.types import Message, RawCompletion
+from simulator.llm.types import Message, RawCompletion, TopLogprobs
 
 #: How a JSON schema is sent. `json_schema`: OpenAI structured outputs (vLLM, OpenAI);
 #: `json_object`: {"type": "json_object", "schema": ...} (llama.cpp server);
@@ -72,7 +72,6 @@ class OpenAIBackend(Backend):
         return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
 
     async def complete(self, messages: list[Message], *, temperature, max_tokens, seed, json_schema) -> RawCompletion:
-        oa = self._openai
         messages = list(messages)
         if json_schema is not None and self.json_mode == "prompt":
             import json
@@ -81,16 +80,41 @@ class OpenAIBackend(Backend):
         kwargs = {}
         if (fmt := self._response_format(json_schema)) is not None:
             kwargs["response_format"] = fmt
-        where = self.base_url or "api.openai.com"
-        try:
-            out = await self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=seed,
-                **kwargs,
+        out = await self._create(messages=messages, temperature=temperature, max_tokens=max_tokens, seed=seed, **kwargs)
+        choice = out.choices[0]
+        usage = out.usage
+        return RawCompletion(
+            text=choice.message.content or "",
+            tokens_in=usage.prompt_tokens if usage else 0,
+            tokens_out=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason,
+        )
+
+    async def first_token_logprobs(self, messages: list[Message], *, seed: int, top_logprobs: int) -> TopLogprobs:
+        """One token at temperature 0 with ``logprobs=True, top_logprobs=k`` (OpenAI allows k <= 20)."""
+        out = await self._create(
+            messages=list(messages), temperature=0.0, max_tokens=1, seed=seed, logprobs=True, top_logprobs=top_logprobs
+        )
+        logprobs = out.choices[0].logprobs
+        first = logprobs.content[0] if logprobs is not None and logprobs.content else None
+        if first is None or not first.top_logprobs:
+            raise PermanentError(
+                f"{self._where}: model {self.model!r} returned no top_logprobs for the first token; "
+                "this server or model does not support log-probabilities"
             )
+        tokens_in = out.usage.prompt_tokens if out.usage else 0
+        return merge_tokens(((t.token, t.logprob) for t in first.top_logprobs), tokens_in=tokens_in)
+
+    @property
+    def _where(self) -> str:
+        return self.base_url or "api.openai.com"
+
+    async def _create(self, **kwargs):
+        """chat.completions.create with errors classified: TransientError or PermanentError."""
+        oa = self._openai
+        where = self._where
+        try:
+            out = await self._client.chat.completions.create(model=self.model, **kwargs)
         except oa.RateLimitError as exc:
             raise TransientError(f"{where}: rate limited (429)", retry_after=_retry_after(exc.response)) from None
         except oa.AuthenticationError:
@@ -109,14 +133,7 @@ class OpenAIBackend(Backend):
             raise TransientError(f"{where}: unreadable response ({type(exc).__name__})") from None
         if isinstance(out, str) or not getattr(out, "choices", None):
             raise TransientError(f"{where}: response without choices")
-        choice = out.choices[0]
-        usage = out.usage
-        return RawCompletion(
-            text=choice.message.content or "",
-            tokens_in=usage.prompt_tokens if usage else 0,
-            tokens_out=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
-        )
+        return out
 
     async def aclose(self) -> None:
         await self._client.close()
