@@ -70,10 +70,11 @@ def build_plots(s: dict) -> dict[str, bytes]:
         )
     drift = s.get("drift", {}).get("by_user_variant", {})
     if drift:
-        personas = sorted({row["persona_id"] for d in drift.values() for row in d.get("per_persona", [])})
-        series = {uv: [next((row.get("ratio") for row in d.get("per_persona", []) if row["persona_id"] == p), None) for p in personas]
-                  for uv, d in drift.items()}
-        out["drift"] = plots.bars(personas, series, "within-run / across-persona variance", "Drift ratio per persona (red: 1)", ref=1.0)
+        uvs = list(drift)
+        series = {"observed ratio": [drift[uv].get("ratio_within_over_between") for uv in uvs],
+                  "identical-persona null (mean)": [(drift[uv].get("null") or {}).get("mean") for uv in uvs]}
+        out["drift"] = plots.bars(uvs, series, "within-run / across-persona variance",
+                                  "Drift ratio against the ratio identical personas would give")
         curves = {}
         for uv, d in drift.items():
             for metric, points in (d.get("consistency_by_turn") or {}).items():
@@ -107,6 +108,7 @@ def render_report(summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
         abs=summary.get("ab", []),
         aa=summary.get("aa"),
         attribution=summary.get("attribution", []),
+        validity=_Obj(summary.get("validity") or {}),
         offline_columns=OFFLINE_COLUMNS,
         variant_columns=VARIANT_COLUMNS,
         ab_columns=AB_COLUMNS,

@@ -58,6 +58,27 @@ def attribution_examples(df: pd.DataFrame, limit: int = 12) -> list[dict]:
     return picked[:limit]
 
 
+def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
+    """What says whether these simulated users can be believed: the grounded users' calibration (what
+    each evidence source contributes) and, when present, a `personasim validate fidelity` result."""
+    out: dict = {"calibration": None, "fidelity": None}
+    personas = Path(cfg.personas.path) if cfg.personas.path else run_dir / "personas" / "personas.jsonl"
+    cal = personas.parent / "calibration.json"
+    if cal.is_file():
+        record = json.loads(cal.read_text(encoding="utf-8"))
+        out["calibration"] = {"split": record.get("split"), "llm": record.get("llm"), "n_users": record.get("n_users"),
+                              "rows": [{"memory": kind, "cv_auc": rep["cv_auc"],
+                                        **{f"AUC lost without {k}": v for k, v in rep["auc_drop_without"].items()},
+                                        **{f"weight {k}": v for k, v in rep["like_coef"].items()}}
+                                       for kind, rep in record.get("report", {}).items()]}
+    fid = Path(cfg.fidelity) if cfg.fidelity else run_dir / "fidelity.json"
+    if fid.is_file():
+        record = json.loads(fid.read_text(encoding="utf-8"))
+        out["fidelity"] = {"path": str(fid), "config_hash": record.get("config_hash"), "headline": record.get("headline"),
+                           "model": record.get("model"), "n_users": record.get("n_users")}
+    return out
+
+
 def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame, embed=None) -> dict:
     from evals.ab import aa_false_positive_rate, ab_table
     from evals.drift import drift_report
@@ -82,8 +103,9 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame, embed=None) 
         "header": header,
         "offline": offline,
         "by_variant": by_variant_table(df),
-        "drift": drift_report(df, embed=embed),
+        "drift": drift_report(df, embed=embed, seed=cfg.seed),
         "ab": abs_,
         "aa": aa_false_positive_rate(df, control, seed=cfg.seed),
         "attribution": attribution_examples(df),
+        "validity": validity(run_dir, cfg),
     }

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evals.ab import (aa_false_positive_rate, ab_table, holm, paired_test, per_user_metrics, session_metrics,
-                      simulate_rejection_rates)
+from evals.ab import (aa_false_positive_rate, ab_table, holm, mde, min_p, paired_test, per_user_metrics,
+                      session_metrics, simulate_rejection_rates)
 from tests.event_fixtures import event_row as _event
 
 
@@ -119,8 +119,9 @@ def test_per_user_metrics_average_runs_and_skip_nan_runs():
 def test_ab_table_detects_planted_effect_pairs_by_user_and_corrects():
     df = _campaign(0.1, user_variants=("layered", "naive"))
     rows = {r["metric"]: r for r in ab_table(df, "mf", "ampcf", seed=0, n_boot=1000, n_perm=1000)}
-    assert set(rows["acceptance_rate"]) == {"metric", "control", "treatment", "diff", "ci_low", "ci_high", "p_value",
-                                            "p_holm", "n_users"}
+    assert set(rows["acceptance_rate"]) == {"metric", "control", "treatment", "diff", "sd_diff", "ci_low", "ci_high",
+                                            "p_value", "p_holm", "n_users", "min_p", "min_p_holm", "can_reach_alpha",
+                                            "mde", "verdict"}
     acc = rows["acceptance_rate"]
     assert acc["n_users"] == 60  # 30 user ids x 2 user variants
     assert acc["diff"] == pytest.approx(0.1, abs=0.03) and acc["ci_low"] > 0.05 and acc["p_holm"] < 0.01
@@ -166,3 +167,109 @@ def test_aa_check_on_events_runs_zero_against_one():
     acc = next(r for r in drifted["rows"] if r["metric"] == "acceptance_rate")
     assert acc["p_value"] < 0.01 and acc["p_holm"] < 0.05 and acc["ci_low"] > 0.05
     assert aa_false_positive_rate(_campaign(0.0, runs=1, n_users=3), "mf") is None  # one run: nothing to compare
+
+
+# ---- power: what the design can detect ----------------------------------------------------------------
+
+
+def test_min_p_and_mde_hand_computed():
+    assert min_p(6) == 2 / 64 and min_p(8) == 2 / 256 and min_p(1) == 1.0 and min_p(0) is None
+    assert min_p(10, n_perm=2000) == 2 / 1024  # 1024 sign vectors <= 2000: exact
+    assert min_p(12, n_perm=2000) == pytest.approx(2 / 2001)  # Monte Carlo: scipy's (1 + k) / (1 + n) per side
+    assert min_p(2000) == 0.0  # no overflow
+    # (z_0.975 + z_0.8) * 1 / sqrt(4) with m = 1; with m = 4 the level is 0.05 / 4
+    assert mde(1.0, 4, 1) == pytest.approx((1.959964 + 0.841621) / 2, abs=1e-5)
+    assert mde(1.0, 4, 4) == pytest.approx((2.497705 + 0.841621) / 2, abs=1e-5)
+    assert mde(1.0, 1, 4) is None and mde(None, 10, 4) is None
+
+
+def test_six_paired_users_cannot_reach_alpha():
+    rows = {r["metric"]: r for r in ab_table(_campaign(0.3, n_users=6), "mf", "ampcf", seed=0, n_boot=200)}
+    acc = rows["acceptance_rate"]  # a huge effect: every user's difference is positive
+    assert acc["n_users"] == 6 and acc["p_value"] == pytest.approx(2 / 64)  # as small as 6 pairs allow
+    assert acc["min_p"] == pytest.approx(2 / 64)
+    assert acc["min_p_holm"] == pytest.approx(0.125)  # Holm over 4 tested metrics (persona_coverage untested)
+    assert acc["can_reach_alpha"] is False and acc["mde"] is None
+    assert acc["verdict"] == ("design cannot reach alpha=0.05 (n=6 paired users, Holm over 4 metrics: smallest "
+                              "possible p 0.125): no conclusion")
+    cov = rows["persona_coverage"]
+    assert cov["min_p"] is None and cov["can_reach_alpha"] is False and cov["verdict"].startswith("no test")
+    assert not any("not significant" in r["verdict"] for r in rows.values())
+
+
+def test_eight_paired_users_can_reach_alpha():
+    rows = {r["metric"]: r for r in ab_table(_campaign(0.3, n_users=8), "mf", "ampcf", seed=0, n_boot=200)}
+    acc = rows["acceptance_rate"]
+    assert acc["min_p_holm"] == pytest.approx(0.03125) and acc["can_reach_alpha"] is True
+    assert acc["p_holm"] == pytest.approx(0.03125) and acc["verdict"] == "significant (p_holm=0.031)"
+    assert acc["mde"] == pytest.approx(mde(acc["sd_diff"], 8, 4))
+    rating = rows["mean_rating"]  # every user rates the same in both arms: nothing to detect, and it says so
+    assert rating["can_reach_alpha"] and rating["verdict"].startswith("not significant (p_holm=1)")
+
+
+def test_holm_bound_holds_on_every_row():
+    # min_p_holm is a floor: no row's p_holm is below it, and only rows that can reach alpha are significant,
+    # including metrics whose n differs (diversity drops users who accepted fewer than two items)
+    for n_users in (5, 6, 7, 8, 12):
+        for delta in (0.0, 0.3):
+            for r in ab_table(_campaign(delta, n_users=n_users, seed=n_users), "mf", "ampcf", seed=0, n_boot=0):
+                if r["p_value"] is None:
+                    continue
+                assert r["p_holm"] >= r["min_p_holm"] - 1e-12, r
+                assert r["p_holm"] > 0.05 or r["can_reach_alpha"], r
+
+
+def test_mde_shrinks_as_one_over_root_n():
+    mdes = {n: ab_table(_campaign(0.0, n_users=n, seed=5), "mf", "ampcf", seed=0, n_boot=0, n_perm=200)[0]
+            for n in (30, 480)}
+    assert mdes[30]["metric"] == "acceptance_rate"
+    ratio = mdes[30]["mde"] / mdes[480]["mde"]
+    assert 3.0 <= ratio <= 5.3  # sqrt(480 / 30) = 4, times the ratio of the two sd estimates
+    assert "could have detected |diff| >= " in mdes[480]["verdict"]
+
+
+def test_planted_effect_larger_than_the_mde_is_detected():
+    probe = ab_table(_campaign(0.0, n_users=20, seed=100), "mf", "ampcf", n_boot=0, n_perm=500)[0]
+    detected = {}
+    for factor in (0.5, 1.5):
+        detected[factor] = np.mean([
+            ab_table(_campaign(factor * probe["mde"], n_users=20, seed=s), "mf", "ampcf", n_boot=0, n_perm=500)[0]
+            ["p_holm"] <= 0.05 for s in range(12)])
+    assert detected[1.5] >= 0.9  # power at the MDE is 0.8 by construction; 1.5x it is ~0.99
+    assert detected[0.5] <= 0.6
+
+
+def test_aa_check_says_when_it_cannot_reach_alpha():
+    small = aa_false_positive_rate(_campaign(0.0, n_users=6, runs=2), "mf", seed=0, n_boot=100)
+    assert small["can_reach_alpha"] is False and small["n_reachable"] == 0
+    assert small["false_positive_rate"] is None and small["min_p_holm"] == pytest.approx(0.125)
+    assert "cannot reach alpha=0.05" in small["verdict"] and "says nothing" in small["verdict"]
+    big = aa_false_positive_rate(_campaign(0.0, n_users=30, runs=2), "mf", seed=0, n_boot=100)
+    assert big["can_reach_alpha"] and big["false_positive_rate"] == 0.0
+    assert big["verdict"].startswith("0 of 4 metrics significant after Holm")
+
+
+def test_rendered_summary_of_a_six_user_campaign_never_reads_no_difference(tmp_path):
+    from evals.drift import drift_report
+    from evals.report import render_report
+
+    df = _campaign(0.0, n_users=6, runs=2)
+    df["persona_id"] = "p" + (df["user_id"].str[1:].astype(int) % 3).astype(str)  # 3 personas x 2 users
+    ab = {"control": "mf", "treatment": "ampcf", "seed": 0, "rows": ab_table(df, "mf", "ampcf", n_boot=200)}
+    summary = {
+        "header": {"name": "six", "config_hash": "h", "seed": 0, "backend": "test", "model": "m", "n_events": len(df),
+                   "n_failed": 0, "n_sessions": 24, "tokens_in": 0, "tokens_out": 0, "personas_k": 2},
+        "offline": [], "by_variant": [], "attribution": [],
+        "drift": drift_report(df), "ab": [ab], "aa": aa_false_positive_rate(df, "mf", n_boot=100),
+    }
+    html_path, md_path = render_report(summary, tmp_path)
+    for text in (md_path.read_text(), html_path.read_text()):
+        lowered = text.lower()
+        assert "no significant difference" not in lowered and "no metric differs" not in lowered
+        assert "not significant" not in lowered  # no row of this design can reach alpha
+        assert "cannot reach alpha=0.05 (n=6 paired users, holm over 4 metrics" in lowered
+        assert "no false positive was possible" in lowered  # the A/A line
+        assert "not distinguishable from identical personas" in lowered  # drift: 90 assignments, min p 6/90
+        assert "cannot reach p &lt;= 0.05" in lowered or "cannot reach p <= 0.05" in lowered
+    md = md_path.read_text()
+    assert "| mde | min_p_holm |" in md and "- acceptance_rate: design cannot reach alpha" in md

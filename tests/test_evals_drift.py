@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from evals.drift import consistency_by_turn, consistency_trend, drift_report, icc, session_features, variance_ratio
+from evals.drift import (consistency_by_turn, consistency_trend, drift_report, drift_verdict, icc, null_ratio, ratio_ci,
+                         session_features, variance_ratio)
 from tests.event_fixtures import event_row as _event
 
 
@@ -203,3 +204,141 @@ def test_report_with_one_run_names_the_reason():
     assert rep["ratio_within_over_between"] is None and "two runs" in rep["reason"]
     assert rep["icc"] is not None  # sessions of one persona still group
     json.dumps(rep, allow_nan=False)
+
+
+# ---- the identical-persona null and the ratio's CI ------------------------------------------------------
+
+
+def _numeric(*, personas=3, users=3, runs=3, effect=0.0, dims=5, seed=0):
+    """Session rows [n, dims]: persona p adds ``effect`` on dimension p; run noise N(0, 1) per dimension.
+    Returns X, persona, unit (one unit per user)."""
+    rng = np.random.default_rng(seed)
+    persona = np.repeat(np.arange(personas), users * runs)
+    unit = np.repeat(np.arange(personas * users), runs)
+    return effect * np.eye(personas, dims)[persona] + rng.normal(0, 1, (len(unit), dims)), persona, unit
+
+
+def test_null_exact_on_a_hand_checked_design():
+    # 2 personas x 2 users x 2 runs: C(4, 2) = 6 assignments of users to personas; the observed one (low users
+    # in A, high in B) and its label swap give the largest between, so p = 2/6 and no design outcome goes lower
+    X = np.array([0.0, 1.0, 0.5, 1.5, 10.0, 11.0, 10.5, 11.5])
+    persona, unit = np.repeat(["A", "B"], 4), np.repeat(["a1", "a2", "b1", "b2"], 2)
+    null = null_ratio(X, persona, unit)
+    assert null["exact"] and null["n_perm"] == 6
+    assert null["p_value"] == pytest.approx(2 / 6) and null["min_p"] == pytest.approx(2 / 6)
+    # the other 4 assignments mix one low and one high user into each persona: means 5.75 and 5.75 (two of
+    # them) or 5.5 and 6.0 (two): between 0 -> infinite ratio, or 0.125 -> within 0.5 / 0.125 = 4
+    within = variance_ratio(X, persona, unit)["within"]
+    assert within == pytest.approx(0.5)
+    assert null["mean"] == pytest.approx((2 * within / 50.0 + 2 * 4.0) / 4)  # over the 4 finite ratios
+    assert null["q975"] is None  # the top 2.5% are the infinite ratios: strict JSON, no inf
+    verdict = drift_verdict(variance_ratio(X, persona, unit)["ratio_within_over_between"], None, null,
+                            ratio_ci(X, persona, unit))
+    assert verdict.startswith("not distinguishable") and "cannot reach p <= 0.05" in verdict
+
+
+def test_null_counts_assignments_and_switches_to_monte_carlo():
+    X, persona, unit = _numeric(personas=3, users=2, runs=2, effect=3.0)  # 6! / (2! 2! 2!) = 90 assignments
+    exact = null_ratio(X, persona, unit)
+    assert exact["exact"] and exact["n_perm"] == 90
+    assert exact["p_value"] == pytest.approx(6 / 90) == exact["min_p"]  # the 3! label swaps tie with the observed
+    mc = null_ratio(X, persona, unit, n_perm=50, seed=1)
+    assert not mc["exact"] and mc["n_perm"] == 50
+    assert mc["min_p"] == pytest.approx(6 / 90)  # the label swaps, known without enumerating
+    assert mc["p_value"] >= 1 / 51
+    big = null_ratio(*_numeric(personas=3, users=6, runs=2, effect=3.0))  # 18! / (6!)^3 assignments: sampled
+    assert not big["exact"] and big["n_perm"] == 2000 and big["min_p"] == pytest.approx(1 / 2001)
+    assert big["p_value"] == pytest.approx(1 / 2001)  # far apart personas: no sampled assignment as extreme
+    assert null_ratio(X, persona, unit, n_perm=50, seed=1) == mc  # seeded
+    for n_personas in (3, 8):  # one user per persona: every assignment relabels personas (8! > 2000: Monte Carlo)
+        one_user_each = null_ratio(*_numeric(personas=n_personas, users=1, runs=4, dims=8, effect=3.0))
+        assert one_user_each["exact"] == (n_personas == 3)
+        assert one_user_each["p_value"] == 1.0 and one_user_each["min_p"] == 1.0
+    with pytest.raises(ValueError, match="not nested"):
+        null_ratio(X, persona, np.zeros(len(X)))  # one unit spanning all personas
+
+
+def test_null_is_calibrated_for_identical_personas():
+    # users differ (variance 0.25) but personas do not: the p-value is uniform, so p <= 0.05 about 5% of the time
+    p = []
+    for seed in range(200):
+        X, persona, unit = _numeric(users=4, runs=3, seed=seed)
+        X = X + np.random.default_rng(1000 + seed).normal(0, 0.5, (unit.max() + 1, X.shape[1]))[unit]
+        p.append(null_ratio(X, persona, unit, n_perm=300, seed=seed)["p_value"])
+    p = np.array(p)
+    assert 0.01 <= (p <= 0.05).mean() <= 0.1 and 0.4 <= p.mean() <= 0.6
+
+
+def test_identical_personas_sit_inside_the_null_and_are_not_distinguished():
+    inside, small_p = [], []
+    for seed in range(30):
+        rep = drift_report(_events(distinct=False, noise=1.0, users=4, seed=seed), seed=seed, n_perm=500, n_boot=50)
+        ratio, null = rep["ratio_within_over_between"], rep["null"]
+        inside.append(null["q025"] <= ratio <= null["q975"])
+        small_p.append(null["p_value"] <= 0.05)
+        assert rep["verdict"].startswith("not distinguishable") == (null["p_value"] > 0.05)
+    assert np.mean(inside) >= 0.8 and np.mean(small_p) <= 0.15  # 95% and 5% in expectation
+
+
+def test_separated_personas_fall_far_below_the_null():
+    rep = drift_report(_events(distinct=True, noise=0.05))
+    ratio, null = rep["ratio_within_over_between"], rep["null"]
+    assert null["exact"] and null["n_perm"] == 1680  # 9 users: 9! / (3! 3! 3!)
+    assert ratio < null["q025"] and ratio < null["mean"] / 20 and null["p_value"] < 0.05
+    assert rep["verdict"].startswith("personas distinguishable: ratio ")
+    assert "below the identical-persona null" in rep["verdict"]
+    low, high = rep["ratio_ci"]
+    assert low <= ratio <= high
+    for uv in rep["by_user_variant"].values():
+        assert set(uv["null"]) == {"mean", "q025", "q975", "p_value", "min_p", "n_perm", "exact"} and uv["verdict"]
+
+
+def test_null_mean_grows_with_sessions_per_persona():
+    # identical personas, users alike: the docstring's null is of order U R (sessions per persona)
+    means = []
+    for runs in (2, 4, 8):
+        rep = drift_report(_events(distinct=False, noise=1.0, n_personas=5, users=3, runs=runs), n_perm=1000, n_boot=10)
+        means.append(rep["null"]["mean"])
+        assert 0.7 <= rep["null"]["mean"] / (3 * runs) <= 2.5
+    assert means[0] < means[1] < means[2] and means[2] > 2 * means[0]
+
+
+def test_ratio_ci_contains_the_ratio_and_narrows_with_more_users():
+    widths = {}
+    for users in (4, 64):
+        w = []
+        for seed in range(4):
+            X, persona, unit = _numeric(users=users, effect=1.0, seed=seed)
+            ratio = variance_ratio(X, persona, unit)["ratio_within_over_between"]
+            low, high = ratio_ci(X, persona, unit, n_boot=1000, seed=seed)
+            assert low <= ratio <= high
+            w.append((high - low) / ratio)
+        widths[users] = np.mean(w)
+    assert widths[64] < 0.6 * widths[4]  # 16x the users: about 1/4 the width asymptotically
+    assert ratio_ci(X, persona, unit, seed=3) == ratio_ci(X, persona, unit, seed=3)
+
+
+def test_undefined_ratio_has_no_null_and_says_why():
+    rep = drift_report(_events(distinct=True, noise=0.1, runs=1))
+    assert rep["null"] is None and rep["ratio_ci"] is None
+    assert rep["verdict"] == f"undefined: {rep['reason']}"
+    one = drift_report(_events(distinct=True, noise=0.1, n_personas=1))
+    assert one["verdict"].startswith("undefined: fewer than two personas")
+
+
+def test_null_permutes_users_not_user_variant_units():
+    # personas identical, users very different, each user seen under 2 recommender variants x 2 runs: the two
+    # units of a user share the user, so permuting units apart would call personas distinguishable
+    p_user, p_unit = [], []
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        user = np.repeat(np.arange(12), 4)
+        persona, unit = user // 4, np.repeat(np.arange(24), 2)
+        X = rng.normal(0, 2, (12, 3))[user] + rng.normal(0, 1, (len(user), 3))
+        p_user.append(null_ratio(X, persona, unit, block=user, n_perm=300, seed=seed)["p_value"])
+        p_unit.append(null_ratio(X, persona, unit, n_perm=300, seed=seed)["p_value"])
+    assert np.mean(np.array(p_user) <= 0.05) <= 0.1 < 0.25 <= np.mean(np.array(p_unit) <= 0.05)
+    # and drift_report permutes users: 9 users x 2 variants still give 9! / (3! 3! 3!) assignments
+    events = _events(distinct=True, noise=0.05)
+    rep = drift_report(pd.concat([events, events.assign(variant="ampcf")], ignore_index=True), n_boot=50)
+    assert rep["null"]["exact"] and rep["null"]["n_perm"] == 1680

@@ -10,6 +10,10 @@ import typer
 app = typer.Typer(no_args_is_help=True)
 
 
+def _num(v, spec: str = ".4g") -> str:
+    return "n/a" if v is None else f"{v:{spec}}"
+
+
 def _fail(exc: Exception) -> None:
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)
@@ -43,7 +47,7 @@ def run(
 
 @app.command()
 def drift(run_dir: Path = typer.Argument(..., help="A campaign output folder.")) -> None:
-    """Write RUN_DIR/drift.json: run-to-run vs persona-to-persona variance, ICC, per persona."""
+    """Write RUN_DIR/drift.json: run-to-run vs persona-to-persona variance against the identical-persona null, ICC."""
     from evals.campaign import CampaignError, write_drift
 
     try:
@@ -51,7 +55,12 @@ def drift(run_dir: Path = typer.Argument(..., help="A campaign output folder."))
     except (CampaignError, ValueError) as exc:
         _fail(exc)
     for uv, d in report["by_user_variant"].items():
-        typer.echo(f"{uv:8s} ratio_within_over_between={d['ratio_within_over_between']} icc={d['icc']}")
+        ci, null = d.get("ratio_ci") or [None, None], d.get("null") or {}
+        typer.echo(f"{uv:8s} ratio_within_over_between={_num(d['ratio_within_over_between'])} "
+                   f"CI=[{_num(ci[0])}, {_num(ci[1])}] null={_num(null.get('mean'))} "
+                   f"[{_num(null.get('q025'))}, {_num(null.get('q975'))}] p={_num(null.get('p_value'))} "
+                   f"icc={_num(d['icc'])}")
+        typer.echo(f"         {d.get('verdict')}")
     typer.echo(f"wrote {path}")
 
 
@@ -62,19 +71,18 @@ def ab(
     treatment: str = typer.Option(..., "--treatment", help="Treatment variant, e.g. ampcf."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation draws."),
 ) -> None:
-    """Write RUN_DIR/ab.json: paired per-user differences with CIs, p-values, Holm."""
+    """Write RUN_DIR/ab.json: paired per-user differences with CIs, p-values, Holm, MDE and a verdict per metric."""
     from evals.campaign import CampaignError, write_ab
 
     try:
         path, rows = write_ab(run_dir, control, treatment, seed=seed)
     except (CampaignError, ValueError) as exc:
         _fail(exc)
-    def num(v, sign: str = "+") -> str:  # a metric with fewer than two pairs has no statistics
-        return "n/a" if v is None else f"{v:{sign}.4f}"
-
-    for r in rows:
-        typer.echo(f"{r['metric']:18s} diff={num(r['diff'])} CI=[{num(r['ci_low'])}, {num(r['ci_high'])}] "
-                   f"p={num(r['p_value'], '')} p_holm={num(r['p_holm'], '')} n={r['n_users']}")
+    for r in rows:  # a metric with fewer than two pairs has no statistics: n/a
+        typer.echo(f"{r['metric']:18s} diff={_num(r['diff'], '+.4f')} CI=[{_num(r['ci_low'], '+.4f')}, "
+                   f"{_num(r['ci_high'], '+.4f')}] p={_num(r['p_value'])} p_holm={_num(r['p_holm'])} n={r['n_users']} "
+                   f"mde={_num(r['mde'])} min_p_holm={_num(r['min_p_holm'])}")
+        typer.echo(f"{'':18s} {r['verdict']}")
     typer.echo(f"wrote {path}")
 
 
