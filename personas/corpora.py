@@ -10,12 +10,16 @@
   id = MovieLens user id. Facts: age group, gender, occupation, favourite genre.
   Metadata ``genres`` = {"liked": {genre: n}, "disliked": {genre: n}} over all of the
   user's ratings (liked = rating >= 4), which drives genre likes/dislikes on the cards.
+  ``ml100k_users(exclude=pairs)`` renders everything (text, facts, genre counts) from the
+  ratings that are *not* in ``exclude``: for any evaluation, pass the held-out (user id,
+  item id) pairs of a time split so that no held-out rating reaches a persona.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 
 from personas import assets
@@ -108,12 +112,16 @@ def _favourite(liked: Counter, corpus_liked: Counter, min_count: int = 3) -> str
     return max(sorted(lifts), key=lambda g: lifts[g])
 
 
-def ml100k_users() -> Corpus:
+def ml100k_users(exclude: Collection[tuple[str, str]] | None = None, name: str | None = None) -> Corpus:
+    """The MovieLens user documents; ``exclude``: raw (user id, item id) pairs to leave out (held-out data)."""
     folder = assets.ml100k_dir()
     _, item_rows = _read_atomic(folder / "ml-100k.item")
     items = {r[0]: (tidy_title(r[1]), r[2], [g for g in r[3].split() if g] if len(r) > 3 else []) for r in item_rows}
     _, user_rows = _read_atomic(folder / "ml-100k.user")
     _, inter_rows = _read_atomic(folder / "ml-100k.inter")
+    if exclude:
+        held = set(exclude)
+        inter_rows = [r for r in inter_rows if (r[0], r[1]) not in held]
     by_user: dict[str, list[tuple[float, float, str]]] = {}
     for uid, iid, rating, ts in inter_rows:
         by_user.setdefault(uid, []).append((float(rating), float(ts), iid))
@@ -156,4 +164,4 @@ def ml100k_users() -> Corpus:
         "occupation": FactField(question="What is your occupation?", choices=occupations),
         "favourite genre": FactField(question="Which movie genre do you like most?", choices=genres + ["none"]),
     }
-    return Corpus(name="ml-100k-users", documents=docs, skipped=skipped, fact_fields=facts, genre_field="genres")
+    return Corpus(name=name or ("ml-100k-users[train]" if exclude else "ml-100k-users"), documents=docs, skipped=skipped, fact_fields=facts, genre_field="genres")

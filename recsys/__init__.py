@@ -3,11 +3,12 @@
 recsys imports nothing else of personasim: loaders take paths.
 """
 
-from recsys.data import DataError, Dataset, Split, full_train, leave_last_out, load_interactions, load_movielens, random_holdout
+from recsys.data import (DataError, Dataset, Split, TimeSplit, full_train, leave_last_out, load_interactions, load_movielens,
+                         random_holdout, time_split)
 from recsys.models import AMPCF, MF, Popularity, Recommender, RecsysError, TrainConfig, top_k
 from recsys.pipeline import Reranker, slate
 
 __all__ = [
     "AMPCF", "DataError", "Dataset", "MF", "Popularity", "Recommender", "RecsysError", "Reranker", "Split",
-    "TrainConfig", "full_train", "leave_last_out", "load_interactions", "load_movielens", "random_holdout", "slate", "top_k",
+    "TimeSplit", "TrainConfig", "full_train", "leave_last_out", "load_interactions", "load_movielens", "random_holdout", "slate", "time_split", "top_k",
 ]

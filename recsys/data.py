@@ -234,3 +234,63 @@ def full_train(ds: Dataset, min_rating: float = 4.0) -> sp.csr_matrix:
     """All positives (for a model that serves simulated users, not for evaluation)."""
     pos = ds.ratings[ds.ratings["rating"] >= min_rating]
     return _csr(pos["user"].to_numpy(), pos["item"].to_numpy(), ds.n_users, ds.n_items)
+
+
+@dataclass
+class TimeSplit:
+    """A per-user time split of *all* ratings (not only positives).
+
+    ``train`` and ``test`` have the `Dataset.ratings` columns (user, item, rating, timestamp):
+    each user's latest ``holdout`` share of ratings (by timestamp, ties by item index) is test,
+    the rest train. Users with fewer than ``min_ratings`` ratings keep everything in train.
+    """
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    n_users: int
+    n_items: int
+    holdout: float
+    name: str = "dataset"
+
+    @property
+    def key(self) -> str:
+        """What identifies this split (recorded beside anything fitted on its train part)."""
+        return f"{self.name}:time-holdout-{self.holdout:g}"
+
+    def train_positives(self, min_rating: float = 4.0) -> sp.csr_matrix:
+        """Train positives as a binary CSR [n_users, n_items]."""
+        pos = self.train[self.train["rating"] >= min_rating]
+        return _csr(pos["user"].to_numpy(), pos["item"].to_numpy(), self.n_users, self.n_items)
+
+    def inner(self, holdout: float | None = None) -> "TimeSplit":
+        """The same rule applied to ``train`` alone: a validation split that never sees ``test``."""
+        frac = self.holdout if holdout is None else holdout
+        return _time_split(self.train, self.n_users, self.n_items, frac, f"{self.name}:train")
+
+
+def _time_split(ratings: pd.DataFrame, n_users: int, n_items: int, holdout: float, name: str,
+                min_ratings: int = 5) -> "TimeSplit":
+    if not 0.0 < holdout < 1.0:
+        raise DataError(f"holdout must be in (0, 1), got {holdout}")
+    r = ratings.sort_values(["user", "timestamp", "item"], kind="stable")
+    n = r.groupby("user")["item"].transform("size").to_numpy()
+    rank = r.groupby("user").cumcount().to_numpy()
+    n_test = np.where(n >= min_ratings, np.maximum(1, np.floor(holdout * n + 1e-9)).astype(np.int64), 0)
+    is_test = rank >= n - n_test
+    return TimeSplit(r[~is_test].reset_index(drop=True), r[is_test].reset_index(drop=True), n_users, n_items,
+                     holdout, name)
+
+
+def time_split(ds: Dataset, holdout: float = 0.2, min_ratings: int = 5) -> TimeSplit:
+    """Hold out each user's latest ``holdout`` share of ratings (floor, at least one) for test.
+
+    Raises DataError when the data set has no timestamps (all equal) or no ratings.
+    """
+    r = ds.ratings
+    if r.empty:
+        raise DataError(f"{ds.name}: no interactions")
+    if r["timestamp"].isna().any() or r["timestamp"].nunique() < 2:
+        raise DataError(f"{ds.name}: a time split needs a timestamp on every interaction")
+    if r["rating"].nunique() < 2:
+        raise DataError(f"{ds.name}: every rating is {r['rating'].iloc[0]:g}; a fidelity test needs explicit ratings")
+    return _time_split(r, ds.n_users, ds.n_items, holdout, ds.name, min_ratings)

@@ -1,0 +1,165 @@
+"""Grounding from real logs: the item space and the memories of grounded users, from TRAIN ratings only.
+
+Every function here takes the training ratings explicitly (a `recsys.TimeSplit`'s
+``train``, or its inner split's), so what a grounded user knows is exactly
+what that split allows; `tests/test_grounding_hygiene.py` proves that no
+held-out rating reaches a persona card, a prompt or a calibration fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simulator.evidence import PERSONA_CANON, RECENT, ItemSpace, Memory, genre_profile
+
+#: Shrinkage of an item's mean rating toward the global mean (pseudo-ratings).
+ITEM_MEAN_SHRINK = 5.0
+LIKED_MIN, DISLIKED_MAX = 4.0, 2.0
+
+
+def heldout_pairs(ds, test: pd.DataFrame) -> set[tuple[str, str]]:
+    """Raw (user id, item id) pairs of held-out ratings (what persona documents must leave out)."""
+    uid = ds.users["user_id"].to_numpy()
+    iid = ds.items["item_id"].to_numpy()
+    return {(str(uid[u]), str(iid[i])) for u, i in zip(test["user"].to_numpy(), test["item"].to_numpy())}
+
+
+def item_space(ds, train: pd.DataFrame) -> ItemSpace:
+    """The catalog seen through ``train``: item vectors = L2-normalised item columns of the
+    binary train "watched" matrix (any rating; item-kNN space), log popularity of the positives,
+    shrunk mean ratings."""
+    from personas.corpora import tidy_title
+
+    pos = train[train["rating"] >= LIKED_MIN]
+    M = np.zeros((ds.n_items, ds.n_users), dtype=np.float32)
+    M[train["item"].to_numpy(), train["user"].to_numpy()] = 1.0
+    norms = np.linalg.norm(M, axis=1, keepdims=True)
+    vectors = M / np.maximum(norms, 1e-12)
+    counts = np.bincount(pos["item"].to_numpy(), minlength=ds.n_items)
+    glob = float(train["rating"].mean())
+    n = np.bincount(train["item"].to_numpy(), minlength=ds.n_items)
+    s = np.bincount(train["item"].to_numpy(), weights=train["rating"].to_numpy(float), minlength=ds.n_items)
+    genres = [list(g) for g in ds.items["genres"]]
+    space = ItemSpace(ids=[str(i) for i in ds.items["item_id"]], vectors=vectors, log_pop=np.log1p(counts.astype(float)),
+                      mean_rating=(s + ITEM_MEAN_SHRINK * glob) / (n + ITEM_MEAN_SHRINK), genres=genres,
+                      titles=[f"{tidy_title(str(t))} ({y})" if str(y) else tidy_title(str(t))
+                              for t, y in zip(ds.items["title"], ds.items["year"])], genre_prior={})
+    space.genre_prior = genre_profile(space, pos["item"].to_numpy())
+    return space
+
+
+def memories(ds, train: pd.DataFrame, persona_of: dict[str, str], space: ItemSpace) -> dict[str, Memory]:
+    """'twin:<raw user id>' for every user with a persona and training ratings, and 'persona:<id>'
+    for every persona: its canon (most-liked items of its members) and members' mean rating."""
+    uid = ds.users["user_id"].astype(str).to_numpy()
+    by_user = {u: g.sort_values(["rating", "timestamp"], ascending=[False, False], kind="stable")
+               for u, g in train.groupby("user")}
+    members: dict[str, list[int]] = {}
+    for u in by_user:
+        pid = persona_of.get(uid[u])
+        if pid is not None:
+            members.setdefault(pid, []).append(u)
+    out: dict[str, Memory] = {}
+    shares: dict[str, np.ndarray] = {}
+    for pid, users in sorted(members.items()):
+        likes = np.zeros(ds.n_items)
+        ratings = []
+        for u in users:
+            g = by_user[u]
+            likes[g.loc[g["rating"] >= LIKED_MIN, "item"].to_numpy()] += 1
+            ratings.append(g["rating"].to_numpy())
+        share = likes / len(users)
+        shares[pid] = share
+        canon = np.lexsort((-space.log_pop, -share))[:PERSONA_CANON]
+        canon = canon[share[canon] > 0]
+        out[f"persona:{pid}"] = Memory(key=f"persona:{pid}", kind="persona", persona_id=pid, liked=canon,
+                                       disliked=np.zeros(0, dtype=np.int64), recent=canon[:RECENT],
+                                       mean_rating=float(np.concatenate(ratings).mean()), persona_share=share)
+    for u, g in by_user.items():
+        pid = persona_of.get(uid[u])
+        if pid is None:
+            continue
+        out[f"twin:{uid[u]}"] = Memory(
+            key=f"twin:{uid[u]}", kind="twin", persona_id=pid,
+            liked=g.loc[g["rating"] >= LIKED_MIN, "item"].to_numpy(np.int64),
+            disliked=g.loc[g["rating"] <= DISLIKED_MAX, "item"].to_numpy(np.int64)[::-1],
+            recent=g.sort_values(["timestamp", "item"], kind="stable")["item"].to_numpy(np.int64)[-RECENT:],
+            mean_rating=float(g["rating"].mean()), persona_share=shares[pid])
+    return out
+
+
+def read_assignments(personas_dir: str | Path) -> dict[str, str]:
+    """{document id: persona id} from an extraction's assignments.jsonl (assigned and duplicate rows)."""
+    path = Path(personas_dir) / "assignments.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no assignments next to the personas (extract them with personasim)")
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("persona_id") is not None:
+            out[str(row["doc_id"])] = row["persona_id"]
+    return out
+
+
+def persona_members(personas_dir: str | Path) -> dict[str, list[str]]:
+    """{persona id: member document ids, most representative (highest similarity) first}."""
+    rows = [json.loads(line) for line in (Path(personas_dir) / "assignments.jsonl").read_text(encoding="utf-8").splitlines()]
+    out: dict[str, list[tuple[float, str]]] = {}
+    for r in rows:
+        if r.get("persona_id") is not None and r.get("status") == "assigned":
+            out.setdefault(r["persona_id"], []).append((-(r.get("similarity") or 0.0), str(r["doc_id"])))
+    return {pid: [d for _, d in sorted(v)] for pid, v in out.items()}
+
+
+def file_hash(path: str | Path) -> str:
+    """12 hex chars of a file's content (identifies a personas file for its calibration)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+class GroundingError(ValueError):
+    """Personas, splits or calibrations that do not belong together; the message names the file."""
+
+
+SPLIT_FILE = "split.json"
+
+
+def extract_train_personas(ds, split, pdir: str | Path, *, k: int, seed: int, cache_dir=None,
+                           show_progress: bool = True) -> Path:
+    """Personas from MovieLens user documents rendered from ``split``'s TRAIN ratings only, written to
+    ``pdir`` with ``split.json`` (the split they may be evaluated on). Returns the personas path."""
+    from personas import extract_personas
+    from personas.corpora import ml100k_users
+
+    pdir = Path(pdir)
+    docs = ml100k_users(exclude=heldout_pairs(ds, split.test))
+    result = extract_personas(docs, k=k, seed=seed, cache_dir=cache_dir, show_progress=show_progress)
+    result.write(pdir)
+    write_split_record(pdir, split)
+    return pdir / "personas.jsonl"
+
+
+def write_split_record(pdir: str | Path, split) -> Path:
+    """``split.json`` beside personas: which split's TRAIN part they were extracted from."""
+    path = Path(pdir) / SPLIT_FILE
+    path.write_text(json.dumps({"split": split.key, "holdout": split.holdout, "n_heldout": int(len(split.test))}) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def split_of(personas_path: str | Path) -> dict:
+    """The split record beside a personas file; GroundingError when there is none."""
+    path = Path(personas_path).parent / SPLIT_FILE
+    if not path.is_file():
+        raise GroundingError(f"{personas_path}: no {SPLIT_FILE} beside it, so nothing says which ratings these "
+                             "personas saw; extract them with `personasim personas extract ml-100k-users --holdout 0.2`")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["split"], record["holdout"]
+    except (ValueError, KeyError, TypeError):
+        raise GroundingError(f"{path}: not a personasim split record") from None
+    return record

@@ -1,0 +1,175 @@
+"""Grounded users: the time split, train/test hygiene, the written-down decision and its context shifts."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evals.grounding import heldout_pairs, item_space, memories
+from recsys import DataError, Dataset, time_split
+from simulator.choice import ChoiceModel, context_shift, decide, stop_logit
+from simulator.evidence import EVIDENCE, evidence_features
+
+
+def small_dataset(n_users=12, n_items=30, per_user=10, seed=0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        items = rng.choice(n_items, size=per_user, replace=False)
+        for t, i in enumerate(items):
+            rows.append((u, int(i), float(rng.integers(1, 6)), float(1000 * u + t)))
+    ratings = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+    genres = [["Horror"] if i % 3 == 0 else ["Children's"] if i % 3 == 1 else ["Comedy"] for i in range(n_items)]
+    items = pd.DataFrame({"item_id": [str(i + 1) for i in range(n_items)], "title": [f"Film {i}" for i in range(n_items)],
+                          "year": ["1995"] * n_items, "genres": genres})
+    users = pd.DataFrame({"user_id": [str(u + 1) for u in range(n_users)]})
+    return Dataset(ratings, items, users, "small")
+
+
+def test_time_split_holds_out_each_users_latest_share_and_inner_never_sees_test():
+    ds = small_dataset()
+    split = time_split(ds, 0.2)
+    for u, g in ds.ratings.groupby("user"):
+        latest = g.sort_values("timestamp")["item"].tolist()[-2:]  # floor(0.2 * 10) = 2
+        assert sorted(split.test[split.test["user"] == u]["item"]) == sorted(latest)
+    assert len(split.train) + len(split.test) == len(ds.ratings)
+    inner = split.inner()
+    test_rows = set(map(tuple, split.test[["user", "item"]].to_numpy()))
+    assert not test_rows & set(map(tuple, inner.train[["user", "item"]].to_numpy()))
+    assert not test_rows & set(map(tuple, inner.test[["user", "item"]].to_numpy()))
+    assert split.key != inner.key
+
+
+def test_time_split_refuses_data_without_timestamps_or_ratings():
+    ds = small_dataset()
+    flat = Dataset(ds.ratings.assign(timestamp=0.0), ds.items, ds.users, "flat")
+    with pytest.raises(DataError, match="timestamp"):
+        time_split(flat)
+    implicit = Dataset(ds.ratings.assign(rating=5.0), ds.items, ds.users, "implicit")
+    with pytest.raises(DataError, match="explicit ratings"):
+        time_split(implicit)
+
+
+def test_memories_and_item_space_are_the_same_whatever_the_held_out_part_says():
+    """Hygiene: scramble every held-out rating and item; what a grounded user knows must not change."""
+    ds = small_dataset()
+    split = time_split(ds, 0.2)
+    rng = np.random.default_rng(1)
+    scrambled = ds.ratings.copy()
+    test_idx = scrambled.sort_values(["user", "timestamp"]).groupby("user").tail(2).index
+    scrambled.loc[test_idx, "rating"] = rng.integers(1, 6, len(test_idx)).astype(float)
+    scrambled.loc[test_idx, "item"] = rng.integers(0, ds.n_items, len(test_idx))
+    split2 = time_split(Dataset(scrambled, ds.items, ds.users, "small"), 0.2)
+    persona_of = {str(u + 1): f"p{u % 3}" for u in range(ds.n_users)}
+    a, b = item_space(ds, split.train), item_space(ds, split2.train)
+    np.testing.assert_array_equal(a.vectors, b.vectors)
+    np.testing.assert_array_equal(a.mean_rating, b.mean_rating)
+    ma, mb = memories(ds, split.train, persona_of, a), memories(ds, split2.train, persona_of, b)
+    assert ma.keys() == mb.keys()
+    for key in ma:
+        np.testing.assert_array_equal(ma[key].liked, mb[key].liked)
+        np.testing.assert_array_equal(ma[key].recent, mb[key].recent)
+        np.testing.assert_array_equal(ma[key].persona_share, mb[key].persona_share)
+    test_pairs = set(map(tuple, split.test[["user", "item"]].to_numpy()))
+    uid = {str(u + 1): u for u in range(ds.n_users)}
+    for key, m in ma.items():
+        if m.kind == "twin":
+            u = uid[key.split(":")[1]]
+            assert not {(u, int(i)) for i in np.concatenate([m.liked, m.recent, m.disliked])} & test_pairs
+
+
+def test_movielens_documents_are_rendered_from_train_ratings_only():
+    """Hygiene on the real data: the persona documents' counts equal the train part's, item by item."""
+    from personas.assets import ml100k_dir
+    from personas.corpora import LIKED_MIN, ml100k_users
+    from recsys import load_movielens
+
+    ds = load_movielens(ml100k_dir())
+    split = time_split(ds, 0.2)
+    corpus = ml100k_users(exclude=heldout_pairs(ds, split.test))
+    assert corpus.name == "ml-100k-users[train]"
+    by_id = {d.id: d for d in corpus.documents}
+    uid = ds.users["user_id"].astype(str).to_numpy()
+    genres = ds.items["genres"].to_numpy()
+    for u, g in list(split.train.groupby("user"))[:200]:
+        doc = by_id[uid[u]]
+        assert doc.metadata["n_ratings"] == len(g)
+        liked = Counter(x for i in g.loc[g["rating"] >= LIKED_MIN, "item"] for x in genres[i] if x != "unknown")
+        assert doc.metadata["genres"]["liked"] == dict(liked)
+    full = {d.id: d for d in ml100k_users().documents}
+    assert any(full[k].metadata["n_ratings"] != by_id[k].metadata["n_ratings"] for k in by_id)
+
+
+def _model(features=EVIDENCE, coef=None) -> ChoiceModel:
+    f = len(features)
+    return ChoiceModel(kind="twin", features=list(features), mean=[0.0] * f, scale=[1.0] * f,
+                       like_coef=coef or [1.0] * f, like_intercept=0.0, rating_coef=[1.0, 0.0] + [0.3] * f,
+                       rating_intercept=0.0, rating_sd=0.5)
+
+
+def test_context_shifts_do_what_the_table_says():
+    horror, kids, comedy = ["Horror"], ["Children's"], ["Comedy"]
+    alone = context_shift({"companions": "alone"}, [horror, kids, comedy])
+    with_kids = context_shift({"companions": "with kids"}, [horror, kids, comedy])
+    assert with_kids[0] < alone[0] and with_kids[1] > alone[1] and with_kids[2] == alone[2]
+    short = context_shift({"time_available": "20 minutes"}, [horror, kids, comedy])
+    assert (short < 0).all()
+    assert stop_logit({"patience": "impatient"}, False) > stop_logit({"patience": "patient"}, False)
+    assert stop_logit({}, True) > stop_logit({}, False)
+
+
+def test_impatient_users_stop_sooner_and_short_evenings_accept_less():
+    m = _model()
+    X = np.zeros((5, len(EVIDENCE)))
+    genres = [["Comedy"]] * 5
+
+    def rates(context):
+        stops = picks = 0
+        for s in range(400):
+            d = decide(m, X, user_mean=3.5, item_mean=np.full(5, 3.5), genres=genres, context=context,
+                       temperature=1.0, rng=np.random.default_rng(s), max_choices=2, may_stop=True)
+            stops += d.stop
+            picks += len(d.chosen)
+        return stops / 400, picks / 400
+
+    patient, impatient = rates({"patience": "patient"}), rates({"patience": "impatient"})
+    assert impatient[0] > patient[0] + 0.05
+    evening, short = rates({"time_available": "a whole evening"}), rates({"time_available": "20 minutes"})
+    assert short[1] < evening[1] - 0.1
+
+
+def test_decision_noise_temperature():
+    m = _model(coef=[2.0, 0, 0, 0, 0])
+    X = np.zeros((200, len(EVIDENCE)))
+    X[:, 0] = np.linspace(-2, 2, 200)
+    kw = dict(user_mean=3.5, item_mean=np.full(200, 3.5), genres=[[]] * 200, context={})
+    cold = [decide(m, X, temperature=0.0, rng=np.random.default_rng(s), **kw).liked for s in range(3)]
+    assert all((c == (X[:, 0] > 0)).all() for c in cold)  # T = 0: the argmax, whatever the seed
+    p = 1 / (1 + np.exp(-2 * X[:, 0]))
+    warm = np.mean([decide(m, X, temperature=1.0, rng=np.random.default_rng(s), **kw).liked for s in range(300)], 0)
+    assert np.abs(warm - p).mean() < 0.05  # T = 1 samples the fitted probabilities
+    d = decide(m, X, temperature=1.0, rng=np.random.default_rng(0), max_choices=2, **kw)
+    assert len(d.chosen) <= 2 and all(d.ratings[j] >= 3 for j in d.chosen)
+    with pytest.raises(ValueError, match="temperature"):
+        decide(m, X, temperature=-1.0, rng=np.random.default_rng(0), **kw)
+
+
+def test_evidence_features_rank_the_users_own_neighbourhood_first():
+    ds = small_dataset(n_users=40, n_items=30, per_user=12)
+    split = time_split(ds, 0.2)
+    space = item_space(ds, split.train)
+    persona_of = {str(u + 1): "p0" for u in range(ds.n_users)}
+    mems = memories(ds, split.train, persona_of, space)
+    twin = mems["twin:1"]
+    X = evidence_features(space, twin, np.arange(ds.n_items))
+    assert X.shape == (ds.n_items, len(EVIDENCE))
+    liked = set(twin.liked.tolist())
+    # a liked item is its own nearest neighbour: history is highest on the liked items themselves
+    if liked:
+        assert X[list(liked), 0].mean() > X[[i for i in range(ds.n_items) if i not in liked], 0].mean()
+    with pytest.raises(KeyError, match="not in the item space"):
+        space.index(["no-such-item"])
