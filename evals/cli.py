@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from evals.commands import campaign, llm, personas, recsys, simulate
+from evals.commands import campaign, llm, personas, recsys, simulate, validate
 
 app = typer.Typer(
     help="personasim: LLM-driven synthetic users for evaluating persona-mixture recommenders.",
@@ -22,6 +22,10 @@ app.command("simulate", help="Run simulated users against a built-in popularity 
     simulate.simulate
 )
 app.add_typer(campaign.app, name="campaign", help="Run campaigns; score drift; offline A/B; report.")
+app.command("calibrate", help="Fit grounded users' decision weights on the training split (calibration.json).")(
+    validate.calibrate
+)
+app.add_typer(validate.app, name="validate", help="Fidelity of simulated users to held-out real behaviour.")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ class PersonaSource(_Strict):
     path: str | None = Field(None, description="an existing personas.jsonl")
     extract: str | None = Field(None, description="a document source to extract from, e.g. 'ml-100k-users'")
     k: int = Field(4, ge=2, description="personas to extract")
+    holdout: float | None = Field(0.2, gt=0, lt=1, description="ml-100k-users: render each user's document from "
+                                  "their earlier ratings only, holding out this latest share (the split that grounded "
+                                  "users are calibrated on); None uses every rating (never for an evaluation)")
     max_personas: int | None = Field(None, ge=1, description="use only the first N personas")
 
     @model_validator(mode="after")
@@ -51,6 +54,15 @@ class PersonaSource(_Strict):
         if (self.path is None) == (self.extract is None):
             raise ValueError("give exactly one of 'path' or 'extract'")
         return self
+
+
+class GroundingSettings(_Strict):
+    """Grounded users (user variant 'grounded'): calibration and decision noise."""
+
+    calibration_users: int = Field(100, ge=10, description="training users whose later training ratings are fitted")
+    temperature: float = Field(0.25, ge=0, description="decision noise temperature (0 = always the likeliest)")
+    llm_feature: bool = Field(True, description="the LLM's yes-probability is a feature of the decision")
+    twins: bool = Field(True, description="each grounded user twins a real member of its persona (else persona-level)")
 
 
 class RecsysSettings(_Strict):
@@ -70,14 +82,19 @@ class CampaignConfig(_Strict):
     seed: int = 0
     personas: PersonaSource
     users_per_persona: int = Field(2, ge=1)
-    user_variants: list[Literal["layered", "naive"]] = Field(default_factory=lambda: ["layered"], min_length=1)
+    user_variants: list[Literal["layered", "naive", "grounded"]] = Field(default_factory=lambda: ["layered"], min_length=1)
     best_of: int = Field(1, ge=1, le=16, description="candidate turns per step; the most consistent is kept")
     variants: list[str] = Field(min_length=1, description="recommender variants: model[+reranker]")
     turns: int = Field(3, ge=1, le=50)
     slate_size: int = Field(5, ge=2, le=20)
+    reshow_from: int | None = Field(1, ge=1, description="from this turn on, one item the user rated earlier is shown "
+                                    "again (lets line-to-line consistency fire); None: never")
     runs_per_user: int = Field(2, ge=1, description="repeats with different seeds (drift, A/A)")
     llm: LLMSettings = Field(default_factory=LLMSettings)
     recsys: RecsysSettings = Field(default_factory=RecsysSettings)
+    grounding: GroundingSettings = Field(default_factory=GroundingSettings)
+    fidelity: str | None = Field(None, description="a fidelity.json from `personasim validate fidelity` to show in "
+                                 "the report (default: OUT/fidelity.json when present)")
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = Field(None, description="Ray cluster address; None starts a local Ray")
     sessions_in_flight: int = Field(8, ge=1, description="sessions run concurrently (local executor)")

@@ -41,7 +41,7 @@ class TurnEvent(TurnCore):
     model: str = Field(description="LLM model name")
     backend: str
     variant: str = Field(description="recommender variant, e.g. 'mf', 'mf+dpp', 'ampcf'")
-    user_variant: str = Field(description="simulated-user variant: 'layered' or 'naive'")
+    user_variant: str = Field(description="simulated-user variant: 'layered', 'naive' or 'grounded'")
     run: int
     slate: list[SlateItem] = Field(default_factory=list)
 

@@ -52,12 +52,22 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
 
     personas_path = _personas_path(cfg, out)
     if cfg.personas.extract and not personas_path.exists():
-        from personas import extract_personas, load_documents
-
         log.info("extracting %d personas from %s", cfg.personas.k, cfg.personas.extract)
-        result = extract_personas(load_documents(cfg.personas.extract), k=cfg.personas.k, seed=cfg.seed,
-                                  cache_dir=out / "personas" / "embeddings", show_progress=show_progress)
-        result.write(personas_path.parent)
+        if cfg.personas.extract == "ml-100k-users" and cfg.personas.holdout:
+            from evals.grounding import extract_train_personas
+            from recsys import time_split
+
+            ds = _dataset()
+            extract_train_personas(ds, time_split(ds, cfg.personas.holdout), personas_path.parent, k=cfg.personas.k,
+                                   seed=cfg.seed, cache_dir=out / "personas" / "embeddings", show_progress=show_progress)
+        else:
+            from personas import extract_personas, load_documents
+
+            result = extract_personas(load_documents(cfg.personas.extract), k=cfg.personas.k, seed=cfg.seed,
+                                      cache_dir=out / "personas" / "embeddings", show_progress=show_progress)
+            result.write(personas_path.parent)
+    if "grounded" in cfg.user_variants and not (personas_path.parent / "calibration.json").exists():
+        _calibrate(cfg, out, personas_path, show_progress)
     models_dir = out / "models"
     offline = models_dir / "offline.json"
     if offline.exists():
@@ -85,6 +95,50 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     tmp = offline.with_suffix(".tmp")
     tmp.write_text(json.dumps({"config_hash": cfg.config_hash(), "seed": cfg.seed, "rows": rows}, indent=2))
     tmp.replace(offline)
+
+
+def _llm_client(cfg: CampaignConfig, out: Path):
+    from simulator.llm import create_client
+
+    llm = cfg.llm
+    return create_client(llm.backend, concurrency=llm.concurrency, cache_dir=out / "llm_cache" if llm.cache else None,
+                         **llm.backend_options())
+
+
+def _calibrate(cfg: CampaignConfig, out: Path, personas_path: Path, show_progress: bool) -> None:
+    """Fit the grounded users on the personas' training split (calibration.json beside the personas)."""
+    from evals.calibration import calibrate, write_calibration
+    from evals.grounding import split_of
+    from recsys import time_split
+
+    g = cfg.grounding
+    ds = _dataset()
+    split = time_split(ds, float(split_of(personas_path)["holdout"]))
+    llm = _llm_client(cfg, out) if g.llm_feature else None
+    try:
+        record = calibrate(ds, split, personas_path, llm, n_users=g.calibration_users, use_llm=g.llm_feature,
+                           seed=cfg.seed, show_progress=show_progress)
+    finally:
+        if llm is not None and llm.cache is not None:
+            llm.cache.close()
+    write_calibration(record, personas_path)
+
+
+def _grounding(cfg: CampaignConfig, personas_path: Path, ds):
+    """The grounded users' item space, memories and fitted choice models (train part of the personas' split)."""
+    from evals.calibration import read_calibration
+    from evals.grounding import item_space, memories, read_assignments, split_of
+    from recsys import time_split
+    from simulator.grounded import Grounding
+
+    record, models = read_calibration(personas_path)
+    split = time_split(ds, float(split_of(personas_path)["holdout"]))
+    if record["split"] != split.key:
+        raise ValueError(f"{personas_path.parent / 'calibration.json'}: fitted on {record['split']}, "
+                         f"the personas are of {split.key}")
+    space = item_space(ds, split.train)
+    mems = memories(ds, split.train, read_assignments(personas_path.parent), space)
+    return Grounding(space, models, mems, temperature=cfg.grounding.temperature, meta={"calibration": record["split"]})
 
 
 def movielens_items(ds):
@@ -164,27 +218,32 @@ class CampaignWorld:
         from personas.card import read_personas
         from recsys import AMPCF, MF, Popularity, leave_last_out
         from simulator import sample_users
-        from simulator.llm import create_client
 
         self.cfg, self.out = cfg, out
         cards = read_personas(_personas_path(cfg, out))
         if cfg.personas.max_personas:
             cards = cards[: cfg.personas.max_personas]
         n = len(cards) * cfg.users_per_persona
+        ds = _dataset()
+        personas_path = _personas_path(cfg, out)
+        self.grounding, twins = None, None
+        if "grounded" in cfg.user_variants:
+            from evals.grounding import persona_members
+
+            self.grounding = _grounding(cfg, personas_path, ds)
+            twins = persona_members(personas_path.parent) if cfg.grounding.twins else None
         self.users = {
             uv: [p.model_copy(update={"user_id": user_id_for(i)})
-                 for i, p in enumerate(sample_users(cards, n, cfg.seed, variant=uv))]
+                 for i, p in enumerate(sample_users(cards, n, cfg.seed, variant=uv,
+                                                    twins=twins if uv == "grounded" else None))]
             for uv in cfg.user_variants
         }
-        ds = _dataset()
         self.items, self.popularity = movielens_items(ds)
         self.genres, _ = ds.genre_matrix()
         self.models = {"pop": Popularity().fit(leave_last_out(ds).train)}
         for name in _model_names(cfg):
             self.models[name] = (MF if name == "mf" else AMPCF).load(out / "models" / f"{name}.pt")
-        llm = cfg.llm
-        self.llm = create_client(llm.backend, concurrency=llm.concurrency,
-                                 cache_dir=out / "llm_cache" if llm.cache else None, **llm.backend_options())
+        self.llm = _llm_client(cfg, out)
         self.config_hash = cfg.config_hash()
 
     @classmethod
@@ -215,9 +274,10 @@ class CampaignWorld:
                                         variant=job.variant, user_variant=job.user_variant, run=job.run))
 
         await run_session(profile, self.recommender(job.variant, job.seed), cfg.turns, job.seed, self.llm,
-                          settings=SessionSettings(best_of=cfg.best_of, slate_size=cfg.slate_size), pool=pool,
+                          settings=SessionSettings(best_of=cfg.best_of, slate_size=cfg.slate_size,
+                                                   reshow_from=cfg.reshow_from), pool=pool,
                           meta={"config_hash": self.config_hash, "variant": job.variant, "run": job.run},
-                          on_turn=record)
+                          on_turn=record, grounding=self.grounding)
 
     def close(self) -> None:
         if self.llm.cache is not None:

@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Iterable
 
 from personas.card import PersonaCard
-from simulator.judges import ConsistencyJudge
+from simulator.judges import ConsistencyJudge, alignment
 from simulator.turn import Transcript, Turn
 
 
@@ -26,8 +26,9 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 
 def reward_of(scores: dict[str, float | None]) -> float | None:
-    """The best-of-N reward: the mean of the line's prompt-to-line and line-to-line scores."""
-    return _mean([scores.get("prompt_to_line"), scores.get("line_to_line")])
+    """The best-of-N reward: the mean of the line's prompt-to-line, line-to-line and alignment scores
+    (alignment: `simulator.judges.alignment`; without it an empty answer would score 1.0)."""
+    return _mean([scores.get("prompt_to_line"), scores.get("line_to_line"), scores.get("alignment")])
 
 
 async def score_line(
@@ -35,7 +36,7 @@ async def score_line(
 ) -> tuple[dict[str, float | None], list[str], tuple[int, int]]:
     """Scores of one successful line given the user's earlier successful lines.
 
-    Returns (scores with prompt_to_line / line_to_line / reward, judge reasons, (tokens_in, tokens_out)).
+    Returns (scores with prompt_to_line / line_to_line / alignment / reward, judge reasons, (tokens_in, tokens_out)).
     """
     verdict = await judge.against_persona(card, subtopic, line)
     reasons = list(verdict.reasons)
@@ -53,7 +54,7 @@ async def score_line(
             conflicts += 1
             reasons.extend(v.reasons)
     l2l = 1.0 - conflicts / decided if decided else None
-    scores = {"prompt_to_line": p2l, "line_to_line": l2l}
+    scores = {"prompt_to_line": p2l, "line_to_line": l2l, "alignment": alignment(card, subtopic, line)}
     scores["reward"] = reward_of(scores)
     return scores, reasons, (tokens[0], tokens[1])
 

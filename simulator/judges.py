@@ -141,6 +141,22 @@ class StructuredJudge:
         return Verdict(contradiction=bool(reasons), reasons=reasons)
 
 
+def alignment(card: PersonaCard, subtopic: str | None, line: Turn) -> float | None:
+    """Commitment to the persona: of the slate items that carry a liked concept (or the sought
+    subtopic) and no disliked one, the share the line chose or rated 4-5; None when there is none.
+
+    Part of the best-of-N reward, so that a line which commits to nothing (chooses nothing,
+    rates everything 3, says nothing matchable) no longer gets full marks.
+    """
+    genres = _genres(line)
+    vocab = genres + card.likes + card.dislikes + ([subtopic] if subtopic else [])
+    likes, dislikes, _ = StructuredJudge._tastes(card, subtopic, genres)
+    aligned = [it for it in line.slate if (c := item_concepts(it, vocab)) & likes and not c & dislikes]
+    if not aligned:
+        return None
+    return sum(it.id in line.chosen or line.ratings.get(it.id, 0) >= 4 for it in aligned) / len(aligned)
+
+
 def describe_line(line: Turn) -> str:
     """A turn as plain text for an LLM judge."""
     titles = _titles(line)

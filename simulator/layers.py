@@ -39,7 +39,7 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "patience": ("patient", "impatient"),
 }
 
-USER_VARIANTS = ("layered", "naive")
+USER_VARIANTS = ("layered", "naive", "grounded")
 
 
 class UserProfile(BaseModel):
@@ -48,11 +48,13 @@ class UserProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str
-    variant: str = Field("layered", description="'layered' or 'naive' (see simulator.user.USER_CLASSES)")
+    variant: str = Field("layered", description="'layered', 'naive' or 'grounded' (see simulator.user.make_user)")
     persona: PersonaCard
     traits: BigFive = Field(description="the card's traits after per-user jitter")
     subtopic: str | None = Field(description="one of persona.likes; None when the card has no likes")
     context: dict[str, str] = Field(default_factory=dict)
+    twin: str | None = Field(None, description="grounded users: the real user (raw id) whose training history "
+                                               "this user remembers; None = a persona-level user")
 
     def layers(self) -> dict:
         """The full layer assignment, as recorded with every turn."""
@@ -62,11 +64,12 @@ class UserProfile(BaseModel):
             "traits": {k: round(v, 3) for k, v in self.traits.model_dump().items()},
             "subtopic": self.subtopic,
             "context": dict(self.context),
+            "twin": self.twin,
         }
 
     def signature(self) -> tuple:
         """What makes two users different (used to keep sampled users distinct)."""
-        return (self.persona.id, self.subtopic, tuple(sorted(self.context.items())))
+        return (self.persona.id, self.twin, self.subtopic, tuple(sorted(self.context.items())))
 
 
 def derive_seed(*parts: object) -> int:
@@ -93,11 +96,14 @@ def sample_users(
     variant: str = "layered",
     jitter: float = TRAIT_JITTER,
     max_tries: int = 100,
+    twins: dict[str, list[str]] | None = None,
 ) -> list[UserProfile]:
     """N distinct users, personas assigned round-robin (balanced), the rest drawn from ``seed``.
 
     Users are distinct in (persona, subtopic, context). A card with no likes
     gets ``subtopic=None``; the session then records a failed turn for it.
+    ``twins`` ({persona id: real user ids}): user i of a persona twins that persona's
+    (i // n_personas)-th listed member (grounded users; None or too few: persona-level).
     Raises ValueError on an empty persona list or an unknown variant.
     """
     if not cards:
@@ -111,6 +117,8 @@ def sample_users(
     seen: set[tuple] = set()
     for i in range(n):
         card = cards[i % len(cards)]
+        members = (twins or {}).get(card.id, [])
+        twin = members[i // len(cards)] if i // len(cards) < len(members) else None
         for _ in range(max_tries):
             subtopic = card.likes[int(rng.integers(len(card.likes)))] if card.likes else None
             profile = UserProfile(
@@ -120,6 +128,7 @@ def sample_users(
                 traits=jitter_traits(card.traits, rng, jitter),
                 subtopic=subtopic,
                 context=sample_context(rng),
+                twin=twin,
             )
             if profile.signature() not in seen:
                 break

@@ -5,7 +5,9 @@
 
 Many sessions run concurrently over one LLM client (``asyncio.gather``); the
 recommender object belongs to one session. Per turn:
-  1. the recommender gives a slate for the feedback history so far;
+  1. the recommender gives a slate for the feedback history so far; from turn
+     ``reshow_from`` on, one item the user rated earlier is appended again (a
+     probe for line-to-line consistency: the same item rated twice);
   2. the user proposes ``best_of`` candidate turns (sub-seeds derived from the
      session seed, the turn and the candidate index; candidate 0 is what N=1
      would produce), the judge scores each, the highest reward is kept (ties:
@@ -51,6 +53,8 @@ class SessionSettings(BaseModel):
     best_of: int = Field(1, ge=1, le=16, description="candidate turns per step; the most consistent is kept")
     qa_turns: list[int] | None = Field(None, description="turn indices after which a fact question is asked; None = the middle turn")
     max_picks: int = Field(3, ge=1, description="onboarding: most liked items picked from the pool")
+    reshow_from: int | None = Field(None, ge=1, description="from this turn on, one item the user rated in an earlier "
+                                    "turn is shown again (a probe that lets line-to-line rule L3 fire); None: never")
     user: dict[str, Any] = Field(default_factory=dict, description="SimulatedUser settings (temperature, max_tokens, ...)")
 
     def question_turns(self, turns: int) -> set[int]:
@@ -90,6 +94,7 @@ async def run_session(
     pool: list[Item] | None = None,
     meta: dict[str, Any] | None = None,
     on_turn: Callable[[Turn], None] | None = None,
+    grounding=None,
 ) -> Transcript:
     """Run one session and return its transcript (see the module docstring for the steps).
 
@@ -102,11 +107,12 @@ async def run_session(
         pool: onboarding candidates (None skips onboarding).
         meta: copied into the transcript and every turn (e.g. config hash, variant).
         on_turn: called with each finished turn (e.g. to append it to an event log).
+        grounding: a `simulator.grounded.Grounding` for grounded users (ignored by the others).
     """
     settings = settings or SessionSettings()
     judge = judge or StructuredJudge()
     meta = dict(meta or {})
-    sim = make_user(user.variant, llm, **settings.user)
+    sim = make_user(user.variant, llm, grounding=grounding, **settings.user)
     sim.reset(user)
     card = user.persona
     subtopic = sim.layers().get("subtopic")
@@ -147,6 +153,12 @@ async def run_session(
         if not slate:
             finish(failed(t, [], "the recommender returned an empty slate"))
             break
+        if settings.reshow_from is not None and t >= settings.reshow_from and lines:
+            shown_now = {s.id for s in slate}
+            earlier = list({it.id: it for ln in lines for it in ln.slate
+                            if it.id in ln.ratings and it.id not in shown_now}.values())
+            if earlier:
+                slate.append(earlier[derive_seed(seed, "reshow", t) % len(earlier)])
         cands = await asyncio.gather(
             *(sim.propose(slate, turn=t, seed=derive_seed(seed, "turn", t, j), session_seed=seed) for j in range(settings.best_of))
         )

@@ -56,6 +56,16 @@ def turn_schema(slate: list[Item], max_choices: int = MAX_CHOICES, utterance_cha
     }
 
 
+def utterance_schema(utterance_chars: int = UTTERANCE_MAX_CHARS) -> dict:
+    """Only an utterance: a grounded user's decision is already made, the LLM voices it."""
+    return {
+        "type": "object",
+        "properties": {"utterance": turn_schema([], 0, utterance_chars)["properties"]["utterance"]},
+        "required": ["utterance"],
+        "additionalProperties": False,
+    }
+
+
 def pick_schema(pool: list[Item], max_picks: int) -> dict:
     """Onboarding answer: the liked items among ``pool`` (at least one)."""
     ids = [it.id for it in pool]
@@ -168,6 +178,8 @@ class TurnCore(BaseModel):
     error: str | None = None
     consistency: dict[str, float | None] = Field(default_factory=dict,
                                                  description="prompt_to_line, line_to_line, qa, reward")
+    decision: dict[str, Any] = Field(default_factory=dict, description="grounded users: per item id the like "
+                                     "probability and what each evidence source added to its logit")
     tokens_in: int = Field(0, description="all LLM calls of this turn (every candidate, the Q&A)")
     tokens_out: int = 0
     latency_s: float = Field(0.0, description="wall seconds for this turn, all calls included")
@@ -183,7 +195,7 @@ class Turn(TurnCore):
     A failed turn has ``ok=False``, its ``error``, and no scores.
     """
 
-    variant: str = Field(description="simulated-user variant: 'layered' or 'naive'")
+    variant: str = Field(description="simulated-user variant: 'layered', 'naive' or 'grounded'")
     call_seed: int = Field(0, description="the seed of the kept candidate's LLM call")
     slate: list[Item] = Field(default_factory=list)
     reasons: list[str] = Field(default_factory=list, description="why the judge flagged this line")

@@ -226,7 +226,13 @@ class NaiveUser(SimulatedUser):
 USER_CLASSES: dict[str, type[SimulatedUser]] = {"layered": SimulatedUser, "naive": NaiveUser}
 
 
-def make_user(variant: str, llm, **settings) -> SimulatedUser:
-    if variant not in USER_CLASSES:
-        raise ValueError(f"unknown user variant {variant!r}; choose one of {sorted(USER_CLASSES)}")
-    return USER_CLASSES[variant](llm, **settings)
+def make_user(variant: str, llm, grounding=None, **settings) -> SimulatedUser:
+    """A user of ``variant``; ``grounding`` (a `simulator.grounded.Grounding`) goes to grounded users only."""
+    from simulator.grounded import GroundedUser  # grounded builds on this module
+
+    classes = {**USER_CLASSES, "grounded": GroundedUser}
+    if variant not in classes:
+        raise ValueError(f"unknown user variant {variant!r}; choose one of {sorted(classes)}")
+    if variant == "grounded":
+        return GroundedUser(llm, grounding=grounding, **settings)
+    return classes[variant](llm, **settings)

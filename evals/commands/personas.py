@@ -38,6 +38,9 @@ def extract(
     llm: Optional[str] = typer.Option(None, "--llm", help="LLM backend that writes the cards (e.g. embedded)"),
     llm_max_tokens: int = typer.Option(320, "--llm-max-tokens"),
     seed: int = typer.Option(0, "--seed"),
+    holdout: Optional[float] = typer.Option(None, "--holdout", help="ml-100k-users only: render the documents from "
+                                            "each user's earlier ratings, holding out this latest share (for any "
+                                            "evaluation; writes split.json beside the personas)"),
     cache_dir: Optional[Path] = typer.Option(Path.home() / ".cache" / "personasim", "--cache-dir",
                                              help="embedding (and LLM) cache"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write caches"),
@@ -53,7 +56,23 @@ def extract(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cache = None if no_cache else cache_dir
     try:
-        docs = load_documents(source, text_column=text_column, id_column=id_column)
+        split = None
+        if holdout is not None:
+            if source != "ml-100k-users":
+                raise PersonaError(f"--holdout: only the packaged 'ml-100k-users' has a time split, not {source!r}")
+            from evals.grounding import heldout_pairs
+            from personas.assets import ml100k_dir
+            from personas.corpora import ml100k_users
+            from recsys import DataError, load_movielens, time_split
+
+            ds = load_movielens(ml100k_dir())
+            try:
+                split = time_split(ds, holdout)
+            except DataError as exc:
+                raise PersonaError(f"--holdout: {exc}") from None
+            docs = ml100k_users(exclude=heldout_pairs(ds, split.test))
+        else:
+            docs = load_documents(source, text_column=text_column, id_column=id_column)
         client = None
         if llm:
             from simulator.llm import create_client
@@ -62,6 +81,10 @@ def extract(
         result = extract_personas(docs, k=k, method=method, seed=seed, llm=client, cache_dir=cache,
                                   show_progress=not quiet, k_range=(k_min, k_max), llm_max_tokens=llm_max_tokens)
         result.write(out)
+        if split is not None:
+            from evals.grounding import write_split_record
+
+            write_split_record(out, split)
     except (PersonaError, AssetMissingError) as exc:
         _fail(str(exc))
     except OSError as exc:

@@ -1,0 +1,255 @@
+"""`personasim calibrate`: fit the grounded users' decision weights on the TRAINING split only.
+
+Protocol (nothing of the outer test part is read):
+1. the outer split's train ratings are split again by the same per-user time rule
+   (`TimeSplit.inner`): evidence (item space, memories) from the inner train part,
+   targets from the inner validation part;
+2. per sampled user, like targets: up to ``per_user`` validation positives (rating >= 4),
+   each with one uniform and one popularity-matched negative drawn from items the user
+   has not rated in train; rating targets: up to ``per_user`` validation ratings;
+3. per memory kind (twin: the user's own history; persona: the persona's canon) a
+   class-balanced logistic regression of like on the standardised features (so the
+   decision threshold p = 0.5 weighs both errors the same) and a ridge regression of
+   the rating on [user mean, item mean, features];
+4. what each source contributes: its coefficient, and the drop in 5-fold cross-validated
+   AUC (like) when that feature is left out.
+The result is `calibration.json` beside the personas, stamped with the personas file's
+content hash and the split it was fitted on; a grounded user refuses a calibration
+that does not match its personas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from evals.grounding import LIKED_MIN, file_hash, item_space, memories
+from simulator.choice import ChoiceModel
+from simulator.evidence import EVIDENCE, ItemSpace, Memory
+from simulator.grounded import grounded_features
+
+log = logging.getLogger(__name__)
+
+KINDS = ("twin", "persona")
+CALIBRATION_VERSION = 1
+#: Popularity bins for matched negatives (quantiles of log popularity).
+POP_BINS = 20
+
+
+class CalibrationError(ValueError):
+    """A calibration that cannot be fitted or does not match its personas; the message names the file."""
+
+
+def pop_bins(space: ItemSpace, n_bins: int = POP_BINS) -> np.ndarray:
+    """Popularity bin [N] of every item (quantiles of log popularity; ties share a bin)."""
+    edges = np.unique(np.quantile(space.log_pop, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    return np.searchsorted(edges, space.log_pop, side="right")
+
+
+def draw_negatives(rng: np.random.Generator, rated: set[int], positives: np.ndarray, n_per: int, bins: np.ndarray,
+                   matched: bool) -> np.ndarray:
+    """``n_per`` never-rated items per positive [P * n_per]: uniform over the catalog, or from the
+    positive's popularity bin (widening to neighbour bins when a bin runs out); no repeats."""
+    n_items = len(bins)
+    taken = set(rated)
+    out = []
+    for p in positives:
+        for _ in range(n_per):
+            if matched:
+                width = 0
+                while True:
+                    pool = np.flatnonzero(np.abs(bins - bins[p]) <= width)
+                    pool = [int(i) for i in pool if int(i) not in taken]
+                    if pool or width > n_items:
+                        break
+                    width += 1
+            else:
+                pool = None
+            if pool is not None:
+                if not pool:
+                    raise CalibrationError("no never-rated item left to draw a negative from")
+                j = pool[int(rng.integers(len(pool)))]
+            else:
+                while True:
+                    j = int(rng.integers(n_items))
+                    if j not in taken:
+                        break
+            taken.add(j)
+            out.append(j)
+    return np.asarray(out, dtype=np.int64)
+
+
+@dataclass
+class Rows:
+    """Fit rows of one memory kind: like X [n, F], y [n]; rating Xr [m, F], r [m], user mean, item mean [m]."""
+
+    X: list
+    y: list
+    Xr: list
+    r: list
+    um: list
+    im: list
+
+
+async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], train: pd.DataFrame,
+                   targets: pd.DataFrame, users: np.ndarray, uid: np.ndarray, features: list[str], per_user: int,
+                   seed: int, show_progress: bool) -> dict[str, Rows]:
+    rng = np.random.default_rng(seed)
+    bins = pop_bins(space)
+    rows = {k: Rows([], [], [], [], [], []) for k in KINDS}
+    rated_by = {u: set(g["item"].tolist()) for u, g in train.groupby("user")}
+    tgt_by = {u: g for u, g in targets.groupby("user")}
+    for u in tqdm(users, desc="calibration users", unit="user", disable=not show_progress):
+        twin = mems.get(f"twin:{uid[u]}")
+        g = tgt_by.get(u)
+        if twin is None or g is None:
+            continue
+        pos = g.loc[g["rating"] >= LIKED_MIN, "item"].to_numpy()
+        pos = rng.permutation(np.array(pos))[:per_user]
+        rated = rated_by.get(u, set()) | set(g["item"].tolist())
+        negs = np.concatenate([draw_negatives(rng, rated, pos, 1, bins, matched=False),
+                               draw_negatives(rng, rated, pos, 1, bins, matched=True)]) if len(pos) else np.zeros(0, int)
+        rt = g.iloc[rng.permutation(len(g))[:per_user]]
+        like_items = np.concatenate([pos, negs]).astype(np.int64)
+        labels = [1] * len(pos) + [0] * len(negs)
+        r_items = rt["item"].to_numpy(np.int64)
+        for kind, memory in (("twin", twin), ("persona", mems[f"persona:{twin.persona_id}"])):
+            items = np.concatenate([like_items, r_items])
+            if not len(items):
+                continue
+            X = await grounded_features(llm, cards[memory.persona_id], memory, mems[f"persona:{memory.persona_id}"],
+                                        space, items, features, seed=seed)
+            R = rows[kind]
+            R.X += list(X[: len(like_items)])
+            R.y += labels
+            R.Xr += list(X[len(like_items):])
+            R.r += rt["rating"].tolist()
+            R.um += [twin.mean_rating] * len(r_items)  # the real user's mean rating, known from train
+            R.im += space.mean_rating[r_items].tolist()
+    return rows
+
+
+def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceModel, dict, dict]:
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    X, y = np.asarray(R.X, float), np.asarray(R.y, int)
+    if len(set(y.tolist())) < 2 or len(R.r) < 3:
+        raise CalibrationError(f"too little training data to calibrate {kind} users ({len(y)} like rows, "
+                               f"{len(R.r)} rating rows)")
+    mean, scale = X.mean(0), X.std(0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    Z = (X - mean) / scale
+    # balanced: liking and not liking weigh the same whatever the sampled ratio (decision at p = 0.5)
+    clf = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced").fit(Z, y)
+    cv = StratifiedKFold(5, shuffle=True, random_state=seed)
+    auc_all = roc_auc_score(y, cross_val_predict(LogisticRegression(max_iter=1000), Z, y, cv=cv, method="decision_function"))
+    drop = {}
+    for f, name in enumerate(features):
+        Zf = np.delete(Z, f, axis=1)
+        s = cross_val_predict(LogisticRegression(max_iter=1000), Zf, y, cv=cv, method="decision_function")
+        drop[name] = round(float(auc_all - roc_auc_score(y, s)), 4)
+    Xr = (np.asarray(R.Xr, float) - mean) / scale
+    base = np.column_stack([np.asarray(R.um), np.asarray(R.im), Xr])
+    r = np.asarray(R.r, float)
+    reg = Ridge(alpha=1.0).fit(base, r)
+    resid = r - reg.predict(base)
+    model = ChoiceModel(kind=kind, features=list(features), mean=mean.tolist(), scale=scale.tolist(),
+                        like_coef=clf.coef_[0].tolist(), like_intercept=float(clf.intercept_[0]),
+                        rating_coef=reg.coef_.tolist(), rating_intercept=float(reg.intercept_),
+                        rating_sd=float(resid.std()))
+    p = clf.predict_proba(Z)[:, 1]
+    # one-feature rules on the same rows: the fidelity benchmark's baselines decide with these
+    baselines = {}
+    for name, feat in (("popularity", "popularity"), ("persona_cf", "persona"), ("llm_only", "llm")):
+        if feat in features:
+            one = LogisticRegression(max_iter=1000, class_weight="balanced").fit(X[:, [features.index(feat)]], y)
+            baselines[name] = {"coef": float(one.coef_[0][0]), "intercept": float(one.intercept_[0])}
+    report = {
+        "n_like_rows": int(len(y)), "n_rating_rows": int(len(r)),
+        "cv_auc": round(float(auc_all), 4),
+        "auc_drop_without": drop,
+        "like_coef": {n: round(float(c), 4) for n, c in zip(features, clf.coef_[0])},
+        "rating_coef": {n: round(float(c), 4) for n, c in zip(["user_mean", "item_mean", *features], reg.coef_)},
+        "mean_p_like": round(float(p.mean()), 4), "real_like_rate": round(float(y.mean()), 4),
+        "rating_hist_real": np.bincount(r.astype(int), minlength=6)[1:].tolist(),
+        "rating_hist_fitted": np.bincount(np.clip(np.rint(reg.predict(base)), 1, 5).astype(int), minlength=6)[1:].tolist(),
+    }
+    return model, report, baselines
+
+
+def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 150, per_user: int = 3, use_llm: bool = True,
+              seed: int = 0, show_progress: bool = True) -> dict:
+    """Fit the twin and persona choice models (module docstring) and return the calibration record."""
+    from evals.grounding import read_assignments
+    from personas.card import read_personas
+
+    from evals.grounding import split_of
+
+    personas_path = Path(personas_path)
+    seen = split_of(personas_path)["split"]
+    if seen != split.key:
+        raise CalibrationError(f"{personas_path}: these personas were extracted for split {seen!r}, "
+                               f"not {split.key!r}")
+    cards = {c.id: c for c in read_personas(personas_path)}
+    persona_of = read_assignments(personas_path.parent)
+    inner = split.inner()
+    space = item_space(ds, inner.train)
+    mems = memories(ds, inner.train, persona_of, space)
+    uid = ds.users["user_id"].astype(str).to_numpy()
+    candidates = np.array(sorted(u for u in inner.test["user"].unique() if f"twin:{uid[u]}" in mems))
+    if not len(candidates):
+        raise CalibrationError(f"{personas_path}: no user of the split belongs to these personas "
+                               "(personas from another dataset?)")
+    users = np.random.default_rng(seed).permutation(candidates)[:n_users]
+    features = list(EVIDENCE) + (["llm"] if use_llm else [])
+    rows = asyncio.run(_collect(llm, cards, space, mems, inner.train, inner.test, users, uid, features, per_user, seed,
+                                show_progress))
+    models, reports, baselines = {}, {}, {}
+    for kind in KINDS:
+        models[kind], reports[kind], fitted = _fit(kind, rows[kind], features, seed)
+        if kind == "twin":
+            baselines = fitted
+    return {
+        "version": CALIBRATION_VERSION,
+        "split": split.key, "inner_split": inner.key,
+        "personas_hash": file_hash(personas_path), "personas_file": personas_path.name,
+        "llm": getattr(llm, "model", "") if use_llm else None, "seed": seed, "n_users": int(len(users)),
+        "per_user": per_user, "features": features,
+        "models": {k: m.model_dump() for k, m in models.items()},
+        "report": reports,
+        "baselines": baselines,
+    }
+
+
+def write_calibration(record: dict, personas_path: str | Path) -> Path:
+    path = Path(personas_path).parent / "calibration.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_calibration(personas_path: str | Path) -> tuple[dict, dict[str, ChoiceModel]]:
+    """The calibration beside ``personas_path``, checked against that file's content."""
+    personas_path = Path(personas_path)
+    path = personas_path.parent / "calibration.json"
+    if not path.is_file():
+        raise CalibrationError(f"{path}: no calibration; run `personasim calibrate --personas {personas_path}`")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        models = {k: ChoiceModel.model_validate(v) for k, v in record["models"].items()}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CalibrationError(f"{path}: not a personasim calibration ({str(exc).splitlines()[0]})") from None
+    if record.get("personas_hash") != file_hash(personas_path):
+        raise CalibrationError(f"{path}: fitted for another personas file (hash {record.get('personas_hash')}, "
+                               f"{personas_path} is {file_hash(personas_path)}); rerun `personasim calibrate`")
+    return record, models

@@ -1,0 +1,120 @@
+"""`personasim calibrate` and `personasim validate fidelity`: grounded users and the evidence that they are valid.
+
+Thin: parsing and printing only; the work is in evals.calibration and evals.fidelity.
+Bad input prints one line `error: ...` and exits 2, with nothing overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.callback()
+def validate() -> None:
+    """Check the simulated users against held-out real behaviour."""
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _client(backend: str, model: Optional[str], base_url: Optional[str], cache: Optional[Path]):
+    from simulator.llm import create_client
+
+    options = {"embedded": {"model_path": model}, "openai": {"model": model, "base_url": base_url},
+               "transformers": {"model": model}}.get(backend)
+    if options is None:
+        raise ValueError(f"--backend: unknown backend {backend!r} (embedded, openai, transformers)")
+    return create_client(backend, concurrency=1, cache_dir=cache, **options)
+
+
+def _errors():
+    from evals.calibration import CalibrationError
+    from evals.fidelity import FidelityError
+    from evals.grounding import GroundingError
+    from personas.assets import AssetMissingError
+    from personas.card import PersonaFileError
+    from recsys import DataError
+    from simulator.llm import LLMConfigError
+
+    return (CalibrationError, FidelityError, GroundingError, AssetMissingError, PersonaFileError, DataError,
+            LLMConfigError, ValueError, FileNotFoundError)
+
+
+def calibrate(
+    personas: Path = typer.Option(..., "--personas", help="personas.jsonl extracted with --holdout (split.json beside it)"),
+    users: int = typer.Option(150, "--users", help="training users whose later training ratings are fitted"),
+    no_llm: bool = typer.Option(False, "--no-llm", help="leave the LLM judgement out of the decision"),
+    backend: str = typer.Option("embedded", "--backend"),
+    model: Optional[str] = typer.Option(None, "--model"),
+    base_url: Optional[str] = typer.Option(None, "--base-url"),
+    seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Fit the grounded users' decision weights on the training split; writes calibration.json beside PERSONAS."""
+    from evals.calibration import calibrate as fit, write_calibration
+    from evals.grounding import split_of
+    from personas.assets import ml100k_dir
+    from recsys import load_movielens, time_split
+
+    try:
+        if not personas.is_file():
+            raise FileNotFoundError(f"{personas}: no such personas file")
+        holdout = float(split_of(personas)["holdout"])
+        ds = load_movielens(ml100k_dir())
+        llm = None if no_llm else _client(backend, model, base_url, personas.parent / "llm_cache")
+        record = fit(ds, time_split(ds, holdout), personas, llm, n_users=users, use_llm=not no_llm, seed=seed,
+                     show_progress=not quiet)
+        path = write_calibration(record, personas)
+    except _errors() as exc:
+        _fail(str(exc))
+    for kind, rep in record["report"].items():
+        typer.echo(f"{kind:8s} cv AUC {rep['cv_auc']:.3f}; AUC lost without each source: "
+                   + ", ".join(f"{k} {v:+.3f}" for k, v in rep["auc_drop_without"].items()))
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def fidelity(
+    dataset: str = typer.Option("ml-100k", "--dataset", help="ml-100k (the data set with a packaged loader)"),
+    out: Path = typer.Option(..., "--out", help="output folder: personas/, calibration, fidelity.json"),
+    users: int = typer.Option(60, "--users", help="test users for taste alignment and rating error"),
+    ab_users: int = typer.Option(30, "--ab-users", help="twins that meet each recommender (0 = skip A/B fidelity)"),
+    personas_k: int = typer.Option(8, "--personas-k"),
+    temperature: float = typer.Option(0.25, "--temperature", help="decision noise of the grounded users"),
+    no_llm: bool = typer.Option(False, "--no-llm", help="leave the LLM judgement out of the decision"),
+    backend: str = typer.Option("embedded", "--backend"),
+    model: Optional[str] = typer.Option(None, "--model"),
+    base_url: Optional[str] = typer.Option(None, "--base-url"),
+    seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Do simulated users do what the real people did, on held-out data? Writes OUT/fidelity.json."""
+    from pydantic import ValidationError
+
+    from evals.fidelity import FidelityConfig, run_fidelity
+
+    if dataset != "ml-100k":
+        _fail(f"--dataset: {dataset!r} has no packaged loader with timestamps and ratings (use ml-100k)")
+    if out.exists() and not out.is_dir():
+        _fail(f"{out}: exists and is not a folder")
+    try:
+        cfg = FidelityConfig(users=users, ab_users=ab_users, personas_k=personas_k, temperature=temperature,
+                             use_llm=not no_llm, seed=seed)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        _fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}")
+    try:
+        llm = None if no_llm else _client(backend, model, base_url, out / "llm_cache")
+        result = run_fidelity(cfg, out, llm, show_progress=not quiet)
+    except _errors() as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(result["headline"], indent=2))
+    typer.echo(f"wrote {out / 'fidelity.json'}")

@@ -1,0 +1,409 @@
+"""`personasim validate fidelity`: do simulated users do what the real people did, on data they never saw?
+
+Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
+1. per-user time split: each user's latest ``holdout`` share of ratings is test;
+2. personas are extracted from documents rendered from TRAIN ratings only, and the
+   grounded users are calibrated on TRAIN only (`evals.calibration`);
+3. taste alignment (Agent4Rec's test): per test user, up to ``positives`` held-out
+   positives (rating >= 4) against never-rated items at 1:1, 1:3 and 1:9, negatives
+   drawn uniformly (Agent4Rec's choice; popularity leaks through it) and matched to
+   each positive's popularity bin. Each method says like / not like per item:
+   accuracy, precision, recall, F1 per user, averaged; AUC of its scores (pooled);
+4. rating error: RMSE / MAE on held-out rated items against the user-mean and
+   item-mean baselines;
+5. A/B fidelity: the twins meet random, popularity, MF and AMP-CF (trained on TRAIN)
+   for ``ab_turns`` pages of ``slate_size``; the order of their acceptance rates is
+   compared with the order of held-out Recall@10 (Kendall tau; per pair: agrees,
+   disagrees, or a tie when either CI covers 0).
+Methods: the grounded twin (the user's own history) and persona-level user (the
+persona's canon), with their decision noise; baselines random, popularity,
+persona-CF (share of the persona's members who liked the item) and llm-only (the
+LLM's yes-probability alone), each deciding by a one-feature logistic fitted on the
+same calibration rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from evals.calibration import draw_negatives, pop_bins
+from evals.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
+from simulator.choice import ChoiceModel, decide
+from simulator.grounded import grounded_features
+
+log = logging.getLogger(__name__)
+
+RATIOS = (1, 3, 9)
+NEGATIVES = ("uniform", "popularity_matched")
+
+
+class FidelityConfig(BaseModel):
+    """Everything that shapes a fidelity run (hashed into every output)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = "ml-100k"
+    holdout: float = Field(0.2, gt=0, lt=1, description="share of each user's latest ratings held out")
+    personas_k: int = Field(8, ge=2, description="personas extracted from the train documents")
+    users: int = Field(60, ge=5, description="test users scored for taste alignment and rating error")
+    positives: int = Field(2, ge=1, description="held-out positives per user (each with up to 9 negatives per kind)")
+    rated: int = Field(5, ge=1, description="held-out rated items per user for the rating error")
+    calibration_users: int = Field(150, ge=10)
+    temperature: float = Field(0.25, ge=0, description="decision noise of the grounded users")
+    use_llm: bool = Field(True, description="the LLM judgement is a feature of the decision")
+    ab_users: int = Field(30, ge=0, description="twins that meet each recommender (A/B fidelity); 0 = skip")
+    ab_turns: int = Field(3, ge=1)
+    slate_size: int = Field(5, ge=1)
+    seed: int = 0
+    n_boot: int = Field(1000, ge=100)
+
+    def config_hash(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+# ---- statistics --------------------------------------------------------------------------------
+
+def _boot(values_by_user: list, stat, n_boot: int, seed: int) -> dict:
+    """stat(list of per-user records) with a percentile bootstrap CI over users."""
+    rng = np.random.default_rng(seed)
+    n = len(values_by_user)
+    point = stat(values_by_user)
+    draws = [stat([values_by_user[i] for i in rng.integers(0, n, n)]) for _ in range(n_boot)]
+    draws = [d for d in draws if d is not None and np.isfinite(d)]
+    lo, hi = (np.quantile(draws, [0.025, 0.975]) if draws else (np.nan, np.nan))
+    return {"value": None if point is None else round(float(point), 4), "ci": [round(float(lo), 4), round(float(hi), 4)]}
+
+
+def _pooled_auc(records: list) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.concatenate([r[0] for r in records])
+    s = np.concatenate([r[1] for r in records])
+    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
+
+
+def _classification(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    tp = float((pred & (y == 1)).sum())
+    prec = tp / pred.sum() if pred.sum() else 0.0
+    rec = tp / (y == 1).sum()
+    return {"accuracy": float((pred == (y == 1)).mean()), "precision": prec, "recall": rec,
+            "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0}
+
+
+# ---- scoring ------------------------------------------------------------------------------------
+
+class _Scorer:
+    """Scores and like/not-like decisions of every method for one user's items."""
+
+    def __init__(self, llm, cards, space, mems, models: dict[str, ChoiceModel], baselines: dict, cfg: FidelityConfig):
+        self.llm, self.cards, self.space, self.mems = llm, cards, space, mems
+        self.models, self.baselines, self.cfg = models, baselines, cfg
+
+    async def score(self, user_key: str, items: np.ndarray, seed: int) -> dict[str, dict]:
+        """{method: {"score": [M], "like": [M] bool, "rating": [M] or None}}."""
+        twin = self.mems[user_key]
+        canon = self.mems[f"persona:{twin.persona_id}"]
+        out = {}
+        for kind, memory in (("twin", twin), ("persona", canon)):
+            model = self.models[kind]
+            X = await grounded_features(self.llm, self.cards[memory.persona_id], memory, canon, self.space, items,
+                                        model.features, seed=self.cfg.seed)
+            d = decide(model, X, user_mean=memory.mean_rating if kind == "twin" else twin.mean_rating,
+                       item_mean=self.space.mean_rating[items], genres=[self.space.genres[i] for i in items],
+                       context={}, temperature=self.cfg.temperature, rng=np.random.default_rng(seed))
+            expected = model.expected_rating(X, twin.mean_rating, self.space.mean_rating[items])
+            out[kind] = {"score": d.logits, "like": d.liked, "rating": d.ratings.astype(float), "expected": expected}
+            if kind == "twin":
+                feats = dict(zip(model.features, X.T))
+        rng = np.random.default_rng(seed + 1)
+        base = {"random": rng.random(len(items)), "popularity": feats["popularity"], "persona_cf": feats["persona"]}
+        if "llm" in feats:
+            base["llm_only"] = feats["llm"]
+        for name, s in base.items():
+            b = self.baselines.get(name)
+            like = s > 0.5 if name == "random" else (b["intercept"] + b["coef"] * s) > 0
+            out[name] = {"score": s, "like": np.asarray(like), "rating": None}
+        return out
+
+
+def _baseline_fits(record: dict) -> dict:
+    return record.get("baselines", {})
+
+
+def _sample_items(rng, u: int, pos: np.ndarray, rated: set[int], bins: np.ndarray) -> dict[str, np.ndarray]:
+    n = max(RATIOS)
+    return {"uniform": draw_negatives(rng, rated, pos, n, bins, matched=False).reshape(len(pos), n),
+            "popularity_matched": draw_negatives(rng, rated, pos, n, bins, matched=True).reshape(len(pos), n)}
+
+
+async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: FidelityConfig, show_progress: bool):
+    uid = ds.users["user_id"].astype(str).to_numpy()
+    bins = pop_bins(scorer.space)
+    rated_all = {u: set(g["item"].tolist()) for u, g in ds.ratings.groupby("user")}
+    test_by = {u: g for u, g in split.test.groupby("user")}
+    taste: dict[tuple, list] = {}
+    ratings: list[dict] = []
+    for n_u, u in enumerate(tqdm(users, desc="fidelity users", unit="user", disable=not show_progress)):
+        rng = np.random.default_rng([cfg.seed, int(u)])
+        g = test_by[u]
+        pos = rng.permutation(np.array(g.loc[g["rating"] >= LIKED_MIN, "item"]))[: cfg.positives]
+        negs = _sample_items(rng, u, pos, rated_all[u], bins)
+        rt = g.iloc[rng.permutation(len(g))[: cfg.rated]]
+        items = np.unique(np.concatenate([pos, negs["uniform"].ravel(), negs["popularity_matched"].ravel(),
+                                          rt["item"].to_numpy()])).astype(np.int64)
+        at = {int(i): j for j, i in enumerate(items)}
+        res = await scorer.score(f"twin:{uid[u]}", items, seed=int(rng.integers(2**31)))
+        for kind in NEGATIVES:
+            for ratio in RATIOS:
+                sel = np.array([at[int(i)] for i in np.concatenate([pos, negs[kind][:, :ratio].ravel()])])
+                y = np.array([1] * len(pos) + [0] * (len(pos) * ratio))
+                for method, r in res.items():
+                    taste.setdefault((kind, ratio, method), []).append(
+                        (y, r["score"][sel], _classification(y, r["like"][sel])))
+        sel = np.array([at[int(i)] for i in rt["item"]])
+        truth = rt["rating"].to_numpy(float)
+        twin_mem = scorer.mems[f"twin:{uid[u]}"]
+        ratings.append({
+            "truth": truth,
+            "twin": res["twin"]["rating"][sel], "twin_expected": res["twin"]["expected"][sel],
+            "persona": res["persona"]["rating"][sel],
+            "user_mean": np.full(len(sel), twin_mem.mean_rating),
+            "item_mean": scorer.space.mean_rating[items[sel]],
+        })
+    return taste, ratings
+
+
+def _taste_table(taste: dict, cfg: FidelityConfig) -> list[dict]:
+    rows = []
+    for (kind, ratio, method), recs in sorted(taste.items()):
+        row = {"negatives": kind, "ratio": f"1:{ratio}", "method": method, "n_users": len(recs)}
+        for m in ("accuracy", "precision", "recall", "f1"):
+            row[m] = _boot(recs, lambda rs, m=m: float(np.mean([r[2][m] for r in rs])), cfg.n_boot, cfg.seed)
+        row["auc"] = _boot(recs, _pooled_auc, cfg.n_boot, cfg.seed)
+        rows.append(row)
+    return rows
+
+
+def _rating_table(ratings: list[dict], cfg: FidelityConfig) -> list[dict]:
+    rows = []
+    for method in ("twin", "twin_expected", "persona", "user_mean", "item_mean"):
+        def rmse(rs, m=method):
+            return float(np.sqrt(np.mean(np.concatenate([(r[m] - r["truth"]) ** 2 for r in rs]))))
+
+        def mae(rs, m=method):
+            return float(np.mean(np.concatenate([np.abs(r[m] - r["truth"]) for r in rs])))
+
+        rows.append({"method": method, "rmse": _boot(ratings, rmse, cfg.n_boot, cfg.seed),
+                     "mae": _boot(ratings, mae, cfg.n_boot, cfg.seed), "n_ratings": int(sum(len(r["truth"]) for r in ratings))})
+    # paired: is the twin below the user-mean baseline?
+    diff = _boot(ratings, lambda rs: rmse_of(rs, "twin") - rmse_of(rs, "user_mean"), cfg.n_boot, cfg.seed)
+    rows.append({"method": "twin - user_mean (RMSE difference)", "rmse": diff})
+    return rows
+
+
+def rmse_of(rs: list[dict], key: str) -> float:
+    return float(np.sqrt(np.mean(np.concatenate([(r[key] - r["truth"]) ** 2 for r in rs]))))
+
+
+# ---- A/B fidelity -------------------------------------------------------------------------------
+
+AB_VARIANTS = ("random", "pop", "mf", "ampcf")
+
+
+def _ab_models(split, seed: int) -> dict:
+    from dataclasses import replace
+
+    from recsys import MF, Popularity
+    from recsys.bench import DEFAULT_TRAIN, BenchConfig, ampcf
+
+    train = split.train_positives()
+    tc = replace(DEFAULT_TRAIN, seed=seed)
+    return {"random": None, "pop": Popularity().fit(train), "mf": MF(tc).fit(train),
+            "ampcf": ampcf(tc, BenchConfig(seed=seed), 4).fit(train)}
+
+
+def _rankings(models: dict, users: np.ndarray, seen: dict[int, set], n_items: int, depth: int, seed: int) -> dict:
+    """{variant: {user: top-``depth`` item indices, train-rated items excluded}}."""
+    out = {}
+    for name, model in models.items():
+        rng = np.random.default_rng([seed, len(name)])
+        scores = rng.random((len(users), n_items)) if model is None else model.score_all(users)
+        ranked = {}
+        for row, u in zip(scores, users):
+            row = row.astype(float).copy()
+            row[list(seen.get(u, ()))] = -np.inf
+            ranked[int(u)] = np.argsort(-row, kind="stable")[:depth]
+        out[name] = ranked
+    return out
+
+
+def _pair_verdict(sim: dict, off: dict, a: str, b: str, n_boot: int, seed: int) -> dict:
+    """Paired differences a - b, simulated (acceptance) and offline (Recall@10), with CIs and a verdict."""
+    from recsys.metrics import paired_bootstrap_ci
+
+    s = paired_bootstrap_ci(sim[a], sim[b], seed=seed, n_boot=n_boot)
+    o = paired_bootstrap_ci(off[a], off[b], seed=seed, n_boot=n_boot)
+    s_sig, o_sig = s[1] > 0 or s[2] < 0, o[1] > 0 or o[2] < 0
+    if s_sig and o_sig:
+        verdict = "agrees" if np.sign(s[0]) == np.sign(o[0]) else "disagrees"
+    else:
+        verdict = "tie: " + " and ".join(w for w, sig in (("simulated CI covers 0", s_sig), ("offline CI covers 0", o_sig))
+                                          if not sig)
+    return {"pair": f"{a} - {b}", "simulated_diff": round(s[0], 4), "simulated_ci": [round(s[1], 4), round(s[2], 4)],
+            "offline_diff": round(o[0], 4), "offline_ci": [round(o[1], 4), round(o[2], 4)], "verdict": verdict}
+
+
+async def _ab(scorer: _Scorer, ds, split, ab_users: np.ndarray, cfg: FidelityConfig, show_progress: bool) -> dict:
+    from scipy.stats import kendalltau
+
+    from simulator.turn import MAX_CHOICES
+
+    uid = ds.users["user_id"].astype(str).to_numpy()
+    test_pos = {u: set(g.loc[g["rating"] >= LIKED_MIN, "item"].tolist()) for u, g in split.test.groupby("user")}
+    off_users = np.array(sorted(u for u, s in test_pos.items() if s))
+    seen = {u: set(g["item"].tolist()) for u, g in split.train.groupby("user")}
+    models = _ab_models(split, cfg.seed)
+    depth = max(10, cfg.ab_turns * cfg.slate_size)
+    ranked = _rankings(models, off_users, seen, split.n_items, depth, cfg.seed)
+    offline = {v: np.array([len(set(ranked[v][int(u)][:10].tolist()) & test_pos[u]) / min(10, len(test_pos[u]))
+                            for u in off_users]) for v in AB_VARIANTS}
+    model = scorer.models["twin"]
+    simulated = {v: [] for v in AB_VARIANTS}
+    for u in tqdm(ab_users, desc="A/B fidelity users", unit="user", disable=not show_progress):
+        memory = scorer.mems[f"twin:{uid[u]}"]
+        for v in AB_VARIANTS:
+            shown = chosen = 0
+            for t in range(cfg.ab_turns):
+                page = ranked[v][int(u)][t * cfg.slate_size:(t + 1) * cfg.slate_size]
+                X = await grounded_features(scorer.llm, scorer.cards[memory.persona_id], memory,
+                                            scorer.mems[f"persona:{memory.persona_id}"], scorer.space, page,
+                                            model.features, seed=cfg.seed)
+                d = decide(model, X, user_mean=memory.mean_rating, item_mean=scorer.space.mean_rating[page],
+                           genres=[scorer.space.genres[i] for i in page], context={}, temperature=cfg.temperature,
+                           rng=np.random.default_rng([cfg.seed, int(u), t]), max_choices=MAX_CHOICES)
+                shown += len(page)
+                chosen += len(d.chosen)
+            simulated[v].append(chosen / shown)
+    # the offline figures of the same users, for the paired comparison
+    pos_of = {int(u): i for i, u in enumerate(off_users)}
+    off_same = {v: offline[v][[pos_of[int(u)] for u in ab_users]] for v in AB_VARIANTS}
+    sim = {v: np.asarray(simulated[v]) for v in AB_VARIANTS}
+    sim_order = sorted(AB_VARIANTS, key=lambda v: sim[v].mean())
+    off_order = sorted(AB_VARIANTS, key=lambda v: offline[v].mean())
+    tau = kendalltau([sim[v].mean() for v in AB_VARIANTS], [offline[v].mean() for v in AB_VARIANTS])
+    pairs = [_pair_verdict(sim, off_same, b, a, cfg.n_boot, cfg.seed)
+             for i, a in enumerate(AB_VARIANTS) for b in AB_VARIANTS[i + 1:]]
+    return {
+        "variants": list(AB_VARIANTS), "n_sim_users": int(len(ab_users)), "n_offline_users": int(len(off_users)),
+        "simulated_acceptance": {v: round(float(sim[v].mean()), 4) for v in AB_VARIANTS},
+        "offline_recall_at_10": {v: round(float(offline[v].mean()), 4) for v in AB_VARIANTS},
+        "offline_recall_at_10_same_users": {v: round(float(off_same[v].mean()), 4) for v in AB_VARIANTS},
+        "simulated_order": sim_order, "offline_order": off_order,
+        "kendall_tau": round(float(tau.statistic), 4),
+        "pairs": pairs,
+        "protocol": f"static recommenders trained on TRAIN; slates are pages 1-{cfg.ab_turns} of {cfg.slate_size} "
+                    "items of each user's ranking (train-rated items excluded); the twin decides each page with "
+                    "the calibrated choice model, at most 2 choices per page",
+    }
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+def _headline(taste: list[dict], rating: list[dict], ab: dict | None) -> dict:
+    def cell(neg, ratio, method, metric):
+        row = next((r for r in taste if r["negatives"] == neg and r["ratio"] == ratio and r["method"] == method), None)
+        return None if row is None else row[metric]["value"]
+
+    rm = {r["method"]: r["rmse"]["value"] for r in rating if "value" in r.get("rmse", {})}
+    out = {
+        "twin_accuracy_1to1_uniform": cell("uniform", "1:1", "twin", "accuracy"),
+        "twin_auc_1to1_matched": cell("popularity_matched", "1:1", "twin", "auc"),
+        "persona_accuracy_1to1_uniform": cell("uniform", "1:1", "persona", "accuracy"),
+        "persona_auc_1to1_matched": cell("popularity_matched", "1:1", "persona", "auc"),
+        "twin_rmse": rm.get("twin"), "user_mean_rmse": rm.get("user_mean"), "item_mean_rmse": rm.get("item_mean"),
+    }
+    out["targets"] = {
+        "accuracy_1to1_uniform >= 0.85": (out["twin_accuracy_1to1_uniform"] or 0) >= 0.85,
+        "auc_1to1_matched >= 0.70": (out["twin_auc_1to1_matched"] or 0) >= 0.70,
+        "rmse below user-mean": out["twin_rmse"] is not None and out["twin_rmse"] < (out["user_mean_rmse"] or 0),
+    }
+    if ab:
+        agree = {p["pair"]: p["verdict"] for p in ab["pairs"]}
+        out["targets"]["random < pop < mf, every pair agreeing"] = all(
+            agree.get(k) == "agrees" for k in ("pop - random", "mf - random", "mf - pop"))
+    return out
+
+
+def prepare_personas(ds, split, out: Path, cfg: FidelityConfig, show_progress: bool) -> Path:
+    """Personas from TRAIN-only documents under OUT/personas (reused when present and of this split)."""
+    ppath = out / "personas" / "personas.jsonl"
+    if ppath.exists():
+        if split_of(ppath)["split"] != split.key:
+            raise FidelityError(f"{ppath}: personas of another split or data set; use a fresh --out")
+        return ppath
+    return extract_train_personas(ds, split, ppath.parent, k=cfg.personas_k, seed=cfg.seed,
+                                  cache_dir=out / "embeddings", show_progress=show_progress)
+
+
+class FidelityError(ValueError):
+    """A fidelity run that cannot start; the message names the file."""
+
+
+def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bool = True) -> dict:
+    """Run the whole protocol (module docstring); writes OUT/fidelity.json and returns it."""
+    from evals.calibration import calibrate, read_calibration, write_calibration
+    from personas.assets import ml100k_dir
+    from personas.card import read_personas
+    from recsys import load_movielens, time_split
+
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_movielens(ml100k_dir())
+    split = time_split(ds, cfg.holdout)
+    ppath = prepare_personas(ds, split, out, cfg, show_progress)
+    if not (ppath.parent / "calibration.json").exists():
+        write_calibration(calibrate(ds, split, ppath, llm, n_users=cfg.calibration_users, use_llm=cfg.use_llm,
+                                    seed=cfg.seed, show_progress=show_progress), ppath)
+    record, models = read_calibration(ppath)
+    if record["split"] != split.key or ("llm" in record["features"]) != cfg.use_llm:
+        raise FidelityError(f"{ppath.parent / 'calibration.json'}: fitted on {record['split']} with features "
+                            f"{record['features']}, not this run's; delete it or use a fresh --out")
+    t_prep = time.perf_counter() - started
+    cards = {c.id: c for c in read_personas(ppath)}
+    space = item_space(ds, split.train)
+    mems = memories(ds, split.train, read_assignments(ppath.parent), space)
+    uid = ds.users["user_id"].astype(str).to_numpy()
+    pos_users = sorted(u for u, g in split.test.groupby("user")
+                       if (g["rating"] >= LIKED_MIN).any() and f"twin:{uid[u]}" in mems)
+    users = np.random.default_rng([cfg.seed, 1]).permutation(pos_users)[: cfg.users]
+    scorer = _Scorer(llm, cards, space, mems, models, record.get("baselines", {}), cfg)
+    taste, ratings = asyncio.run(_taste_and_rating(scorer, ds, split, users, cfg, show_progress))
+    t_taste = time.perf_counter() - started - t_prep
+    ab = asyncio.run(_ab(scorer, ds, split, users[: cfg.ab_users], cfg, show_progress)) if cfg.ab_users else None
+    taste_rows, rating_rows = _taste_table(taste, cfg), _rating_table(ratings, cfg)
+    result = {
+        "config": cfg.model_dump(), "config_hash": cfg.config_hash(), "seed": cfg.seed,
+        "model": getattr(llm, "model", ""), "split": split.key, "n_users": int(len(users)),
+        "headline": _headline(taste_rows, rating_rows, ab),
+        "calibration": record["report"], "calibration_features": record["features"],
+        "taste_alignment": taste_rows, "rating_error": rating_rows, "ab_fidelity": ab,
+        "timings_s": {"prepare": round(t_prep, 1), "taste_and_rating": round(t_taste, 1),
+                      "total": round(time.perf_counter() - started, 1)},
+        "llm_usage": llm.usage.model_dump() if hasattr(llm, "usage") else None,
+    }
+    tmp = out / "fidelity.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    tmp.replace(out / "fidelity.json")
+    return result

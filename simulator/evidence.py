@@ -1,0 +1,125 @@
+"""Grounded evidence: what a simulated user knows from real training logs, as numbers per item.
+
+A grounded user (`simulator.grounded`) decides from features that can be
+written down. The four evidence features of an item j for a user with memory m:
+
+- ``history``: item-kNN affinity to the user's remembered likes: the mean of the
+  ``KNN`` largest cosines between j and the liked items, in the item space
+  (`ItemSpace.vectors`: the item columns of the train "watched" matrix, any rating);
+- ``recent``: the mean cosine between j and the ``RECENT`` items the user rated last
+  (any rating): tastes drift, and what comes next resembles what came just before;
+- ``persona``: log(share of the persona's members who liked j in train + 0.01).
+- ``genre``: mean over j's genres of log(lift), lift = the genre's share of the
+  memory's liked genre mass / its share over all training likes (smoothed).
+- ``popularity``: log(1 + training positives of j).
+
+A *twin* remembers one real user's own training ratings; a *persona-level*
+user remembers its persona's canon: the ``PERSONA_CANON`` items most liked by
+the persona's members in train. The fifth feature, ``llm`` (the LLM's
+judgement read from token log-probabilities), is added by `simulator.grounded`.
+
+Everything here is built from a training split only (evals/ builds it;
+simulator/ never imports recsys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EVIDENCE = ("history", "recent", "persona", "genre", "popularity")
+#: Neighbours averaged by the history feature; latest rated items of the recent feature.
+KNN = 10
+RECENT = 10
+#: Items a persona-level user remembers as liked.
+PERSONA_CANON = 30
+_GENRE_EPS = 1e-3
+
+
+@dataclass
+class ItemSpace:
+    """The catalog as the training logs see it. N items, d dimensions.
+
+    ids [N] raw item ids; vectors [N, d] L2-normalised (zero rows allowed: no signal);
+    log_pop [N] log(1 + train positives); mean_rating [N] train mean rating shrunk to the
+    global mean; genres [N] lists; titles [N] ('Title (year)'); genre_prior: share of each genre in all train likes.
+    """
+
+    ids: list[str]
+    vectors: np.ndarray
+    log_pop: np.ndarray
+    mean_rating: np.ndarray
+    genres: list[list[str]]
+    titles: list[str]
+    genre_prior: dict[str, float]
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def describe(self, i: int) -> str:
+        """How an item is named to the LLM judge: 'Title (year) - Genre, Genre'."""
+        return f"{self.titles[i]} - {', '.join(self.genres[i])}" if self.genres[i] else self.titles[i]
+
+    def index(self, ids) -> np.ndarray:
+        """Raw ids -> row indices; an unknown id raises KeyError naming it."""
+        if not self._index:
+            self._index = {i: n for n, i in enumerate(self.ids)}
+        try:
+            return np.asarray([self._index[str(i)] for i in ids], dtype=np.int64)
+        except KeyError as exc:
+            raise KeyError(f"item id {exc.args[0]!r} is not in the item space") from None
+
+
+@dataclass
+class Memory:
+    """What one simulated user remembers (from train only).
+
+    kind: 'twin' (one real user's history) or 'persona' (the persona's canon).
+    liked [L] item indices remembered as liked (rating >= 4), best first; disliked [D] (rating <= 2);
+    recent [R] the latest rated items (any rating; for a persona: its canon's head);
+    mean_rating: the user's (or members') mean training rating; persona_share [N]: share of
+    the persona's members who liked each item in train.
+    """
+
+    key: str
+    kind: str
+    persona_id: str
+    liked: np.ndarray
+    disliked: np.ndarray
+    recent: np.ndarray
+    mean_rating: float
+    persona_share: np.ndarray
+
+    def titles(self, space: ItemSpace, n_liked: int = 8, n_disliked: int = 3) -> tuple[list[str], list[str]]:
+        return ([space.titles[i] for i in self.liked[:n_liked]], [space.titles[i] for i in self.disliked[:n_disliked]])
+
+
+def genre_profile(space: ItemSpace, items: np.ndarray) -> dict[str, float]:
+    """Share of each genre in ``items`` (unit weight per item split over its genres)."""
+    counts: dict[str, float] = {}
+    for i in items:
+        gs = space.genres[int(i)]
+        for g in gs:
+            counts[g] = counts.get(g, 0.0) + 1.0 / len(gs)
+    total = sum(counts.values())
+    return {g: c / total for g, c in counts.items()} if total else {}
+
+
+def evidence_features(space: ItemSpace, memory: Memory, items: np.ndarray) -> np.ndarray:
+    """The EVIDENCE features [M, 5] of item indices ``items`` [M] for ``memory``."""
+    items = np.asarray(items, dtype=np.int64)
+    V = space.vectors
+    if len(memory.liked):
+        sims = V[items] @ V[memory.liked].T  # [M, L]
+        k = min(KNN, sims.shape[1])
+        history = np.sort(sims, axis=1)[:, -k:].mean(1)
+    else:
+        history = np.zeros(len(items))
+    recent = (V[items] @ V[memory.recent].T).mean(1) if len(memory.recent) else np.zeros(len(items))
+    persona = np.log(memory.persona_share[items] + 0.01)
+    profile = genre_profile(space, memory.liked)
+    genre = np.array([
+        np.mean([np.log((profile.get(g, 0.0) + _GENRE_EPS) / (space.genre_prior.get(g, 0.0) + _GENRE_EPS))
+                 for g in space.genres[i]]) if space.genres[i] else 0.0
+        for i in items
+    ])
+    return np.column_stack([history, recent, persona, genre, space.log_pop[items]]).astype(np.float64)

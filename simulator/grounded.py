@@ -1,0 +1,192 @@
+"""The grounded simulated user: its decisions carry its persona; the LLM voices them.
+
+    grounding = Grounding(space, models={"twin": m1, "persona": m2}, memories={...})
+    user = GroundedUser(llm, grounding=grounding)
+    user.reset(profile)                      # profile.twin = a real user id, or None (persona-level)
+    turn = await user.step(slate, turn=0, seed=7)
+
+Per turn (see `simulator.choice` for the formula):
+1. features of every slate item: the evidence of `simulator.evidence` from the
+   user's memory (a twin's own training history, or the persona's canon) and
+   ``llm``: logit P(yes) of "Would you enjoy watching X?", read from the
+   first-token log-probabilities (`LLMClient.option_probs`), not one sample;
+2. the fitted `ChoiceModel` plus the context shifts and seeded noise decide
+   choices, ratings and stop; the decision's noise is seeded by the session
+   and the turn only, so best-of-N candidates share one decision and differ
+   only in how the LLM voices it (the reward cannot select behaviour);
+3. the LLM says one sentence about the decision (the utterance), which the
+   consistency judge scores like any other line.
+``Turn.decision`` records, per item, the like probability and what each
+source added to its logit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.catalog import Item
+from simulator.choice import ChoiceModel, decide
+from simulator.evidence import Memory, ItemSpace, evidence_features
+from simulator.layers import UserProfile, derive_seed, describe_traits
+from simulator.prompts import render
+from simulator.turn import Onboarding, Turn, utterance_schema
+from simulator.user import Candidate, SimulatedUser
+
+#: Clip of the LLM feature: logit P(yes) in [-LLM_CLIP, LLM_CLIP].
+LLM_CLIP = 8.0
+
+
+@dataclass
+class Grounding:
+    """Everything a grounded user needs, fitted on training data only (`personasim calibrate`).
+
+    models: one `ChoiceModel` per memory kind ('twin', 'persona'); memories: by key
+    ('persona:<id>', 'twin:<user id>'); temperature: the decision's noise temperature.
+    """
+
+    space: ItemSpace
+    models: dict[str, ChoiceModel]
+    memories: dict[str, Memory]
+    temperature: float = 0.25
+    meta: dict = field(default_factory=dict)
+
+    def memory_for(self, profile: UserProfile) -> Memory | None:
+        key = f"twin:{profile.twin}" if profile.twin else f"persona:{profile.persona.id}"
+        return self.memories.get(key)
+
+
+async def llm_judgement(llm, persona, canon: Memory, space: ItemSpace, items: np.ndarray, *, seed: int) -> np.ndarray:
+    """logit P(yes) [M] of "Would you enjoy watching X?" for item indices ``items`` [M], asked of the
+    persona (its card and its canon's titles); clipped to +-LLM_CLIP. Twins of one persona share
+    the persona's judgement: their own history enters through the evidence features, and one
+    shared prompt is evaluated once for all items (`EmbeddedBackend._eval_blocks`).
+    Raises RuntimeError naming the item when a call fails (never a silent default)."""
+    liked, disliked = canon.titles(space)
+    system = render("grounded_judge", persona=persona, liked=liked, disliked=disliked)
+    items = np.asarray(items, dtype=np.int64)
+    results = await llm.option_probs_many(
+        [[{"role": "system", "content": system}, {"role": "user", "content": render("grounded_item", item=space.describe(i))}]
+         for i in items], ["yes", "no"], seed=seed)
+    out = np.zeros(len(items))
+    for j, (i, res) in enumerate(zip(items, results)):
+        if not res.ok:
+            raise RuntimeError(f"LLM judgement of item {space.ids[i]!r} failed: {res.error}")
+        p = min(max(res.probs["yes"], 1e-12), 1 - 1e-12)
+        out[j] = float(np.clip(math.log(p / (1 - p)), -LLM_CLIP, LLM_CLIP))
+    return out
+
+
+async def grounded_features(llm, persona, memory: Memory, canon: Memory, space: ItemSpace, items: np.ndarray,
+                            features: list[str], *, seed: int) -> np.ndarray:
+    """[M, F] features of item indices ``items`` in the order of ``features`` (EVIDENCE [+ 'llm']);
+    ``canon``: the persona's memory, which the LLM judgement is asked with."""
+    X = evidence_features(space, memory, items)
+    if "llm" in features:
+        X = np.column_stack([X, await llm_judgement(llm, persona, canon, space, items, seed=seed)])
+    return X
+
+
+class GroundedUser(SimulatedUser):
+    """A simulated user whose decisions are a fitted function of grounded evidence (module docstring)."""
+
+    variant = "grounded"
+    system_template = "layered_system"
+
+    def __init__(self, llm, *, grounding: Grounding | None = None, **settings):
+        super().__init__(llm, **settings)
+        self.grounding = grounding
+        self._llm_cache: dict[str, float] = {}
+
+    def profile_problem(self, profile: UserProfile) -> str | None:
+        g = self.grounding
+        if g is None:
+            return "a grounded user needs a calibration (run `personasim calibrate`)"
+        memory = g.memory_for(profile)
+        if memory is None:
+            who = f"twin {profile.twin!r}" if profile.twin else f"persona {profile.persona.id!r}"
+            return f"the calibration has no memory for {who}"
+        if memory.kind not in g.models:
+            return f"the calibration has no choice model for {memory.kind} users"
+        return super().profile_problem(profile)
+
+    def reset(self, profile: UserProfile) -> None:
+        super().reset(profile)
+        self._llm_cache = {}
+
+    def _parts(self) -> tuple[UserProfile, Memory, ChoiceModel]:
+        p = self._profile()
+        memory = self.grounding.memory_for(p)
+        return p, memory, self.grounding.models[memory.kind]
+
+    async def features(self, items: list[Item], seed: int) -> np.ndarray:
+        """[M, F] in the model's feature order."""
+        p, memory, model = self._parts()
+        space = self.grounding.space
+        idx = space.index([it.id for it in items])
+        X = evidence_features(space, memory, idx)
+        if "llm" in model.features:  # the judgement of an item does not change within a session
+            todo = [i for i in idx if space.ids[i] not in self._llm_cache]
+            if todo:
+                canon = self.grounding.memories[f"persona:{memory.persona_id}"]
+                vals = await llm_judgement(self.llm, p.persona, canon, space, np.asarray(todo), seed=seed)
+                self._llm_cache.update({space.ids[i]: float(v) for i, v in zip(todo, vals)})
+            X = np.column_stack([X, [self._llm_cache[space.ids[i]] for i in idx]])
+        return X
+
+    def _decide(self, items: list[Item], X: np.ndarray, seed: int, max_choices: int | None, may_stop: bool):
+        p, memory, model = self._parts()
+        space = self.grounding.space
+        idx = space.index([it.id for it in items])
+        return decide(model, X, user_mean=memory.mean_rating, item_mean=space.mean_rating[idx],
+                      genres=[space.genres[i] for i in idx], context=p.context,
+                      temperature=self.grounding.temperature, rng=np.random.default_rng(seed),
+                      max_choices=max_choices, may_stop=may_stop)
+
+    async def propose(self, slate: list[Item], *, turn: int, seed: int, session_seed: int = 0) -> Candidate:
+        p, memory, model = self._parts()
+        started = time.perf_counter()
+        base = dict(user_id=p.user_id, persona_id=p.persona.id, variant=self.variant, turn=turn, seed=session_seed,
+                    call_seed=seed, model=self.llm.model, backend=self.llm.name, layers=self.layers(), slate=slate)
+        try:
+            X = await self.features(slate, seed=derive_seed(session_seed, "judge"))
+        except RuntimeError as exc:
+            return Candidate(Turn(**base, ok=False, error=str(exc)), [])
+        d = self._decide(slate, X, derive_seed(session_seed, "decide", turn), self.max_choices,
+                         turn >= self.allow_stop_from)
+        chosen = [slate[j].id for j in d.chosen]
+        ratings = {it.id: int(r) for it, r in zip(slate, d.ratings)}
+        contrib = model.contributions(X)
+        decision = {it.id: {"p_like": round(float(1 / (1 + np.exp(-lg))), 4),
+                            **{f: round(float(c), 4) for f, c in zip(model.features, row)}}
+                    for it, lg, row in zip(slate, d.logits, contrib)}
+        messages = self.voice_messages(slate, chosen, ratings)
+        c = await self.llm.generate(messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed,
+                                    json_schema=utterance_schema(self.utterance_chars))
+        base.update(tokens_in=c.tokens_in, tokens_out=c.tokens_out, latency_s=time.perf_counter() - started, raw=c.text,
+                    decision=decision)
+        if not c.ok or not isinstance(c.parsed, dict) or not str(c.parsed.get("utterance", "")).strip():
+            return Candidate(Turn(**base, ok=False, error=f"LLM: {c.error or 'no utterance'}"), messages)
+        return Candidate(Turn(**base, chosen=chosen, ratings=ratings, utterance=str(c.parsed["utterance"]).strip(),
+                              stop=d.stop), messages)
+
+    def voice_messages(self, slate: list[Item], chosen: list[str], ratings: dict[str, int]) -> list[dict]:
+        titles = {it.id: it.title for it in slate}
+        p = self._profile()
+        system = render(self.system_template, persona=p.persona, subtopic=p.subtopic, traits=describe_traits(p.traits),
+                        context=p.context)
+        user = render("grounded_voice", said=self.said[-self.remember:] if self.remember else [], slate=slate,
+                      chosen=[titles[i] for i in chosen], verb=self.verb,
+                      liked_titles=[titles[i] for i, r in ratings.items() if r >= 4 and i not in chosen],
+                      panned_titles=[titles[i] for i, r in ratings.items() if r <= 2])
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    async def onboard(self, pool: list[Item], *, seed: int, max_picks: int = 3) -> Onboarding:
+        """The pool items with the highest like logit (at least one), no sampling of text."""
+        X = await self.features(pool, seed=derive_seed(seed, "judge"))
+        d = self._decide(pool, X, seed, max_picks, False)
+        picks = [pool[j].id for j in d.chosen] or [pool[int(np.argmax(d.logits))].id]
+        return Onboarding(pool=[it.id for it in pool], liked=picks)

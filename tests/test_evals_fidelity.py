@@ -1,0 +1,120 @@
+"""The fidelity benchmark end to end (small, without the LLM feature) and its bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evals.calibration import CalibrationError, calibrate, read_calibration
+from evals.fidelity import FidelityConfig, run_fidelity
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evals.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def fidelity_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fidelity")
+    cfg = FidelityConfig(personas_k=3, users=12, positives=2, rated=3, calibration_users=40, use_llm=False,
+                         ab_users=6, ab_turns=2, n_boot=200, seed=0)
+    return out, run_fidelity(cfg, out, None, show_progress=False)
+
+
+def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_run):
+    out, result = fidelity_run
+    on_disk = json.loads((out / "fidelity.json").read_text())
+    assert on_disk["config_hash"] == result["config_hash"] and on_disk["seed"] == 0
+    methods = {r["method"] for r in result["taste_alignment"]}
+    assert methods == {"twin", "persona", "random", "popularity", "persona_cf"}  # no llm_only without the LLM
+    cells = {(r["negatives"], r["ratio"]) for r in result["taste_alignment"]}
+    assert cells == {(n, f"1:{k}") for n in ("uniform", "popularity_matched") for k in (1, 3, 9)}
+    for r in result["taste_alignment"]:
+        for m in ("accuracy", "precision", "recall", "f1", "auc"):
+            v, (lo, hi) = r[m]["value"], r[m]["ci"]
+            assert lo - 1e-9 <= v <= hi + 1e-9, (r["method"], m, v, lo, hi)
+    random_auc = next(r["auc"] for r in result["taste_alignment"]
+                      if r["method"] == "random" and r["negatives"] == "uniform" and r["ratio"] == "1:9")
+    assert random_auc["ci"][0] < 0.5 < random_auc["ci"][1] or abs(random_auc["value"] - 0.5) < 0.15
+    twin_auc = next(r["auc"]["value"] for r in result["taste_alignment"]
+                    if r["method"] == "twin" and r["negatives"] == "uniform" and r["ratio"] == "1:1")
+    assert twin_auc > 0.6  # grounded in the user's own history: well above chance even at this size
+    rating = {r["method"]: r for r in result["rating_error"]}
+    assert {"twin", "twin_expected", "persona", "user_mean", "item_mean"} <= set(rating)
+    ab = result["ab_fidelity"]
+    assert set(ab["simulated_acceptance"]) == {"random", "pop", "mf", "ampcf"} and len(ab["pairs"]) == 6
+    assert all(p["verdict"] in ("agrees", "disagrees") or p["verdict"].startswith("tie") for p in ab["pairs"])
+    assert ab["offline_recall_at_10"]["random"] < ab["offline_recall_at_10"]["mf"]
+    cal = result["calibration"]["twin"]
+    assert set(cal["auc_drop_without"]) == {"history", "recent", "persona", "genre", "popularity"}
+
+
+def test_calibration_never_reads_the_test_part(fidelity_run, tmp_path):
+    """Refit on data whose held-out ratings are scrambled: the calibration is the same, number for number."""
+    import numpy as np
+
+    from personas.assets import ml100k_dir
+    from recsys import Dataset, load_movielens, time_split
+
+    out, _ = fidelity_run
+    ppath = out / "personas" / "personas.jsonl"
+    ds = load_movielens(ml100k_dir())
+    split = time_split(ds, 0.2)
+    scrambled = ds.ratings.copy()
+    rng = np.random.default_rng(0)
+    keys = set(map(tuple, split.test[["user", "timestamp", "item"]].to_numpy()))
+    mask = np.array([k in keys for k in map(tuple, scrambled[["user", "timestamp", "item"]].to_numpy())])
+    assert mask.sum() == len(split.test)
+    scrambled.loc[mask, "rating"] = rng.integers(1, 6, mask.sum()).astype(float)
+    ds2 = Dataset(scrambled, ds.items, ds.users, ds.name)
+    a = calibrate(ds, split, ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False)
+    b = calibrate(ds2, time_split(ds2, 0.2), ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False)
+    assert a["models"] == b["models"] and a["report"] == b["report"]
+
+
+def test_a_calibration_for_other_personas_or_split_is_refused(fidelity_run, tmp_path):
+    out, _ = fidelity_run
+    pdir = tmp_path / "personas"
+    shutil.copytree(out / "personas", pdir)
+    ppath = pdir / "personas.jsonl"
+    read_calibration(ppath)  # the copy matches
+    ppath.write_text(ppath.read_text().replace('"size":', '"size": ', 1))  # same cards, other bytes
+    with pytest.raises(CalibrationError, match="another personas file"):
+        read_calibration(ppath)
+    record = json.loads((pdir / "split.json").read_text())
+    (pdir / "split.json").write_text(json.dumps({**record, "split": "ml-100k:time-holdout-0.3"}))
+    from personas.assets import ml100k_dir
+    from recsys import load_movielens, time_split
+
+    ds = load_movielens(ml100k_dir())
+    with pytest.raises(CalibrationError, match="extracted for split"):
+        calibrate(ds, time_split(ds, 0.2), ppath, None, n_users=10, use_llm=False, show_progress=False)
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+    one_line_error(cli("validate", "fidelity", "--dataset", "ml-1m", "--out", str(tmp_path / "x"), "--no-llm"),
+                   "--dataset")
+    assert not (tmp_path / "x").exists()
+    one_line_error(cli("validate", "fidelity", "--out", str(tmp_path / "y"), "--users", "2", "--no-llm"), "--users")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    one_line_error(cli("validate", "fidelity", "--out", str(a_file), "--no-llm"), "not a folder")
+    one_line_error(cli("calibrate", "--personas", str(ROOT / "tests" / "data" / "personas_movies.jsonl"), "--no-llm"),
+                   "split.json")
+    one_line_error(cli("calibrate", "--personas", str(tmp_path / "none.jsonl"), "--no-llm"), "none.jsonl")

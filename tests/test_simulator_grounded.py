@@ -1,0 +1,102 @@
+"""The grounded user on the real embedded model; the reward's commitment term; the re-shown probe."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evals.grounding import item_space, memories
+from personas.card import PersonaCard
+from recsys import time_split
+from simulator import Item, PopularityRecommender, SessionSettings, StructuredJudge, Turn, run_session, sample_users
+from simulator.choice import ChoiceModel
+from simulator.consistency import score_line
+from simulator.evidence import EVIDENCE
+from simulator.grounded import Grounding
+from simulator.llm import LLMClient
+from tests.test_grounding import small_dataset
+from tests.test_simulator_session import CARD, ITEMS, POP, ScriptedBackend, good
+
+PERSONA = PersonaCard(id="p0", name="Kim", summary="Kim watches family comedies and avoids horror.",
+                      likes=["Comedy", "Children's"], dislikes=["Horror"])
+
+
+async def test_commitment_scores_above_an_answer_that_commits_to_nothing():
+    slate = ITEMS[:4]  # two comedies, two horror films
+    common = dict(user_id="u", persona_id="nurse", variant="layered", turn=0, seed=0, slate=slate)
+    empty = Turn(**common, chosen=[], ratings={it.id: 3 for it in slate}, utterance="Okay then.")
+    aligned = Turn(**common, chosen=["1"], ratings={"1": 5, "2": 1, "3": 4, "4": 2}, utterance="A comedy, great.")
+    s_empty, _, _ = await score_line(StructuredJudge(), CARD, "Comedy", empty, [])
+    s_aligned, _, _ = await score_line(StructuredJudge(), CARD, "Comedy", aligned, [])
+    assert s_empty["prompt_to_line"] == s_aligned["prompt_to_line"] == 1.0  # neither contradicts the card
+    assert s_empty["alignment"] == 0.0 and s_aligned["alignment"] == 1.0
+    assert s_aligned["reward"] > s_empty["reward"]
+
+
+async def test_a_re_shown_item_lets_line_to_line_fire():
+    def flip(ids):  # rates everything 5 on even seeds' turns, 1 otherwise: re-rating an item 3+ apart is L3
+        return {"utterance": "Hmm", "ratings": {i: 1 for i in ids}, "chosen": [], "stop": False}
+
+    seed = 11
+    llm = LLMClient(ScriptedBackend({}))
+    from simulator import derive_seed
+
+    llm.backend.replies = {derive_seed(seed, "turn", 0, 0): good, derive_seed(seed, "turn", 1, 0): flip}
+    u = sample_users([CARD], 1, seed=0)[0]
+    tr = await run_session(u, PopularityRecommender(ITEMS, POP), 2, seed, llm,
+                           settings=SessionSettings(slate_size=2, reshow_from=1))
+    first, second = tr.turns
+    assert len(second.slate) == 3 and second.slate[-1].id in {it.id for it in first.slate}
+    probe = second.slate[-1].id
+    if abs(first.ratings[probe] - second.ratings[probe]) >= 3:
+        assert second.consistency["line_to_line"] == 0.0 and any(r.startswith("L3") for r in second.reasons)
+    never = await run_session(u, PopularityRecommender(ITEMS, POP), 2, seed, llm,
+                              settings=SessionSettings(slate_size=2, reshow_from=None))
+    assert len(never.turns[1].slate) == 2
+
+
+def _grounding(use_llm: bool) -> tuple[Grounding, list[Item], list[float]]:
+    ds = small_dataset(n_users=30, n_items=24, per_user=10)
+    split = time_split(ds, 0.2)
+    space = item_space(ds, split.train)
+    mems = memories(ds, split.train, {str(u + 1): "p0" for u in range(ds.n_users)}, space)
+    features = list(EVIDENCE) + (["llm"] if use_llm else [])
+    f = len(features)
+    models = {kind: ChoiceModel(kind=kind, features=features, mean=[0.0] * f, scale=[1.0] * f,
+                                like_coef=[1.0] * f, like_intercept=0.5, rating_coef=[0.5, 0.5] + [0.1] * f,
+                                rating_intercept=0.0, rating_sd=0.8) for kind in ("twin", "persona")}
+    items = [Item(id=space.ids[i], title=space.titles[i], facets={"genres": space.genres[i]}) for i in range(len(space.ids))]
+    pop = np.exp(space.log_pop).tolist()
+    return Grounding(space, models, mems, temperature=0.25), items, pop
+
+
+async def test_grounded_user_decides_by_the_written_down_model_and_the_llm_voices_it(embedded_backend):
+    grounding, items, pop = _grounding(use_llm=True)
+    llm = LLMClient(embedded_backend)
+    twin = sample_users([PERSONA], 1, seed=0, variant="grounded", twins={"p0": ["3"]})[0]
+    assert twin.twin == "3" and twin.layers()["twin"] == "3"
+    tr = await run_session(twin, PopularityRecommender(items, pop), 2, 5, llm, grounding=grounding,
+                           settings=SessionSettings(slate_size=4, best_of=2, reshow_from=None))
+    assert [t.ok for t in tr.turns] == [True, True], [t.error for t in tr.turns]
+    for t in tr.turns:
+        assert t.utterance and set(t.decision) == {it.id for it in t.slate}
+        row = next(iter(t.decision.values()))
+        assert set(row) == {"p_like", *EVIDENCE, "llm"} and 0.0 <= row["p_like"] <= 1.0
+        # the chosen items are the likeliest ones the decision liked, at most max_choices, rated >= 3
+        assert len(t.chosen) <= 2 and all(t.ratings[i] >= 3 for i in t.chosen)
+        assert all(t.decision[i]["p_like"] >= 0.05 for i in t.chosen)
+    # best-of-2 candidates share the decision: the same session gives the same choices with best-of-1
+    one = await run_session(twin, PopularityRecommender(items, pop), 2, 5, llm, grounding=grounding,
+                            settings=SessionSettings(slate_size=4, best_of=1, reshow_from=None))
+    assert [t.chosen for t in one.turns] == [t.chosen for t in tr.turns]
+    assert [t.ratings for t in one.turns] == [t.ratings for t in tr.turns]
+
+
+async def test_grounded_user_without_a_calibration_or_memory_is_a_recorded_failure():
+    llm = LLMClient(ScriptedBackend({}))
+    grounding, items, pop = _grounding(use_llm=False)
+    u = sample_users([PERSONA], 1, seed=0, variant="grounded")[0]
+    tr = await run_session(u, PopularityRecommender(items, pop), 2, 1, llm)
+    assert not tr.turns[0].ok and "calibrat" in tr.turns[0].error
+    stranger = u.model_copy(update={"twin": "no-such-user"})
+    tr = await run_session(stranger, PopularityRecommender(items, pop), 2, 1, llm, grounding=grounding)
+    assert not tr.turns[0].ok and "no memory for twin 'no-such-user'" in tr.turns[0].error
