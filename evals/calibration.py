@@ -131,7 +131,7 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
             R.y += labels
             R.Xr += list(X[len(like_items):])
             R.r += rt["rating"].tolist()
-            R.um += [twin.mean_rating] * len(r_items)  # the real user's mean rating, known from train
+            R.um += [memory.mean_rating] * len(r_items)  # the twin's own mean rating, or the persona members'
             R.im += space.mean_rating[r_items].tolist()
     return rows
 

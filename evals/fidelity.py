@@ -13,8 +13,8 @@ Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
    item-mean baselines;
 5. A/B fidelity: the twins meet random, popularity, MF and AMP-CF (trained on TRAIN)
    for ``ab_turns`` pages of ``slate_size``; the order of their acceptance rates is
-   compared with the order of held-out Recall@10 (Kendall tau; per pair: agrees,
-   disagrees, or a tie when either CI covers 0).
+   compared with the order of held-out Recall@10 over every test user (Kendall tau;
+   per pair: agrees, disagrees, or a tie when either CI covers 0).
 Methods: the grounded twin (the user's own history) and persona-level user (the
 persona's canon), with their decision noise; baselines random, popularity,
 persona-CF (share of the persona's members who liked the item) and llm-only (the
@@ -119,10 +119,10 @@ class _Scorer:
             model = self.models[kind]
             X = await grounded_features(self.llm, self.cards[memory.persona_id], memory, canon, self.space, items,
                                         model.features, seed=self.cfg.seed)
-            d = decide(model, X, user_mean=memory.mean_rating if kind == "twin" else twin.mean_rating,
+            d = decide(model, X, user_mean=memory.mean_rating,
                        item_mean=self.space.mean_rating[items], genres=[self.space.genres[i] for i in items],
                        context={}, temperature=self.cfg.temperature, rng=np.random.default_rng(seed))
-            expected = model.expected_rating(X, twin.mean_rating, self.space.mean_rating[items])
+            expected = model.expected_rating(X, memory.mean_rating, self.space.mean_rating[items])
             out[kind] = {"score": d.logits, "like": d.liked, "rating": d.ratings.astype(float), "expected": expected}
             if kind == "twin":
                 feats = dict(zip(model.features, X.T))
@@ -137,11 +137,7 @@ class _Scorer:
         return out
 
 
-def _baseline_fits(record: dict) -> dict:
-    return record.get("baselines", {})
-
-
-def _sample_items(rng, u: int, pos: np.ndarray, rated: set[int], bins: np.ndarray) -> dict[str, np.ndarray]:
+def _sample_items(rng, pos: np.ndarray, rated: set[int], bins: np.ndarray) -> dict[str, np.ndarray]:
     n = max(RATIOS)
     return {"uniform": draw_negatives(rng, rated, pos, n, bins, matched=False).reshape(len(pos), n),
             "popularity_matched": draw_negatives(rng, rated, pos, n, bins, matched=True).reshape(len(pos), n)}
@@ -154,11 +150,11 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
     test_by = {u: g for u, g in split.test.groupby("user")}
     taste: dict[tuple, list] = {}
     ratings: list[dict] = []
-    for n_u, u in enumerate(tqdm(users, desc="fidelity users", unit="user", disable=not show_progress)):
+    for u in tqdm(users, desc="fidelity users", unit="user", disable=not show_progress):
         rng = np.random.default_rng([cfg.seed, int(u)])
         g = test_by[u]
         pos = rng.permutation(np.array(g.loc[g["rating"] >= LIKED_MIN, "item"]))[: cfg.positives]
-        negs = _sample_items(rng, u, pos, rated_all[u], bins)
+        negs = _sample_items(rng, pos, rated_all[u], bins)
         rt = g.iloc[rng.permutation(len(g))[: cfg.rated]]
         items = np.unique(np.concatenate([pos, negs["uniform"].ravel(), negs["popularity_matched"].ravel(),
                                           rt["item"].to_numpy()])).astype(np.int64)
@@ -198,13 +194,10 @@ def _taste_table(taste: dict, cfg: FidelityConfig) -> list[dict]:
 def _rating_table(ratings: list[dict], cfg: FidelityConfig) -> list[dict]:
     rows = []
     for method in ("twin", "twin_expected", "persona", "user_mean", "item_mean"):
-        def rmse(rs, m=method):
-            return float(np.sqrt(np.mean(np.concatenate([(r[m] - r["truth"]) ** 2 for r in rs]))))
-
         def mae(rs, m=method):
             return float(np.mean(np.concatenate([np.abs(r[m] - r["truth"]) for r in rs])))
 
-        rows.append({"method": method, "rmse": _boot(ratings, rmse, cfg.n_boot, cfg.seed),
+        rows.append({"method": method, "rmse": _boot(ratings, lambda rs, m=method: rmse_of(rs, m), cfg.n_boot, cfg.seed),
                      "mae": _boot(ratings, mae, cfg.n_boot, cfg.seed), "n_ratings": int(sum(len(r["truth"]) for r in ratings))})
     # paired: is the twin below the user-mean baseline?
     diff = _boot(ratings, lambda rs: rmse_of(rs, "twin") - rmse_of(rs, "user_mean"), cfg.n_boot, cfg.seed)
@@ -249,7 +242,8 @@ def _rankings(models: dict, users: np.ndarray, seen: dict[int, set], n_items: in
 
 
 def _pair_verdict(sim: dict, off: dict, a: str, b: str, n_boot: int, seed: int) -> dict:
-    """Paired differences a - b, simulated (acceptance) and offline (Recall@10), with CIs and a verdict."""
+    """Paired differences a - b, simulated (acceptance, over the simulated users) and offline (held-out
+    Recall@10, over every test user: the reference order), with CIs and a verdict."""
     from recsys.metrics import paired_bootstrap_ci
 
     s = paired_bootstrap_ci(sim[a], sim[b], seed=seed, n_boot=n_boot)
@@ -295,14 +289,14 @@ async def _ab(scorer: _Scorer, ds, split, ab_users: np.ndarray, cfg: FidelityCon
                 shown += len(page)
                 chosen += len(d.chosen)
             simulated[v].append(chosen / shown)
-    # the offline figures of the same users, for the paired comparison
+    # the offline figures of the simulated users too, to see how far they are from all users
     pos_of = {int(u): i for i, u in enumerate(off_users)}
     off_same = {v: offline[v][[pos_of[int(u)] for u in ab_users]] for v in AB_VARIANTS}
     sim = {v: np.asarray(simulated[v]) for v in AB_VARIANTS}
     sim_order = sorted(AB_VARIANTS, key=lambda v: sim[v].mean())
     off_order = sorted(AB_VARIANTS, key=lambda v: offline[v].mean())
     tau = kendalltau([sim[v].mean() for v in AB_VARIANTS], [offline[v].mean() for v in AB_VARIANTS])
-    pairs = [_pair_verdict(sim, off_same, b, a, cfg.n_boot, cfg.seed)
+    pairs = [_pair_verdict(sim, offline, b, a, cfg.n_boot, cfg.seed)
              for i, a in enumerate(AB_VARIANTS) for b in AB_VARIANTS[i + 1:]]
     return {
         "variants": list(AB_VARIANTS), "n_sim_users": int(len(ab_users)), "n_offline_users": int(len(off_users)),

@@ -14,7 +14,7 @@ from simulator.evidence import EVIDENCE
 from simulator.grounded import Grounding
 from simulator.llm import LLMClient
 from tests.test_grounding import small_dataset
-from tests.test_simulator_session import CARD, ITEMS, POP, ScriptedBackend, good
+from tests.test_simulator_session import CARD, ITEMS, POP, ScriptedBackend
 
 PERSONA = PersonaCard(id="p0", name="Kim", summary="Kim watches family comedies and avoids horror.",
                       likes=["Comedy", "Children's"], dislikes=["Horror"])
@@ -33,22 +33,22 @@ async def test_commitment_scores_above_an_answer_that_commits_to_nothing():
 
 
 async def test_a_re_shown_item_lets_line_to_line_fire():
-    def flip(ids):  # rates everything 5 on even seeds' turns, 1 otherwise: re-rating an item 3+ apart is L3
-        return {"utterance": "Hmm", "ratings": {i: 1 for i in ids}, "chosen": [], "stop": False}
+    def rate(value):  # every item rated ``value``: re-rating an item 3+ points apart is rule L3
+        return lambda ids: {"utterance": "Hmm", "ratings": {i: value for i in ids}, "chosen": [], "stop": False}
 
     seed = 11
     llm = LLMClient(ScriptedBackend({}))
     from simulator import derive_seed
 
-    llm.backend.replies = {derive_seed(seed, "turn", 0, 0): good, derive_seed(seed, "turn", 1, 0): flip}
+    llm.backend.replies = {derive_seed(seed, "turn", 0, 0): rate(5), derive_seed(seed, "turn", 1, 0): rate(1)}
     u = sample_users([CARD], 1, seed=0)[0]
     tr = await run_session(u, PopularityRecommender(ITEMS, POP), 2, seed, llm,
                            settings=SessionSettings(slate_size=2, reshow_from=1))
     first, second = tr.turns
     assert len(second.slate) == 3 and second.slate[-1].id in {it.id for it in first.slate}
     probe = second.slate[-1].id
-    if abs(first.ratings[probe] - second.ratings[probe]) >= 3:
-        assert second.consistency["line_to_line"] == 0.0 and any(r.startswith("L3") for r in second.reasons)
+    assert (first.ratings[probe], second.ratings[probe]) == (5, 1)
+    assert second.consistency["line_to_line"] == 0.0 and any(r.startswith("L3") for r in second.reasons)
     never = await run_session(u, PopularityRecommender(ITEMS, POP), 2, seed, llm,
                               settings=SessionSettings(slate_size=2, reshow_from=None))
     assert len(never.turns[1].slate) == 2

@@ -84,6 +84,9 @@ def simulate(
     from simulator.llm import LLMConfigError, create_client
 
     try:
+        if variant == "grounded":
+            raise ValueError("--variant grounded needs a calibration and a catalog with training logs: run it in a "
+                             "campaign (`user_variants: [grounded]`, see configs/default.yaml)")
         cards = read_personas(personas)
         profiles = sample_users(cards, users, seed, variant=variant)
     except (PersonaFileError, ValueError) as exc:

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+# Options both commands take (the LLM that gives the judgement feature, seed, progress)
+NoLLM = Annotated[bool, typer.Option("--no-llm", help="leave the LLM judgement out of the decision")]
+BackendName = Annotated[str, typer.Option("--backend", help="embedded | openai | transformers")]
+ModelName = Annotated[Optional[str], typer.Option("--model", help="model path (embedded) or name (openai)")]
+BaseURL = Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server (openai)")]
+Seed = Annotated[int, typer.Option("--seed")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="no progress bars")]
 
 
 @app.callback()
@@ -51,12 +59,12 @@ def _errors():
 def calibrate(
     personas: Path = typer.Option(..., "--personas", help="personas.jsonl extracted with --holdout (split.json beside it)"),
     users: int = typer.Option(150, "--users", help="training users whose later training ratings are fitted"),
-    no_llm: bool = typer.Option(False, "--no-llm", help="leave the LLM judgement out of the decision"),
-    backend: str = typer.Option("embedded", "--backend"),
-    model: Optional[str] = typer.Option(None, "--model"),
-    base_url: Optional[str] = typer.Option(None, "--base-url"),
-    seed: int = typer.Option(0, "--seed"),
-    quiet: bool = typer.Option(False, "--quiet"),
+    no_llm: NoLLM = False,
+    backend: BackendName = "embedded",
+    model: ModelName = None,
+    base_url: BaseURL = None,
+    seed: Seed = 0,
+    quiet: Quiet = False,
 ) -> None:
     """Fit the grounded users' decision weights on the training split; writes calibration.json beside PERSONAS."""
     from evals.calibration import calibrate as fit, write_calibration
@@ -89,12 +97,12 @@ def fidelity(
     ab_users: int = typer.Option(30, "--ab-users", help="twins that meet each recommender (0 = skip A/B fidelity)"),
     personas_k: int = typer.Option(8, "--personas-k"),
     temperature: float = typer.Option(0.25, "--temperature", help="decision noise of the grounded users"),
-    no_llm: bool = typer.Option(False, "--no-llm", help="leave the LLM judgement out of the decision"),
-    backend: str = typer.Option("embedded", "--backend"),
-    model: Optional[str] = typer.Option(None, "--model"),
-    base_url: Optional[str] = typer.Option(None, "--base-url"),
-    seed: int = typer.Option(0, "--seed"),
-    quiet: bool = typer.Option(False, "--quiet"),
+    no_llm: NoLLM = False,
+    backend: BackendName = "embedded",
+    model: ModelName = None,
+    base_url: BaseURL = None,
+    seed: Seed = 0,
+    quiet: Quiet = False,
 ) -> None:
     """Do simulated users do what the real people did, on held-out data? Writes OUT/fidelity.json."""
     from pydantic import ValidationError
