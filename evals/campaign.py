@@ -135,7 +135,8 @@ def write_drift(run_dir: str | Path, embed=None) -> tuple[Path, dict]:
     from evals.drift import drift_report
 
     run_dir = Path(run_dir)
-    report = drift_report(_frame(run_dir), embed=embed)
+    seed = load_campaign(run_dir).seed if (run_dir / "campaign.json").exists() else 0  # the report's null draws
+    report = drift_report(_frame(run_dir), embed=embed, seed=seed)
     path = run_dir / "drift.json"
     _write_json(path, report)
     return path, report

@@ -38,6 +38,8 @@ from simulator.user import Candidate, SimulatedUser
 
 #: Clip of the LLM feature: logit P(yes) in [-LLM_CLIP, LLM_CLIP].
 LLM_CLIP = 8.0
+#: Most of a twin's latest liked training items it onboards with.
+TWIN_ONBOARDING = 10
 
 
 @dataclass
@@ -185,7 +187,15 @@ class GroundedUser(SimulatedUser):
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     async def onboard(self, pool: list[Item], *, seed: int, max_picks: int = 3) -> Onboarding:
-        """The pool items with the highest like logit (at least one), no sampling of text."""
+        """A twin arrives with its history: its latest liked training items (up to TWIN_ONBOARDING, the
+        pool is not used), so repeated runs of one twin start from the same place, as the real user
+        would. A persona-level user picks the pool items with the highest like logit (at least one)."""
+        p, memory, _ = self._parts()
+        if memory.kind == "twin" and len(memory.liked):
+            liked = set(memory.liked.tolist())
+            latest = [int(i) for i in memory.recent[::-1] if int(i) in liked] or memory.liked.tolist()
+            space = self.grounding.space
+            return Onboarding(pool=[it.id for it in pool], liked=[space.ids[i] for i in latest[:TWIN_ONBOARDING]])
         X = await self.features(pool, seed=derive_seed(seed, "judge"))
         d = self._decide(pool, X, seed, max_picks, False)
         picks = [pool[j].id for j in d.chosen] or [pool[int(np.argmax(d.logits))].id]

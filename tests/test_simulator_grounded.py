@@ -75,8 +75,12 @@ async def test_grounded_user_decides_by_the_written_down_model_and_the_llm_voice
     twin = sample_users([PERSONA], 1, seed=0, variant="grounded", twins={"p0": ["3"]})[0]
     assert twin.twin == "3" and twin.layers()["twin"] == "3"
     tr = await run_session(twin, PopularityRecommender(items, pop), 2, 5, llm, grounding=grounding,
-                           settings=SessionSettings(slate_size=4, best_of=2, reshow_from=None))
+                           settings=SessionSettings(slate_size=4, best_of=2, reshow_from=None), pool=items[:6])
     assert [t.ok for t in tr.turns] == [True, True], [t.error for t in tr.turns]
+    memory = grounding.memories["twin:3"]
+    latest_liked = [grounding.space.ids[i] for i in memory.recent[::-1] if i in set(memory.liked.tolist())]
+    assert tr.onboarding.liked == (latest_liked or [grounding.space.ids[i] for i in memory.liked])[:10]
+    assert not {it.id for t in tr.turns for it in t.slate} & set(tr.onboarding.liked)  # onboarded items are not shown again
     for t in tr.turns:
         assert t.utterance and set(t.decision) == {it.id for it in t.slate}
         row = next(iter(t.decision.values()))
@@ -86,7 +90,7 @@ async def test_grounded_user_decides_by_the_written_down_model_and_the_llm_voice
         assert all(t.decision[i]["p_like"] >= 0.05 for i in t.chosen)
     # best-of-2 candidates share the decision: the same session gives the same choices with best-of-1
     one = await run_session(twin, PopularityRecommender(items, pop), 2, 5, llm, grounding=grounding,
-                            settings=SessionSettings(slate_size=4, best_of=1, reshow_from=None))
+                            settings=SessionSettings(slate_size=4, best_of=1, reshow_from=None), pool=items[:6])
     assert [t.chosen for t in one.turns] == [t.chosen for t in tr.turns]
     assert [t.ratings for t in one.turns] == [t.ratings for t in tr.turns]
 
