@@ -120,12 +120,13 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
         like_items = np.concatenate([pos, negs]).astype(np.int64)
         labels = [1] * len(pos) + [0] * len(negs)
         r_items = rt["item"].to_numpy(np.int64)
-        for kind, memory in (("twin", twin), ("persona", mems[f"persona:{twin.persona_id}"])):
-            items = np.concatenate([like_items, r_items])
-            if not len(items):
-                continue
-            X = await grounded_features(llm, cards[memory.persona_id], memory, mems[f"persona:{memory.persona_id}"],
-                                        space, items, features, seed=seed)
+        items = np.concatenate([like_items, r_items])
+        if not len(items):
+            continue
+        canon = mems[f"persona:{twin.persona_id}"]
+        both = await grounded_features(llm, cards[twin.persona_id], [twin, canon], canon, space, items, features,
+                                       seed=seed)
+        for kind, memory, X in zip(KINDS, (twin, canon), both):
             R = rows[kind]
             R.X += list(X[: len(like_items)])
             R.y += labels

@@ -115,10 +115,10 @@ class _Scorer:
         twin = self.mems[user_key]
         canon = self.mems[f"persona:{twin.persona_id}"]
         out = {}
-        for kind, memory in (("twin", twin), ("persona", canon)):
+        both = await grounded_features(self.llm, self.cards[twin.persona_id], [twin, canon], canon, self.space, items,
+                                       self.models["twin"].features, seed=self.cfg.seed)
+        for kind, memory, X in zip(("twin", "persona"), (twin, canon), both):
             model = self.models[kind]
-            X = await grounded_features(self.llm, self.cards[memory.persona_id], memory, canon, self.space, items,
-                                        model.features, seed=self.cfg.seed)
             d = decide(model, X, user_mean=memory.mean_rating,
                        item_mean=self.space.mean_rating[items], genres=[self.space.genres[i] for i in items],
                        context={}, temperature=self.cfg.temperature, rng=np.random.default_rng(seed))
@@ -280,9 +280,9 @@ async def _ab(scorer: _Scorer, ds, split, ab_users: np.ndarray, cfg: FidelityCon
             shown = chosen = 0
             for t in range(cfg.ab_turns):
                 page = ranked[v][int(u)][t * cfg.slate_size:(t + 1) * cfg.slate_size]
-                X = await grounded_features(scorer.llm, scorer.cards[memory.persona_id], memory,
-                                            scorer.mems[f"persona:{memory.persona_id}"], scorer.space, page,
-                                            model.features, seed=cfg.seed)
+                [X] = await grounded_features(scorer.llm, scorer.cards[memory.persona_id], [memory],
+                                              scorer.mems[f"persona:{memory.persona_id}"], scorer.space, page,
+                                              model.features, seed=cfg.seed)
                 d = decide(model, X, user_mean=memory.mean_rating, item_mean=scorer.space.mean_rating[page],
                            genres=[scorer.space.genres[i] for i in page], context={}, temperature=cfg.temperature,
                            rng=np.random.default_rng([cfg.seed, int(u), t]), max_choices=MAX_CHOICES)

@@ -2,8 +2,9 @@
 
 Every function here takes the training ratings explicitly (a `recsys.TimeSplit`'s
 ``train``, or its inner split's), so what a grounded user knows is exactly
-what that split allows; `tests/test_grounding_hygiene.py` proves that no
-held-out rating reaches a persona card, a prompt or a calibration fit.
+what that split allows; `tests/test_grounding.py` and `tests/test_evals_fidelity.py`
+prove that no held-out rating reaches a persona document, a memory, a prompt or a
+calibration fit.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personas.corpora import DISLIKED_MAX, LIKED_MIN, tidy_title  # LIKED_MIN etc.: the persona documents' thresholds
 from simulator.evidence import PERSONA_CANON, RECENT, ItemSpace, Memory, genre_profile
 
 #: Shrinkage of an item's mean rating toward the global mean (pseudo-ratings).
 ITEM_MEAN_SHRINK = 5.0
-LIKED_MIN, DISLIKED_MAX = 4.0, 2.0
 
 
 def heldout_pairs(ds, test: pd.DataFrame) -> set[tuple[str, str]]:
@@ -33,8 +34,6 @@ def item_space(ds, train: pd.DataFrame) -> ItemSpace:
     """The catalog seen through ``train``: item vectors = L2-normalised item columns of the
     binary train "watched" matrix (any rating; item-kNN space), log popularity of the positives,
     shrunk mean ratings."""
-    from personas.corpora import tidy_title
-
     pos = train[train["rating"] >= LIKED_MIN]
     M = np.zeros((ds.n_items, ds.n_users), dtype=np.float32)
     M[train["item"].to_numpy(), train["user"].to_numpy()] = 1.0
@@ -93,25 +92,25 @@ def memories(ds, train: pd.DataFrame, persona_of: dict[str, str], space: ItemSpa
     return out
 
 
-def read_assignments(personas_dir: str | Path) -> dict[str, str]:
-    """{document id: persona id} from an extraction's assignments.jsonl (assigned and duplicate rows)."""
+def _assignment_rows(personas_dir: str | Path) -> list[dict]:
+    """The rows of an extraction's assignments.jsonl that name a persona."""
     path = Path(personas_dir) / "assignments.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no assignments next to the personas (extract them with personasim)")
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        if row.get("persona_id") is not None:
-            out[str(row["doc_id"])] = row["persona_id"]
-    return out
+    rows = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
+    return [r for r in rows if r.get("persona_id") is not None]
+
+
+def read_assignments(personas_dir: str | Path) -> dict[str, str]:
+    """{document id: persona id} (assigned and duplicate rows)."""
+    return {str(r["doc_id"]): r["persona_id"] for r in _assignment_rows(personas_dir)}
 
 
 def persona_members(personas_dir: str | Path) -> dict[str, list[str]]:
     """{persona id: member document ids, most representative (highest similarity) first}."""
-    rows = [json.loads(line) for line in (Path(personas_dir) / "assignments.jsonl").read_text(encoding="utf-8").splitlines()]
     out: dict[str, list[tuple[float, str]]] = {}
-    for r in rows:
-        if r.get("persona_id") is not None and r.get("status") == "assigned":
+    for r in _assignment_rows(personas_dir):
+        if r.get("status") == "assigned":
             out.setdefault(r["persona_id"], []).append((-(r.get("similarity") or 0.0), str(r["doc_id"])))
     return {pid: [d for _, d in sorted(v)] for pid, v in out.items()}
 

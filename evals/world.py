@@ -138,7 +138,7 @@ def _grounding(cfg: CampaignConfig, personas_path: Path, ds):
                          f"the personas are of {split.key}")
     space = item_space(ds, split.train)
     mems = memories(ds, split.train, read_assignments(personas_path.parent), space)
-    return Grounding(space, models, mems, temperature=cfg.grounding.temperature, meta={"calibration": record["split"]})
+    return Grounding(space, models, mems, temperature=cfg.grounding.temperature)
 
 
 def movielens_items(ds):

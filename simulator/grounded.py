@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,7 +54,6 @@ class Grounding:
     models: dict[str, ChoiceModel]
     memories: dict[str, Memory]
     temperature: float = 0.25
-    meta: dict = field(default_factory=dict)
 
     def memory_for(self, profile: UserProfile) -> Memory | None:
         key = f"twin:{profile.twin}" if profile.twin else f"persona:{profile.persona.id}"
@@ -82,14 +81,14 @@ async def llm_judgement(llm, persona, canon: Memory, space: ItemSpace, items: np
     return out
 
 
-async def grounded_features(llm, persona, memory: Memory, canon: Memory, space: ItemSpace, items: np.ndarray,
-                            features: list[str], *, seed: int) -> np.ndarray:
-    """[M, F] features of item indices ``items`` in the order of ``features`` (EVIDENCE [+ 'llm']);
-    ``canon``: the persona's memory, which the LLM judgement is asked with."""
-    X = evidence_features(space, memory, items)
-    if "llm" in features:
-        X = np.column_stack([X, await llm_judgement(llm, persona, canon, space, items, seed=seed)])
-    return X
+async def grounded_features(llm, persona, memories: list[Memory], canon: Memory, space: ItemSpace, items: np.ndarray,
+                            features: list[str], *, seed: int) -> list[np.ndarray]:
+    """For each memory, the [M, F] features of item indices ``items`` in the order of ``features``
+    (EVIDENCE [+ 'llm']). ``canon``: the persona's memory, which the LLM judgement is asked with, once
+    for all the memories (the twin and the persona-level user of one persona share it)."""
+    judged = await llm_judgement(llm, persona, canon, space, items, seed=seed) if "llm" in features else None
+    return [evidence_features(space, m, items) if judged is None else
+            np.column_stack([evidence_features(space, m, items), judged]) for m in memories]
 
 
 class GroundedUser(SimulatedUser):

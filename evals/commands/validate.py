@@ -34,12 +34,12 @@ def _fail(message: str) -> None:
 
 
 def _client(backend: str, model: Optional[str], base_url: Optional[str], cache: Optional[Path]):
+    from evals.config import LLMSettings
     from simulator.llm import create_client
 
-    options = {"embedded": {"model_path": model}, "openai": {"model": model, "base_url": base_url},
-               "transformers": {"model": model}}.get(backend)
-    if options is None:
+    if backend not in ("embedded", "openai", "transformers"):
         raise ValueError(f"--backend: unknown backend {backend!r} (embedded, openai, transformers)")
+    options = LLMSettings(backend=backend, model=model, base_url=base_url).backend_options()  # as a campaign builds it
     return create_client(backend, concurrency=1, cache_dir=cache, **options)
 
 
