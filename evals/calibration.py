@@ -38,7 +38,7 @@ from simulator.grounded import grounded_features
 log = logging.getLogger(__name__)
 
 KINDS = ("twin", "persona")
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2  # 2: the cf evidence feature
 #: Popularity bins for matched negatives (quantiles of log popularity).
 POP_BINS = 20
 
@@ -250,6 +250,10 @@ def read_calibration(personas_path: str | Path) -> tuple[dict, dict[str, ChoiceM
         models = {k: ChoiceModel.model_validate(v) for k, v in record["models"].items()}
     except (ValueError, KeyError, TypeError) as exc:
         raise CalibrationError(f"{path}: not a personasim calibration ({str(exc).splitlines()[0]})") from None
+    if record.get("version") != CALIBRATION_VERSION or [f for f in record.get("features", []) if f != "llm"] != list(EVIDENCE):
+        raise CalibrationError(f"{path}: fitted with other evidence features ({record.get('features')}, version "
+                               f"{record.get('version')}; this personasim uses {list(EVIDENCE)}, version "
+                               f"{CALIBRATION_VERSION}); rerun `personasim calibrate --personas {personas_path}`")
     if record.get("personas_hash") != file_hash(personas_path):
         raise CalibrationError(f"{path}: fitted for another personas file (hash {record.get('personas_hash')}, "
                                f"{personas_path} is {file_hash(personas_path)}); rerun `personasim calibrate`")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from personas.corpora import DISLIKED_MAX, LIKED_MIN, tidy_title  # LIKED_MIN etc.: the persona documents' thresholds
-from simulator.evidence import PERSONA_CANON, RECENT, ItemSpace, Memory, genre_profile
+from simulator.evidence import CF_DIM, PERSONA_CANON, RECENT, ItemSpace, Memory, genre_profile
 
 #: Shrinkage of an item's mean rating toward the global mean (pseudo-ratings).
 ITEM_MEAN_SHRINK = 5.0
@@ -33,12 +33,17 @@ def heldout_pairs(ds, test: pd.DataFrame) -> set[tuple[str, str]]:
 def item_space(ds, train: pd.DataFrame) -> ItemSpace:
     """The catalog seen through ``train``: item vectors = L2-normalised item columns of the
     binary train "watched" matrix (any rating; item-kNN space), log popularity of the positives,
-    shrunk mean ratings."""
+    shrunk mean ratings, and the PureSVD item factors of that matrix (the cf feature; scikit-learn's
+    TruncatedSVD, seeded, so the same train part gives the same factors on one machine)."""
+    from sklearn.decomposition import TruncatedSVD
+
     pos = train[train["rating"] >= LIKED_MIN]
     M = np.zeros((ds.n_items, ds.n_users), dtype=np.float32)
     M[train["item"].to_numpy(), train["user"].to_numpy()] = 1.0
     norms = np.linalg.norm(M, axis=1, keepdims=True)
     vectors = M / np.maximum(norms, 1e-12)
+    k = min(CF_DIM, min(M.shape) - 1)
+    factors = TruncatedSVD(k, random_state=0).fit(M.T).components_.T  # [N, k]
     counts = np.bincount(pos["item"].to_numpy(), minlength=ds.n_items)
     glob = float(train["rating"].mean())
     n = np.bincount(train["item"].to_numpy(), minlength=ds.n_items)
@@ -47,7 +52,8 @@ def item_space(ds, train: pd.DataFrame) -> ItemSpace:
     space = ItemSpace(ids=[str(i) for i in ds.items["item_id"]], vectors=vectors, log_pop=np.log1p(counts.astype(float)),
                       mean_rating=(s + ITEM_MEAN_SHRINK * glob) / (n + ITEM_MEAN_SHRINK), genres=genres,
                       titles=[f"{tidy_title(str(t))} ({y})" if str(y) else tidy_title(str(t))
-                              for t, y in zip(ds.items["title"], ds.items["year"])], genre_prior={})
+                              for t, y in zip(ds.items["title"], ds.items["year"])], genre_prior={},
+                      factors=factors.astype(np.float64))
     space.genre_prior = genre_profile(space, pos["item"].to_numpy())
     return space
 
@@ -65,6 +71,7 @@ def memories(ds, train: pd.DataFrame, persona_of: dict[str, str], space: ItemSpa
             members.setdefault(pid, []).append(u)
     out: dict[str, Memory] = {}
     shares: dict[str, np.ndarray] = {}
+    taste = {u: space.factors[g["item"].to_numpy()].sum(0) for u, g in by_user.items()}
     for pid, users in sorted(members.items()):
         likes = np.zeros(ds.n_items)
         ratings = []
@@ -78,7 +85,8 @@ def memories(ds, train: pd.DataFrame, persona_of: dict[str, str], space: ItemSpa
         canon = canon[share[canon] > 0]
         out[f"persona:{pid}"] = Memory(key=f"persona:{pid}", kind="persona", persona_id=pid, liked=canon,
                                        disliked=np.zeros(0, dtype=np.int64), recent=canon[:RECENT],
-                                       mean_rating=float(np.concatenate(ratings).mean()), persona_share=share)
+                                       mean_rating=float(np.concatenate(ratings).mean()), persona_share=share,
+                                       taste=np.mean([taste[u] for u in users], axis=0))
     for u, g in by_user.items():
         pid = persona_of.get(uid[u])
         if pid is None:
@@ -88,7 +96,7 @@ def memories(ds, train: pd.DataFrame, persona_of: dict[str, str], space: ItemSpa
             liked=g.loc[g["rating"] >= LIKED_MIN, "item"].to_numpy(np.int64),
             disliked=g.loc[g["rating"] <= DISLIKED_MAX, "item"].to_numpy(np.int64)[::-1],
             recent=g.sort_values(["timestamp", "item"], kind="stable")["item"].to_numpy(np.int64)[-RECENT:],
-            mean_rating=float(g["rating"].mean()), persona_share=shares[pid])
+            mean_rating=float(g["rating"].mean()), persona_share=shares[pid], taste=taste[u])
     return out
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from evals.calibration import CalibrationError, calibrate, read_calibration
 from evals.fidelity import FidelityConfig, run_fidelity
+from simulator.evidence import EVIDENCE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,11 +59,16 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     rating = {r["method"]: r for r in result["rating_error"]}
     assert {"twin", "twin_expected", "persona", "user_mean", "item_mean"} <= set(rating)
     ab = result["ab_fidelity"]
-    assert set(ab["simulated_acceptance"]) == {"random", "pop", "mf", "ampcf"} and len(ab["pairs"]) == 6
+    assert set(ab["simulated_like_rate"]) == {"random", "pop", "mf", "ampcf"} and len(ab["pairs"]) == 6
+    capped = ab["capped_acceptance"]
+    assert len(capped["pairs"]) == 6 and capped["ceiling"] == 0.4
+    # acceptance is the capped like rate: never above it, never above the cap
+    for v, a in capped["simulated_acceptance"].items():
+        assert a <= ab["simulated_like_rate"][v] + 1e-9 and a <= capped["ceiling"] + 1e-9
     assert all(p["verdict"] in ("agrees", "disagrees") or p["verdict"].startswith("tie") for p in ab["pairs"])
     assert ab["offline_recall_at_10"]["random"] < ab["offline_recall_at_10"]["mf"]
     cal = result["calibration"]["twin"]
-    assert set(cal["auc_drop_without"]) == {"history", "recent", "persona", "genre", "popularity"}
+    assert set(cal["auc_drop_without"]) == set(EVIDENCE)
 
 
 def test_calibration_never_reads_the_test_part(fidelity_run, tmp_path):
@@ -94,6 +100,11 @@ def test_a_calibration_for_other_personas_or_split_is_refused(fidelity_run, tmp_
     shutil.copytree(out / "personas", pdir)
     ppath = pdir / "personas.jsonl"
     read_calibration(ppath)  # the copy matches
+    cal = json.loads((pdir / "calibration.json").read_text())
+    (pdir / "calibration.json").write_text(json.dumps({**cal, "version": 1, "features": [f for f in cal["features"] if f != "cf"]}))
+    with pytest.raises(CalibrationError, match="other evidence features"):  # a calibration from before the cf feature
+        read_calibration(ppath)
+    (pdir / "calibration.json").write_text(json.dumps(cal))
     ppath.write_text(ppath.read_text().replace('"size":', '"size": ', 1))  # same cards, other bytes
     with pytest.raises(CalibrationError, match="another personas file"):
         read_calibration(ppath)

@@ -68,12 +68,14 @@ def test_memories_and_item_space_are_the_same_whatever_the_held_out_part_says():
     a, b = item_space(ds, split.train), item_space(ds, split2.train)
     np.testing.assert_array_equal(a.vectors, b.vectors)
     np.testing.assert_array_equal(a.mean_rating, b.mean_rating)
+    np.testing.assert_array_equal(a.factors, b.factors)
     ma, mb = memories(ds, split.train, persona_of, a), memories(ds, split2.train, persona_of, b)
     assert ma.keys() == mb.keys()
     for key in ma:
         np.testing.assert_array_equal(ma[key].liked, mb[key].liked)
         np.testing.assert_array_equal(ma[key].recent, mb[key].recent)
         np.testing.assert_array_equal(ma[key].persona_share, mb[key].persona_share)
+        np.testing.assert_array_equal(ma[key].taste, mb[key].taste)
     test_pairs = set(map(tuple, split.test[["user", "item"]].to_numpy()))
     uid = {str(u + 1): u for u in range(ds.n_users)}
     for key, m in ma.items():
@@ -143,7 +145,7 @@ def test_impatient_users_stop_sooner_and_short_evenings_accept_less():
 
 
 def test_decision_noise_temperature():
-    m = _model(coef=[2.0, 0, 0, 0, 0])
+    m = _model(coef=[2.0] + [0.0] * (len(EVIDENCE) - 1))
     X = np.zeros((200, len(EVIDENCE)))
     X[:, 0] = np.linspace(-2, 2, 200)
     kw = dict(user_mean=3.5, item_mean=np.full(200, 3.5), genres=[[]] * 200, context={})
@@ -171,5 +173,10 @@ def test_evidence_features_rank_the_users_own_neighbourhood_first():
     # a liked item is its own nearest neighbour: history is highest on the liked items themselves
     if liked:
         assert X[list(liked), 0].mean() > X[[i for i in range(ds.n_items) if i not in liked], 0].mean()
+    # cf: a percentile of the whole catalog, and the user's own items rank above the rest
+    cf = X[:, EVIDENCE.index("cf")]
+    assert cf.min() == 0.0 and cf.max() == 1.0 and len(np.unique(cf)) == ds.n_items
+    rated = split.train.loc[split.train["user"] == 0, "item"].unique()
+    assert cf[rated].mean() > cf[np.setdiff1d(np.arange(ds.n_items), rated)].mean()
     with pytest.raises(KeyError, match="not in the item space"):
         space.index(["no-such-item"])
