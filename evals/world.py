@@ -153,6 +153,15 @@ def movielens_items(ds):
     return items, [float(c) for c in counts]
 
 
+def fold_in_seed(campaign_seed: int, job: Job) -> int:
+    """The recommender's fold-in seed for a job: the user's, not the run's. The same likes then give the
+    same slate in every run, so run-to-run drift measures the simulated user, not the recommender's
+    initialisation."""
+    from simulator import derive_seed
+
+    return derive_seed(campaign_seed, "fold-in", job.variant, job.user_variant, job.user_index)
+
+
 class RecsysAdapter:
     """A trained recsys model (+ optional reranker) behind the simulator's RecommenderProtocol.
 
@@ -273,7 +282,7 @@ class CampaignWorld:
                                         model=turn.model or self.llm.model, backend=self.llm.name,
                                         variant=job.variant, user_variant=job.user_variant, run=job.run))
 
-        await run_session(profile, self.recommender(job.variant, job.seed), cfg.turns, job.seed, self.llm,
+        await run_session(profile, self.recommender(job.variant, fold_in_seed(cfg.seed, job)), cfg.turns, job.seed, self.llm,
                           settings=SessionSettings(best_of=cfg.best_of, slate_size=cfg.slate_size,
                                                    reshow_from=cfg.reshow_from), pool=pool,
                           meta={"config_hash": self.config_hash, "variant": job.variant, "run": job.run},
