@@ -152,13 +152,10 @@ def write_ab(run_dir: str | Path, control: str, treatment: str, *, seed: int = 0
     return path, rows
 
 
-def write_report(run_dir: str | Path):
-    from evals.report import render_report
-    from evals.summary import summarise
+def write_report(run_dir: str | Path) -> tuple[Path, list[str]]:
+    """report.html and summary.md (and drift.json, ab.json) of a campaign folder: one code path with
+    `personasim campaign report` (`evals.summary.write_campaign_report`); returns the report's path and
+    the warnings about missing inputs."""
+    from evals.summary import write_campaign_report
 
-    run_dir = Path(run_dir)
-    summary = summarise(run_dir, load_campaign(run_dir), _frame(run_dir))
-    _write_json(run_dir / "drift.json", summary["drift"])
-    if summary["ab"]:
-        _write_json(run_dir / "ab.json", summary["ab"][0])
-    return render_report(summary, run_dir)
+    return write_campaign_report(run_dir)

@@ -87,3 +87,38 @@ def forest(rows: list[dict], title: str) -> bytes:
     ax.set_xlabel("treatment - control (95% CI)")
     ax.set_title(title, fontsize=10)
     return _png(fig)
+
+
+def persona_map(xy: list[list[float]], labels: list[str], sizes: list[int], share: list[float], alarm: bool) -> bytes:
+    """The personas on the first two principal components of their centroids; marker area ~ persona size."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    top = max(sizes) or 1
+    for i, ((x, y), label, size) in enumerate(zip(xy, labels, sizes)):
+        ax.scatter(x, y, s=60 + 600 * size / top, color=f"C{i % 10}", alpha=0.75)
+        ax.annotate(label, (x, y), fontsize=8, xytext=(6, 6), textcoords="offset points")
+    ax.set_xlabel(f"PC1 ({share[0]:.0%} of the centroids' variance)")
+    ax.set_ylabel(f"PC2 ({share[1]:.0%})")
+    title = "Persona centroids (PCA of the embeddings)"
+    ax.set_title(title + (": COLLAPSE ALARM" if alarm else ""), fontsize=10, color="#a40" if alarm else "black")
+    ax.margins(0.25)
+    return _png(fig)
+
+
+def mini_map_svg(xy: list[list[float]], highlight: int, size: int = 96) -> str:
+    """A small inline SVG of the persona map with one persona (its colour as in persona_map) marked."""
+    xs, ys = [p[0] for p in xy], [p[1] for p in xy]
+    pad = 10
+
+    def scale(v: float, lo: float, hi: float) -> float:
+        return pad + (size - 2 * pad) * ((v - lo) / (hi - lo) if hi > lo else 0.5)
+
+    dots = []
+    for i, (x, y) in enumerate(xy):
+        cx, cy = scale(x, min(xs), max(xs)), size - scale(y, min(ys), max(ys))
+        colour = matplotlib.colors.to_hex(f"C{i % 10}") if i == highlight else "#ccc"
+        r = 7 if i == highlight else 4
+        dots.append(f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='{r}' fill='{colour}'/>")
+    dots.append(dots.pop(highlight))  # drawn last: on top
+    return (f"<svg class='minimap' width='{size}' height='{size}' viewBox='0 0 {size} {size}' role='img' "
+            f"aria-label='place on the persona map'><rect width='{size}' height='{size}' fill='#fafafa' "
+            f"stroke='#ddd'/>{''.join(dots)}</svg>")

@@ -1,17 +1,22 @@
-"""Render `report.html` (self-contained: plots inlined as PNG) and `summary.md`.
+"""Render `report.html` and `summary.md`.
 
-Input is the campaign summary dict that `evals.campaign.summarise` builds; this
-module only formats. Templates live in evals/templates/.
+The page is self-contained: plots are inlined as PNG or SVG, the transcript browser's data as JSON
+in a script tag and its code (templates/browser.js) inline; nothing is fetched. Input is the
+summary dict that `evals.summary.summarise` builds; this module only formats. Templates live in
+evals/templates/.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
 from evals import plots
@@ -21,7 +26,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 OFFLINE_COLUMNS = ["variant", "ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10"]
 VARIANT_COLUMNS = ["variant", "user_variant", "sessions", "acceptance_rate", "mean_rating", "diversity", "prompt_to_line", "line_to_line", "qa"]
 AB_COLUMNS = ["metric", "control", "treatment", "diff", "ci_low", "ci_high", "p_value", "p_holm", "n_users"]
-ATTRIBUTION_COLUMNS = ["user_id", "persona_id", "turn", "title", "genres", "persona_vector"]
+ATTRIBUTION_COLUMNS = ["user_id", "persona", "persona_id", "variant", "run", "turn", "title", "genres", "persona_vector"]
+SEPARABILITY_KEYS = ["k", "silhouette", "between_within_ratio", "pc1_variance_share", "max_confusion", "noise"]
 
 
 def fmt(v: Any) -> str:
@@ -81,10 +87,21 @@ def build_plots(s: dict) -> dict[str, bytes]:
                 curves[f"{uv}: {metric}"] = {int(k): v for k, v in points.items() if v is not None}
         if curves:
             out["consistency"] = plots.lines(curves, "turn", "score", "Consistency per turn")
-    for i, ab in enumerate(s.get("ab", [])):
+    for i, ab in enumerate(s.get("ab") or []):
         ab["plot"] = f"ab{i}"
         out[f"ab{i}"] = plots.forest(ab["rows"], f"{ab['treatment']} - {ab['control']}")
+    gallery = s.get("personas") or {}
+    if gallery.get("map"):
+        cards, alarm = gallery["cards"], bool((gallery.get("separability") or {}).get("collapse_alarm"))
+        out["personas"] = plots.persona_map(gallery["map"]["xy"], [c["name"] for c in cards], [c["size"] for c in cards],
+                                            gallery["map"]["share"], alarm)
     return out
+
+
+def transcripts_json(payload: dict | None) -> Markup:
+    """The transcript browser's data, safe inside <script type="application/json"> (<, >, & escaped)."""
+    compact = partial(json.dumps, separators=(",", ":"), allow_nan=False)
+    return htmlsafe_json_dumps(payload or {"sessions": []}, dumps=compact)
 
 
 def render_report(summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
@@ -98,23 +115,43 @@ def render_report(summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
         b64 = base64.b64encode(images[name]).decode("ascii")
         return Markup(f"<p><img class='plot' id='plot-{name}' alt='{name}' src='data:image/png;base64,{b64}'></p>")
 
+    gallery = summary.get("personas") or {"cards": [], "notes": []}
+    separability = gallery.get("separability")
+
+    def minimap(i: int) -> Markup:
+        return Markup(plots.mini_map_svg(gallery["map"]["xy"], i)) if gallery.get("map") else Markup("")
+
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=True)
-    drift = summary.get("drift", {}).get("by_user_variant", {})
+    drift = (summary.get("drift") or {}).get("by_user_variant", {})
+    validity = summary.get("validity") or {}
+    if "panel" not in validity:
+        from evals.verdicts import panel
+
+        validity = {**validity, "panel": panel(summary)}
     context = dict(
         summary["header"],
         offline=summary.get("offline", []),
         by_variant=summary.get("by_variant", []),
         drift_variants=[(uv, _Obj(d)) for uv, d in drift.items()],
-        abs=summary.get("ab", []),
+        abs=summary.get("ab") or [],
         aa=summary.get("aa"),
         attribution=summary.get("attribution", []),
-        validity=_Obj(summary.get("validity") or {}),
+        validity=_Obj(validity),
+        gallery=_Obj({**gallery, "separability": _Obj(separability) if separability else None}),
+        missing=_Obj(summary.get("missing") or {}),
+        warnings=summary.get("warnings") or [],
+        has_transcripts=bool(summary.get("transcripts")),
+        transcripts=transcripts_json(summary.get("transcripts")),
+        reasons_source=(summary.get("transcripts") or {}).get("reasons", ""),
+        browser_js=Markup((TEMPLATES / "browser.js").read_text(encoding="utf-8")),
         offline_columns=OFFLINE_COLUMNS,
         variant_columns=VARIANT_COLUMNS,
         ab_columns=AB_COLUMNS,
         attribution_columns=ATTRIBUTION_COLUMNS,
+        separability_keys=SEPARABILITY_KEYS,
         fmt=fmt,
         plot=plot,
+        minimap=minimap,
         table=_html_table,
         md_table=_md_table,
     )

@@ -1,14 +1,23 @@
-"""From events (and the offline table) to the one dict the report renders."""
+"""From a campaign folder (events, personas, offline table, fidelity) to the one dict the report renders.
+
+Whatever is absent or unreadable (no events yet, a torn last line, no personas file) is named in
+``summary["missing"]`` in place of the sections that need it, never a crash: a half-finished
+campaign still gets a report of what it has.
+"""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from evals.config import CampaignConfig
+from evals.events import EventLogError, events_frame
+from evals.transcripts import SESSION_KEY, browser_payload, vector_labels
 
 
 def _mean(values) -> float | None:
@@ -39,17 +48,22 @@ def by_variant_table(df: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def attribution_examples(df: pd.DataFrame, limit: int = 12) -> list[dict]:
-    """Accepted items that carry a persona attribution (AMP-CF), a few per user."""
+def attribution_examples(df: pd.DataFrame, names: dict[str, str] | None = None, limit: int = 12) -> list[dict]:
+    """Accepted items that carry a persona attribution (AMP-CF), a few per user. ``names``: {persona id:
+    name}. persona_vector reads "2 (Drama, Romance)": the vector and the genres it put on that session's slates."""
+    ok = df[df["ok"]]
+    labels = {key: vector_labels(list(part["slate"])) for key, part in ok.groupby(SESSION_KEY, sort=False)}
     rows = []
-    for _, e in df[df["ok"]].iterrows():
+    for e in ok.to_dict("records"):
         by_id = {item["id"]: item for item in e["slate"]}
         for item_id in e["chosen"]:
             item = by_id.get(item_id)
             if item is None or item.get("persona") is None:
                 continue
-            rows.append({"user_id": e["user_id"], "persona_id": e["persona_id"], "variant": e["variant"], "turn": e["turn"],
-                         "title": item["title"], "genres": item.get("genres", []), "persona_vector": item["persona"]})
+            label = labels[tuple(e[k] for k in SESSION_KEY)][item["persona"]]
+            rows.append({"user_id": e["user_id"], "persona": (names or {}).get(e["persona_id"], e["persona_id"]),
+                         "variant": e["variant"], "run": e["run"], "turn": e["turn"], "title": item["title"],
+                         "genres": item.get("genres", []), "persona_vector": f"{item['persona']} ({label})"})
     seen, picked = {}, []
     for r in rows:  # spread the examples over users
         if seen.get(r["user_id"], 0) < 2:
@@ -58,12 +72,17 @@ def attribution_examples(df: pd.DataFrame, limit: int = 12) -> list[dict]:
     return picked[:limit]
 
 
+def personas_path(run_dir: Path, cfg: CampaignConfig) -> Path:
+    from evals.world import _personas_path
+
+    return _personas_path(cfg, Path(run_dir))
+
+
 def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
     """What says whether these simulated users can be believed: the grounded users' calibration (what
     each evidence source contributes) and, when present, a `personasim validate fidelity` result."""
     out: dict = {"calibration": None, "fidelity": None}
-    personas = Path(cfg.personas.path) if cfg.personas.path else run_dir / "personas" / "personas.jsonl"
-    cal = personas.parent / "calibration.json"
+    cal = personas_path(run_dir, cfg).parent / "calibration.json"
     if cal.is_file():
         record = json.loads(cal.read_text(encoding="utf-8"))
         out["calibration"] = {"split": record.get("split"), "llm": record.get("llm"), "n_users": record.get("n_users"),
@@ -79,33 +98,130 @@ def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
     return out
 
 
-def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame, embed=None) -> dict:
+def usage(df: pd.DataFrame) -> dict:
+    """LLM accounting over all turns: tokens, turn time (latency_s summed) and the failed turns' errors."""
+    n_sessions = df.groupby(SESSION_KEY).ngroups
+    tokens_in, tokens_out = int(df["tokens_in"].sum()), int(df["tokens_out"].sum())
+    return {"backend": df["backend"].iloc[0], "model": df["model"].iloc[0], "tokens_in": tokens_in,
+            "tokens_out": tokens_out, "tokens_per_session": (tokens_in + tokens_out) / n_sessions,
+            "llm_seconds": float(df["latency_s"].sum()),
+            "errors": dict(Counter(str(e) for e in df.loc[~df["ok"], "error"]))}
+
+
+def _torn_tail(path: Path) -> bool:
+    """Does the file end inside a line (a campaign killed mid-write)?"""
+    if not path.stat().st_size:
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(-1, 2)
+        return fh.read(1) != b"\n"
+
+
+def load_events(run_dir: Path) -> tuple[pd.DataFrame | None, list[str]]:
+    """(the events frame, or None when there are none or they cannot be read; what is wrong with
+    RUN_DIR/events.jsonl, one line each). A torn last line is left out, as a resumed campaign redoes it."""
+    path = Path(run_dir) / "events.jsonl"
+    if not path.is_file():
+        return None, [f"{path}: no such file: the campaign has not finished a turn yet"]
+    problems = []
+    if _torn_tail(path):
+        problems.append(f"{path}: the last line is cut off (the campaign stopped mid-write); it is left out, "
+                        "and `personasim campaign run CONFIG --out DIR --resume` redoes that turn")
+    try:
+        return events_frame(path), problems
+    except EventLogError as exc:
+        return None, problems + [str(exc)]
+
+
+def _guarded(missing: dict, section: str, compute):
+    """compute(), or None with the reason under missing[section] when the data cannot give it (ValueError)."""
+    try:
+        return compute()
+    except ValueError as exc:
+        missing[section] = str(exc)
+        return None
+
+
+def _header(cfg: CampaignConfig, df: pd.DataFrame | None) -> dict:
+    header = {"name": cfg.name, "config_hash": cfg.config_hash(), "seed": cfg.seed, "backend": cfg.llm.backend,
+              "model": cfg.llm.model or "default", "n_events": 0, "n_failed": 0, "n_sessions": 0, "tokens_in": 0,
+              "tokens_out": 0, "personas_k": cfg.recsys.personas_k}
+    if df is not None:
+        header.update(backend=df["backend"].iloc[0], model=df["model"].iloc[0], n_events=int(len(df)),
+                      n_failed=int((~df["ok"]).sum()), n_sessions=int(df.groupby(SESSION_KEY).ngroups),
+                      tokens_in=int(df["tokens_in"].sum()), tokens_out=int(df["tokens_out"].sum()))
+    return header
+
+
+def _from_events(df: pd.DataFrame, cfg: CampaignConfig, cards: list, missing: dict, embed) -> dict:
+    """The sections that need events: per variant, drift, A/B, A/A, attribution, usage, transcripts."""
     from evals.ab import aa_false_positive_rate, ab_table
     from evals.drift import drift_report
 
-    offline_path = run_dir / "models" / "offline.json"
-    offline = json.loads(offline_path.read_text())["rows"] if offline_path.exists() else []
-    control = cfg.variants[0]
-    abs_ = []
+    control, abs_ = cfg.variants[0], []
     for treatment in cfg.variants[1:]:
-        abs_.append({"control": control, "treatment": treatment, "seed": cfg.seed,
-                     "rows": ab_table(df, control, treatment, seed=cfg.seed)})
-    first = df.iloc[0]
-    header = {
-        "name": cfg.name, "config_hash": cfg.config_hash(), "seed": cfg.seed,
-        "backend": first["backend"], "model": first["model"],
-        "n_events": int(len(df)), "n_failed": int((~df["ok"]).sum()),
-        "n_sessions": int(df.groupby(["variant", "user_variant", "user_id", "run"]).ngroups),
-        "tokens_in": int(df["tokens_in"].sum()), "tokens_out": int(df["tokens_out"].sum()),
-        "personas_k": cfg.recsys.personas_k,
-    }
+        rows = _guarded(missing, "ab", partial(ab_table, df, control, treatment, seed=cfg.seed))
+        if rows is not None:
+            abs_.append({"control": control, "treatment": treatment, "seed": cfg.seed, "rows": rows})
     return {
-        "header": header,
-        "offline": offline,
         "by_variant": by_variant_table(df),
-        "drift": drift_report(df, embed=embed, seed=cfg.seed),
+        "drift": _guarded(missing, "drift", partial(drift_report, df, embed=embed, seed=cfg.seed)),
         "ab": abs_,
-        "aa": aa_false_positive_rate(df, control, seed=cfg.seed),
-        "attribution": attribution_examples(df),
-        "validity": validity(run_dir, cfg),
+        "aa": _guarded(missing, "aa", partial(aa_false_positive_rate, df, control, seed=cfg.seed)),
+        "attribution": attribution_examples(df, {c.id: c.name for c in cards}),
+        "usage": usage(df),
+        "transcripts": browser_payload(df, {c.id: c for c in cards}),
     }
+
+
+def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed=None,
+              problems: list[str] | None = None) -> dict:
+    """The report's dict. ``df``: the events, None when there are none or they cannot be read;
+    ``problems``: what is wrong with the events file (load_events), one line each. What a section
+    lacks is named under ``missing`` ({section: why}); problems that leave events usable under ``warnings``."""
+    from evals.gallery import load_cards, persona_gallery
+    from evals.verdicts import panel
+
+    run_dir = Path(run_dir)
+    missing: dict[str, str] = {} if df is not None else {"events": "; ".join(problems or ["no events"])}
+    offline_path = run_dir / "models" / "offline.json"
+    path = personas_path(run_dir, cfg)
+    cards, why = load_cards(path)
+    if why:
+        missing["personas"] = why
+    users = {} if df is None else (df.drop_duplicates(["persona_id", "user_variant", "user_id"])
+                                   .groupby("persona_id").size().to_dict())
+    summary = {"header": _header(cfg, df),
+               "offline": json.loads(offline_path.read_text())["rows"] if offline_path.exists() else [],
+               "personas": persona_gallery(cards, path, users), "validity": validity(run_dir, cfg),
+               "missing": missing, "warnings": [] if df is None else list(problems or [])}
+    if df is not None:
+        summary.update(_from_events(df, cfg, cards, missing, embed))
+    summary["validity"]["panel"] = panel(summary)
+    return summary
+
+
+def write_campaign_report(run_dir: str | Path) -> tuple[Path, list[str]]:
+    """Render RUN_DIR/report.html and summary.md from whatever the folder holds; return the report's
+    path and one warning line per missing or damaged input. It also rewrites drift.json and ab.json
+    when there are events (`campaign run` ends here too, through `evals.campaign.write_report`). CampaignError when there is nothing to
+    report: no campaign.json, or neither events nor personas."""
+    from evals.campaign import CampaignError, _write_json, load_campaign
+    from evals.report import render_report
+
+    run_dir = Path(run_dir)
+    try:
+        cfg = load_campaign(run_dir)
+    except ValueError as exc:  # not JSON, or a config this personasim cannot read
+        raise CampaignError(f"{run_dir / 'campaign.json'}: not a readable campaign record "
+                            f"({str(exc).splitlines()[0]})") from None
+    df, problems = load_events(run_dir)
+    summary = summarise(run_dir, cfg, df, problems=problems)
+    if df is None and "personas" in summary["missing"]:
+        raise CampaignError(f"nothing to report: {summary['missing']['events']}; {summary['missing']['personas']}")
+    if summary.get("drift"):
+        _write_json(run_dir / "drift.json", summary["drift"])
+    if summary.get("ab"):
+        _write_json(run_dir / "ab.json", summary["ab"][0])
+    html_path, _ = render_report(summary, run_dir)
+    return html_path, summary["warnings"] + [f"{section}: {why}" for section, why in summary["missing"].items()]

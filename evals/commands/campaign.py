@@ -86,13 +86,41 @@ def ab(
     typer.echo(f"wrote {path}")
 
 
+def open_in_browser(path: Path) -> bool:
+    """Open ``path`` in the default browser; False (nothing started) where there is no display to show it
+    on and no $BROWSER, so a headless machine never gets a text browser taking over its terminal."""
+    import os
+    import sys
+    import webbrowser
+
+    headless = sys.platform.startswith("linux") and not any(
+        os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"))
+    if headless:
+        return False
+    try:
+        return webbrowser.open(path.resolve().as_uri())
+    except webbrowser.Error:
+        return False
+
+
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="A campaign output folder.")) -> None:
-    """(Re)render RUN_DIR/report.html and summary.md from its events."""
-    from evals.campaign import CampaignError, write_report
+def report(
+    run_dir: Path = typer.Argument(..., help="A campaign output folder."),
+    open_: bool = typer.Option(False, "--open", help="Open the report in the default browser."),
+) -> None:
+    """(Re)render RUN_DIR/report.html and summary.md: validity panel, personas, transcripts, statistics.
+
+    Missing inputs (no events, a cut-off last line, no personas) are named in the report and warned about.
+    """
+    from evals.campaign import CampaignError
+    from evals.summary import write_campaign_report
 
     try:
-        html_path, _ = write_report(run_dir)
+        html_path, warnings = write_campaign_report(run_dir)
     except (CampaignError, ValueError) as exc:
         _fail(exc)
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
     typer.echo(f"wrote {html_path}")
+    if open_ and not open_in_browser(html_path):
+        typer.echo(f"no browser to open it here: open {html_path.resolve().as_uri()}")

@@ -1,0 +1,133 @@
+"""The report's parts with known answers: the persona map, the validity verdicts, the judge's reasons,
+the AMP-CF vector names and the inline transcript data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evals.events import events_frame
+from evals.gallery import centroid_map
+from evals.report import transcripts_json
+from evals.transcripts import browser_payload, judge_reasons, vector_labels
+from evals.verdicts import drift_rows, failed_row, fidelity_row, power_rows
+from personas.card import PersonaCard, read_personas
+from tests.campaign_fixtures import reasons_key, write_campaign
+
+
+def test_centroid_map_puts_personas_on_their_principal_components():
+    centroids = [[2, 0, 0], [-2, 0, 0], [0, 1, 0], [0, -1, 0]]  # variance 8 along x, 2 along y
+    cards = [PersonaCard(id=f"p{i}", name=f"p{i}", summary="", centroid=c) for i, c in enumerate(centroids)]
+    m = centroid_map(cards)
+    assert m["share"] == pytest.approx([0.8, 0.2])
+    assert [abs(x) for x, _ in m["xy"]] == pytest.approx([2, 2, 0, 0])
+    assert [abs(y) for _, y in m["xy"]] == pytest.approx([0, 0, 1, 1])
+    assert centroid_map([c.model_copy(update={"centroid": []}) for c in cards]) is None  # hand-written cards
+
+
+def _null(p: float, min_p: float) -> dict:
+    return {"mean": 2.0, "q025": 1.0, "q975": 3.0, "p_value": p, "min_p": min_p, "n_perm": 2000, "exact": False}
+
+
+def test_drift_verdicts_read_the_ratio_against_its_null():
+    drift = {"by_user_variant": {
+        "a": {"ratio_within_over_between": 0.2, "ratio_ci": [0.1, 0.3], "null": _null(0.01, 0.001)},
+        "b": {"ratio_within_over_between": 2.1, "ratio_ci": [0.6, 2.1], "null": _null(0.85, 0.001)},
+        "c": {"ratio_within_over_between": 2.1, "ratio_ci": None, "null": _null(0.5, 0.2)},
+        "d": {"ratio_within_over_between": None, "null": None, "verdict": "undefined: one persona"}}}
+    rows = {r["check"].split(", ")[1]: r for r in drift_rows(drift)}
+    assert rows["a users"]["status"] == "ok" and rows["a users"]["verdict"].startswith("stable")
+    assert rows["b users"]["status"] == "bad" and rows["b users"]["verdict"].startswith("too noisy to compare personas")
+    assert "vs identical personas 2 [1, 3], p = 0.85" in rows["b users"]["figure"]
+    assert rows["c users"]["status"] == "warn" and "too few users" in rows["c users"]["verdict"]
+    assert rows["d users"]["status"] == "missing" and "one persona" in rows["d users"]["verdict"]
+
+
+def test_power_verdict_says_when_the_ab_cannot_conclude():
+    def row(metric, n, min_p_holm, mde, p_holm):
+        return {"metric": metric, "n_users": n, "p_value": p_holm, "p_holm": p_holm, "min_p_holm": min_p_holm,
+                "can_reach_alpha": min_p_holm <= 0.05, "mde": mde}
+
+    small = power_rows([{"control": "mf", "treatment": "ampcf", "rows": [row("acceptance_rate", 6, 0.125, None, 0.5)]}])
+    assert small[0]["status"] == "bad" and small[0]["verdict"].startswith("too small to conclude")
+    big = power_rows([{"control": "mf", "treatment": "ampcf",
+                       "rows": [row("acceptance_rate", 16, 0.004, 0.025, 0.01),
+                                row("diversity", 16, 0.004, 0.11, 0.6)]}])
+    assert big[0]["status"] == "ok" and "differs: acceptance_rate" in big[0]["verdict"]
+    assert "16 paired users" in big[0]["figure"] and "MDE acceptance_rate 0.025, diversity 0.11" in big[0]["figure"]
+
+
+def test_fidelity_and_failed_turn_verdicts():
+    targets = {"accuracy >= 0.85": False, "rmse below user-mean": True}
+    assert fidelity_row(None)["status"] == "missing"
+    part = fidelity_row({"headline": {"twin_rmse": 1.128, "user_mean_rmse": 1.131, "targets": targets}})
+    assert part["status"] == "warn" and part["verdict"].startswith("partly believable: 1 of 2")
+    assert "not met: accuracy >= 0.85" in part["verdict"] and "RMSE 1.128 vs user mean 1.131" in part["figure"]
+    full = fidelity_row({"headline": {"targets": {k: True for k in targets}}})
+    assert full["status"] == "ok" and full["verdict"] == "believable: every fidelity target met"
+    assert failed_row({"n_events": 100, "n_failed": 0}, {})["status"] == "ok"
+    bad = failed_row({"n_events": 100, "n_failed": 20}, {"no JSON": 15, "timeout": 5})
+    assert bad["status"] == "bad" and "20%" in bad["verdict"] and bad["figure"].endswith("no JSON (15x); timeout (5x)")
+
+
+def test_vector_labels_name_each_vector_by_its_genres():
+    slates = [[{"genres": ["Drama", "Romance"], "persona": 0}, {"genres": ["Drama"], "persona": 0},
+               {"genres": ["Horror"], "persona": 1}, {"genres": ["Comedy"], "persona": None}],
+              [{"genres": ["Action", "Horror"], "persona": 1}, {"genres": [], "persona": 2}]]
+    assert vector_labels(slates) == {0: "Drama, Romance", 1: "Horror, Action", 2: "no genre"}
+    assert vector_labels([[{"genres": ["Drama"], "persona": None}]]) == {}
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    out = write_campaign(tmp_path_factory.mktemp("campaign"), users_per_persona=1, runs=2, turns=3)
+    cards = {c.id: c for c in read_personas(out / "personas" / "personas.jsonl")}
+    return out, events_frame(out / "events.jsonl"), cards
+
+
+def test_recomputed_reasons_are_the_session_scorers_and_a_foreign_verdict_gets_none(campaign):
+    out, df, cards = campaign
+    expected = json.loads((out / "judge_reasons.json").read_text())
+    sessions = {}
+    for e in df.sort_values("turn", kind="stable").to_dict("records"):
+        sessions.setdefault(reasons_key(**{**e, "turn": None}), []).append(e)
+    flagged = 0
+    for rows in sessions.values():
+        got = judge_reasons(rows, cards[rows[0]["persona_id"]])
+        assert got == [expected.get(reasons_key(**e), []) for e in rows]
+        flagged += sum(bool(r) for r in got)
+    assert flagged >= 5
+    rows = next(rows for rows in sessions.values() if all(e["ok"] for e in rows))
+    i = next(i for i, e in enumerate(rows) if e["consistency"]["prompt_to_line"] == 1)
+    rows[i] = {**rows[i], "consistency": {**rows[i]["consistency"], "prompt_to_line": 0.0}}
+    assert judge_reasons(rows, cards[rows[0]["persona_id"]])[i] is None  # another judge's verdict
+
+
+def test_payload_stores_items_and_users_once_and_stays_inside_its_script_tag(campaign):
+    _, df, cards = campaign
+    payload = browser_payload(df, cards)
+    assert len(payload["sessions"]) == df.groupby(["variant", "user_variant", "user_id", "run"]).ngroups == 24
+    assert len(payload["layers"]) == 6  # 3 personas x 1 user x 2 user variants: one entry per simulated user
+    assert set(payload["items"]) == {s["id"] for slate in df["slate"] for s in slate}
+    assert sum(s["failed"] for s in payload["sessions"]) == int((~df["ok"]).sum())
+    text = str(transcripts_json({"sessions": [{"utterance": "</script><script>alert(1)</script>"}]}))
+    assert "</script>" not in text and json.loads(text)["sessions"][0]["utterance"].startswith("</script>")
+
+
+def test_hand_written_cards_get_a_gallery_that_says_what_they_lack(tmp_path):
+    from pathlib import Path
+
+    from evals.gallery import persona_gallery
+    from evals.report import render_report
+    from tests.test_evals_report import constructed_summary
+
+    path = Path(__file__).parent / "data" / "personas_movies.jsonl"  # no centroids, passages or separability
+    gallery = persona_gallery(read_personas(path), path, {"comedy-nurse": 2})
+    assert gallery["map"] is None and gallery["separability"] is None
+    notes = " | ".join(gallery["notes"])
+    assert "no separability report" in notes and "no map" in notes and "no evidence passages" in notes
+    page = render_report({**constructed_summary(), "personas": gallery}, tmp_path)[0].read_text()
+    assert page.count('class="card"') == 3 and page.count("No evidence passages on this card.") == 3
+    assert "<svg class='minimap'" not in page and "plot-personas" not in page
+    assert "2 simulated users" in page and "no separability report" in page
