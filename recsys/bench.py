@@ -1,8 +1,13 @@
 """The offline experiment: does AMP-CF give diversity without a reranker, at no accuracy cost?
 
-Trains Pop, MF (softmax and BPR), AMP-CF (K in 1, 2, 4, 8) and MF + each
-reranker over a lambda sweep on one leave-last-out split, and scores every
+Trains Pop, MF (softmax and BPR), AMP-CF (K in 1, 2, 4, 8), MF + each reranker
+over a lambda sweep, and AMP-CF + persona-mixture calibration (`rerank.persona_allocate`)
+over the same number of lambdas, on one leave-last-out split, and scores every
 variant with the same metrics. Writes results.json and a Pareto plot.
+
+Hyper-parameters come from `TUNED`: chosen on a validation split carved from the
+training part (leave-second-to-last-out) by `recsys.tune` with the same budget for
+every variant; the test split is never looked at to choose them.
 """
 
 from __future__ import annotations
@@ -15,15 +20,29 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys import metrics
+from recsys import frontier, metrics
 from recsys.data import Dataset, Split, leave_last_out
 from recsys.models import AMPCF, MF, Popularity, Recommender, TrainConfig
 from recsys.pipeline import Reranker, reranked_top_k
 
-#: Tuned on the ML-100k leave-last-out split (README: "Results"); MF: reg 1e-2 -> 3e-2 gave 0.080 -> 0.084.
+#: The shared base config (used by campaigns and fidelity); MF: reg 1e-2 -> 3e-2 gave 0.080 -> 0.084 on seed 0's
+#: *test* split, before validation tuning existed. The bench itself trains with `TUNED`.
 DEFAULT_TRAIN = TrainConfig(dim=64, epochs=6, lr=1e-2, reg=3e-2, batch_size=1024, loss="softmax")
 #: AMP-CF prefers smaller batches (K=4: NDCG@10 0.071 at 1024, 0.075 at 256); tau 0.5 vs 1.0 made no difference.
 AMPCF_BATCH = 256
+#: Per-variant overrides of DEFAULT_TRAIN chosen on the validation split by `personasim recsys tune --seed 0`
+#: (4 configurations x 8 epochs for every variant; recsys/README.md, "Validation tuning"); a variant missing
+#: here trains with DEFAULT_TRAIN. Validation NDCG@10: MF 0.0985, K=2 0.0960, K=4 0.0929, K=8 0.0934.
+TUNED: dict[str, dict] = {
+    "mf": {"lr": 1e-2, "reg": 3e-2, "batch_size": 256, "epochs": 7},
+    "ampcf-k2": {"lr": 1e-2, "reg": 3e-2, "batch_size": 256, "epochs": 7},
+    "ampcf-k4": {"lr": 1e-2, "reg": 1e-2, "batch_size": 256, "epochs": 5},
+    "ampcf-k8": {"lr": 1e-2, "reg": 3e-2, "batch_size": 1024, "epochs": 7},
+}
+#: Each reranker family's lambda chosen on validation by the same run: the most diverse lambda whose validation
+#: NDCG@10 stays within 5% of its model's (the bench still sweeps the whole grid, so frontiers can be drawn).
+TUNED_LAMBDAS: dict[str, float] = {"mf+mmr": 0.7, "mf+dpp": 0.7, "mf+calibration": 0.1, "ampcf-k2+personas": 0.3,
+                                   "ampcf-k4+personas": 0.3, "ampcf-k8+personas": 0.2}
 
 
 @dataclass
@@ -36,11 +55,16 @@ class BenchConfig:
     peak_reg: float = 0.0
     spread_reg: float = 0.0
     ampcf_batch: int = AMPCF_BATCH
-    mmr: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5])
-    dpp: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5])
-    calibration: list[float] = field(default_factory=lambda: [0.3, 0.6, 0.9])
+    #: the validation grids of `recsys.tune` (five lambdas for every family: the same budget)
+    mmr: list[float] = field(default_factory=lambda: [0.95, 0.9, 0.8, 0.7, 0.5])
+    dpp: list[float] = field(default_factory=lambda: [0.95, 0.9, 0.8, 0.7, 0.5])
+    calibration: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.6, 0.9])
+    #: persona-mixture calibration over each AMP-CF with K > 1
+    persona_cal: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.6, 0.9])
     candidates: int = 100
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**asdict(DEFAULT_TRAIN)))
+    #: per-variant TrainConfig overrides ('mf', 'ampcf-k4', ...); the seed always comes from ``seed``
+    tuned: dict[str, dict] = field(default_factory=lambda: {k: dict(v) for k, v in TUNED.items()})
 
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -89,17 +113,32 @@ def _ild(recs: np.ndarray, genres: np.ndarray, model: Recommender) -> float:
 def train_models(split: Split, cfg: BenchConfig, show_progress: bool = True) -> dict[str, Recommender]:
     tc = cfg.train
     models: dict[str, Recommender] = {"pop": Popularity().fit(split.train)}
-    models["mf"] = MF(tc).fit(split.train, show_progress)
+    models["mf"] = make_model("mf", cfg).fit(split.train, show_progress)
     models["mf-bpr"] = MF(tc, loss="bpr", epochs=20, lr=5e-3, reg=1e-4).fit(split.train, show_progress)
-    if 1 in cfg.personas:  # K = 1 is MF: same batch as MF
-        models["ampcf-k1"] = AMPCF(tc, k=1).fit(split.train, show_progress)
+    if 1 in cfg.personas:  # K = 1 is MF: MF's tuned config, so it must give MF's scores
+        models["ampcf-k1"] = AMPCF(_tuned(cfg, "mf"), k=1).fit(split.train, show_progress)
     for k in [k for k in cfg.personas if k > 1]:
-        models[f"ampcf-k{k}"] = ampcf(tc, cfg, k).fit(split.train, show_progress)
+        models[f"ampcf-k{k}"] = make_model(f"ampcf-k{k}", cfg).fit(split.train, show_progress)
     return models
 
 
+def _tuned(cfg: "BenchConfig", name: str) -> TrainConfig:
+    """``cfg.train`` with the variant's tuned overrides (AMP-CF: its own batch size unless tuned)."""
+    base = cfg.train if name == "mf" else replace(cfg.train, batch_size=cfg.ampcf_batch)
+    return replace(base, **{k: v for k, v in cfg.tuned.get(name, {}).items() if k != "seed"})
+
+
+def make_model(name: str, cfg: "BenchConfig") -> MF | AMPCF:
+    """An untrained 'mf' or 'ampcf-kK' with the bench's (tuned) settings."""
+    if name == "mf":
+        return MF(_tuned(cfg, "mf"))
+    k = int(name.removeprefix("ampcf-k"))
+    return AMPCF(_tuned(cfg, name), k=k, tau=cfg.tau, att_dim=cfg.att_dim, peak_reg=cfg.peak_reg,
+                 spread_reg=cfg.spread_reg)
+
+
 def ampcf(tc: TrainConfig, cfg: "BenchConfig", k: int) -> AMPCF:
-    """The bench's AMP-CF with K personas (its own batch size, shared everything else)."""
+    """AMP-CF with K personas on config ``tc`` (its own batch size, shared everything else); used by campaigns."""
     return AMPCF(tc, k=k, tau=cfg.tau, att_dim=cfg.att_dim, peak_reg=cfg.peak_reg, spread_reg=cfg.spread_reg,
                  batch_size=cfg.ampcf_batch)
 
@@ -117,21 +156,27 @@ def run_bench(ds: Dataset, out_dir: str | Path, cfg: BenchConfig | None = None, 
     genres, _ = ds.genre_matrix()
     models = train_models(split, cfg, show_progress)
     rows = [evaluate(name, m, split, genres, cfg.k) for name, m in models.items()]
-    sweeps = [("mmr", cfg.mmr), ("dpp", cfg.dpp), ("calibration", cfg.calibration if genres.shape[1] else [])]
-    for kind, lams in sweeps:  # calibration needs genres: skipped for a catalog without them
-        for lam in lams:
-            rr = Reranker(kind, lam, cfg.candidates)
-            row = evaluate(f"mf+{kind}@{lam}", models["mf"], split, genres, cfg.k, rr)
-            rows.append(row)
+    rows += rerank_rows(models, split, genres, cfg)
     mf_per_user = rows[[r["variant"] for r in rows].index("mf")]["_per_user_ndcg"]
     for r in rows:
         # paired bootstrap over test users: this variant's NDCG@10 minus MF's, 95% interval
         diff, lo, hi = metrics.paired_bootstrap_ci(r.pop("_per_user_ndcg"), mf_per_user, seed=cfg.seed)
+        family, _, lam = r["variant"].partition("@")
         r.update({"ndcg@10_minus_mf": diff, "ndcg@10_minus_mf_ci95": [lo, hi], "model": r["variant"].split("+")[0],
+                  "lambda_tuned": bool(lam) and TUNED_LAMBDAS.get(family) == float(lam),
                   "seed": cfg.seed, "config_hash": cfg.hash(), "dataset": ds.name, "n_test_users": int(len(split.test_users))})
     (out_dir / "results.json").write_text(json.dumps(rows, indent=2))
     pareto_plot(rows, out_dir / "pareto.png")
     return rows
+
+
+def rerank_rows(models: dict[str, Recommender], split: Split, genres: np.ndarray, cfg: BenchConfig) -> list[dict]:
+    """MF + each reranker over its lambdas, then each AMP-CF (K > 1) + persona-mixture calibration."""
+    sweeps = [("mf", "mmr", cfg.mmr), ("mf", "dpp", cfg.dpp),
+              ("mf", "calibration", cfg.calibration if genres.shape[1] else [])]  # calibration needs genres
+    sweeps += [(name, "personas", cfg.persona_cal) for name in models if name.startswith("ampcf-k") and name != "ampcf-k1"]
+    return [evaluate(f"{base}+{kind}@{lam}", models[base], split, genres, cfg.k, Reranker(kind, lam, cfg.candidates))
+            for base, kind, lams in sweeps for lam in lams]
 
 
 #: Columns summarised across seeds by `run_seeds`.
@@ -162,10 +207,34 @@ def run_seeds(ds: Dataset, out_dir: str | Path, cfg: BenchConfig, seeds: list[in
             row[col] = float(vals.mean())
             row[f"{col}_sd"] = float(vals.std(ddof=1))
         row["seeds_above_mf"] = int(sum(r["ndcg@10_minus_mf"] > 0 for r in rows))
+        row["ndcg@10_minus_mf_ci95"] = list(t_interval([r["ndcg@10_minus_mf"] for r in rows]))
         summary.append(row)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "frontier.json").write_text(json.dumps(frontier_summary(per_seed), indent=2))
     pareto_plot(summary, out_dir / "pareto.png")
     return summary
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of paired per-seed differences [S]."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    half = stats.t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
+    return float(v.mean() - half), float(v.mean() + half)
+
+
+def frontier_summary(per_seed: list[list[dict]]) -> dict:
+    """Per mixture variant, its NDCG@10 margin over the MF + MMR frontier and the MF + best-reranker frontier,
+    on ILD@10 and on calibration KL@10: mean over seeds, the per-seed values and a paired t interval."""
+    out: dict = {}
+    for label, families in (("mf+mmr", ("mmr",)), ("mf+best", frontier.RERANK_FAMILIES)):
+        for axis in frontier.AXES:
+            per = [frontier.margins(rows, axis, families=families) for rows in per_seed]
+            out[f"{label}:{axis}"] = {v: {"margin": float(np.mean([p[v] for p in per])),
+                                          "per_seed": [p[v] for p in per],
+                                          "ci95": list(t_interval([p[v] for p in per]))} for v in per[0]}
+    return out
 
 
 def pareto_plot(rows: list[dict], path: Path) -> None:

@@ -122,11 +122,13 @@ def load_movielens(folder: str | Path) -> Dataset:
 
 
 def load_interactions(path: str | Path, catalog: str | Path | None = None, *, user_col="user_id", item_col="item_id",
-                      rating_col="rating", time_col="timestamp", title_col="title", genres_col="genres") -> Dataset:
+                      rating_col="rating", time_col="timestamp", title_col="title", genres_col="genres",
+                      implicit: bool = False) -> Dataset:
     """Generic CSV/Parquet interactions (+ optional catalog with title and '|'-separated genres).
 
     A catalog without genres is allowed: genre-based diversity then falls back to
-    item-embedding cosine (see recsys.metrics / recsys.rerank).
+    item-embedding cosine (see recsys.metrics / recsys.rerank). A file without a rating
+    column is refused unless ``implicit`` says every row is a positive (it once silently was).
     """
     def read(p: Path) -> pd.DataFrame:
         if not p.is_file():
@@ -138,6 +140,9 @@ def load_interactions(path: str | Path, catalog: str | Path | None = None, *, us
     for col in (user_col, item_col):
         if col not in df.columns:
             raise DataError(f"{path}: no column {col!r}; columns are {list(df.columns)}")
+    if rating_col not in df.columns and not implicit:
+        raise DataError(f"{path}: no rating column {rating_col!r} (columns are {list(df.columns)}); if every row is a "
+                        f"positive, say so with implicit=True (CLI: --implicit)")
     ratings = pd.DataFrame({
         "user_id": df[user_col].astype(str),
         "item_id": df[item_col].astype(str),
@@ -215,6 +220,26 @@ def leave_last_out(ds: Dataset, min_rating: float = 4.0) -> Split:
     tu, ti = last["user"].to_numpy(), last["item"].to_numpy()
     return Split(_csr(train["user"].to_numpy(), train["item"].to_numpy(), ds.n_users, ds.n_items),
                  tu, ti, ds.n_users, ds.n_items, _seen(ds, tu, ti))
+
+
+def validation_split(ds: Dataset, min_rating: float = 4.0) -> Split:
+    """Leave-second-to-last-out: the test positives (`leave_last_out`) are removed, then each user's
+    latest remaining positive is the validation item. Tuning on this split never sees a test item.
+
+    Raises DataError when a test user would be left with no training positive (they need >= 3)."""
+    test = leave_last_out(ds, min_rating)
+    r = ds.ratings
+    held = pd.MultiIndex.from_arrays([test.test_users, test.test_items])
+    keep = ~pd.MultiIndex.from_arrays([r["user"].to_numpy(), r["item"].to_numpy()]).isin(held)
+    inner = Dataset(r[keep].reset_index(drop=True), ds.items, ds.users, f"{ds.name}:validation")
+    val = leave_last_out(inner, min_rating)
+    left = np.diff(val.train.indptr)[test.test_users]
+    if (left == 0).any():
+        empty = test.test_users[left == 0]
+        raise DataError(f"{ds.name}: the validation split leaves {len(empty)} user(s) with no training items "
+                        f"(e.g. user {ds.users['user_id'].iloc[int(empty[0])]!r}); each needs >= 3 positives "
+                        f"(rating >= {min_rating:g}): drop those users or skip validation tuning")
+    return val
 
 
 def random_holdout(ds: Dataset, seed: int, min_rating: float = 4.0) -> Split:

@@ -284,6 +284,15 @@ class _Factorised(Recommender):
         return np.concatenate(out) if out else np.zeros((0, self.n_items), np.float32)
 
     @torch.no_grad()
+    def attention_all(self, users: np.ndarray) -> np.ndarray:
+        """Attention over each user's personas for every catalog item: [B, N, K] (K = 1: all ones)."""
+        users = self._check_users(users)
+        net = self.net
+        out = [net.attention(net.users[torch.from_numpy(users[s: s + 256].copy())], net.items).transpose(1, 2).numpy()
+               for s in range(0, len(users), 256)]
+        return np.concatenate(out) if out else np.zeros((0, self.n_items, self.k), np.float32)
+
+    @torch.no_grad()
     def explain(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Attention over each user's personas for items: [B, M, K] (argmax = dominant persona)."""
         users = self._check_users(users)

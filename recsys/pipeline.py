@@ -13,7 +13,8 @@ import numpy as np
 from recsys import rerank
 from recsys.metrics import genre_distribution
 
-RERANKERS = ("mmr", "dpp", "calibration")
+#: "personas": persona-mixture calibration, only over a model with K > 1 personas (`rerank.persona_allocate`).
+RERANKERS = ("mmr", "dpp", "calibration", "personas")
 
 
 @dataclass
@@ -33,11 +34,12 @@ class Reranker:
 
 def slate(scores: np.ndarray, k: int, *, exclude: np.ndarray | None = None, reranker: Reranker | None = None,
           genres: np.ndarray | None = None, embeddings: np.ndarray | None = None,
-          history: np.ndarray | None = None) -> np.ndarray:
+          history: np.ndarray | None = None, attention: np.ndarray | None = None) -> np.ndarray:
     """Top-k item indices [k] for one user's catalog scores [N], reranked if asked.
 
     ``exclude``: item indices never shown (seen or already recommended).
     ``history``: the user's positives, for calibration's target distribution.
+    ``attention``: [N, K] the user's attention over personas for every item (the "personas" reranker).
     """
     s = np.asarray(scores, dtype=np.float64).copy()
     if exclude is not None and len(exclude):
@@ -50,10 +52,16 @@ def slate(scores: np.ndarray, k: int, *, exclude: np.ndarray | None = None, rera
     cand = np.argpartition(-s, m - 1)[:m]
     cand = cand[np.argsort(-s[cand], kind="stable")]
     rel = s[cand]
+    hist = history if history is not None and len(history) else cand
+    if reranker.kind == "personas":
+        if attention is None or np.ndim(attention) != 2 or np.shape(attention)[1] < 2:
+            raise ValueError("the personas reranker needs the model's attention over K > 1 personas (AMP-CF, not MF)")
+        target = rerank.persona_weights(attention[hist])
+        return cand[rerank.persona_allocate(rel, attention[cand], target, k, reranker.lam)]
     if reranker.kind == "calibration":
         if genres is None or not genres.shape[1]:
             raise ValueError("calibration needs item genres; this catalog has none (use MMR or DPP)")
-        target = genre_distribution(history if history is not None and len(history) else cand, genres)
+        target = genre_distribution(hist, genres)
         pos = rerank.calibrate(rel, genres[cand], target, k, reranker.lam)
     else:
         sim = rerank.item_similarity(cand, genres, embeddings)
@@ -66,7 +74,13 @@ def reranked_top_k(model, users: np.ndarray, k: int, *, seen: list[np.ndarray], 
     """Top-k [B, k] for many users: ``model``'s full-catalog scores, then ``slate`` with ``reranker``.
 
     ``seen[u]`` / ``histories[u]``: user u's excluded items and positives (indexed by user id)."""
-    scores = model.score_all(users)
     emb = model.item_embeddings()
-    return np.stack([slate(scores[i], k, exclude=seen[u], reranker=reranker, genres=genres, embeddings=emb,
-                           history=None if histories is None else histories[u]) for i, u in enumerate(users)])
+    out = []
+    for start in range(0, len(users), 256):  # chunks bound the [B, N, K] attention
+        chunk = users[start: start + 256]
+        scores = model.score_all(chunk)
+        att = model.attention_all(chunk) if reranker.kind == "personas" and hasattr(model, "attention_all") else None
+        out += [slate(scores[i], k, exclude=seen[u], reranker=reranker, genres=genres, embeddings=emb,
+                      history=None if histories is None else histories[u], attention=None if att is None else att[i])
+                for i, u in enumerate(chunk)]
+    return np.stack(out)

@@ -32,12 +32,13 @@ def _write(tmp_path):
 def test_bench_writes_rows_and_plot(tmp_path):
     inter, cat = _write(tmp_path)
     ds = load_interactions(inter, cat)
-    cfg = BenchConfig(seed=3, personas=[1, 2], mmr=[0.5], dpp=[0.5], calibration=[0.5], candidates=20, ampcf_batch=128,
-                      train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
+    cfg = BenchConfig(seed=3, personas=[1, 2], mmr=[0.5], dpp=[0.5], calibration=[0.5], persona_cal=[0.5],
+                      candidates=20, ampcf_batch=128, train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
     rows = run_bench(ds, tmp_path / "out", cfg, show_progress=False)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["variant"] for r in saved] == ["pop", "mf", "mf-bpr", "ampcf-k1", "ampcf-k2", "mf+mmr@0.5", "mf+dpp@0.5",
-                                            "mf+calibration@0.5"]
+                                            "mf+calibration@0.5", "ampcf-k2+personas@0.5"]
+    assert saved[-1]["model"] == "ampcf-k2" and saved[-1]["ild@10"] != saved[4]["ild@10"]  # the slate was reranked
     need = {"ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "train_s",
             "recommend_ms_per_user", "seed", "config_hash", "model"}
     assert all(need <= set(r) for r in saved) and all(r["seed"] == 3 for r in saved)
@@ -73,12 +74,18 @@ def test_run_seeds_summarises_mean_and_sd_and_reproduces_each_seed(tmp_path):
 
     inter, cat = _write(tmp_path)
     ds = load_interactions(inter, cat)
-    cfg = BenchConfig(personas=[2], mmr=[0.5], dpp=[], calibration=[], candidates=20, ampcf_batch=128,
+    cfg = BenchConfig(personas=[2], mmr=[0.5], dpp=[], calibration=[], persona_cal=[0.5], candidates=20, ampcf_batch=128,
                       train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
     summary = {r["variant"]: r for r in run_seeds(ds, tmp_path / "multi", cfg, [3, 4], show_progress=False)}
     per_seed = [{r["variant"]: r for r in json.loads((tmp_path / "multi" / f"seed-{s}" / "results.json").read_text())}
                 for s in (3, 4)]
-    assert set(summary) == {"pop", "mf", "mf-bpr", "ampcf-k2", "mf+mmr@0.5"}
+    assert set(summary) == {"pop", "mf", "mf-bpr", "ampcf-k2", "mf+mmr@0.5", "ampcf-k2+personas@0.5"}
+    diffs = [p["ampcf-k2"]["ndcg@10_minus_mf"] for p in per_seed]
+    lo, hi = summary["ampcf-k2"]["ndcg@10_minus_mf_ci95"]  # paired t interval over the seeds' differences
+    assert lo <= np.mean(diffs) <= hi and hi - lo == pytest.approx(2 * 12.706 * np.std(diffs, ddof=1) / np.sqrt(2), rel=1e-3)
+    front = json.loads((tmp_path / "multi" / "frontier.json").read_text())
+    assert set(front["mf+mmr:ild"]) == {"ampcf-k2", "ampcf-k2+personas@0.5"}
+    assert len(front["mf+best:kl"]["ampcf-k2"]["per_seed"]) == 2
     k2 = [p["ampcf-k2"]["ndcg@10"] for p in per_seed]
     assert summary["ampcf-k2"]["ndcg@10"] == pytest.approx(np.mean(k2))
     assert summary["ampcf-k2"]["ndcg@10_sd"] == pytest.approx(np.std(k2, ddof=1))
@@ -103,3 +110,53 @@ def test_cli_bench_with_seeds_prints_mean_and_sd(tmp_path):
     assert result.exit_code == 0, result.output
     assert "mean ± sd over 2 seeds" in result.output and "ampcf-k8" in result.output
     assert (tmp_path / "o" / "seed-1" / "results.json").exists() and (tmp_path / "o" / "summary.json").exists()
+
+
+def test_cli_bench_refuses_a_dataset_without_ratings(tmp_path):
+    from evals.cli import app
+
+    inter, cat = _write(tmp_path)
+    pd.read_csv(inter).drop(columns="rating").to_csv(inter, index=False)
+    args = ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out", str(tmp_path / "o"), "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "no rating column 'rating'" in result.output
+    assert result.output.strip().count("\n") == 0
+
+
+def test_tune_uses_validation_only_and_the_same_budget_for_every_variant(tmp_path):
+    from evals.cli import app
+    from recsys.tune import TuneConfig, trial_configs, tune
+
+    inter, cat = _write(tmp_path)
+    ds = load_interactions(inter, cat)
+    cfg = TuneConfig(trials=2, max_epochs=3, personas=[2], lams={k: [0.9, 0.5] for k in ("mmr", "dpp", "calibration", "personas")})
+    record = tune(ds, cfg, tmp_path / "t")
+    assert record["trials"] == trial_configs(cfg) and len(record["trials"]) == 2
+    for name in ("mf", "ampcf-k2"):  # same budget: every trial x every epoch, and the best of them is chosen
+        v = record["variants"][name]
+        assert len(v["curve"]) == 2 * 3
+        best = max(v["curve"], key=lambda c: c["ndcg@10"])
+        assert (v["val_ndcg@10"], v["epochs"]) == (best["ndcg@10"], best["epoch"])
+    assert {len(v["grid"]) for v in record["lambdas"].values()} == {2}
+    assert set(record["lambdas"]) == {"mf+mmr", "mf+dpp", "mf+calibration", "ampcf-k2+personas"}
+    with pytest.raises(ValueError, match="same number of lambdas"):
+        TuneConfig(lams={"mmr": [0.5], "dpp": [0.5, 0.7], "calibration": [0.5], "personas": [0.5]})
+    cli = CliRunner().invoke(app, ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out",
+                                   str(tmp_path / "b"), "--tuned", str(tmp_path / "t" / "tune.json"), "--quiet"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads((tmp_path / "b" / "results.json").read_text())[0]["variant"] == "pop"
+    bad = CliRunner().invoke(app, ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out",
+                                   str(tmp_path / "b2"), "--tuned", str(inter), "--quiet"])
+    assert bad.exit_code == 2 and "not a tune.json" in bad.output
+
+
+def test_bench_trains_each_variant_with_its_validation_tuned_settings():
+    from recsys.bench import TUNED, make_model
+
+    cfg = BenchConfig(seed=7)
+    cfg.train.seed = 7
+    for name, tuned in TUNED.items():
+        c = make_model(name, cfg).config
+        assert {k: getattr(c, k) for k in tuned} == tuned and c.seed == 7 and c.dim == 64
+    untuned = make_model("ampcf-k3", cfg).config  # not tuned: the shared config with AMP-CF's own batch
+    assert (untuned.epochs, untuned.batch_size) == (6, 256)

@@ -1,4 +1,5 @@
-"""`personasim recsys bench`: the offline accuracy / diversity experiment."""
+"""`personasim recsys bench | tune | map`: the offline accuracy / diversity experiment, its validation tuning,
+and the map of where a persona mixture replaces a diversity reranker."""
 
 from __future__ import annotations
 
@@ -20,18 +21,25 @@ def bench(
                               help="Repeat with seeds SEED..SEED+N-1 into OUT/seed-S/ and write OUT/summary.json "
                                    "(mean and sd per variant)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    tuned: Optional[Path] = typer.Option(None, "--tuned", help="A tune.json from `recsys tune` (default: the "
+                                         "validation-tuned settings in recsys.bench.TUNED)."),
+    implicit: bool = typer.Option(False, "--implicit", help="A CSV/Parquet without a rating column: every row is a positive."),
 ) -> None:
-    """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8) and MF + MMR / DPP / calibration; write the table and plot."""
-    from personas.assets import AssetMissingError, ml100k_dir
-    from recsys import DataError, RecsysError, load_interactions, load_movielens
+    """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8), MF + MMR / DPP / calibration and AMP-CF + persona-mixture
+    calibration; write the table and plot."""
+    from personas.assets import AssetMissingError
+    from recsys import DataError, RecsysError
     from recsys.bench import BenchConfig, run_bench, run_seeds
 
     try:
-        ds = load_movielens(ml100k_dir()) if dataset == "ml-100k" else load_interactions(dataset, catalog)
+        ds = _load(dataset, catalog, implicit)
+        cfg = BenchConfig(seed=seed)
+        if tuned is not None:
+            cfg.tuned = _read_tuned(tuned)
         if seeds == 1:
-            rows = run_bench(ds, out, BenchConfig(seed=seed), show_progress=not quiet)
+            rows = run_bench(ds, out, cfg, show_progress=not quiet)
         else:
-            rows = run_seeds(ds, out, BenchConfig(seed=seed), list(range(seed, seed + seeds)), not quiet)
+            rows = run_seeds(ds, out, cfg, list(range(seed, seed + seeds)), not quiet)
     except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
@@ -40,17 +48,97 @@ def bench(
         typer.echo(f"wrote {out / 'results.json'} and {out / 'pareto.png'}")
     else:
         _summary_table(rows)
-        typer.echo(f"wrote {out}/seed-*/results.json, {out / 'summary.json'} and {out / 'pareto.png'}")
+        _frontier_lines(out / "frontier.json")
+        typer.echo(f"wrote {out}/seed-*/results.json, {out / 'summary.json'}, {out / 'frontier.json'} and {out / 'pareto.png'}")
+
+
+def _load(dataset: str, catalog: Optional[Path], implicit: bool):
+    from personas.assets import ml100k_dir
+    from recsys import load_interactions, load_movielens
+
+    return load_movielens(ml100k_dir()) if dataset == "ml-100k" else load_interactions(dataset, catalog, implicit=implicit)
+
+
+def _read_tuned(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())["tuned"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a tune.json from `personasim recsys tune` ({exc})") from None
+
+
+@app.command()
+def tune(
+    dataset: str = typer.Option("ml-100k", "--dataset", help="ml-100k, or a CSV/Parquet of interactions."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="Item catalog for a CSV/Parquet dataset."),
+    out: Path = typer.Option(..., "--out", help="Folder for tune.json."),
+    seed: int = typer.Option(0, "--seed"),
+    trials: int = typer.Option(4, "--trials", min=1, help="Configurations per model variant (the same for each)."),
+    max_epochs: int = typer.Option(8, "--max-epochs", min=1),
+    implicit: bool = typer.Option(False, "--implicit", help="A CSV/Parquet without a rating column: every row is a positive."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Tune MF, AMP-CF (K = 2, 4, 8) and every reranker's lambda on a validation split carved from training,
+    with the same budget for every variant; write OUT/tune.json (pass it to `recsys bench --tuned`)."""
+    from personas.assets import AssetMissingError
+    from recsys import DataError, RecsysError
+    from recsys.tune import TuneConfig
+    from recsys.tune import tune as run_tune
+
+    try:
+        record = run_tune(_load(dataset, catalog, implicit), TuneConfig(seed=seed, trials=trials, max_epochs=max_epochs),
+                          out, show_progress=not quiet)
+    except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    for name, v in record["variants"].items():
+        typer.echo(f"{name:10s} lr {v['lr']:g} reg {v['reg']:g} batch {v['batch_size']} epochs {v['epochs']} "
+                   f"-> validation NDCG@10 {v['val_ndcg@10']:.4f}")
+    for fam, v in record["lambdas"].items():
+        typer.echo(f"{fam:24s} chosen lambda {v['chosen']}")
+    typer.echo(f"wrote {out / 'tune.json'}")
+
+
+@app.command("map")
+def map_(
+    out: Path = typer.Option(..., "--out", help="Folder for map.json and map.png."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A JSON/YAML map config (recsys.map.MapConfig): "
+                                          "knobs to sweep, seeds, fixed world settings, model settings."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Seeds per cell (overrides the config)."),
+    ml100k: bool = typer.Option(True, "--ml100k/--no-ml100k", help="Place MovieLens-100k on the map."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Sweep world knobs (tastes per user x separation by default) and say, cell by cell, whether AMP-CF (plain or
+    persona-calibrated) without a reranker reaches the MF + best-reranker frontier; fit and score a predictor on
+    held-out cells; place ML-100k on the map."""
+    from dataclasses import replace
+
+    from personas.assets import AssetMissingError, ml100k_dir
+    from recsys import DataError, RecsysError, load_movielens
+    from recsys.map import read_map_config, run_map
+
+    try:
+        mc = read_map_config(config)
+        if seeds is not None:
+            mc = replace(mc, seeds=seeds)
+        real = {"ml-100k": load_movielens(ml100k_dir())} if ml100k else {}
+        record = run_map(mc, out, real, show_progress=not quiet)
+    except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(record["answer"])
+    typer.echo(f"wrote {out / 'map.json'} and {out / 'map.png'} in {record['wall_s']:.0f} s")
 
 
 def _table(rows: list[dict]) -> None:
     cols = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "train_s",
             "recommend_ms_per_user"]
     short = ["ndcg", "recall", "ild", "cover", "calib_kl", "pers_cov", "train_s", "ms/user"]
-    typer.echo(f"{'variant':20s}" + "".join(f"{c:>9s}" for c in short) + "  ndcg-mf [95% CI]")
+    typer.echo(f"{'variant':26s}" + "".join(f"{c:>9s}" for c in short) + "  ndcg-mf [95% CI]   (* lambda tuned)")
     for r in rows:
         lo, hi = r["ndcg@10_minus_mf_ci95"]
-        typer.echo(f"{r['variant']:20s}" + "".join(f"{r[c]:9.4f}" if c not in ("train_s",) else f"{r[c]:9.1f}" for c in cols)
+        typer.echo(f"{r['variant'] + ('*' if r.get('lambda_tuned') else ''):26s}" + "".join(f"{r[c]:9.4f}" if c not in ("train_s",) else f"{r[c]:9.1f}" for c in cols)
                    + f"  {r['ndcg@10_minus_mf']:+.4f} [{lo:+.4f}, {hi:+.4f}]")
 
 
@@ -58,8 +146,21 @@ def _summary_table(rows: list[dict]) -> None:
     cols = ["ndcg@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "ndcg@10_minus_mf"]
     short = ["ndcg", "ild", "cover", "calib_kl", "pers_cov", "ndcg-mf"]
     typer.echo(f"mean ± sd over {rows[0]['n_seeds']} seeds")
-    typer.echo(f"{'variant':20s}" + "".join(f"{c:>17s}" for c in short) + "  seeds>mf")
+    typer.echo(f"{'variant':26s}" + "".join(f"{c:>17s}" for c in short) + "  seeds>mf  ndcg-mf 95% CI (paired t)")
     for r in rows:
-        typer.echo(f"{r['variant']:20s}" + "".join(f"{r[c]:+9.4f} ±{r[c + '_sd']:.4f}" if c == "ndcg@10_minus_mf"
+        lo, hi = r["ndcg@10_minus_mf_ci95"]
+        typer.echo(f"{r['variant']:26s}" + "".join(f"{r[c]:+9.4f} ±{r[c + '_sd']:.4f}" if c == "ndcg@10_minus_mf"
                                                      else f"{r[c]:9.4f} ±{r[c + '_sd']:.4f}" for c in cols)
-                   + f"  {r['seeds_above_mf']}/{r['n_seeds']}")
+                   + f"  {r['seeds_above_mf']}/{r['n_seeds']}       [{lo:+.4f}, {hi:+.4f}]")
+
+
+def _frontier_lines(path: Path) -> None:
+    """Each mixture variant's NDCG@10 margin over the MF + reranker frontiers (>= 0: on or beyond)."""
+    import json
+
+    front = json.loads(path.read_text())
+    typer.echo("NDCG@10 minus the frontier at equal diversity (mean over seeds [paired t 95% CI]):")
+    for key, variants in front.items():
+        best = max(variants, key=lambda v: variants[v]["margin"])
+        lo, hi = variants[best]["ci95"]
+        typer.echo(f"  {key:16s} best {best:26s} {variants[best]['margin']:+.4f} [{lo:+.4f}, {hi:+.4f}]")

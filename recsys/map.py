@@ -1,0 +1,301 @@
+"""The map: where does a persona mixture replace a diversity reranker?
+
+For every cell of a sweep over two (or more) world knobs (`recsys.synthetic`)
+and every seed, the same protocol as ML-100k (leave-last-out, full-catalog
+ranking, the bench's metrics) scores MF, MF + MMR / DPP / calibration over a
+lambda sweep, AMP-CF (K personas) and AMP-CF + persona-mixture calibration.
+A cell is a *winner* when the best mixture variant (plain or calibrated, no
+external reranker) lies on or beyond the MF + best-reranker frontier
+(NDCG@10 vs ILD@10; its margin, averaged over seeds, is >= 0); the same
+verdict against calibration KL is recorded beside it.
+
+Predictor: statistics a data set's owner can measure on their own data with a
+probe AMP-CF (the map's K and dimension), averaged over users:
+- ``persona_entropy``: entropy of the user's persona weights (the share of
+  their history each persona dominates), over log K;
+- ``persona_rao``: Rao's quadratic entropy of those weights with the cosine
+  distance between the user's persona vectors (personas that are both used
+  and distinct);
+- ``multimodality``: 1 - length of the mean unit MF item vector of the
+  user's history (spread of their tastes in MF's item space).
+A one-threshold rule (a depth-1 tree over one statistic, chosen on the other
+cells) is scored on each held-out cell (leave one cell out). ML-100k is put on
+the map by the same statistics and the same protocol with the map's models.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from recsys import frontier
+from recsys.bench import BenchConfig, evaluate, rerank_rows
+from recsys.data import Dataset, leave_last_out
+from recsys.models import AMPCF, MF, TrainConfig
+from recsys.rerank import persona_weights
+from recsys.synthetic import KNOBS, KnobError, WorldConfig, generate
+
+STATS = ("persona_entropy", "persona_rao", "multimodality")
+
+
+@dataclass
+class MapConfig:
+    #: knob -> values swept (the cells are their product)
+    knobs: dict[str, list] = field(default_factory=lambda: {"tastes": [1, 2, 3, 4], "separation": [0.5, 1.0, 2.0, 4.0]})
+    seeds: int = 3
+    #: fixed world settings for every cell (knobs not swept, sizes)
+    world: dict = field(default_factory=dict)
+    personas: int = 4
+    dim: int = 8
+    epochs: int = 15
+    lr: float = 1e-2
+    reg: float = 1e-3
+    batch_size: int = 256
+    mmr: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5])
+    dpp: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5])
+    calibration: list[float] = field(default_factory=lambda: [0.3, 0.6, 0.9])
+    persona_cal: list[float] = field(default_factory=lambda: [0.3, 0.6, 0.9])
+    candidates: int = 100
+    #: seeds for each real data set placed on the map (ML-100k costs ~15 cells' training per seed)
+    place_seeds: int = 1
+
+    def __post_init__(self):
+        if len(self.knobs) < 1:
+            raise KnobError("a map sweeps at least one knob")
+        for name, values in self.knobs.items():
+            if name not in KNOBS:
+                raise KnobError(f"unknown knob {name!r}; knobs are {', '.join(KNOBS)}")
+            if not isinstance(values, list) or not values:
+                raise KnobError(f"knob {name!r} needs a non-empty list of values")
+        WorldConfig.with_knobs(**self.world)  # unknown or out-of-range fixed settings fail here, before any cell
+        for values in itertools.product(*self.knobs.values()):
+            WorldConfig.with_knobs(WorldConfig(**{**asdict(WorldConfig()), **self.world}), **dict(zip(self.knobs, values)))
+        if self.seeds < 1 or self.place_seeds < 1:
+            raise KnobError("seeds and place_seeds must be >= 1")
+
+    def train(self, seed: int) -> TrainConfig:
+        return TrainConfig(dim=self.dim, epochs=self.epochs, lr=self.lr, reg=self.reg, batch_size=self.batch_size,
+                           loss="softmax", seed=seed)
+
+    def bench(self, seed: int) -> BenchConfig:
+        return BenchConfig(seed=seed, mmr=self.mmr, dpp=self.dpp, calibration=self.calibration,
+                           persona_cal=self.persona_cal, candidates=self.candidates)
+
+
+def read_map_config(path: str | Path | None) -> MapConfig:
+    """A JSON or YAML map config; an unknown key or knob is a KnobError naming it."""
+    if path is None:
+        return MapConfig()
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise KnobError(f"{path}: cannot read ({exc.strerror})") from None
+    import yaml
+
+    try:
+        raw = yaml.safe_load(text)  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise KnobError(f"{path}: not JSON or YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise KnobError(f"{path}: a map config is a mapping of settings")
+    known = {f.name for f in fields(MapConfig)}
+    unknown = [k for k in raw if k not in known]
+    if unknown:
+        raise KnobError(f"{path}: unknown setting {unknown[0]!r}; settings are {', '.join(sorted(known))}")
+    try:
+        return MapConfig(**raw)
+    except KnobError as exc:
+        raise KnobError(f"{path}: {exc}") from None
+    except TypeError as exc:
+        raise KnobError(f"{path}: {exc}") from None
+
+
+def persona_stats(amp: AMPCF, mf: MF, split) -> dict[str, float]:
+    """The predictor statistics (module docstring), mean over the split's test users."""
+    users = split.test_users
+    hist = split.train_lists()
+    att = amp.attention_all(users)  # [B, N, K]
+    P = amp.net.users.detach().numpy()[users]  # [B, K, d]
+    Pn = P / np.maximum(np.linalg.norm(P, axis=-1, keepdims=True), 1e-9)
+    E = mf.item_embeddings()
+    En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-9)
+    ent, rao, multi = [], [], []
+    for i, u in enumerate(users):
+        h = hist[u]
+        if not len(h):
+            continue
+        w = persona_weights(att[i][h])
+        nz = w[w > 0]
+        ent.append(float(-(nz * np.log(nz)).sum() / np.log(amp.k)))
+        rao.append(float(w @ (1.0 - Pn[i] @ Pn[i].T) @ w))
+        multi.append(float(1.0 - np.linalg.norm(En[h].mean(0))))
+    return {"persona_entropy": float(np.mean(ent)), "persona_rao": float(np.mean(rao)),
+            "multimodality": float(np.mean(multi))}
+
+
+def score_dataset(ds: Dataset, mc: MapConfig, seed: int) -> dict:
+    """One seed of the map's protocol on one data set: every variant's row, the frontier margins, the statistics."""
+    import torch
+
+    torch.manual_seed(seed)
+    split = leave_last_out(ds)
+    genres, _ = ds.genre_matrix()
+    tc = mc.train(seed)
+    models = {"mf": MF(tc).fit(split.train), f"ampcf-k{mc.personas}": AMPCF(tc, k=mc.personas).fit(split.train)}
+    rows = [evaluate(name, m, split, genres, 10) for name, m in models.items()]
+    rows += rerank_rows(models, split, genres, mc.bench(seed))
+    for r in rows:
+        r.pop("_per_user_ndcg")
+    return {"rows": [{k: r[k] for k in ("variant", "ndcg@10", "ild@10", "calibration_kl@10", "persona_coverage@10")}
+                     for r in rows],
+            "margins": {axis: frontier.margins(rows, axis) for axis in frontier.AXES},
+            "stats": persona_stats(models[f"ampcf-k{mc.personas}"], models["mf"], split)}
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    """Mean margins and statistics over seeds, and the cell's verdicts."""
+    out: dict = {"stats": {s: float(np.mean([p["stats"][s] for p in per_seed])) for s in STATS}}
+    for axis in frontier.AXES:
+        variants = per_seed[0]["margins"][axis]
+        means = {v: float(np.mean([p["margins"][axis][v] for p in per_seed])) for v in variants}
+        best = max(means, key=means.get)
+        plain = [v for v in means if "+" not in v][0]
+        cal = max((v for v in means if "+" in v), key=means.get)
+        out[axis] = {"margins": means, "best": best, "best_margin": means[best], "plain_margin": means[plain],
+                     "calibrated_margin": means[cal],
+                     "best_margin_per_seed": [p["margins"][axis][best] for p in per_seed],
+                     "winner": bool(means[best] >= 0.0)}
+    out["winner"] = out["ild"]["winner"]
+    return out
+
+
+def predictor_accuracy(cells: list[dict], stats=STATS) -> dict:
+    """Leave one cell out: on the other cells pick the statistic and threshold (a depth-1 tree) with the best
+    accuracy, predict the held-out cell. Returns the held-out accuracy and the rule fitted on every cell."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    X = np.array([[c["stats"][s] for s in stats] for c in cells])
+    y = np.array([c["winner"] for c in cells], dtype=int)
+
+    def fit(Xt, yt):
+        best = None
+        for j in range(len(stats)):
+            tree = DecisionTreeClassifier(max_depth=1, random_state=0).fit(Xt[:, [j]], yt)
+            acc = tree.score(Xt[:, [j]], yt)
+            if best is None or acc > best[0]:
+                best = (acc, j, tree)
+        return best
+
+    hits = []
+    for i in range(len(cells)):
+        keep = np.arange(len(cells)) != i
+        _, j, tree = fit(X[keep], y[keep])
+        hits.append(int(tree.predict(X[i: i + 1, [j]])[0] == y[i]))
+    acc, j, tree = fit(X, y)
+    threshold = float(tree.tree_.threshold[0]) if tree.tree_.node_count > 1 else float("nan")
+    above = int(tree.predict([[threshold + 1e-9]])[0]) if np.isfinite(threshold) else int(y[0])
+    return {"held_out_accuracy": float(np.mean(hits)), "held_out_hits": hits, "n_cells": len(cells),
+            "n_winner_cells": int(y.sum()), "statistic": stats[j], "threshold": threshold,
+            "winner_when": "above" if above else "below", "train_accuracy": float(acc), "predict": tree,
+            "stat_index": j}
+
+
+def run_map(mc: MapConfig, out: str | Path, real: dict[str, Dataset] | None = None, show_progress: bool = True) -> dict:
+    """Every cell x seed, the predictor, and each real data set placed on the map; writes OUT/map.json and
+    OUT/map.png. ``real``: name -> Dataset (e.g. ML-100k), scored with the map's models over ``mc.seeds`` seeds."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    base = WorldConfig(**{**asdict(WorldConfig()), **mc.world})
+    cells = []
+    grid = list(itertools.product(*mc.knobs.values()))
+    for values in tqdm(grid, desc="map cells", disable=not show_progress):
+        knobs = dict(zip(mc.knobs, values))
+        per_seed = [score_dataset(generate(WorldConfig.with_knobs(base, **knobs, seed=s)), mc, s) for s in range(mc.seeds)]
+        cells.append({"knobs": knobs, **summarise(per_seed), "seeds": per_seed})
+    pred = predictor_accuracy(cells)
+    placed = {}
+    for name, ds in (real or {}).items():
+        cell = summarise([score_dataset(ds, mc, s) for s in range(mc.place_seeds)])
+        x = np.array([[cell["stats"][pred["statistic"]]]])
+        cell["predicted_winner"] = bool(pred["predict"].predict(x)[0])
+        placed[name] = cell
+    record = {"config": asdict(mc), "world": asdict(base), "cells": cells,
+              "predictor": {k: v for k, v in pred.items() if k not in ("predict", "stat_index")},
+              "placed": placed, "wall_s": round(time.perf_counter() - t0, 1),
+              "answer": answer(cells, pred, placed)}
+    (out / "map.json").write_text(json.dumps(record, indent=2))
+    heat_map(record, out / "map.png")
+    return record
+
+
+def answer(cells: list[dict], pred: dict, placed: dict) -> str:
+    """The map's answer in one paragraph."""
+    wins = [c for c in cells if c["winner"]]
+    txt = (f"{len(wins)} of {len(cells)} cells: a persona mixture without a reranker reaches the MF + best-reranker "
+           f"frontier (NDCG@10 vs ILD@10)")
+    if wins:
+        txt += " (" + "; ".join(", ".join(f"{k}={v}" for k, v in c["knobs"].items()) for c in wins) + ")"
+    txt += (f". Predictor: {pred['statistic']} {pred['winner_when']} {pred['threshold']:.3f} marks a winner; "
+            f"held-out accuracy {pred['held_out_accuracy']:.2f} over {pred['n_cells']} cells.")
+    for name, cell in placed.items():
+        txt += (f" {name}: {pred['statistic']} = {cell['stats'][pred['statistic']]:.3f}, predicted "
+                f"{'winner' if cell['predicted_winner'] else 'loser'}, measured "
+                f"{'winner' if cell['winner'] else 'loser'} (margin {cell['ild']['best_margin']:+.4f}).")
+    return txt
+
+
+def heat_map(record: dict, path: Path) -> None:
+    """Left: the best mixture's ILD-frontier margin per cell (first two knobs; W = winner, K = also beats the KL
+    frontier). Right: the predictor statistic against that margin, with every placed real data set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = record["cells"]
+    names = list(record["config"]["knobs"])
+    xs = record["config"]["knobs"][names[0]]
+    ys = record["config"]["knobs"][names[1]] if len(names) > 1 else [None]
+    grid = np.full((len(ys), len(xs)), np.nan)
+    marks = {}
+    for c in cells:
+        i = ys.index(c["knobs"][names[1]]) if len(names) > 1 else 0
+        j = xs.index(c["knobs"][names[0]])
+        grid[i, j] = c["ild"]["best_margin"] if np.isnan(grid[i, j]) else max(grid[i, j], c["ild"]["best_margin"])
+        marks[(i, j)] = ("W" if c["winner"] else "L") + ("K" if c["kl"]["winner"] else "")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    lim = np.nanmax(np.abs(grid)) or 1.0
+    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, origin="lower", aspect="auto")
+    for (i, j), m in marks.items():
+        ax.text(j, i, f"{m}\n{grid[i, j]:+.3f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [str(v) for v in ys])
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1] if len(names) > 1 else "")
+    ax.set_title("best mixture NDCG@10 minus MF+reranker frontier at its ILD@10", fontsize=9)
+    fig.colorbar(im, ax=ax)
+    pred = record["predictor"]
+    s = pred["statistic"]
+    ax2.scatter([c["stats"][s] for c in cells], [c["ild"]["best_margin"] for c in cells],
+                c=["tab:blue" if c["winner"] else "tab:red" for c in cells], s=25)
+    for name, cell in record["placed"].items():
+        ax2.scatter([cell["stats"][s]], [cell["ild"]["best_margin"]], marker="*", s=160, color="black")
+        ax2.annotate(name, (cell["stats"][s], cell["ild"]["best_margin"]), xytext=(4, 4), textcoords="offset points")
+    if np.isfinite(pred["threshold"]):
+        ax2.axvline(pred["threshold"], color="grey", ls="--", lw=0.8)
+    ax2.axhline(0, color="grey", lw=0.6)
+    ax2.set_xlabel(f"{s} (mean over users)")
+    ax2.set_ylabel("margin over the frontier")
+    ax2.set_title(f"predictor: held-out accuracy {pred['held_out_accuracy']:.2f} (blue: winner cells)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

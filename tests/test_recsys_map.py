@@ -1,0 +1,106 @@
+"""The world generator's knobs, the map end to end (tiny), its predictor, and its bad-input rules."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from recsys import leave_last_out
+from recsys.map import MapConfig, predictor_accuracy, read_map_config, run_map
+from recsys.synthetic import KnobError, WorldConfig, generate
+
+torch.set_num_threads(1)
+SMALL = dict(n_users=80, n_items=320, n_clusters=8, per_user=16)
+
+
+def _genre_share(ds) -> np.ndarray:
+    """Per user, the share of their positives in their most frequent planted taste."""
+    g, _ = ds.genre_matrix()
+    r = ds.ratings
+    out = []
+    for _, grp in r.groupby("user"):
+        counts = g[grp["item"].to_numpy()].sum(0)
+        out.append(counts.max() / counts.sum())
+    return np.array(out)
+
+
+def test_world_knobs_control_the_planted_structure():
+    one = generate(WorldConfig(tastes=1, separation=4.0, noise=0.0, **SMALL))
+    many = generate(WorldConfig(tastes=4, separation=4.0, noise=0.0, **SMALL))
+    blurred = generate(WorldConfig(tastes=1, separation=0.25, noise=0.0, **SMALL))
+    noisy = generate(WorldConfig(tastes=1, separation=4.0, noise=0.8, **SMALL))
+    assert _genre_share(one).mean() > 0.85  # one distinct taste: most of a user's positives sit in it
+    assert _genre_share(many).mean() < _genre_share(one).mean() - 0.2  # up to four tastes: spread over several
+    assert _genre_share(blurred).mean() < _genre_share(one).mean() - 0.3  # low separation: tastes blur
+    assert _genre_share(noisy).mean() < _genre_share(one).mean() - 0.3
+    flat = generate(WorldConfig(pop_skew=0.0, **SMALL)).ratings["item"].value_counts()
+    skewed = generate(WorldConfig(pop_skew=2.0, **SMALL)).ratings["item"].value_counts()
+    assert skewed.iloc[:10].sum() > 2 * flat.iloc[:10].sum()  # the top-10 items take far more of the positives
+    # the same protocol as ML-100k runs on it: one random positive held out per user
+    split = leave_last_out(one)
+    assert len(split.test_users) == 80 and split.train.sum() == 80 * 15
+    again = generate(WorldConfig(tastes=1, separation=4.0, noise=0.0, **SMALL))
+    assert one.ratings.equals(again.ratings)  # seeded
+
+
+def test_unknown_or_out_of_range_knobs_are_one_line_errors(tmp_path):
+    with pytest.raises(KnobError, match="unknown knob 'taste'; knobs are tastes, separation"):
+        WorldConfig.with_knobs(taste=2)
+    with pytest.raises(KnobError, match="unknown knob 'colour'"):
+        MapConfig(knobs={"tastes": [1, 2], "colour": [1]})
+    with pytest.raises(KnobError, match="noise=1.5 is out of range"):
+        MapConfig(knobs={"noise": [0.1, 1.5]})
+    p = tmp_path / "map.yaml"
+    p.write_text("knobs: {tastes: [1, 2]}\nseed: 3\n")
+    with pytest.raises(KnobError, match="unknown setting 'seed'"):
+        read_map_config(p)
+    p.write_text(json.dumps({"knobs": {"tastes": [1, 2], "separation": [1.0, 4.0]}, "seeds": 2}))
+    assert read_map_config(p).seeds == 2
+
+
+def test_cli_map_unknown_knob_exits_2_with_one_line(tmp_path):
+    from evals.cli import app
+
+    p = tmp_path / "map.json"
+    p.write_text(json.dumps({"knobs": {"tastes": [1, 2], "sep": [1.0]}}))
+    result = CliRunner().invoke(app, ["recsys", "map", "--out", str(tmp_path / "o"), "--config", str(p), "--quiet"])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "unknown knob 'sep'" in result.output
+    assert not (tmp_path / "o" / "map.json").exists()
+
+
+def _cell(stat: float, winner: bool) -> dict:
+    return {"stats": {"persona_entropy": stat, "persona_rao": 0.5, "multimodality": -stat}, "winner": winner}
+
+
+def test_predictor_scores_held_out_cells():
+    cells = [_cell(s, s > 0.5) for s in np.linspace(0.0, 1.0, 12)]
+    pred = predictor_accuracy(cells)
+    assert pred["held_out_accuracy"] == 1.0 and pred["n_winner_cells"] == 6
+    assert pred["statistic"] in ("persona_entropy", "multimodality") and 0.4 < abs(pred["threshold"]) < 0.6
+    rng = np.random.default_rng(0)
+    noise = [_cell(float(s), bool(w)) for s, w in zip(rng.random(12), rng.random(12) > 0.5)]
+    assert predictor_accuracy(noise)["held_out_accuracy"] < 0.9  # labels unrelated to the statistic
+
+
+def test_map_end_to_end_writes_json_and_heat_map(tmp_path):
+    mc = MapConfig(knobs={"tastes": [1, 3], "separation": [0.5, 4.0]}, seeds=1, world=SMALL, dim=4, epochs=4,
+                   mmr=[0.5], dpp=[0.5], calibration=[0.5], persona_cal=[0.5], candidates=30)
+    record = run_map(mc, tmp_path / "m", show_progress=False)
+    saved = json.loads((tmp_path / "m" / "map.json").read_text())
+    assert len(saved["cells"]) == 4 and saved["cells"][0]["knobs"] == {"tastes": 1, "separation": 0.5}
+    cell = saved["cells"][3]
+    assert set(cell["ild"]["margins"]) == {"ampcf-k4", "ampcf-k4+personas@0.5"}
+    assert cell["winner"] == (cell["ild"]["best_margin"] >= 0) and "kl" in cell
+    assert set(cell["stats"]) == {"persona_entropy", "persona_rao", "multimodality"}
+    assert 0.0 <= cell["stats"]["persona_entropy"] <= 1.0
+    # one distinct taste per user leaves the personas' weights more concentrated than three tastes do
+    by = {(c["knobs"]["tastes"], c["knobs"]["separation"]): c for c in saved["cells"]}
+    assert by[(1, 4.0)]["stats"]["persona_entropy"] < by[(3, 4.0)]["stats"]["persona_entropy"]
+    assert saved["predictor"]["n_cells"] == 4 and "held-out accuracy" in saved["answer"]
+    assert (tmp_path / "m" / "map.png").stat().st_size > 5000
+    assert record["wall_s"] > 0
