@@ -1,26 +1,36 @@
-"""A campaign end to end: prepare, run sessions, score, report.
+"""A campaign end to end: check the inputs, prepare, run the sessions; drift and A/B on demand.
 
 OUT/ holds everything, and every step can be re-entered:
-    campaign.json     the config and its hash (a folder belongs to one campaign)
+    campaign.json     the config, its hash, and the content hash of every input the campaign reuses
+                      (personas, calibration, trained models): a folder belongs to one campaign made
+                      from one set of inputs, and a changed input is refused on --resume
     personas/         extracted personas (when the config extracts)
     models/           trained recommenders + offline.json (accuracy/diversity table)
     llm_cache/        the LLM response cache (a repeated run is free)
     events.jsonl      one TurnEvent per finished turn, append-only
-    drift.json, ab.json, report.html, summary.md
+    drift.json        `campaign drift` and `campaign report` (the same figures)
+    ab.json           `campaign report`: the config's first variant against its second
+    ab_T_vs_C.json    `campaign ab --control C --treatment T` (never overwritten by the report)
+    report.html, summary.md
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from evals.config import CampaignConfig
-from evals.events import EventLogError, EventWriter, TurnEvent, dumps, events_frame, read_events
-from evals.runner import Progress, Recorder, plan_jobs, run_local, run_ray
+from evals.events import EventLogError, EventWriteError, EventWriter, TurnEvent, dumps, events_frame, read_events
+from evals.inputs import check_output_dir, file_sha256, read_personas_file
+from evals.jobs import WorldArgs, plan_jobs
+from evals.runner import Progress, Recorder, run_local, run_ray
 
 log = logging.getLogger(__name__)
 
@@ -37,94 +47,192 @@ class CampaignResult:
     total_turns: int
     seconds: float
     sessions_s: float
-    report: Path | None
 
     def describe(self) -> str:
-        s = (f"campaign {self.config_hash}: {self.new_turns} new turns ({self.total_turns} in all) in {self.seconds:.0f}s "
-             f"(sessions ran in {self.sessions_s:.2f}s) -> {self.out_dir}")
-        return s + (f"\nreport: {self.report}" if self.report else "")
+        return (f"campaign {self.config_hash}: {self.new_turns} new turns ({self.total_turns} in all) in "
+                f"{self.seconds:.0f}s (sessions ran in {self.sessions_s:.2f}s) -> {self.out_dir}")
 
 
 def _write_json(path: Path, obj) -> None:
+    """Write ``obj`` to ``path`` whole or not at all (a temporary file, then a rename)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(dumps(obj), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(dumps(obj), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise CampaignError(f"cannot write {path} ({exc.strerror or exc}); it is left as it was") from None
 
 
-def claim_out_dir(cfg: CampaignConfig, out: Path, resume: bool) -> list[TurnEvent]:
-    """Make sure OUT belongs to this campaign; return the events already written."""
+def _read_meta(meta_path: Path) -> dict:
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise CampaignError(f"{meta_path}: not a readable campaign record ({str(exc).splitlines()[0]})") from None
+    if not isinstance(meta, dict):
+        raise CampaignError(f"{meta_path}: not a readable campaign record (not a JSON object)")
+    return meta
+
+
+def check_inputs(cfg: CampaignConfig, out: Path) -> None:
+    """Everything the campaign reads, checked before anything is trained or written, so that a typo'd path
+    or a missing package fails at once and leaves no folder claimed by a campaign that cannot run."""
+    from personas.assets import clothing_reviews_parquet, minilm_dir, ml100k_dir
+    from personas.loaders import PACKAGED
+    from simulator.llm import LLMConfigError
+
+    check_output_dir(out)
+    ml100k_dir()
+    source = cfg.personas
+    if source.path:
+        read_personas_file(source.path)
+        if "grounded" in cfg.user_variants:
+            from evals.grounding import split_of
+
+            split_of(source.path)
+    else:
+        minilm_dir()
+        if source.extract == "clothing-reviews":
+            clothing_reviews_parquet()
+        elif source.extract not in PACKAGED and not Path(source.extract).exists():
+            raise CampaignError(f"personas.extract: {source.extract}: no such file or folder "
+                                f"(packaged corpora: {', '.join(PACKAGED)})")
+    try:
+        cfg.llm.check()
+    except LLMConfigError as exc:
+        raise CampaignError(f"field 'llm': {exc}") from None
+
+
+def input_files(cfg: CampaignConfig, out: Path) -> dict[str, Path]:
+    """The files a campaign reuses across resumes, by name: its personas, the grounded users' calibration,
+    its trained models."""
+    from evals.world import _model_names, _personas_path
+
+    personas = _personas_path(cfg, out)
+    files = {"personas": personas}
+    if "grounded" in cfg.user_variants:
+        files["calibration"] = personas.parent / "calibration.json"
+    files.update({f"model {name}": out / "models" / f"{name}.pt" for name in _model_names(cfg)})
+    return files
+
+
+def _check_recorded_inputs(cfg: CampaignConfig, out: Path, meta: dict, n_turns: int) -> None:
+    """Each input campaign.json records must still be there with the same content."""
+    files = input_files(cfg, out)
+    for name, digest in (meta.get("inputs") or {}).items():
+        path = files.get(name)
+        if path is None:
+            continue
+        made = f"the campaign in {out} was made with it ({n_turns} turns on disk)"
+        if not path.is_file():
+            raise CampaignError(f"{path}: missing, but {made} (sha256 {digest[:12]}): restore it, or choose "
+                                "another --out")
+        now = file_sha256(path)
+        if now != digest:
+            raise CampaignError(f"{path}: changed since {made} (sha256 {digest[:12]} -> {now[:12]}): resuming "
+                                f"would mix two {name} versions in one log; restore it, or choose another --out")
+
+
+def record_inputs(cfg: CampaignConfig, out: Path) -> None:
+    """After `prepare`: write the content hash of every input not yet in campaign.json."""
+    meta_path = out / "campaign.json"
+    meta = _read_meta(meta_path)
+    recorded = meta.get("inputs") or {}
+    new = {}
+    for name, path in input_files(cfg, out).items():
+        if name in recorded:
+            continue
+        if not path.is_file():  # prepare() skips training when offline.json is there
+            hint = (f", though {out / 'models' / 'offline.json'} says the models were trained: delete "
+                    f"{out / 'models'} to train them again") if name.startswith("model ") else ""
+            raise CampaignError(f"{path}: no such file{hint}")
+        new[name] = file_sha256(path)
+    if new:
+        _write_json(meta_path, {**meta, "inputs": {**recorded, **new}})
+
+
+def _own_events(events: Iterable[TurnEvent], chash: str, path: Path) -> Iterator[TurnEvent]:
+    for e in events:
+        if e.config_hash != chash:
+            raise CampaignError(f"{path} holds events of another config ({e.config_hash}): choose another --out")
+        yield e
+
+
+def claim_out_dir(cfg: CampaignConfig, out: Path, resume: bool) -> Progress:
+    """Make sure OUT belongs to this campaign and its inputs; return what is on disk already."""
     out.mkdir(parents=True, exist_ok=True)
     meta_path, events_path = out / "campaign.json", out / "events.jsonl"
     chash = cfg.config_hash()
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("config_hash") != chash:
-            raise CampaignError(
-                f"{out} holds campaign {meta.get('name')!r} (config {meta.get('config_hash')}), "
-                f"not this config ({chash}): choose another --out"
-            )
-    elif events_path.exists() and events_path.stat().st_size:
+    meta = _read_meta(meta_path) if meta_path.exists() else None
+    if meta is not None and meta.get("config_hash") != chash:
+        raise CampaignError(
+            f"{out} holds campaign {meta.get('name')!r} (config {meta.get('config_hash')}), "
+            f"not this config ({chash}): choose another --out"
+        )
+    if meta is None and events_path.exists() and events_path.stat().st_size:
         raise CampaignError(f"{events_path} exists but {meta_path} does not: not a personasim campaign folder")
     try:
-        events = list(read_events(events_path))
+        progress = Progress.from_events(_own_events(read_events(events_path), chash, events_path), cfg.turns)
     except EventLogError as exc:
         raise CampaignError(str(exc)) from None
-    foreign = {e.config_hash for e in events} - {chash}
-    if foreign:
-        raise CampaignError(f"{events_path} holds events of other configs {sorted(foreign)}: choose another --out")
-    if events and not resume:
-        raise CampaignError(f"{out} already has {len(events)} turns of this campaign: pass --resume to finish it")
-    if not meta_path.exists():
+    if meta is not None:
+        _check_recorded_inputs(cfg, out, meta, len(progress.written))
+    if progress.written and not resume:
+        raise CampaignError(f"{out} already has {len(progress.written)} turns of this campaign: pass --resume to "
+                            "finish it")
+    if meta is None:
         _write_json(meta_path, {"name": cfg.name, "config_hash": chash, "config": cfg.model_dump(mode="json")})
-    return events
+    return progress
 
 
 def load_campaign(run_dir: str | Path) -> CampaignConfig:
     meta_path = Path(run_dir) / "campaign.json"
     if not meta_path.exists():
         raise CampaignError(f"{run_dir}: no campaign.json; run `personasim campaign run CONFIG --out {run_dir}` first")
-    return CampaignConfig.model_validate(json.loads(meta_path.read_text(encoding="utf-8"))["config"])
+    return CampaignConfig.model_validate(_read_meta(meta_path).get("config"))
 
 
-def run_campaign(cfg: CampaignConfig, out: str | Path, *, resume: bool = False, report: bool = True,
+def run_campaign(cfg: CampaignConfig, out: str | Path, *, resume: bool = False,
                  show_progress: bool = True) -> CampaignResult:
+    """Check the inputs, claim OUT, prepare (personas, calibration, models: once, reused on resume), then run
+    every session not yet on disk. The report is `evals.summary.write_campaign_report`."""
     from evals.world import CampaignWorld, prepare
 
     out = Path(out)
     started = time.perf_counter()
-    done = claim_out_dir(cfg, out, resume)
-    prepare(cfg, out, show_progress=show_progress)  # personas + models: built once, reused on resume
+    check_inputs(cfg, out)
+    progress = claim_out_dir(cfg, out, resume)
+    prepare(cfg, out, show_progress=show_progress)
+    record_inputs(cfg, out)
     jobs = plan_jobs(cfg.seed, cfg.variants, cfg.user_variants, CampaignWorld.n_users(cfg, out), cfg.runs_per_user)
-    progress = Progress.from_events(done, cfg.turns)
     events_path = out / "events.jsonl"
+    world_args = WorldArgs(cfg.model_dump_json(), str(out))
     try:
         with EventWriter(events_path) as writer:
             recorder = Recorder(writer, progress)
             if cfg.executor == "ray":
                 sessions_started = time.perf_counter()  # Ray workers build their worlds inside this
-                run_ray((cfg.model_dump_json(), str(out)), jobs, recorder, cfg.ray_address, show_progress)
+                run_ray(world_args, jobs, recorder, cfg.ray_address, show_progress)
             else:
                 import asyncio
 
-                world = CampaignWorld.load(cfg.model_dump_json(), str(out))
+                world = CampaignWorld.load(*world_args)
                 sessions_started = time.perf_counter()
                 try:
                     asyncio.run(run_local(world, jobs, recorder, cfg.sessions_in_flight, show_progress))
                 finally:
                     world.close()
-    except OSError as exc:
-        n = len(progress.written)
-        raise CampaignError(
-            f"cannot write {events_path} ({exc.strerror or exc}): the {n} turns written so far are safe; "
-            f"fix it and rerun with --resume"
-        ) from None
-    sessions_s = time.perf_counter() - sessions_started
-    report_path = write_report(out)[0] if report else None
+    except EventWriteError as exc:
+        raise CampaignError(f"{exc}: the {len(progress.written)} turns written so far are safe; fix it and rerun "
+                            "with --resume") from None
     return CampaignResult(out, cfg.config_hash(), recorder.new_turns, len(progress.written),
-                          time.perf_counter() - started, sessions_s, report_path)
+                          time.perf_counter() - started, time.perf_counter() - sessions_started)
 
 
 def _frame(run_dir: Path):
+    if not Path(run_dir).is_dir():
+        raise CampaignError(f"{run_dir}: no such campaign folder")
     try:
         return events_frame(Path(run_dir) / "events.jsonl")
     except EventLogError as exc:
@@ -142,20 +250,20 @@ def write_drift(run_dir: str | Path, embed=None) -> tuple[Path, dict]:
     return path, report
 
 
+def ab_file_name(control: str, treatment: str) -> str:
+    """`campaign ab`'s file: ab_TREATMENT_vs_CONTROL.json (`campaign report` writes ab.json)."""
+    return f"ab_{treatment}_vs_{control}.json"
+
+
 def write_ab(run_dir: str | Path, control: str, treatment: str, *, seed: int = 0) -> tuple[Path, list[dict]]:
+    """RUN_DIR/ab_TREATMENT_vs_CONTROL.json: the A/B of two variants of the campaign's events."""
     from evals.ab import ab_table
 
     run_dir = Path(run_dir)
+    for option, name in (("--control", control), ("--treatment", treatment)):
+        if not re.fullmatch(r"[A-Za-z0-9_.+@-]+", name):
+            raise CampaignError(f"{option} {name!r}: not a variant name (letters, digits, + . _ @ -)")
     rows = ab_table(_frame(run_dir), control, treatment, seed=seed)
-    path = run_dir / "ab.json"
+    path = run_dir / ab_file_name(control, treatment)
     _write_json(path, {"control": control, "treatment": treatment, "seed": seed, "rows": rows})
     return path, rows
-
-
-def write_report(run_dir: str | Path) -> tuple[Path, list[str]]:
-    """report.html and summary.md (and drift.json, ab.json) of a campaign folder: one code path with
-    `personasim campaign report` (`evals.summary.write_campaign_report`); returns the report's path and
-    the warnings about missing inputs."""
-    from evals.summary import write_campaign_report
-
-    return write_campaign_report(run_dir)

@@ -1,16 +1,24 @@
 """The `personasim` command line. Each group lives in evals/commands/<group>.py.
 
 Command modules import heavy libraries (torch, llama_cpp, ...) inside the
-command bodies so that `personasim --help` stays instant.
+command bodies so that `personasim --help` stays instant. Every failure is one
+`error: ...` line and exit code 2 (evals/commands/errors.py): `main` is the
+console entry point (`personasim`, `python -m evals.cli`).
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
 import typer
 
 from evals.commands import campaign, llm, personas, recsys, simulate, validate
+from evals.commands.errors import GuardedGroup, run
 
 app = typer.Typer(
+    cls=GuardedGroup,
     help="personasim: LLM-driven synthetic users for evaluating persona-mixture recommenders.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -28,5 +36,10 @@ app.command("calibrate", help="Fit grounded users' decision weights on the train
 app.add_typer(validate.app, name="validate", help="Fidelity of simulated users to held-out real behaviour.")
 
 
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """`personasim ...`: run a command; any failure is one `error:` line on stderr and exit code 2."""
+    sys.exit(run(app, argv))
+
+
 if __name__ == "__main__":
-    app()
+    main()

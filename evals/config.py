@@ -10,8 +10,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from evals.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
+from evals.jobs import ExecutorName
+
 MODELS = ("pop", "mf", "ampcf")
-RERANKERS = ("mmr", "dpp", "calibration")
+RERANKERS = ("mmr", "dpp", "calibration", "personas")  # personas: persona-mixture calibration, AMP-CF only
 
 
 class ConfigError(ValueError):
@@ -39,6 +42,23 @@ class LLMSettings(_Strict):
             return dict(model_path=self.model, n_threads=self.n_threads)
         return dict(model=self.model)
 
+    def check(self) -> None:
+        """LLMConfigError unless the backend exists and has what it needs (model file, model name, API key),
+        found without loading a model or sending a request; a missing packaged model is AssetMissingError."""
+        from simulator.llm import BACKENDS, LLMConfigError, create_backend
+
+        if self.backend not in BACKENDS:
+            raise LLMConfigError(f"unknown LLM backend {self.backend!r}; choose one of: {', '.join(sorted(BACKENDS))}")
+        if self.backend == "embedded":
+            if self.model is None:
+                from personas.assets import smollm2_gguf
+
+                smollm2_gguf()
+            elif not Path(self.model).is_file():
+                raise LLMConfigError(f"model file {self.model} does not exist; pass a .gguf path")
+        elif self.backend == "openai":
+            create_backend(self.backend, **self.backend_options())  # checks the model name and the key; sends nothing
+
 
 class PersonaSource(_Strict):
     path: str | None = Field(None, description="an existing personas.jsonl")
@@ -60,7 +80,7 @@ class GroundingSettings(_Strict):
     """Grounded users (user variant 'grounded'): calibration and decision noise."""
 
     calibration_users: int = Field(100, ge=10, description="training users whose later training ratings are fitted")
-    temperature: float = Field(0.25, ge=0, description="decision noise temperature (0 = always the likeliest)")
+    temperature: float = Field(0.0, ge=0, description="decision noise temperature (0 = always the likeliest; see simulator/choice.py for why that is the default)")
     llm_feature: bool = Field(True, description="the LLM's yes-probability is a feature of the decision")
     twins: bool = Field(True, description="each grounded user twins a real member of its persona (else persona-level)")
 
@@ -95,7 +115,7 @@ class CampaignConfig(_Strict):
     grounding: GroundingSettings = Field(default_factory=GroundingSettings)
     fidelity: str | None = Field(None, description="a fidelity.json from `personasim validate fidelity` to show in "
                                  "the report (default: OUT/fidelity.json when present)")
-    executor: Literal["local", "ray"] = "local"
+    executor: ExecutorName = "local"
     ray_address: str | None = Field(None, description="Ray cluster address; None starts a local Ray")
     sessions_in_flight: int = Field(8, ge=1, description="sessions run concurrently (local executor)")
 
@@ -104,7 +124,7 @@ class CampaignConfig(_Strict):
     def _known_variants(cls, variants: list[str]) -> list[str]:
         for v in variants:
             model, _, reranker = v.partition("+")
-            if model not in MODELS or (reranker and reranker not in RERANKERS):
+            if model not in MODELS or (reranker and reranker not in RERANKERS) or (reranker == "personas" and model != "ampcf"):
                 raise ValueError(
                     f"unknown variant {v!r}: use MODEL[+RERANKER] with MODEL in {MODELS} and RERANKER in {RERANKERS}"
                 )
@@ -122,9 +142,9 @@ def load_config(path: str | Path) -> CampaignConfig:
     """Read and validate a YAML config; raise ConfigError naming file and field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        raw = yaml.safe_load(read_text(path, "campaign config", SMALL_FILE_BYTES))
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
@@ -132,8 +152,4 @@ def load_config(path: str | Path) -> CampaignConfig:
     try:
         return CampaignConfig.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{path}: field {field!r}: {msg}{more}") from None
+        raise ConfigError(f"{path}: {first_error(exc)}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,29 +62,49 @@ class EventLogError(RuntimeError):
     """An events file that belongs to another campaign or cannot be read."""
 
 
-def read_events(path: str | Path) -> Iterator[TurnEvent]:
-    """Yield every complete event; a torn final line (crash mid-write) is skipped."""
+class EventWriteError(RuntimeError):
+    """A record that could not be appended (disk full, read-only folder): the lines before it are intact."""
+
+
+Record = TypeVar("Record", bound=BaseModel)
+
+
+def read_records(path: str | Path, model: type[Record], what: str) -> Iterator[Record]:
+    """Yield every complete line of ``path`` as a ``model``; a torn final line (crash mid-write) is skipped.
+    A line that is not a ``what`` (not UTF-8, not JSON, another schema) is an EventLogError naming file and line."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             if not raw.endswith(b"\n"):
-                return  # torn tail from a crash: the turn is redone on resume
+                return  # torn tail from a crash: the record is redone on resume
             try:
-                yield TurnEvent.model_validate_json(raw)
+                yield model.model_validate_json(raw)
             except ValueError as exc:
-                raise EventLogError(f"{path}:{lineno}: not a personasim turn event ({str(exc).splitlines()[0]})") from None
+                raise EventLogError(f"{path}:{lineno}: not a {what} ({str(exc).splitlines()[0]})") from None
+
+
+def read_events(path: str | Path) -> Iterator[TurnEvent]:
+    """Yield every complete event; a torn final line (crash mid-write) is skipped."""
+    return read_records(path, TurnEvent, "personasim turn event")
 
 
 class EventWriter:
-    """Appends events durably. Truncates a torn tail first so lines never merge."""
+    """Appends records (pydantic models, one JSON line each) durably. Truncates a torn tail first so lines
+    never merge. Any OSError becomes EventWriteError naming the file."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._truncate_torn_tail()
-        self._fh = open(self.path, "ab")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._truncate_torn_tail()
+            self._fh = open(self.path, "ab")
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: OSError) -> EventWriteError:
+        return EventWriteError(f"cannot write {self.path} ({exc.strerror or exc})")
 
     def _truncate_torn_tail(self) -> None:
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -94,13 +114,19 @@ class EventWriter:
             if not data.endswith(b"\n"):
                 fh.truncate(data.rfind(b"\n") + 1)
 
-    def write(self, event: TurnEvent) -> None:
-        self._fh.write(event.model_dump_json().encode("utf-8") + b"\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+    def write(self, record: BaseModel) -> None:
+        try:
+            self._fh.write(record.model_dump_json().encode("utf-8") + b"\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise self._error(exc) from None
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:
+            pass  # a failed flush was already reported by write(); the lines before it are on disk
 
     def __enter__(self) -> "EventWriter":
         return self

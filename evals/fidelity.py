@@ -61,7 +61,7 @@ class FidelityConfig(BaseModel):
     positives: int = Field(2, ge=1, description="held-out positives per user (each with up to 9 negatives per kind)")
     rated: int = Field(5, ge=1, description="held-out rated items per user for the rating error")
     calibration_users: int = Field(150, ge=10)
-    temperature: float = Field(0.25, ge=0, description="decision noise of the grounded users")
+    temperature: float = Field(0.0, ge=0, description="decision noise of the grounded users (0: the calibrated decision, as in campaigns)")
     use_llm: bool = Field(True, description="the LLM judgement is a feature of the decision")
     ab_users: int = Field(30, ge=0, description="twins that meet each recommender (A/B fidelity); 0 = skip")
     ab_turns: int = Field(3, ge=1)

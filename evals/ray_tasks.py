@@ -12,18 +12,17 @@ import asyncio
 import ray
 
 from evals.events import TurnEvent
-from evals.runner import Job
+from evals.jobs import Job, WorldArgs
+from evals.world import CampaignWorld
 
-_WORLDS: dict[tuple, tuple[object, asyncio.AbstractEventLoop]] = {}
+_WORLDS: dict[WorldArgs, tuple[CampaignWorld, asyncio.AbstractEventLoop]] = {}
 
 
 @ray.remote(num_cpus=1)
-def run_job_task(make_world_args: tuple, job: Job) -> list[str]:
-    from evals.world import CampaignWorld
-
-    if make_world_args not in _WORLDS:
-        _WORLDS[make_world_args] = (CampaignWorld.load(*make_world_args), asyncio.new_event_loop())
-    world, loop = _WORLDS[make_world_args]
+def run_job_task(world_args: WorldArgs, job: Job) -> list[str]:
+    if world_args not in _WORLDS:
+        _WORLDS[world_args] = (CampaignWorld.load(*world_args), asyncio.new_event_loop())
+    world, loop = _WORLDS[world_args]
     events: list[TurnEvent] = []
     loop.run_until_complete(world.run_job(job, events.append))
     return [e.model_dump_json() for e in events]

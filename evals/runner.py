@@ -10,80 +10,60 @@ turn). A finished session is skipped; an unfinished one is run again from its
 start (deterministic from its seed, and its earlier LLM answers come from the
 cache) and only the turns not yet on disk are written. So a campaign killed at
 any point, even by SIGKILL, ends with exactly the turns of an uninterrupted run.
+A replayed turn must equal the one on disk (all but its wall time); where it
+does not (no cache, a server that ignores the seed) the run stops with
+ReplayMismatchError naming the session and turn, rather than mix two histories.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from tqdm import tqdm
 
-from evals.events import EventWriter, TurnEvent
-from simulator.layers import derive_seed  # one seed derivation for sessions and the turns inside them
+from evals.events import EventWriter, TurnEvent, read_events
+from evals.jobs import Job, World, WorldArgs, plan_jobs, user_id_for, user_index  # noqa: F401 (plan_jobs, user_id_for: re-exported)
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Job:
-    variant: str
-    user_variant: str
-    user_index: int
-    run: int
-    seed: int
-
-    @property
-    def session_key(self) -> tuple[str, str, int, int]:
-        return (self.variant, self.user_variant, self.user_index, self.run)
+#: Fields a replayed turn may legitimately change: wall time.
+REPLAY_EXCLUDE = {"latency_s"}
 
 
-class World(Protocol):
-    """Everything a session needs (users, recommenders, LLM), built once per process."""
+def replay_digest(event: TurnEvent) -> bytes:
+    """What a replayed turn must reproduce exactly: everything but its wall time."""
+    return hashlib.blake2b(event.model_dump_json(exclude=REPLAY_EXCLUDE).encode("utf-8"), digest_size=16).digest()
 
-    async def run_job(self, job: Job, on_turn: Callable[[TurnEvent], None]) -> None: ...
 
-
-def plan_jobs(campaign_seed: int, variants: Iterable[str], user_variants: Iterable[str], n_users: int, runs: int) -> list[Job]:
-    return [
-        Job(v, uv, u, r, derive_seed(campaign_seed, "session", uv, u, r))
-        for uv in user_variants
-        for u in range(n_users)
-        for r in range(runs)
-        for v in variants
-    ]
+class ReplayMismatchError(RuntimeError):
+    """A resumed session replayed a turn that differs from the one on disk: its later turns would rest on
+    another history, so the campaign stops instead of mixing the two."""
 
 
 @dataclass
 class Progress:
-    """What is on disk already: written turn keys and finished sessions."""
+    """What is on disk already: each written turn's key and replay digest, and the finished sessions."""
 
-    written: set[tuple]
+    written: dict[tuple, bytes]
     finished: set[tuple]
 
     @classmethod
     def from_events(cls, events: Iterable[TurnEvent], turns: int) -> "Progress":
-        written, finished = set(), set()
+        written, finished = {}, set()
         for e in events:
-            written.add(e.key)
+            written[e.key] = replay_digest(e)
             if e.stop or e.turn == turns - 1:
-                finished.add((e.variant, e.user_variant, _user_index(e.user_id), e.run))
+                finished.add((e.variant, e.user_variant, user_index(e.user_id), e.run))
         return cls(written, finished)
 
 
-def _user_index(user_id: str) -> int:
-    return int(user_id.rsplit("-", 1)[1])
-
-
-def user_id_for(index: int) -> str:
-    return f"user-{index:04d}"
-
-
 class Recorder:
-    """Writes each turn once, whatever retries or resumes produce."""
+    """Writes each turn once, whatever retries or resumes produce; a turn already on disk is checked,
+    not written again."""
 
     def __init__(self, writer: EventWriter, progress: Progress):
         self.writer = writer
@@ -91,11 +71,26 @@ class Recorder:
         self.new_turns = 0
 
     def __call__(self, event: TurnEvent) -> None:
-        if event.key in self.progress.written:
+        digest = replay_digest(event)
+        known = self.progress.written.get(event.key)
+        if known is not None:
+            if known != digest:
+                raise ReplayMismatchError(self._mismatch(event))
             return
         self.writer.write(event)
-        self.progress.written.add(event.key)
+        self.progress.written[event.key] = digest
         self.new_turns += 1
+
+    def _mismatch(self, event: TurnEvent) -> str:
+        """One line naming the session, the turn and the fields that differ (read back from disk: rare)."""
+        stored = next((e for e in read_events(self.writer.path) if e.key == event.key), None)
+        fields = sorted(k for k in TurnEvent.model_fields if k not in REPLAY_EXCLUDE
+                        and (stored is None or getattr(stored, k) != getattr(event, k)))
+        return (f"{self.writer.path}: session (variant {event.variant}, user variant {event.user_variant}, "
+                f"{event.user_id}, run {event.run}) replayed turn {event.turn} differently from the turn on disk "
+                f"({', '.join(fields) or 'fields'} differ): the LLM's answers are not reproducible here (response "
+                f"cache off, or a server that ignores the seed), so resuming would mix two histories; "
+                f"run the campaign into a new --out")
 
 
 async def run_local(world: World, jobs: list[Job], recorder: Recorder, in_flight: int, show_progress: bool = True) -> None:
@@ -115,7 +110,8 @@ async def run_local(world: World, jobs: list[Job], recorder: Recorder, in_flight
         bar.close()
 
 
-def run_ray(make_world_args: tuple, jobs: list[Job], recorder: Recorder, address: str | None, show_progress: bool = True) -> None:
+def run_ray(world_args: WorldArgs, jobs: list[Job], recorder: Recorder, address: str | None,
+            show_progress: bool = True) -> None:
     """The same jobs as Ray tasks; the driver writes the turns as sessions finish.
 
     Each worker process builds its own World once (from the config and the
@@ -128,7 +124,7 @@ def run_ray(make_world_args: tuple, jobs: list[Job], recorder: Recorder, address
     todo = [j for j in jobs if j.session_key not in recorder.progress.finished]
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    pending = [run_job_task.remote(make_world_args, job) for job in todo]
+    pending = [run_job_task.remote(world_args, job) for job in todo]
     bar = tqdm(total=len(todo), desc="sessions (ray)", unit="session", disable=not show_progress)
     try:
         while pending:

@@ -204,7 +204,7 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
 def write_campaign_report(run_dir: str | Path) -> tuple[Path, list[str]]:
     """Render RUN_DIR/report.html and summary.md from whatever the folder holds; return the report's
     path and one warning line per missing or damaged input. It also rewrites drift.json and ab.json
-    when there are events (`campaign run` ends here too, through `evals.campaign.write_report`). CampaignError when there is nothing to
+    when there are events (`campaign run` ends here too). CampaignError when there is nothing to
     report: no campaign.json, or neither events nor personas."""
     from evals.campaign import CampaignError, _write_json, load_campaign
     from evals.report import render_report

@@ -17,7 +17,7 @@ import numpy as np
 
 from evals.config import CampaignConfig
 from evals.events import TurnEvent
-from evals.runner import Job, user_id_for
+from evals.jobs import Job, user_id_for
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +153,14 @@ def movielens_items(ds):
     return items, [float(c) for c in counts]
 
 
-def fold_in_seed(campaign_seed: int, job: Job) -> int:
-    """The recommender's fold-in seed for a job: the user's, not the run's. The same likes then give the
-    same slate in every run, so run-to-run drift measures the simulated user, not the recommender's
-    initialisation."""
+def user_seed(campaign_seed: int, job: Job, purpose: str) -> int:
+    """A seed that belongs to the simulated user, not the run: the onboarding pool ("pool") and the
+    recommender's fold-in ("fold-in") are the same in every run of a user (and under every recommender),
+    so the same choices give the same slates, and run-to-run drift measures the simulated user, not the
+    recommender's initialisation or a different set of items to onboard from."""
     from simulator import derive_seed
 
-    return derive_seed(campaign_seed, "fold-in", job.variant, job.user_variant, job.user_index)
+    return derive_seed(campaign_seed, purpose, job.user_variant, job.user_index)
 
 
 class RecsysAdapter:
@@ -201,8 +202,12 @@ class RecsysAdapter:
         self._refold()
         scores = self.model.score_params(self.params) if self.params is not None else self.popularity
         emb = self.model.item_embeddings() if hasattr(self.model, "item_embeddings") else None
-        picked = slate(scores, k, exclude=np.fromiter(self.shown, dtype=np.int64), reranker=self.reranker,
-                       genres=self.genres, embeddings=emb, history=np.asarray(self.liked, dtype=np.int64))
+        att, reranker = None, self.reranker
+        if reranker is not None and reranker.kind == "personas":  # persona-mixture calibration: the user's attention
+            att = self.model.explain_params(self.params, np.arange(len(scores))) if self.params is not None else None
+            reranker = reranker if att is not None else None  # no likes yet: popularity, nothing to calibrate to
+        picked = slate(scores, k, exclude=np.fromiter(self.shown, dtype=np.int64), reranker=reranker,
+                       genres=self.genres, embeddings=emb, history=np.asarray(self.liked, dtype=np.int64), attention=att)
         self.shown.update(int(i) for i in picked)
         out = [self.items[int(i)] for i in picked]
         if self.params is not None and getattr(self.model, "k", 1) > 1:
@@ -271,18 +276,19 @@ class CampaignWorld:
         return RecsysAdapter(self.models[base], reranker, self.items, self.popularity, self.genres, seed)
 
     async def run_job(self, job: Job, on_turn) -> None:
-        from simulator import SessionSettings, derive_seed, run_session, sample_pool
+        from simulator import SessionSettings, run_session, sample_pool
 
         cfg = self.cfg
         profile = self.users[job.user_variant][job.user_index]
-        pool = sample_pool(self.items, self.popularity, cfg.recsys.onboarding_pool, derive_seed(job.seed, "pool"))
+        pool = sample_pool(self.items, self.popularity, cfg.recsys.onboarding_pool, user_seed(cfg.seed, job, "pool"))
 
         def record(turn) -> None:
             on_turn(TurnEvent.from_turn(turn, config_hash=self.config_hash, seed=job.seed,
                                         model=turn.model or self.llm.model, backend=self.llm.name,
                                         variant=job.variant, user_variant=job.user_variant, run=job.run))
 
-        await run_session(profile, self.recommender(job.variant, fold_in_seed(cfg.seed, job)), cfg.turns, job.seed, self.llm,
+        recommender = self.recommender(job.variant, user_seed(cfg.seed, job, "fold-in"))
+        await run_session(profile, recommender, cfg.turns, job.seed, self.llm,
                           settings=SessionSettings(best_of=cfg.best_of, slate_size=cfg.slate_size,
                                                    reshow_from=cfg.reshow_from), pool=pool,
                           meta={"config_hash": self.config_hash, "variant": job.variant, "run": job.run},

@@ -84,6 +84,11 @@ def test_reference_run_writes_every_artifact(reference):
     assert len(sessions) == 2 * 2 * 2 * 2  # variants x user variants x users x runs
     for name in ("campaign.json", "events.jsonl", "drift.json", "ab.json", "report.html", "summary.md", "models/offline.json"):
         assert (reference / name).exists(), name
+    from evals.inputs import file_sha256  # the content the campaign is pinned to (checked on --resume)
+
+    assert json.loads((reference / "campaign.json").read_text())["inputs"] == {
+        "personas": file_sha256(CONFIG["personas"]["path"]),
+        **{f"model {m}": file_sha256(reference / "models" / f"{m}.pt") for m in ("mf", "ampcf")}}
     first = json.loads((reference / "events.jsonl").read_text().splitlines()[0])
     assert first["config_hash"] and first["model"].startswith("SmolLM2") and first["seed"] > 0
     drift = json.loads((reference / "drift.json").read_text())
@@ -135,6 +140,32 @@ def test_kill_9_then_resume_gives_exactly_the_uninterrupted_turns(server_config,
     assert _turns(_ran(config_file, out, "--resume")) == _turns(reference)
 
 
+def test_a_resumed_turn_that_differs_from_disk_stops_the_run_and_names_it(server_config, server_reference, tmp_path):
+    """What a resume against a server that ignores the seed (or with the cache off) would meet: the turn on
+    disk and the replayed one differ. Here the disk is edited instead, so the replay is the honest one."""
+    import shutil
+
+    out = tmp_path / "edited"
+    shutil.copytree(server_reference, out)
+    lines = (out / "events.jsonl").read_text().splitlines(keepends=True)
+    first = next(i for i, ln in enumerate(lines) if json.loads(ln)["turn"] == 0 and not json.loads(ln)["stop"])
+    e = json.loads(lines[first])
+    last = next(i for i, ln in enumerate(lines) if all(json.loads(ln)[k] == e[k] for k in
+                                                        ("variant", "user_variant", "user_id", "run"))
+                and json.loads(ln)["turn"] == 1)
+    lines[first] = json.dumps({**e, "utterance": e["utterance"] + " (edited)"}) + "\n"
+    del lines[last]  # the session is unfinished, so a resume replays it from turn 0
+    (out / "events.jsonl").write_text("".join(lines))
+    before = (out / "events.jsonl").read_bytes()
+    res = _run(server_config, out, "--resume", "--no-report", timeout=600)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert f"variant {e['variant']}, user variant {e['user_variant']}, {e['user_id']}, run {e['run']}" in line
+    assert "replayed turn 0 differently" in line and "utterance" in line
+    assert (out / "events.jsonl").read_bytes() == before
+
+
 def test_ray_executor_matches_local(server_config, server_reference, tmp_path):
     out = _ran(server_config, tmp_path / "ray", "--no-report", "--executor", "ray", timeout=600)
     assert len(_turns(out)) == len(_turns(server_reference)) > 0
@@ -145,10 +176,12 @@ def test_drift_and_ab_commands_on_a_run(reference):
     res = _cli("campaign", "drift", str(reference))
     assert res.returncode == 0, res.stderr
     assert "layered" in res.stdout and "naive" in res.stdout
+    report_ab = (reference / "ab.json").read_bytes()
     res = _cli("campaign", "ab", str(reference), "--control", "mf", "--treatment", "ampcf")
     assert res.returncode == 0, res.stderr
-    rows = json.loads((reference / "ab.json").read_text())["rows"]
+    rows = json.loads((reference / "ab_ampcf_vs_mf.json").read_text())["rows"]
     assert {r["metric"] for r in rows} >= {"acceptance_rate", "mean_rating"}
+    assert (reference / "ab.json").read_bytes() == report_ab  # `campaign ab` and the report keep their own files
     bad = _cli("campaign", "ab", str(reference), "--control", "mf", "--treatment", "mf+dpp")
     assert bad.returncode == 2 and "mf+dpp" in bad.stderr and "Traceback" not in bad.stderr
 

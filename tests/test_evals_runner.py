@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from evals.events import EventWriter, TurnEvent, read_events
-from evals.runner import Progress, Recorder, derive_seed, plan_jobs, run_local, user_id_for
+from evals.jobs import derive_seed, plan_jobs, user_id_for
+from evals.runner import Progress, Recorder, ReplayMismatchError, run_local
 
 TURNS = 4
 
@@ -79,3 +82,96 @@ def test_resume_after_crash_and_torn_line_gives_exactly_the_uninterrupted_turns(
     got = sorted((e.key, e.utterance) for e in read_events(crashed))
     assert got == expected  # nothing lost, nothing duplicated
     assert _run(crashed, CountingWorld(), jobs) == 0  # a finished campaign writes nothing more
+
+
+class DivergingWorld(CountingWorld):
+    """Replays differ from the first run from turn ``from_turn`` on (an LLM without cache or seed)."""
+
+    def __init__(self, from_turn: int):
+        super().__init__()
+        self.from_turn = from_turn
+
+    async def run_job(self, job, on_turn):
+        def changed(event):
+            if event.turn >= self.from_turn:
+                event = event.model_copy(update={"utterance": event.utterance + " (said otherwise)"})
+            on_turn(event)
+
+        await super().run_job(job, changed)
+
+
+def test_a_replayed_turn_that_differs_from_disk_stops_the_resume_and_names_it(tmp_path):
+    jobs = plan_jobs(0, ["mf"], ["layered"], n_users=1, runs=1)
+    path = tmp_path / "events.jsonl"
+    try:
+        _run(path, CountingWorld(crash_after=2), jobs)  # the session's first two turns on disk
+    except SimulatedCrash:
+        pass
+    before = path.read_bytes()
+    written = list(read_events(path))
+    assert len(written) == 2 and max(e.turn for e in written) == 1
+    with pytest.raises(ReplayMismatchError) as info:
+        _run(path, DivergingWorld(from_turn=1), jobs)
+    msg = str(info.value)
+    e = next(e for e in written if e.turn == 1)
+    assert f"{e.user_id}, run {e.run}" in msg and "replayed turn 1" in msg and "utterance" in msg
+    assert "\n" not in msg and str(path) in msg
+    assert path.read_bytes().startswith(before)  # nothing on disk was changed
+    assert [x.key for x in read_events(path)][:2] == [x.key for x in written]
+
+
+def test_a_replay_that_only_takes_longer_is_not_a_mismatch(tmp_path):
+    jobs = plan_jobs(0, ["mf"], ["layered"], n_users=1, runs=1)
+    path = tmp_path / "events.jsonl"
+    try:
+        _run(path, CountingWorld(crash_after=2), jobs)
+    except SimulatedCrash:
+        pass
+
+    class Slower(CountingWorld):
+        async def run_job(self, job, on_turn):
+            await super().run_job(job, lambda e: on_turn(e.model_copy(update={"latency_s": e.latency_s + 9.0})))
+
+    assert _run(path, Slower(), jobs) == TURNS - 2
+
+
+def test_job_types_are_a_leaf_and_evals_imports_form_no_circle():
+    """Every import in evals/ (module level and inside functions) goes one way; evals.jobs loads alone."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in (root / "evals").rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                deps |= {m for m in [node.module, *(f"{node.module}.{a.name}" for a in node.names)] if m in modules}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name in modules}
+        graph[name] = deps - {name, "evals", "evals.commands"}
+    assert graph["evals.world"] >= {"evals.jobs"} and "evals.runner" not in graph["evals.world"]
+    assert not graph["evals.jobs"] & set(modules) - {"evals.events"}
+
+    def cycle_from(start, node, seen):
+        for nxt in graph[node]:
+            if nxt == start:
+                return [node, nxt]
+            if nxt not in seen:
+                seen.add(nxt)
+                found = cycle_from(start, nxt, seen)
+                if found:
+                    return [node, *found]
+        return None
+
+    cycles = {m: c for m in graph if (c := cycle_from(m, m, set()))}
+    assert not cycles, cycles
+
+    code = ("import sys, evals.jobs; loaded = {m for m in sys.modules if m.startswith('evals.')}; "
+            "assert loaded == {'evals.jobs'}, loaded")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert proc.returncode == 0, proc.stderr

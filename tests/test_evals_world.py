@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from evals.runner import plan_jobs
-from evals.world import RecsysAdapter, fold_in_seed
+from evals.world import RecsysAdapter, user_seed
 from recsys import AMPCF, TrainConfig
 from simulator.catalog import Feedback, Item
 from tests.recsys_fixtures import planted
@@ -54,18 +54,21 @@ def test_the_fold_in_seed_is_the_users_so_the_same_likes_give_the_same_slate_in_
     model = AMPCF(TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax", seed=0), k=2).fit(train)
     items = [Item(id=f"i{j}", title=f"movie {j}", facets={"genres": [f"g{c}"]}) for j, c in enumerate(item_cluster)]
     pop = np.asarray(train.sum(0)).ravel()
-    jobs = plan_jobs(7, ["ampcf"], ["layered"], n_users=2, runs=2)
+    jobs = plan_jobs(7, ["ampcf", "mf"], ["layered"], n_users=2, runs=2)
     run0, run1 = (next(j for j in jobs if j.user_index == 0 and j.run == r) for r in (0, 1))
-    assert run0.seed != run1.seed and fold_in_seed(7, run0) == fold_in_seed(7, run1)
+    assert run0.seed != run1.seed and user_seed(7, run0, "fold-in") == user_seed(7, run1, "fold-in")
     other_user = next(j for j in jobs if j.user_index == 1 and j.run == 0)
-    assert fold_in_seed(7, other_user) != fold_in_seed(7, run0)
+    assert user_seed(7, other_user, "fold-in") != user_seed(7, run0, "fold-in")
+    # the onboarding pool too: one per user, whatever the run or the recommender
+    assert len({user_seed(7, j, "pool") for j in jobs if j.user_index == 0}) == 1
+    assert user_seed(7, run0, "pool") != user_seed(7, run0, "fold-in")
 
     def first_slate(seed):
         adapter = RecsysAdapter(model, None, items, pop, genres, seed=seed)
         adapter.onboard(["i0", "i17"])
         return [it.id for it in adapter.recommend([], 6)], adapter.params
 
-    (a, pa), (b, pb) = first_slate(fold_in_seed(7, run0)), first_slate(fold_in_seed(7, run1))
+    (a, pa), (b, pb) = first_slate(user_seed(7, run0, "fold-in")), first_slate(user_seed(7, run1, "fold-in"))
     assert a == b and np.array_equal(pa, pb)
     _, pc = first_slate(run1.seed)  # a per-run seed would start each run's fold-in elsewhere
     assert not np.array_equal(pa, pc)

@@ -1,4 +1,10 @@
-"""`personasim campaign run | drift | ab | report`."""
+"""`personasim campaign run | drift | ab | report`.
+
+What each writes in the campaign folder, so that no command overwrites another's output:
+`run` events.jsonl (and, unless --no-report, what `report` writes); `drift` drift.json (the same file
+`report` writes: one drift per campaign); `ab --control C --treatment T` ab_T_vs_C.json; `report`
+report.html, summary.md, drift.json and ab.json (the config's first variant against its second).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +20,6 @@ def _num(v, spec: str = ".4g") -> str:
     return "n/a" if v is None else f"{v:{spec}}"
 
 
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
-
-
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="Campaign YAML (see configs/default.yaml)."),
@@ -30,30 +31,31 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Run a campaign end to end: personas, recommenders, sessions, drift, A/B, report."""
-    from evals.campaign import CampaignError, run_campaign
-    from evals.config import ConfigError, load_config
-    from simulator.llm import LLMConfigError
+    from pydantic import ValidationError
 
-    try:
-        cfg = load_config(config)
-        overrides = {k: v for k, v in {"executor": executor, "ray_address": ray_address}.items() if v is not None}
-        if overrides:
+    from evals.campaign import run_campaign
+    from evals.commands.errors import fail, option_error
+    from evals.config import load_config
+
+    cfg = load_config(config)
+    overrides = {k: v for k, v in {"executor": executor, "ray_address": ray_address}.items() if v is not None}
+    if overrides:
+        try:
             cfg = cfg.model_validate({**cfg.model_dump(), **overrides})
-        result = run_campaign(cfg, out, resume=resume, report=not no_report, show_progress=not quiet)
-    except (ConfigError, CampaignError, LLMConfigError, ValueError) as exc:
-        _fail(exc)
+        except ValidationError as exc:
+            fail(option_error(exc))
+    result = run_campaign(cfg, out, resume=resume, show_progress=not quiet)
     typer.echo(result.describe())
+    if not no_report:
+        typer.echo(f"report: {_write_report(out)}")
 
 
 @app.command()
 def drift(run_dir: Path = typer.Argument(..., help="A campaign output folder.")) -> None:
     """Write RUN_DIR/drift.json: run-to-run vs persona-to-persona variance against the identical-persona null, ICC."""
-    from evals.campaign import CampaignError, write_drift
+    from evals.campaign import write_drift
 
-    try:
-        path, report = write_drift(run_dir)
-    except (CampaignError, ValueError) as exc:
-        _fail(exc)
+    path, report = write_drift(run_dir)
     for uv, d in report["by_user_variant"].items():
         ci, null = d.get("ratio_ci") or [None, None], d.get("null") or {}
         typer.echo(f"{uv:8s} ratio_within_over_between={_num(d['ratio_within_over_between'])} "
@@ -71,13 +73,11 @@ def ab(
     treatment: str = typer.Option(..., "--treatment", help="Treatment variant, e.g. ampcf."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation draws."),
 ) -> None:
-    """Write RUN_DIR/ab.json: paired per-user differences with CIs, p-values, Holm, MDE and a verdict per metric."""
-    from evals.campaign import CampaignError, write_ab
+    """Write RUN_DIR/ab_TREATMENT_vs_CONTROL.json: paired per-user differences with CIs, p-values, Holm, MDE
+    and a verdict per metric (`campaign report` keeps its own ab.json for the config's first two variants)."""
+    from evals.campaign import write_ab
 
-    try:
-        path, rows = write_ab(run_dir, control, treatment, seed=seed)
-    except (CampaignError, ValueError) as exc:
-        _fail(exc)
+    path, rows = write_ab(run_dir, control, treatment, seed=seed)
     for r in rows:  # a metric with fewer than two pairs has no statistics: n/a
         typer.echo(f"{r['metric']:18s} diff={_num(r['diff'], '+.4f')} CI=[{_num(r['ci_low'], '+.4f')}, "
                    f"{_num(r['ci_high'], '+.4f')}] p={_num(r['p_value'])} p_holm={_num(r['p_holm'])} n={r['n_users']} "
@@ -112,15 +112,18 @@ def report(
 
     Missing inputs (no events, a cut-off last line, no personas) are named in the report and warned about.
     """
-    from evals.campaign import CampaignError
-    from evals.summary import write_campaign_report
-
-    try:
-        html_path, warnings = write_campaign_report(run_dir)
-    except (CampaignError, ValueError) as exc:
-        _fail(exc)
-    for w in warnings:
-        typer.echo(f"warning: {w}", err=True)
+    html_path = _write_report(run_dir)
     typer.echo(f"wrote {html_path}")
     if open_ and not open_in_browser(html_path):
         typer.echo(f"no browser to open it here: open {html_path.resolve().as_uri()}")
+
+
+def _write_report(run_dir: Path) -> Path:
+    """Render the report (the same code path for `campaign run` and `campaign report`); warn about
+    each missing or damaged input, one line each."""
+    from evals.summary import write_campaign_report
+
+    html_path, warnings = write_campaign_report(run_dir)
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
+    return html_path

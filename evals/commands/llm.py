@@ -28,17 +28,20 @@ def generate(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="On-disk response cache (off by default here)."),
 ) -> None:
     """Print one completion (the JSON object when --json-schema is given)."""
-    from simulator.llm import LLMConfigError, create_client
+    from pydantic import ValidationError
 
-    schema = None
-    if json_schema is not None:
-        try:
-            schema = json.loads(json_schema.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise SystemExit(f"error: --json-schema {json_schema}: {exc}") from None
-    options = {"openai": dict(model=model, base_url=base_url, api_key_env=api_key_env, json_mode=json_mode),
-               "embedded": dict(model_path=model),
-               "transformers": dict(model=model)}.get(backend, {})
+    from evals.commands.errors import check_backend, fail, option_error
+    from evals.config import LLMSettings
+    from simulator.llm import create_client
+
+    try:
+        settings = LLMSettings(backend=backend, model=model, base_url=base_url, api_key_env=api_key_env,
+                               json_mode=json_mode)
+    except ValidationError as exc:
+        fail(option_error(exc))
+    check_backend(settings)
+    options = settings.backend_options()  # as a campaign builds them
+    schema = None if json_schema is None else read_schema(json_schema)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
 
     async def run():
@@ -50,15 +53,27 @@ def generate(
         finally:
             await client.aclose()
 
-    try:
-        completion = asyncio.run(run())
-    except LLMConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    completion = asyncio.run(run())
     if not completion.ok:
-        raise SystemExit(f"error: {completion.backend}/{completion.model}: {completion.error}")
+        fail(f"{completion.backend}/{completion.model}: {completion.error}")
     typer.echo(json.dumps(completion.parsed, ensure_ascii=False) if schema is not None else completion.text)
     typer.echo(
         f"[{completion.backend}/{completion.model} seed={seed} tokens={completion.tokens_in}+{completion.tokens_out} "
         f"{completion.latency_s:.2f}s{' cached' if completion.cached else ''}]",
         err=True,
     )
+
+
+def read_schema(path: Path) -> dict:
+    """A JSON Schema file (a JSON object, at most 1 MB); InputError naming the file otherwise. The schema's
+    own validity is checked by the client before any call."""
+    from evals.inputs import SMALL_FILE_BYTES, InputError, read_text
+
+    text = read_text(path, "JSON schema", SMALL_FILE_BYTES)
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--json-schema {path}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(schema, dict):
+        raise InputError(f"--json-schema {path}: a JSON schema is an object, not {type(schema).__name__}")
+    return schema

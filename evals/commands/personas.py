@@ -19,11 +19,6 @@ def personas() -> None:
     """Extract grounded personas from documents."""
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 @app.command()
 def extract(
     source: str = typer.Argument(..., help="folder of .txt/.md, .jsonl/.csv/.parquet, a saved HF dataset folder, "
@@ -47,48 +42,49 @@ def extract(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ) -> None:
     """Extract grounded persona cards from SOURCE into OUT (personas.jsonl, assignments.jsonl, separability.json)."""
-    import logging
-
+    from evals.inputs import check_output_dir
     from personas import PersonaError, extract_personas, load_documents
-    from personas.assets import AssetMissingError
     from personas.separability import format_table
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cache = None if no_cache else cache_dir
+    check_output_dir(out)
+    if holdout is not None and source != "ml-100k-users":
+        raise PersonaError(f"--holdout: only the packaged 'ml-100k-users' has a time split, not {source!r}")
+    client = None
+    if llm:
+        from evals.commands.errors import check_backend
+        from evals.config import LLMSettings
+        from simulator.llm import create_client
+
+        check_backend(LLMSettings(backend=llm), "--llm")
+        client = create_client(llm, cache_dir=None if cache is None else cache / "llm")
+    split = None
+    if holdout is not None:
+        from evals.grounding import heldout_pairs
+        from personas.assets import ml100k_dir
+        from personas.corpora import ml100k_users
+        from recsys import DataError, load_movielens, time_split
+
+        ds = load_movielens(ml100k_dir())
+        try:
+            split = time_split(ds, holdout)
+        except DataError as exc:
+            raise PersonaError(f"--holdout: {exc}") from None
+        docs = ml100k_users(exclude=heldout_pairs(ds, split.test))
+    else:
+        docs = load_documents(source, text_column=text_column, id_column=id_column)
+    result = extract_personas(docs, k=k, method=method, seed=seed, llm=client, cache_dir=cache,
+                              show_progress=not quiet, k_range=(k_min, k_max), llm_max_tokens=llm_max_tokens)
     try:
-        split = None
-        if holdout is not None:
-            if source != "ml-100k-users":
-                raise PersonaError(f"--holdout: only the packaged 'ml-100k-users' has a time split, not {source!r}")
-            from evals.grounding import heldout_pairs
-            from personas.assets import ml100k_dir
-            from personas.corpora import ml100k_users
-            from recsys import DataError, load_movielens, time_split
-
-            ds = load_movielens(ml100k_dir())
-            try:
-                split = time_split(ds, holdout)
-            except DataError as exc:
-                raise PersonaError(f"--holdout: {exc}") from None
-            docs = ml100k_users(exclude=heldout_pairs(ds, split.test))
-        else:
-            docs = load_documents(source, text_column=text_column, id_column=id_column)
-        client = None
-        if llm:
-            from simulator.llm import create_client
-
-            client = create_client(llm, cache_dir=None if cache is None else cache / "llm")
-        result = extract_personas(docs, k=k, method=method, seed=seed, llm=client, cache_dir=cache,
-                                  show_progress=not quiet, k_range=(k_min, k_max), llm_max_tokens=llm_max_tokens)
         result.write(out)
         if split is not None:
             from evals.grounding import write_split_record
 
             write_split_record(out, split)
-    except (PersonaError, AssetMissingError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}")
+    except OSError as exc:  # a failed flush (disk full) names no file: name the folder
+        from evals.commands.errors import fail
+
+        fail(f"cannot write {exc.filename or out} ({exc.strerror or exc})")
     rep = result.separability
     typer.echo(format_table(rep))
     skipped = [a for a in result.assignments if a["status"] == "skipped"]

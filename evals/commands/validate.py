@@ -1,7 +1,7 @@
 """`personasim calibrate` and `personasim validate fidelity`: grounded users and the evidence that they are valid.
 
 Thin: parsing and printing only; the work is in evals.calibration and evals.fidelity.
-Bad input prints one line `error: ...` and exits 2, with nothing overwritten.
+Bad input prints one line `error: ...` and exits 2, with nothing overwritten (evals/commands/errors.py).
 """
 
 from __future__ import annotations
@@ -28,32 +28,14 @@ def validate() -> None:
     """Check the simulated users against held-out real behaviour."""
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def _client(backend: str, model: Optional[str], base_url: Optional[str], cache: Optional[Path]):
+    from evals.commands.errors import check_backend
     from evals.config import LLMSettings
     from simulator.llm import create_client
 
-    if backend not in ("embedded", "openai", "transformers"):
-        raise ValueError(f"--backend: unknown backend {backend!r} (embedded, openai, transformers)")
-    options = LLMSettings(backend=backend, model=model, base_url=base_url).backend_options()  # as a campaign builds it
-    return create_client(backend, concurrency=1, cache_dir=cache, **options)
-
-
-def _errors():
-    from evals.calibration import CalibrationError
-    from evals.fidelity import FidelityError
-    from evals.grounding import GroundingError
-    from personas.assets import AssetMissingError
-    from personas.card import PersonaFileError
-    from recsys import DataError
-    from simulator.llm import LLMConfigError
-
-    return (CalibrationError, FidelityError, GroundingError, AssetMissingError, PersonaFileError, DataError,
-            LLMConfigError, ValueError, FileNotFoundError)
+    settings = LLMSettings(backend=backend, model=model, base_url=base_url)
+    check_backend(settings)
+    return create_client(backend, concurrency=1, cache_dir=cache, **settings.backend_options())  # as a campaign builds it
 
 
 def calibrate(
@@ -69,20 +51,17 @@ def calibrate(
     """Fit the grounded users' decision weights on the training split; writes calibration.json beside PERSONAS."""
     from evals.calibration import calibrate as fit, write_calibration
     from evals.grounding import split_of
+    from evals.inputs import read_personas_file
     from personas.assets import ml100k_dir
     from recsys import load_movielens, time_split
 
-    try:
-        if not personas.is_file():
-            raise FileNotFoundError(f"{personas}: no such personas file")
-        holdout = float(split_of(personas)["holdout"])
-        ds = load_movielens(ml100k_dir())
-        llm = None if no_llm else _client(backend, model, base_url, personas.parent / "llm_cache")
-        record = fit(ds, time_split(ds, holdout), personas, llm, n_users=users, use_llm=not no_llm, seed=seed,
-                     show_progress=not quiet)
-        path = write_calibration(record, personas)
-    except _errors() as exc:
-        _fail(str(exc))
+    read_personas_file(personas)
+    holdout = float(split_of(personas)["holdout"])
+    ds = load_movielens(ml100k_dir())
+    llm = None if no_llm else _client(backend, model, base_url, personas.parent / "llm_cache")
+    record = fit(ds, time_split(ds, holdout), personas, llm, n_users=users, use_llm=not no_llm, seed=seed,
+                 show_progress=not quiet)
+    path = write_calibration(record, personas)
     for kind, rep in record["report"].items():
         typer.echo(f"{kind:8s} cv AUC {rep['cv_auc']:.3f}; AUC lost without each source: "
                    + ", ".join(f"{k} {v:+.3f}" for k, v in rep["auc_drop_without"].items()))
@@ -96,7 +75,7 @@ def fidelity(
     users: int = typer.Option(60, "--users", help="test users for taste alignment and rating error"),
     ab_users: int = typer.Option(30, "--ab-users", help="twins that meet each recommender (0 = skip A/B fidelity)"),
     personas_k: int = typer.Option(8, "--personas-k"),
-    temperature: float = typer.Option(0.25, "--temperature", help="decision noise of the grounded users"),
+    temperature: float = typer.Option(0.0, "--temperature", help="decision noise of the grounded users (0: the calibrated decision itself)"),
     no_llm: NoLLM = False,
     backend: BackendName = "embedded",
     model: ModelName = None,
@@ -107,22 +86,19 @@ def fidelity(
     """Do simulated users do what the real people did, on held-out data? Writes OUT/fidelity.json."""
     from pydantic import ValidationError
 
+    from evals.commands.errors import fail, option_error
     from evals.fidelity import FidelityConfig, run_fidelity
+    from evals.inputs import check_output_dir
 
     if dataset != "ml-100k":
-        _fail(f"--dataset: {dataset!r} has no packaged loader with timestamps and ratings (use ml-100k)")
-    if out.exists() and not out.is_dir():
-        _fail(f"{out}: exists and is not a folder")
+        fail(f"--dataset: {dataset!r} has no packaged loader with timestamps and ratings (use ml-100k)")
+    check_output_dir(out)
     try:
         cfg = FidelityConfig(users=users, ab_users=ab_users, personas_k=personas_k, temperature=temperature,
                              use_llm=not no_llm, seed=seed)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        _fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}")
-    try:
-        llm = None if no_llm else _client(backend, model, base_url, out / "llm_cache")
-        result = run_fidelity(cfg, out, llm, show_progress=not quiet)
-    except _errors() as exc:
-        _fail(str(exc))
+        fail(option_error(exc))
+    llm = None if no_llm else _client(backend, model, base_url, out / "llm_cache")
+    result = run_fidelity(cfg, out, llm, show_progress=not quiet)
     typer.echo(json.dumps(result["headline"], indent=2))
     typer.echo(f"wrote {out / 'fidelity.json'}")
