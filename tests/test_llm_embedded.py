@@ -44,6 +44,40 @@ async def test_seed_reaches_the_model(embedded_backend):
     assert len(others | {a.text}) > 1  # different seeds sample differently
 
 
+async def test_an_answer_does_not_depend_on_what_ran_before_and_a_shared_prompt_is_evaluated_once(embedded_backend):
+    """Generation reuses the prompt blocks the previous call left in the KV cache (a user's system
+    prompt, the same every turn), and still answers exactly as from an empty cache."""
+    llm = embedded_backend._llm
+    evaluated = []
+    real_eval = llm.eval
+
+    def counting_eval(tokens):
+        evaluated.append(len(tokens))
+        return real_eval(tokens)
+
+    turn = [MESSAGES[0], {"role": "user", "content": "The app shows Toy Story, Scream and Fargo. Pick one."}]
+    other = [{"role": "system", "content": "You are Bo, a retired sailor."}, MESSAGES[1]]
+    kw = dict(temperature=1.0, max_tokens=24, seed=7, json_schema=None)
+    llm.reset()
+    embedded_backend._scored = None
+    fresh = (await embedded_backend.complete(turn, **kw)).text
+    llm.eval = counting_eval
+    try:
+        await embedded_backend.complete(other, **kw)  # another prompt in between
+        evaluated.clear()
+        after_other = (await embedded_backend.complete(turn, **kw)).text
+        cold_cost = sum(evaluated)
+        await embedded_backend.first_token_logprobs(other, seed=0, top_logprobs=5)  # scoring in between
+        after_scoring = (await embedded_backend.complete(turn, **kw)).text
+        evaluated.clear()
+        again = (await embedded_backend.complete(turn, **kw)).text  # right after itself: the prompt's blocks reused
+        warm_cost = sum(evaluated)
+    finally:
+        llm.eval = real_eval
+    assert fresh == after_other == after_scoring == again
+    assert warm_cost < cold_cost
+
+
 async def test_repeat_is_served_from_disk_cache(embedded_backend, tmp_path):
     first = LLMClient(embedded_backend, cache_dir=tmp_path)
     c1 = await first.generate(MESSAGES, max_tokens=30, seed=5)
@@ -91,7 +125,7 @@ def test_cli_errors_are_one_line(tmp_path):
         (["--backend", "embedded", "--model", str(tmp_path / "x.gguf")], "does not exist"),
     ]:
         out = _cli("llm", "generate", "--prompt", "hi", *args)
-        assert out.returncode == 1
+        assert out.returncode == 2
         assert expected in out.stderr and "Traceback" not in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
 

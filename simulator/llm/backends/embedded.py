@@ -9,13 +9,20 @@ threads generated about 40% fewer tokens/s when called from a worker thread
 (`benchmarks/llm_throughput.py`), and the model serialises calls anyway.
 ``in_thread=True`` keeps the event loop free while the model works.
 
-By default every call starts from an empty KV cache (``reuse_prefix=False``):
-llama.cpp reuses the longest common prompt prefix of the previous call, and a
-prompt evaluated in two chunks can round differently from one evaluated at
-once, so the same (prompt, seed) could sample differently depending on what
-ran before it. Resetting makes an answer a function of its inputs alone, which
-is what lets a resumed or Ray-distributed campaign reproduce a local one.
-``benchmarks/llm_throughput.py`` measures what this costs.
+An answer is a function of its inputs alone, whatever ran before it: that is
+what lets a resumed or Ray-distributed campaign reproduce a local one. llama.cpp's
+own prefix reuse (``reuse_prefix=True``) breaks it: it keeps the longest common
+prompt prefix of the previous call, and a prompt evaluated in two chunks can
+round differently from one evaluated at once. By default (``reuse_prefix=False``)
+the prompt's whole blocks of SCORE_BLOCK tokens are evaluated in fixed blocks
+from position 0 (`_eval_blocks`), reusing the blocks the previous call left in
+the KV cache, and only the last partial block and the answer are evaluated by
+``create_chat_completion``. Each block is always computed in the same chunk on
+the same prefix, so a reused block is the block that would have been computed:
+the answer does not depend on the cache (tested), and a user's system prompt,
+the same on every turn, is evaluated once. Prompt evaluation is most of a
+turn's cost here (a 384-token prompt took 1.44 s, 59 answer tokens 0.40 s);
+``benchmarks/llm_throughput.py`` measures the reuse.
 
 `first_token_logprobs` does not go through ``create_chat_completion(logprobs=True)``:
 llama-cpp-python only returns log-probs from a Llama built with ``logits_all=True``,
@@ -118,9 +125,12 @@ class EmbeddedBackend(Backend):
         if json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": json_schema}
         with self._lock:
-            self._scored = None  # generation leaves the KV cache in other chunks
-            if not self.reuse_prefix:
-                self._llm.reset()
+            if self.reuse_prefix:  # llama.cpp's own reuse: fast, but an answer depends on the call before
+                self._scored = None
+            else:
+                tokens = self._prompt_tokens(messages)
+                whole = (len(tokens) - 1) // SCORE_BLOCK * SCORE_BLOCK  # at least one token left to evaluate
+                self._eval_blocks(tokens[:whole], last_block_again=False)
             out = self._llm.create_chat_completion(
                 messages=list(messages),
                 temperature=temperature,
@@ -169,19 +179,21 @@ class EmbeddedBackend(Backend):
         pieces = ((llm.detokenize([int(i)]).decode("utf-8", errors="ignore"), logprobs[i]) for i in best)
         return merge_tokens(pieces, tokens_in=len(tokens))
 
-    def _eval_blocks(self, tokens: list[int]) -> None:
+    def _eval_blocks(self, tokens: list[int], *, last_block_again: bool = True) -> None:
         """Evaluate ``tokens`` in fixed blocks of SCORE_BLOCK tokens from position 0, reusing the
-        blocks already in the KV cache from the previous scoring call.
+        blocks already in the KV cache from the previous call.
 
         Block k's keys and values depend on tokens[:(k + 1) * SCORE_BLOCK] only and are always
         computed in the same chunks, so the last logits are the same whether a block was reused
         or computed now: a score stays a function of its prompt alone (tested), while a persona's
-        long system prompt is evaluated once for all the items asked about.
+        long system prompt is evaluated once for all the items asked about. Scoring needs the
+        last position's logits, so its last block is evaluated again (``last_block_again``);
+        a generation's prompt prefix (whole blocks only) needs no logits.
         """
         llm, B = self._llm, SCORE_BLOCK
         done = self._scored or []
         common = next((i for i, (a, b) in enumerate(zip(done, tokens)) if a != b), min(len(done), len(tokens)))
-        keep = min(common // B, (len(tokens) - 1) // B) * B  # at least the last block is evaluated again
+        keep = min(common, len(tokens) - 1 if last_block_again else len(tokens)) // B * B
         if keep == 0:
             llm.reset()
         else:
@@ -189,6 +201,7 @@ class EmbeddedBackend(Backend):
             llm.n_tokens = keep
         for i in range(keep, len(tokens), B):
             llm.eval(tokens[i:i + B])
+        # what the KV cache holds in whole fixed blocks (a generation adds tokens past them)
         self._scored = list(tokens)
 
     async def first_token_logprobs_many(self, conversations, *, seed: int, top_logprobs: int) -> list[TopLogprobs]:
