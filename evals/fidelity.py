@@ -19,7 +19,7 @@ Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
    (chosen / shown, at most 2 choices per page) is reported beside it but cannot order two
    recommenders that both show two likeable items a page: it saturates at 2/5.
 Methods: the grounded twin (the user's own history) and persona-level user (the
-persona's canon), with their decision noise; baselines random, popularity,
+persona's canon), deciding at the run's noise temperature (default 0); baselines random, popularity,
 persona-CF (share of the persona's members who liked the item) and llm-only (the
 LLM's yes-probability alone), each deciding by a one-feature logistic fitted on the
 same calibration rows.
