@@ -130,6 +130,8 @@ class EmbeddedBackend(Backend):
             else:
                 tokens = self._prompt_tokens(messages)
                 whole = (len(tokens) - 1) // SCORE_BLOCK * SCORE_BLOCK  # at least one token left to evaluate
+                if len(tokens) >= self._llm.n_ctx():  # too long: llama-cpp-python's own error names the limit
+                    whole = 0
                 self._eval_blocks(tokens[:whole], last_block_again=False)
             out = self._llm.create_chat_completion(
                 messages=list(messages),
