@@ -198,8 +198,10 @@ def predictor_accuracy(cells: list[dict], stats=STATS) -> dict:
         _, j, tree = fit(X[keep], y[keep])
         hits.append(int(tree.predict(X[i: i + 1, [j]])[0] == y[i]))
     acc, j, tree = fit(X, y)
-    threshold = float(tree.tree_.threshold[0]) if tree.tree_.node_count > 1 else float("nan")
-    above = int(tree.predict([[threshold + 1e-9]])[0]) if np.isfinite(threshold) else int(y[0])
+    t = tree.tree_
+    threshold = float(t.threshold[0]) if t.node_count > 1 else float("nan")
+    # the right child (x > threshold) holds the class "above" predicts; read it from the tree, not by probing
+    above = int(t.value[t.children_right[0]].argmax()) if t.node_count > 1 else int(y[0])
     return {"held_out_accuracy": float(np.mean(hits)), "held_out_hits": hits, "n_cells": len(cells),
             "n_winner_cells": int(y.sum()), "statistic": stats[j], "threshold": threshold,
             "winner_when": "above" if above else "below", "train_accuracy": float(acc), "predict": tree,

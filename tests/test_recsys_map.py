@@ -82,6 +82,9 @@ def test_predictor_scores_held_out_cells():
     pred = predictor_accuracy(cells)
     assert pred["held_out_accuracy"] == 1.0 and pred["n_winner_cells"] == 6
     assert pred["statistic"] in ("persona_entropy", "multimodality") and 0.4 < abs(pred["threshold"]) < 0.6
+    assert pred["winner_when"] == ("above" if pred["statistic"] == "persona_entropy" else "below")
+    flipped = predictor_accuracy([_cell(s, s < 0.5) for s in np.linspace(0.0, 1.0, 12)])
+    assert flipped["winner_when"] == ("below" if flipped["statistic"] == "persona_entropy" else "above")
     rng = np.random.default_rng(0)
     noise = [_cell(float(s), bool(w)) for s, w in zip(rng.random(12), rng.random(12) > 0.5)]
     assert predictor_accuracy(noise)["held_out_accuracy"] < 0.9  # labels unrelated to the statistic
