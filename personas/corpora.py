@@ -5,8 +5,14 @@
   skipped inputs ("no review text"). id = row number in the parquet file.
   Facts: age group (binned Age), department, rating band, recommends.
 * ``ml-100k-users``: one short document per MovieLens-100k user (943), rendered
-  from the RecBole atomic files: demographics, then the titles and genres of their
-  highest-rated ("Loves") and lowest-rated ("Dislikes", rating <= 2) movies.
+  from the RecBole atomic files: their most distinctive liked genres ("Favourite
+  genres", by lift over all users' likes), the titles and genres of their
+  highest-rated ("Loves") and lowest-rated ("Dislikes", rating <= 2) movies, and
+  last their demographics ("About: ..."). Taste comes first because the clustering
+  embeds the whole text and MiniLM weighs the opening most: with demographics first,
+  k = 4 clusters explained 13% of the variance of users' liked-genre shares and the two
+  most central users of each did not differ in taste more than random pairs (permutation
+  p = 0.39-0.57 over k-means seeds, on the training split); taste first, 20% and p <= 0.013.
   id = MovieLens user id. Facts: age group, gender, occupation, favourite genre.
   Metadata ``genres`` = {"liked": {genre: n}, "disliked": {genre: n}} over all of the
   user's ratings (liked = rating >= 4), which drives genre likes/dislikes on the cards.
@@ -31,7 +37,9 @@ ML_AGE_BINS = ((0, 17, "under 18"), (18, 24, "18-24"), (25, 34, "25-34"), (35, 4
                (45, 55, "45-55"), (56, 200, "56+"))
 #: Rating thresholds for the MovieLens user documents and genre counts.
 LIKED_MIN, DISLIKED_MAX = 4.0, 2.0
-N_LOVES, N_DISLIKES = 6, 3
+N_LOVES, N_DISLIKES, N_FAVOURITES = 6, 3, 3
+#: Opens the demographic sentence that ends a MovieLens user document.
+ABOUT = "About: "
 
 
 _ARTICLE = re.compile(r"^(.*?), (The|A|An|Il|La|Le|Les|L'|Das|Der|Die|El)( \(.*\))?$")
@@ -102,14 +110,15 @@ def _read_atomic(path: Path) -> tuple[list[str], list[list[str]]]:
     return names, [ln.split("\t") for ln in lines[1:] if ln.strip()]
 
 
-def _favourite(liked: Counter, corpus_liked: Counter, min_count: int = 3) -> str:
-    """The user's most *distinctive* liked genre: highest share relative to all users' likes
-    (among genres with >= ``min_count`` liked movies); the plain mode would be Drama for most."""
+def _favourites(liked: Counter, corpus_liked: Counter, n: int = 1, min_count: int = 3) -> list[str]:
+    """The user's ``n`` most *distinctive* liked genres: highest share relative to all users' likes
+    (among genres with >= ``min_count`` liked movies; the plain mode would be Drama for most), else
+    the most liked genre; [] for a user who liked nothing."""
     n_user, n_all = sum(liked.values()), sum(corpus_liked.values())
     lifts = {g: (c / n_user) / (corpus_liked[g] / n_all) for g, c in liked.items() if c >= min_count}
     if not lifts:
-        return liked.most_common(1)[0][0] if liked else "none"
-    return max(sorted(lifts), key=lambda g: lifts[g])
+        return [liked.most_common(1)[0][0]] if liked else []
+    return sorted(lifts, key=lambda g: (-lifts[g], g))[:n]
 
 
 def ml100k_users(exclude: Collection[tuple[str, str]] | None = None, name: str | None = None) -> Corpus:
@@ -148,10 +157,13 @@ def ml100k_users(exclude: Collection[tuple[str, str]] | None = None, name: str |
         disliked = Counter(g for r, _, iid in ratings if r <= DISLIKED_MAX for g in items[iid][2] if g != "unknown")
         sex = {"M": "male", "F": "female"}.get(gender, gender)
         who = _who(sex, occupation)
-        text = f"A {age}-year-old {who}. Loves: " + "; ".join(movie(i) for _, _, i in best[:N_LOVES]) + "."
+        favourites = _favourites(liked, corpus_liked, n=N_FAVOURITES)
+        text = f"Favourite genres: {', '.join(favourites) or 'none'}. Loves: "
+        text += "; ".join(movie(i) for _, _, i in best[:N_LOVES]) + "."
         if worst:
             text += " Dislikes: " + "; ".join(movie(i) for _, _, i in worst[:N_DISLIKES]) + "."
-        favourite = _favourite(liked, corpus_liked)
+        text += f" {ABOUT}A {age}-year-old {who}."
+        favourite = favourites[0] if favourites else "none"
         docs.append(Document(id=uid, text=text, metadata={
             "age": int(age), "gender": sex, "occupation": occupation, "n_ratings": len(ratings),
             "mean_rating": round(sum(r for r, _, _ in ratings) / len(ratings), 3),

@@ -99,7 +99,7 @@ def genre_lifts(corpus: Corpus, labels: np.ndarray, cluster: int) -> tuple[list[
 def name_for(corpus: Corpus, facts: list[Fact], likes: list[str], pid: str) -> str:
     f = {x.key: x.value for x in facts}
     top = ", ".join(likes[:2])
-    if corpus.name == "ml-100k-users":
+    if corpus.name.startswith("ml-100k-users"):  # also "ml-100k-users[train]"
         return f"{top} fan ({f.get('age group', '')} {f.get('gender', '')} {f.get('occupation', '')})"
     if corpus.name == "clothing-reviews":
         return f"{f.get('department', '')} shopper {f.get('age group', '')}: {top}"

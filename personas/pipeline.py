@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from personas import chunking, cluster, extractive, keyphrases, traits
+from personas.corpora import ABOUT
 from personas.card import PersonaCard, write_personas
 from personas.documents import Corpus, Document, SkippedInput
 from personas.errors import PersonaError
@@ -79,8 +80,9 @@ def _low_and_positive_texts(corpus: Corpus, texts: list[str]) -> tuple[np.ndarra
 
         pos, neg = [], []
         for t in texts:  # whole titles only: the genre lists are counted exactly elsewhere
-            head, _, tail = re.sub(r"\s*\((?:\d{4}|unknown)?;[^)]*\)", "", t).partition(" Dislikes: ")
-            pos.append(titles(head.partition("Loves: ")[2]))  # not the demographic sentence
+            body = t.partition(f" {ABOUT}")[0]  # not the demographic sentence
+            head, _, tail = re.sub(r"\s*\((?:\d{4}|unknown)?;[^)]*\)", "", body).partition(" Dislikes: ")
+            pos.append(titles(head.partition("Loves: ")[2]))  # not the favourite genres
             neg.append(titles(tail))
         return np.array([bool(n) for n in neg]), pos, neg
     if corpus.rating_field and corpus.low_rating_max is not None:

@@ -78,6 +78,48 @@ async def test_an_answer_does_not_depend_on_what_ran_before_and_a_shared_prompt_
     assert warm_cost < cold_cost
 
 
+async def test_alternating_long_prompts_get_their_blocks_back_with_the_same_answers(embedded_backend):
+    """A grounded user alternates item judgements (its persona's prompt) and utterances (its own):
+    each would evict the other's blocks; the set-aside KV cache brings them back, answers unchanged."""
+    llm = embedded_backend._llm
+    evaluated = []
+    real_eval = llm.eval
+
+    def counting_eval(tokens):
+        evaluated.append(len(tokens))
+        return real_eval(tokens)
+
+    judge = [{"role": "system", "content": "You are Ana, a night-shift nurse. Films you loved: " +
+              "; ".join(f"Comedy number {i} (199{i % 10})" for i in range(20)) + ". Answer only yes or no."},
+             {"role": "user", "content": "Would you enjoy watching Fargo (1996)?"}]
+    voice = [{"role": "system", "content": "You are Ana. Right now: tired, alone, on a phone, one hour free. " * 6},
+             {"role": "user", "content": "The app shows Toy Story, Scream and Fargo. Say what you think."}]
+    kw = dict(temperature=1.0, max_tokens=16, seed=7, json_schema=None)
+    llm.reset()
+    embedded_backend._scored, embedded_backend._saved = None, []
+    fresh_judge = await embedded_backend.first_token_logprobs(judge, seed=0, top_logprobs=5)
+    llm.reset()
+    embedded_backend._scored, embedded_backend._saved = None, []
+    fresh_voice = (await embedded_backend.complete(voice, **kw)).text
+    llm.eval = counting_eval
+    try:
+        evaluated.clear()
+        cold = await embedded_backend.first_token_logprobs(judge, seed=0, top_logprobs=5)  # the voice set aside
+        cold_cost = sum(evaluated)
+        evaluated.clear()
+        voice_back = (await embedded_backend.complete(voice, **kw)).text
+        voice_cost = sum(evaluated)
+        evaluated.clear()
+        judge_back = await embedded_backend.first_token_logprobs(judge, seed=0, top_logprobs=5)
+        judge_cost = sum(evaluated)
+    finally:
+        llm.eval = real_eval
+    assert dict(judge_back) == dict(cold) == dict(fresh_judge)  # the same log-probs, to the bit
+    assert voice_back == fresh_voice
+    assert judge_cost <= 16 < cold_cost  # only the last block evaluated again
+    assert voice_cost < cold_cost and len(embedded_backend._saved) <= 2
+
+
 async def test_repeat_is_served_from_disk_cache(embedded_backend, tmp_path):
     first = LLMClient(embedded_backend, cache_dir=tmp_path)
     c1 = await first.generate(MESSAGES, max_tokens=30, seed=5)

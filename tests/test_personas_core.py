@@ -91,7 +91,10 @@ def test_packaged_movielens_users():
     corpus = load_documents("ml-100k-users")
     assert len(corpus) == 943 and corpus.genre_field == "genres"
     doc = corpus[0]
-    assert doc.id == "1" and doc.text.startswith("A 24-year-old male technician. Loves: ")
+    assert doc.id == "1" and doc.text.startswith("Favourite genres: ")
+    assert doc.text.endswith(" About: A 24-year-old male technician.")
+    favourites = doc.text.partition(". Loves: ")[0].removeprefix("Favourite genres: ").split(", ")
+    assert len(favourites) == 3 and favourites[0] == doc.metadata["favourite genre"]
     assert "Sci-Fi" in corpus.fact_fields["favourite genre"].choices
     assert all(d.metadata["favourite genre"] in corpus.fact_fields["favourite genre"].choices for d in corpus)
 

@@ -20,7 +20,13 @@ the KV cache, and only the last partial block and the answer are evaluated by
 ``create_chat_completion``. Each block is always computed in the same chunk on
 the same prefix, so a reused block is the block that would have been computed:
 the answer does not depend on the cache (tested), and a user's system prompt,
-the same on every turn, is evaluated once. Prompt evaluation is most of a
+the same on every turn, is evaluated once. Calls of two kinds that alternate (a
+grounded user's item judgements under its persona's prompt, then its utterance
+under its own) would each evict the other's prefix; so the KV cache of the last
+SAVED_PREFIXES prompts is set aside (llama.cpp's sequence state, a plain copy)
+and copied back when it shares more whole blocks with the next prompt than the
+live cache does. A copied-back block is the block that was computed, so this
+changes cost, not answers (tested). Prompt evaluation is most of a
 turn's cost here (a 384-token prompt took 1.44 s, 59 answer tokens 0.40 s);
 ``benchmarks/llm_throughput.py`` measures the reuse.
 
@@ -55,6 +61,15 @@ from simulator.llm.types import Message, RawCompletion, TopLogprobs
 #: Tokens per KV block in scoring (`_eval_blocks`): smaller reuses more of a shared prefix
 #: at the cost of more llama.cpp calls.
 SCORE_BLOCK = 16
+#: KV caches of earlier prompts kept aside for reuse (`_eval_blocks`); each is about
+#: 23 KB per token for SmolLM2 (11 MB for a 500-token prompt).
+SAVED_PREFIXES = 2
+#: The live KV cache is set aside when a prompt would discard at least this many of its blocks.
+SET_ASIDE_BLOCKS = 4
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 class _PromptBuilt(Exception):
@@ -89,6 +104,7 @@ class EmbeddedBackend(Backend):
         n_threads: int | None = None,
         reuse_prefix: bool = False,
         in_thread: bool = False,
+        lora_path: str | Path | None = None,
     ):
         if model_path is None:
             from personas.assets import AssetMissingError, smollm2_gguf
@@ -108,17 +124,26 @@ class EmbeddedBackend(Backend):
             ) from None
         self.model = model_path.stem
         self.model_path = model_path
+        lora = {}
+        if lora_path is not None:  # a GGUF LoRA adapter (simulator.lora_gguf); another model for the cache
+            lora_path = Path(lora_path)
+            if not lora_path.is_file():
+                raise LLMConfigError(f"adapter file {lora_path} does not exist; pass a GGUF LoRA adapter")
+            lora = {"lora_path": str(lora_path)}
+            self.model = f"{model_path.stem}+{lora_path.parent.name if lora_path.name == 'adapter.gguf' else lora_path.stem}"
         self._llm = Llama(
             model_path=str(model_path),
             n_ctx=n_ctx,
             n_threads=n_threads or os.cpu_count() or 1,
             seed=0,
             verbose=False,
+            **lora,
         )
         self.reuse_prefix = reuse_prefix
         self.in_thread = in_thread
         self._lock = threading.Lock()
         self._scored: list[int] | None = None  # tokens in the KV cache, evaluated in SCORE_BLOCKs
+        self._saved: list[tuple[list[int], bytes]] = []  # (tokens, sequence state), oldest first
 
     def _complete_sync(self, messages, temperature, max_tokens, seed, json_schema) -> RawCompletion:
         kwargs = {}
@@ -193,9 +218,9 @@ class EmbeddedBackend(Backend):
         a generation's prompt prefix (whole blocks only) needs no logits.
         """
         llm, B = self._llm, SCORE_BLOCK
-        done = self._scored or []
-        common = next((i for i, (a, b) in enumerate(zip(done, tokens)) if a != b), min(len(done), len(tokens)))
-        keep = min(common, len(tokens) - 1 if last_block_again else len(tokens)) // B * B
+        limit = len(tokens) - 1 if last_block_again else len(tokens)
+        keep = min(_common_prefix(self._scored or [], tokens), limit) // B * B
+        keep = self._swap_in_saved(tokens, keep, limit)
         if keep == 0:
             llm.reset()
         else:
@@ -205,6 +230,41 @@ class EmbeddedBackend(Backend):
             llm.eval(tokens[i:i + B])
         # what the KV cache holds in whole fixed blocks (a generation adds tokens past them)
         self._scored = list(tokens)
+
+    def _swap_in_saved(self, tokens: list[int], keep: int, limit: int) -> int:
+        """Keep the live cache for later if this prompt would discard SET_ASIDE_BLOCKS or more of its
+        blocks, and copy a saved cache back if it shares more whole blocks with ``tokens`` than the
+        live one (``keep``). Returns how many of ``tokens`` are now in the cache, in whole blocks."""
+        import ctypes
+
+        import llama_cpp
+
+        B = SCORE_BLOCK
+        live = self._scored or []
+        shared = [min(_common_prefix(saved, tokens), limit) // B * B for saved, _ in self._saved]
+        best = int(np.argmax(shared)) if shared else -1
+        swap = best >= 0 and shared[best] > keep
+        llm, ctx = self._llm, self._llm._ctx.ctx
+        if len(live) // B * B - keep >= SET_ASIDE_BLOCKS * B or (swap and len(live) >= B):
+            llm._ctx.kv_cache_seq_rm(-1, len(live), -1)  # the cells of a generation's answer go
+            size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+            buf = (ctypes.c_uint8 * size)()
+            n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
+            entry = (live, ctypes.string_at(buf, n))
+        else:
+            entry = None
+        if swap:
+            saved_tokens, state = self._saved.pop(best)
+            llm._ctx.kv_cache_clear()
+            if llama_cpp.llama_state_seq_set_data(ctx, (ctypes.c_uint8 * len(state)).from_buffer_copy(state),
+                                                  len(state), 0) != len(state):
+                raise RuntimeError("llama.cpp refused a saved KV cache")
+            llm.n_tokens = len(saved_tokens)
+            llm.input_ids[:len(saved_tokens)] = saved_tokens
+            self._scored, keep = saved_tokens, shared[best]
+        if entry is not None:
+            self._saved = (self._saved + [entry])[-SAVED_PREFIXES:]
+        return keep
 
     async def first_token_logprobs_many(self, conversations, *, seed: int, top_logprobs: int) -> list[TopLogprobs]:
         """All prompts in one go on this thread: no other call can take the KV cache in between, so
