@@ -94,18 +94,28 @@ class Recorder:
 
 
 async def run_local(world: World, jobs: list[Job], recorder: Recorder, in_flight: int, show_progress: bool = True) -> None:
-    """All jobs concurrently on this event loop, at most ``in_flight`` sessions at once."""
+    """All jobs on this event loop, ``in_flight`` sessions at once, in job order.
+
+    ``in_flight`` workers take the next job as they finish one, so memory holds ``in_flight`` sessions
+    whatever the campaign's size (a task per job would hold every job's coroutine from the start).
+    """
     todo = [j for j in jobs if j.session_key not in recorder.progress.finished]
     bar = tqdm(total=len(todo), desc="sessions", unit="session", disable=not show_progress)
-    slots = asyncio.Semaphore(in_flight)
+    todo = iter(todo)
 
-    async def one(job: Job) -> None:
-        async with slots:
+    async def worker() -> None:
+        for job in todo:  # one shared iterator: each job is taken by exactly one worker
             await world.run_job(job, recorder)
-        bar.update(1)
+            bar.update(1)
 
+    workers = [asyncio.ensure_future(worker()) for _ in range(max(1, in_flight))]
     try:
-        await asyncio.gather(*(one(j) for j in todo))
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:  # the first failure ends the campaign: stop the other sessions too
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
     finally:
         bar.close()
 

@@ -8,10 +8,13 @@ worker loads instead of rebuilding. `CampaignWorld.load` reads them back and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from dataclasses import replace
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -46,9 +49,10 @@ def _dataset():
 
 
 def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
-    """Extract personas and train models unless OUT already holds them."""
-    from recsys import MF, leave_last_out
-    from recsys.bench import DEFAULT_TRAIN, BenchConfig, ampcf, evaluate
+    """Extract personas and train models unless OUT already holds them (through `recsys.offline`, the
+    bench's own API: a campaign's 'ampcf' is the bench's 'ampcf-kK' on the campaign's config)."""
+    from recsys import leave_last_out
+    from recsys.offline import DEFAULT_TRAIN, campaign_train_config, evaluate, train_recommender
 
     personas_path = _personas_path(cfg, out)
     if cfg.personas.extract and not personas_path.exists():
@@ -78,12 +82,10 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     genres, _ = ds.genre_matrix()
     rc = cfg.recsys
     train = replace(DEFAULT_TRAIN, dim=rc.dim, epochs=rc.epochs, seed=cfg.seed)
-    from recsys import Popularity
-
-    models = {"pop": Popularity().fit(split.train)}
+    models = {"pop": train_recommender("pop", split.train, train)}
     for name in _model_names(cfg):
-        model = MF(train) if name == "mf" else ampcf(train, BenchConfig(seed=cfg.seed), rc.personas_k)
-        model.fit(split.train, show_progress=show_progress)
+        full_name = name if name == "mf" else f"ampcf-k{rc.personas_k}"
+        model = train_recommender(full_name, split.train, campaign_train_config(name, train), show_progress)
         model.save(models_dir / f"{name}.pt")
         models[name] = model
     rows = []
@@ -163,6 +165,112 @@ def user_seed(campaign_seed: int, job: Job, purpose: str) -> int:
     return derive_seed(campaign_seed, purpose, job.user_variant, job.user_index)
 
 
+@dataclass(frozen=True)
+class FoldInSettings:
+    """How a campaign's sessions fold their users into the recommenders.
+
+    ``executor``: where fold-ins run. "thread" or "process": off the event loop, batched (every
+    session waiting on the same model is folded in one `fold_in_batch` call, bit-identical to one
+    fold per user), so LLM calls keep flowing meanwhile; "process" also leaves the GIL to the loop.
+    "inline": one `fold_in` per refold on the loop (the reference the others are tested against).
+
+    ``warm_steps``: None (default) starts every refold cold, from the user's seed, so the events
+    are exactly those of "inline". A number N starts each refold from the user's previous fold and
+    runs N Adam steps instead of 60: cheaper, but the parameters, hence slates and events, differ
+    from a cold fold (the first fold of a session is always cold).
+    """
+
+    executor: Literal["inline", "thread", "process"] = "thread"
+    steps: int = 60
+    warm_steps: int | None = None
+
+
+_FOLD_MODELS: dict[str, object] = {}  # a fold-in worker process's models, by name
+
+
+def _load_fold_models(paths: dict[str, str]) -> None:
+    """Initialiser of the fold-in worker process: load each model once."""
+    import torch
+
+    from recsys import MF
+
+    torch.set_num_threads(1)  # one core for the folds, the other for the event loop
+    _FOLD_MODELS.update({name: MF.load(path) for name, path in paths.items()})  # `load` restores MF or AMP-CF
+
+
+def _fold_in_worker(name: str, likes, seeds, steps, starts):
+    return _FOLD_MODELS[name].fold_in_batch(likes, seeds, steps, starts)
+
+
+class FoldInBatcher:
+    """The fold-ins that sessions on one event loop wait for, solved off the loop in batches.
+
+    A session awaits `fold`; requests queue per (model, steps); one drain task hands each queue to
+    the worker as one batch, and whatever queues while the worker is busy becomes the next batch, so
+    batches grow with the load and nothing waits on a timer.
+    """
+
+    def __init__(self, models: dict, settings: FoldInSettings, model_paths: dict[str, str] | None = None):
+        self.models, self.settings, self.model_paths = models, settings, model_paths or {}
+        self._queue: dict[tuple[str, int], list[tuple[np.ndarray, int, np.ndarray | None, asyncio.Future]]] = {}
+        self._drain_task: asyncio.Task | None = None
+        self._pool: Executor | None = None
+        self.folds = self.n_batches = self.largest_batch = 0  # how much batching happened (counters, not a log)
+
+    async def fold(self, name: str, liked: list[int], seed: int, start: np.ndarray | None = None) -> np.ndarray:
+        """Persona vectors [K, d] of model ``name`` for a user with these likes (see `fold_in`)."""
+        steps = self.settings.steps if start is None else self.settings.warm_steps
+        if self.settings.executor == "inline":
+            self._count(1)
+            return self.models[name].fold_in(np.asarray(liked), steps, seed, start)
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.setdefault((name, steps), []).append((np.asarray(liked, dtype=np.int64), seed, start, fut))
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+        return await fut
+
+    def _count(self, size: int) -> None:
+        self.folds += size
+        self.n_batches += 1
+        self.largest_batch = max(self.largest_batch, size)
+
+    def _executor(self) -> Executor:
+        if self._pool is None:
+            if self.settings.executor == "process":
+                import multiprocessing
+
+                paths = {n: self.model_paths[n] for n in self.models if n in self.model_paths}
+                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_load_fold_models, initargs=(paths,))
+            else:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="fold-in")
+        return self._pool
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0)  # sessions resumed in this same loop iteration queue theirs first
+        while self._queue:
+            (name, steps), batch = self._queue.popitem()
+            likes, seeds, starts, futs = (list(x) for x in zip(*batch))
+            self._count(len(batch))
+            try:
+                if self.settings.executor == "process":
+                    out = await loop.run_in_executor(self._executor(), _fold_in_worker, name, likes, seeds, steps, starts)
+                else:
+                    out = await loop.run_in_executor(self._executor(), self.models[name].fold_in_batch, likes, seeds,
+                                                     steps, starts)
+            except Exception as exc:  # e.g. a RecsysError: every session of the batch gets it
+                out = [exc] * len(futs)
+            for fut, res in zip(futs, out):
+                if not fut.done():  # a cancelled session no longer waits
+                    fut.set_exception(res) if isinstance(res, Exception) else fut.set_result(res)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
 class RecsysAdapter:
     """A trained recsys model (+ optional reranker) behind the simulator's RecommenderProtocol.
 
@@ -170,24 +278,39 @@ class RecsysAdapter:
     every chosen or >= 4-rated item joins the likes, and the user is refolded
     once before the next slate, not once per liked item (a fold-in starts from
     scratch on all likes, so the slate is the same with a third of the
-    fold-ins). Items already shown are never shown again. With AMP-CF each
+    fold-ins). With a `FoldInBatcher` the refold happens in `prepare`, which the
+    session awaits before each slate, so it runs off the event loop and batched
+    with other sessions; `recommend` refolds inline only if nothing prepared it.
+    Items already shown are never shown again. With AMP-CF each
     slate item carries the index of the persona whose attention dominated
     (``item.meta['persona']``).
     """
 
-    def __init__(self, model, reranker, items, popularity, genres, seed: int):
+    def __init__(self, model, reranker, items, popularity, genres, seed: int, folder: FoldInBatcher | None = None,
+                 model_name: str = ""):
         self.model, self.reranker, self.items = model, reranker, items
         self.popularity = np.asarray(popularity, dtype=np.float64)
         self.genres, self.seed = genres, seed
+        self.folder, self.model_name = folder, model_name
         self.index = {it.id: i for i, it in enumerate(items)}
         self.liked: list[int] = []
         self.shown: set[int] = set()
         self.params = None
         self._stale = False  # likes added since the last fold-in
 
+    async def prepare(self) -> None:
+        """Refold now if likes were added, off the loop (awaited by the session before each slate)."""
+        if not (self._stale and self.liked and self.folder is not None and hasattr(self.model, "fold_in_batch")):
+            return
+        n = len(self.liked)
+        warm = self.params if self.folder.settings.warm_steps is not None else None
+        self.params = await self.folder.fold(self.model_name, self.liked, self.seed, warm)
+        self._stale = len(self.liked) != n
+
     def _refold(self) -> None:
         if self._stale and self.liked and hasattr(self.model, "fold_in"):
-            self.params = self.model.fold_in(np.asarray(self.liked), seed=self.seed)
+            steps = self.folder.settings.steps if self.folder is not None else 60
+            self.params = self.model.fold_in(np.asarray(self.liked), steps, seed=self.seed)
         self._stale = False
 
     def onboard(self, liked_item_ids: list[str]) -> None:
@@ -228,7 +351,7 @@ class RecsysAdapter:
 class CampaignWorld:
     """Personas, users, catalog, models and the LLM client of one campaign, in one process."""
 
-    def __init__(self, cfg: CampaignConfig, out: Path):
+    def __init__(self, cfg: CampaignConfig, out: Path, fold_in: FoldInSettings | None = None):
         from personas.card import read_personas
         from recsys import AMPCF, MF, Popularity, leave_last_out
         from simulator import sample_users
@@ -257,12 +380,14 @@ class CampaignWorld:
         self.models = {"pop": Popularity().fit(leave_last_out(ds).train)}
         for name in _model_names(cfg):
             self.models[name] = (MF if name == "mf" else AMPCF).load(out / "models" / f"{name}.pt")
+        self.folder = FoldInBatcher(self.models, fold_in or FoldInSettings(),
+                                    {name: str(out / "models" / f"{name}.pt") for name in _model_names(cfg)})
         self.llm = _llm_client(cfg, out)
         self.config_hash = cfg.config_hash()
 
     @classmethod
-    def load(cls, config_json: str, out: str) -> "CampaignWorld":
-        return cls(CampaignConfig.model_validate_json(config_json), Path(out))
+    def load(cls, config_json: str, out: str, fold_in: FoldInSettings | None = None) -> "CampaignWorld":
+        return cls(CampaignConfig.model_validate_json(config_json), Path(out), fold_in)
 
     @staticmethod
     def n_users(cfg: CampaignConfig, out: Path) -> int:
@@ -273,7 +398,8 @@ class CampaignWorld:
 
     def recommender(self, variant: str, seed: int) -> RecsysAdapter:
         base, reranker = _split_variant(variant, self.cfg.recsys)
-        return RecsysAdapter(self.models[base], reranker, self.items, self.popularity, self.genres, seed)
+        return RecsysAdapter(self.models[base], reranker, self.items, self.popularity, self.genres, seed,
+                             folder=self.folder, model_name=base)
 
     async def run_job(self, job: Job, on_turn) -> None:
         from simulator import SessionSettings, run_session, sample_pool
@@ -295,5 +421,6 @@ class CampaignWorld:
                           on_turn=record, grounding=self.grounding)
 
     def close(self) -> None:
+        self.folder.close()
         if self.llm.cache is not None:
             self.llm.cache.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -23,13 +22,9 @@ import numpy as np
 from recsys import frontier, metrics
 from recsys.data import Dataset, Split, leave_last_out
 from recsys.models import AMPCF, MF, Popularity, Recommender, TrainConfig
-from recsys.pipeline import Reranker, reranked_top_k
+from recsys.offline import AMPCF_BATCH, DEFAULT_TRAIN, evaluate, make_recommender  # noqa: F401 (re-exported)
+from recsys.pipeline import Reranker
 
-#: The shared base config (used by campaigns and fidelity); MF: reg 1e-2 -> 3e-2 gave 0.080 -> 0.084 on seed 0's
-#: *test* split, before validation tuning existed. The bench itself trains with `TUNED`.
-DEFAULT_TRAIN = TrainConfig(dim=64, epochs=6, lr=1e-2, reg=3e-2, batch_size=1024, loss="softmax")
-#: AMP-CF prefers smaller batches (K=4: NDCG@10 0.071 at 1024, 0.075 at 256); tau 0.5 vs 1.0 made no difference.
-AMPCF_BATCH = 256
 #: Per-variant overrides of DEFAULT_TRAIN chosen on the validation split by `personasim recsys tune --seed 0`
 #: (4 configurations x 8 epochs for every variant; recsys/README.md, "Validation tuning"); a variant missing
 #: here trains with DEFAULT_TRAIN. Validation NDCG@10: MF 0.0985, K=2 0.0960, K=4 0.0929, K=8 0.0934.
@@ -70,46 +65,6 @@ class BenchConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def evaluate(name: str, model: Recommender, split: Split, genres: np.ndarray, k: int,
-             reranker: Reranker | None = None) -> dict:
-    """Score one variant on the split's test users (seen items excluded)."""
-    users = split.test_users
-    histories = split.train_lists()
-    seen = split.seen_lists()
-    t0 = time.perf_counter()
-    if reranker is None:
-        recs, _ = model.recommend(users, k, exclude=split.seen)
-    else:
-        recs = reranked_top_k(model, users, k, seen=seen, reranker=reranker, genres=genres, histories=histories)
-    ms = 1000 * (time.perf_counter() - t0) / len(users)
-    hist = [histories[u] for u in users]
-    per_user = metrics.ndcg_per_user(recs, split.test_items, k)
-    return {
-        "variant": name,
-        "ndcg@10": float(per_user.mean()),
-        "ndcg@10_se": float(per_user.std(ddof=1) / np.sqrt(len(per_user))),
-        "recall@10": metrics.recall(recs, split.test_items, k),
-        "mrr@10": metrics.mrr(recs, split.test_items, k),
-        "ild@10": _ild(recs, genres, model),
-        "coverage@10": metrics.coverage(recs, split.n_items),
-        "gini@10": metrics.gini(recs, split.n_items),
-        "calibration_kl@10": metrics.calibration_kl(recs, hist, genres) if genres.shape[1] else float("nan"),
-        "persona_coverage@10": metrics.persona_coverage(recs, hist, genres),
-        "train_s": round(model.train_s, 2),
-        "recommend_ms_per_user": round(ms, 3),
-        "_per_user_ndcg": per_user,
-    }
-
-
-def _ild(recs: np.ndarray, genres: np.ndarray, model: Recommender) -> float:
-    """Genre-Jaccard ILD; a catalog without genres falls back to the model's item-embedding cosine
-    (NaN for a model without embeddings, e.g. popularity)."""
-    if genres.shape[1]:
-        return metrics.intra_list_diversity(recs, metrics.genre_jaccard_sim(genres))
-    emb = model.item_embeddings()
-    return metrics.intra_list_diversity(recs, metrics.embedding_cosine_sim(emb)) if emb is not None else float("nan")
-
-
 def train_models(split: Split, cfg: BenchConfig, show_progress: bool = True) -> dict[str, Recommender]:
     tc = cfg.train
     models: dict[str, Recommender] = {"pop": Popularity().fit(split.train)}
@@ -130,17 +85,17 @@ def _tuned(cfg: "BenchConfig", name: str) -> TrainConfig:
 
 def make_model(name: str, cfg: "BenchConfig") -> MF | AMPCF:
     """An untrained 'mf' or 'ampcf-kK' with the bench's (tuned) settings."""
-    if name == "mf":
-        return MF(_tuned(cfg, "mf"))
-    k = int(name.removeprefix("ampcf-k"))
-    return AMPCF(_tuned(cfg, name), k=k, tau=cfg.tau, att_dim=cfg.att_dim, peak_reg=cfg.peak_reg,
-                 spread_reg=cfg.spread_reg)
+    return make_recommender(name, _tuned(cfg, name), **_attention(cfg))
+
+
+def _attention(cfg: "BenchConfig") -> dict:
+    return {"tau": cfg.tau, "att_dim": cfg.att_dim, "peak_reg": cfg.peak_reg, "spread_reg": cfg.spread_reg}
 
 
 def ampcf(tc: TrainConfig, cfg: "BenchConfig", k: int) -> AMPCF:
-    """AMP-CF with K personas on config ``tc`` (its own batch size, shared everything else); used by campaigns."""
-    return AMPCF(tc, k=k, tau=cfg.tau, att_dim=cfg.att_dim, peak_reg=cfg.peak_reg, spread_reg=cfg.spread_reg,
-                 batch_size=cfg.ampcf_batch)
+    """AMP-CF with K personas on config ``tc`` (its own batch size, shared everything else); used by campaigns
+    and fidelity, through `recsys.offline` like the bench's own models."""
+    return make_recommender(f"ampcf-k{k}", replace(tc, batch_size=cfg.ampcf_batch), **_attention(cfg))
 
 
 def run_bench(ds: Dataset, out_dir: str | Path, cfg: BenchConfig | None = None, show_progress: bool = True) -> list[dict]:

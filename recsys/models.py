@@ -14,6 +14,11 @@ MF and AMP-CF train with the same loop (`_Factorised.fit`: softmax over the full
 catalog by default, BPR optional), so differences come from the user
 model, not the optimiser. Training is bit-for-bit reproducible for a seed
 (`_deterministic`).
+
+Fold-in (a new user from liked items, item side frozen): `fold_in` for one user,
+`fold_in_batch` for several at once with bit-identical results (a campaign folds
+every session waiting on a model in one call); both can warm-start from given
+parameters.
 """
 
 from __future__ import annotations
@@ -313,18 +318,14 @@ class _Factorised(Recommender):
         Q = self.net.items[torch.from_numpy(np.asarray(items, np.int64))]
         return self.net.attention(P, Q)[0].T.numpy()
 
-    def fold_in(self, liked, steps=60, seed=0):
-        """Persona vectors [K, d] for a new user who liked ``liked`` (item indices); items frozen."""
-        liked = np.unique(np.asarray(liked, dtype=np.int64))
-        if liked.size == 0:
-            raise RecsysError("fold-in needs at least one liked item")
-        self._check_items(liked)
-        gen = torch.Generator().manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        Qliked = self.net.items.detach()[torch.from_numpy(liked)]
-        # start each persona at a different liked item so they can specialise
-        start = Qliked[torch.from_numpy(rng.choice(len(liked), size=self.k, replace=len(liked) < self.k))]
-        P = (start + 0.01 * torch.randn(self.k, self.config.dim, generator=gen)).clone().requires_grad_(True)
+    def fold_in(self, liked, steps=60, seed=0, start=None):
+        """Persona vectors [K, d] for a new user who liked ``liked`` (item indices); items frozen.
+
+        ``start`` [K, d]: begin from these parameters (a warm start, e.g. the user's previous fold)
+        instead of the seeded start near the liked items; the result then differs from a cold fold."""
+        liked = self._fold_liked(liked)
+        P0, rng = self._fold_start(liked, seed, start)
+        P = P0.requires_grad_(True)
         opt = torch.optim.Adam([P], lr=0.05)
         # softmax: each liked item once; BPR: repeat them so each step sees enough sampled negatives
         pos = torch.from_numpy(liked if self.config.loss == "softmax" else np.resize(liked, max(len(liked), 32)))
@@ -339,6 +340,84 @@ class _Factorised(Recommender):
             for q in frozen:
                 q.requires_grad_(True)
         return P.detach().numpy()
+
+    def _fold_liked(self, liked) -> np.ndarray:
+        liked = np.unique(np.asarray(liked, dtype=np.int64))
+        if liked.size == 0:
+            raise RecsysError("fold-in needs at least one liked item")
+        self._check_items(liked)
+        return liked
+
+    def _fold_start(self, liked: np.ndarray, seed: int, start=None) -> tuple[torch.Tensor, np.random.Generator]:
+        """The starting persona vectors [K, d] (a fresh tensor) and the fold's generator (BPR negatives)."""
+        gen = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        Qliked = self.net.items.detach()[torch.from_numpy(liked)]
+        # start each persona at a different liked item so they can specialise
+        pick = torch.from_numpy(rng.choice(len(liked), size=self.k, replace=len(liked) < self.k))
+        if start is not None:  # warm: the draws above still happen, so the generator is where a cold fold's is
+            return torch.tensor(np.asarray(start, np.float32).reshape(self.k, self.config.dim)), rng
+        return (Qliked[pick] + 0.01 * torch.randn(self.k, self.config.dim, generator=gen)).clone(), rng
+
+    def fold_in_batch(self, likes, seeds, steps=60, starts=None) -> list[np.ndarray]:
+        """Fold-ins of B users at once: likes [B] arrays of item indices, seeds [B] ints, optional
+        starts [B] (each [K, d] or None: see `fold_in`) -> B arrays [K, d].
+
+        Each result equals ``fold_in(likes[u], steps, seeds[u], starts[u])`` bit for bit, by
+        construction: every matrix product runs per user with the same shapes and layout as a single
+        fold (BLAS sums in a different order when rows are stacked: last-bit differences a slate
+        would amplify), each user has its own Adam parameter, and only row-wise work is batched
+        (log-softmax over the catalog, bias, attention softmax, gathers). BPR folds draw their own
+        negatives per user and run one at a time.
+        """
+        starts = list(starts) if starts is not None else [None] * len(likes)
+        if not (len(likes) == len(seeds) == len(starts)):
+            raise RecsysError(f"fold_in_batch: {len(likes)} likes, {len(seeds)} seeds, {len(starts)} starts")
+        if self.config.loss != "softmax" or len(likes) == 1:
+            return [self.fold_in(lk, steps, sd, st) for lk, sd, st in zip(likes, seeds, starts)]
+        liked = [self._fold_liked(lk) for lk in likes]
+        # one leaf and one Adam state per user: the optimiser's elementwise kernels then see each user's
+        # [K, d] exactly as a single fold does (on one stacked tensor, vector and scalar code paths would
+        # split users differently when K * d is not a multiple of the SIMD width)
+        Ps = [self._fold_start(lk, int(sd), st)[0].requires_grad_(True) for lk, sd, st in zip(liked, seeds, starts)]
+        opt = torch.optim.Adam(Ps, lr=0.05)
+        with _deterministic():
+            self._fold_steps_batch(Ps, opt, liked, steps)
+        return [P.detach().numpy() for P in Ps]
+
+    def _fold_steps_batch(self, Ps: list[torch.Tensor], opt, liked: list[np.ndarray], steps: int) -> None:
+        """Softmax fold-in steps for B users' [K, d] leaves; the item side is read detached (frozen, never mutated)."""
+        net = self.net
+        items_t, bias = net.items.detach().T, net.bias.detach()
+        n = self.n_items
+        flat = torch.from_numpy(np.concatenate([u * n + lk for u, lk in enumerate(liked)]))
+        sizes = [len(lk) for lk in liked]
+        if self.k > 1:
+            W_t = net.W.detach().T
+            queries_t = (net.items.detach() @ net.V.detach().T).T  # [d_att, N], as `_Net.attention` computes it
+            scale = self.tau * net.att_dim ** 0.5
+        for _ in range(steps):
+            with torch.enable_grad():
+                # one [1, K, d] view per user feeds both products, as in `_Net.scores`, so each user's
+                # gradient sums its terms in the same order as a single fold
+                P = torch.stack(Ps)  # [B, K, d]
+                views = [p[None] for p in Ps]
+                per = torch.cat([v @ items_t for v in views])  # [B, K, N], one product per user
+                if self.k == 1:
+                    s, a = per[:, 0] + bias, None
+                else:
+                    logits = torch.cat([(v @ W_t) @ queries_t for v in views])  # [B, K, N]
+                    a = torch.softmax(logits / scale, dim=1)
+                    s = (a * per).sum(1) + bias
+                picked = torch.log_softmax(s, dim=1).reshape(-1)[flat].split(sizes)
+                ce = -torch.stack([v.mean() for v in picked])  # [B]
+                l2 = torch.stack([r.mean() for r in P.pow(2).sum(-1).unbind(0)])  # [B]
+                loss = ce + self.config.reg * l2
+                if a is not None and (self.peak_reg or self.spread_reg):
+                    loss = loss + torch.stack([self._attention_reg(a[u: u + 1]) for u in range(len(liked))])
+                opt.zero_grad()
+                loss.sum().backward()
+                opt.step()
 
     def _fold_steps(self, P, opt, liked, pos, rng, steps) -> None:
         net = self.net

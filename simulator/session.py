@@ -147,8 +147,12 @@ async def run_session(
 
     ask = settings.question_turns(turns)
     lines: list[Turn] = []
+    # optional async hook: a recommender may do slow work (a fold-in) here, off the event loop
+    prepare = getattr(recommender, "prepare", None)
     for t in range(turns):
         started = time.perf_counter()
+        if prepare is not None:
+            await prepare()
         slate = list({it.id: it for it in recommender.recommend(list(history), settings.slate_size)}.values())
         if not slate:
             finish(failed(t, [], "the recommender returned an empty slate"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import torch
 
@@ -72,3 +74,77 @@ def test_the_fold_in_seed_is_the_users_so_the_same_likes_give_the_same_slate_in_
     assert a == b and np.array_equal(pa, pb)
     _, pc = first_slate(run1.seed)  # a per-run seed would start each run's fold-in elsewhere
     assert not np.array_equal(pa, pc)
+
+
+def _sessions(model, items, pop, genres, folder, n_users=6, turns=3):
+    """Play ``n_users`` concurrent sessions the way `run_session` drives a recommender: onboard, then
+    per turn ``prepare`` (awaited), ``recommend``, and feedback; returns each user's slates and params."""
+    from evals.world import RecsysAdapter
+
+    async def one(u):
+        adapter = RecsysAdapter(model, None, items, pop, genres, seed=100 + u, folder=folder, model_name="m")
+        adapter.onboard([f"i{u}", f"i{u + 17}"])
+        slates, params = [], []
+        for t in range(turns):
+            await adapter.prepare()
+            slate = adapter.recommend([], 4)
+            slates.append([it.id for it in slate])
+            params.append(adapter.params)
+            for j, it in enumerate(slate):  # the user likes the first item of each slate
+                adapter.observe(Feedback(item_id=it.id, turn=t, chosen=j == 0))
+            await asyncio.sleep(0)
+        return slates, params
+
+    async def all_users():
+        return await asyncio.gather(*(one(u) for u in range(n_users)))
+
+    return asyncio.run(all_users())
+
+
+def _fixture():
+    train, _, item_cluster, genres = planted(n_clusters=4, items_per=15, n_users=60, per_user=12)
+    model = AMPCF(TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax", seed=0), k=2).fit(train)
+    items = [Item(id=f"i{j}", title=f"movie {j}", facets={"genres": [f"g{c}"]}) for j, c in enumerate(item_cluster)]
+    return model, items, np.asarray(train.sum(0)).ravel(), genres
+
+
+def _same(a, b):
+    return all(sa == sb and all(np.array_equal(x, y) for x, y in zip(pa, pb)) for (sa, pa), (sb, pb) in zip(a, b))
+
+
+def test_batched_fold_in_off_the_loop_gives_the_slates_of_inline_fold_ins(tmp_path):
+    """Sessions waiting on the same model are folded in together in a worker thread (and in a worker
+    process); every session still gets exactly the parameters and slates of one inline fold-in each."""
+    from evals.world import FoldInBatcher, FoldInSettings
+
+    torch.set_num_threads(1)
+    model, items, pop, genres = _fixture()
+    model.save(tmp_path / "m.pt")
+    without = _sessions(model, items, pop, genres, folder=None)  # recommend refolds on the loop, as before
+    inline = FoldInBatcher({"m": model}, FoldInSettings(executor="inline"))
+    reference = _sessions(model, items, pop, genres, inline)
+    assert _same(reference, without) and inline.largest_batch == 1
+    for kind in ("thread", "process"):
+        folder = FoldInBatcher({"m": model}, FoldInSettings(executor=kind), {"m": str(tmp_path / "m.pt")})
+        try:
+            got = _sessions(model, items, pop, genres, folder)
+        finally:
+            folder.close()
+        assert _same(got, reference), kind
+        assert folder.folds == inline.folds and folder.largest_batch > 1, (kind, folder.largest_batch)
+
+
+def test_warm_start_is_an_option_that_changes_refolds_only():
+    from evals.world import FoldInBatcher, FoldInSettings
+
+    torch.set_num_threads(1)
+    model, items, pop, genres = _fixture()
+    cold = _sessions(model, items, pop, genres, FoldInBatcher({"m": model}, FoldInSettings(executor="inline")))
+    warm_folder = FoldInBatcher({"m": model}, FoldInSettings(executor="thread", warm_steps=15))
+    try:
+        warm = _sessions(model, items, pop, genres, warm_folder)
+    finally:
+        warm_folder.close()
+    for (cs, cp), (ws, wp) in zip(cold, warm):
+        assert cs[0] == ws[0] and np.array_equal(cp[0], wp[0])  # a session's first fold is always cold
+        assert not np.array_equal(cp[1], wp[1])  # a refold continues from the previous parameters

@@ -200,3 +200,59 @@ def test_training_is_bit_reproducible_with_two_threads():
     assert torch.equal(runs[0].net.users, runs[1].net.users)
     assert torch.equal(runs[0].net.items, runs[1].net.items)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def _likes(n_items: int, sizes, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.choice(n_items, size=n, replace=False) for n in sizes]
+
+
+@pytest.mark.parametrize("name", ["mf", "mf-bpr", "ampcf-k1", "ampcf-k2", "ampcf-k2-reg"])
+def test_fold_in_batch_is_bit_identical_to_one_fold_per_user(fitted, data, name):
+    """A batch (as a campaign solves the users waiting on one model) gives every user exactly
+    the parameters of a fold on its own: slates, hence campaign events, do not depend on batching."""
+    model = fitted[name]
+    likes = _likes(model.n_items, [1, 3, 7, 2, 12, 5])  # one like: fewer likes than personas
+    seeds = [11, 12, 13, 14, 15, 16]
+    alone = [model.fold_in(lk, steps=25, seed=s) for lk, s in zip(likes, seeds)]
+    together = model.fold_in_batch(likes, seeds, steps=25)
+    assert len(together) == len(alone)
+    for a, b in zip(alone, together):
+        assert np.array_equal(a, b)
+    # the same users in another batch (other neighbours, other order): still the same parameters
+    again = model.fold_in_batch(likes[::-1][:4], seeds[::-1][:4], steps=25)
+    for a, b in zip(alone[::-1][:4], again):
+        assert np.array_equal(a, b)
+
+
+def test_fold_in_batch_is_exact_when_k_times_d_is_not_a_multiple_of_the_simd_width(data):
+    """3 x 5 = 15 floats per user: stacked in one tensor, users would straddle vector and scalar code."""
+    model = AMPCF(TrainConfig(dim=5, epochs=2, batch_size=256, loss="softmax", seed=1), k=3).fit(data[0])
+    likes, seeds = _likes(model.n_items, [4, 9, 3, 6, 8], seed=2), [1, 2, 3, 4, 5]
+    together = model.fold_in_batch(likes, seeds, steps=30)
+    for lk, s, b in zip(likes, seeds, together):
+        assert np.array_equal(model.fold_in(lk, steps=30, seed=s), b)
+
+
+def test_warm_start_begins_from_the_given_parameters(fitted, data):
+    """A warm fold continues from earlier parameters: it differs from a cold fold on the same
+    likes, and a batch of warm folds equals warm folds one by one."""
+    model = fitted["ampcf-k2"]
+    likes = _likes(model.n_items, [4, 6, 3], seed=3)
+    first = [model.fold_in(lk[:2], seed=s) for lk, s in zip(likes, (1, 2, 3))]
+    warm = [model.fold_in(lk, steps=10, seed=s, start=p) for lk, s, p in zip(likes, (1, 2, 3), first)]
+    cold = [model.fold_in(lk, steps=10, seed=s) for lk, s in zip(likes, (1, 2, 3))]
+    assert all(not np.array_equal(w, c) for w, c in zip(warm, cold))
+    assert all(np.array_equal(w, b) for w, b in zip(warm, model.fold_in_batch(likes, (1, 2, 3), 10, starts=first)))
+    # zero steps: the start itself comes back
+    assert np.array_equal(model.fold_in(likes[0], steps=0, seed=1, start=first[0]), first[0])
+
+
+def test_fold_in_batch_bad_input(fitted):
+    model = fitted["mf"]
+    with pytest.raises(RecsysError, match="2 likes, 1 seeds"):
+        model.fold_in_batch([np.array([1]), np.array([2])], [1])
+    with pytest.raises(RecsysError, match="at least one liked"):
+        model.fold_in_batch([np.array([1]), np.array([], dtype=np.int64)], [1, 2])
+    with pytest.raises(RecsysError, match="unknown item"):
+        model.fold_in_batch([np.array([1]), np.array([10**6])], [1, 2])
