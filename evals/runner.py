@@ -39,6 +39,10 @@ def replay_digest(event: TurnEvent) -> bytes:
     return hashlib.blake2b(event.model_dump_json(exclude=REPLAY_EXCLUDE).encode("utf-8"), digest_size=16).digest()
 
 
+class RayLostError(RuntimeError):
+    """Ray gave up on a session (its worker or node died more often than `ray_tasks.MAX_RETRIES`)."""
+
+
 class ReplayMismatchError(RuntimeError):
     """A resumed session replayed a turn that differs from the one on disk: its later turns would rest on
     another history, so the campaign stops instead of mixing the two."""
@@ -139,7 +143,15 @@ def run_ray(world_args: WorldArgs, jobs: list[Job], recorder: Recorder, address:
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            for event_json in ray.get(done[0]):
+            try:
+                turns = ray.get(done[0])
+            except ray.exceptions.RayTaskError:
+                raise  # the session itself failed: its own error is the message
+            except ray.exceptions.RayError as exc:  # the cluster lost it more often than it retries
+                raise RayLostError(
+                    f"Ray lost a session after its retries ({type(exc).__name__}); the {len(recorder.progress.written)} turns "
+                    "written so far are safe: rerun with --resume") from None
+            for event_json in turns:
                 recorder(TurnEvent.model_validate_json(event_json))
             bar.update(1)
     finally:
