@@ -122,3 +122,12 @@ def mini_map_svg(xy: list[list[float]], highlight: int, size: int = 96) -> str:
     return (f"<svg class='minimap' width='{size}' height='{size}' viewBox='0 0 {size} {size}' role='img' "
             f"aria-label='place on the persona map'><rect width='{size}' height='{size}' fill='#fafafa' "
             f"stroke='#ddd'/>{''.join(dots)}</svg>")
+
+
+def recsys_map(record: dict) -> bytes:
+    """The map's heat map and predictor panel (`recsys.map.heat_map`, the same figure as map.png)."""
+    from recsys.map import heat_map
+
+    buf = io.BytesIO()
+    heat_map(record, buf)
+    return buf.getvalue()

@@ -28,6 +28,13 @@ VARIANT_COLUMNS = ["variant", "user_variant", "sessions", "acceptance_rate", "me
 AB_COLUMNS = ["metric", "control", "treatment", "diff", "ci_low", "ci_high", "p_value", "p_holm", "n_users"]
 ATTRIBUTION_COLUMNS = ["user_id", "persona", "persona_id", "variant", "run", "turn", "title", "genres", "persona_vector"]
 SEPARABILITY_KEYS = ["k", "silhouette", "between_within_ratio", "pc1_variance_share", "max_confusion", "noise"]
+#: `personasim recsys map --out RUN_DIR` writes it beside the campaign; the report shows it when it is there.
+MAP_FILE = "map.json"
+MAP_KEYS = ("cells", "predictor", "placed", "answer", "config")
+PLACED_COLUMNS = ["data set", "statistic", "value", "cells' range", "predicted", "measured", "margin (ILD frontier)",
+                  "margin (KL frontier)"]
+#: issue 11's target for the map's predictor (held-out accuracy)
+MAP_PREDICTOR_TARGET = 0.9
 
 
 def fmt(v: Any) -> str:
@@ -98,6 +105,66 @@ def build_plots(s: dict) -> dict[str, bytes]:
     return out
 
 
+def load_map(path: str | Path) -> dict:
+    """The report's map section from a `personasim recsys map` record: {"path", "record"} when it is there and
+    readable, {"path", "absent": True} when there is no file, {"path", "problem": why} when it is damaged."""
+    path = Path(path)
+    if not path.is_file():
+        return {"path": str(path), "absent": True}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return {"path": str(path), "problem": f"{path}: not a readable map.json ({str(exc).splitlines()[0]})"}
+    lacks = [k for k in MAP_KEYS if not isinstance(record, dict) or k not in record]
+    if lacks:
+        return {"path": str(path), "problem": f"{path}: not a map.json from `personasim recsys map` (no {lacks[0]!r})"}
+    return {"path": str(path), "record": record}
+
+
+def map_tables(record: dict) -> dict:
+    """What the map section prints beside its plot: the predictor and each real data set placed on the map."""
+    pred = record["predictor"]
+    stat = pred["statistic"]
+    cells = record["cells"]
+    lo, hi = min(c["stats"][stat] for c in cells), max(c["stats"][stat] for c in cells)
+
+    def inside(v: float) -> str:  # outside the cells' range the rule extrapolates
+        return f"{lo:.3f} – {hi:.3f}" + ("" if lo <= v <= hi else " (outside: extrapolated)")
+
+    placed = [{"data set": name, "statistic": stat, "value": cell["stats"][stat],
+               "cells' range": inside(cell["stats"][stat]),
+               "predicted": "winner" if cell["predicted_winner"] else "loser",
+               "measured": "winner" if cell["winner"] else "loser",
+               # four decimals: margins of a few thousandths decide the verdict
+               "margin (ILD frontier)": f"{cell['ild']['best_margin']:+.4f}",
+               "margin (KL frontier)": f"{cell['kl']['best_margin']:+.4f}"}
+              for name, cell in record["placed"].items()]
+    acc = pred["held_out_accuracy"]
+    rule = [{"predictor": f"{stat} {pred['winner_when']} {pred['threshold']:.3f} marks a winner",
+             "held-out accuracy": acc, "cells": pred["n_cells"], "winner cells": pred["n_winner_cells"],
+             "accuracy on settled cells": pred.get("held_out_accuracy_settled"),
+             "settled cells": pred.get("n_settled_cells"),
+             f"target >= {MAP_PREDICTOR_TARGET}": "met" if acc >= MAP_PREDICTOR_TARGET else "NOT met"}]
+    return {"placed": placed, "rule": rule, "n_cells": len(cells), "n_winners": sum(bool(c["winner"]) for c in cells),
+            "knobs": record["config"]["knobs"], "seeds": record["config"]["seeds"]}
+
+
+def _map_section(summary: dict, out_dir: Path, images: dict[str, bytes]) -> dict:
+    """The map section (summary["recsys_map"], else OUT_DIR/map.json) with its plot rendered into ``images``; a
+    damaged map is also named under summary["missing"]["map"], so the caller warns about it like any other input."""
+    section = dict(summary.get("recsys_map") or load_map(out_dir / MAP_FILE))
+    if "record" in section:
+        try:
+            images["map"] = plots.recsys_map(section["record"])
+            section["tables"] = map_tables(section["record"])
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            section = {"path": section["path"], "problem": f"{section['path']}: a map.json this report cannot draw "
+                                                           f"({type(exc).__name__}: {exc})"}
+    if "problem" in section:
+        summary.setdefault("missing", {})["map"] = section["problem"]
+    return section
+
+
 def transcripts_json(payload: dict | None) -> Markup:
     """The transcript browser's data, safe inside <script type="application/json"> (<, >, & escaped)."""
     compact = partial(json.dumps, separators=(",", ":"), allow_nan=False)
@@ -105,9 +172,14 @@ def transcripts_json(payload: dict | None) -> Markup:
 
 
 def render_report(summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write report.html and summary.md into ``out_dir``; return their paths."""
+    """Write report.html and summary.md into ``out_dir``; return their paths.
+
+    The map of where a persona mixture replaces a reranker comes from ``summary["recsys_map"]`` (a `load_map`
+    result) or else from OUT_DIR/map.json (`personasim recsys map --out OUT_DIR`); none is said in place, a
+    damaged one is also added to ``summary["missing"]``."""
     out_dir = Path(out_dir)
     images = build_plots(summary)
+    recsys_map = _map_section(summary, out_dir, images)
 
     def plot(name: str) -> Markup:
         if name not in images:
@@ -139,6 +211,8 @@ def render_report(summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
         validity=_Obj(validity),
         gallery=_Obj({**gallery, "separability": _Obj(separability) if separability else None}),
         missing=_Obj(summary.get("missing") or {}),
+        recsys_map=_Obj(recsys_map),
+        placed_columns=PLACED_COLUMNS,
         warnings=summary.get("warnings") or [],
         has_transcripts=bool(summary.get("transcripts")),
         transcripts=transcripts_json(summary.get("transcripts")),

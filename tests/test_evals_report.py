@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from evals.report import render_report
@@ -37,6 +38,9 @@ def constructed_summary() -> dict:
 
 
 def test_report_renders_with_every_plot_visible(tmp_path):
+    from tests.test_evals_report_map import map_record
+
+    (tmp_path / "map.json").write_text(json.dumps(map_record()))  # `personasim recsys map` output beside it
     html_path, md_path = render_report(constructed_summary(), tmp_path)
     page = html_path.read_text()
     assert "Heat &lt;1995&gt;" in page  # escaped, not injected
@@ -51,7 +55,7 @@ def test_report_renders_with_every_plot_visible(tmp_path):
     profile = tmp_path / "profile"
     dom = dump_dom(html_path.as_uri(), profile)
     n_plots = len(re.findall(r"<img class=.plot.", page))
-    assert n_plots == 5  # pareto, acceptance, drift, consistency, one A/B forest
+    assert n_plots == 6  # pareto, acceptance, drift, consistency, one A/B forest, the map
     assert "no data for this plot" not in page
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert f'data-plots="{n_plots}"' in body

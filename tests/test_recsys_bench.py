@@ -160,3 +160,20 @@ def test_bench_trains_each_variant_with_its_validation_tuned_settings():
         assert {k: getattr(c, k) for k in tuned} == tuned and c.seed == 7 and c.dim == 64
     untuned = make_model("ampcf-k3", cfg).config  # not tuned: the shared config with AMP-CF's own batch
     assert (untuned.epochs, untuned.batch_size) == (6, 256)
+
+
+def test_cli_tune_refuses_a_validation_split_that_empties_a_user(tmp_path):
+    from evals.cli import app
+
+    inter, cat = _write(tmp_path)
+    df = pd.read_csv(inter)
+    short = pd.DataFrame({"user_id": [999, 999], "item_id": ["i0", "i1"], "rating": 5.0, "timestamp": [1.0, 2.0]})
+    pd.concat([df, short]).to_csv(inter, index=False)  # two positives: one for test, one for validation, none left
+    args = ["recsys", "tune", "--dataset", str(inter), "--catalog", str(cat), "--out", str(tmp_path / "o"), "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.output.strip().count("\n") == 0, result.output
+    assert "leaves 1 user(s) with no training items (e.g. user '999')" in result.output
+    assert not (tmp_path / "o" / "tune.json").exists()
+    pd.read_csv(inter).drop(columns="rating").to_csv(inter, index=False)  # and without ratings, tune refuses too
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "no rating column 'rating'" in result.output

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from recsys import leave_last_out
-from recsys.map import MapConfig, predictor_accuracy, read_map_config, run_map
+from recsys.map import STATS, MapConfig, predictor_accuracy, read_map_config, run_map
 from recsys.synthetic import KnobError, WorldConfig, generate
 
 torch.set_num_threads(1)
@@ -74,7 +74,8 @@ def test_cli_map_unknown_knob_exits_2_with_one_line(tmp_path):
 
 
 def _cell(stat: float, winner: bool) -> dict:
-    return {"stats": {"persona_entropy": stat, "persona_rao": 0.5, "multimodality": -stat}, "winner": winner}
+    flat = {s: 0.5 for s in STATS}  # statistics that say nothing
+    return {"stats": {**flat, "persona_entropy": stat, "multimodality": -stat}, "winner": winner}
 
 
 def test_predictor_scores_held_out_cells():
@@ -88,22 +89,36 @@ def test_predictor_scores_held_out_cells():
     rng = np.random.default_rng(0)
     noise = [_cell(float(s), bool(w)) for s, w in zip(rng.random(12), rng.random(12) > 0.5)]
     assert predictor_accuracy(noise)["held_out_accuracy"] < 0.9  # labels unrelated to the statistic
+    # settled cells: the accuracy over them alone is reported beside the accuracy over all
+    half = [{**c, "settled": i % 2 == 0} for i, c in enumerate(cells)]
+    pred = predictor_accuracy(half)
+    assert pred["n_settled_cells"] == 6 and pred["held_out_accuracy_settled"] == 1.0
+    assert np.isnan(predictor_accuracy(cells)["held_out_accuracy_settled"])
 
 
 def test_map_end_to_end_writes_json_and_heat_map(tmp_path):
-    mc = MapConfig(knobs={"tastes": [1, 3], "separation": [0.5, 4.0]}, seeds=1, world=SMALL, dim=4, epochs=4,
+    mc = MapConfig(knobs={"tastes": [1, 3], "separation": [0.5, 4.0]}, seeds=2, world=SMALL, dim=8, epochs=8,
                    mmr=[0.5], dpp=[0.5], calibration=[0.5], persona_cal=[0.5], candidates=30)
-    record = run_map(mc, tmp_path / "m", show_progress=False)
+    record = run_map(mc, tmp_path / "m", show_progress=False, workers=2)
     saved = json.loads((tmp_path / "m" / "map.json").read_text())
     assert len(saved["cells"]) == 4 and saved["cells"][0]["knobs"] == {"tastes": 1, "separation": 0.5}
     cell = saved["cells"][3]
     assert set(cell["ild"]["margins"]) == {"ampcf-k4", "ampcf-k4+personas@0.5"}
     assert cell["winner"] == (cell["ild"]["best_margin"] >= 0) and "kl" in cell
-    assert set(cell["stats"]) == {"persona_entropy", "persona_rao", "multimodality"}
-    assert 0.0 <= cell["stats"]["persona_entropy"] <= 1.0
+    lo, hi = cell["ild"]["ci95"]
+    assert lo <= cell["ild"]["best_margin"] <= hi and cell["settled"] == (lo > 0 or hi < 0)
+    assert set(cell["stats"]) == set(STATS)
+    assert all(0.0 <= c["stats"][s] <= 1.0 for c in saved["cells"] for s in ("persona_entropy", "attention_entropy"))
     # one distinct taste per user leaves the personas' weights more concentrated than three tastes do
     by = {(c["knobs"]["tastes"], c["knobs"]["separation"]): c for c in saved["cells"]}
     assert by[(1, 4.0)]["stats"]["persona_entropy"] < by[(3, 4.0)]["stats"]["persona_entropy"]
+    # far-apart planted tastes make the catalog's MF item vectors cluster more (item_silhouette; 0.21 -> 0.52 at 300
+    # users and 480 items, a weaker 0.27 -> 0.33 in this tiny world)
+    for t in (1, 3):
+        assert by[(t, 4.0)]["stats"]["item_silhouette"] > by[(t, 0.5)]["stats"]["item_silhouette"]
     assert saved["predictor"]["n_cells"] == 4 and "held-out accuracy" in saved["answer"]
     assert (tmp_path / "m" / "map.png").stat().st_size > 5000
-    assert record["wall_s"] > 0
+    assert record["wall_s"] > 0 and record["cpu_s"] > 0 and record["workers"] == 2
+    # the worker processes change nothing: one process gives the same cells, seed by seed
+    inline = run_map(mc, tmp_path / "one", show_progress=False, workers=1)
+    assert inline["cells"] == saved["cells"] and json.dumps(inline["predictor"]) == json.dumps(saved["predictor"])

@@ -107,6 +107,8 @@ def map_(
                                           "knobs to sweep, seeds, fixed world settings, model settings."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Seeds per cell (overrides the config)."),
     ml100k: bool = typer.Option(True, "--ml100k/--no-ml100k", help="Place MovieLens-100k on the map."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Processes sharing the cells, one PyTorch thread each "
+                                "(one per core; the map is the same for any number)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Sweep world knobs (tastes per user x separation by default) and say, cell by cell, whether AMP-CF (plain or
@@ -123,12 +125,13 @@ def map_(
         if seeds is not None:
             mc = replace(mc, seeds=seeds)
         real = {"ml-100k": load_movielens(ml100k_dir())} if ml100k else {}
-        record = run_map(mc, out, real, show_progress=not quiet)
+        record = run_map(mc, out, real, show_progress=not quiet, workers=workers)
     except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     typer.echo(record["answer"])
-    typer.echo(f"wrote {out / 'map.json'} and {out / 'map.png'} in {record['wall_s']:.0f} s")
+    typer.echo(f"wrote {out / 'map.json'} and {out / 'map.png'} in {record['wall_s']:.0f} s ({record['cpu_s']:.0f} CPU s); "
+               f"`personasim campaign report` shows it when map.json lies in the campaign folder")
 
 
 def _table(rows: list[dict]) -> None:
