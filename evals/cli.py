@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import typer
 
-from evals.commands import campaign, llm, personas, recsys, simulate, validate
+from evals.commands import campaign, llm, personas, recsys, simulate, train, validate
 from evals.commands.errors import GuardedGroup, run
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app.command("calibrate", help="Fit grounded users' decision weights on the train
     validate.calibrate
 )
 app.add_typer(validate.app, name="validate", help="Fidelity of simulated users to held-out real behaviour.")
+app.add_typer(train.app, name="train", help="Tune the simulated user for consistency (DPO LoRA, persona axis).")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

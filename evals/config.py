@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from evals.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
 from evals.jobs import ExecutorName
@@ -34,13 +34,23 @@ class LLMSettings(_Strict):
     concurrency: int = Field(4, ge=1, description="LLM calls in flight")
     n_threads: int | None = Field(None, ge=1, description="embedded only: llama.cpp threads")
     cache: bool = Field(True, description="on-disk response cache under OUT/llm_cache")
+    adapter: str | None = Field(None, description="a tuned simulator (`personasim train consistency --out DIR`): DIR, "
+                                "or a PEFT LoRA folder (transformers) / GGUF LoRA file (embedded)")
+
+    @model_serializer(mode="wrap")
+    def _no_unset_adapter(self, handler):
+        data = handler(self)
+        if data.get("adapter") is None:  # configs without an adapter keep the config hash they had
+            data.pop("adapter", None)
+        return data
 
     def backend_options(self) -> dict:
         if self.backend == "openai":
             return dict(model=self.model, base_url=self.base_url, api_key_env=self.api_key_env, json_mode=self.json_mode)
         if self.backend == "embedded":
-            return dict(model_path=self.model, n_threads=self.n_threads)
-        return dict(model=self.model)
+            lora = self.adapter and str(Path(self.adapter) / "adapter.gguf" if Path(self.adapter).is_dir() else self.adapter)
+            return dict(model_path=self.model, n_threads=self.n_threads, lora_path=lora)
+        return dict(model=self.model, adapter=self.adapter)
 
     def check(self) -> None:
         """LLMConfigError unless the backend exists and has what it needs (model file, model name, API key),
@@ -58,6 +68,10 @@ class LLMSettings(_Strict):
                 raise LLMConfigError(f"model file {self.model} does not exist; pass a .gguf path")
         elif self.backend == "openai":
             create_backend(self.backend, **self.backend_options())  # checks the model name and the key; sends nothing
+        if self.adapter is not None and self.backend == "openai":
+            raise LLMConfigError("llm.adapter: an OpenAI-compatible server loads its own adapters; drop 'adapter'")
+        if self.adapter is not None and self.backend == "embedded" and not Path(self.backend_options()["lora_path"]).is_file():
+            raise LLMConfigError(f"llm.adapter {self.adapter}: no GGUF LoRA adapter there (train with --gguf)")
 
 
 class PersonaSource(_Strict):

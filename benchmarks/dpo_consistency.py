@@ -1,0 +1,227 @@
+"""DPO on best-of-N pairs, and activation capping, judged on held-out personas by what was not the reward.
+
+One run, all figures measured in it:
+  1. personas: examples/personas_movies.jsonl plus the hand-written genre personas below, split
+     into training and held-out personas (`simulator.training.split_personas`, --held-out, --seed);
+  2. pairs: best-of-N sessions of the training personas' users (embedded SmolLM2, structured reward);
+  3. DPO: a LoRA adapter trained on those pairs (TRL, CPU), converted to a GGUF adapter;
+  4. arms on the held-out personas' users, each over --runs runs (session seeds differ by run):
+     base (N=1), best-of-N, DPO (N=1), DPO + best-of-N -- embedded (llama.cpp, grammar);
+     no cap and each of --caps -- transformers backend with the persona axis from the training
+     personas (`simulator.steering`), N=1;
+  5. per arm: held-out metrics (`evals.consistency_eval`: rank and utterance inconsistency, Q&A,
+     acceptance, rating spread, drift ratio) and the reward's own judge, labelled as such; ratios
+     to the base arm with paired bootstrap CIs over users;
+  6. speed: training time; tokens/s of tuned vs untuned, through the backend each is served by.
+
+    nice -n 15 .venv/bin/python benchmarks/dpo_consistency.py [--held-out 2] [--train-users 2] [--eval-users 2]
+        [--turns 3] [--n 4] [--runs 2] [--epochs 1] [--max-steps -1] [--caps 0,0.5,1] [--threads 1]
+        [--out runs/dpo_consistency]
+
+Prints each stage's figures as they are measured and writes OUT/result.json (updated after each stage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evals.commands.simulate import load_catalog  # noqa: E402
+from evals.consistency_eval import arm_report, paired_ratio  # noqa: E402
+from personas.card import PersonaCard, read_personas  # noqa: E402
+from simulator import PopularityRecommender, SessionSettings, sample_users  # noqa: E402
+from simulator.batch import run_sessions  # noqa: E402
+from simulator.llm import create_client  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _facts(job: str, jobs: list[str], age: str) -> list[dict]:
+    return [{"key": "job", "question": "What is your job?", "value": job, "choices": jobs, "evidence": []},
+            {"key": "age group", "question": "How old are you?", "value": age,
+             "choices": ["18-29", "30-39", "40-49", "50+"], "evidence": []}]
+
+
+#: Hand-written genre personas (more personas make the persona split and the drift ratio meaningful).
+EXTRA = [
+    dict(id="noir-detective", name="Walt", summary="A 58-year-old retired detective who watches crime films and "
+         "mysteries. Cartoons and musicals bore him.", likes=["Crime", "Film-Noir", "Mystery"],
+         dislikes=["Animation", "Musical", "Children's"], facts=_facts("retired detective", ["retired detective", "pilot", "baker", "nurse"], "50+")),
+    dict(id="horror-student", name="Zoe", summary="A 20-year-old film student who lives for horror and thrillers. "
+         "She finds romances and family films sappy.", likes=["Horror", "Thriller"],
+         dislikes=["Romance", "Children's", "Musical"], facts=_facts("student", ["student", "lawyer", "farmer", "chef"], "18-29")),
+    dict(id="western-rancher", name="Hank", summary="A 49-year-old rancher who loves westerns and war films. "
+         "He avoids sci-fi and fantasy.", likes=["Western", "War", "Adventure"], dislikes=["Sci-Fi", "Fantasy"],
+         facts=_facts("rancher", ["rancher", "teacher", "engineer", "dentist"], "40-49")),
+    dict(id="doc-teacher", name="Ana", summary="A 38-year-old history teacher who prefers documentaries and "
+         "dramas. Violent action films put her off.", likes=["Documentary", "Drama"], dislikes=["Action", "Horror"],
+         facts=_facts("teacher", ["teacher", "nurse", "pilot", "chef"], "30-39")),
+]
+
+
+def personas() -> list[PersonaCard]:
+    cards = read_personas(ROOT / "examples" / "personas_movies.jsonl")
+    base = cards[0].model_dump()
+    for extra in EXTRA:
+        cards.append(PersonaCard.model_validate({**base, **extra, "traits": base["traits"]}))
+    return cards
+
+
+def stamp(result: dict, out: Path, msg: str) -> None:
+    (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    print(msg, flush=True)
+
+
+async def sessions(users, items, pop, *, backend: str, options: dict, turns: int, n: int, seed: int, runs: int,
+                   qa: bool = True) -> tuple[list, dict]:
+    llm = create_client(backend, concurrency=1, **options)  # no cache: every arm really runs its model
+    started = time.perf_counter()
+    trs = []
+    try:
+        for r in range(runs):
+            trs += await run_sessions(users, lambda u: PopularityRecommender(items, pop), turns=turns, seed=seed + r,
+                                      llm=llm, settings=SessionSettings(best_of=n, qa_turns=None if qa else []),
+                                      in_flight=1, show_progress=False)
+    finally:
+        await llm.aclose()
+    secs = time.perf_counter() - started
+    return trs, {"seconds": round(secs, 1), "tokens_out": llm.usage.tokens_out, "requests": llm.usage.requests,
+                 "failures": llm.usage.failures, "model": llm.model}
+
+
+async def tokens_per_s(backend: str, options: dict, prompts: list[str], max_tokens: int = 48) -> float:
+    from simulator.llm import create_backend
+
+    b = create_backend(backend, **options)
+    await b.complete([{"role": "user", "content": "Hi"}], temperature=0.0, max_tokens=4, seed=0, json_schema=None)
+    toks, secs = 0, 0.0
+    for p in prompts:
+        t0 = time.perf_counter()
+        c = await b.complete([{"role": "user", "content": p}], temperature=0.0, max_tokens=max_tokens, seed=0,
+                             json_schema=None)
+        secs += time.perf_counter() - t0
+        toks += c.tokens_out
+    return toks / secs if secs else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--held-out", type=int, default=2)
+    ap.add_argument("--train-users", type=int, default=2, help="users per training persona")
+    ap.add_argument("--eval-users", type=int, default=2, help="users per held-out persona")
+    ap.add_argument("--turns", type=int, default=3)
+    ap.add_argument("--cap-turns", type=int, default=2)
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--max-steps", type=int, default=-1)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--caps", default="0,0.5,1")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="runs/dpo_consistency")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from personas.embed import Embedder
+    from simulator.llm.backends.hf_transformers import load_causal_lm
+    from simulator.lora_gguf import convert
+    from simulator.steering import persona_axis, save_axis
+    from simulator.training import TrainSettings, collect_pairs, split_personas, train_dpo, write_pair_set
+    from personas.assets import smollm2_gguf
+
+    cards = personas()
+    by_id = {c.id: c for c in cards}
+    train, held = split_personas(cards, held_out=args.held_out, seed=args.seed)
+    items, pop = load_catalog("ml-100k")
+    result: dict = {"args": vars(args), "train_personas": [c.id for c in train], "held_out_personas": [c.id for c in held]}
+    stamp(result, out, f"split: train {result['train_personas']} | held out {result['held_out_personas']}")
+
+    # 2. pairs from the training personas
+    emb = {"n_threads": args.threads}
+    t0 = time.perf_counter()
+    train_users = sample_users(train, args.train_users * len(train), args.seed)
+
+    async def collect():
+        llm = create_client("embedded", concurrency=1, **emb)
+        try:
+            return await collect_pairs(train_users, lambda u: PopularityRecommender(items, pop), llm=llm,
+                                       turns=args.turns, best_of=args.n, seed=args.seed, show_progress=False)
+        finally:
+            await llm.aclose()
+
+    rows, _ = asyncio.run(collect())
+    pairs = write_pair_set(rows, out / "pairs.jsonl")
+    result["pairs"] = {"n": len(rows), "seconds": round(time.perf_counter() - t0, 1)}
+    stamp(result, out, f"pairs: {len(rows)} from {len(train_users)} training users in {result['pairs']['seconds']} s")
+
+    # 3. DPO
+    settings = TrainSettings(seed=args.seed, epochs=args.epochs, max_steps=args.max_steps, learning_rate=args.lr,
+                             threads=args.threads, save_steps=50)
+    tr = train_dpo(pairs, out / "dpo", settings, show_progress=False)
+    gguf = convert(tr.adapter, smollm2_gguf(), out / "dpo" / "adapter.gguf")
+    result["training"] = {"seconds": tr.seconds, "steps": tr.steps, "pairs": tr.pairs, "tokens": tr.tokens,
+                          "tokens_per_s": round(tr.tokens / tr.seconds, 1) if tr.seconds else None,
+                          "final_loss": tr.final_loss, "reward_accuracy": tr.reward_accuracy}
+    stamp(result, out, f"training: {tr.steps} steps on {tr.pairs} pairs in {tr.seconds} s (loss {tr.final_loss})")
+
+    # 4. arms on held-out users
+    eval_users = sample_users(held, args.eval_users * len(held), args.seed + 1000)
+    embed = Embedder(show_progress=False).embed
+    arms, users_of = {}, {}
+    lora = {**emb, "lora_path": str(gguf)}
+    plan = [("base", "embedded", emb, 1, args.turns), (f"best_of_{args.n}", "embedded", emb, args.n, args.turns),
+            ("dpo", "embedded", lora, 1, args.turns), (f"dpo+best_of_{args.n}", "embedded", lora, args.n, args.turns)]
+    caps = [float(c) for c in args.caps.split(",") if c.strip()]
+    if caps:
+        tok, lm = load_causal_lm(smollm2_gguf())
+        axis = persona_axis(lm, tok, train)
+        del lm
+        axis_path = save_axis(axis, out / "axis.json")
+        result["axis"] = {"layer": axis.layer, "default_proj": axis.default_proj, "role_proj": axis.role_proj}
+        plan.append(("tf_no_cap", "transformers", {}, 1, args.cap_turns))
+        plan += [(f"tf_cap_{c:g}", "transformers", {"axis": str(axis_path), "cap": c}, 1, args.cap_turns) for c in caps]
+    result["arms"] = {}
+    for name, backend, options, n, turns in plan:
+        trs, cost = asyncio.run(sessions(eval_users, items, pop, backend=backend, options=options, turns=turns, n=n,
+                                         seed=args.seed, runs=args.runs))
+        summary, users_of[name] = arm_report(trs, by_id, embed, seed=args.seed)
+        arms[name] = summary
+        result["arms"][name] = {"cost": cost, **summary}
+        ref = "base" if backend == "embedded" else "tf_no_cap"
+        if name != ref and ref in users_of:
+            result["arms"][name]["vs_" + ref] = {m: paired_ratio(users_of[name][m], users_of[ref][m], seed=args.seed)
+                                                 for m in ("rank_inconsistency", "utterance_inconsistency",
+                                                           "reward_p2l_inconsistency", "acceptance", "rating_spread")}
+        m = {k: summary[k]["mean"] for k in ("rank_inconsistency", "utterance_inconsistency", "reward_p2l_inconsistency",
+                                              "qa", "acceptance", "rating_spread")}
+        stamp(result, out, f"arm {name}: " + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in m.items())
+              + f", drift {summary['drift'].get('ratio_within_over_between')}, lines {summary['n_lines']}, "
+              f"{cost['seconds']} s")
+
+    # 6. speed of the tuned model through the backend it is served by
+    prompts = ["Name a film you like and say why.", "Describe your ideal evening.", "What makes a comedy funny?"]
+    speed = {"embedded_base": asyncio.run(tokens_per_s("embedded", emb, prompts)),
+             "embedded_dpo": asyncio.run(tokens_per_s("embedded", lora, prompts))}
+    speed["ratio_tuned_over_untuned"] = speed["embedded_dpo"] / speed["embedded_base"] if speed["embedded_base"] else None
+    result["tokens_per_s"] = speed
+    stamp(result, out, "tokens/s: " + json.dumps({k: round(v, 1) if v else v for k, v in speed.items()}))
+
+    # ratios measured in this run
+    for name, arm in result["arms"].items():
+        for ref in ("vs_base", "vs_tf_no_cap"):
+            if ref in arm:
+                r = arm[ref]["rank_inconsistency"]
+                print(f"{name} {ref}: rank inconsistency x{r['ratio']} CI {r['ci95']}; acceptance "
+                      f"x{arm[ref]['acceptance']['ratio']}; rating spread x{arm[ref]['rating_spread']['ratio']}")
+
+
+if __name__ == "__main__":
+    main()
