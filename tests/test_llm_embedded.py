@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -23,6 +24,23 @@ MESSAGES = [
     {"role": "system", "content": "You are Ana, a tired night-shift nurse who loves old comedies."},
     {"role": "user", "content": "Introduce yourself and rate your week from 1 to 5."},
 ]
+
+
+@contextlib.contextmanager
+def counted_evals(llm):
+    """Counts the tokens llama.cpp evaluates (the real `eval`, wrapped) while the block runs."""
+    evaluated: list[int] = []
+    real_eval = llm.eval
+
+    def counting_eval(tokens):
+        evaluated.append(len(tokens))
+        return real_eval(tokens)
+
+    llm.eval = counting_eval
+    try:
+        yield evaluated
+    finally:
+        llm.eval = real_eval
 
 
 async def test_schema_answer_is_valid_json(embedded_backend):
@@ -48,21 +66,13 @@ async def test_an_answer_does_not_depend_on_what_ran_before_and_a_shared_prompt_
     """Generation reuses the prompt blocks the previous call left in the KV cache (a user's system
     prompt, the same every turn), and still answers exactly as from an empty cache."""
     llm = embedded_backend._llm
-    evaluated = []
-    real_eval = llm.eval
-
-    def counting_eval(tokens):
-        evaluated.append(len(tokens))
-        return real_eval(tokens)
-
     turn = [MESSAGES[0], {"role": "user", "content": "The app shows Toy Story, Scream and Fargo. Pick one."}]
     other = [{"role": "system", "content": "You are Bo, a retired sailor."}, MESSAGES[1]]
     kw = dict(temperature=1.0, max_tokens=24, seed=7, json_schema=None)
     llm.reset()
     embedded_backend._scored = None
     fresh = (await embedded_backend.complete(turn, **kw)).text
-    llm.eval = counting_eval
-    try:
+    with counted_evals(llm) as evaluated:
         await embedded_backend.complete(other, **kw)  # another prompt in between
         evaluated.clear()
         after_other = (await embedded_backend.complete(turn, **kw)).text
@@ -72,8 +82,6 @@ async def test_an_answer_does_not_depend_on_what_ran_before_and_a_shared_prompt_
         evaluated.clear()
         again = (await embedded_backend.complete(turn, **kw)).text  # right after itself: the prompt's blocks reused
         warm_cost = sum(evaluated)
-    finally:
-        llm.eval = real_eval
     assert fresh == after_other == after_scoring == again
     assert warm_cost < cold_cost
 
@@ -82,13 +90,6 @@ async def test_alternating_long_prompts_get_their_blocks_back_with_the_same_answ
     """A grounded user alternates item judgements (its persona's prompt) and utterances (its own):
     each would evict the other's blocks; the set-aside KV cache brings them back, answers unchanged."""
     llm = embedded_backend._llm
-    evaluated = []
-    real_eval = llm.eval
-
-    def counting_eval(tokens):
-        evaluated.append(len(tokens))
-        return real_eval(tokens)
-
     judge = [{"role": "system", "content": "You are Ana, a night-shift nurse. Films you loved: " +
               "; ".join(f"Comedy number {i} (199{i % 10})" for i in range(20)) + ". Answer only yes or no."},
              {"role": "user", "content": "Would you enjoy watching Fargo (1996)?"}]
@@ -101,9 +102,7 @@ async def test_alternating_long_prompts_get_their_blocks_back_with_the_same_answ
     llm.reset()
     embedded_backend._scored, embedded_backend._saved = None, []
     fresh_voice = (await embedded_backend.complete(voice, **kw)).text
-    llm.eval = counting_eval
-    try:
-        evaluated.clear()
+    with counted_evals(llm) as evaluated:
         cold = await embedded_backend.first_token_logprobs(judge, seed=0, top_logprobs=5)  # the voice set aside
         cold_cost = sum(evaluated)
         evaluated.clear()
@@ -112,8 +111,6 @@ async def test_alternating_long_prompts_get_their_blocks_back_with_the_same_answ
         evaluated.clear()
         judge_back = await embedded_backend.first_token_logprobs(judge, seed=0, top_logprobs=5)
         judge_cost = sum(evaluated)
-    finally:
-        llm.eval = real_eval
     assert dict(judge_back) == dict(cold) == dict(fresh_judge)  # the same log-probs, to the bit
     assert voice_back == fresh_voice
     assert judge_cost <= 16 < cold_cost  # only the last block evaluated again
