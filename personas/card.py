@@ -72,22 +72,28 @@ class PersonaFileError(ValueError):
     """A personas.jsonl that cannot be used; the message names file and line."""
 
 
-def read_personas(path) -> list[PersonaCard]:
-    """Read ``personas.jsonl``; refuse empty files and other schema versions."""
+def jsonl_rows(path, error: type[Exception], what: str):
+    """(line number, parsed value) of each non-blank line of a JSONL file; ``error`` naming the file
+    (and the line) when it is missing or a line is not JSON. ``what`` names the file's kind."""
     import json
     from pathlib import Path
 
     path = Path(path)
     if not path.is_file():
-        raise PersonaFileError(f"{path}: no such personas file")
-    cards: list[PersonaCard] = []
+        raise error(f"{path}: no such {what} file")
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
+            yield lineno, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise PersonaFileError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+            raise error(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+
+
+def read_personas(path) -> list[PersonaCard]:
+    """Read ``personas.jsonl``; refuse empty files and other schema versions."""
+    cards: list[PersonaCard] = []
+    for lineno, raw in jsonl_rows(path, PersonaFileError, "personas"):
         version = raw.get("schema_version") if isinstance(raw, dict) else None
         if version != SCHEMA_VERSION:
             raise PersonaFileError(

@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from personas.card import PersonaCard
+from personas.card import PersonaCard, jsonl_rows
 
 log = logging.getLogger(__name__)
 
@@ -168,16 +168,8 @@ def read_pair_set(path: str | Path) -> tuple[list[dict[str, Any]], int]:
     on a malformed row, an empty file, or a file with no usable row.
     """
     path = Path(path)
-    if not path.is_file():
-        raise PairSetError(f"{path}: no such pair file")
     rows, dropped = [], 0
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PairSetError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+    for lineno, row in jsonl_rows(path, PairSetError, "pair"):
         if not isinstance(row, dict):
             raise PairSetError(f"{path}:{lineno}: a pair is a JSON object, got {type(row).__name__}")
         for key in ("prompt", "chosen", "rejected"):
