@@ -309,7 +309,7 @@ class RecsysAdapter:
 
     def _refold(self) -> None:
         if self._stale and self.liked and hasattr(self.model, "fold_in"):
-            steps = self.folder.settings.steps if self.folder is not None else 60
+            steps = (self.folder.settings if self.folder is not None else FoldInSettings()).steps
             self.params = self.model.fold_in(np.asarray(self.liked), steps, seed=self.seed)
         self._stale = False
 
