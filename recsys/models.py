@@ -322,9 +322,17 @@ class _Factorised(Recommender):
         """Persona vectors [K, d] for a new user who liked ``liked`` (item indices); items frozen.
 
         ``start`` [K, d]: begin from these parameters (a warm start, e.g. the user's previous fold)
-        instead of the seeded start near the liked items; the result then differs from a cold fold."""
+        instead of the seeded start near the liked items; the result then differs from a cold fold.
+
+        The objective is training's, for one user: softmax loss (mean -log softmax(s)[liked] + reg *
+        mean_k |p_k|^2) or BPR, by Adam (lr 0.05). A softmax fold without attention regularisers (every
+        campaign's) runs on the gradient written out in numpy (`_fold_softmax`): autograd on a [K, d]
+        leaf spent most of its time dispatching ~40 small ops a step, and a campaign folds a user in
+        before every slate. BPR and regularised attention keep autograd (`_fold_steps`)."""
         liked = self._fold_liked(liked)
         P0, rng = self._fold_start(liked, seed, start)
+        if self.config.loss == "softmax" and not (self.k > 1 and (self.peak_reg or self.spread_reg)):
+            return self._fold_softmax(P0.numpy(), liked, steps)
         P = P0.requires_grad_(True)
         opt = torch.optim.Adam([P], lr=0.05)
         # softmax: each liked item once; BPR: repeat them so each step sees enough sampled negatives
@@ -360,66 +368,74 @@ class _Factorised(Recommender):
         return (Qliked[pick] + 0.01 * torch.randn(self.k, self.config.dim, generator=gen)).clone(), rng
 
     def fold_in_batch(self, likes, seeds, steps=60, starts=None) -> list[np.ndarray]:
-        """Fold-ins of B users at once: likes [B] arrays of item indices, seeds [B] ints, optional
-        starts [B] (each [K, d] or None: see `fold_in`) -> B arrays [K, d].
+        """Fold-ins of B users: likes [B] arrays of item indices, seeds [B] ints, optional starts [B]
+        (each [K, d] or None: see `fold_in`) -> B arrays [K, d].
 
-        Each result equals ``fold_in(likes[u], steps, seeds[u], starts[u])`` bit for bit, by
-        construction: every matrix product runs per user with the same shapes and layout as a single
-        fold (BLAS sums in a different order when rows are stacked: last-bit differences a slate
-        would amplify), each user has its own Adam parameter, and only row-wise work is batched
-        (log-softmax over the catalog, bias, attention softmax, gathers). BPR folds draw their own
-        negatives per user and run one at a time.
+        Each result equals ``fold_in(likes[u], steps, seeds[u], starts[u])`` bit for bit: users are
+        solved one after another (stacking them would let BLAS sum in another order, last-bit
+        differences a slate would amplify). The batch is the caller's saving: one hand-off to a
+        worker for every session waiting on the model.
         """
         starts = list(starts) if starts is not None else [None] * len(likes)
         if not (len(likes) == len(seeds) == len(starts)):
             raise RecsysError(f"fold_in_batch: {len(likes)} likes, {len(seeds)} seeds, {len(starts)} starts")
-        if self.config.loss != "softmax" or len(likes) == 1:
-            return [self.fold_in(lk, steps, sd, st) for lk, sd, st in zip(likes, seeds, starts)]
-        liked = [self._fold_liked(lk) for lk in likes]
-        # one leaf and one Adam state per user: the optimiser's elementwise kernels then see each user's
-        # [K, d] exactly as a single fold does (on one stacked tensor, vector and scalar code paths would
-        # split users differently when K * d is not a multiple of the SIMD width)
-        Ps = [self._fold_start(lk, int(sd), st)[0].requires_grad_(True) for lk, sd, st in zip(liked, seeds, starts)]
-        opt = torch.optim.Adam(Ps, lr=0.05)
-        with _deterministic():
-            self._fold_steps_batch(Ps, opt, liked, steps)
-        return [P.detach().numpy() for P in Ps]
+        liked = [self._fold_liked(lk) for lk in likes]  # every user checked before any is solved
+        return [self.fold_in(lk, steps, sd, st) for lk, sd, st in zip(liked, seeds, starts)]
 
-    def _fold_steps_batch(self, Ps: list[torch.Tensor], opt, liked: list[np.ndarray], steps: int) -> None:
-        """Softmax fold-in steps for B users' [K, d] leaves; the item side is read detached (frozen, never mutated)."""
+    def _fold_consts(self) -> dict[str, np.ndarray]:
+        """The frozen item side as the numpy fold reads it, laid out for contiguous products."""
         net = self.net
-        items_t, bias = net.items.detach().T, net.bias.detach()
-        n = self.n_items
-        flat = torch.from_numpy(np.concatenate([u * n + lk for u, lk in enumerate(liked)]))
-        sizes = [len(lk) for lk in liked]
+        items = net.items.detach().numpy()
+        consts = {"items": items, "items_t": np.ascontiguousarray(items.T), "bias": net.bias.detach().numpy()}
         if self.k > 1:
-            W_t = net.W.detach().T
-            queries_t = (net.items.detach() @ net.V.detach().T).T  # [d_att, N], as `_Net.attention` computes it
-            scale = self.tau * net.att_dim ** 0.5
-        for _ in range(steps):
-            with torch.enable_grad():
-                # one [1, K, d] view per user feeds both products, as in `_Net.scores`, so each user's
-                # gradient sums its terms in the same order as a single fold
-                P = torch.stack(Ps)  # [B, K, d]
-                views = [p[None] for p in Ps]
-                per = torch.cat([v @ items_t for v in views])  # [B, K, N], one product per user
-                if self.k == 1:
-                    s, a = per[:, 0] + bias, None
-                else:
-                    logits = torch.cat([(v @ W_t) @ queries_t for v in views])  # [B, K, N]
-                    a = torch.softmax(logits / scale, dim=1)
-                    s = (a * per).sum(1) + bias
-                picked = torch.log_softmax(s, dim=1).reshape(-1)[flat].split(sizes)
-                ce = -torch.stack([v.mean() for v in picked])  # [B]
-                l2 = torch.stack([r.mean() for r in P.pow(2).sum(-1).unbind(0)])  # [B]
-                loss = ce + self.config.reg * l2
-                if a is not None and (self.peak_reg or self.spread_reg):
-                    loss = loss + torch.stack([self._attention_reg(a[u: u + 1]) for u in range(len(liked))])
-                opt.zero_grad()
-                loss.sum().backward()
-                opt.step()
+            # attention logits = (P W^T)(Q V^T)^T / scale = P (Q V^T W)^T / scale
+            qw = (net.items.detach() @ net.V.detach().T @ net.W.detach()).numpy()  # [N, d]
+            consts.update(qw=qw, qw_t=np.ascontiguousarray(qw.T), scale=np.float32(self.tau * net.att_dim ** 0.5))
+        return consts
+
+    def _fold_grad(self, P: np.ndarray, target: np.ndarray, c: dict[str, np.ndarray]) -> np.ndarray:
+        """Gradient [K, d] of the softmax fold loss at P [K, d]; ``target`` [N] is 1/|liked| on the likes.
+
+        s_n = sum_k a_kn per_kn + b_n, per = P Q^T, a = softmax_k(P qw^T / scale); with
+        g = softmax(s) - target: dL/dper = a g, dL/dlogits = a (per - s') g / scale, where s' = s - b.
+        Checked against autograd in tests/test_recsys_models.py."""
+        per = P @ c["items_t"]  # [K, N]
+        if self.k == 1:
+            s = per[0] + c["bias"]
+        else:
+            logits = (P @ c["qw_t"]) / c["scale"]
+            logits -= logits.max(0)
+            a = np.exp(logits)
+            a /= a.sum(0)
+            mixed = (a * per).sum(0)
+            s = mixed + c["bias"]
+        e = np.exp(s - s.max())
+        g = e / e.sum() - target
+        if self.k == 1:
+            grad = (g @ c["items"])[None]
+        else:
+            ag = a * g
+            grad = ag @ c["items"] + ((ag * (per - mixed)) / c["scale"]) @ c["qw"]
+        return grad + np.float32(2 * self.config.reg / self.k) * P
+
+    def _fold_softmax(self, P: np.ndarray, liked: np.ndarray, steps: int) -> np.ndarray:
+        """``steps`` of Adam (torch's update, default betas, lr 0.05) on `_fold_grad`, in float32."""
+        c = self._fold_consts()
+        target = np.zeros(self.n_items, np.float32)
+        target[liked] = 1.0 / len(liked)
+        P = np.array(P, np.float32)
+        m, v = np.zeros_like(P), np.zeros_like(P)
+        lr, beta1, beta2, eps = 0.05, 0.9, 0.999, 1e-8
+        for t in range(1, steps + 1):
+            grad = self._fold_grad(P, target, c)
+            m += (1 - beta1) * (grad - m)
+            v = beta2 * v + (1 - beta2) * grad * grad
+            denom = np.sqrt(v) / np.float32(np.sqrt(1 - beta2 ** t)) + np.float32(eps)
+            P -= np.float32(lr / (1 - beta1 ** t)) * m / denom
+        return P
 
     def _fold_steps(self, P, opt, liked, pos, rng, steps) -> None:
+        """The autograd fold: BPR, or softmax with attention regularisers."""
         net = self.net
         for _ in range(steps):
             with torch.enable_grad():
