@@ -4,7 +4,9 @@ Two campaigns (about 100 and --sessions sessions, default 10,000) against a loca
 OpenAI-compatible server that answers after a fixed delay, each in a child process:
 
 (a) LLM calls/s of the large campaign's session phase, as a ratio to the
-    concurrency bound C / delay (targets: >= 0.9 at C = 16, 0.1 s);
+    concurrency bound C / delay (targets: >= 0.9 at C = 16, 0.1 s); 2C sessions are
+    in flight, the config defaults' ratio (8 sessions, 4 calls), so sessions waiting
+    on a fold-in do not leave an LLM slot empty;
 (b) CPU per session: the large run's CPU minus the small run's (both train the same
     models) over the extra sessions, i.e. what one more session costs (target <= 30 ms),
     and the whole process's CPU over its sessions, set-up and training included;
@@ -44,7 +46,7 @@ def config(url: str, users_per_persona: int, concurrency: int) -> dict:
         "turns": 2, "slate_size": 4, "runs_per_user": 1, "best_of": 1,
         "llm": {"backend": "openai", "base_url": url, "model": "fault-echo", "concurrency": concurrency, "cache": False},
         "recsys": {"dim": 16, "personas_k": 2, "epochs": 1, "onboarding_pool": 6},
-        "sessions_in_flight": concurrency,
+        "sessions_in_flight": 2 * concurrency,
     }
 
 

@@ -311,12 +311,12 @@ class _Factorised(Recommender):
         """Index of the persona with the most attention for each (user, item): [B, M] ints."""
         return self.explain(users, items).argmax(-1)
 
-    @torch.no_grad()
     def explain_params(self, params: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Attention [M, K] for folded-in user parameters [K, d]."""
-        P = torch.from_numpy(np.asarray(params, np.float32))[None]
-        Q = self.net.items[torch.from_numpy(np.asarray(items, np.int64))]
-        return self.net.attention(P, Q)[0].T.numpy()
+        items = np.asarray(items, np.int64)
+        self._check_items(items)
+        a = self._mix(np.asarray(params, np.float32), self._fold_consts())[2]
+        return np.ones((len(items), 1), np.float32) if a is None else a[:, items].T
 
     def fold_in(self, liked, steps=60, seed=0, start=None):
         """Persona vectors [K, d] for a new user who liked ``liked`` (item indices); items frozen.
@@ -383,15 +383,35 @@ class _Factorised(Recommender):
         return [self.fold_in(lk, steps, sd, st) for lk, sd, st in zip(liked, seeds, starts)]
 
     def _fold_consts(self) -> dict[str, np.ndarray]:
-        """The frozen item side as the numpy fold reads it, laid out for contiguous products."""
+        """The frozen item side as numpy reads it (fold-in, `score_params`), laid out for contiguous
+        products; rebuilt when the net or any of its tensors changed (torch counts in-place updates)."""
         net = self.net
-        items = net.items.detach().numpy()
-        consts = {"items": items, "items_t": np.ascontiguousarray(items.T), "bias": net.bias.detach().numpy()}
+        tensors = [net.items, net.bias, *([net.W, net.V] if self.k > 1 else [])]
+        versions = [t._version for t in tensors]
+        cached = getattr(self, "_consts_cache", None)
+        if cached is not None and cached[0] is net and cached[1] == versions:
+            return cached[2]
+        items = net.items.detach().numpy().copy()
+        consts = {"items": items, "items_t": np.ascontiguousarray(items.T), "bias": net.bias.detach().numpy().copy()}
         if self.k > 1:
             # attention logits = (P W^T)(Q V^T)^T / scale = P (Q V^T W)^T / scale
             qw = (net.items.detach() @ net.V.detach().T @ net.W.detach()).numpy()  # [N, d]
             consts.update(qw=qw, qw_t=np.ascontiguousarray(qw.T), scale=np.float32(self.tau * net.att_dim ** 0.5))
+        self._consts_cache = (net, versions, consts)
         return consts
+
+    def _mix(self, P: np.ndarray, c: dict[str, np.ndarray]):
+        """Scores s [N] of persona vectors P [K, d], with what the gradient needs: per-persona scores
+        per [K, N], attention a [K, N] (None when K = 1) and the mixture s - b [N]."""
+        per = P @ c["items_t"]
+        if self.k == 1:
+            return per[0] + c["bias"], per, None, per[0]
+        logits = (P @ c["qw_t"]) / c["scale"]
+        logits -= logits.max(0)
+        a = np.exp(logits)
+        a /= a.sum(0)
+        mixed = (a * per).sum(0)
+        return mixed + c["bias"], per, a, mixed
 
     def _fold_grad(self, P: np.ndarray, target: np.ndarray, c: dict[str, np.ndarray]) -> np.ndarray:
         """Gradient [K, d] of the softmax fold loss at P [K, d]; ``target`` [N] is 1/|liked| on the likes.
@@ -399,19 +419,10 @@ class _Factorised(Recommender):
         s_n = sum_k a_kn per_kn + b_n, per = P Q^T, a = softmax_k(P qw^T / scale); with
         g = softmax(s) - target: dL/dper = a g, dL/dlogits = a (per - s') g / scale, where s' = s - b.
         Checked against autograd in tests/test_recsys_models.py."""
-        per = P @ c["items_t"]  # [K, N]
-        if self.k == 1:
-            s = per[0] + c["bias"]
-        else:
-            logits = (P @ c["qw_t"]) / c["scale"]
-            logits -= logits.max(0)
-            a = np.exp(logits)
-            a /= a.sum(0)
-            mixed = (a * per).sum(0)
-            s = mixed + c["bias"]
+        s, per, a, mixed = self._mix(P, c)
         e = np.exp(s - s.max())
         g = e / e.sum() - target
-        if self.k == 1:
+        if a is None:
             grad = (g @ c["items"])[None]
         else:
             ag = a * g
@@ -451,11 +462,9 @@ class _Factorised(Recommender):
                 loss.backward()
                 opt.step()
 
-    @torch.no_grad()
     def score_params(self, params):
-        P = torch.from_numpy(np.asarray(params, np.float32))[None]
-        s, _ = self.net.scores(P, self.net.items, self.net.bias)
-        return s[0].numpy()
+        """Scores [N] of folded-in persona vectors [K, d] (numpy: a campaign scores before every slate)."""
+        return self._mix(np.asarray(params, np.float32), self._fold_consts())[0]
 
     def item_embeddings(self):
         return self.net.items.detach().numpy()

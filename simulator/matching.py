@@ -20,6 +20,7 @@ concept in it, one with a negative cue ("hate", "dislike", "boring", "avoid",
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from simulator.catalog import Item
 
@@ -73,10 +74,16 @@ def _contains(hay: list[str], needle: list[str]) -> bool:
     return n > 0 and any(hay[i : i + n] == needle for i in range(len(hay) - n + 1))
 
 
+@lru_cache(maxsize=8192)
+def _term_tokens(term: str) -> list[str]:
+    """`tokens` of a vocabulary term, cached: a campaign matches the same few hundred terms every turn."""
+    return tokens(term)
+
+
 def concepts_in(text: str, vocabulary: list[str]) -> set[str]:
     """The concepts of ``vocabulary`` (kept as given, lower-cased) that occur in ``text``."""
     toks = tokens(text)
-    return {c.lower() for c in vocabulary if _contains(toks, tokens(c))}
+    return {c.lower() for c in vocabulary if _contains(toks, _term_tokens(c))}
 
 
 def item_concepts(item: Item, vocabulary: list[str]) -> set[str]:

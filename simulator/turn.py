@@ -7,7 +7,8 @@ maxLength (and the caller gives max_tokens headroom, since a string cut by
 max_tokens breaks the JSON). Every answer is validated again here, because
 backends without a grammar (json_object or prompt mode) may return anything:
 an id the slate did not contain is a failed turn with its reason, never a
-silently fixed one.
+silently fixed one. Each is a `TemplateSchema`: the client checks a template
+against the JSON Schema metaschema once, not every slate's schema.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.catalog import Item
+from simulator.llm.jsonout import TemplateSchema
 
 RATINGS = [1, 2, 3, 4, 5]
 UTTERANCE_MAX_CHARS = 100
@@ -33,7 +35,7 @@ def turn_schema(slate: list[Item], max_choices: int = MAX_CHOICES, utterance_cha
     with digit strings until max_tokens cuts the JSON.
     """
     ids = [it.id for it in slate]
-    return {
+    return TemplateSchema(f"turn/{max_choices}/{utterance_chars}", {
         "type": "object",
         "properties": {
             "utterance": {
@@ -53,40 +55,40 @@ def turn_schema(slate: list[Item], max_choices: int = MAX_CHOICES, utterance_cha
         },
         "required": ["utterance", "ratings", "chosen", "stop"],
         "additionalProperties": False,
-    }
+    })
 
 
 def utterance_schema(utterance_chars: int = UTTERANCE_MAX_CHARS) -> dict:
     """Only an utterance: a grounded user's decision is already made, the LLM voices it."""
-    return {
+    return TemplateSchema(f"utterance/{utterance_chars}", {
         "type": "object",
         "properties": {"utterance": turn_schema([], 0, utterance_chars)["properties"]["utterance"]},
         "required": ["utterance"],
         "additionalProperties": False,
-    }
+    })
 
 
 def pick_schema(pool: list[Item], max_picks: int) -> dict:
     """Onboarding answer: the liked items among ``pool`` (at least one)."""
     ids = [it.id for it in pool]
-    return {
+    return TemplateSchema(f"pick/{max_picks}", {
         "type": "object",
         "properties": {
             "liked": {"type": "array", "items": {"type": "string", "enum": ids}, "minItems": 1, "maxItems": max_picks}
         },
         "required": ["liked"],
         "additionalProperties": False,
-    }
+    })
 
 
 def answer_schema(choices: list[str]) -> dict:
     """A multiple-choice answer: exactly one of ``choices``."""
-    return {
+    return TemplateSchema("answer", {
         "type": "object",
         "properties": {"answer": {"type": "string", "enum": list(choices)}},
         "required": ["answer"],
         "additionalProperties": False,
-    }
+    })
 
 
 class TurnAnswer(BaseModel):

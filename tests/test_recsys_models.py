@@ -295,3 +295,22 @@ def test_the_written_out_fold_gradient_is_autograds(fitted, name):
     np.testing.assert_allclose(ours, ref, atol=1e-4)
     top = lambda p: set(np.argsort(-model.score_params(p))[:10].tolist())  # noqa: E731
     assert top(ours) == top(ref)
+    # numpy scoring and attention of folded-in parameters: torch's `_Net.scores`
+    with torch.no_grad():
+        s, a = net.scores(torch.from_numpy(ours)[None], net.items, net.bias)
+    np.testing.assert_allclose(model.score_params(ours), s[0].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.explain_params(ours, np.arange(5)), a[0, :, :5].T.numpy(), atol=1e-6)
+
+
+def test_numpy_scoring_follows_changes_to_the_item_side(data):
+    """The item side numpy reads is rebuilt when a tensor changes in place (training, load_state_dict)."""
+    model = AMPCF(TC, k=2, epochs=1).fit(data[0])
+    params = model.fold_in(np.array([1, 2, 3]), steps=5)
+    before = model.score_params(params)
+    with torch.no_grad():
+        model.net.items.mul_(2.0)
+    after = model.score_params(params)
+    with torch.no_grad():
+        s, _ = model.net.scores(torch.from_numpy(params)[None], model.net.items, model.net.bias)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, s[0].numpy(), rtol=1e-5, atol=1e-5)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
+import pytest
+
 from personas.card import Fact, PersonaCard
 from simulator import (
     Item, LLMJudge, PopularityRecommender, SessionSettings, StructuredJudge, Turn, derive_seed, run_session,
     sample_users, summarize, write_preferences,
 )
-from simulator.llm import Backend, LLMClient, RawCompletion
+from simulator.llm import Backend, LLMClient, LLMConfigError, RawCompletion, jsonout
 from simulator.session import _best, preference_pairs
+from simulator.turn import answer_schema, pick_schema, turn_schema, utterance_schema
 from simulator.user import Candidate
 
 CARD = PersonaCard(
@@ -165,3 +169,23 @@ async def test_llm_judge_reads_the_documented_schema():
     v = await judge.against_persona(CARD, "Comedy", line)
     assert v.contradiction is True and v.reasons == ["praises horror"] and v.tokens_in == 10
     assert (await StructuredJudge().against_persona(CARD, "Comedy", line)).contradiction is True
+
+
+def test_every_answer_schema_template_is_a_valid_json_schema_and_is_checked_once():
+    """The simulator's schemas come from templates (`simulator/turn.py`), valid for any ids; the
+    client checks a template against the metaschema at its first schema, not on every slate."""
+    for schema in (turn_schema(ITEMS), turn_schema(ITEMS[:1], 1, 40), utterance_schema(), pick_schema(ITEMS, 2),
+                   answer_schema(["yes", "no"])):
+        jsonschema.Draft202012Validator.check_schema(schema)  # raises if invalid
+        assert isinstance(schema, jsonout.TemplateSchema)
+    bad = jsonout.TemplateSchema("test/bad-template", {"type": "objekt"})
+    with pytest.raises(LLMConfigError, match="invalid JSON schema"):
+        jsonout.check_schema(bad)
+    with pytest.raises(LLMConfigError, match="invalid JSON schema"):  # a failed check is not remembered
+        jsonout.check_schema(bad)
+    jsonout.check_schema(jsonout.TemplateSchema("test/good-template", {"type": "object"}))
+    assert "test/good-template" in jsonout._CHECKED_TEMPLATES
+    # the same template filled in differently is not checked again; its answers are still validated
+    schema = jsonout.TemplateSchema("test/good-template", {"type": "object", "properties": {"a": {"enum": [1]}}})
+    assert jsonout.parse_and_validate('{"a": 2}', schema)[1] is not None
+    assert jsonout.parse_and_validate('{"a": 1}', schema) == ({"a": 1}, None)

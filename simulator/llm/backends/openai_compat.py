@@ -59,6 +59,9 @@ class OpenAIBackend(Backend):
         self.base_url = base_url
         self.json_mode = json_mode
         self._openai = openai
+        from openai.types.chat import ChatCompletion
+
+        self._completion_type = ChatCompletion
         self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout_s, max_retries=0)
 
     def secrets(self) -> tuple[str, ...]:
@@ -110,11 +113,17 @@ class OpenAIBackend(Backend):
         return self.base_url or "api.openai.com"
 
     async def _create(self, **kwargs):
-        """chat.completions.create with errors classified: TransientError or PermanentError."""
+        """A chat completion with errors classified: TransientError or PermanentError.
+
+        Sent with the SDK's documented raw `post` ("undocumented requests"), typed as a ChatCompletion:
+        `chat.completions.create` first walks every message through the request TypedDicts, which was
+        an eighth of a campaign's event-loop CPU against a fast server. Retries, auth, timeouts and
+        error types are the SDK's either way."""
         oa = self._openai
         where = self._where
         try:
-            out = await self._client.chat.completions.create(model=self.model, **kwargs)
+            out = await self._client.post("/chat/completions", body={"model": self.model, **kwargs},
+                                          cast_to=self._completion_type)
         except oa.RateLimitError as exc:
             raise TransientError(f"{where}: rate limited (429)", retry_after=_retry_after(exc.response)) from None
         except oa.AuthenticationError:
