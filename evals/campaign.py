@@ -213,7 +213,7 @@ def run_campaign(cfg: CampaignConfig, out: str | Path, *, resume: bool = False,
             recorder = Recorder(writer, progress)
             if cfg.executor == "ray":
                 sessions_started = time.perf_counter()  # Ray workers build their worlds inside this
-                run_ray(world_args, jobs, recorder, cfg.ray_address, show_progress)
+                run_ray(world_args, jobs, recorder, cfg.ray_address, show_progress, cfg.ray_retries)
             else:
                 import asyncio
 

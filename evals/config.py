@@ -131,6 +131,8 @@ class CampaignConfig(_Strict):
                                  "the report (default: OUT/fidelity.json when present)")
     executor: ExecutorName = "local"
     ray_address: str | None = Field(None, description="Ray cluster address; None starts a local Ray")
+    ray_retries: int = Field(3, ge=0, description="reruns of a session whose Ray worker or node died; one more "
+                             "loss stops the campaign (the turns written stay; rerun with --resume)")
     sessions_in_flight: int = Field(8, ge=1, description="sessions run concurrently (local executor)")
 
     @field_validator("variants")
@@ -148,7 +150,7 @@ class CampaignConfig(_Strict):
 
     def config_hash(self) -> str:
         """12 hex chars over the canonical JSON of everything that shapes results."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"executor", "ray_address", "sessions_in_flight"}), sort_keys=True)
+        blob = json.dumps(self.model_dump(mode="json", exclude={"executor", "ray_address", "ray_retries", "sessions_in_flight"}), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -33,8 +33,8 @@ from evals.world import CampaignWorld
 _WORLDS: dict[WorldArgs, tuple[CampaignWorld, asyncio.AbstractEventLoop]] = {}
 
 
-#: Reruns of one session whose worker died. A session that loses one more worker than this fails the
-#: campaign; the turns already written stay, and `--resume` runs the rest.
+#: Reruns of one session whose worker died (a campaign's `ray_retries` overrides it). A session that loses one
+#: more worker than this fails the campaign; the turns already written stay, and `--resume` runs the rest.
 MAX_RETRIES = 3
 
 

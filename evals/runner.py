@@ -40,7 +40,7 @@ def replay_digest(event: TurnEvent) -> bytes:
 
 
 class RayLostError(RuntimeError):
-    """Ray gave up on a session (its worker or node died more often than `ray_tasks.MAX_RETRIES`)."""
+    """Ray gave up on a session (its worker or node died more often than the campaign's `ray_retries`)."""
 
 
 class ReplayMismatchError(RuntimeError):
@@ -125,8 +125,9 @@ async def run_local(world: World, jobs: list[Job], recorder: Recorder, in_flight
 
 
 def run_ray(world_args: WorldArgs, jobs: list[Job], recorder: Recorder, address: str | None,
-            show_progress: bool = True) -> None:
-    """The same jobs as Ray tasks; the driver writes the turns as sessions finish.
+            show_progress: bool = True, retries: int | None = None) -> None:
+    """The same jobs as Ray tasks; the driver writes the turns as sessions finish. ``retries``: reruns of a
+    session whose worker died (default `ray_tasks.MAX_RETRIES`); one more loss raises RayLostError.
 
     Each worker process builds its own World once (from the config and the
     models saved on disk by the driver) and runs whole sessions.
@@ -137,8 +138,10 @@ def run_ray(world_args: WorldArgs, jobs: list[Job], recorder: Recorder, address:
 
     todo = [j for j in jobs if j.session_key not in recorder.progress.finished]
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    pending = [run_job_task.remote(world_args, job) for job in todo]
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                 logging_level=logging.WARNING)  # no INFO lines: a failure is one line
+    task = run_job_task if retries is None else run_job_task.options(max_retries=retries)
+    pending = [task.remote(world_args, job) for job in todo]
     bar = tqdm(total=len(todo), desc="sessions (ray)", unit="session", disable=not show_progress)
     try:
         while pending:

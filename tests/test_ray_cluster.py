@@ -15,6 +15,7 @@ retry), and events.jsonl must end with exactly the reference turns: none lost, n
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -162,32 +163,47 @@ def _cluster_nodes(address: str) -> tuple[int, float]:
     return int(alive), float(cpus)
 
 
-def test_a_worker_node_killed_mid_campaign_loses_and_duplicates_no_turn(ray_cluster, server_config, tmp_path):
-    local = _ran(server_config, tmp_path / "local", "--no-report", "--executor", "local", timeout=600)
+@pytest.fixture(scope="module")
+def local_run(server_config, tmp_path_factory) -> Path:
+    """The campaign on the local executor: the reference turns, and the trained models the Ray runs start from."""
+    return _ran(server_config, tmp_path_factory.mktemp("local") / "out", "--no-report", "--executor", "local", timeout=600)
+
+
+def _ray_driver(config: Path, out: Path, local: Path, address: str) -> subprocess.Popen:
+    """`campaign run --executor ray` as a child process, starting from the local run's trained models (a
+    campaign trains only when OUT has none: training is the driver's work under either executor)."""
+    shutil.copytree(local / "models", out / "models")
+    return subprocess.Popen([sys.executable, "-m", "evals.cli", "campaign", "run", str(config), "--out", str(out),
+                             "--quiet", "--no-report", "--executor", "ray", "--ray-address", address], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_a_busy_worker(cluster: LocalRayCluster, driver: subprocess.Popen, events: Path, names: list[str]) -> tuple[str, int]:
+    """Once two turns are on disk, SIGKILL the first of ``names`` that is running a session; (its name, turns
+    on disk just before the kill)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and driver.poll() is None:
+        if events.exists() and events.read_bytes().count(b"\n") >= 2:
+            busy = [n for n in names if cluster.running(n, "run_job_task")]
+            if busy:
+                written_before = events.read_bytes().count(b"\n")
+                assert cluster.running(busy[0], "run_job_task") == 1  # killing it loses that session's turns
+                assert cluster.kill(busy[0]) >= 2  # `ray start`, its raylet and at least the busy worker
+                return busy[0], written_before
+        time.sleep(0.05)
+    raise AssertionError("the campaign finished before a worker could be killed")
+
+
+def test_a_worker_node_killed_mid_campaign_loses_and_duplicates_no_turn(ray_cluster, server_config, local_run, tmp_path):
+    local = local_run
     reference = _turns(local)
     assert _cluster_nodes(ray_cluster.address) == (3, 2.0)  # head (0 CPUs) + two one-CPU workers
 
-    # The Ray run starts from the local run's trained models (a campaign trains only when OUT has none):
-    # training is the driver's work under either executor, and the slowest part of this test.
     out = tmp_path / "ray"
-    shutil.copytree(local / "models", out / "models")
-    driver = subprocess.Popen([sys.executable, "-m", "evals.cli", "campaign", "run", str(server_config), "--out",
-                               str(out), "--quiet", "--no-report", "--executor", "ray", "--ray-address",
-                               ray_cluster.address], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    driver = _ray_driver(server_config, out, local, ray_cluster.address)
+    events = out / "events.jsonl"
     try:
-        # Kill worker1 once a session is on disk, while it is running another one.
-        events, deadline, busy = out / "events.jsonl", time.monotonic() + 600, 0
-        while time.monotonic() < deadline and driver.poll() is None:
-            if events.exists() and events.read_bytes().count(b"\n") >= 2:
-                busy = ray_cluster.running("worker1", "run_job_task")
-                if busy:
-                    break
-            time.sleep(0.05)
-        assert driver.poll() is None, "the campaign finished before a worker could be killed"
-        written_before = events.read_bytes().count(b"\n")
-        assert busy == 1  # a session is in flight on worker1: killing it loses that session's turns
-        assert ray_cluster.kill("worker1") >= 2  # `ray start`, its raylet and at least the busy worker
+        _, written_before = _kill_a_busy_worker(ray_cluster, driver, events, ["worker1"])
         assert written_before < len(reference)
         _, stderr = driver.communicate(timeout=600)
     finally:
@@ -205,3 +221,32 @@ def test_a_worker_node_killed_mid_campaign_loses_and_duplicates_no_turn(ray_clus
     digests = [sorted(map(replay_digest, read_events(run / "events.jsonl"))) for run in (out, local)]
     assert digests[0] == digests[1]
     assert _cluster_nodes(ray_cluster.address) == (2, 1.0)  # the campaign finished on the surviving worker
+
+
+def test_a_session_lost_beyond_its_retries_stops_the_campaign_with_one_line_and_keeps_the_turns(
+        ray_cluster, server_config, local_run, tmp_path):
+    """With `ray_retries: 0` a killed worker's session is lost: the driver exits 2 with one line naming
+    --resume, every turn already written stays whole, and a resume on the local executor finishes
+    with the reference turns."""
+    import yaml
+
+    cfg = yaml.safe_load(server_config.read_text())
+    config = _write_config({**cfg, "ray_retries": 0}, tmp_path / "no-retries.yaml")
+    out = tmp_path / "ray"
+    driver = _ray_driver(config, out, local_run, ray_cluster.address)
+    events = out / "events.jsonl"
+    try:
+        _, written_before = _kill_a_busy_worker(ray_cluster, driver, events, ["worker1", "worker2"])
+        _, stderr = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert driver.returncode == 2, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr
+    assert "Ray lost a session after its retries" in lines[0] and "--resume" in lines[0]
+    written = [json.loads(line) for line in events.read_text().splitlines()]  # every line whole
+    assert written_before <= len(written) < len(_turns(local_run))
+    _ran(config, out, "--no-report", "--resume", "--executor", "local", timeout=600)
+    assert _turns(out) == _turns(local_run)
