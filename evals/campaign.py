@@ -106,7 +106,7 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
 
 def input_files(cfg: CampaignConfig, out: Path) -> dict[str, Path]:
     """The files a campaign reuses across resumes, by name: its personas, the grounded users' calibration,
-    its trained models."""
+    its trained models, the tuned simulator's adapter weights."""
     from evals.world import _model_names, _personas_path
 
     personas = _personas_path(cfg, out)
@@ -114,6 +114,8 @@ def input_files(cfg: CampaignConfig, out: Path) -> dict[str, Path]:
     if "grounded" in cfg.user_variants:
         files["calibration"] = personas.parent / "calibration.json"
     files.update({f"model {name}": out / "models" / f"{name}.pt" for name in _model_names(cfg)})
+    if (adapter := cfg.llm.adapter_weights()) is not None:  # its content, not only the path in the config
+        files["llm adapter"] = adapter
     return files
 
 

@@ -52,6 +52,17 @@ class LLMSettings(_Strict):
             return dict(model_path=self.model, n_threads=self.n_threads, lora_path=lora)
         return dict(model=self.model, adapter=self.adapter)
 
+    def adapter_weights(self) -> Path | None:
+        """The file holding the adapter's weights (GGUF LoRA for embedded, PEFT safetensors for transformers),
+        whose content a campaign is pinned to; None without an adapter."""
+        if self.adapter is None:
+            return None
+        if self.backend == "embedded":
+            return Path(self.backend_options()["lora_path"])
+        from simulator.llm.backends.hf_transformers import adapter_folder
+
+        return adapter_folder(self.adapter) / "adapter_model.safetensors"
+
     def check(self) -> None:
         """LLMConfigError unless the backend exists and has what it needs (model file, model name, API key),
         found without loading a model or sending a request; a missing packaged model is AssetMissingError."""

@@ -148,6 +148,33 @@ def test_an_edited_or_missing_model_is_refused_not_reported_as_a_write_error(cla
     assert "cannot write" not in line
 
 
+@pytest.mark.parametrize("backend", ["embedded", "transformers"])
+def test_an_adapter_is_pinned_by_its_weights_not_its_path(tmp_path, backend):
+    """A tuned simulator's weights (GGUF LoRA or PEFT safetensors) are an input like the personas: a
+    retrained adapter at the same path is refused on resume."""
+    from evals.campaign import CampaignError, claim_out_dir, input_files, record_inputs
+    from evals.config import load_config
+
+    run = tmp_path / "tuned"  # a `personasim train consistency` output folder, stand-in bytes
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text("{}")
+    weights = run / "adapter.gguf" if backend == "embedded" else run / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(b"lora v1")
+    cfg = load_config(_config(tmp_path / "c.yaml", llm={"backend": backend, "model": str(tmp_path / "base"),
+                                                          "adapter": str(run)}))
+    out = tmp_path / "run"
+    assert input_files(cfg, out)["llm adapter"] == weights
+    claim_out_dir(cfg, out, resume=False)
+    (out / "models").mkdir()
+    for name in ("mf", "ampcf"):
+        (out / "models" / f"{name}.pt").write_bytes(b"w")
+    record_inputs(cfg, out)
+    claim_out_dir(cfg, out, resume=True)  # unchanged: fine
+    weights.write_bytes(b"lora v2")
+    with pytest.raises(CampaignError, match=f"{weights}: changed since .*llm adapter"):
+        claim_out_dir(cfg, out, resume=True)
+
+
 def test_a_model_missing_before_its_hash_was_recorded_is_named(tmp_path):
     """A folder from before campaign.json kept hashes: offline.json says trained, a model file is gone."""
     from evals.campaign import claim_out_dir

@@ -144,6 +144,12 @@ def test_gguf_adapter_in_llama_cpp_matches_transformers(trained, backends, tmp_p
     d_hf, d_cpp = (hf_t - hf_b)[top], (cpp_t - cpp_b)[top]
     assert np.abs(d_cpp).max() > 1e-3  # the adapter is applied
     assert np.corrcoef(d_hf, d_cpp)[0, 1] > 0.8
+    # `llm generate --adapter` serves it; a missing adapter is one line
+    code, err = _cli("llm", "generate", "--prompt", "Hi", "--max-tokens", "4", "--adapter", str(tmp_path / "a.gguf"),
+                     capsys=capsys)
+    assert code == 0, err
+    code, err = _cli("llm", "generate", "--prompt", "Hi", "--adapter", str(tmp_path / "none.gguf"), capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "none.gguf" in err and "Traceback" not in err
 
 
 def test_adapter_for_another_base_model_is_one_line(base_dir, tmp_path, capsys):

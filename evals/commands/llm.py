@@ -26,6 +26,8 @@ def generate(
     temperature: float = typer.Option(0.7, "--temperature"),
     max_tokens: int = typer.Option(256, "--max-tokens"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="On-disk response cache (off by default here)."),
+    adapter: Optional[str] = typer.Option(None, "--adapter", help="A tuned simulator (`personasim train consistency` "
+                                          "output), or a GGUF LoRA file (embedded) / PEFT folder (transformers)."),
 ) -> None:
     """Print one completion (the JSON object when --json-schema is given)."""
     from pydantic import ValidationError
@@ -36,7 +38,7 @@ def generate(
 
     try:
         settings = LLMSettings(backend=backend, model=model, base_url=base_url, api_key_env=api_key_env,
-                               json_mode=json_mode)
+                               json_mode=json_mode, adapter=adapter)
     except ValidationError as exc:
         fail(option_error(exc))
     check_backend(settings)
