@@ -169,29 +169,33 @@ def local_run(server_config, tmp_path_factory) -> Path:
     return _ran(server_config, tmp_path_factory.mktemp("local") / "out", "--no-report", "--executor", "local", timeout=600)
 
 
-def _ray_driver(config: Path, out: Path, local: Path, address: str) -> subprocess.Popen:
+def _ray_run_with_a_kill(cluster: LocalRayCluster, config: Path, out: Path, local: Path,
+                         names: list[str]) -> tuple[int, int, str]:
     """`campaign run --executor ray` as a child process, starting from the local run's trained models (a
-    campaign trains only when OUT has none: training is the driver's work under either executor)."""
+    campaign trains only when OUT has none: training is the driver's work under either executor). Once two
+    turns are on disk, SIGKILL the first of ``names`` that is running a session. Returns (turns on disk
+    just before the kill, the driver's exit code, its stderr)."""
     shutil.copytree(local / "models", out / "models")
-    return subprocess.Popen([sys.executable, "-m", "evals.cli", "campaign", "run", str(config), "--out", str(out),
-                             "--quiet", "--no-report", "--executor", "ray", "--ray-address", address], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _kill_a_busy_worker(cluster: LocalRayCluster, driver: subprocess.Popen, events: Path, names: list[str]) -> tuple[str, int]:
-    """Once two turns are on disk, SIGKILL the first of ``names`` that is running a session; (its name, turns
-    on disk just before the kill)."""
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and driver.poll() is None:
-        if events.exists() and events.read_bytes().count(b"\n") >= 2:
-            busy = [n for n in names if cluster.running(n, "run_job_task")]
-            if busy:
-                written_before = events.read_bytes().count(b"\n")
-                assert cluster.running(busy[0], "run_job_task") == 1  # killing it loses that session's turns
-                assert cluster.kill(busy[0]) >= 2  # `ray start`, its raylet and at least the busy worker
-                return busy[0], written_before
-        time.sleep(0.05)
-    raise AssertionError("the campaign finished before a worker could be killed")
+    driver = subprocess.Popen([sys.executable, "-m", "evals.cli", "campaign", "run", str(config), "--out", str(out),
+                               "--quiet", "--no-report", "--executor", "ray", "--ray-address", cluster.address],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events, deadline, written_before = out / "events.jsonl", time.monotonic() + 600, None
+    try:
+        while written_before is None and time.monotonic() < deadline and driver.poll() is None:
+            if events.exists() and events.read_bytes().count(b"\n") >= 2:
+                busy = [n for n in names if cluster.running(n, "run_job_task")]
+                if busy:
+                    written_before = events.read_bytes().count(b"\n")
+                    assert cluster.running(busy[0], "run_job_task") == 1  # killing it loses that session's turns
+                    assert cluster.kill(busy[0]) >= 2  # `ray start`, its raylet and at least the busy worker
+            time.sleep(0.05)
+        assert written_before is not None, "the campaign finished before a worker could be killed"
+        _, stderr = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    return written_before, driver.returncode, stderr
 
 
 def test_a_worker_node_killed_mid_campaign_loses_and_duplicates_no_turn(ray_cluster, server_config, local_run, tmp_path):
@@ -200,19 +204,11 @@ def test_a_worker_node_killed_mid_campaign_loses_and_duplicates_no_turn(ray_clus
     assert _cluster_nodes(ray_cluster.address) == (3, 2.0)  # head (0 CPUs) + two one-CPU workers
 
     out = tmp_path / "ray"
-    driver = _ray_driver(server_config, out, local, ray_cluster.address)
-    events = out / "events.jsonl"
-    try:
-        _, written_before = _kill_a_busy_worker(ray_cluster, driver, events, ["worker1"])
-        assert written_before < len(reference)
-        _, stderr = driver.communicate(timeout=600)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-    assert driver.returncode == 0, stderr[-3000:]
+    written_before, code, stderr = _ray_run_with_a_kill(ray_cluster, server_config, out, local, ["worker1"])
+    assert code == 0, stderr[-3000:]
+    assert written_before < len(reference)
 
-    lines = events.read_bytes().count(b"\n")
+    lines = (out / "events.jsonl").read_bytes().count(b"\n")
     keys = Counter(k for k, *_ in _turns(out))
     assert lines == len(keys) == len(reference) > written_before  # nothing lost, nothing written twice
     assert max(keys.values()) == 1
@@ -233,20 +229,12 @@ def test_a_session_lost_beyond_its_retries_stops_the_campaign_with_one_line_and_
     cfg = yaml.safe_load(server_config.read_text())
     config = _write_config({**cfg, "ray_retries": 0}, tmp_path / "no-retries.yaml")
     out = tmp_path / "ray"
-    driver = _ray_driver(config, out, local_run, ray_cluster.address)
-    events = out / "events.jsonl"
-    try:
-        _, written_before = _kill_a_busy_worker(ray_cluster, driver, events, ["worker1", "worker2"])
-        _, stderr = driver.communicate(timeout=600)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-    assert driver.returncode == 2, stderr[-3000:]
+    written_before, code, stderr = _ray_run_with_a_kill(ray_cluster, config, out, local_run, ["worker1", "worker2"])
+    assert code == 2, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in stderr
     assert "Ray lost a session after its retries" in lines[0] and "--resume" in lines[0]
-    written = [json.loads(line) for line in events.read_text().splitlines()]  # every line whole
+    written = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]  # every line whole
     assert written_before <= len(written) < len(_turns(local_run))
     _ran(config, out, "--no-report", "--resume", "--executor", "local", timeout=600)
     assert _turns(out) == _turns(local_run)
