@@ -11,9 +11,10 @@ import pytest
 
 from evals.config import CampaignConfig
 from evals.events import EventWriter, read_events
+from evals.foldin import FoldInSettings
 from evals.jobs import plan_jobs
 from evals.runner import Progress, Recorder, run_local
-from evals.world import CampaignWorld, FoldInSettings, prepare
+from evals.world import CampaignWorld, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -115,7 +115,7 @@ def _same(a, b):
 def test_batched_fold_in_off_the_loop_gives_the_slates_of_inline_fold_ins(tmp_path):
     """Sessions waiting on the same model are folded in together in a worker thread (and in a worker
     process); every session still gets exactly the parameters and slates of one inline fold-in each."""
-    from evals.world import FoldInBatcher, FoldInSettings
+    from evals.foldin import FoldInBatcher, FoldInSettings
 
     torch.set_num_threads(1)
     model, items, pop, genres = _fixture()
@@ -135,7 +135,7 @@ def test_batched_fold_in_off_the_loop_gives_the_slates_of_inline_fold_ins(tmp_pa
 
 
 def test_warm_start_is_an_option_that_changes_refolds_only():
-    from evals.world import FoldInBatcher, FoldInSettings
+    from evals.foldin import FoldInBatcher, FoldInSettings
 
     torch.set_num_threads(1)
     model, items, pop, genres = _fixture()
