@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import jsonschema
 import pytest
 
 from simulator.llm import LLMClient, LLMConfigError, create_backend, create_client
@@ -174,3 +175,23 @@ async def test_transformers_backend_loads_the_same_gguf():
     client = create_client("transformers")
     c = await client.generate(MESSAGES, temperature=0.0, max_tokens=8, seed=0)
     assert c.ok and c.tokens_out > 0 and c.text.strip()
+
+
+@pytest.mark.slow
+async def test_transformers_backend_enforces_the_turn_schema():
+    """Without the enforcer SmolLM2 through transformers failed every turn's JSON; with it each answer
+    parses and matches the slate's schema (ids from the slate, ratings 1-5, the utterance's pattern)
+    on the first try, no repair call."""
+    from simulator.catalog import Item
+    from simulator.turn import answer_schema, turn_schema
+
+    client = create_client("transformers")
+    slate = [Item(id="242", title="Airplane!", facets={"genres": ["Comedy"]}),
+             Item(id="1003", title="Scream", facets={"genres": ["Horror"]})]
+    messages = [{"role": "system", "content": "You are Maya, a nurse who loves comedies and avoids horror."},
+                {"role": "user", "content": "Rate 242 Airplane! (Comedy) and 1003 Scream (Horror); choose what to watch."}]
+    for schema in (turn_schema(slate, 1, 40), answer_schema(["yes", "no"])):
+        c = await client.generate(messages, temperature=0.0, max_tokens=160, seed=0, json_schema=schema)
+        assert c.ok, c.error
+        jsonschema.validate(c.parsed, dict(schema))
+    assert client.usage.requests == 2  # no repair was needed

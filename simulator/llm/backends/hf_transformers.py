@@ -1,8 +1,15 @@
 """`transformers`: a local Hugging Face causal LM, for weights already on disk.
 
 Loads a model folder, or a GGUF file (dequantised by transformers + gguf),
-with ``local_files_only=True``: nothing is downloaded. There is no grammar
-here, so the schema goes into the prompt and LLMClient validates and repairs.
+with ``local_files_only=True``: nothing is downloaded. A JSON schema is
+enforced token by token, as llama.cpp's grammar does for `embedded`: at each
+step lm-format-enforcer's `TokenEnforcer` lists the tokens that keep the text
+a prefix of a valid answer (`prefix_allowed_tokens_fn`). Its own transformers
+integration does not import under transformers 5, so the tokenizer table it
+needs is built here (`_enforcer_data`). A string with a ``pattern`` is
+enforced by the pattern alone (the enforcer refuses a pattern with a length
+bound; ours bound the length themselves); the schema also goes into the
+prompt, and LLMClient validates every answer against the full schema.
 About 16 tok/s for SmolLM2-135M on 2 cores; prefer `embedded` for speed.
 `first_token_logprobs` is one forward pass over the templated prompt:
 log_softmax of the last position's logits, top-k; 0.7-2.4 s for a 285-token
@@ -31,6 +38,20 @@ from simulator.llm.types import Message, RawCompletion, TopLogprobs
 
 
 ADAPTER_META = "personasim_adapter.json"  #: beside a PEFT adapter: the base model it was trained on
+
+
+def _enforceable(schema):
+    """``schema`` as lm-format-enforcer can enforce it: a string with a ``pattern`` loses its
+    minLength / maxLength (the enforcer refuses both together; our patterns bound the length)."""
+    if isinstance(schema, dict):
+        out = {k: _enforceable(v) for k, v in schema.items()}
+        if "pattern" in out:
+            out.pop("minLength", None)
+            out.pop("maxLength", None)
+        return out
+    if isinstance(schema, list):
+        return [_enforceable(v) for v in schema]
+    return schema
 
 
 def load_causal_lm(path: str | Path):
@@ -172,12 +193,38 @@ class TransformersBackend(Backend):
         self._lm.eval()
         self._lock = threading.Lock()
 
+    def _enforcer_data(self):
+        """lm-format-enforcer's table of the vocabulary (built once, about a second): each regular token,
+        its text as it reads after another token, and whether it starts a word."""
+        if getattr(self, "_enforcer_table", None) is None:
+            from lmformatenforcer import TokenEnforcerTokenizerData
+
+            tok = self._tok
+            zero, special = tok.encode("0")[-1], set(tok.all_special_ids)
+            regular = []
+            for i in range(len(tok)):
+                if i not in special:
+                    after = tok.decode([zero, i])[1:]  # after "0": a leading space survives decoding
+                    regular.append((i, after, len(after) > len(tok.decode([i]))))
+            self._enforcer_table = TokenEnforcerTokenizerData(
+                regular, lambda ids: tok.decode(ids).rstrip("\ufffd"), tok.eos_token_id, False, len(tok))
+        return self._enforcer_table
+
+    def _allowed_tokens(self, schema: dict):
+        """`generate`'s ``prefix_allowed_tokens_fn`` for answers that match ``schema``."""
+        from lmformatenforcer import JsonSchemaParser, TokenEnforcer
+
+        enforcer = TokenEnforcer(self._enforcer_data(), JsonSchemaParser(_enforceable(schema)))
+        return lambda batch_id, sent: enforcer.get_allowed_tokens(sent.tolist()).allowed_tokens
+
     def _complete_sync(self, messages, temperature, max_tokens, seed, json_schema) -> RawCompletion:
         messages = list(messages)
+        constrained = {}
         if json_schema is not None:
             messages.append(
                 {"role": "system", "content": f"Reply with only a JSON object matching: {json.dumps(json_schema)}"}
             )
+            constrained["prefix_allowed_tokens_fn"] = self._allowed_tokens(json_schema)
         torch = self._torch
         ids = self._tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         with self._lock, torch.no_grad():
@@ -190,6 +237,7 @@ class TransformersBackend(Backend):
                 top_p=None,
                 top_k=None,
                 pad_token_id=self._tok.eos_token_id,
+                **constrained,
             )
         n_in = ids["input_ids"].shape[1]
         new = out[0, n_in:]
