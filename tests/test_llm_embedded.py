@@ -194,4 +194,5 @@ async def test_transformers_backend_enforces_the_turn_schema():
         c = await client.generate(messages, temperature=0.0, max_tokens=160, seed=0, json_schema=schema)
         assert c.ok, c.error
         jsonschema.validate(c.parsed, dict(schema))
+        assert c.text.rstrip().endswith("}") and c.text == c.text.rstrip()  # stops at the closing brace
     assert client.usage.requests == 2  # no repair was needed

@@ -215,7 +215,14 @@ class TransformersBackend(Backend):
         from lmformatenforcer import JsonSchemaParser, TokenEnforcer
 
         enforcer = TokenEnforcer(self._enforcer_data(), JsonSchemaParser(_enforceable(schema)))
-        return lambda batch_id, sent: enforcer.get_allowed_tokens(sent.tolist()).allowed_tokens
+        eos = self._tok.eos_token_id
+
+        def allowed(batch_id, sent) -> list[int]:
+            tokens = enforcer.get_allowed_tokens(sent.tolist()).allowed_tokens
+            # end-of-text is allowed only once the object is complete: stop there, not after trailing newlines
+            return [eos] if eos in tokens else tokens
+
+        return allowed
 
     def _complete_sync(self, messages, temperature, max_tokens, seed, json_schema) -> RawCompletion:
         messages = list(messages)
