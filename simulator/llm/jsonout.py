@@ -64,12 +64,6 @@ def _validator(schema_json: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
-@lru_cache(maxsize=256)
-def _template_validator(schema_json: str) -> jsonschema.Draft202012Validator:
-    """The validator of a `TemplateSchema` (its template checked by `check_schema`)."""
-    return jsonschema.Draft202012Validator(json.loads(schema_json))
-
-
 def _extract(text: str) -> str:
     text = text.strip()
     fenced = _FENCE.match(text)
@@ -87,8 +81,10 @@ def parse_and_validate(text: str, schema: dict) -> tuple[Any | None, str | None]
         value = json.loads(_extract(text))
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON ({exc.msg} at char {exc.pos})"
-    make = _template_validator if isinstance(schema, TemplateSchema) else _validator
-    error = jsonschema.exceptions.best_match(make(json.dumps(schema, sort_keys=True)).iter_errors(value))
+    # a TemplateSchema differs every slate (no cache would hit) and its template is checked already
+    validator = (jsonschema.Draft202012Validator(schema) if isinstance(schema, TemplateSchema)
+                 else _validator(json.dumps(schema, sort_keys=True)))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         return None, f"JSON does not match the schema at {where}: {error.message}"
