@@ -71,15 +71,12 @@ class PersonaAxis:
         return self.role_proj + cap * (self.default_proj - self.role_proj)
 
     def check_model(self, lm, where: str | Path = "axis") -> None:
-        from simulator.llm.backends.hf_transformers import base_fingerprint
+        from simulator.llm.backends.hf_transformers import fingerprint_mismatch
         from simulator.llm.errors import LLMConfigError
 
-        here = base_fingerprint(lm)
-        diff = sorted(k for k in self.fingerprint if self.fingerprint[k] != here.get(k))
-        if diff:
-            k = diff[0]
-            raise LLMConfigError(f"{where}: persona axis computed on another model ({k} {self.fingerprint[k]} there, "
-                                 f"{here.get(k)} in the model loaded)")
+        mismatch = fingerprint_mismatch(self.fingerprint, lm)
+        if mismatch:
+            raise LLMConfigError(f"{where}: persona axis computed on another model ({mismatch})")
 
 
 def _layers(lm):

@@ -89,6 +89,14 @@ def base_fingerprint(lm) -> dict:
     return {**{k: getattr(cfg, k, None) for k in keys}, "embedding_checksum": round(checksum, 1)}
 
 
+def fingerprint_mismatch(recorded: dict, lm) -> str | None:
+    """None when ``lm`` has the ``recorded`` `base_fingerprint`; else the first field that differs,
+    as "FIELD THERE there, HERE in the model loaded"."""
+    here = base_fingerprint(lm)
+    diff = sorted(k for k in recorded if recorded[k] != here.get(k))
+    return None if not diff else f"{diff[0]} {recorded[diff[0]]} there, {here.get(diff[0])} in the model loaded"
+
+
 def adapter_folder(path: str | Path) -> Path:
     """The PEFT adapter folder at ``path``: the folder itself, or its ``adapter/`` (a training output)."""
     path = Path(path)
@@ -114,13 +122,9 @@ def check_adapter(folder: Path, lm) -> None:
         raise LLMConfigError(f"{cfg_file}: peft_type is {cfg.get('peft_type')!r}, not 'LORA'")
     meta = folder / ADAPTER_META
     if meta.is_file():
-        trained_on = json.loads(meta.read_text()).get("base_fingerprint", {})
-        here = base_fingerprint(lm)
-        diff = sorted(k for k in trained_on if trained_on[k] != here.get(k))
-        if diff:
-            k = diff[0]
-            raise LLMConfigError(f"{meta}: adapter trained on another base model ({k} {trained_on[k]} there, "
-                                 f"{here.get(k)} in the model loaded)")
+        mismatch = fingerprint_mismatch(json.loads(meta.read_text()).get("base_fingerprint", {}), lm)
+        if mismatch:
+            raise LLMConfigError(f"{meta}: adapter trained on another base model ({mismatch})")
     if not weights.is_file():
         raise LLMConfigError(f"{weights}: missing (the adapter's weights)")
     from safetensors import safe_open
@@ -183,6 +187,7 @@ class TransformersBackend(Backend):
             self._lm = PeftModel.from_pretrained(self._lm, str(adapter), is_trainable=False).merge_and_unload()
             self.model = f"{self.model}+{adapter_name(adapter)}"  # another model: no cache hits from the base
         self._cap_hook = None
+        self._enforcer_table = None  # built on the first schema (`_enforcer_data`)
         if axis is not None:
             from simulator.steering import install_cap, load_axis
 
@@ -196,7 +201,7 @@ class TransformersBackend(Backend):
     def _enforcer_data(self):
         """lm-format-enforcer's table of the vocabulary (built once, about a second): each regular token,
         its text as it reads after another token, and whether it starts a word."""
-        if getattr(self, "_enforcer_table", None) is None:
+        if self._enforcer_table is None:
             from lmformatenforcer import TokenEnforcerTokenizerData
 
             tok = self._tok
