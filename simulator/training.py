@@ -226,7 +226,8 @@ def train_dpo(pairs_path: str | Path, out: str | Path, settings: TrainSettings |
     settings = settings or TrainSettings()
     out = Path(out)
     rows, dropped = read_pair_set(pairs_path)  # bad pairs fail before anything is loaded
-    pairs_sha = hashlib.sha256(Path(pairs_path).read_bytes()).hexdigest()[:16]
+    pairs_bytes = Path(pairs_path).read_bytes()
+    pairs_sha = hashlib.sha256(pairs_bytes).hexdigest()[:16]
     record_path = out / TRAINING_FILE
     if record_path.is_file():
         old = json.loads(record_path.read_text())
@@ -236,7 +237,7 @@ def train_dpo(pairs_path: str | Path, out: str | Path, settings: TrainSettings |
     out.mkdir(parents=True, exist_ok=True)
     local_pairs = out / PAIRS_FILE
     if Path(pairs_path).resolve() != local_pairs.resolve():
-        local_pairs.write_bytes(Path(pairs_path).read_bytes())
+        local_pairs.write_bytes(pairs_bytes)
 
     import peft
     import torch
