@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 from personas.assets import ml100k_dir  # noqa: E402
 from recsys import MF, Popularity, Reranker, leave_last_out, load_movielens  # noqa: E402
 from recsys.pipeline import reranked_top_k  # noqa: E402
-from recsys.bench import BenchConfig, ampcf  # noqa: E402
+from recsys.bench import BenchConfig  # noqa: E402
+from recsys.offline import campaign_train_config, train_recommender  # noqa: E402
 from recsys.metrics import ndcg, recall  # noqa: E402
 from recsys.models import top_k  # noqa: E402
 
@@ -87,7 +88,7 @@ def main() -> None:
     users, n = split.test_users, len(split.test_users)
     pop = Popularity().fit(split.train)
     mf = MF(cfg.train).fit(split.train)
-    amp = ampcf(cfg.train, cfg, a.k).fit(split.train)
+    amp = train_recommender(f"ampcf-k{a.k}", split.train, campaign_train_config("ampcf", cfg.train))  # as campaigns do
 
     t_mf = best_time(lambda: mf.recommend(users, 10, exclude=split.seen))
     t_amp = best_time(lambda: amp.recommend(users, 10, exclude=split.seen))

@@ -218,15 +218,15 @@ AB_VARIANTS = ("random", "pop", "mf", "ampcf")
 
 
 def _ab_models(split, seed: int) -> dict:
+    """The recommenders the twins meet, trained as a campaign trains them (`recsys.offline`)."""
     from dataclasses import replace
 
-    from recsys import MF, Popularity
-    from recsys.bench import DEFAULT_TRAIN, BenchConfig, ampcf
+    from recsys.offline import DEFAULT_TRAIN, campaign_train_config, train_recommender
 
     train = split.train_positives()
     tc = replace(DEFAULT_TRAIN, seed=seed)
-    return {"random": None, "pop": Popularity().fit(train), "mf": MF(tc).fit(train),
-            "ampcf": ampcf(tc, BenchConfig(seed=seed), 4).fit(train)}
+    return {"random": None, **{name: train_recommender(full, train, campaign_train_config(name, tc))
+                               for name, full in (("pop", "pop"), ("mf", "mf"), ("ampcf", "ampcf-k4"))}}
 
 
 def _rankings(models: dict, users: np.ndarray, seen: dict[int, set], n_items: int, depth: int, seed: int) -> dict:

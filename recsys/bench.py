@@ -92,12 +92,6 @@ def _attention(cfg: "BenchConfig") -> dict:
     return {"tau": cfg.tau, "att_dim": cfg.att_dim, "peak_reg": cfg.peak_reg, "spread_reg": cfg.spread_reg}
 
 
-def ampcf(tc: TrainConfig, cfg: "BenchConfig", k: int) -> AMPCF:
-    """AMP-CF with K personas on config ``tc`` (its own batch size, shared everything else); used by campaigns
-    and fidelity, through `recsys.offline` like the bench's own models."""
-    return make_recommender(f"ampcf-k{k}", replace(tc, batch_size=cfg.ampcf_batch), **_attention(cfg))
-
-
 def run_bench(ds: Dataset, out_dir: str | Path, cfg: BenchConfig | None = None, show_progress: bool = True) -> list[dict]:
     """Train, evaluate and write OUT/results.json + OUT/pareto.png; returns the rows."""
     import torch

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from recsys import AMPCF, MF, Popularity, RecsysError, TrainConfig
-from recsys.bench import BenchConfig, ampcf, make_model
+from recsys.bench import BenchConfig, make_model
 from recsys.offline import AMPCF_BATCH, campaign_train_config, make_recommender, train_recommender
 from tests.recsys_fixtures import planted
 
@@ -31,13 +31,15 @@ def test_names_build_the_models_the_bench_builds():
 
 
 def test_a_campaign_model_trains_bit_identically_to_the_bench_helper():
-    """evals.world trains 'ampcf' through recsys.offline; the bench's `ampcf` helper (still used by fidelity)
-    gives the same parameters, and the campaign's AMP-CF batch size is the bench's."""
+    """evals.world and evals.fidelity train 'ampcf' through recsys.offline: the same parameters as an AMP-CF
+    built with the bench's settings, and the campaign's AMP-CF batch size is the bench's."""
     torch.set_num_threads(1)
     train = planted(n_users=80)[0]
     assert campaign_train_config("ampcf", TC).batch_size == AMPCF_BATCH and campaign_train_config("mf", TC) == TC
     ours = train_recommender("ampcf-k2", train, campaign_train_config("ampcf", TC))
-    bench = ampcf(TC, BenchConfig(seed=4), 2).fit(train)
+    cfg = BenchConfig(seed=4)
+    bench = AMPCF(replace(TC, batch_size=cfg.ampcf_batch), k=2, tau=cfg.tau, att_dim=cfg.att_dim,
+                  peak_reg=cfg.peak_reg, spread_reg=cfg.spread_reg).fit(train)
     assert isinstance(ours, AMPCF) and torch.equal(ours.net.users, bench.net.users)
     assert torch.equal(ours.net.items, bench.net.items) and torch.equal(ours.net.W, bench.net.W)
     mf = train_recommender("mf", train, TC)
