@@ -134,7 +134,8 @@ def main() -> None:
     from simulator.llm.backends.hf_transformers import load_causal_lm
     from simulator.lora_gguf import convert
     from simulator.steering import persona_axis, save_axis
-    from simulator.training import TrainSettings, collect_pairs, split_personas, train_dpo, write_pair_set
+    from simulator.preferences import write_pair_set
+    from simulator.training import TrainSettings, collect_pairs, split_personas, train_dpo
     from personas.assets import smollm2_gguf
 
     cards = personas()

@@ -38,15 +38,19 @@ def preference_row(pair: PreferencePair, fmt: Literal["conversational", "standar
     return row
 
 
+def write_pair_set(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """Write preference rows to ``path`` as JSONL (replaced whole: written beside it, then renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def write_preferences(transcripts: list[Transcript], path: str | Path,
                       fmt: Literal["conversational", "standard"] = "conversational") -> int:
     """Write every transcript's pairs to ``path`` (JSONL, overwritten); returns the number of rows."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        for tr in transcripts:
-            for pair in tr.pairs:
-                fh.write(json.dumps(preference_row(pair, fmt, tr.meta), ensure_ascii=False) + "\n")
-                n += 1
-    return n
+    rows = [preference_row(pair, fmt, tr.meta) for tr in transcripts for pair in tr.pairs]
+    write_pair_set(rows, path)
+    return len(rows)

@@ -1,8 +1,8 @@
 """Train the simulated user for consistency: DPO with a LoRA adapter on its own best-of-N pairs.
 
     train, held_out = split_personas(cards, held_out=1, seed=0)
-    pairs = await collect_pairs(users_of(train), make_recommender, llm=client, turns=3, best_of=4)
-    write_pair_set(pairs, out / "pairs.jsonl")
+    pairs, _ = await collect_pairs(users_of(train), make_recommender, llm=client, turns=3, best_of=4, seed=0)
+    write_pair_set(pairs, out / "pairs.jsonl")            # simulator.preferences
     result = train_dpo(out / "pairs.jsonl", out, TrainSettings(), split=...)
 
 Pairs are the best-of-N session's (kept candidate, each strictly lower-scored candidate):
@@ -140,15 +140,6 @@ async def collect_pairs(users, make_recommender, *, llm, turns: int, best_of: in
                                      show_progress=show_progress)
     rows = [preference_row(p, "conversational", {"persona_id": tr.persona_id}) for tr in transcripts for p in tr.pairs]
     return rows, transcripts
-
-
-def write_pair_set(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def _text(value) -> str | None:

@@ -61,7 +61,8 @@ def consistency(
     from pydantic import ValidationError
 
     from evals.commands.errors import fail, option_error
-    from simulator.training import PAIRS_FILE, TrainSettings, read_pair_set, train_dpo, write_pair_set
+    from simulator.preferences import write_pair_set
+    from simulator.training import PAIRS_FILE, TrainSettings, read_pair_set, train_dpo
 
     try:
         settings = TrainSettings(base_model=str(base_model) if base_model else None, seed=seed, lora_r=lora_r,
