@@ -38,7 +38,7 @@ from simulator.grounded import grounded_features
 log = logging.getLogger(__name__)
 
 KINDS = ("twin", "persona")
-CALIBRATION_VERSION = 2  # 2: the cf evidence feature
+CALIBRATION_VERSION = 3  # 2: the cf evidence feature; 3: the ease feature
 #: Popularity bins for matched negatives (quantiles of log popularity).
 POP_BINS = 20
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from personas.corpora import DISLIKED_MAX, LIKED_MIN, tidy_title  # LIKED_MIN etc.: the persona documents' thresholds
-from simulator.evidence import CF_DIM, PERSONA_CANON, RECENT, ItemSpace, Memory, genre_profile
+from simulator.evidence import CF_DIM, PERSONA_CANON, RECENT, ItemSpace, Memory, ease_weights, genre_profile
 
 #: Shrinkage of an item's mean rating toward the global mean (pseudo-ratings).
 ITEM_MEAN_SHRINK = 5.0
@@ -33,8 +33,9 @@ def heldout_pairs(ds, test: pd.DataFrame) -> set[tuple[str, str]]:
 def item_space(ds, train: pd.DataFrame) -> ItemSpace:
     """The catalog seen through ``train``: item vectors = L2-normalised item columns of the
     binary train "watched" matrix (any rating; item-kNN space), log popularity of the positives,
-    shrunk mean ratings, and the PureSVD item factors of that matrix (the cf feature; scikit-learn's
-    TruncatedSVD, seeded, so the same train part gives the same factors on one machine)."""
+    shrunk mean ratings, the PureSVD item factors of that matrix (the cf feature; scikit-learn's
+    TruncatedSVD, seeded, so the same train part gives the same factors on one machine) and its EASE
+    item-item weights (the ease feature)."""
     from sklearn.decomposition import TruncatedSVD
 
     pos = train[train["rating"] >= LIKED_MIN]
@@ -53,7 +54,7 @@ def item_space(ds, train: pd.DataFrame) -> ItemSpace:
                       mean_rating=(s + ITEM_MEAN_SHRINK * glob) / (n + ITEM_MEAN_SHRINK), genres=genres,
                       titles=[f"{tidy_title(str(t))} ({y})" if str(y) else tidy_title(str(t))
                               for t, y in zip(ds.items["title"], ds.items["year"])], genre_prior={},
-                      factors=factors.astype(np.float64))
+                      factors=factors.astype(np.float64), ease=ease_weights(M.T))
     space.genre_prior = genre_profile(space, pos["item"].to_numpy())
     return space
 
@@ -74,10 +75,12 @@ def memories(ds, train: pd.DataFrame, persona_of: dict[str, str], space: ItemSpa
     taste = {u: space.factors[g["item"].to_numpy()].sum(0) for u, g in by_user.items()}
     for pid, users in sorted(members.items()):
         likes = np.zeros(ds.n_items)
+        watched = np.zeros(ds.n_items)
         ratings = []
         for u in users:
             g = by_user[u]
             likes[g.loc[g["rating"] >= LIKED_MIN, "item"].to_numpy()] += 1
+            watched[g["item"].to_numpy()] += 1
             ratings.append(g["rating"].to_numpy())
         share = likes / len(users)
         shares[pid] = share
@@ -86,7 +89,8 @@ def memories(ds, train: pd.DataFrame, persona_of: dict[str, str], space: ItemSpa
         out[f"persona:{pid}"] = Memory(key=f"persona:{pid}", kind="persona", persona_id=pid, liked=canon,
                                        disliked=np.zeros(0, dtype=np.int64), recent=canon[:RECENT],
                                        mean_rating=float(np.concatenate(ratings).mean()), persona_share=share,
-                                       taste=np.mean([taste[u] for u in users], axis=0))
+                                       taste=np.mean([taste[u] for u in users], axis=0),
+                                       watched=watched / len(users))
     for u, g in by_user.items():
         pid = persona_of.get(uid[u])
         if pid is None:
@@ -96,7 +100,8 @@ def memories(ds, train: pd.DataFrame, persona_of: dict[str, str], space: ItemSpa
             liked=g.loc[g["rating"] >= LIKED_MIN, "item"].to_numpy(np.int64),
             disliked=g.loc[g["rating"] <= DISLIKED_MAX, "item"].to_numpy(np.int64)[::-1],
             recent=g.sort_values(["timestamp", "item"], kind="stable")["item"].to_numpy(np.int64)[-RECENT:],
-            mean_rating=float(g["rating"].mean()), persona_share=shares[pid], taste=taste[u])
+            mean_rating=float(g["rating"].mean()), persona_share=shares[pid], taste=taste[u],
+            watched=np.bincount(g["item"].to_numpy(), minlength=ds.n_items).clip(max=1).astype(np.float32))
     return out
 
 

@@ -1,7 +1,7 @@
 """Grounded evidence: what a simulated user knows from real training logs, as numbers per item.
 
 A grounded user (`simulator.grounded`) decides from features that can be
-written down. The six evidence features of an item j for a user with memory m:
+written down. The seven evidence features of an item j for a user with memory m:
 
 - ``history``: item-kNN affinity to the user's remembered likes: the mean of the
   ``KNN`` largest cosines between j and the liked items, in the item space
@@ -19,9 +19,16 @@ written down. The six evidence features of an item j for a user with memory m:
   the items it rated; a persona: the mean over its members). A percentile is on the same
   scale for every user, whatever the length of their history.
 
+- ``ease``: where j ranks in the memory's EASE ranking of the catalog, as a percentile:
+  EASE (Steck, 2019) is the closed-form item-item model B = argmin ||X - XB||^2 + lambda ||B||^2,
+  diag(B) = 0, on the train "watched" matrix X (``ItemSpace.ease``), and score_j = w . B[:, j]
+  for the memory's ``watched`` row w (a twin: 1 for each item it rated in train; a persona: the
+  share of its members who rated it). PureSVD sees the catalog through 16 factors; EASE keeps
+  every item-item weight, and on validation it adds to the others (benchmarks/ease_feature.py).
+
 A *twin* remembers one real user's own training ratings; a *persona-level*
 user remembers its persona's canon: the ``PERSONA_CANON`` items most liked by
-the persona's members in train. The fifth feature, ``llm`` (the LLM's
+the persona's members in train. The last feature, ``llm`` (the LLM's
 judgement read from token log-probabilities), is added by `simulator.grounded`.
 
 Everything here is built from a training split only (evals/ builds it;
@@ -34,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-EVIDENCE = ("history", "recent", "persona", "genre", "popularity", "cf")
+EVIDENCE = ("history", "recent", "persona", "genre", "popularity", "cf", "ease")
 #: Neighbours averaged by the history feature; latest rated items of the recent feature.
 KNN = 10
 RECENT = 10
@@ -43,6 +50,9 @@ PERSONA_CANON = 30
 #: Factors of the cf feature's PureSVD: the best popularity-matched AUC of 8/16/24/32/64 on the calibration's
 #: inner (validation) split of ML-100k, never its test part (benchmarks/cf_factors.py).
 CF_DIM = 16
+#: L2 penalty of the ease feature's item-item model: the best sum of uniform 1:1 accuracy and popularity-matched AUC of
+#: 100/250/500/1000/3000 on the inner (validation) split of ML-100k, never its test part (benchmarks/ease_feature.py).
+EASE_LAMBDA = 1000.0
 _GENRE_EPS = 1e-3
 
 
@@ -53,7 +63,8 @@ class ItemSpace:
     ids [N] raw item ids; vectors [N, d] L2-normalised (zero rows allowed: no signal);
     log_pop [N] log(1 + train positives); mean_rating [N] train mean rating shrunk to the
     global mean; genres [N] lists; titles [N] ('Title (year)'); genre_prior: share of each genre in all train likes;
-    factors [N, k] the cf feature's item factors (k <= CF_DIM).
+    factors [N, k] the cf feature's item factors (k <= CF_DIM); ease [N, N] the ease feature's
+    item-item weights (float32, zero diagonal).
     """
 
     ids: list[str]
@@ -64,6 +75,7 @@ class ItemSpace:
     titles: list[str]
     genre_prior: dict[str, float]
     factors: np.ndarray
+    ease: np.ndarray
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def describe(self, i: int) -> str:
@@ -89,7 +101,8 @@ class Memory:
     recent [R] the latest rated items (any rating; for a persona: its canon's head);
     mean_rating: the user's (or members') mean training rating; persona_share [N]: share of
     the persona's members who liked each item in train; taste [k]: the memory's point in the cf factor
-    space (sum of the factors of its train-rated items; a persona: the mean of its members').
+    space (sum of the factors of its train-rated items; a persona: the mean of its members');
+    watched [N]: 1 for each item rated in train (a persona: the share of its members who rated it).
     """
 
     key: str
@@ -101,6 +114,7 @@ class Memory:
     mean_rating: float
     persona_share: np.ndarray
     taste: np.ndarray
+    watched: np.ndarray
 
     def titles(self, space: ItemSpace, n_liked: int = 8, n_disliked: int = 3) -> tuple[list[str], list[str]]:
         return ([space.titles[i] for i in self.liked[:n_liked]], [space.titles[i] for i in self.disliked[:n_disliked]])
@@ -118,7 +132,7 @@ def genre_profile(space: ItemSpace, items: np.ndarray) -> dict[str, float]:
 
 
 def evidence_features(space: ItemSpace, memory: Memory, items: np.ndarray) -> np.ndarray:
-    """The EVIDENCE features [M, 6] of item indices ``items`` [M] for ``memory``."""
+    """The EVIDENCE features [M, 7] of item indices ``items`` [M] for ``memory``."""
     items = np.asarray(items, dtype=np.int64)
     V = space.vectors
     if len(memory.liked):
@@ -135,13 +149,32 @@ def evidence_features(space: ItemSpace, memory: Memory, items: np.ndarray) -> np
                  for g in space.genres[i]]) if space.genres[i] else 0.0
         for i in items
     ])
-    return np.column_stack([history, recent, persona, genre, space.log_pop[items], cf_percentile(space, memory)[items]]
-                           ).astype(np.float64)
+    return np.column_stack([history, recent, persona, genre, space.log_pop[items], cf_percentile(space, memory)[items],
+                            ease_percentile(space, memory)[items]]).astype(np.float64)
 
 
 def cf_percentile(space: ItemSpace, memory: Memory) -> np.ndarray:
     """[N] each item's percentile in the memory's PureSVD ranking of the catalog (1 = top; ties by index)."""
-    scores = space.factors @ memory.taste
+    return percentile(space.factors @ memory.taste)
+
+
+def ease_percentile(space: ItemSpace, memory: Memory) -> np.ndarray:
+    """[N] each item's percentile in the memory's EASE ranking of the catalog (1 = top; ties by index)."""
+    return percentile(memory.watched.astype(np.float32) @ space.ease)
+
+
+def ease_weights(watched: np.ndarray, lam: float = EASE_LAMBDA) -> np.ndarray:
+    """EASE's closed form (Steck, 2019) for a users x items 0/1 matrix: P = (X'X + lambda I)^-1,
+    B = -P / diag(P) column-wise, diag(B) = 0. [N, N] float32."""
+    X = np.asarray(watched, dtype=np.float64)
+    P = np.linalg.inv(X.T @ X + lam * np.eye(X.shape[1]))
+    B = -P / np.diag(P)[None, :]
+    np.fill_diagonal(B, 0.0)
+    return B.astype(np.float32)
+
+
+def percentile(scores: np.ndarray) -> np.ndarray:
+    """[N] each entry's rank percentile (1 = the highest score; ties by index)."""
     ranks = np.empty(len(scores))
     ranks[np.argsort(scores, kind="stable")] = np.arange(len(scores))
     return ranks / max(len(scores) - 1, 1)

@@ -178,5 +178,25 @@ def test_evidence_features_rank_the_users_own_neighbourhood_first():
     assert cf.min() == 0.0 and cf.max() == 1.0 and len(np.unique(cf)) == ds.n_items
     rated = split.train.loc[split.train["user"] == 0, "item"].unique()
     assert cf[rated].mean() > cf[np.setdiff1d(np.arange(ds.n_items), rated)].mean()
+    # ease: a percentile too, and items watched with the user's own items rank above the rest
+    ease = X[:, EVIDENCE.index("ease")]
+    assert ease.min() == 0.0 and ease.max() == 1.0 and len(np.unique(ease)) == ds.n_items
+    assert ease[rated].mean() > ease[np.setdiff1d(np.arange(ds.n_items), rated)].mean()
     with pytest.raises(KeyError, match="not in the item space"):
         space.index(["no-such-item"])
+
+
+def test_ease_weights_are_each_items_ridge_regression_on_the_others():
+    """EASE's closed form equals, column by column, scikit-learn's ridge regression (no intercept) of an item's
+    column on every other item's column with the same penalty: the zero-diagonal constraint, solved exactly."""
+    from sklearn.linear_model import Ridge
+
+    from simulator.evidence import ease_weights
+
+    X = (np.random.default_rng(0).random((60, 12)) < 0.3).astype(float)
+    B = ease_weights(X, lam=5.0)
+    assert np.all(np.diag(B) == 0.0)
+    for j in range(X.shape[1]):
+        others = np.delete(np.arange(X.shape[1]), j)
+        ridge = Ridge(alpha=5.0, fit_intercept=False).fit(X[:, others], X[:, j])
+        np.testing.assert_allclose(B[others, j], ridge.coef_, rtol=1e-4, atol=1e-5)
