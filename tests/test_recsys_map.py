@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from recsys import leave_last_out
-from recsys.map import STATS, MapConfig, predictor_accuracy, read_map_config, run_map
+from recsys.map import STATS, MapConfig, predictor_accuracy, read_map_config, run_map, summarise
 from recsys.synthetic import KnobError, WorldConfig, generate
 
 torch.set_num_threads(1)
@@ -122,3 +122,21 @@ def test_map_end_to_end_writes_json_and_heat_map(tmp_path):
     # the worker processes change nothing: one process gives the same cells, seed by seed
     inline = run_map(mc, tmp_path / "one", show_progress=False, workers=1)
     assert inline["cells"] == saved["cells"] and json.dumps(inline["predictor"]) == json.dumps(saved["predictor"])
+
+
+def test_answer_calls_an_unsettled_placement_a_tie():
+    """A data set placed with one seed has no interval: its verdict is reported as a tie, not as a loss."""
+    from recsys.map import answer
+
+    def placed(margins):
+        return {"stats": {"persona_entropy": 0.4}, "predicted_winner": True,
+                **summarise([{"stats": {s: 0.4 for s in STATS},
+                              "margins": {a: {"ampcf-k4": m, "ampcf-k4+personas@0.5": m - 0.01} for a in ("ild", "kl")}}
+                             for m in margins])}
+
+    pred = {"statistic": "persona_entropy", "winner_when": "below", "threshold": 0.5, "held_out_accuracy": 1.0,
+            "n_cells": 2}
+    one = answer([], pred, {"ml-100k": placed([-0.002])})
+    assert "measured loser (margin -0.0020; a tie: 1 seed(s) do not settle it)" in one
+    three = answer([], pred, {"ml-100k": placed([-0.03, -0.031, -0.029])})
+    assert "measured loser (margin -0.0300)." in three
