@@ -321,7 +321,8 @@ def _finite(v) -> float | None:
     return float(v) if v is not None and np.isfinite(v) else None
 
 
-def null_ratio(X, persona, unit, *, block=None, n_perm: int = 2000, seed: int | np.random.Generator = 0) -> dict | None:
+def null_ratio(X, persona, unit, *, block=None, n_perm: int = 2000, seed: int | np.random.Generator = 0,
+               alpha: float = ALPHA) -> dict | None:
     """The ratio identical personas would give at this design (module docstring, "null").
 
     X: [n, d] (or [n]) session features; persona, unit: [n] labels; block: [n] labels of the permuted
@@ -331,7 +332,9 @@ def null_ratio(X, persona, unit, *, block=None, n_perm: int = 2000, seed: int | 
     p_value (one-sided: null ratios <= observed), min_p (the smallest p this design could give: exact, the
     share of assignments tied at the largest between; Monte Carlo, the share of assignments that only swap
     the labels of equal-sized personas (1 with one user per persona), at least 1 / (1 + n_perm)), n_perm
-    (assignments used), exact (all distinct assignments enumerated)}.
+    (assignments used), exact (all distinct assignments enumerated), detectable_below (the design's smallest
+    detectable effect: an observed ratio below it gives p <= ``alpha`` against these null ratios; None when no
+    ratio could)}.
     """
     design = _design(X, persona, unit, block)
     observed = _observed(design)
@@ -356,10 +359,17 @@ def null_ratio(X, persona, unit, *, block=None, n_perm: int = 2000, seed: int | 
     finite = ratios[np.isfinite(ratios)]
     with np.errstate(invalid="ignore"):  # inf - inf between two infinite ratios: NaN, reported as None
         q025, q975 = np.quantile(ratios, [0.025, 0.975])
+    # p <= alpha <=> at most m null ratios lie at or below the observed one (exact: k / count, the observed
+    # assignment among them; Monte Carlo: (1 + k) / (1 + n_perm)): any ratio below the (m+1)-th smallest passes
+    m = math.floor(alpha * count + 1e-9) if exact else math.floor(alpha * (1 + len(ratios)) + 1e-9) - 1
+    ordered = np.sort(ratios)
+    detectable = _finite(ordered[m]) if 0 <= m < len(ordered) else None
+    min_p = tied_at_max if exact else max(relabellings / count, 1 / (1 + n_perm))
+    if min_p > alpha:
+        detectable = None
     return {"mean": float(finite.mean()) if len(finite) else None, "q025": _finite(q025), "q975": _finite(q975),
             "p_value": k / count if exact else (1 + k) / (1 + n_perm),
-            "min_p": tied_at_max if exact else max(relabellings / count, 1 / (1 + n_perm)),
-            "n_perm": int(len(labels)), "exact": bool(exact)}
+            "min_p": min_p, "n_perm": int(len(labels)), "exact": bool(exact), "detectable_below": detectable}
 
 
 def ratio_ci(X, persona, unit, *, block=None, n_boot: int = 2000, confidence: float = 0.95,
@@ -407,6 +417,8 @@ def drift_verdict(ratio: float | None, reason: str | None, null: dict | None, ci
                 f"{null_text} (p={_g(null['p_value'])})")
     text = (f"not distinguishable from identical personas at this design (ratio {_g(ratio)} {ci_text} vs null "
             f"{null_text}, p={_g(null['p_value'])})")
+    if null.get("detectable_below") is not None:
+        text += f"; this design detects a ratio below {_g(null['detectable_below'])}"
     if null["min_p"] > alpha:
         text += (f"; this design cannot reach p <= {alpha:g} (smallest possible p {_g(null['min_p'])}: too few users "
                  f"and personas to permute)")

@@ -65,8 +65,11 @@ def drift_rows(drift: dict | None) -> list[dict]:
             rows.append(_row(check, figure, f"too few users to tell personas apart (smallest possible p "
                                             f"{_g(null['min_p'])})", "warn"))
         else:
-            rows.append(_row(check, figure, "too noisy to compare personas: repeated runs differ as much as "
-                                            "identical personas would", "bad"))
+            detect = null.get("detectable_below")
+            rows.append(_row(check, figure, "too noisy to compare personas: a random regrouping of the same users "
+                                            "into personas gives as low a ratio"
+                             + (f" (this design detects a ratio below {_g(detect)})" if detect is not None else ""),
+                             "bad"))
     return rows
 
 

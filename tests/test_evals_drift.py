@@ -258,6 +258,23 @@ def test_null_counts_assignments_and_switches_to_monte_carlo():
         null_ratio(X, persona, np.zeros(len(X)))  # one unit spanning all personas
 
 
+def test_detectable_ratio_is_where_the_p_value_crosses_alpha():
+    """null_ratio's detectable_below is the design's minimum detectable effect: an observed ratio below it, and
+    only such a ratio, gives p <= 0.05 against the same null ratios (checked across effects, exact and sampled)."""
+    checked = {True: 0, False: 0}
+    for effect in (0.0, 0.5, 1.0, 1.5, 2.0, 3.0):
+        for users, n_perm in ((3, 2000), (4, 500)):  # 9! / (3!)^3 = 1680 assignments: exact; 12! / (4!)^3: sampled
+            X, persona, unit = _numeric(personas=3, users=users, runs=2, effect=effect, seed=int(effect * 10))
+            null = null_ratio(X, persona, unit, n_perm=n_perm, seed=0)
+            ratio = variance_ratio(X, persona, unit)["ratio_within_over_between"]
+            assert null["detectable_below"] is not None and null["q025"] <= null["detectable_below"] <= null["mean"] * 2
+            assert (null["p_value"] <= 0.05) == (ratio < null["detectable_below"]), (effect, users, null, ratio)
+            checked[null["p_value"] <= 0.05] += 1
+    assert checked[True] and checked[False]  # both sides of the line were seen
+    X = np.array([0.0, 1.0, 0.5, 1.5, 10.0, 11.0, 10.5, 11.5])  # 6 assignments: p cannot reach 0.05
+    assert null_ratio(X, np.repeat(["A", "B"], 4), np.repeat(["a1", "a2", "b1", "b2"], 2))["detectable_below"] is None
+
+
 def test_null_is_calibrated_for_identical_personas():
     # users differ (variance 0.25) but personas do not: the p-value is uniform, so p <= 0.05 about 5% of the time
     p = []
@@ -290,7 +307,7 @@ def test_separated_personas_fall_far_below_the_null():
     low, high = rep["ratio_ci"]
     assert low <= ratio <= high
     for uv in rep["by_user_variant"].values():
-        assert set(uv["null"]) == {"mean", "q025", "q975", "p_value", "min_p", "n_perm", "exact"} and uv["verdict"]
+        assert set(uv["null"]) == {"mean", "q025", "q975", "p_value", "min_p", "n_perm", "exact", "detectable_below"} and uv["verdict"]
 
 
 def test_null_mean_grows_with_sessions_per_persona():

@@ -27,7 +27,8 @@ def test_centroid_map_puts_personas_on_their_principal_components():
 
 
 def _null(p: float, min_p: float) -> dict:
-    return {"mean": 2.0, "q025": 1.0, "q975": 3.0, "p_value": p, "min_p": min_p, "n_perm": 2000, "exact": False}
+    return {"mean": 2.0, "q025": 1.0, "q975": 3.0, "p_value": p, "min_p": min_p, "n_perm": 2000, "exact": False,
+            "detectable_below": 1.2 if min_p <= 0.05 else None}
 
 
 def test_drift_verdicts_read_the_ratio_against_its_null():
@@ -40,6 +41,7 @@ def test_drift_verdicts_read_the_ratio_against_its_null():
     assert rows["a users"]["status"] == "ok" and rows["a users"]["verdict"].startswith("stable")
     assert rows["b users"]["status"] == "bad" and rows["b users"]["verdict"].startswith("too noisy to compare personas")
     assert "vs identical personas 2 [1, 3], p = 0.85" in rows["b users"]["figure"]
+    assert rows["b users"]["verdict"].endswith("(this design detects a ratio below 1.2)")
     assert rows["c users"]["status"] == "warn" and "too few users" in rows["c users"]["verdict"]
     assert rows["d users"]["status"] == "missing" and "one persona" in rows["d users"]["verdict"]
 
