@@ -72,7 +72,7 @@ def calibrate(
 def fidelity(
     dataset: str = typer.Option("ml-100k", "--dataset", help="ml-100k (the data set with a packaged loader)"),
     out: Path = typer.Option(..., "--out", help="output folder: personas/, calibration, fidelity.json"),
-    users: int = typer.Option(60, "--users", help="test users for taste alignment and rating error"),
+    users: int = typer.Option(300, "--users", help="test users for taste alignment and rating error"),
     ab_users: int = typer.Option(30, "--ab-users", help="twins that meet each recommender (0 = skip A/B fidelity)"),
     personas_k: int = typer.Option(8, "--personas-k"),
     temperature: float = typer.Option(0.0, "--temperature", help="decision noise of the grounded users (0: the calibrated decision itself)"),
