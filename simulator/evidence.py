@@ -18,7 +18,6 @@ written down. The seven evidence features of an item j for a user with memory m:
   of the train "watched" matrix) and the memory's ``taste`` q (the sum of the factors of
   the items it rated; a persona: the mean over its members). A percentile is on the same
   scale for every user, whatever the length of their history.
-
 - ``ease``: where j ranks in the memory's EASE ranking of the catalog, as a percentile:
   EASE (Steck, 2019) is the closed-form item-item model B = argmin ||X - XB||^2 + lambda ||B||^2,
   diag(B) = 0, on the train "watched" matrix X (``ItemSpace.ease``), and score_j = w . B[:, j]
