@@ -37,7 +37,7 @@ from evals.consistency_eval import arm_report, paired_ratio  # noqa: E402
 from personas.card import PersonaCard, read_personas  # noqa: E402
 from simulator import PopularityRecommender, SessionSettings, sample_users  # noqa: E402
 from simulator.batch import run_sessions  # noqa: E402
-from simulator.llm import create_client  # noqa: E402
+from simulator.llm import create_backend, create_client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,21 +93,6 @@ async def sessions(users, items, pop, *, backend: str, options: dict, turns: int
     secs = time.perf_counter() - started
     return trs, {"seconds": round(secs, 1), "tokens_out": llm.usage.tokens_out, "requests": llm.usage.requests,
                  "failures": llm.usage.failures, "model": llm.model}
-
-
-async def tokens_per_s(backend: str, options: dict, prompts: list[str], max_tokens: int = 48) -> float:
-    from simulator.llm import create_backend
-
-    b = create_backend(backend, **options)
-    await b.complete([{"role": "user", "content": "Hi"}], temperature=0.0, max_tokens=4, seed=0, json_schema=None)
-    toks, secs = 0, 0.0
-    for p in prompts:
-        t0 = time.perf_counter()
-        c = await b.complete([{"role": "user", "content": p}], temperature=0.0, max_tokens=max_tokens, seed=0,
-                             json_schema=None)
-        secs += time.perf_counter() - t0
-        toks += c.tokens_out
-    return toks / secs if secs else 0.0
 
 
 def main() -> None:
@@ -208,9 +193,10 @@ def main() -> None:
               f"{cost['seconds']} s")
 
     # 6. speed of the tuned model through the backend it is served by
-    prompts = ["Name a film you like and say why.", "Describe your ideal evening.", "What makes a comedy funny?"]
-    speed = {"embedded_base": asyncio.run(tokens_per_s("embedded", emb, prompts)),
-             "embedded_dpo": asyncio.run(tokens_per_s("embedded", lora, prompts))}
+    from benchmarks.adapter_speed import compare  # the same interleaved measurement as the speed benchmark
+
+    r = compare(create_backend("embedded", **emb), create_backend("embedded", **lora), rounds=3, max_tokens=48)
+    speed = {"embedded_base": r["base"]["tokens_per_s"], "embedded_dpo": r["tuned"]["tokens_per_s"]}
     speed["ratio_tuned_over_untuned"] = speed["embedded_dpo"] / speed["embedded_base"] if speed["embedded_base"] else None
     result["tokens_per_s"] = speed
     stamp(result, out, "tokens/s: " + json.dumps({k: round(v, 1) if v else v for k, v in speed.items()}))
