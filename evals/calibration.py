@@ -31,6 +31,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from evals.grounding import LIKED_MIN, file_hash, item_space, memories
+from personas.files import write_whole
 from simulator.choice import ChoiceModel
 from simulator.evidence import EVIDENCE, ItemSpace, Memory
 from simulator.grounded import grounded_features
@@ -233,10 +234,7 @@ def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 150, 
 
 def write_calibration(record: dict, personas_path: str | Path) -> Path:
     path = Path(personas_path).parent / "calibration.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_whole(path, json.dumps(record, indent=2) + "\n")
 
 
 def read_calibration(personas_path: str | Path) -> tuple[dict, dict[str, ChoiceModel]]:

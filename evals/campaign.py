@@ -16,10 +16,8 @@ OUT/ holds everything, and every step can be re-entered:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -31,6 +29,7 @@ from evals.events import EventLogError, EventWriteError, EventWriter, TurnEvent,
 from evals.inputs import check_output_dir, file_sha256, read_personas_file
 from evals.jobs import WorldArgs, plan_jobs
 from evals.runner import Progress, Recorder, run_local, run_ray
+from personas.files import write_whole
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +54,9 @@ class CampaignResult:
 
 def _write_json(path: Path, obj) -> None:
     """Write ``obj`` to ``path`` whole or not at all (a temporary file, then a rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
     try:
-        tmp.write_text(dumps(obj), encoding="utf-8")
-        os.replace(tmp, path)
+        write_whole(path, dumps(obj))
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise CampaignError(f"cannot write {path} ({exc.strerror or exc}); it is left as it was") from None
 
 

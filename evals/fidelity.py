@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from evals.calibration import draw_negatives, pop_bins
 from evals.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
+from personas.files import write_whole
 from simulator.choice import ChoiceModel, decide
 from simulator.grounded import grounded_features
 
@@ -414,7 +415,5 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
                       "total": round(time.perf_counter() - started, 1)},
         "llm_usage": llm.usage.model_dump() if hasattr(llm, "usage") else None,
     }
-    tmp = out / "fidelity.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
-    tmp.replace(out / "fidelity.json")
+    write_whole(out / "fidelity.json", json.dumps(result, indent=2, default=float) + "\n")
     return result

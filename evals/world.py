@@ -19,6 +19,7 @@ from evals.config import CampaignConfig
 from evals.events import TurnEvent
 from evals.foldin import FoldInBatcher, FoldInSettings
 from evals.jobs import Job, user_id_for
+from personas.files import write_whole
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
         row = evaluate(variant, models[base], split, genres, 10, reranker)
         row.pop("_per_user_ndcg", None)  # per-user arrays are for the bench's paired CIs
         rows.append(row)
-    tmp = offline.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"config_hash": cfg.config_hash(), "seed": cfg.seed, "rows": rows}, indent=2))
-    tmp.replace(offline)
+    write_whole(offline, json.dumps({"config_hash": cfg.config_hash(), "seed": cfg.seed, "rows": rows}, indent=2))
 
 
 def _llm_client(cfg: CampaignConfig, out: Path):

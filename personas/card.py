@@ -112,15 +112,7 @@ def read_personas(path) -> list[PersonaCard]:
 
 
 def write_personas(cards: list[PersonaCard], path) -> None:
-    """Write cards one JSON line each (atomically: temp file then rename)."""
-    import os
-    from pathlib import Path
+    """Write cards one JSON line each, whole or not at all (`personas.files.write_whole`)."""
+    from personas.files import write_whole
 
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for card in cards:
-            fh.write(card.model_dump_json() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_whole(path, "".join(card.model_dump_json() + "\n" for card in cards))

@@ -22,6 +22,7 @@ from personas.corpora import ABOUT
 from personas.card import PersonaCard, write_personas
 from personas.documents import Corpus, Document, SkippedInput
 from personas.errors import PersonaError
+from personas.files import write_whole
 from personas.separability import separability_report
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,8 @@ class ExtractionResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_personas(self.cards, out / "personas.jsonl")
-        tmp = out / "assignments.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for row in self.assignments:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        tmp.replace(out / "assignments.jsonl")
-        (out / "separability.json").write_text(json.dumps(self.separability, indent=2) + "\n", encoding="utf-8")
+        write_whole(out / "assignments.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.assignments))
+        write_whole(out / "separability.json", json.dumps(self.separability, indent=2) + "\n")
         return out
 
 

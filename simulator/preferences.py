@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from personas.files import write_whole
 from simulator.turn import PreferencePair, Transcript
 
 
@@ -42,10 +43,7 @@ def write_pair_set(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """Write preference rows to ``path`` as JSONL (replaced whole: written beside it, then renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_whole(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def write_preferences(transcripts: list[Transcript], path: str | Path,

@@ -1,0 +1,40 @@
+"""Write a file whole or not at all.
+
+Every output personasim keeps (persona cards, calibrations, campaign records, fidelity
+results, preference pairs, adapters) is written the same way: into ``<name>.tmp`` beside
+it, flushed to disk, then renamed over it. A crash, a full disk or an interrupt leaves
+the old file as it was and no temporary file behind. This lives in personas/, the bottom
+layer, so that every package may import it (DESIGN.md, "Layering").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_whole(path: str | Path, data: str | bytes | Callable[[Path], None]) -> Path:
+    """Replace ``path`` by ``data`` (text is written as UTF-8), or leave it untouched.
+
+    ``data`` may be a function that writes the file itself, given the temporary path
+    (for writers that want a file name, such as gguf's). Any error, and an interrupt,
+    propagates unchanged once the temporary file is removed; the parent folder must exist.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        if callable(data):
+            data(tmp)
+        else:
+            with open(tmp, "wb") as fh:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    return path
