@@ -156,6 +156,22 @@ def paired_test(a, b, *, seed: int | np.random.Generator = 0, n_boot: int = 2000
     return out
 
 
+def bootstrap_ci(records: list, stat, *, n_boot: int, seed: int, confidence: float = 0.95) -> tuple:
+    """(stat(records), low, high): a percentile bootstrap CI, the records (one per user) resampled.
+
+    ``stat`` takes a list of records and may return None or NaN on a resample where it is undefined
+    (an AUC with one class): such draws are dropped; with none left the CI is (nan, nan).
+    """
+    rng = np.random.default_rng(seed)
+    n = len(records)
+    point = stat(records)
+    draws = [stat([records[i] for i in idx]) for idx in rng.integers(0, n, (n_boot, n))] if n else []
+    draws = [d for d in draws if d is not None and np.isfinite(d)]
+    tail = (1 - confidence) / 2
+    lo, hi = np.quantile(draws, [tail, 1 - tail]) if draws else (np.nan, np.nan)
+    return point, float(lo), float(hi)
+
+
 def holm(pvalues) -> list[float | None]:
     """Holm-Bonferroni adjusted p-values, same order; None or NaN entries stay None and are not counted.
 

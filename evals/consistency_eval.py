@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from evals.ab import bootstrap_ci
 from personas.card import PersonaCard
 from simulator.judges import StructuredJudge, _genres
 from simulator.matching import item_concepts
@@ -111,13 +112,11 @@ METRICS = ("rank_inconsistency", "utterance_inconsistency", "reward_p2l_inconsis
 
 def bootstrap_mean(values: dict[str, float], *, seed: int = 0, n_boot: int = 2000) -> dict:
     """Mean over users with a 95% bootstrap CI (users resampled)."""
-    v = np.array(list(values.values()), dtype=float)
-    if len(v) == 0:
+    v = [float(x) for x in values.values()]
+    if not v:
         return {"mean": None, "ci95": None, "n_users": 0}
-    rng = np.random.default_rng(seed)
-    boots = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
-    return {"mean": float(v.mean()), "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
-            "n_users": int(len(v))}
+    mean, lo, hi = bootstrap_ci(v, lambda vs: float(np.mean(vs)), n_boot=n_boot, seed=seed)
+    return {"mean": mean, "ci95": [lo, hi], "n_users": len(v)}
 
 
 def paired_ratio(arm: dict[str, float], base: dict[str, float], *, seed: int = 0, n_boot: int = 2000) -> dict:

@@ -38,6 +38,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from evals.ab import bootstrap_ci
 from evals.calibration import draw_negatives, pop_bins
 from evals.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
 from personas.files import write_whole
@@ -81,13 +82,8 @@ class FidelityConfig(BaseModel):
 # ---- statistics --------------------------------------------------------------------------------
 
 def _boot(values_by_user: list, stat, n_boot: int, seed: int) -> dict:
-    """stat(list of per-user records) with a percentile bootstrap CI over users."""
-    rng = np.random.default_rng(seed)
-    n = len(values_by_user)
-    point = stat(values_by_user)
-    draws = [stat([values_by_user[i] for i in rng.integers(0, n, n)]) for _ in range(n_boot)]
-    draws = [d for d in draws if d is not None and np.isfinite(d)]
-    lo, hi = (np.quantile(draws, [0.025, 0.975]) if draws else (np.nan, np.nan))
+    """stat(list of per-user records) with a percentile bootstrap CI over users, rounded."""
+    point, lo, hi = bootstrap_ci(values_by_user, stat, n_boot=n_boot, seed=seed)
     return {"value": None if point is None else round(float(point), 4), "ci": [round(float(lo), 4), round(float(hi), 4)]}
 
 

@@ -273,3 +273,20 @@ def test_rendered_summary_of_a_six_user_campaign_never_reads_no_difference(tmp_p
         assert "cannot reach p &lt;= 0.05" in lowered or "cannot reach p <= 0.05" in lowered
     md = md_path.read_text()
     assert "| mde | min_p_holm |" in md and "- acceptance_rate: design cannot reach alpha" in md
+
+
+def test_bootstrap_ci_resamples_records_and_drops_draws_where_the_statistic_is_undefined():
+    from evals.ab import bootstrap_ci
+
+    values = list(np.random.default_rng(0).normal(1.0, 1.0, 200))
+    point, lo, hi = bootstrap_ci(values, np.mean, n_boot=1000, seed=0)
+    se = np.std(values) / np.sqrt(len(values))
+    assert point == np.mean(values) and lo < point < hi
+    assert abs((hi - lo) - 2 * 1.96 * se) < 0.3 * 2 * 1.96 * se  # a 95% interval, about +-1.96 standard errors
+    assert bootstrap_ci(values, np.mean, n_boot=1000, seed=0) == (point, lo, hi)  # seeded
+    # an AUC-like statistic, undefined on a resample holding one class only: those draws are dropped, not NaN
+    labels = [1, 0, 0, 0]
+    auc_like = lambda rs: None if len(set(rs)) < 2 else float(np.mean(rs))  # noqa: E731
+    _, lo2, hi2 = bootstrap_ci(labels, auc_like, n_boot=200, seed=1)
+    assert np.isfinite(lo2) and np.isfinite(hi2) and 0 < lo2 <= hi2 < 1
+    assert all(np.isnan(x) for x in bootstrap_ci([0, 0], auc_like, n_boot=50, seed=0)[1:])
