@@ -72,16 +72,23 @@ class PersonaFileError(ValueError):
     """A personas.jsonl that cannot be used; the message names file and line."""
 
 
-def jsonl_rows(path, error: type[Exception], what: str):
+def jsonl_rows(path, error: type[Exception], what: str, data: bytes | None = None):
     """(line number, parsed value) of each non-blank line of a JSONL file; ``error`` naming the file
-    (and the line) when it is missing or a line is not JSON. ``what`` names the file's kind."""
+    (and the line) when it is missing, not UTF-8 or a line is not JSON. ``what`` names the file's kind.
+    ``data``: the file's bytes, when the caller has read them already (to hash the very bytes it parsed)."""
     import json
     from pathlib import Path
 
     path = Path(path)
-    if not path.is_file():
-        raise error(f"{path}: no such {what} file")
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    if data is None:
+        if not path.is_file():
+            raise error(f"{path}: no such {what} file")
+        data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -150,17 +150,17 @@ def _text(value) -> str | None:
     return None
 
 
-def read_pair_set(path: str | Path) -> tuple[list[dict[str, Any]], int]:
+def read_pair_set(path: str | Path, data: bytes | None = None) -> tuple[list[dict[str, Any]], int]:
     """(usable rows, rows dropped as one-sided) of a TRL pair file.
 
     A row needs ``prompt``, ``chosen`` and ``rejected`` (strings, or chat message lists). It is
     one-sided, and dropped, when chosen and rejected are the same text or its rewards (when
     given) do not rank chosen strictly above rejected. PairSetError (naming the file and line)
-    on a malformed row, an empty file, or a file with no usable row.
+    on a malformed row, an empty file, or a file with no usable row. ``data``: the file's bytes, if read already.
     """
     path = Path(path)
     rows, dropped = [], 0
-    for lineno, row in jsonl_rows(path, PairSetError, "pair"):
+    for lineno, row in jsonl_rows(path, PairSetError, "pair", data):
         if not isinstance(row, dict):
             raise PairSetError(f"{path}:{lineno}: a pair is a JSON object, got {type(row).__name__}")
         for key in ("prompt", "chosen", "rejected"):
@@ -216,8 +216,10 @@ def train_dpo(pairs_path: str | Path, out: str | Path, settings: TrainSettings |
     """
     settings = settings or TrainSettings()
     out = Path(out)
-    rows, dropped = read_pair_set(pairs_path)  # bad pairs fail before anything is loaded
-    pairs_bytes = Path(pairs_path).read_bytes()
+    if not Path(pairs_path).is_file():
+        raise PairSetError(f"{pairs_path}: no such pair file")
+    pairs_bytes = Path(pairs_path).read_bytes()  # read once: the rows trained on are the bytes hashed and copied
+    rows, dropped = read_pair_set(pairs_path, pairs_bytes)  # bad pairs fail before anything is loaded
     pairs_sha = hashlib.sha256(pairs_bytes).hexdigest()[:16]
     record_path = out / TRAINING_FILE
     if record_path.is_file():

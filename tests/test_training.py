@@ -196,6 +196,18 @@ def test_bad_pair_sets(tmp_path, capsys, rows, expected):
         read_pair_set(pairs)
 
 
+@pytest.mark.parametrize("content, expected", [(None, "no such pair file"),
+                                               ('{"prompt": "caf\u00e9"}\n'.encode("latin-1"), "not a UTF-8 text file")])
+def test_missing_or_undecodable_pair_file(tmp_path, capsys, content, expected):
+    pairs = tmp_path / "p.jsonl"
+    if content is not None:
+        pairs.write_bytes(content)
+    code, err = _cli("train", "consistency", "--personas", str(PERSONAS), "--out", str(tmp_path / "o"),
+                     "--pairs", str(pairs), capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and f"{pairs}: {expected}" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_malformed_pair_names_line(tmp_path, capsys):
     pairs = tmp_path / "p.jsonl"
     pairs.write_text(json.dumps(_row()) + "\n" + json.dumps({"prompt": "x", "chosen": "y"}) + "\n")
