@@ -1,0 +1,88 @@
+"""How far can the twin's evidence go on the fidelity benchmark's uniform 1:1 test? Validation only.
+
+Issue 10 asks for per-user accuracy >= 0.85 against uniformly drawn never-rated items at
+1:1. This asks what the grounded twin's evidence (the seven `simulator.evidence` features;
+the LLM's feature is left out: its calibrated weight is about zero) can reach on the
+validation rows (benchmarks/validation_rows.py; the test part is never read), fitted on
+``--fit-users`` users and scored on ``--eval-users`` others, for several draws of the rows:
+
+- ``decision at p = 0.5``: the simulator's rule (class-balanced logistic regression on the
+  standardised features, positives against both kinds of negatives, as `personasim calibrate` fits);
+- ``best threshold (oracle)``: the one global threshold that is best *on the scored users
+  themselves*: an upper bound for any recalibration of the intercept, not a usable rule;
+- ``fitted on uniform only``: the same model fitted on uniform negatives alone, a simulator
+  tuned to this one test, with what it costs on the popularity-matched test;
+- ``gradient boosting``: scikit-learn's HistGradientBoostingClassifier in place of the logistic
+  regression (another model form, same rows);
+- ``told the ratio``: each user accepts the top half of its own slate. Not our rule (a real
+  person is not told how many items they will like); printed because it is the ceiling of
+  ranking quality alone.
+
+    .venv/bin/python benchmarks/twin_ceiling.py [--seeds 0 1 2] [--fit-users 150] [--eval-users 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from benchmarks.validation_rows import MATCHED, POSITIVE, UNIFORM, twin_evidence, validation_rows
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="draws of the validation rows and users")
+    ap.add_argument("--fit-users", type=int, default=150)
+    ap.add_argument("--eval-users", type=int, default=300)
+    args = ap.parse_args()
+    table: dict[str, list[tuple[float, float]]] = {}
+    for seed in args.seeds:
+        rows = validation_rows(args.fit_users + args.eval_users, seed)
+        X = twin_evidence(rows)
+        fit, ev = rows.user < args.fit_users, rows.user >= args.fit_users
+        y = rows.kind == POSITIVE
+
+        def logistic(train: np.ndarray) -> np.ndarray:
+            sc = StandardScaler().fit(X[train])
+            clf = LogisticRegression(max_iter=2000, class_weight="balanced").fit(sc.transform(X[train]), y[train])
+            return clf.decision_function(sc.transform(X))
+
+        def add(name: str, accuracy: float, s: np.ndarray) -> None:
+            table.setdefault(name, []).append((accuracy, rows.auc(s, ev, MATCHED)))
+
+        s = logistic(fit)
+        add("decision at p = 0.5", rows.accuracy_uniform(s, ev), s)
+        uni = ev & (rows.kind != MATCHED)
+        grid = np.quantile(s[uni], np.linspace(0.02, 0.98, 97))
+        add("best threshold (oracle)", max(rows.accuracy_uniform(s, ev, t) for t in grid), s)
+        s_u = logistic(fit & (rows.kind != MATCHED))
+        add("fitted on uniform only", rows.accuracy_uniform(s_u, ev), s_u)
+        hgb = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, class_weight="balanced",
+                                             random_state=seed).fit(X[fit], y[fit])
+        s_h = hgb.predict_proba(X)[:, 1] - 0.5
+        add("gradient boosting", rows.accuracy_uniform(s_h, ev), s_h)
+        top_half = np.mean([np.mean((s[uni & (rows.user == n)] >= np.median(s[uni & (rows.user == n)]))
+                                    == y[uni & (rows.user == n)]) for n in np.unique(rows.user[uni])])
+        add("told the ratio (not our rule)", float(top_half), s)
+        print(f"seed {seed}: {int(fit.sum())} fit rows, {int(uni.sum())} scored uniform rows, "
+              f"AUC uniform {rows.auc(s, ev, UNIFORM):.4f}", flush=True)
+    print(f"\nvalidation: {rows.inner.key}; fit on {args.fit_users} users, scored on {args.eval_users} others; "
+          f"mean [min, max] over {len(args.seeds)} draws")
+    print(f"{'':32s} {'accuracy 1:1 uniform':>30s} {'AUC popularity-matched':>30s}")
+    for name, runs in table.items():
+        acc, auc = np.array(runs).T
+        print(f"{name:32s} {acc.mean():>8.4f} [{acc.min():.4f}, {acc.max():.4f}]"
+              f"       {auc.mean():>8.4f} [{auc.min():.4f}, {auc.max():.4f}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The validation rows the grounded users' evidence is chosen on: one place, so every choice sees the same data.
+
+The calibration's inner split (the outer training part split again by the same
+per-user time rule, `recsys.TimeSplit.inner`) is the only data read: the outer test
+part, on which `personasim validate fidelity` reports, is never touched. Rows are
+built as `personasim calibrate` builds them: up to 3 validation positives (rating >= 4)
+per user, each against one never-rated item drawn uniformly (``UNIFORM``) and one
+popularity-matched (``MATCHED``), the fidelity benchmark's two kinds of negatives.
+Used by benchmarks/cf_factors.py, ease_feature.py and twin_ceiling.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+POSITIVE, UNIFORM, MATCHED = 1, 0, 2
+
+
+@dataclass
+class Rows:
+    """One row per (user, item): ``user`` [R] the position in ``users``, ``kind`` [R], ``item`` [R];
+    ``space``: the inner train's `simulator.evidence.ItemSpace`."""
+
+    ds: object
+    inner: object
+    space: object
+    users: np.ndarray
+    user: np.ndarray
+    kind: np.ndarray
+    item: np.ndarray
+
+    def watched(self) -> np.ndarray:
+        """The inner train "watched" matrix [users x items], 0/1."""
+        W = np.zeros((self.ds.n_users, self.ds.n_items))
+        W[self.inner.train["user"], self.inner.train["item"]] = 1
+        return W
+
+    def accuracy_uniform(self, score: np.ndarray, at: np.ndarray, threshold: float = 0.0) -> float:
+        """Mean over users of the accuracy of ``score > threshold`` on their positives and uniform negatives."""
+        uni = at & (self.kind != MATCHED)
+        return float(np.mean([((score[uni & (self.user == n)] > threshold) == (self.kind[uni & (self.user == n)] == POSITIVE)).mean()
+                              for n in np.unique(self.user[uni])]))
+
+    def auc(self, score: np.ndarray, at: np.ndarray, negatives: int) -> float:
+        """Pooled AUC of ``score`` on the positives against one kind of negative (UNIFORM or MATCHED)."""
+        from sklearn.metrics import roc_auc_score
+
+        rows = at & ((self.kind == POSITIVE) | (self.kind == negatives))
+        return float(roc_auc_score(self.kind[rows] == POSITIVE, score[rows]))
+
+
+def validation_rows(n_users: int | None = None, seed: int = 0, per_user: int = 3) -> Rows:
+    """Rows for ``n_users`` inner-split users in a seeded random order (all of them when None)."""
+    from evals.calibration import draw_negatives, pop_bins
+    from evals.grounding import LIKED_MIN, item_space
+    from personas.assets import ml100k_dir
+    from recsys import load_movielens, time_split
+
+    ds = load_movielens(ml100k_dir())
+    inner = time_split(ds, 0.2).inner()
+    space = item_space(ds, inner.train)
+    bins = pop_bins(space)
+    rng = np.random.default_rng(seed)
+    rated = {u: set(g["item"]) for u, g in inner.train.groupby("user")}
+    users = rng.permutation(sorted(inner.test["user"].unique()))[:n_users]
+    rows = []
+    for n, u in enumerate(users):
+        g = inner.test[inner.test["user"] == u]
+        pos = rng.permutation(g.loc[g["rating"] >= LIKED_MIN, "item"].to_numpy().copy())[:per_user]
+        if not len(pos):
+            continue
+        seen = rated.get(u, set()) | set(g["item"])
+        for kind, items in ((POSITIVE, pos), (UNIFORM, draw_negatives(rng, seen, pos, 1, bins, matched=False)),
+                            (MATCHED, draw_negatives(rng, seen, pos, 1, bins, matched=True))):
+            rows += [(n, kind, int(i)) for i in items]
+    user, kind, item = (np.array(c) for c in zip(*rows))
+    return Rows(ds, inner, space, users, user, kind, item)
+
+
+def twin_evidence(rows: Rows) -> np.ndarray:
+    """The EVIDENCE features [R, 7] of every row, each user's memory its twin's (inner train) history,
+    read through ``rows.space`` (set its ``ease`` to try another penalty)."""
+    from evals.grounding import memories
+    from simulator.evidence import EVIDENCE, evidence_features
+
+    space = rows.space
+    uid = rows.ds.users["user_id"].astype(str).to_numpy()
+    mems = memories(rows.ds, rows.inner.train, {u: "all" for u in uid}, space)  # twins only: one persona holds all
+    X = np.zeros((len(rows.item), len(EVIDENCE)))
+    for n in np.unique(rows.user):
+        at = rows.user == n
+        X[at] = evidence_features(space, mems[f"twin:{uid[rows.users[n]]}"], rows.item[at])
+    return X
