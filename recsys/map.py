@@ -348,10 +348,15 @@ def answer(cells: list[dict], pred: dict, placed: dict) -> str:
         txt += (f" ({pred['held_out_accuracy_settled']:.2f} over the {pred['n_settled_cells']} cells whose verdict the "
                 f"seeds settle)")
     txt += "."
+    stat = pred["statistic"]
+    values = [c["stats"][stat] for c in cells]
     for name, cell in placed.items():
         n = len(cell["ild"].get("best_margin_per_seed", []))
         tie = f"; a tie: {n} seed(s) do not settle it" if cell.get("settled") is False else ""  # absent: not known
-        txt += (f" {name}: {pred['statistic']} = {cell['stats'][pred['statistic']]:.3f}, predicted "
+        v = cell["stats"][stat]
+        outside = (f" (outside the cells' {min(values):.3f} - {max(values):.3f}: the rule extrapolates)"
+                   if values and not min(values) <= v <= max(values) else "")
+        txt += (f" {name}: {stat} = {v:.3f}{outside}, predicted "
                 f"{'winner' if cell['predicted_winner'] else 'loser'}, measured "
                 f"{'winner' if cell['winner'] else 'loser'} (margin {cell['ild']['best_margin']:+.4f}{tie}).")
     return txt

@@ -140,3 +140,21 @@ def test_answer_calls_an_unsettled_placement_a_tie():
     assert "measured loser (margin -0.0020; a tie: 1 seed(s) do not settle it)" in one
     three = answer([], pred, {"ml-100k": placed([-0.03, -0.031, -0.029])})
     assert "measured loser (margin -0.0300)." in three
+    assert "extrapolates" not in three  # no cells: no range to be outside of
+
+
+def test_answer_says_when_a_placed_data_set_lies_outside_the_cells_range():
+    from recsys.map import answer
+
+    pred = {"statistic": "attention_entropy", "winner_when": "below", "threshold": 0.024, "held_out_accuracy": 1.0,
+            "n_cells": 2}
+    cells = [{"knobs": {"tastes": 1}, "winner": True, "stats": {"attention_entropy": 0.017}},
+             {"knobs": {"tastes": 2}, "winner": False, "stats": {"attention_entropy": 0.050}}]
+
+    def placed(v):
+        return {"stats": {"attention_entropy": v}, "predicted_winner": True, "winner": False, "settled": True,
+                "ild": {"best_margin": -0.01, "best_margin_per_seed": [-0.01] * 5}}
+
+    assert "attention_entropy = 0.010 (outside the cells' 0.017 - 0.050: the rule extrapolates), predicted winner" \
+        in answer(cells, pred, {"ml-100k": placed(0.010)})
+    assert "attention_entropy = 0.020, predicted winner" in answer(cells, pred, {"ml-100k": placed(0.020)})
