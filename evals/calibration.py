@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from evals.grounding import LIKED_MIN, file_hash, item_space, memories
 from personas.files import write_whole
-from simulator.choice import ChoiceModel
+from simulator.choice import ChoiceModel, rating_cuts
 from simulator.evidence import EVIDENCE, ItemSpace, Memory
 from simulator.grounded import grounded_features
 
@@ -163,11 +163,12 @@ def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceMode
     base = np.column_stack([np.asarray(R.um), np.asarray(R.im), Xr])
     r = np.asarray(R.r, float)
     reg = Ridge(alpha=1.0).fit(base, r)
-    resid = r - reg.predict(base)
+    fitted = reg.predict(base)
+    resid = r - fitted
     model = ChoiceModel(kind=kind, features=list(features), mean=mean.tolist(), scale=scale.tolist(),
                         like_coef=clf.coef_[0].tolist(), like_intercept=float(clf.intercept_[0]),
                         rating_coef=reg.coef_.tolist(), rating_intercept=float(reg.intercept_),
-                        rating_sd=float(resid.std()))
+                        rating_sd=float(resid.std()), rating_cuts=rating_cuts(fitted, r))
     p = clf.predict_proba(Z)[:, 1]
     # one-feature rules on the same rows: the fidelity benchmark's baselines decide with these
     baselines = {}
@@ -183,7 +184,8 @@ def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceMode
         "rating_coef": {n: round(float(c), 4) for n, c in zip(["user_mean", "item_mean", *features], reg.coef_)},
         "mean_p_like": round(float(p.mean()), 4), "real_like_rate": round(float(y.mean()), 4),
         "rating_hist_real": np.bincount(r.astype(int), minlength=6)[1:].tolist(),
-        "rating_hist_fitted": np.bincount(np.clip(np.rint(reg.predict(base)), 1, 5).astype(int), minlength=6)[1:].tolist(),
+        "rating_hist_fitted": np.bincount(model.rating(fitted), minlength=6)[1:].tolist(),
+        "rating_hist_matched": np.bincount(model.rating(fitted, "matched"), minlength=6)[1:].tolist(),
     }
     return model, report, baselines
 

@@ -106,6 +106,9 @@ class GroundingSettings(_Strict):
 
     calibration_users: int = Field(100, ge=10, description="training users whose later training ratings are fitted")
     temperature: float = Field(0.0, ge=0, description="decision noise temperature (0 = always the likeliest; see simulator/choice.py for why that is the default)")
+    rating_rule: Literal["expected", "matched"] = Field(
+        "expected", description="how the expected rating becomes 1-5: 'expected' rounds it (least error, piles up at "
+                                "3-4), 'matched' bins it so the ratings' histogram is the training one (simulator/choice.py)")
     llm_feature: bool = Field(True, description="the LLM's yes-probability is a feature of the decision")
     twins: bool = Field(True, description="each grounded user twins a real member of its persona (else persona-level)")
 

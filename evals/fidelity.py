@@ -10,7 +10,9 @@ Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
    each positive's popularity bin. Each method says like / not like per item:
    accuracy, precision, recall, F1 per user, averaged; AUC of its scores (pooled);
 4. rating error: RMSE / MAE on held-out rated items against the user-mean and
-   item-mean baselines;
+   item-mean baselines, for both rating rules of `simulator.choice` ('expected', the
+   campaign default, and 'matched'), and how far each rule's histogram of 1-5 lies
+   from the real one (total variation distance);
 5. A/B fidelity: the twins meet random, popularity, MF and AMP-CF (trained on TRAIN)
    for ``ab_turns`` pages of ``slate_size``; the order of their acceptance rates is
    compared with the order of held-out Recall@10 over every test user (Kendall tau;
@@ -128,6 +130,11 @@ class _Scorer:
             out[kind] = {"score": d.logits, "like": d.liked, "rating": d.ratings.astype(float), "expected": expected}
             if kind == "twin":
                 feats = dict(zip(model.features, X.T))
+                # the same decision (same noise) with the other rating rule: the histogram-matched ratings
+                matched = decide(model, X, user_mean=memory.mean_rating, item_mean=self.space.mean_rating[items],
+                                 genres=[self.space.genres[i] for i in items], context={},
+                                 temperature=self.cfg.temperature, rng=np.random.default_rng(seed), rating_rule="matched")
+                out[kind]["rating_matched"] = matched.ratings.astype(float)
         rng = np.random.default_rng(seed + 1)
         base = {"random": rng.random(len(items)), "popularity": feats["popularity"], "persona_cf": feats["persona"]}
         if "llm" in feats:
@@ -175,6 +182,7 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
         ratings.append({
             "truth": truth,
             "twin": res["twin"]["rating"][sel], "twin_expected": res["twin"]["expected"][sel],
+            "twin_matched": res["twin"]["rating_matched"][sel],
             "persona": res["persona"]["rating"][sel],
             "user_mean": np.full(len(sel), twin_mem.mean_rating),
             "item_mean": scorer.space.mean_rating[items[sel]],
@@ -195,7 +203,7 @@ def _taste_table(taste: dict, cfg: FidelityConfig) -> list[dict]:
 
 def _rating_table(ratings: list[dict], cfg: FidelityConfig) -> list[dict]:
     rows = []
-    for method in ("twin", "twin_expected", "persona", "user_mean", "item_mean"):
+    for method in ("twin", "twin_matched", "twin_expected", "persona", "user_mean", "item_mean"):
         def mae(rs, m=method):
             return float(np.mean(np.concatenate([np.abs(r[m] - r["truth"]) for r in rs])))
 
@@ -205,6 +213,23 @@ def _rating_table(ratings: list[dict], cfg: FidelityConfig) -> list[dict]:
     diff = _boot(ratings, lambda rs: rmse_of(rs, "twin") - rmse_of(rs, "user_mean"), cfg.n_boot, cfg.seed)
     rows.append({"method": "twin - user_mean (RMSE difference)", "rmse": diff})
     return rows
+
+
+def rating_histogram(rs: list[dict], key: str) -> np.ndarray:
+    """Counts of ratings 1..5 [5] of ``key`` over the records (values rounded to the nearest integer)."""
+    return np.bincount(np.clip(np.rint(np.concatenate([r[key] for r in rs])), 1, 5).astype(int), minlength=6)[1:]
+
+
+def _rating_distribution(ratings: list[dict], cfg: FidelityConfig) -> dict:
+    """The held-out ratings' histogram against each rating rule's, and their total variation distance
+    (half the L1 distance of the shares: 0 = the same distribution, 1 = disjoint) with a CI over users."""
+    def tv(rs, key):
+        real, sim = rating_histogram(rs, "truth"), rating_histogram(rs, key)
+        return float(0.5 * np.abs(real / real.sum() - sim / sim.sum()).sum())
+
+    return {"histogram": {k: rating_histogram(ratings, k).tolist() for k in ("truth", "twin", "twin_matched")},
+            "total_variation": {k: _boot(ratings, lambda rs, k=k: tv(rs, k), cfg.n_boot, cfg.seed)
+                                for k in ("twin", "twin_matched")}}
 
 
 def rmse_of(rs: list[dict], key: str) -> float:
@@ -328,7 +353,7 @@ async def _ab(scorer: _Scorer, ds, split, ab_users: np.ndarray, cfg: FidelityCon
 
 # ---- the run ------------------------------------------------------------------------------------
 
-def _headline(taste: list[dict], rating: list[dict], ab: dict | None) -> dict:
+def _headline(taste: list[dict], rating: list[dict], ab: dict | None, distribution: dict | None = None) -> dict:
     def cell(neg, ratio, method, metric):
         row = next((r for r in taste if r["negatives"] == neg and r["ratio"] == ratio and r["method"] == method), None)
         return None if row is None else row[metric]["value"]
@@ -340,7 +365,11 @@ def _headline(taste: list[dict], rating: list[dict], ab: dict | None) -> dict:
         "persona_accuracy_1to1_uniform": cell("uniform", "1:1", "persona", "accuracy"),
         "persona_auc_1to1_matched": cell("popularity_matched", "1:1", "persona", "auc"),
         "twin_rmse": rm.get("twin"), "user_mean_rmse": rm.get("user_mean"), "item_mean_rmse": rm.get("item_mean"),
+        "twin_matched_rmse": rm.get("twin_matched"),
     }
+    if distribution:
+        tv = distribution["total_variation"]
+        out["twin_rating_tv"], out["twin_matched_rating_tv"] = tv["twin"]["value"], tv["twin_matched"]["value"]
     out["targets"] = {
         "accuracy_1to1_uniform >= 0.85": (out["twin_accuracy_1to1_uniform"] or 0) >= 0.85,
         "auc_1to1_matched >= 0.70": (out["twin_auc_1to1_matched"] or 0) >= 0.70,
@@ -401,12 +430,14 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
     t_taste = time.perf_counter() - started - t_prep
     ab = asyncio.run(_ab(scorer, ds, split, users[: cfg.ab_users], cfg, show_progress)) if cfg.ab_users else None
     taste_rows, rating_rows = _taste_table(taste, cfg), _rating_table(ratings, cfg)
+    distribution = _rating_distribution(ratings, cfg)
     result = {
         "config": cfg.model_dump(), "config_hash": cfg.config_hash(), "seed": cfg.seed,
         "model": getattr(llm, "model", ""), "split": split.key, "n_users": int(len(users)),
-        "headline": _headline(taste_rows, rating_rows, ab),
+        "headline": _headline(taste_rows, rating_rows, ab, distribution),
         "calibration": record["report"], "calibration_features": record["features"],
-        "taste_alignment": taste_rows, "rating_error": rating_rows, "ab_fidelity": ab,
+        "taste_alignment": taste_rows, "rating_error": rating_rows,
+        "rating_distribution": distribution, "ab_fidelity": ab,
         "timings_s": {"prepare": round(t_prep, 1), "taste_and_rating": round(t_taste, 1),
                       "total": round(time.perf_counter() - started, 1)},
         "llm_usage": llm.usage.model_dump() if hasattr(llm, "usage") else None,

@@ -33,6 +33,10 @@ def fidelity_row(fidelity: dict | None) -> dict:
     figure = (f"twin accuracy {_g(h.get('twin_accuracy_1to1_uniform'), '.3f')} (1:1, uniform negatives), "
               f"AUC {_g(h.get('twin_auc_1to1_matched'), '.3f')} (popularity-matched), RMSE "
               f"{_g(h.get('twin_rmse'), '.3f')} vs user mean {_g(h.get('user_mean_rmse'), '.3f')}")
+    if h.get("twin_rating_tv") is not None:  # fidelity.json from before the rating rules had no histogram distance
+        figure += (f"; its ratings' histogram {_g(h['twin_rating_tv'], '.2f')} from the real one (total variation), "
+                   f"{_g(h.get('twin_matched_rating_tv'), '.2f')} under the 'matched' rating rule at RMSE "
+                   f"{_g(h.get('twin_matched_rmse'), '.3f')}")
     met = [k for k, ok in targets.items() if ok]
     unmet = [k for k, ok in targets.items() if not ok]
     if not targets:

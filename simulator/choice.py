@@ -11,8 +11,15 @@ and `decide` turns them into one turn:
 - each item is *liked* when l_j + T * e_j > 0, e_j ~ Logistic(0, 1) seeded; T is the
   noise temperature (T = 1 samples from the fitted probabilities, T = 0 is the argmax);
 - the chosen items are the liked ones with the highest noisy logit, at most ``max_choices``;
-- ratings are round(r_j + T * rating_sd * n_j), n_j ~ N(0, 1), clipped to 1..5; a chosen
-  item is rated at least 3 (one does not pick what one would pan);
+- ratings read the noisy expected rating r_j + T * rating_sd * n_j, n_j ~ N(0, 1), by one of two
+  rules (``RATING_RULES``). ``expected`` (the default) rounds it, clipped to 1..5, and rates a
+  chosen item at least 3 (one does not pick what one would pan): the least squared error, but
+  ratings pile up at 3-4, because a regression's predictions shrink to the mean. ``matched`` bins
+  it at the cutpoints ``rating_cuts`` fitted on the training ratings, so that the ratings'
+  histogram is the real one (1s and 5s included) in the same order, at the cost of a larger
+  error; it has no floor, because every MovieLens rating is of a film its rater chose to watch,
+  and 17% of them are 1 or 2. `personasim validate fidelity` measures both; no one rule gives
+  both (README, "Can the simulated users be believed?");
 - stop: with probability sigmoid(STOP_BASE + context shifts + STOP_IF_NOTHING when nothing
   was chosen), from ``allow_stop_from`` on.
 
@@ -53,6 +60,8 @@ CONTEXT_SHIFTS: dict[tuple[str, str], dict[str, float]] = {
     ("effort_tolerance", "wants something easy"): {"Comedy": 0.5, "Documentary": -0.5, "Film-Noir": -0.5},
     ("decisiveness", "hesitant"): {"*": -0.25},
 }
+#: How a grounded user turns its expected rating into a 1-5 rating (module docstring).
+RATING_RULES = ("expected", "matched")
 #: Stop hazard per turn: base logit and context shifts (stated, not fitted).
 STOP_BASE = -2.5
 STOP_IF_NOTHING = 1.0
@@ -73,6 +82,8 @@ class ChoiceModel(BaseModel):
     rating_coef: list[float] = Field(description="[user_mean, item_mean, *features (standardised)]")
     rating_intercept: float
     rating_sd: float = Field(description="residual sd of the rating fit")
+    rating_cuts: list[float] = Field(default_factory=list, description="4 ascending cutpoints on the expected rating "
+                                     "whose bins hold the training ratings' shares of 1..5 (the 'matched' rule)")
 
     def z(self, X: np.ndarray) -> np.ndarray:
         """Standardised features [M, F]."""
@@ -91,6 +102,24 @@ class ChoiceModel(BaseModel):
     def expected_rating(self, X: np.ndarray, user_mean: float, item_mean: np.ndarray) -> np.ndarray:
         base = np.column_stack([np.full(len(X), user_mean), np.asarray(item_mean, dtype=float), self.z(X)])
         return self.rating_intercept + base @ np.asarray(self.rating_coef)
+
+    def rating(self, r: np.ndarray, rule: str = "expected") -> np.ndarray:
+        """1-5 ratings [M] of expected ratings ``r`` [M] by ``rule`` (module docstring)."""
+        if rule == "expected":
+            return np.clip(np.rint(r), 1, 5).astype(int)
+        if rule != "matched":
+            raise ValueError(f"rating rule {rule!r}: choose one of {', '.join(RATING_RULES)}")
+        if len(self.rating_cuts) != 4:
+            raise ValueError(f"the {self.kind} model has no rating cutpoints (a calibration from before they existed); "
+                             "rerun `personasim calibrate` for the 'matched' rating rule")
+        return 1 + np.searchsorted(np.asarray(self.rating_cuts), r, side="right").astype(int)
+
+
+def rating_cuts(expected: np.ndarray, real: np.ndarray) -> list[float]:
+    """The 4 cutpoints on ``expected`` [n] whose bins hold the shares of 1..5 in ``real`` [n]: the expected
+    ratings' quantiles at the real ratings' cumulative shares."""
+    share = np.bincount(np.asarray(real, dtype=int), minlength=6)[1:6] / len(real)
+    return np.quantile(np.asarray(expected, dtype=float), np.clip(np.cumsum(share)[:4], 0.0, 1.0)).tolist()
 
 
 def context_shift(context: dict[str, str], genres: list[list[str]]) -> np.ndarray:
@@ -123,7 +152,7 @@ class Decision:
 
 def decide(model: ChoiceModel, X: np.ndarray, *, user_mean: float, item_mean: np.ndarray, genres: list[list[str]],
            context: dict[str, str], temperature: float, rng: np.random.Generator, max_choices: int | None = None,
-           may_stop: bool = False) -> Decision:
+           may_stop: bool = False, rating_rule: str = "expected") -> Decision:
     """The decision over M items (module docstring). ``max_choices=None``: no cap (taste alignment)."""
     if temperature < 0:
         raise ValueError(f"noise temperature must be >= 0, got {temperature}")
@@ -134,7 +163,8 @@ def decide(model: ChoiceModel, X: np.ndarray, *, user_mean: float, item_mean: np
     order = [int(j) for j in np.argsort(-noisy, kind="stable") if liked[j]]
     chosen = order if max_choices is None else order[:max_choices]
     r = model.expected_rating(X, user_mean, item_mean) + temperature * model.rating_sd * rng.standard_normal(len(logits))
-    ratings = np.clip(np.rint(r), 1, 5).astype(int)
-    ratings[chosen] = np.maximum(ratings[chosen], 3)
+    ratings = model.rating(r, rating_rule)
+    if rating_rule == "expected":
+        ratings[chosen] = np.maximum(ratings[chosen], 3)
     stop = bool(may_stop and rng.random() < 1.0 / (1.0 + np.exp(-stop_logit(context, not chosen))))
     return Decision(logits, liked, chosen, ratings, stop)

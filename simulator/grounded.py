@@ -47,13 +47,15 @@ class Grounding:
     """Everything a grounded user needs, fitted on training data only (`personasim calibrate`).
 
     models: one `ChoiceModel` per memory kind ('twin', 'persona'); memories: by key
-    ('persona:<id>', 'twin:<user id>'); temperature: the decision's noise temperature.
+    ('persona:<id>', 'twin:<user id>'); temperature: the decision's noise temperature; rating_rule:
+    'expected' or 'matched' (`simulator.choice.RATING_RULES`).
     """
 
     space: ItemSpace
     models: dict[str, ChoiceModel]
     memories: dict[str, Memory]
     temperature: float = 0.25
+    rating_rule: str = "expected"
 
     def memory_for(self, profile: UserProfile) -> Memory | None:
         key = f"twin:{profile.twin}" if profile.twin else f"persona:{profile.persona.id}"
@@ -145,7 +147,7 @@ class GroundedUser(SimulatedUser):
         return decide(model, X, user_mean=memory.mean_rating, item_mean=space.mean_rating[idx],
                       genres=[space.genres[i] for i in idx], context=p.context,
                       temperature=self.grounding.temperature, rng=np.random.default_rng(seed),
-                      max_choices=max_choices, may_stop=may_stop)
+                      max_choices=max_choices, may_stop=may_stop, rating_rule=self.grounding.rating_rule)
 
     async def propose(self, slate: list[Item], *, turn: int, seed: int, session_seed: int = 0) -> Candidate:
         p, memory, model = self._parts()

@@ -30,6 +30,7 @@ def test_default_config_is_valid():
         ("personas: {path: p.jsonl}\nvariants: [mf+shuffle]\n", "unknown variant 'mf+shuffle'"),
         (BASE + "llm: {backend: embedded, concurency: 2}\n", "field 'llm.concurency': unknown key"),
         (BASE + "turns: 0\n", "field 'turns'"),
+        (BASE + "grounding: {rating_rule: median}\n", "field 'grounding.rating_rule'"),
         ("personas: {}\nvariants: [mf]\n", "exactly one of 'path' or 'extract'"),
         ("variants: [mf]\n", "field 'personas': Field required"),
         ("- just\n- a list\n", "mapping"),

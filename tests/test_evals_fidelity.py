@@ -57,7 +57,14 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
                     if r["method"] == "twin" and r["negatives"] == "uniform" and r["ratio"] == "1:1")
     assert twin_auc > 0.6  # grounded in the user's own history: well above chance even at this size
     rating = {r["method"]: r for r in result["rating_error"]}
-    assert {"twin", "twin_expected", "persona", "user_mean", "item_mean"} <= set(rating)
+    assert {"twin", "twin_matched", "twin_expected", "persona", "user_mean", "item_mean"} <= set(rating)
+    # both rating rules' histograms against the real one, over the same held-out ratings
+    dist = result["rating_distribution"]
+    assert {sum(h) for h in dist["histogram"].values()} == {rating["twin"]["n_ratings"]}
+    for key in ("twin", "twin_matched"):
+        tv = dist["total_variation"][key]
+        assert 0 <= tv["ci"][0] - 1e-9 <= tv["value"] <= tv["ci"][1] + 1e-9 <= 1 + 1e-9
+    assert result["headline"]["twin_matched_rating_tv"] == dist["total_variation"]["twin_matched"]["value"]
     ab = result["ab_fidelity"]
     assert set(ab["simulated_like_rate"]) == {"random", "pop", "mf", "ampcf"} and len(ab["pairs"]) == 6
     capped = ab["capped_acceptance"]
@@ -69,6 +76,9 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     assert ab["offline_recall_at_10"]["random"] < ab["offline_recall_at_10"]["mf"]
     cal = result["calibration"]["twin"]
     assert set(cal["auc_drop_without"]) == set(EVIDENCE)
+    # on the rows it was fitted on, the matched rule reproduces the real histogram (up to ties at a cutpoint)
+    real, matched = cal["rating_hist_real"], cal["rating_hist_matched"]
+    assert sum(matched) == sum(real) and max(abs(a - b) for a, b in zip(matched, real)) <= 2, (real, matched)
 
 
 def test_calibration_never_reads_the_test_part(fidelity_run, tmp_path):
@@ -129,3 +139,28 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     one_line_error(cli("calibrate", "--personas", str(ROOT / "tests" / "data" / "personas_movies.jsonl"), "--no-llm"),
                    "split.json")
     one_line_error(cli("calibrate", "--personas", str(tmp_path / "none.jsonl"), "--no-llm"), "none.jsonl")
+
+
+def test_a_calibration_without_rating_cutpoints_serves_the_expected_rule_and_refuses_the_matched_one(fidelity_run,
+                                                                                                  tmp_path):
+    from evals.config import CampaignConfig
+    from evals.world import _grounding
+    from personas.assets import ml100k_dir
+    from recsys import load_movielens
+
+    out, _ = fidelity_run
+    pdir = tmp_path / "personas"
+    shutil.copytree(out / "personas", pdir)
+    cal = json.loads((pdir / "calibration.json").read_text())
+    for m in cal["models"].values():
+        del m["rating_cuts"]  # as written before the matched rule existed
+    (pdir / "calibration.json").write_text(json.dumps(cal))
+    ds = load_movielens(ml100k_dir())
+
+    def cfg(rule):
+        return CampaignConfig.model_validate({"personas": {"path": str(pdir / "personas.jsonl")}, "variants": ["mf"],
+                                              "grounding": {"rating_rule": rule}})
+
+    assert _grounding(cfg("expected"), pdir / "personas.jsonl", ds).rating_rule == "expected"
+    with pytest.raises(ValueError, match="calibration.json: no rating cutpoints for grounding.rating_rule 'matched'"):
+        _grounding(cfg("matched"), pdir / "personas.jsonl", ds)

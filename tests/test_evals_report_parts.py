@@ -66,6 +66,11 @@ def test_fidelity_and_failed_turn_verdicts():
     part = fidelity_row({"headline": {"twin_rmse": 1.128, "user_mean_rmse": 1.131, "targets": targets}})
     assert part["status"] == "warn" and part["verdict"].startswith("partly believable: 1 of 2")
     assert "not met: accuracy >= 0.85" in part["verdict"] and "RMSE 1.128 vs user mean 1.131" in part["figure"]
+    assert "histogram" not in part["figure"]  # a fidelity.json from before the rating rules
+    tv = fidelity_row({"headline": {"twin_rmse": 1.046, "twin_rating_tv": 0.336, "twin_matched_rating_tv": 0.075,
+                                    "twin_matched_rmse": 1.239, "targets": targets}})
+    assert ("its ratings' histogram 0.34 from the real one (total variation), 0.07 under the 'matched' rating rule "
+            "at RMSE 1.239") in tv["figure"]
     full = fidelity_row({"headline": {"targets": {k: True for k in targets}}})
     assert full["status"] == "ok" and full["verdict"] == "believable: every fidelity target met"
     assert failed_row({"n_events": 100, "n_failed": 0}, {})["status"] == "ok"

@@ -200,3 +200,36 @@ def test_ease_weights_are_each_items_ridge_regression_on_the_others():
         others = np.delete(np.arange(X.shape[1]), j)
         ridge = Ridge(alpha=5.0, fit_intercept=False).fit(X[:, others], X[:, j])
         np.testing.assert_allclose(B[others, j], ridge.coef_, rtol=1e-4, atol=1e-5)
+
+
+def test_the_matched_rating_rule_gives_the_real_histogram_in_the_same_order():
+    """A regression's expected ratings shrink to the mean: rounded, they pile up at 3-4; binned at cutpoints
+    fitted on the real ratings, they spread over 1..5 as the real ones do, and a higher expected rating never
+    gets a lower rating."""
+    from simulator.choice import rating_cuts
+
+    rng = np.random.default_rng(0)
+    real = rng.choice([1, 2, 3, 4, 5], size=2000, p=[0.07, 0.11, 0.27, 0.34, 0.21])
+    expected = 3.5 + 0.3 * (real - 3.5) + rng.normal(0, 0.3, len(real))  # shrunk and noisy
+    m = _model().model_copy(update={"rating_cuts": rating_cuts(expected, real)})
+    hist = lambda r: np.bincount(r, minlength=6)[1:]  # noqa: E731
+    rounded, matched = m.rating(expected), m.rating(expected, "matched")
+    assert hist(rounded)[0] + hist(rounded)[4] < 0.1 * len(real)  # expected: 1s and 5s all but vanish
+    assert np.abs(hist(matched) - hist(real)).max() <= 2  # matched: the real shares, up to ties at a cut
+    order = np.argsort(expected)
+    assert (np.diff(matched[order]) >= 0).all()  # monotone in the expected rating
+    assert np.corrcoef(matched, real)[0, 1] > 0.5
+    # a chosen item the rating model pans: floored at 3 by the expected rule, kept by the matched one
+    X = np.zeros((3, len(EVIDENCE)))
+    keen = m.model_copy(update={"like_intercept": 1.0})
+    kw = dict(user_mean=1.0, item_mean=np.full(3, 1.0), genres=[[]] * 3, context={}, temperature=0.0,
+              rng=np.random.default_rng(0))
+    panned = keen.expected_rating(X, 1.0, np.full(3, 1.0))
+    assert (keen.rating(panned) < 3).all() and (keen.rating(panned, "matched") < 3).all()
+    d_expected, d_matched = decide(keen, X, **kw), decide(keen, X, rating_rule="matched", **kw)
+    assert len(d_expected.chosen) == len(d_matched.chosen) == 3
+    assert (d_expected.ratings == 3).all() and (d_matched.ratings == keen.rating(panned, "matched")).all()
+    with pytest.raises(ValueError, match="no rating cutpoints"):
+        _model().rating(expected, "matched")
+    with pytest.raises(ValueError, match="rating rule 'median'"):
+        m.rating(expected, "median")
