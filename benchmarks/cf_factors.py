@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> None:
     from sklearn.decomposition import TruncatedSVD
 
-    from benchmarks.validation_rows import MATCHED, UNIFORM, validation_rows
+    from benchmarks.validation_rows import MATCHED, UNIFORM, over_draws, validation_rows
     from simulator.evidence import CF_DIM
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,11 +47,10 @@ def main() -> None:
             s = np.einsum("rk,rk->r", taste, V[rows.item])
             auc[k].append((rows.auc(s, every, UNIFORM), rows.auc(s, every, MATCHED)))
     print(f"validation: {rows.inner.key}, {len(rows.users)} users, row draws (seeds) {args.seeds}; "
-          f"K in use (simulator.evidence.CF_DIM) = {CF_DIM}")
+          f"K in use (simulator.evidence.CF_DIM) = {CF_DIM}; mean [min, max] over the draws")
     for k, runs in auc.items():
         uni, mat = np.array(runs).T
-        print(f"K={k:3d}  AUC uniform {uni.mean():.4f}  popularity-matched {mat.mean():.4f} "
-              f"[{mat.min():.4f}, {mat.max():.4f} over the draws]")
+        print(f"K={k:3d}  AUC uniform {over_draws(uni)}  popularity-matched {over_draws(mat)}")
 
 if __name__ == "__main__":
     main()

@@ -37,7 +37,7 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from benchmarks.validation_rows import MATCHED, POSITIVE, UNIFORM, twin_evidence, validation_rows
+    from benchmarks.validation_rows import MATCHED, POSITIVE, UNIFORM, over_draws, twin_evidence, validation_rows
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="draws of the validation rows and users")
@@ -77,11 +77,10 @@ def main() -> None:
               f"AUC uniform {rows.auc(s, ev, UNIFORM):.4f}", flush=True)
     print(f"\nvalidation: {rows.inner.key}; fit on {args.fit_users} users, scored on {args.eval_users} others; "
           f"mean [min, max] over {len(args.seeds)} draws")
-    print(f"{'':32s} {'accuracy 1:1 uniform':>30s} {'AUC popularity-matched':>30s}")
+    print(f"{'':32s} {'accuracy 1:1 uniform':>24s}    {'AUC popularity-matched':>24s}")
     for name, runs in table.items():
         acc, auc = np.array(runs).T
-        print(f"{name:32s} {acc.mean():>8.4f} [{acc.min():.4f}, {acc.max():.4f}]"
-              f"       {auc.mean():>8.4f} [{auc.min():.4f}, {auc.max():.4f}]")
+        print(f"{name:32s} {over_draws(acc):>24s}    {over_draws(auc):>24s}")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,12 @@ class Rows:
         return float(roc_auc_score(self.kind[rows] == POSITIVE, score[rows]))
 
 
+def over_draws(values) -> str:
+    """'mean [min, max]' of one figure over several draws of the rows."""
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.4f} [{v.min():.4f}, {v.max():.4f}]"
+
+
 def validation_rows(n_users: int | None = None, seed: int = 0, per_user: int = 3) -> Rows:
     """Rows for ``n_users`` inner-split users in a seeded random order (all of them when None)."""
     from evals.calibration import draw_negatives, pop_bins
