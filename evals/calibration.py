@@ -239,8 +239,9 @@ def write_calibration(record: dict, personas_path: str | Path) -> Path:
     return write_whole(path, json.dumps(record, indent=2) + "\n")
 
 
-def read_calibration(personas_path: str | Path) -> tuple[dict, dict[str, ChoiceModel]]:
-    """The calibration beside ``personas_path``, checked against that file's content."""
+def read_calibration(personas_path: str | Path, rating_rule: str = "expected") -> tuple[dict, dict[str, ChoiceModel]]:
+    """The calibration beside ``personas_path``, checked against that file's content and able to serve
+    ``rating_rule`` (`simulator.choice.RATING_RULES`)."""
     personas_path = Path(personas_path)
     path = personas_path.parent / "calibration.json"
     if not path.is_file():
@@ -257,4 +258,7 @@ def read_calibration(personas_path: str | Path) -> tuple[dict, dict[str, ChoiceM
     if record.get("personas_hash") != file_hash(personas_path):
         raise CalibrationError(f"{path}: fitted for another personas file (hash {record.get('personas_hash')}, "
                                f"{personas_path} is {file_hash(personas_path)}); rerun `personasim calibrate`")
+    if rating_rule == "matched" and any(len(m.rating_cuts) != 4 for m in models.values()):
+        raise CalibrationError(f"{path}: no rating cutpoints for the 'matched' rating rule (fitted before they "
+                               f"existed); rerun `personasim calibrate --personas {personas_path}`")
     return record, models

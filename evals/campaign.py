@@ -86,6 +86,13 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
             from evals.grounding import split_of
 
             split_of(source.path)
+            if (Path(source.path).parent / "calibration.json").is_file():  # reused as it is: it must serve
+                from evals.calibration import CalibrationError, read_calibration
+
+                try:
+                    read_calibration(source.path, cfg.grounding.rating_rule)
+                except CalibrationError as exc:
+                    raise CampaignError(str(exc)) from None
     else:
         minilm_dir()
         if source.extract == "clothing-reviews":

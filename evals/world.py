@@ -130,18 +130,15 @@ def _grounding(cfg: CampaignConfig, personas_path: Path, ds):
     from recsys import time_split
     from simulator.grounded import Grounding
 
-    record, models = read_calibration(personas_path)
+    record, models = read_calibration(personas_path, cfg.grounding.rating_rule)
     split = time_split(ds, float(split_of(personas_path)["holdout"]))
     if record["split"] != split.key:
         raise ValueError(f"{personas_path.parent / 'calibration.json'}: fitted on {record['split']}, "
                          f"the personas are of {split.key}")
-    rule = cfg.grounding.rating_rule
-    if rule == "matched" and any(len(m.rating_cuts) != 4 for m in models.values()):
-        raise ValueError(f"{personas_path.parent / 'calibration.json'}: no rating cutpoints for grounding.rating_rule "
-                         "'matched' (fitted before they existed); delete it to have the campaign calibrate again")
     space = item_space(ds, split.train)
     mems = memories(ds, split.train, read_assignments(personas_path.parent), space)
-    return Grounding(space, models, mems, temperature=cfg.grounding.temperature, rating_rule=rule)
+    return Grounding(space, models, mems, temperature=cfg.grounding.temperature,
+                     rating_rule=cfg.grounding.rating_rule)
 
 
 def movielens_items(ds):

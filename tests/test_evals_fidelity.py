@@ -162,5 +162,11 @@ def test_a_calibration_without_rating_cutpoints_serves_the_expected_rule_and_ref
                                               "grounding": {"rating_rule": rule}})
 
     assert _grounding(cfg("expected"), pdir / "personas.jsonl", ds).rating_rule == "expected"
-    with pytest.raises(ValueError, match="calibration.json: no rating cutpoints for grounding.rating_rule 'matched'"):
+    with pytest.raises(CalibrationError, match="calibration.json: no rating cutpoints for the 'matched' rating rule"):
         _grounding(cfg("matched"), pdir / "personas.jsonl", ds)
+    # a campaign that reuses these personas stops before it trains or writes anything
+    (tmp_path / "c.yaml").write_text(f"personas: {{path: {pdir / 'personas.jsonl'}}}\nvariants: [mf]\n"
+                                     "user_variants: [grounded]\ngrounding: {rating_rule: matched}\n")
+    one_line_error(cli("campaign", "run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "out")),
+                   "calibration.json: no rating cutpoints for the 'matched' rating rule")
+    assert not (tmp_path / "out").exists()
