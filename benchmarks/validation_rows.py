@@ -44,8 +44,11 @@ class Rows:
     def accuracy_uniform(self, score: np.ndarray, at: np.ndarray, threshold: float = 0.0) -> float:
         """Mean over users of the accuracy of ``score > threshold`` on their positives and uniform negatives."""
         uni = at & (self.kind != MATCHED)
-        return float(np.mean([((score[uni & (self.user == n)] > threshold) == (self.kind[uni & (self.user == n)] == POSITIVE)).mean()
-                              for n in np.unique(self.user[uni])]))
+        per_user = []
+        for n in np.unique(self.user[uni]):
+            mine = uni & (self.user == n)
+            per_user.append(((score[mine] > threshold) == (self.kind[mine] == POSITIVE)).mean())
+        return float(np.mean(per_user))
 
     def auc(self, score: np.ndarray, at: np.ndarray, negatives: int) -> float:
         """Pooled AUC of ``score`` on the positives against one kind of negative (UNIFORM or MATCHED)."""
