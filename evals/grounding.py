@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from personas.corpora import DISLIKED_MAX, LIKED_MIN, tidy_title  # LIKED_MIN etc.: the persona documents' thresholds
+from personas.files import write_whole
 from simulator.evidence import CF_DIM, PERSONA_CANON, RECENT, ItemSpace, Memory, ease_weights, genre_profile
 
 #: Shrinkage of an item's mean rating toward the global mean (pseudo-ratings).
@@ -158,9 +159,8 @@ def extract_train_personas(ds, split, pdir: str | Path, *, k: int, seed: int, ca
 def write_split_record(pdir: str | Path, split) -> Path:
     """``split.json`` beside personas: which split's TRAIN part they were extracted from."""
     path = Path(pdir) / SPLIT_FILE
-    path.write_text(json.dumps({"split": split.key, "holdout": split.holdout, "n_heldout": int(len(split.test))}) + "\n",
-                    encoding="utf-8")
-    return path
+    return write_whole(path, json.dumps({"split": split.key, "holdout": split.holdout,
+                                         "n_heldout": int(len(split.test))}) + "\n")
 
 
 def split_of(personas_path: str | Path) -> dict:

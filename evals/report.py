@@ -20,6 +20,7 @@ from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
 from evals import plots
+from personas.files import write_whole
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -230,9 +231,9 @@ def render_report(summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
         md_table=_md_table,
     )
     html_path, md_path = out_dir / "report.html", out_dir / "summary.md"
-    html_path.write_text(env.get_template("report.html.j2").render(**context), encoding="utf-8")
+    write_whole(html_path, env.get_template("report.html.j2").render(**context))
     md_env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False)
-    md_path.write_text(md_env.get_template("summary.md.j2").render(**context), encoding="utf-8")
+    write_whole(md_path, md_env.get_template("summary.md.j2").render(**context))
     return html_path, md_path
 
 

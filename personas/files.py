@@ -27,6 +27,8 @@ def write_whole(path: str | Path, data: str | bytes | Callable[[Path], None]) ->
     try:
         if callable(data):
             data(tmp)
+            with open(tmp, "rb") as fh:  # what the writer wrote reaches the disk before the rename
+                os.fsync(fh.fileno())
         else:
             with open(tmp, "wb") as fh:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)

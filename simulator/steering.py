@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from personas.card import PersonaCard
+from personas.files import write_whole
 
 #: Questions asked under both system prompts; generic so that no persona is favoured.
 QUESTIONS = (
@@ -182,8 +183,7 @@ def save_axis(axis: PersonaAxis, path: str | Path) -> Path:
     data = {"kind": "personasim-persona-axis", "version": 1, "layer": axis.layer, "default_proj": axis.default_proj,
             "role_proj": axis.role_proj, "fingerprint": axis.fingerprint, "personas": axis.personas,
             "vector": [float(x) for x in axis.vector]}
-    path.write_text(json.dumps(data))
-    return path
+    return write_whole(path, json.dumps(data))
 
 
 def load_axis(path: str | Path) -> PersonaAxis:

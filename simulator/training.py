@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from personas.card import PersonaCard, jsonl_rows
+from personas.files import write_whole
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ def train_dpo(pairs_path: str | Path, out: str | Path, settings: TrainSettings |
     out.mkdir(parents=True, exist_ok=True)
     local_pairs = out / PAIRS_FILE
     if Path(pairs_path).resolve() != local_pairs.resolve():
-        local_pairs.write_bytes(pairs_bytes)
+        write_whole(local_pairs, pairs_bytes)
 
     import peft
     import torch
@@ -257,7 +258,7 @@ def train_dpo(pairs_path: str | Path, out: str | Path, settings: TrainSettings |
                      "peft": peft.__version__},
         **(extra or {}),
     }
-    record_path.write_text(json.dumps(record, indent=2))
+    write_whole(record_path, json.dumps(record, indent=2))
 
     data = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     ckpt_dir = out / CHECKPOINT_DIR
@@ -280,7 +281,7 @@ def train_dpo(pairs_path: str | Path, out: str | Path, settings: TrainSettings |
     seconds = time.perf_counter() - started
     adapter = out / ADAPTER_DIR
     trainer.save_model(str(adapter))
-    (adapter / ADAPTER_META).write_text(json.dumps({"base_model": str(base), "base_fingerprint": fingerprint,
+    write_whole(adapter / ADAPTER_META, json.dumps({"base_model": str(base), "base_fingerprint": fingerprint,
                                                     "training": str(record_path)}, indent=2))
     losses = [h for h in trainer.state.log_history if "loss" in h]
     tokens = int(float(losses[-1].get("num_tokens", 0))) if losses else 0
@@ -291,5 +292,5 @@ def train_dpo(pairs_path: str | Path, out: str | Path, settings: TrainSettings |
         reward_accuracy=float(losses[-1]["rewards/accuracies"]) if losses and "rewards/accuracies" in losses[-1] else None,
     )
     record["result"] = json.loads(result.model_dump_json())
-    record_path.write_text(json.dumps(record, indent=2))
+    write_whole(record_path, json.dumps(record, indent=2))
     return result

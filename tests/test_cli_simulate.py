@@ -200,11 +200,13 @@ def test_a_full_disk_keeps_what_was_written_and_says_resume(server, inputs, tmp_
 def test_a_full_disk_after_the_sessions_keeps_them(server, inputs, tmp_path):
     out = tmp_path / "full-late"
     out.mkdir()
-    full_disk(out / "consistency.json")
+    full_disk(out / "consistency.json.tmp")  # written whole, through this temporary name
     one_line_error(_run(server, inputs["catalog"], out, "--resume"), f"cannot write {out}", "No space left on device",
                    "--resume")
     written = (out / "transcripts.jsonl").read_bytes()
     assert written.count(b"\n") == 3  # every session is on disk
+    assert not (out / "consistency.json.tmp").exists() and not (out / "consistency.json").exists()  # no half file
+    full_disk(out / "consistency.json.tmp")
     res = _run(server, inputs["catalog"], out, "--resume")  # the disk is still full: the same line, nothing rerun
     assert res.returncode == 2 and "cannot write" in res.stderr
     assert (out / "transcripts.jsonl").read_bytes() == written

@@ -82,10 +82,11 @@ def finished_sessions(out: Path, config_hash: str, resume: bool, overwrite: bool
     if not present:
         return {}
     listed = ", ".join(present[:4]) + (", ..." if len(present) > 4 else "")
-    if not set(present) & {*OUTPUTS, "llm_cache"}:
+    ours = {*OUTPUTS, *(f"{name}.tmp" for name in OUTPUTS)}  # .tmp: a whole-file write cut short (personas.files)
+    if not set(present) & {*ours, "llm_cache"}:
         raise InputError(f"--out {out}: not empty ({listed}) and holds no simulate output: choose another --out")
     if overwrite:
-        for name in OUTPUTS:
+        for name in ours:
             (out / name).unlink(missing_ok=True)
         return {}
     if not resume:
@@ -131,6 +132,7 @@ def simulate(
     from evals.config import LLMSettings
     from evals.events import EventWriteError, EventWriter
     from evals.inputs import check_output_dir, read_personas_file
+    from personas.files import write_whole
     from simulator import (
         PopularityRecommender, SessionSettings, make_judge, sample_pool, sample_users, summarize, write_preferences,
     )
@@ -187,7 +189,7 @@ def simulate(
     try:
         if best_of > 1:
             summary["preference_pairs"] = write_preferences(transcripts, out / "preferences.jsonl")
-        (out / "consistency.json").write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
+        write_whole(out / "consistency.json", json.dumps(summary, indent=2, sort_keys=True))
     except OSError as exc:  # a failed flush (disk full) names no file
         fail(f"cannot write {exc.filename or out} ({exc.strerror or exc}): the sessions in {transcripts_path} are "
              "kept; fix it and rerun with --resume")
