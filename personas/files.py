@@ -24,16 +24,12 @@ def write_whole(path: str | Path, data: str | bytes | Callable[[Path], None]) ->
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
+    write = data if callable(data) else (
+        lambda t: t.write_bytes(data.encode("utf-8") if isinstance(data, str) else data))
     try:
-        if callable(data):
-            data(tmp)
-            with open(tmp, "rb") as fh:  # what the writer wrote reaches the disk before the rename
-                os.fsync(fh.fileno())
-        else:
-            with open(tmp, "wb") as fh:
-                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-                fh.flush()
-                os.fsync(fh.fileno())
+        write(tmp)
+        with open(tmp, "rb") as fh:  # what was written reaches the disk before the rename
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
