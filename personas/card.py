@@ -72,6 +72,16 @@ class PersonaFileError(ValueError):
     """A personas.jsonl that cannot be used; the message names file and line."""
 
 
+def file_bytes(path, error: type[Exception], what: str) -> bytes:
+    """The bytes of a file; ``error`` naming it when it is missing. ``what`` names the file's kind."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such {what} file")
+    return path.read_bytes()
+
+
 def jsonl_rows(path, error: type[Exception], what: str, data: bytes | None = None):
     """(line number, parsed value) of each non-blank line of a JSONL file; ``error`` naming the file
     (and the line) when it is missing, not UTF-8 or a line is not JSON. ``what`` names the file's kind.
@@ -81,9 +91,7 @@ def jsonl_rows(path, error: type[Exception], what: str, data: bytes | None = Non
 
     path = Path(path)
     if data is None:
-        if not path.is_file():
-            raise error(f"{path}: no such {what} file")
-        data = path.read_bytes()
+        data = file_bytes(path, error, what)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

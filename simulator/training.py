@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from personas.card import PersonaCard, jsonl_rows
+from personas.card import PersonaCard, file_bytes, jsonl_rows
 from personas.files import write_whole
 
 log = logging.getLogger(__name__)
@@ -217,9 +217,8 @@ def train_dpo(pairs_path: str | Path, out: str | Path, settings: TrainSettings |
     """
     settings = settings or TrainSettings()
     out = Path(out)
-    if not Path(pairs_path).is_file():
-        raise PairSetError(f"{pairs_path}: no such pair file")
-    pairs_bytes = Path(pairs_path).read_bytes()  # read once: the rows trained on are the bytes hashed and copied
+    # read once: the rows trained on are the bytes hashed and copied
+    pairs_bytes = file_bytes(pairs_path, PairSetError, "pair")
     rows, dropped = read_pair_set(pairs_path, pairs_bytes)  # bad pairs fail before anything is loaded
     pairs_sha = hashlib.sha256(pairs_bytes).hexdigest()[:16]
     record_path = out / TRAINING_FILE
