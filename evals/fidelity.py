@@ -130,11 +130,8 @@ class _Scorer:
             out[kind] = {"score": d.logits, "like": d.liked, "rating": d.ratings.astype(float), "expected": expected}
             if kind == "twin":
                 feats = dict(zip(model.features, X.T))
-                # the same decision (same noise) with the other rating rule: the histogram-matched ratings
-                matched = decide(model, X, user_mean=memory.mean_rating, item_mean=self.space.mean_rating[items],
-                                 genres=[self.space.genres[i] for i in items], context={},
-                                 temperature=self.cfg.temperature, rng=np.random.default_rng(seed), rating_rule="matched")
-                out[kind]["rating_matched"] = matched.ratings.astype(float)
+                # the same decision's ratings by the other rule (which has no floor): the histogram-matched ones
+                out[kind]["rating_matched"] = model.rating(d.rating_scores, "matched").astype(float)
         rng = np.random.default_rng(seed + 1)
         base = {"random": rng.random(len(items)), "popularity": feats["popularity"], "persona_cf": feats["persona"]}
         if "llm" in feats:

@@ -141,13 +141,15 @@ def stop_logit(context: dict[str, str], chose_nothing: bool) -> float:
 @dataclass
 class Decision:
     """One turn's decision over M items: logits [M] (context included), liked [M] bool,
-    chosen (indices, best first), ratings [M] ints, stop."""
+    chosen (indices, best first), ratings [M] ints, stop; rating_scores [M]: the noisy expected
+    ratings the ratings were read from (`ChoiceModel.rating` reads them by the other rule)."""
 
     logits: np.ndarray
     liked: np.ndarray
     chosen: list[int]
     ratings: np.ndarray
     stop: bool
+    rating_scores: np.ndarray
 
 
 def decide(model: ChoiceModel, X: np.ndarray, *, user_mean: float, item_mean: np.ndarray, genres: list[list[str]],
@@ -167,4 +169,4 @@ def decide(model: ChoiceModel, X: np.ndarray, *, user_mean: float, item_mean: np
     if rating_rule == "expected":
         ratings[chosen] = np.maximum(ratings[chosen], 3)
     stop = bool(may_stop and rng.random() < 1.0 / (1.0 + np.exp(-stop_logit(context, not chosen))))
-    return Decision(logits, liked, chosen, ratings, stop)
+    return Decision(logits, liked, chosen, ratings, stop, r)
