@@ -70,8 +70,7 @@ def main() -> None:
                                              random_state=seed).fit(X[fit], y[fit])
         s_h = hgb.predict_proba(X)[:, 1] - 0.5
         add("gradient boosting", rows.accuracy_uniform(s_h, ev), s_h)
-        top_half = np.mean([np.mean((s[uni & (rows.user == n)] >= np.median(s[uni & (rows.user == n)]))
-                                    == y[uni & (rows.user == n)]) for n in np.unique(rows.user[uni])])
+        top_half = np.mean([np.mean((s[m] >= np.median(s[m])) == y[m]) for m in rows.uniform_by_user(ev)])
         add("told the ratio (not our rule)", float(top_half), s)
         print(f"seed {seed}: {int(fit.sum())} fit rows, {int(uni.sum())} scored uniform rows, "
               f"AUC uniform {rows.auc(s, ev, UNIFORM):.4f}", flush=True)

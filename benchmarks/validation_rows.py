@@ -41,14 +41,15 @@ class Rows:
         W[self.inner.train["user"], self.inner.train["item"]] = 1
         return W
 
+    def uniform_by_user(self, at: np.ndarray) -> list[np.ndarray]:
+        """One mask [R] per user: their positives and uniform negatives among the rows ``at``."""
+        uni = at & (self.kind != MATCHED)
+        return [uni & (self.user == n) for n in np.unique(self.user[uni])]
+
     def accuracy_uniform(self, score: np.ndarray, at: np.ndarray, threshold: float = 0.0) -> float:
         """Mean over users of the accuracy of ``score > threshold`` on their positives and uniform negatives."""
-        uni = at & (self.kind != MATCHED)
-        per_user = []
-        for n in np.unique(self.user[uni]):
-            mine = uni & (self.user == n)
-            per_user.append(((score[mine] > threshold) == (self.kind[mine] == POSITIVE)).mean())
-        return float(np.mean(per_user))
+        return float(np.mean([((score[m] > threshold) == (self.kind[m] == POSITIVE)).mean()
+                              for m in self.uniform_by_user(at)]))
 
     def auc(self, score: np.ndarray, at: np.ndarray, negatives: int) -> float:
         """Pooled AUC of ``score`` on the positives against one kind of negative (UNIFORM or MATCHED)."""
