@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from personas.assets import ml100k_dir  # noqa: E402
+from personas.files import write_whole  # noqa: E402
 from recsys import load_movielens  # noqa: E402
 from recsys.map import read_map_config, run_map  # noqa: E402
 
@@ -42,7 +43,7 @@ def main() -> None:
     mc = read_map_config(a.config)
     ds = load_movielens(ml100k_dir())
     t0 = time.perf_counter()
-    record = run_map(mc, a.out, {"ml-100k": ds}, show_progress=False, workers=a.workers)
+    record = run_map(mc, a.out, {"ml-100k": ds}, show_progress=False, workers=a.workers, write=write_whole)
     map_s, map_cpu = time.perf_counter() - t0, record["cpu_s"]  # the workers' CPU seconds and this process's
     n = len(record["cells"]) * mc.seeds
     # CPU seconds as well as wall: on shared cores the wall time says more about the neighbours than about the map
@@ -56,12 +57,12 @@ def main() -> None:
         from recsys.bench import BenchConfig, run_bench
 
         t0 = time.perf_counter()
-        run_bench(ds, a.out / "bench-seed0", BenchConfig(seed=0), show_progress=False)
+        run_bench(ds, a.out / "bench-seed0", BenchConfig(seed=0), show_progress=False, write=write_whole)
         bench_s = time.perf_counter() - t0
         figures.update(bench_s=bench_s, bench_over_target=bench_s / BENCH_TARGET_S, map_over_bench=map_s / bench_s)
         print(f"bench --seed 0: {bench_s:.0f} s = {figures['bench_over_target']:.2f} x the 3-min target; "
               f"map / bench = {figures['map_over_bench']:.1f}")
-    (a.out / "timing.json").write_text(json.dumps(figures, indent=2))
+    write_whole(a.out / "timing.json", json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

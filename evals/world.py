@@ -85,7 +85,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     for name in _model_names(cfg):
         full_name = name if name == "mf" else f"ampcf-k{rc.personas_k}"
         model = train_recommender(full_name, split.train, campaign_train_config(name, train), show_progress)
-        model.save(models_dir / f"{name}.pt")
+        write_whole(models_dir / f"{name}.pt", model.save)  # torch.save into the temporary file
         models[name] = model
     rows = []
     for variant in cfg.variants:

@@ -20,7 +20,9 @@ def write_whole(path: str | Path, data: str | bytes | Callable[[Path], None]) ->
 
     ``data`` may be a function that writes the file itself, given the temporary path
     (for writers that want a file name, such as gguf's). Any error, and an interrupt,
-    propagates unchanged once the temporary file is removed; the parent folder must exist.
+    propagates once the temporary file is removed; an OSError that names no file (a full
+    disk at flush) is given ``path`` as its file name, so the error line says what was not
+    written. The parent folder must exist.
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -31,8 +33,10 @@ def write_whole(path: str | Path, data: str | bytes | Callable[[Path], None]) ->
         with open(tmp, "rb") as fh:  # what was written reaches the disk before the rename
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)
         raise
     return path

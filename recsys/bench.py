@@ -3,7 +3,8 @@
 Trains Pop, MF (softmax and BPR), AMP-CF (K in 1, 2, 4, 8), MF + each reranker
 over a lambda sweep, and AMP-CF + persona-mixture calibration (`rerank.persona_allocate`)
 over the same number of lambdas, on one leave-last-out split, and scores every
-variant with the same metrics. Writes results.json and a Pareto plot.
+variant with the same metrics. Writes results.json and a Pareto plot through the caller's
+``write`` (evals passes `personas.files.write_whole`: recsys imports nothing of ours).
 
 Hyper-parameters come from `TUNED`: chosen on a validation split carved from the
 training part (leave-second-to-last-out) by `recsys.tune` with the same budget for
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -38,6 +40,10 @@ TUNED: dict[str, dict] = {
 #: NDCG@10 stays within 5% of its model's (the bench still sweeps the whole grid, so frontiers can be drawn).
 TUNED_LAMBDAS: dict[str, float] = {"mf+mmr": 0.7, "mf+dpp": 0.7, "mf+calibration": 0.1, "ampcf-k2+personas": 0.3,
                                    "ampcf-k4+personas": 0.3, "ampcf-k8+personas": 0.2}
+
+#: How recsys writes an output file: ``write(path, data)``, data being text, bytes or a function that writes the
+#: temporary path it is given. evals passes `personas.files.write_whole` (the file whole or not at all).
+Write = Callable[[Path, str | bytes | Callable[[Path], None]], object]
 
 
 @dataclass
@@ -92,8 +98,9 @@ def _attention(cfg: "BenchConfig") -> dict:
     return {"tau": cfg.tau, "att_dim": cfg.att_dim, "peak_reg": cfg.peak_reg, "spread_reg": cfg.spread_reg}
 
 
-def run_bench(ds: Dataset, out_dir: str | Path, cfg: BenchConfig | None = None, show_progress: bool = True) -> list[dict]:
-    """Train, evaluate and write OUT/results.json + OUT/pareto.png; returns the rows."""
+def run_bench(ds: Dataset, out_dir: str | Path, cfg: BenchConfig | None = None, show_progress: bool = True, *,
+              write: Write) -> list[dict]:
+    """Train, evaluate and ``write`` OUT/results.json + OUT/pareto.png; returns the rows."""
     import torch
 
     cfg = cfg or BenchConfig()
@@ -114,8 +121,8 @@ def run_bench(ds: Dataset, out_dir: str | Path, cfg: BenchConfig | None = None, 
         r.update({"ndcg@10_minus_mf": diff, "ndcg@10_minus_mf_ci95": [lo, hi], "model": r["variant"].split("+")[0],
                   "lambda_tuned": bool(lam) and TUNED_LAMBDAS.get(family) == float(lam),
                   "seed": cfg.seed, "config_hash": cfg.hash(), "dataset": ds.name, "n_test_users": int(len(split.test_users))})
-    (out_dir / "results.json").write_text(json.dumps(rows, indent=2))
-    pareto_plot(rows, out_dir / "pareto.png")
+    write(out_dir / "results.json", json.dumps(rows, indent=2))
+    write(out_dir / "pareto.png", lambda tmp: pareto_plot(rows, tmp))
     return rows
 
 
@@ -134,7 +141,7 @@ SUMMARY_COLS = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl
 
 
 def run_seeds(ds: Dataset, out_dir: str | Path, cfg: BenchConfig, seeds: list[int],
-              show_progress: bool = True) -> list[dict]:
+              show_progress: bool = True, *, write: Write) -> list[dict]:
     """`run_bench` once per seed into OUT/seed-S/, then OUT/summary.json: one row per variant with the
     mean and sample standard deviation of each metric over seeds, and how many seeds beat MF.
 
@@ -143,8 +150,8 @@ def run_seeds(ds: Dataset, out_dir: str | Path, cfg: BenchConfig, seeds: list[in
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"run_seeds needs at least two distinct seeds, got {seeds}")
     out_dir = Path(out_dir)
-    per_seed = [run_bench(ds, out_dir / f"seed-{s}", replace(cfg, seed=s, train=replace(cfg.train)), show_progress)
-                for s in seeds]
+    per_seed = [run_bench(ds, out_dir / f"seed-{s}", replace(cfg, seed=s, train=replace(cfg.train)), show_progress,
+                          write=write) for s in seeds]
     base = replace(cfg, seed=-1, train=replace(cfg.train, seed=-1)).hash()  # the configuration bar its seed
     summary = []
     for i, first in enumerate(per_seed[0]):
@@ -158,9 +165,9 @@ def run_seeds(ds: Dataset, out_dir: str | Path, cfg: BenchConfig, seeds: list[in
         row["seeds_above_mf"] = int(sum(r["ndcg@10_minus_mf"] > 0 for r in rows))
         row["ndcg@10_minus_mf_ci95"] = list(t_interval([r["ndcg@10_minus_mf"] for r in rows]))
         summary.append(row)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out_dir / "frontier.json").write_text(json.dumps(frontier_summary(per_seed), indent=2))
-    pareto_plot(summary, out_dir / "pareto.png")
+    write(out_dir / "summary.json", json.dumps(summary, indent=2))
+    write(out_dir / "frontier.json", json.dumps(frontier_summary(per_seed), indent=2))
+    write(out_dir / "pareto.png", lambda tmp: pareto_plot(summary, tmp))
     return summary
 
 
@@ -186,7 +193,8 @@ def frontier_summary(per_seed: list[list[dict]]) -> dict:
     return out
 
 
-def pareto_plot(rows: list[dict], path: Path) -> None:
+def pareto_plot(rows: list[dict], path) -> None:
+    """NDCG@10 against ILD@10 per variant, as a PNG. ``path``: a file path (any suffix) or a binary file object."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -206,5 +214,5 @@ def pareto_plot(rows: list[dict], path: Path) -> None:
     ax.set_title(f"{rows[0].get('dataset', '')}: accuracy vs diversity (orange: AMP-CF, blue: MF + reranker)",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys import frontier
-from recsys.bench import BenchConfig, evaluate, rerank_rows, t_interval
+from recsys.bench import BenchConfig, Write, evaluate, rerank_rows, t_interval
 from recsys.data import Dataset, leave_last_out
 from recsys.models import AMPCF, MF, TrainConfig
 from recsys.rerank import persona_weights
@@ -277,10 +277,11 @@ def _score_task(task: tuple) -> tuple[dict, float]:
 
 
 def run_map(mc: MapConfig, out: str | Path, real: dict[str, Dataset] | None = None, show_progress: bool = True,
-            workers: int = 2) -> dict:
+            workers: int = 2, *, write: Write) -> dict:
     """Every cell x seed, the predictor, and each real data set placed on the map; writes OUT/map.json and
-    OUT/map.png. ``real``: name -> Dataset (e.g. ML-100k), scored with the map's models over ``mc.place_seeds``
-    seeds. ``workers`` processes share the tasks (one PyTorch thread each); the record is the same for any number."""
+    OUT/map.png through ``write`` (`recsys.bench.Write`). ``real``: name -> Dataset (e.g. ML-100k), scored with the
+    map's models over ``mc.place_seeds`` seeds. ``workers`` processes share the tasks (one PyTorch thread each); the
+    record is the same for any number."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -331,8 +332,8 @@ def run_map(mc: MapConfig, out: str | Path, real: dict[str, Dataset] | None = No
               "predictor": {k: v for k, v in pred.items() if k not in ("predict", "stat_index")},
               "placed": placed, "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu, 1),
               "workers": workers, "answer": answer(cells, pred, placed)}
-    (out / "map.json").write_text(json.dumps(record, indent=2))
-    heat_map(record, out / "map.png")
+    write(out / "map.json", json.dumps(record, indent=2))
+    write(out / "map.png", lambda tmp: heat_map(record, tmp))
     return record
 
 

@@ -18,7 +18,6 @@ import hashlib
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -62,9 +61,9 @@ def trial_configs(cfg: TuneConfig) -> list[dict]:
     return (incumbents + [rest[i] for i in order])[: cfg.trials]
 
 
-def tune(ds: Dataset, cfg: TuneConfig | None = None, out: str | Path | None = None,
-         show_progress: bool = False) -> dict:
-    """Tune every variant on the validation split; returns (and writes OUT/tune.json) the record."""
+def tune(ds: Dataset, cfg: TuneConfig | None = None, show_progress: bool = False) -> dict:
+    """Tune every variant on the validation split; returns the record (`personasim recsys tune` writes it to
+    OUT/tune.json)."""
     import torch
 
     cfg = cfg or TuneConfig()
@@ -100,9 +99,6 @@ def tune(ds: Dataset, cfg: TuneConfig | None = None, out: str | Path | None = No
               "tune_config": asdict(cfg), "config_hash": cfg.hash(), "trials": trials, "variants": variants,
               "lambdas": lambdas,
               "tuned": {n: {k: v[k] for k in ("lr", "reg", "batch_size", "epochs")} for n, v in variants.items()}}
-    if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "tune.json").write_text(json.dumps(record, indent=2))
     return record
 
 

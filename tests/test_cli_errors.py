@@ -253,4 +253,4 @@ def test_personas_extract_on_a_full_disk_names_the_file(tmp_path):
     out.mkdir()
     full_disk(out / "separability.json.tmp")  # every output is written whole, through this temporary name
     one_line_error(cli("personas", "extract", str(docs), "--out", str(out), "--k", "2", "--no-cache", "--quiet"),
-                   f"cannot write {out} (No space left on device)")
+                   f"cannot write {out / 'separability.json'} (No space left on device)")

@@ -22,8 +22,9 @@ def test_a_full_disk_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "calibration.json"
     target.write_text("old")
     full_disk(tmp_path / "calibration.json.tmp")
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left") as caught:
         write_whole(target, "new" * 10_000)
+    assert caught.value.filename == str(target)  # the error line names the file that was not written
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["calibration.json"]
 

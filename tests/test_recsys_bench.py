@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from personas.files import write_whole
 from recsys import TrainConfig, load_interactions
 from recsys.bench import BenchConfig, run_bench
 from tests.recsys_fixtures import planted
@@ -34,7 +35,7 @@ def test_bench_writes_rows_and_plot(tmp_path):
     ds = load_interactions(inter, cat)
     cfg = BenchConfig(seed=3, personas=[1, 2], mmr=[0.5], dpp=[0.5], calibration=[0.5], persona_cal=[0.5],
                       candidates=20, ampcf_batch=128, train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
-    rows = run_bench(ds, tmp_path / "out", cfg, show_progress=False)
+    rows = run_bench(ds, tmp_path / "out", cfg, show_progress=False, write=write_whole)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["variant"] for r in saved] == ["pop", "mf", "mf-bpr", "ampcf-k1", "ampcf-k2", "mf+mmr@0.5", "mf+dpp@0.5",
                                             "mf+calibration@0.5", "ampcf-k2+personas@0.5"]
@@ -63,7 +64,7 @@ def test_bench_without_genres_falls_back_to_embeddings(tmp_path):
     ds = load_interactions(inter)  # no catalog: no genres
     cfg = BenchConfig(personas=[2], mmr=[0.5], dpp=[], calibration=[0.5], candidates=20,
                       train=TrainConfig(dim=8, epochs=1, batch_size=128, loss="softmax"))
-    rows = {r["variant"]: r for r in run_bench(ds, tmp_path / "out", cfg, show_progress=False)}
+    rows = {r["variant"]: r for r in run_bench(ds, tmp_path / "out", cfg, show_progress=False, write=write_whole)}
     assert "mf+calibration@0.5" not in rows and "mf+mmr@0.5" in rows
     assert 0.0 <= rows["mf"]["ild@10"] <= 2.0 and np.isnan(rows["pop"]["ild@10"])
     assert np.isnan(rows["mf"]["calibration_kl@10"]) and np.isnan(rows["mf"]["persona_coverage@10"])
@@ -76,7 +77,8 @@ def test_run_seeds_summarises_mean_and_sd_and_reproduces_each_seed(tmp_path):
     ds = load_interactions(inter, cat)
     cfg = BenchConfig(personas=[2], mmr=[0.5], dpp=[], calibration=[], persona_cal=[0.5], candidates=20, ampcf_batch=128,
                       train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
-    summary = {r["variant"]: r for r in run_seeds(ds, tmp_path / "multi", cfg, [3, 4], show_progress=False)}
+    summary = {r["variant"]: r for r in run_seeds(ds, tmp_path / "multi", cfg, [3, 4], show_progress=False,
+                                                  write=write_whole)}
     per_seed = [{r["variant"]: r for r in json.loads((tmp_path / "multi" / f"seed-{s}" / "results.json").read_text())}
                 for s in (3, 4)]
     assert set(summary) == {"pop", "mf", "mf-bpr", "ampcf-k2", "mf+mmr@0.5", "ampcf-k2+personas@0.5"}
@@ -95,10 +97,10 @@ def test_run_seeds_summarises_mean_and_sd_and_reproduces_each_seed(tmp_path):
     assert (tmp_path / "multi" / "pareto.png").stat().st_size > 1000
     # each seed's run is the single-seed bench, bit for bit
     again = {r["variant"]: r for r in run_bench(ds, tmp_path / "again", replace(cfg, seed=4, train=replace(cfg.train)),
-                                                show_progress=False)}
+                                                show_progress=False, write=write_whole)}
     assert again["ampcf-k2"]["ndcg@10"] == per_seed[1]["ampcf-k2"]["ndcg@10"]
     with pytest.raises(ValueError, match="two distinct seeds"):
-        run_seeds(ds, tmp_path / "bad", cfg, [1, 1], show_progress=False)
+        run_seeds(ds, tmp_path / "bad", cfg, [1, 1], show_progress=False, write=write_whole)
 
 
 def test_cli_bench_with_seeds_prints_mean_and_sd(tmp_path):
@@ -110,6 +112,24 @@ def test_cli_bench_with_seeds_prints_mean_and_sd(tmp_path):
     assert result.exit_code == 0, result.output
     assert "mean ± sd over 2 seeds" in result.output and "ampcf-k8" in result.output
     assert (tmp_path / "o" / "seed-1" / "results.json").exists() and (tmp_path / "o" / "summary.json").exists()
+
+
+def test_cli_bench_on_a_full_disk_leaves_the_old_results_and_no_temporary(tmp_path):
+    """results.json is written whole or not at all (`personas.files.write_whole`, through results.json.tmp)."""
+    from evals.cli import app
+    from tests.cli_fixtures import full_disk
+
+    inter, cat = _write(tmp_path)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "results.json").write_text('{"old": true}')
+    full_disk(out / "results.json.tmp")
+    args = ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out", str(out), "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == f"error: {out / 'results.json'}: No space left on device"
+    assert (out / "results.json").read_text() == '{"old": true}'
+    assert [p.name for p in out.iterdir()] == ["results.json"]
 
 
 def test_cli_bench_refuses_a_dataset_without_ratings(tmp_path):
@@ -130,7 +150,8 @@ def test_tune_uses_validation_only_and_the_same_budget_for_every_variant(tmp_pat
     inter, cat = _write(tmp_path)
     ds = load_interactions(inter, cat)
     cfg = TuneConfig(trials=2, max_epochs=3, personas=[2], lams={k: [0.9, 0.5] for k in ("mmr", "dpp", "calibration", "personas")})
-    record = tune(ds, cfg, tmp_path / "t")
+    record = tune(ds, cfg)
+    (tmp_path / "tune.json").write_text(json.dumps(record))
     assert record["trials"] == trial_configs(cfg) and len(record["trials"]) == 2
     for name in ("mf", "ampcf-k2"):  # same budget: every trial x every epoch, and the best of them is chosen
         v = record["variants"][name]
@@ -142,7 +163,7 @@ def test_tune_uses_validation_only_and_the_same_budget_for_every_variant(tmp_pat
     with pytest.raises(ValueError, match="same number of lambdas"):
         TuneConfig(lams={"mmr": [0.5], "dpp": [0.5, 0.7], "calibration": [0.5], "personas": [0.5]})
     cli = CliRunner().invoke(app, ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out",
-                                   str(tmp_path / "b"), "--tuned", str(tmp_path / "t" / "tune.json"), "--quiet"])
+                                   str(tmp_path / "b"), "--tuned", str(tmp_path / "tune.json"), "--quiet"])
     assert cli.exit_code == 0, cli.output
     assert json.loads((tmp_path / "b" / "results.json").read_text())[0]["variant"] == "pop"
     bad = CliRunner().invoke(app, ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out",

@@ -9,6 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from personas.files import write_whole
 from recsys import leave_last_out
 from recsys.map import STATS, MapConfig, predictor_accuracy, read_map_config, run_map, summarise
 from recsys.synthetic import KnobError, WorldConfig, generate
@@ -99,7 +100,7 @@ def test_predictor_scores_held_out_cells():
 def test_map_end_to_end_writes_json_and_heat_map(tmp_path):
     mc = MapConfig(knobs={"tastes": [1, 3], "separation": [0.5, 4.0]}, seeds=2, world=SMALL, dim=8, epochs=8,
                    mmr=[0.5], dpp=[0.5], calibration=[0.5], persona_cal=[0.5], candidates=30)
-    record = run_map(mc, tmp_path / "m", show_progress=False, workers=2)
+    record = run_map(mc, tmp_path / "m", show_progress=False, workers=2, write=write_whole)
     saved = json.loads((tmp_path / "m" / "map.json").read_text())
     assert len(saved["cells"]) == 4 and saved["cells"][0]["knobs"] == {"tastes": 1, "separation": 0.5}
     cell = saved["cells"][3]
@@ -120,7 +121,7 @@ def test_map_end_to_end_writes_json_and_heat_map(tmp_path):
     assert (tmp_path / "m" / "map.png").stat().st_size > 5000
     assert record["wall_s"] > 0 and record["cpu_s"] > 0 and record["workers"] == 2
     # the worker processes change nothing: one process gives the same cells, seed by seed
-    inline = run_map(mc, tmp_path / "one", show_progress=False, workers=1)
+    inline = run_map(mc, tmp_path / "one", show_progress=False, workers=1, write=write_whole)
     assert inline["cells"] == saved["cells"] and json.dumps(inline["predictor"]) == json.dumps(saved["predictor"])
 
 

@@ -1,5 +1,6 @@
 """`personasim recsys bench | tune | map`: the offline accuracy / diversity experiment, its validation tuning,
-and the map of where a persona mixture replaces a diversity reranker."""
+and the map of where a persona mixture replaces a diversity reranker. Every file is written whole or not at all
+(`personas.files.write_whole`, handed to recsys as its ``write``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def bench(
     """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8), MF + MMR / DPP / calibration and AMP-CF + persona-mixture
     calibration; write the table and plot."""
     from personas.assets import AssetMissingError
+    from personas.files import write_whole
     from recsys import DataError, RecsysError
     from recsys.bench import BenchConfig, run_bench, run_seeds
 
@@ -37,9 +39,9 @@ def bench(
         if tuned is not None:
             cfg.tuned = _read_tuned(tuned)
         if seeds == 1:
-            rows = run_bench(ds, out, cfg, show_progress=not quiet)
+            rows = run_bench(ds, out, cfg, show_progress=not quiet, write=write_whole)
         else:
-            rows = run_seeds(ds, out, cfg, list(range(seed, seed + seeds)), not quiet)
+            rows = run_seeds(ds, out, cfg, list(range(seed, seed + seeds)), not quiet, write=write_whole)
     except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
@@ -81,17 +83,22 @@ def tune(
 ) -> None:
     """Tune MF, AMP-CF (K = 2, 4, 8) and every reranker's lambda on a validation split carved from training,
     with the same budget for every variant; write OUT/tune.json (pass it to `recsys bench --tuned`)."""
+    import json
+
     from personas.assets import AssetMissingError
+    from personas.files import write_whole
     from recsys import DataError, RecsysError
     from recsys.tune import TuneConfig
     from recsys.tune import tune as run_tune
 
     try:
         record = run_tune(_load(dataset, catalog, implicit), TuneConfig(seed=seed, trials=trials, max_epochs=max_epochs),
-                          out, show_progress=not quiet)
+                          show_progress=not quiet)
     except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
+    out.mkdir(parents=True, exist_ok=True)
+    write_whole(out / "tune.json", json.dumps(record, indent=2))
     for name, v in record["variants"].items():
         typer.echo(f"{name:10s} lr {v['lr']:g} reg {v['reg']:g} batch {v['batch_size']} epochs {v['epochs']} "
                    f"-> validation NDCG@10 {v['val_ndcg@10']:.4f}")
@@ -117,6 +124,7 @@ def map_(
     from dataclasses import replace
 
     from personas.assets import AssetMissingError, ml100k_dir
+    from personas.files import write_whole
     from recsys import DataError, RecsysError, load_movielens
     from recsys.map import read_map_config, run_map
 
@@ -125,7 +133,7 @@ def map_(
         if seeds is not None:
             mc = replace(mc, seeds=seeds)
         real = {"ml-100k": load_movielens(ml100k_dir())} if ml100k else {}
-        record = run_map(mc, out, real, show_progress=not quiet, workers=workers)
+        record = run_map(mc, out, real, show_progress=not quiet, workers=workers, write=write_whole)
     except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
