@@ -251,6 +251,8 @@ def read_calibration(personas_path: str | Path, rating_rule: str = "expected") -
         models = {k: ChoiceModel.model_validate(v) for k, v in record["models"].items()}
     except (ValueError, KeyError, TypeError) as exc:
         raise CalibrationError(f"{path}: not a personasim calibration ({str(exc).splitlines()[0]})") from None
+    if type(record.get("seed")) is not int:  # grounded users ask their LLM judgements with it (simulator.grounded)
+        raise CalibrationError(f"{path}: field 'seed' must be an integer, got {record.get('seed')!r}")
     if record.get("version") != CALIBRATION_VERSION or [f for f in record.get("features", []) if f != "llm"] != list(EVIDENCE):
         raise CalibrationError(f"{path}: fitted with other evidence features ({record.get('features')}, version "
                                f"{record.get('version')}; this personasim uses {list(EVIDENCE)}, version "

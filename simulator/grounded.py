@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,7 +48,12 @@ class Grounding:
 
     models: one `ChoiceModel` per memory kind ('twin', 'persona'); memories: by key
     ('persona:<id>', 'twin:<user id>'); temperature: the decision's noise temperature; rating_rule:
-    'expected' or 'matched' (`simulator.choice.RATING_RULES`).
+    'expected' or 'matched' (`simulator.choice.RATING_RULES`); judge_seed: the seed every LLM judgement
+    is asked with, the calibration's own, so the LLM feature is read as it was when the weights were fitted.
+
+    An item's judgement depends on its persona alone (`llm_judgement`), so it is asked once per persona
+    and item and kept in ``judged`` for every session of that persona's users: in the default campaign's
+    grounded sessions, 290 distinct judgements instead of 960.
     """
 
     space: ItemSpace
@@ -56,6 +61,8 @@ class Grounding:
     memories: dict[str, Memory]
     temperature: float = 0.25
     rating_rule: str = "expected"
+    judge_seed: int = 0
+    judged: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)  # (persona id, item id) -> logit
 
     def memory_for(self, profile: UserProfile) -> Memory | None:
         key = f"twin:{profile.twin}" if profile.twin else f"persona:{profile.persona.id}"
@@ -102,7 +109,6 @@ class GroundedUser(SimulatedUser):
     def __init__(self, llm, *, grounding: Grounding | None = None, **settings):
         super().__init__(llm, **settings)
         self.grounding = grounding
-        self._llm_cache: dict[str, float] = {}
 
     def profile_problem(self, profile: UserProfile) -> str | None:
         g = self.grounding
@@ -116,28 +122,25 @@ class GroundedUser(SimulatedUser):
             return f"the calibration has no choice model for {memory.kind} users"
         return super().profile_problem(profile)
 
-    def reset(self, profile: UserProfile) -> None:
-        super().reset(profile)
-        self._llm_cache = {}
-
     def _parts(self) -> tuple[UserProfile, Memory, ChoiceModel]:
         p = self._profile()
         memory = self.grounding.memory_for(p)
         return p, memory, self.grounding.models[memory.kind]
 
-    async def features(self, items: list[Item], seed: int) -> np.ndarray:
+    async def features(self, items: list[Item]) -> np.ndarray:
         """[M, F] in the model's feature order."""
         p, memory, model = self._parts()
-        space = self.grounding.space
-        idx = space.index([it.id for it in items])
-        X = evidence_features(space, memory, idx)
-        if "llm" in model.features:  # the judgement of an item does not change within a session
-            todo = [i for i in idx if space.ids[i] not in self._llm_cache]
+        g = self.grounding
+        idx = g.space.index([it.id for it in items])
+        X = evidence_features(g.space, memory, idx)
+        if "llm" in model.features:
+            key = [(memory.persona_id, g.space.ids[i]) for i in idx]
+            todo = list(dict.fromkeys(i for i, k in zip(idx, key) if k not in g.judged))
             if todo:
-                canon = self.grounding.memories[f"persona:{memory.persona_id}"]
-                vals = await llm_judgement(self.llm, p.persona, canon, space, np.asarray(todo), seed=seed)
-                self._llm_cache.update({space.ids[i]: float(v) for i, v in zip(todo, vals)})
-            X = np.column_stack([X, [self._llm_cache[space.ids[i]] for i in idx]])
+                canon = g.memories[f"persona:{memory.persona_id}"]
+                vals = await llm_judgement(self.llm, p.persona, canon, g.space, np.asarray(todo), seed=g.judge_seed)
+                g.judged.update({(memory.persona_id, g.space.ids[i]): float(v) for i, v in zip(todo, vals)})
+            X = np.column_stack([X, [g.judged[k] for k in key]])
         return X
 
     def _decide(self, items: list[Item], X: np.ndarray, seed: int, max_choices: int | None, may_stop: bool):
@@ -155,7 +158,7 @@ class GroundedUser(SimulatedUser):
         base = dict(user_id=p.user_id, persona_id=p.persona.id, variant=self.variant, turn=turn, seed=session_seed,
                     call_seed=seed, model=self.llm.model, backend=self.llm.name, layers=self.layers(), slate=slate)
         try:
-            X = await self.features(slate, seed=derive_seed(session_seed, "judge"))
+            X = await self.features(slate)
         except RuntimeError as exc:
             return Candidate(Turn(**base, ok=False, error=str(exc)), [])
         d = self._decide(slate, X, derive_seed(session_seed, "decide", turn), self.max_choices,
@@ -197,7 +200,7 @@ class GroundedUser(SimulatedUser):
             latest = [int(i) for i in memory.recent[::-1] if int(i) in liked] or memory.liked.tolist()
             space = self.grounding.space
             return Onboarding(pool=[it.id for it in pool], liked=[space.ids[i] for i in latest[:TWIN_ONBOARDING]])
-        X = await self.features(pool, seed=derive_seed(seed, "judge"))
+        X = await self.features(pool)
         d = self._decide(pool, X, seed, max_picks, False)
         picks = [pool[j].id for j in d.chosen] or [pool[int(np.argmax(d.logits))].id]
         return Onboarding(pool=[it.id for it in pool], liked=picks)

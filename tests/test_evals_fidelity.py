@@ -114,6 +114,9 @@ def test_a_calibration_for_other_personas_or_split_is_refused(fidelity_run, tmp_
     (pdir / "calibration.json").write_text(json.dumps({**cal, "version": 1, "features": [f for f in cal["features"] if f != "cf"]}))
     with pytest.raises(CalibrationError, match="other evidence features"):  # a calibration from before the cf feature
         read_calibration(ppath)
+    (pdir / "calibration.json").write_text(json.dumps({**cal, "seed": "0"}))  # grounded users ask their judgements with it
+    with pytest.raises(CalibrationError, match="calibration.json: field 'seed' must be an integer, got '0'"):
+        read_calibration(ppath)
     (pdir / "calibration.json").write_text(json.dumps(cal))
     ppath.write_text(ppath.read_text().replace('"size":', '"size": ', 1))  # same cards, other bytes
     with pytest.raises(CalibrationError, match="another personas file"):

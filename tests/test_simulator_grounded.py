@@ -95,6 +95,30 @@ async def test_grounded_user_decides_by_the_written_down_model_and_the_llm_voice
     assert [t.ratings for t in one.turns] == [t.ratings for t in tr.turns]
 
 
+async def test_an_items_judgement_is_asked_once_per_persona_and_shared_by_its_users(embedded_backend):
+    grounding, items, pop = _grounding(use_llm=True)
+    grounding.judge_seed = 3
+    llm = LLMClient(embedded_backend)
+    settings = SessionSettings(slate_size=4, best_of=1, reshow_from=None)
+    first = sample_users([PERSONA], 1, seed=0, variant="grounded", twins={"p0": ["3"]})[0]
+    tr = await run_session(first, PopularityRecommender(items, pop), 2, 5, llm, grounding=grounding,
+                           settings=settings, pool=items[:6])
+    shown = list(dict.fromkeys(it.id for t in tr.turns for it in t.slate))
+    assert set(grounding.judged) == {("p0", i) for i in shown}
+    # each value is the judgement asked afresh with the calibration's seed, and what the decision used
+    from simulator.grounded import llm_judgement
+    space = grounding.space
+    fresh = await llm_judgement(LLMClient(embedded_backend), PERSONA, grounding.memories["persona:p0"], space,
+                                space.index(shown), seed=3)
+    assert np.allclose([grounding.judged[("p0", i)] for i in shown], fresh)
+    # another user of the persona is served from the shared judgements, not asked again: poisoned values show
+    grounding.judged.update({("p0", it.id): 8.0 for it in items})
+    second = first.model_copy(update={"user_id": "u2", "twin": "4"})
+    tr = await run_session(second, PopularityRecommender(items, pop), 2, 9, llm, grounding=grounding,
+                           settings=settings, pool=items[:6])
+    assert all(row["llm"] == 8.0 for t in tr.turns for row in t.decision.values())
+
+
 async def test_grounded_user_without_a_calibration_or_memory_is_a_recorded_failure():
     llm = LLMClient(ScriptedBackend({}))
     grounding, items, pop = _grounding(use_llm=False)
