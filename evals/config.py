@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_serializer,
+                      model_validator)
 
 from evals.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
 from evals.jobs import ExecutorName
@@ -129,8 +130,10 @@ class CampaignConfig(_Strict):
     name: str = "campaign"
     seed: int = 0
     personas: PersonaSource
-    users_per_persona: int = Field(2, ge=1)
     user_variants: list[Literal["layered", "naive", "grounded"]] = Field(default_factory=lambda: ["layered"], min_length=1)
+    users_per_persona: int | dict[str, int] = Field(
+        2, description="simulated users per persona: one number for every user variant, or one per user variant "
+        "({grounded: 4, naive: 2}; each of user_variants named once)")
     best_of: int = Field(1, ge=1, le=16, description="candidate turns per step; the most consistent is kept")
     variants: list[str] = Field(min_length=1, description="recommender variants: model[+reranker]")
     turns: int = Field(3, ge=1, le=50)
@@ -161,6 +164,21 @@ class CampaignConfig(_Strict):
         if len(set(variants)) != len(variants):
             raise ValueError("variants repeat")
         return variants
+
+    @field_validator("users_per_persona")
+    @classmethod
+    def _users_per_variant(cls, n: int | dict[str, int], info: ValidationInfo) -> int | dict[str, int]:
+        if any(c < 1 for c in (n.values() if isinstance(n, dict) else [n])):
+            raise ValueError(f"every count must be at least 1, got {n}")
+        named = info.data.get("user_variants")  # absent when user_variants itself is invalid
+        if isinstance(n, dict) and named is not None and sorted(n) != sorted(named):
+            raise ValueError(f"names {sorted(n)}; name each of user_variants {named} once, or give one number for all")
+        return n
+
+    def users_for(self, user_variant: str) -> int:
+        """Simulated users per persona of ``user_variant``."""
+        n = self.users_per_persona
+        return n[user_variant] if isinstance(n, dict) else n
 
     def config_hash(self) -> str:
         """12 hex chars over the canonical JSON of everything that shapes results."""

@@ -7,7 +7,7 @@ campaign world (which plays one) all import these types from here, so imports go
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
@@ -53,14 +53,16 @@ class WorldArgs(NamedTuple):
     out: str
 
 
-def plan_jobs(campaign_seed: int, variants: Iterable[str], user_variants: Iterable[str], n_users: int,
-              runs: int) -> list[Job]:
-    """Every (user variant, user, run, recommender variant); the seed leaves the variant out, so
-    every variant meets the same users with the same random numbers (paired A/B)."""
+def plan_jobs(campaign_seed: int, variants: Iterable[str], user_variants: Iterable[str],
+              n_users: int | Mapping[str, int], runs: int) -> list[Job]:
+    """Every (user variant, user, run, recommender variant); ``n_users``: users of every user variant, or
+    {user variant: users}. The seed leaves the variant out, so every variant meets the same users with the
+    same random numbers (paired A/B); it leaves the number of users out too, so user i's sessions do not
+    change when more users are added."""
     return [
         Job(v, uv, u, r, derive_seed(campaign_seed, "session", uv, u, r))
         for uv in user_variants
-        for u in range(n_users)
+        for u in range(n_users[uv] if isinstance(n_users, Mapping) else n_users)
         for r in range(runs)
         for v in variants
     ]

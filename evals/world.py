@@ -252,7 +252,6 @@ class CampaignWorld:
         cards = read_personas(_personas_path(cfg, out))
         if cfg.personas.max_personas:
             cards = cards[: cfg.personas.max_personas]
-        n = len(cards) * cfg.users_per_persona
         ds = _dataset()
         personas_path = _personas_path(cfg, out)
         self.grounding, twins = None, None
@@ -263,7 +262,7 @@ class CampaignWorld:
             twins = persona_members(personas_path.parent) if cfg.grounding.twins else None
         self.users = {
             uv: [p.model_copy(update={"user_id": user_id_for(i)})
-                 for i, p in enumerate(sample_users(cards, n, cfg.seed, variant=uv,
+                 for i, p in enumerate(sample_users(cards, len(cards) * cfg.users_for(uv), cfg.seed, variant=uv,
                                                     twins=twins if uv == "grounded" else None))]
             for uv in cfg.user_variants
         }
@@ -282,11 +281,12 @@ class CampaignWorld:
         return cls(CampaignConfig.model_validate_json(config_json), Path(out), fold_in)
 
     @staticmethod
-    def n_users(cfg: CampaignConfig, out: Path) -> int:
+    def n_users(cfg: CampaignConfig, out: Path) -> dict[str, int]:
+        """{user variant: simulated users}."""
         from personas.card import read_personas
 
         n = len(read_personas(_personas_path(cfg, out)))
-        return min(n, cfg.personas.max_personas or n) * cfg.users_per_persona
+        return {uv: min(n, cfg.personas.max_personas or n) * cfg.users_for(uv) for uv in cfg.user_variants}
 
     def recommender(self, variant: str, seed: int) -> RecsysAdapter:
         base, reranker = _split_variant(variant, self.cfg.recsys)

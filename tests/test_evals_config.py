@@ -31,6 +31,9 @@ def test_default_config_is_valid():
         (BASE + "llm: {backend: embedded, concurency: 2}\n", "field 'llm.concurency': unknown key"),
         (BASE + "turns: 0\n", "field 'turns'"),
         (BASE + "grounding: {rating_rule: median}\n", "field 'grounding.rating_rule'"),
+        (BASE + "users_per_persona: 0\n", "field 'users_per_persona': Value error, every count must be at least 1"),
+        (BASE + "user_variants: [grounded]\nusers_per_persona: {grounded: 4, naive: 2}\n",
+         "field 'users_per_persona': Value error, names ['grounded', 'naive']; name each of user_variants ['grounded']"),
         ("personas: {}\nvariants: [mf]\n", "exactly one of 'path' or 'extract'"),
         ("variants: [mf]\n", "field 'personas': Field required"),
         ("- just\n- a list\n", "mapping"),
@@ -49,3 +52,19 @@ def test_hash_changes_with_results_not_with_executor():
     b = a.model_copy(update={"executor": "ray", "sessions_in_flight": 3})
     c = a.model_copy(update={"seed": 1})
     assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+def test_users_per_persona_per_user_variant_sizes_each_variants_jobs():
+    from evals.jobs import plan_jobs
+
+    cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf", "ampcf"],
+                                         "user_variants": ["grounded", "naive"],
+                                         "users_per_persona": {"naive": 1, "grounded": 3}})
+    assert (cfg.users_for("grounded"), cfg.users_for("naive")) == (3, 1)
+    jobs = plan_jobs(cfg.seed, cfg.variants, cfg.user_variants, {"grounded": 6, "naive": 2}, runs=2)
+    assert [sum(j.user_variant == uv for j in jobs) for uv in ("grounded", "naive")] == [6 * 2 * 2, 2 * 2 * 2]
+    # user i's sessions keep their seeds when a user variant gets more users (a larger design extends a smaller one)
+    small = plan_jobs(cfg.seed, cfg.variants, cfg.user_variants, 2, runs=2)
+    assert {j for j in small if j.user_variant == "grounded"} <= set(jobs)
+    one = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf"], "users_per_persona": 3})
+    assert one.users_for("layered") == 3
