@@ -52,8 +52,8 @@ class Grounding:
     is asked with, the calibration's own, so the LLM feature is read as it was when the weights were fitted.
 
     An item's judgement depends on its persona alone (`llm_judgement`), so it is asked once per persona
-    and item and kept in ``judged`` for every session of that persona's users: in the default campaign's
-    grounded sessions, 290 distinct judgements instead of 960.
+    and item and kept in ``judged`` for every session of that persona's users: in a campaign of 4 twins a
+    persona meeting MF and AMP-CF twice, 290 distinct judgements instead of 960.
     """
 
     space: ItemSpace
