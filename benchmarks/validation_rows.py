@@ -93,17 +93,22 @@ def validation_rows(n_users: int | None = None, seed: int = 0, per_user: int = 3
     return Rows(ds, inner, space, users, user, kind, item)
 
 
+def twin_memories(rows: Rows) -> dict[int, object]:
+    """{position in ``rows.users``: that user's twin memory (inner train history)} for every user with rows."""
+    from evals.grounding import memories
+
+    uid = rows.ds.users["user_id"].astype(str).to_numpy()
+    mems = memories(rows.ds, rows.inner.train, {u: "all" for u in uid}, rows.space)  # twins only: one persona holds all
+    return {int(n): mems[f"twin:{uid[rows.users[n]]}"] for n in np.unique(rows.user)}
+
+
 def twin_evidence(rows: Rows) -> np.ndarray:
     """The EVIDENCE features [R, 7] of every row, each user's memory its twin's (inner train) history,
     read through ``rows.space`` (set its ``ease`` to try another penalty)."""
-    from evals.grounding import memories
     from simulator.evidence import EVIDENCE, evidence_features
 
-    space = rows.space
-    uid = rows.ds.users["user_id"].astype(str).to_numpy()
-    mems = memories(rows.ds, rows.inner.train, {u: "all" for u in uid}, space)  # twins only: one persona holds all
     X = np.zeros((len(rows.item), len(EVIDENCE)))
-    for n in np.unique(rows.user):
+    for n, memory in twin_memories(rows).items():
         at = rows.user == n
-        X[at] = evidence_features(space, mems[f"twin:{uid[rows.users[n]]}"], rows.item[at])
+        X[at] = evidence_features(rows.space, memory, rows.item[at])
     return X
