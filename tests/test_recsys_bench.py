@@ -171,6 +171,20 @@ def test_tune_uses_validation_only_and_the_same_budget_for_every_variant(tmp_pat
     assert bad.exit_code == 2 and "not a tune.json" in bad.output
 
 
+def test_cli_tune_writes_tune_json_whole(tmp_path):
+    from evals.cli import app
+
+    inter, cat = _write(tmp_path)
+    out = tmp_path / "o"
+    args = ["recsys", "tune", "--dataset", str(inter), "--catalog", str(cat), "--out", str(out), "--trials", "1",
+            "--max-epochs", "1", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "tune.json").read_text())
+    assert "mf" in record["variants"] and f"validation NDCG@10 {record['variants']['mf']['val_ndcg@10']:.4f}" in result.output
+    assert [p.name for p in out.iterdir()] == ["tune.json"]  # no temporary left beside it
+
+
 def test_bench_trains_each_variant_with_its_validation_tuned_settings():
     from recsys.bench import TUNED, make_model
 
