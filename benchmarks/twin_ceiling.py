@@ -58,34 +58,33 @@ def main() -> None:
         fit, ev = rows.user < args.fit_users, rows.user >= args.fit_users
         y = rows.kind == POSITIVE
 
-        def logistic(train: np.ndarray) -> np.ndarray:
+        def logistic(train: np.ndarray):
+            """The logit of the logistic fit on rows ``train``, as a function of evidence features [M, 7]."""
             sc = StandardScaler().fit(X[train])
             clf = LogisticRegression(max_iter=2000, class_weight="balanced").fit(sc.transform(X[train]), y[train])
-            return clf.decision_function(sc.transform(X))
+            return lambda Z: clf.decision_function(sc.transform(Z))
 
         def add(name: str, accuracy: float, s: np.ndarray) -> None:
             table.setdefault(name, []).append((accuracy, rows.auc(s, ev, MATCHED)))
 
-        s = logistic(fit)
+        score = logistic(fit)
+        s = score(X)
         add("decision at p = 0.5", rows.accuracy_uniform(s, ev), s)
         uni = ev & (rows.kind != MATCHED)
         grid = np.quantile(s[uni], np.linspace(0.02, 0.98, 97))
         add("best threshold (oracle)", max(rows.accuracy_uniform(s, ev, t) for t in grid), s)
-        s_u = logistic(fit & (rows.kind != MATCHED))
+        s_u = logistic(fit & (rows.kind != MATCHED))(X)
         add("fitted on uniform only", rows.accuracy_uniform(s_u, ev), s_u)
         hgb = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, class_weight="balanced",
                                              random_state=seed).fit(X[fit], y[fit])
         s_h = hgb.predict_proba(X)[:, 1] - 0.5
         add("gradient boosting", rows.accuracy_uniform(s_h, ev), s_h)
-        sc_all = StandardScaler().fit(X[fit])
-        clf = LogisticRegression(max_iter=2000, class_weight="balanced").fit(sc_all.transform(X[fit]), y[fit])
         rng = np.random.default_rng(seed + 100)
-        history = {u: set(g["item"]) for u, g in rows.inner.train.groupby("user")}
         reference = {}  # user -> scores of catalog items outside its training history
         for n, memory in twin_memories(rows).items():
-            outside = np.setdiff1d(np.arange(len(rows.space.ids)), list(history.get(rows.users[n], ())))
+            outside = np.flatnonzero(memory.watched == 0)
             pick = rng.choice(outside, size=min(300, len(outside)), replace=False)
-            reference[n] = clf.decision_function(sc_all.transform(evidence_features(rows.space, memory, pick)))
+            reference[n] = score(evidence_features(rows.space, memory, pick))
 
         def per_user(q: float) -> np.ndarray:
             return s - np.array([np.quantile(reference[n], q) for n in rows.user])
