@@ -138,7 +138,7 @@ def _grounding(cfg: CampaignConfig, personas_path: Path, ds):
     space = item_space(ds, split.train)
     mems = memories(ds, split.train, read_assignments(personas_path.parent), space)
     return Grounding(space, models, mems, temperature=cfg.grounding.temperature,
-                     rating_rule=cfg.grounding.rating_rule, judge_seed=int(record["seed"]))
+                     rating_rule=cfg.grounding.rating_rule, judge_seed=record["seed"])  # an int: read_calibration checks
 
 
 def movielens_items(ds):
