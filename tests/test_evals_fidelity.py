@@ -173,3 +173,17 @@ def test_a_calibration_without_rating_cutpoints_serves_the_expected_rule_and_ref
     one_line_error(cli("campaign", "run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "out")),
                    "calibration.json: no rating cutpoints for the 'matched' rating rule")
     assert not (tmp_path / "out").exists()
+
+
+def test_pooled_auc_is_scikit_learns_roc_auc_with_ties():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from evals.fidelity import _pooled_auc
+
+    rng = np.random.default_rng(1)
+    records = [(rng.integers(0, 2, 7), np.round(rng.normal(size=7), 1)) for _ in range(40)]  # many tied scores
+    y, s = np.concatenate([r[0] for r in records]), np.concatenate([r[1] for r in records])
+    assert _pooled_auc(records) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert _pooled_auc([(np.ones(3, int), np.arange(3.0))]) is None  # one class: undefined
+
