@@ -112,6 +112,19 @@ class GroundingSettings(_Strict):
                                 "3-4), 'matched' bins it so the ratings' histogram is the training one (simulator/choice.py)")
     llm_feature: bool = Field(True, description="the LLM's yes-probability is a feature of the decision")
     twins: bool = Field(True, description="each grounded user twins a real member of its persona (else persona-level)")
+    fidelity_users: int = Field(300, ge=0, description="held-out users on whom the campaign measures its grounded users' "
+                                "fidelity before the sessions (OUT/fidelity.json, `personasim validate fidelity`'s protocol "
+                                "on the campaign's own personas and calibration; 0 = skip). Seconds without the LLM "
+                                "feature; with it, one LLM read per persona and item these users are shown")
+    fidelity_ab_users: int = Field(30, ge=0, description="of those, twins that meet random, popularity, MF and AMP-CF "
+                                   "(A/B fidelity; 0 = skip)")
+
+    @field_validator("fidelity_users")
+    @classmethod
+    def _enough_for_a_ci(cls, n: int) -> int:
+        if 0 < n < 5:
+            raise ValueError(f"{n} users cannot give a bootstrap CI; use 0 (skip) or at least 5")
+        return n
 
 
 class RecsysSettings(_Strict):

@@ -94,7 +94,8 @@ def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
     if fid.is_file():
         record = json.loads(fid.read_text(encoding="utf-8"))
         out["fidelity"] = {"path": str(fid), "config_hash": record.get("config_hash"), "headline": record.get("headline"),
-                           "model": record.get("model"), "n_users": record.get("n_users")}
+                           "model": record.get("model"), "n_users": record.get("n_users"),
+                           "source": record.get("source", "validate fidelity")}
     return out
 
 

@@ -26,11 +26,13 @@ def _g(v, spec: str = ".2g") -> str:
 def fidelity_row(fidelity: dict | None) -> dict:
     if not fidelity:
         return _row("fidelity to held-out real behaviour", "not measured",
-                    "unknown: run `personasim validate fidelity` and set `fidelity:` in the campaign config",
+                    "unknown: a campaign with grounded users measures it (grounding.fidelity_users); otherwise run "
+                    "`personasim validate fidelity` and set `fidelity:` in the campaign config",
                     "missing")
     h = fidelity.get("headline") or {}
     targets = h.get("targets") or {}
-    figure = (f"twin accuracy {_g(h.get('twin_accuracy_1to1_uniform'), '.3f')} (1:1, uniform negatives), "
+    where = "this campaign's grounded users" if fidelity.get("source") == "campaign" else fidelity.get("path", "?")
+    figure = (f"{where}, {fidelity.get('n_users', '?')} held-out users: twin accuracy {_g(h.get('twin_accuracy_1to1_uniform'), '.3f')} (1:1, uniform negatives), "
               f"AUC {_g(h.get('twin_auc_1to1_matched'), '.3f')} (popularity-matched), RMSE "
               f"{_g(h.get('twin_rmse'), '.3f')} vs user mean {_g(h.get('user_mean_rmse'), '.3f')}")
     if h.get("twin_rating_tv") is not None:  # fidelity.json from before the rating rules had no histogram distance

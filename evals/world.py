@@ -1,7 +1,8 @@
 """Everything a campaign session needs, built once per process.
 
-`prepare` (driver only, once per campaign folder) extracts the personas and
-trains the recommenders, saving both under OUT so that a resumed run or a Ray
+`prepare` (driver only, once per campaign folder) extracts the personas,
+calibrates the grounded users and measures their fidelity on held-out data, and
+trains the recommenders, saving all of it under OUT so that a resumed run or a Ray
 worker loads instead of rebuilding. `CampaignWorld.load` reads them back and
 `run_job` plays one session.
 """
@@ -71,6 +72,9 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
             result.write(personas_path.parent)
     if "grounded" in cfg.user_variants and not (personas_path.parent / "calibration.json").exists():
         _calibrate(cfg, out, personas_path, show_progress)
+    if "grounded" in cfg.user_variants and cfg.grounding.fidelity_users and not cfg.fidelity \
+            and not (out / "fidelity.json").exists():
+        _check_fidelity(cfg, out, personas_path, show_progress)
     models_dir = out / "models"
     offline = models_dir / "offline.json"
     if offline.exists():
@@ -121,6 +125,36 @@ def _calibrate(cfg: CampaignConfig, out: Path, personas_path: Path, show_progres
         if llm is not None and llm.cache is not None:
             llm.cache.close()
     write_calibration(record, personas_path)
+
+
+def _check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_progress: bool) -> None:
+    """OUT/fidelity.json: `personasim validate fidelity`'s protocol (taste alignment, rating error, A/B fidelity on
+    the held-out part of the personas' split) for this campaign's grounded users: its personas, its calibration,
+    its decision settings, its recommenders' training settings. The report's first validity check reads it."""
+    from evals.fidelity import FidelityConfig, measure_fidelity
+    from evals.grounding import split_of
+    from personas.card import read_personas
+    from recsys import time_split
+    from recsys.offline import DEFAULT_TRAIN
+
+    g, rc = cfg.grounding, cfg.recsys
+    holdout = float(split_of(personas_path)["holdout"])
+    fcfg = FidelityConfig(holdout=holdout, personas_k=max(2, len(read_personas(personas_path))), users=g.fidelity_users,
+                          calibration_users=g.calibration_users, temperature=g.temperature, use_llm=g.llm_feature,
+                          ab_users=g.fidelity_ab_users, ab_turns=cfg.turns, slate_size=cfg.slate_size, seed=cfg.seed)
+    ds = _dataset()
+    llm = _llm_client(cfg, out) if g.llm_feature else None
+    log.info("measuring the grounded users' fidelity on %d held-out users", fcfg.users)
+    try:
+        record = measure_fidelity(ds, time_split(ds, holdout), personas_path, fcfg, llm, show_progress=show_progress,
+                                  train_config=replace(DEFAULT_TRAIN, dim=rc.dim, epochs=rc.epochs),
+                                  personas_k=rc.personas_k)
+    finally:
+        if llm is not None and llm.cache is not None:
+            llm.cache.close()
+    record = {"source": "campaign", "campaign_config_hash": cfg.config_hash(), **record}
+    out.mkdir(parents=True, exist_ok=True)
+    write_whole(out / "fidelity.json", json.dumps(record, indent=2, default=float) + "\n")
 
 
 def _grounding(cfg: CampaignConfig, personas_path: Path, ds):

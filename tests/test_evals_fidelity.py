@@ -187,3 +187,40 @@ def test_pooled_auc_is_scikit_learns_roc_auc_with_ties():
     assert _pooled_auc(records) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
     assert _pooled_auc([(np.ones(3, int), np.arange(3.0))]) is None  # one class: undefined
 
+
+def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessions(fidelity_run, tmp_path):
+    """`prepare` writes OUT/fidelity.json from the campaign's own personas and calibration, once; the report reads it."""
+    from evals.config import CampaignConfig
+    from evals.summary import validity
+    from evals.verdicts import fidelity_row
+    from evals.world import prepare
+
+    out, _ = fidelity_run
+    pdir = tmp_path / "personas"
+    shutil.copytree(out / "personas", pdir)
+
+    def cfg(**grounding):
+        return CampaignConfig.model_validate({
+            "personas": {"path": str(pdir / "personas.jsonl")}, "variants": ["mf"], "user_variants": ["grounded"],
+            "turns": 2, "slate_size": 4, "recsys": {"dim": 8, "epochs": 1, "personas_k": 2},
+            "grounding": {"llm_feature": False, "calibration_users": 40, "fidelity_users": 8, "fidelity_ab_users": 4,
+                          **grounding}})
+
+    run = tmp_path / "run"
+    prepare(cfg(), run, show_progress=False)
+    record = json.loads((run / "fidelity.json").read_text())
+    cal = json.loads((pdir / "calibration.json").read_text())
+    assert record["source"] == "campaign" and record["campaign_config_hash"] == cfg().config_hash()
+    assert record["n_users"] == 8 and record["ab_fidelity"]["n_sim_users"] == 4
+    assert record["calibration_features"] == cal["features"] and record["split"] == cal["split"]
+    assert record["config"]["slate_size"] == 4 and record["config"]["ab_turns"] == 2  # the campaign's pages
+    assert set(record["headline"]["targets"]) >= {"auc_1to1_matched >= 0.70", "rmse below user-mean"}
+    before = (run / "fidelity.json").stat().st_mtime_ns
+    prepare(cfg(), run, show_progress=False)  # a resumed campaign does not measure again
+    assert (run / "fidelity.json").stat().st_mtime_ns == before
+    row = fidelity_row(validity(run, cfg())["fidelity"])
+    assert row["figure"].startswith("this campaign's grounded users, 8 held-out users: twin accuracy"), row
+    prepare(cfg(fidelity_users=0), tmp_path / "skipped", show_progress=False)
+    assert not (tmp_path / "skipped" / "fidelity.json").exists()
+    with pytest.raises(ValueError, match="3 users cannot give a bootstrap CI"):
+        cfg(fidelity_users=3)
