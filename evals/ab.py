@@ -172,6 +172,19 @@ def bootstrap_ci(records: list, stat, *, n_boot: int, seed: int, confidence: flo
     return point, float(lo), float(hi)
 
 
+def bootstrap_mean_ci(values, *, n_boot: int, seed: int, confidence: float = 0.95) -> tuple:
+    """`bootstrap_ci(values, mean)` in one array operation, with the same resamples: (mean, low, high).
+    The fidelity tables bootstrap a hundred per-user means; one at a time they took seconds each."""
+    v = np.asarray(values, dtype=float)
+    if not len(v):
+        return np.nan, np.nan, np.nan
+    draws = v[np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
+    draws = draws[np.isfinite(draws)]
+    tail = (1 - confidence) / 2
+    lo, hi = np.quantile(draws, [tail, 1 - tail]) if len(draws) else (np.nan, np.nan)
+    return float(v.mean()), float(lo), float(hi)
+
+
 def holm(pvalues) -> list[float | None]:
     """Holm-Bonferroni adjusted p-values, same order; None or NaN entries stay None and are not counted.
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from evals.ab import bootstrap_ci
+from evals.ab import bootstrap_mean_ci
 from personas.card import PersonaCard
 from simulator.judges import StructuredJudge, _genres
 from simulator.matching import item_concepts
@@ -115,7 +115,7 @@ def bootstrap_mean(values: dict[str, float], *, seed: int = 0, n_boot: int = 200
     v = [float(x) for x in values.values()]
     if not v:
         return {"mean": None, "ci95": None, "n_users": 0}
-    mean, lo, hi = bootstrap_ci(v, lambda vs: float(np.mean(vs)), n_boot=n_boot, seed=seed)
+    mean, lo, hi = bootstrap_mean_ci(v, n_boot=n_boot, seed=seed)
     return {"mean": mean, "ci95": [lo, hi], "n_users": len(v)}
 
 

@@ -290,3 +290,14 @@ def test_bootstrap_ci_resamples_records_and_drops_draws_where_the_statistic_is_u
     _, lo2, hi2 = bootstrap_ci(labels, auc_like, n_boot=200, seed=1)
     assert np.isfinite(lo2) and np.isfinite(hi2) and 0 < lo2 <= hi2 < 1
     assert all(np.isnan(x) for x in bootstrap_ci([0, 0], auc_like, n_boot=50, seed=0)[1:])
+
+
+def test_bootstrap_mean_ci_is_bootstrap_ci_of_the_mean_with_the_same_resamples():
+    from evals.ab import bootstrap_ci, bootstrap_mean_ci
+
+    values = list(np.random.default_rng(2).exponential(1.0, 97))
+    fast = bootstrap_mean_ci(values, n_boot=500, seed=4)
+    slow = bootstrap_ci(values, lambda vs: float(np.mean(vs)), n_boot=500, seed=4)
+    assert fast == pytest.approx(slow, abs=1e-12)
+    assert bootstrap_mean_ci(values, n_boot=500, seed=5) != fast  # the seed picks the resamples
+    assert all(np.isnan(x) for x in bootstrap_mean_ci([], n_boot=10, seed=0))
