@@ -130,7 +130,10 @@ def _calibrate(cfg: CampaignConfig, out: Path, personas_path: Path, show_progres
 def _check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_progress: bool) -> None:
     """OUT/fidelity.json: `personasim validate fidelity`'s protocol (taste alignment, rating error, A/B fidelity on
     the held-out part of the personas' split) for this campaign's grounded users: its personas, its calibration,
-    its decision settings, its recommenders' training settings. The report's first validity check reads it."""
+    its decision settings, its recommenders' training settings. The report's first validity check reads it.
+    Whether the LLM is read follows the calibration's features, as the sessions do (a reused calibration may
+    differ from ``grounding.llm_feature``, which only says how to fit a new one)."""
+    from evals.calibration import read_calibration
     from evals.fidelity import FidelityConfig, measure_fidelity
     from evals.grounding import split_of
     from personas.card import read_personas
@@ -139,11 +142,14 @@ def _check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pr
 
     g, rc = cfg.grounding, cfg.recsys
     holdout = float(split_of(personas_path)["holdout"])
+    calibration, _ = read_calibration(personas_path)
+    use_llm = "llm" in calibration["features"]
     fcfg = FidelityConfig(holdout=holdout, personas_k=max(2, len(read_personas(personas_path))), users=g.fidelity_users,
-                          calibration_users=g.calibration_users, temperature=g.temperature, use_llm=g.llm_feature,
-                          ab_users=g.fidelity_ab_users, ab_turns=cfg.turns, slate_size=cfg.slate_size, seed=cfg.seed)
+                          calibration_users=max(10, int(calibration.get("n_users") or g.calibration_users)),
+                          temperature=g.temperature, use_llm=use_llm, ab_users=g.fidelity_ab_users, ab_turns=cfg.turns,
+                          slate_size=cfg.slate_size, seed=cfg.seed)
     ds = _dataset()
-    llm = _llm_client(cfg, out) if g.llm_feature else None
+    llm = _llm_client(cfg, out) if use_llm else None
     log.info("measuring the grounded users' fidelity on %d held-out users", fcfg.users)
     try:
         record = measure_fidelity(ds, time_split(ds, holdout), personas_path, fcfg, llm, show_progress=show_progress,

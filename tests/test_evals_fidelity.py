@@ -203,8 +203,7 @@ def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessi
         return CampaignConfig.model_validate({
             "personas": {"path": str(pdir / "personas.jsonl")}, "variants": ["mf"], "user_variants": ["grounded"],
             "turns": 2, "slate_size": 4, "recsys": {"dim": 8, "epochs": 1, "personas_k": 2},
-            "grounding": {"llm_feature": False, "calibration_users": 40, "fidelity_users": 8, "fidelity_ab_users": 4,
-                          **grounding}})
+            "grounding": {"calibration_users": 40, "fidelity_users": 8, "fidelity_ab_users": 4, **grounding}})
 
     run = tmp_path / "run"
     prepare(cfg(), run, show_progress=False)
@@ -214,6 +213,8 @@ def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessi
     assert record["n_users"] == 8 and record["ab_fidelity"]["n_sim_users"] == 4
     assert record["calibration_features"] == cal["features"] and record["split"] == cal["split"]
     assert record["config"]["slate_size"] == 4 and record["config"]["ab_turns"] == 2  # the campaign's pages
+    # llm_feature (default true) says how to fit a new calibration; this one has no LLM feature, nor has the check
+    assert record["config"]["use_llm"] is False and record["model"] == ""
     assert set(record["headline"]["targets"]) >= {"auc_1to1_matched >= 0.70", "rmse below user-mean"}
     before = (run / "fidelity.json").stat().st_mtime_ns
     prepare(cfg(), run, show_progress=False)  # a resumed campaign does not measure again
