@@ -95,8 +95,33 @@ def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
         record = json.loads(fid.read_text(encoding="utf-8"))
         out["fidelity"] = {"path": str(fid), "config_hash": record.get("config_hash"), "headline": record.get("headline"),
                            "model": record.get("model"), "n_users": record.get("n_users"),
-                           "source": record.get("source", "validate fidelity")}
+                           "source": record.get("source", "validate fidelity"), "against": fidelity_baselines(record)}
     return out
+
+
+#: Who a fidelity figure belongs to, in the order the report lists them (the simulated users first).
+FIDELITY_METHODS = ("twin", "persona", "persona_cf", "popularity", "llm_only", "random", "user_mean", "item_mean")
+
+
+def fidelity_baselines(record: dict) -> list[dict]:
+    """The simulated users beside the same run's baselines, one row a method: 1:1 accuracy against uniform
+    negatives, AUC against popularity-matched ones and rating RMSE, each 'value [CI]' ('' where it has none)."""
+    def cell(entry: dict | None) -> str:
+        if not entry or entry.get("value") is None:
+            return ""
+        lo, hi = entry.get("ci") or (None, None)
+        return f"{entry['value']:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
+
+    taste = {(r["negatives"], r["ratio"], r["method"]): r for r in record.get("taste_alignment") or []}
+    rmse = {r["method"]: r.get("rmse") for r in record.get("rating_error") or []}
+    rows = []
+    for m in FIDELITY_METHODS:
+        acc = (taste.get(("uniform", "1:1", m)) or {}).get("accuracy")
+        auc = (taste.get(("popularity_matched", "1:1", m)) or {}).get("auc")
+        if acc or auc or rmse.get(m):
+            rows.append({"method": m, "accuracy 1:1 uniform": cell(acc), "AUC 1:1 popularity-matched": cell(auc),
+                         "rating RMSE": cell(rmse.get(m))})
+    return rows
 
 
 def usage(df: pd.DataFrame) -> dict:

@@ -219,8 +219,17 @@ def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessi
     before = (run / "fidelity.json").stat().st_mtime_ns
     prepare(cfg(), run, show_progress=False)  # a resumed campaign does not measure again
     assert (run / "fidelity.json").stat().st_mtime_ns == before
-    row = fidelity_row(validity(run, cfg())["fidelity"])
+    shown = validity(run, cfg())["fidelity"]
+    row = fidelity_row(shown)
     assert row["figure"].startswith("this campaign's grounded users, 8 held-out users: twin accuracy"), row
+    # the report sets the simulated users beside the same run's baselines, each figure with its CI
+    against = {r["method"]: r for r in shown["against"]}
+    assert [r["method"] for r in shown["against"]][:2] == ["twin", "persona"]
+    acc = next(r["accuracy"] for r in record["taste_alignment"]
+               if (r["negatives"], r["ratio"], r["method"]) == ("uniform", "1:1", "twin"))
+    assert against["twin"]["accuracy 1:1 uniform"] == f"{acc['value']:.3f} [{acc['ci'][0]:.3f}, {acc['ci'][1]:.3f}]"
+    assert against["user_mean"]["accuracy 1:1 uniform"] == "" and against["user_mean"]["rating RMSE"]
+    assert {"popularity", "persona_cf", "random", "item_mean"} <= set(against)
     prepare(cfg(fidelity_users=0), tmp_path / "skipped", show_progress=False)
     assert not (tmp_path / "skipped" / "fidelity.json").exists()
     with pytest.raises(ValueError, match="3 users cannot give a bootstrap CI"):
