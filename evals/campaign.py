@@ -104,6 +104,13 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
         cfg.llm.check()
     except LLMConfigError as exc:
         raise CampaignError(f"field 'llm': {exc}") from None
+    if cfg.executor == "ray" and cfg.ray_address and cfg.llm.cache:  # workers may write the cache from other hosts
+        from simulator.llm.cache import network_filesystem
+
+        shared = network_filesystem(out)
+        if shared:
+            raise CampaignError(f"{out}: on {shared}, where SQLite's locks do not hold across machines, and llm.cache "
+                                "keeps the LLM answers in SQLite; set llm.cache: false, or keep OUT on one host's disk")
 
 
 def input_files(cfg: CampaignConfig, out: Path) -> dict[str, Path]:

@@ -1,6 +1,9 @@
 """On-disk response cache: a repeated run with the same inputs is free.
 
-SQLite (WAL) so that several processes (Ray workers) can share one file.
+SQLite (WAL) so that several processes (Ray workers) can share one file on one
+machine. Not across machines: on a network file system SQLite's locks and WAL's
+shared memory do not hold between hosts (sqlite.org/wal.html), so a campaign
+whose workers may run elsewhere refuses a cache there (`network_filesystem`).
 Only successful answers are stored; failures are always retried. A value is any
 pydantic record (a `Completion`, an `OptionProbs`); the caller names the type it
 reads back, and its key says which kind of call it was.
@@ -20,6 +23,27 @@ from pydantic import BaseModel
 from simulator.llm.types import Completion
 
 R = TypeVar("R", bound=BaseModel)
+
+
+#: File systems shared over a network (psutil's fstype; FUSE ones as ``fuse.NAME``).
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre",
+                                 "gpfs", "beegfs", "ocfs2", "gfs2", "sshfs", "s3fs", "gcsfuse", "juicefs", "rclone"})
+
+
+def network_filesystem(path: str | Path, partitions=None) -> str | None:
+    """'FSTYPE at MOUNTPOINT' when ``path`` (which need not exist yet) lies on a network file system, else None.
+    ``partitions``: records with ``mountpoint`` and ``fstype``; default psutil.disk_partitions(all=True)."""
+    if partitions is None:
+        import psutil
+
+        partitions = psutil.disk_partitions(all=True)
+    target = Path(path).resolve()
+    mounts = [p for p in partitions if target.is_relative_to(p.mountpoint)]
+    if not mounts:
+        return None
+    mount = max(mounts, key=lambda p: len(Path(p.mountpoint).parts))  # the innermost mount holding the path
+    fstype = mount.fstype.lower().removeprefix("fuse.")
+    return f"{mount.fstype} at {mount.mountpoint}" if fstype in NETWORK_FILESYSTEMS else None
 
 
 def cache_key(**parts: Any) -> str:
