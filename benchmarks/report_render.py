@@ -60,7 +60,7 @@ def _attr(dom: str, name: str) -> float:
 def measure(users_per_persona: int, tmp: Path, repeats: int) -> dict:
     out = write_campaign(tmp / f"campaign-{users_per_persona}", users_per_persona=users_per_persona)
     t0 = time.perf_counter()
-    html_path, warnings = write_campaign_report(out)
+    html_path, warnings, _ = write_campaign_report(out)
     render_s = time.perf_counter() - t0
     assert not warnings, warnings
     driven = out / "driven.html"

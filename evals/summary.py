@@ -227,9 +227,9 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
     return summary
 
 
-def write_campaign_report(run_dir: str | Path) -> tuple[Path, list[str]]:
+def write_campaign_report(run_dir: str | Path) -> tuple[Path, list[str], list[dict]]:
     """Render RUN_DIR/report.html and summary.md from whatever the folder holds; return the report's
-    path and one warning line per missing or damaged input. It also rewrites drift.json and ab.json
+    path, one warning line per missing or damaged input and the validity panel's rows (`evals.verdicts`). It also rewrites drift.json and ab.json
     when there are events (`campaign run` ends here too). CampaignError when there is nothing to
     report: no campaign.json, or neither events nor personas."""
     from evals.campaign import CampaignError, _write_json, load_campaign
@@ -250,4 +250,5 @@ def write_campaign_report(run_dir: str | Path) -> tuple[Path, list[str]]:
     if summary.get("ab"):
         _write_json(run_dir / "ab.json", summary["ab"][0])
     html_path, _ = render_report(summary, run_dir)
-    return html_path, summary["warnings"] + [f"{section}: {why}" for section, why in summary["missing"].items()]
+    return (html_path, summary["warnings"] + [f"{section}: {why}" for section, why in summary["missing"].items()],
+            summary["validity"]["panel"])

@@ -210,6 +210,12 @@ def test_ab_and_report_write_different_files(synthetic):
     res = cli("campaign", "report", str(synthetic))
     assert res.returncode == 0, res.stderr[-2000:]
     assert mine.read_bytes() == before  # the report never overwrites `campaign ab`'s file
+    # the validity panel's verdicts, one line a check, as the report's section 0 has them
+    lines = res.stdout.splitlines()
+    checks = lines[lines.index("can these simulated users be believed?") + 1:]
+    assert any(ln.split()[0] == "missing" and "fidelity to held-out real behaviour: unknown" in ln for ln in checks)
+    assert any("stability across runs, grounded users: " in ln for ln in checks)
+    assert res.stdout.rstrip().endswith(str(synthetic / "report.html"))
     assert json.loads((synthetic / "ab.json").read_text())["seed"] == 0  # the report's own A/B, the config's seed
 
 

@@ -97,7 +97,7 @@ def campaign(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def report(campaign) -> tuple[Path, list[str]]:
+def report(campaign) -> tuple[Path, list[str], list[dict]]:
     return write_campaign_report(campaign)
 
 

@@ -46,7 +46,9 @@ def _one_error_line(res: subprocess.CompletedProcess) -> str:
 def test_whole_campaign_reports_without_warnings(campaign):
     res = _report(campaign)
     assert res.returncode == 0 and res.stderr == "", res.stderr
-    assert res.stdout.strip() == f"wrote {campaign / 'report.html'}"
+    out = res.stdout.strip().splitlines()
+    assert out[0] == "can these simulated users be believed?" and out[-1] == f"wrote {campaign / 'report.html'}"
+    assert all(ln.split()[0] in ("ok", "warn", "bad", "missing") for ln in out[1:-1]) and len(out) > 4
     page = (campaign / "report.html").read_text()
     assert "data-missing" not in page and "data-warning" not in page
     assert (campaign / "drift.json").is_file() and (campaign / "ab.json").is_file()

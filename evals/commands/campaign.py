@@ -120,10 +120,13 @@ def report(
 
 def _write_report(run_dir: Path) -> Path:
     """Render the report (the same code path for `campaign run` and `campaign report`); warn about
-    each missing or damaged input, one line each."""
+    each missing or damaged input, one line each; print the validity panel's verdicts, one line a check."""
     from evals.summary import write_campaign_report
 
-    html_path, warnings = write_campaign_report(run_dir)
+    html_path, warnings, panel = write_campaign_report(run_dir)
     for w in warnings:
         typer.echo(f"warning: {w}", err=True)
+    typer.echo("can these simulated users be believed?")
+    for row in panel:
+        typer.echo(f"  {row['status']:<7} {row['check']}: {row['verdict']}")
     return html_path
