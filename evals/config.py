@@ -112,10 +112,11 @@ class GroundingSettings(_Strict):
                                 "3-4), 'matched' bins it so the ratings' histogram is the training one (simulator/choice.py)")
     llm_feature: bool = Field(True, description="the LLM's yes-probability is a feature of the decision")
     twins: bool = Field(True, description="each grounded user twins a real member of its persona (else persona-level)")
-    fidelity_users: int = Field(300, ge=0, description="held-out users on whom the campaign measures its grounded users' "
-                                "fidelity before the sessions (OUT/fidelity.json, `personasim validate fidelity`'s protocol "
-                                "on the campaign's own personas and calibration; 0 = skip). Seconds without the LLM "
-                                "feature; with it, one LLM read per persona and item these users are shown")
+    fidelity_users: int = Field(300, ge=0, description="held-out users on whom the campaign measures its grounded "
+                                "users' fidelity before the sessions (OUT/fidelity.json: `personasim validate fidelity`'s "
+                                "protocol on the campaign's own personas and calibration; 0 = skip, as does a `fidelity:` "
+                                "result). Seconds without the LLM feature; with it, one LLM read per persona and item "
+                                "these users are shown")
     fidelity_ab_users: int = Field(30, ge=0, description="of those, twins that meet random, popularity, MF and AMP-CF "
                                    "(A/B fidelity; 0 = skip)")
 

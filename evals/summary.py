@@ -229,9 +229,9 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
 
 def write_campaign_report(run_dir: str | Path) -> tuple[Path, list[str], list[dict]]:
     """Render RUN_DIR/report.html and summary.md from whatever the folder holds; return the report's
-    path, one warning line per missing or damaged input and the validity panel's rows (`evals.verdicts`). It also rewrites drift.json and ab.json
-    when there are events (`campaign run` ends here too). CampaignError when there is nothing to
-    report: no campaign.json, or neither events nor personas."""
+    path, one warning line per missing or damaged input and the validity panel's rows (`evals.verdicts`).
+    It also rewrites drift.json and ab.json when there are events (`campaign run` ends here too).
+    CampaignError when there is nothing to report: no campaign.json, or neither events nor personas."""
     from evals.campaign import CampaignError, _write_json, load_campaign
     from evals.report import render_report
 

@@ -32,7 +32,8 @@ def fidelity_row(fidelity: dict | None) -> dict:
     h = fidelity.get("headline") or {}
     targets = h.get("targets") or {}
     where = "this campaign's grounded users" if fidelity.get("source") == "campaign" else fidelity.get("path", "?")
-    figure = (f"{where}, {fidelity.get('n_users', '?')} held-out users: twin accuracy {_g(h.get('twin_accuracy_1to1_uniform'), '.3f')} (1:1, uniform negatives), "
+    figure = (f"{where}, {fidelity.get('n_users', '?')} held-out users: "
+              f"twin accuracy {_g(h.get('twin_accuracy_1to1_uniform'), '.3f')} (1:1, uniform negatives), "
               f"AUC {_g(h.get('twin_auc_1to1_matched'), '.3f')} (popularity-matched), RMSE "
               f"{_g(h.get('twin_rmse'), '.3f')} vs user mean {_g(h.get('user_mean_rmse'), '.3f')}")
     if h.get("twin_rating_tv") is not None:  # fidelity.json from before the rating rules had no histogram distance

@@ -18,6 +18,9 @@ def test_a_path_on_a_network_mount_is_named_with_its_innermost_mount():
     assert network_filesystem("/home/u/not/yet/made", parts) == "cifs at /home"  # need not exist
     assert network_filesystem("/var/tmp/run", parts) is None
     assert network_filesystem("/mntx/run", parts) is None  # a prefix of the name is not a parent folder
+    over = [Part("/", "ext4"), Part("/data", "ext4"), Part("/data", "nfs4")]  # an NFS share mounted over a disk
+    assert network_filesystem("/data/run", over) == "nfs4 at /data"
+    assert network_filesystem("/data/run", over[:2] + [Part("/data", "ext4")]) is None
 
 
 def test_this_machines_temporary_folder_is_read_from_the_real_mount_table(tmp_path):

@@ -41,7 +41,8 @@ def network_filesystem(path: str | Path, partitions=None) -> str | None:
     mounts = [p for p in partitions if target.is_relative_to(p.mountpoint)]
     if not mounts:
         return None
-    mount = max(mounts, key=lambda p: len(Path(p.mountpoint).parts))  # the innermost mount holding the path
+    # the innermost mount holding the path; of two at one place the later in the table, which covers the earlier
+    _, mount = max(enumerate(mounts), key=lambda ip: (len(Path(ip[1].mountpoint).parts), ip[0]))
     fstype = mount.fstype.lower().removeprefix("fuse.")
     return f"{mount.fstype} at {mount.mountpoint}" if fstype in NETWORK_FILESYSTEMS else None
 
