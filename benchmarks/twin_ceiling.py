@@ -89,8 +89,9 @@ def main() -> None:
         def per_user(q: float) -> np.ndarray:
             return s - np.array([np.quantile(reference[n], q) for n in rows.user])
 
-        def balanced(score: np.ndarray, at: np.ndarray) -> float:
-            return float(np.mean([0.5 * ((score[m & y] > 0).mean() + (score[m & ~y] <= 0).mean())
+        def balanced(z: np.ndarray, at: np.ndarray) -> float:
+            """Mean over users among ``at`` of the balanced accuracy of ``z > 0``."""
+            return float(np.mean([0.5 * ((z[m & y] > 0).mean() + (z[m & ~y] <= 0).mean())
                                   for m in (at & (rows.user == n) for n in np.unique(rows.user[at]))]))
 
         q = max(np.linspace(0.5, 0.99, 50), key=lambda q: balanced(per_user(q), fit))

@@ -83,16 +83,18 @@ class FidelityConfig(BaseModel):
 
 # ---- statistics --------------------------------------------------------------------------------
 
+def _rounded(point, lo, hi) -> dict:
+    return {"value": None if point is None else round(float(point), 4), "ci": [round(float(lo), 4), round(float(hi), 4)]}
+
+
 def _boot(values_by_user: list, stat, n_boot: int, seed: int) -> dict:
     """stat(list of per-user records) with a percentile bootstrap CI over users, rounded."""
-    point, lo, hi = bootstrap_ci(values_by_user, stat, n_boot=n_boot, seed=seed)
-    return {"value": None if point is None else round(float(point), 4), "ci": [round(float(lo), 4), round(float(hi), 4)]}
+    return _rounded(*bootstrap_ci(values_by_user, stat, n_boot=n_boot, seed=seed))
 
 
 def _boot_mean(values: list, n_boot: int, seed: int) -> dict:
     """`_boot` of the mean of per-user values (same resamples, one array operation)."""
-    point, lo, hi = bootstrap_mean_ci(values, n_boot=n_boot, seed=seed)
-    return {"value": round(point, 4), "ci": [round(lo, 4), round(hi, 4)]}
+    return _rounded(*bootstrap_mean_ci(values, n_boot=n_boot, seed=seed))
 
 
 def _pooled_auc(records: list) -> float | None:

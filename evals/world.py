@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,7 +54,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     """Extract personas and train models unless OUT already holds them (through `recsys.offline`, the
     bench's own API: a campaign's 'ampcf' is the bench's 'ampcf-kK' on the campaign's config)."""
     from recsys import leave_last_out
-    from recsys.offline import DEFAULT_TRAIN, campaign_train_config, evaluate, train_recommender
+    from recsys.offline import campaign_train_config, evaluate, train_recommender
 
     personas_path = _personas_path(cfg, out)
     if cfg.personas.extract and not personas_path.exists():
@@ -84,7 +86,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     split = leave_last_out(ds)
     genres, _ = ds.genre_matrix()
     rc = cfg.recsys
-    train = replace(DEFAULT_TRAIN, dim=rc.dim, epochs=rc.epochs, seed=cfg.seed)
+    train = _train_config(cfg)
     models = {"pop": train_recommender("pop", split.train, train)}
     for name in _model_names(cfg):
         full_name = name if name == "mf" else f"ampcf-k{rc.personas_k}"
@@ -100,12 +102,31 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     write_whole(offline, json.dumps({"config_hash": cfg.config_hash(), "seed": cfg.seed, "rows": rows}, indent=2))
 
 
+def _train_config(cfg: CampaignConfig):
+    """How this campaign trains its recommenders (`recsys.offline.DEFAULT_TRAIN` at its dim, epochs and seed)."""
+    from recsys.offline import DEFAULT_TRAIN
+
+    return replace(DEFAULT_TRAIN, dim=cfg.recsys.dim, epochs=cfg.recsys.epochs, seed=cfg.seed)
+
+
 def _llm_client(cfg: CampaignConfig, out: Path):
     from simulator.llm import create_client
 
     llm = cfg.llm
     return create_client(llm.backend, concurrency=llm.concurrency, cache_dir=out / "llm_cache" if llm.cache else None,
                          **llm.backend_options())
+
+
+@contextmanager
+def _prepare_llm(cfg: CampaignConfig, out: Path, needed: bool) -> Iterator:
+    """The campaign's LLM client for a step of `prepare` when ``needed`` (else None), its answer cache closed
+    after the step (the sessions open a client of their own)."""
+    llm = _llm_client(cfg, out) if needed else None
+    try:
+        yield llm
+    finally:
+        if llm is not None and llm.cache is not None:
+            llm.cache.close()
 
 
 def _calibrate(cfg: CampaignConfig, out: Path, personas_path: Path, show_progress: bool) -> None:
@@ -117,13 +138,9 @@ def _calibrate(cfg: CampaignConfig, out: Path, personas_path: Path, show_progres
     g = cfg.grounding
     ds = _dataset()
     split = time_split(ds, float(split_of(personas_path)["holdout"]))
-    llm = _llm_client(cfg, out) if g.llm_feature else None
-    try:
+    with _prepare_llm(cfg, out, g.llm_feature) as llm:
         record = calibrate(ds, split, personas_path, llm, n_users=g.calibration_users, use_llm=g.llm_feature,
                            seed=cfg.seed, show_progress=show_progress)
-    finally:
-        if llm is not None and llm.cache is not None:
-            llm.cache.close()
     write_calibration(record, personas_path)
 
 
@@ -138,9 +155,8 @@ def _check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pr
     from evals.grounding import split_of
     from personas.card import read_personas
     from recsys import time_split
-    from recsys.offline import DEFAULT_TRAIN
 
-    g, rc = cfg.grounding, cfg.recsys
+    g = cfg.grounding
     holdout = float(split_of(personas_path)["holdout"])
     calibration, _ = read_calibration(personas_path)
     use_llm = "llm" in calibration["features"]
@@ -149,15 +165,10 @@ def _check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pr
                           temperature=g.temperature, use_llm=use_llm, ab_users=g.fidelity_ab_users, ab_turns=cfg.turns,
                           slate_size=cfg.slate_size, seed=cfg.seed)
     ds = _dataset()
-    llm = _llm_client(cfg, out) if use_llm else None
     log.info("measuring the grounded users' fidelity on %d held-out users", fcfg.users)
-    try:
+    with _prepare_llm(cfg, out, use_llm) as llm:
         record = measure_fidelity(ds, time_split(ds, holdout), personas_path, fcfg, llm, show_progress=show_progress,
-                                  train_config=replace(DEFAULT_TRAIN, dim=rc.dim, epochs=rc.epochs),
-                                  personas_k=rc.personas_k)
-    finally:
-        if llm is not None and llm.cache is not None:
-            llm.cache.close()
+                                  train_config=_train_config(cfg), personas_k=cfg.recsys.personas_k)
     record = {"source": "campaign", "campaign_config_hash": cfg.config_hash(), **record}
     out.mkdir(parents=True, exist_ok=True)
     write_whole(out / "fidelity.json", json.dumps(record, indent=2, default=float) + "\n")
