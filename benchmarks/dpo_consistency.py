@@ -3,19 +3,22 @@
 One run, all figures measured in it:
   1. personas: examples/personas_movies.jsonl plus the hand-written genre personas below, split
      into training and held-out personas (`simulator.training.split_personas`, --held-out, --seed);
-  2. pairs: best-of-N sessions of the training personas' users (embedded SmolLM2, structured reward);
+  2. pairs: best-of-N sessions of the training personas' users (embedded SmolLM2; --reward structured: the
+     structured judge's rules + alignment, or ranking: the ratings' order against the card + alignment);
   3. DPO: a LoRA adapter trained on those pairs (TRL, CPU), converted to a GGUF adapter;
   4. arms on the held-out personas' users, each over --runs runs (session seeds differ by run):
      base (N=1), best-of-N, DPO (N=1), DPO + best-of-N -- embedded (llama.cpp, grammar);
      no cap and each of --caps -- transformers backend with the persona axis from the training
      personas (`simulator.steering`), N=1;
-  5. per arm: held-out metrics (`evals.consistency_eval`: rank and utterance inconsistency, Q&A,
-     acceptance, rating spread, drift ratio) and the reward's own judge, labelled as such; ratios
-     to the base arm with paired bootstrap CIs over users;
+  5. per arm: the metrics of `evals.consistency_eval` (structured prompt-to-line, rank and utterance
+     inconsistency, Q&A, acceptance, rating spread, drift ratio); result.json's "reward" names the ones
+     the reward contains (the others are held out); ratios to the base arm with paired bootstrap CIs
+     over users;
   6. speed: training time; tokens/s of tuned vs untuned, through the backend each is served by.
 
     nice -n 15 .venv/bin/python benchmarks/dpo_consistency.py [--held-out 2] [--train-users 2] [--eval-users 2]
         [--turns 3] [--n 4] [--runs 2] [--epochs 1] [--max-steps -1] [--caps 0,0.5,1] [--threads 1]
+        [--reward structured|ranking]
         [--out runs/dpo_consistency]
 
 Prints each stage's figures as they are measured and writes OUT/result.json (updated after each stage).
@@ -40,6 +43,12 @@ from simulator.batch import run_sessions  # noqa: E402
 from simulator.llm import create_backend, create_client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: the metrics each reward contains (labelled as the reward's own; the others are held out)
+REWARD_METRICS = {"structured": ["structured_p2l_inconsistency", "structured_l2l_inconsistency"],
+                  "ranking": ["rank_inconsistency"]}
+HEADLINE = ("structured_p2l_inconsistency", "rank_inconsistency", "utterance_inconsistency", "acceptance",
+            "rating_spread")
 
 
 def _facts(job: str, jobs: list[str], age: str) -> list[dict]:
@@ -79,14 +88,14 @@ def stamp(result: dict, out: Path, msg: str) -> None:
 
 
 async def sessions(users, items, pop, *, backend: str, options: dict, turns: int, n: int, seed: int, runs: int,
-                   qa: bool = True) -> tuple[list, dict]:
+                   reward: str, qa: bool = True) -> tuple[list, dict]:
     llm = create_client(backend, concurrency=1, **options)  # no cache: every arm really runs its model
     started = time.perf_counter()
     trs = []
     try:
         for r in range(runs):
             trs += await run_sessions(users, lambda u: PopularityRecommender(items, pop), turns=turns, seed=seed + r,
-                                      llm=llm, settings=SessionSettings(best_of=n, qa_turns=None if qa else []),
+                                      llm=llm, settings=SessionSettings(best_of=n, qa_turns=None if qa else [], reward=reward),
                                       in_flight=1, show_progress=False)
     finally:
         await llm.aclose()
@@ -110,6 +119,7 @@ def main() -> None:
     ap.add_argument("--caps", default="0,0.5,1")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reward", choices=REWARD_METRICS, default="structured")
     ap.add_argument("--out", default="runs/dpo_consistency")
     args = ap.parse_args()
     out = Path(args.out)
@@ -127,7 +137,8 @@ def main() -> None:
     by_id = {c.id: c for c in cards}
     train, held = split_personas(cards, held_out=args.held_out, seed=args.seed)
     items, pop = load_catalog("ml-100k")
-    result: dict = {"args": vars(args), "train_personas": [c.id for c in train], "held_out_personas": [c.id for c in held]}
+    result: dict = {"args": vars(args), "train_personas": [c.id for c in train], "held_out_personas": [c.id for c in held],
+                    "reward": {"kind": args.reward, "metrics_in_reward": REWARD_METRICS[args.reward]}}
     stamp(result, out, f"split: train {result['train_personas']} | held out {result['held_out_personas']}")
 
     # 2. pairs from the training personas
@@ -139,7 +150,8 @@ def main() -> None:
         llm = create_client("embedded", concurrency=1, **emb)
         try:
             return await collect_pairs(train_users, lambda u: PopularityRecommender(items, pop), llm=llm,
-                                       turns=args.turns, best_of=args.n, seed=args.seed, show_progress=False)
+                                       turns=args.turns, best_of=args.n, seed=args.seed, show_progress=False,
+                                       reward=args.reward)
         finally:
             await llm.aclose()
 
@@ -175,20 +187,20 @@ def main() -> None:
         plan.append(("tf_no_cap", "transformers", {}, 1, args.cap_turns))
         plan += [(f"tf_cap_{c:g}", "transformers", {"axis": str(axis_path), "cap": c}, 1, args.cap_turns) for c in caps]
     result["arms"] = {}
+    mark = set(REWARD_METRICS[args.reward])  # the reward's own metrics are starred in what is printed
     for name, backend, options, n, turns in plan:
         trs, cost = asyncio.run(sessions(eval_users, items, pop, backend=backend, options=options, turns=turns, n=n,
-                                         seed=args.seed, runs=args.runs))
+                                         seed=args.seed, runs=args.runs, reward=args.reward))
         summary, users_of[name] = arm_report(trs, by_id, embed, seed=args.seed)
         arms[name] = summary
         result["arms"][name] = {"cost": cost, **summary}
         ref = "base" if backend == "embedded" else "tf_no_cap"
         if name != ref and ref in users_of:
             result["arms"][name]["vs_" + ref] = {m: paired_ratio(users_of[name][m], users_of[ref][m], seed=args.seed)
-                                                 for m in ("rank_inconsistency", "utterance_inconsistency",
-                                                           "reward_p2l_inconsistency", "acceptance", "rating_spread")}
-        m = {k: summary[k]["mean"] for k in ("rank_inconsistency", "utterance_inconsistency", "reward_p2l_inconsistency",
-                                              "qa", "acceptance", "rating_spread")}
-        stamp(result, out, f"arm {name}: " + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in m.items())
+                                                 for m in HEADLINE}
+        m = {k: summary[k]["mean"] for k in (*HEADLINE, "qa")}
+        stamp(result, out, f"arm {name}: " + ", ".join(f"{k}{'*' * (k in mark)} {v:.3f}" if v is not None
+                                                       else f"{k} -" for k, v in m.items())
               + f", drift {summary['drift'].get('ratio_within_over_between')}, lines {summary['n_lines']}, "
               f"{cost['seconds']} s")
 
@@ -201,13 +213,18 @@ def main() -> None:
     result["tokens_per_s"] = speed
     stamp(result, out, "tokens/s: " + json.dumps({k: round(v, 1) if v else v for k, v in speed.items()}))
 
-    # ratios measured in this run
+    # ratios measured in this run (* = a metric the reward contains; the others are held out)
+    print(f"reward: {args.reward} (* marks its own metrics)")
     for name, arm in result["arms"].items():
         for ref in ("vs_base", "vs_tf_no_cap"):
             if ref in arm:
-                r = arm[ref]["rank_inconsistency"]
-                print(f"{name} {ref}: rank inconsistency x{r['ratio']} CI {r['ci95']}; acceptance "
-                      f"x{arm[ref]['acceptance']['ratio']}; rating spread x{arm[ref]['rating_spread']['ratio']}")
+                print(f"{name} {ref}: " + "; ".join(
+                    f"{k}{'*' * (k in mark)} x{_r(arm[ref][k]['ratio'])} CI {[_r(c) for c in arm[ref][k]['ci95'] or []]}"
+                    for k in HEADLINE))
+
+
+def _r(x):
+    return None if x is None else round(x, 3)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
 """Judging a tuned simulator on what it was not tuned on (issue 12).
 
-Best-of-N and DPO optimise `simulator.consistency.reward_of`: the structured judge's
-prompt-to-line and line-to-line rules plus alignment. Those numbers are reported, labelled
-as the reward, but the evidence comes from metrics that are not it:
+Best-of-N and DPO optimise `simulator.consistency.reward_of`, of one of two kinds:
+``structured`` (the structured judge's prompt-to-line and line-to-line rules plus alignment)
+or ``ranking`` (the ratings' order against the card plus alignment). Every metric below is
+reported for every arm; the caller labels the ones its reward contains, and the evidence
+comes from the others:
 
-- ``rank_inconsistency`` (per line): over the slate's pairs (item with a liked concept and no
-  disliked one, item with a disliked concept and no liked one), the share where the disliked
-  item is rated above the liked one (ties count 1/2). The reward's rules only look at ratings
-  beyond fixed thresholds (>= 4 on a disliked item, <= 2 on a sought one); this is the
-  ordering of every rating, thresholds or not.
+- ``structured_p2l_inconsistency`` / ``structured_l2l_inconsistency``: 1 - the structured
+  judge's prompt-to-line / line-to-line scores (the structured reward's own judge);
+- ``rank_inconsistency`` (per line): 1 - `simulator.judges.rank_order`, the share of the
+  slate's (liked, disliked) pairs rated in the wrong order (ties 1/2). The structured rules
+  only look at ratings beyond fixed thresholds; this is the order of every rating (the
+  ranking reward's core).
 - ``utterance_inconsistency`` (per line, needs an ``embed`` callable, e.g. MiniLM): the
-  utterance is closer (cosine) to "I enjoy <dislikes>" than to "I enjoy <likes>". The reward
-  reads utterances through keyword rules only.
+  utterance is closer (cosine) to "I enjoy <dislikes>" than to "I enjoy <likes>". Neither
+  reward reads utterances but through the structured rules' keywords.
 - Q&A accuracy (asked in evaluation only, never a reward), acceptance (chosen / shown) and
   rating spread (standard deviation of a line's ratings), so that a bland model that rates
   everything 3 and chooses nothing cannot pass as a consistent one.
@@ -30,35 +33,16 @@ import numpy as np
 
 from evals.ab import bootstrap_mean_ci
 from personas.card import PersonaCard
-from simulator.judges import StructuredJudge, _genres
-from simulator.matching import item_concepts
+from simulator.judges import rank_order
 from simulator.turn import Transcript, Turn
 
 Embed = Callable[[list[str]], np.ndarray]
 
 
-def _sides(card: PersonaCard, subtopic: str | None, line: Turn) -> tuple[list, list]:
-    genres = _genres(line)
-    vocab = genres + card.likes + card.dislikes + ([subtopic] if subtopic else [])
-    likes, dislikes, _ = StructuredJudge._tastes(card, subtopic, genres)
-    liked, disliked = [], []
-    for item in line.slate:
-        c = item_concepts(item, vocab)
-        if c & likes and not c & dislikes:
-            liked.append(item.id)
-        elif c & dislikes and not c & likes:
-            disliked.append(item.id)
-    return liked, disliked
-
-
 def rank_inconsistency(card: PersonaCard, subtopic: str | None, line: Turn) -> float | None:
     """Share of (liked, disliked) slate pairs rated in the wrong order (ties 1/2); None without pairs."""
-    liked, disliked = _sides(card, subtopic, line)
-    pairs = [(a, b) for a in liked for b in disliked if a in line.ratings and b in line.ratings]
-    if not pairs:
-        return None
-    return float(np.mean([1.0 if line.ratings[b] > line.ratings[a] else 0.5 if line.ratings[b] == line.ratings[a]
-                          else 0.0 for a, b in pairs]))
+    order = rank_order(card, subtopic, line)
+    return None if order is None else 1.0 - order
 
 
 def utterance_inconsistency(embed: Embed, cards: dict[str, PersonaCard], transcripts: list[Transcript]) -> dict:
@@ -93,9 +77,9 @@ def per_user(transcripts: list[Transcript], cards: dict[str, PersonaCard], embed
             if not t.ok:
                 continue
             p2l = t.consistency.get("prompt_to_line")
-            r["reward_p2l_inconsistency"].append(None if p2l is None else 1.0 - p2l)
+            r["structured_p2l_inconsistency"].append(None if p2l is None else 1.0 - p2l)
             l2l = t.consistency.get("line_to_line")
-            r["reward_l2l_inconsistency"].append(None if l2l is None else 1.0 - l2l)
+            r["structured_l2l_inconsistency"].append(None if l2l is None else 1.0 - l2l)
             r["rank_inconsistency"].append(rank_inconsistency(card, sub, t))
             r["utterance_inconsistency"].append(utt.get((tr.user_id, t.turn)))
             r["qa"].append(t.consistency.get("qa"))
@@ -106,7 +90,8 @@ def per_user(transcripts: list[Transcript], cards: dict[str, PersonaCard], embed
     return {m: {u: v for u, r in rows.items() if (v := _mean(r[m])) is not None} for m in METRICS}
 
 
-METRICS = ("rank_inconsistency", "utterance_inconsistency", "reward_p2l_inconsistency", "reward_l2l_inconsistency",
+METRICS = ("rank_inconsistency", "utterance_inconsistency", "structured_p2l_inconsistency",
+           "structured_l2l_inconsistency",
            "qa", "acceptance", "rating_spread", "mean_rating", "failed")
 
 

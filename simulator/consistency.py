@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Iterable
 
 from personas.card import PersonaCard
-from simulator.judges import ConsistencyJudge, alignment
+from simulator.judges import ConsistencyJudge, alignment, rank_order
 from simulator.turn import Transcript, Turn
 
 
@@ -25,18 +25,33 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return statistics.fmean(vals) if vals else None
 
 
-def reward_of(scores: dict[str, float | None]) -> float | None:
-    """The best-of-N reward: the mean of the line's prompt-to-line, line-to-line and alignment scores
-    (alignment: `simulator.judges.alignment`; without it an empty answer would score 1.0)."""
-    return _mean([scores.get("prompt_to_line"), scores.get("line_to_line"), scores.get("alignment")])
+REWARDS = ("structured", "ranking")
+
+
+def reward_of(scores: dict[str, float | None], kind: str = "structured") -> float | None:
+    """The best-of-N reward of a scored line.
+
+    - ``structured`` (default): the mean of the line's prompt-to-line, line-to-line and alignment
+      scores (alignment: `simulator.judges.alignment`; without it an empty answer would score 1.0);
+    - ``ranking``: the mean of ``rank_order`` (`simulator.judges.rank_order`: the ratings order the
+      persona's likes above its dislikes) and alignment. The structured judge's rules are not in it,
+      so its prompt-to-line score stays a metric the reward was not optimised on.
+    """
+    if kind == "structured":
+        return _mean([scores.get("prompt_to_line"), scores.get("line_to_line"), scores.get("alignment")])
+    if kind == "ranking":
+        return _mean([scores.get("rank_order"), scores.get("alignment")])
+    raise ValueError(f"reward {kind!r}: expected one of {', '.join(REWARDS)}")
 
 
 async def score_line(
-    judge: ConsistencyJudge, card: PersonaCard, subtopic: str | None, line: Turn, earlier: list[Turn]
+    judge: ConsistencyJudge, card: PersonaCard, subtopic: str | None, line: Turn, earlier: list[Turn],
+    reward: str = "structured",
 ) -> tuple[dict[str, float | None], list[str], tuple[int, int]]:
     """Scores of one successful line given the user's earlier successful lines.
 
-    Returns (scores with prompt_to_line / line_to_line / alignment / reward, judge reasons, (tokens_in, tokens_out)).
+    Returns (scores with prompt_to_line / line_to_line / alignment / reward, judge reasons, (tokens_in, tokens_out));
+    ``reward`` picks `reward_of`'s kind, and ``ranking`` adds the line's ``rank_order`` to the scores.
     """
     verdict = await judge.against_persona(card, subtopic, line)
     reasons = list(verdict.reasons)
@@ -55,7 +70,9 @@ async def score_line(
             reasons.extend(v.reasons)
     l2l = 1.0 - conflicts / decided if decided else None
     scores = {"prompt_to_line": p2l, "line_to_line": l2l, "alignment": alignment(card, subtopic, line)}
-    scores["reward"] = reward_of(scores)
+    if reward == "ranking":
+        scores["rank_order"] = rank_order(card, subtopic, line)
+    scores["reward"] = reward_of(scores, reward)
     return scores, reasons, (tokens[0], tokens[1])
 
 

@@ -157,6 +157,34 @@ def alignment(card: PersonaCard, subtopic: str | None, line: Turn) -> float | No
     return sum(it.id in line.chosen or line.ratings.get(it.id, 0) >= 4 for it in aligned) / len(aligned)
 
 
+def rank_order(card: PersonaCard, subtopic: str | None, line: Turn) -> float | None:
+    """How well the line's ratings order the persona's tastes: over the slate's (liked, disliked)
+    item pairs (a liked or sought concept and no disliked one; a disliked concept and no liked
+    one), the share where the liked item is rated above the disliked one (ties count 1/2).
+    None when the slate has no such rated pair.
+
+    The structured rules only look at ratings beyond fixed thresholds (>= 4 on a disliked item,
+    <= 2 on a sought one); this reads the order of every rating, thresholds or not. It is the
+    ``ranking`` reward's core (`simulator.consistency.reward_of`) and, as 1 - rank_order, a
+    held-out metric of the structured reward (`evals.consistency_eval`).
+    """
+    genres = _genres(line)
+    vocab = genres + card.likes + card.dislikes + ([subtopic] if subtopic else [])
+    likes, dislikes, _ = StructuredJudge._tastes(card, subtopic, genres)
+    liked, disliked = [], []
+    for item in line.slate:
+        if item.id not in line.ratings:
+            continue
+        c = item_concepts(item, vocab)
+        if c & likes and not c & dislikes:
+            liked.append(line.ratings[item.id])
+        elif c & dislikes and not c & likes:
+            disliked.append(line.ratings[item.id])
+    if not liked or not disliked:
+        return None
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in liked for b in disliked) / (len(liked) * len(disliked))
+
+
 def describe_line(line: Turn) -> str:
     """A turn as plain text for an LLM judge."""
     titles = _titles(line)

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +51,8 @@ class SessionSettings(BaseModel):
 
     slate_size: int = Field(5, ge=1, le=20)
     best_of: int = Field(1, ge=1, le=16, description="candidate turns per step; the most consistent is kept")
+    reward: Literal["structured", "ranking"] = Field("structured", description="what best-of-N maximises "
+                                                     "(`simulator.consistency.reward_of`)")
     qa_turns: list[int] | None = Field(None, description="turn indices after which a fact question is asked; None = the middle turn")
     max_picks: int = Field(3, ge=1, description="onboarding: most liked items picked from the pool")
     reshow_from: int | None = Field(None, ge=1, description="from this turn on, one item the user rated in an earlier "
@@ -171,7 +173,8 @@ async def run_session(
             if not cand.turn.ok:
                 scored.append((cand, None))
                 continue
-            scores, reasons, (tin, tout) = await score_line(judge, card, subtopic, cand.turn, lines)
+            scores, reasons, (tin, tout) = await score_line(judge, card, subtopic, cand.turn, lines,
+                                                                     settings.reward)
             cand.turn = cand.turn.model_copy(update={
                 "consistency": scores, "reasons": reasons,
                 "tokens_in": cand.turn.tokens_in + tin, "tokens_out": cand.turn.tokens_out + tout,

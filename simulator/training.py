@@ -124,11 +124,12 @@ def split_personas(cards: list[PersonaCard], *, held_out: int | list[str] = 1,
 
 
 async def collect_pairs(users, make_recommender, *, llm, turns: int, best_of: int, seed: int,
-                        show_progress: bool = True) -> tuple[list[dict[str, Any]], list]:
+                        show_progress: bool = True, reward: str = "structured") -> tuple[list[dict[str, Any]], list]:
     """Best-of-N sessions for ``users``; (TRL rows of every scored pair, transcripts).
 
-    The reward is `simulator.consistency.reward_of` (structured judge); Q&A is not asked
-    (it is an evaluation, never a reward).
+    The reward is `simulator.consistency.reward_of` of kind ``reward`` ("structured" judge rules,
+    or "ranking": the ratings' order against the card); Q&A is not asked (it is an evaluation,
+    never a reward).
     """
     from simulator.batch import run_sessions
     from simulator.preferences import preference_row
@@ -137,7 +138,8 @@ async def collect_pairs(users, make_recommender, *, llm, turns: int, best_of: in
     if best_of < 2:
         raise ValueError(f"best_of={best_of}: pairs need at least 2 candidates per turn")
     transcripts = await run_sessions(users, make_recommender, turns=turns, seed=seed, llm=llm,
-                                     settings=SessionSettings(best_of=best_of, qa_turns=[]), in_flight=4,
+                                     settings=SessionSettings(best_of=best_of, qa_turns=[], reward=reward),
+                                     in_flight=4,
                                      show_progress=show_progress)
     rows = [preference_row(p, "conversational", {"persona_id": tr.persona_id}) for tr in transcripts for p in tr.pairs]
     return rows, transcripts

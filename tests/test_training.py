@@ -236,3 +236,22 @@ def test_split_is_seeded_and_disjoint():
     train, held = split_personas(cards, held_out=1, seed=5)
     assert len(held) == 1 and {c.id for c in train} | {c.id for c in held} == {c.id for c in cards}
     assert split_personas(cards, held_out=1, seed=5)[1][0].id == held[0].id
+
+
+def test_unknown_reward_and_a_pair_set_collected_otherwise_are_one_line(tmp_path, capsys):
+    code, err = _cli("train", "consistency", "--personas", str(PERSONAS), "--out", str(tmp_path / "o"),
+                     "--reward", "judge", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "--reward 'judge'" in err and "structured, ranking" in err
+    assert not (tmp_path / "o").exists()
+    # a folder whose pairs were ranked by the structured reward is not reused for the ranking reward
+    out = tmp_path / "run"
+    out.mkdir()
+    collection = {"users_per_persona": 2, "turns": 3, "best_of": 4, "catalog": "ml-100k", "seed": 0,
+                  "reward": "structured"}
+    (out / "training.json").write_text(json.dumps({"collection": collection}))
+    (out / "pairs.jsonl").write_text(json.dumps(_row()) + "\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, err = _cli("train", "consistency", "--personas", str(PERSONAS), "--out", str(out), "--reward", "ranking",
+                     capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "training.json" in err and "(reward)" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

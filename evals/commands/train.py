@@ -44,6 +44,9 @@ def consistency(
     users_per_persona: int = typer.Option(2, "--users-per-persona", min=1, help="Simulated users per training persona."),
     turns: int = typer.Option(3, "--turns", min=1),
     best_of: int = typer.Option(4, "--best-of", min=2, help="Candidates per turn; pairs are (best, each lower)."),
+    reward: str = typer.Option("structured", "--reward", help="What the pairs are ranked by: 'structured' (the "
+                               "structured judge's rules + alignment) or 'ranking' (the ratings' order against "
+                               "the card + alignment); see simulator.consistency.reward_of."),
     catalog: str = typer.Option("ml-100k", "--catalog", help="'ml-100k' or a JSONL item file."),
     seed: int = typer.Option(0, "--seed"),
     epochs: float = typer.Option(1.0, "--epochs"),
@@ -61,8 +64,9 @@ def consistency(
     from pydantic import ValidationError
 
     from evals.commands.errors import fail, option_error
+    from simulator.consistency import REWARDS
     from simulator.preferences import write_pair_set
-    from simulator.training import PAIRS_FILE, TrainSettings, read_pair_set, train_dpo
+    from simulator.training import PAIRS_FILE, TRAINING_FILE, TrainSettings, read_pair_set, train_dpo
 
     try:
         settings = TrainSettings(base_model=str(base_model) if base_model else None, seed=seed, lora_r=lora_r,
@@ -72,6 +76,8 @@ def consistency(
         fail(option_error(exc))
     if base_model is not None and not base_model.exists():
         fail(f"--base-model {base_model}: no such file or folder")
+    if reward not in REWARDS:
+        fail(f"--reward {reward!r}: expected one of {', '.join(REWARDS)}")
     train_cards, held = _split(personas, held_out, held_out_ids, seed)
     split = {"personas_file": str(personas), "train_personas": [c.id for c in train_cards],
              "held_out_personas": [c.id for c in held]}
@@ -81,11 +87,17 @@ def consistency(
     else:
         source = out / PAIRS_FILE
         collect = {"users_per_persona": users_per_persona, "turns": turns, "best_of": best_of, "catalog": catalog,
-                   "seed": seed, "reward": "simulator.consistency.reward_of (structured judge)"}
+                   "seed": seed, "reward": reward}
+        record = out / TRAINING_FILE
+        old = json.loads(record.read_text()).get("collection") if record.is_file() else None
+        if old is not None and old != collect:
+            changed = sorted(k for k in collect.keys() | old.keys() if old.get(k) != collect.get(k))
+            fail(f"{record}: its pair set was collected with other settings ({', '.join(changed)}); "
+                 "use a new --out folder")
         if source.is_file():
             typer.echo(f"reusing the pair set {source}", err=True)
         else:
-            rows = _collect(train_cards, users_per_persona, turns, best_of, catalog, seed, out, threads)
+            rows = _collect(train_cards, users_per_persona, turns, best_of, catalog, seed, out, threads, reward)
             write_pair_set(rows, source)
             typer.echo(f"collected {len(rows)} pairs from {len(train_cards)} training personas -> {source}", err=True)
         read_pair_set(source)
@@ -100,7 +112,7 @@ def consistency(
 
 
 def _collect(cards, users_per_persona: int, turns: int, best_of: int, catalog: str, seed: int, out: Path,
-             threads: Optional[int]) -> list:
+             threads: Optional[int], reward: str) -> list:
     from evals.commands.simulate import load_catalog
     from simulator import PopularityRecommender, sample_users
     from simulator.llm import create_client
@@ -114,7 +126,7 @@ def _collect(cards, users_per_persona: int, turns: int, best_of: int, catalog: s
                             n_threads=threads)
         try:
             rows, _ = await collect_pairs(users, lambda u: PopularityRecommender(items, pop), llm=llm, turns=turns,
-                                          best_of=best_of, seed=seed)
+                                          best_of=best_of, seed=seed, reward=reward)
         finally:
             await llm.aclose()
         return rows
