@@ -248,3 +248,19 @@ def test_drift_and_ab_on_a_full_disk_leave_the_old_files(synthetic):
         full_disk(synthetic / f"{name}.tmp")  # the whole-file write goes through this temporary name
         one_line_error(cli(*args), f"cannot write {target} (No space left on device)")
         assert target.read_text() == '{"old": true}'
+
+
+def test_a_reader_that_leaves_early_is_no_error(synthetic):
+    """`personasim campaign drift DIR | head -0`: no `error:` line, no traceback; click's quiet exit code 1."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PERSONASIM_TRACEBACK"}
+    proc = subprocess.Popen([sys.executable, "-m", "evals.cli", "campaign", "drift", str(synthetic)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 1, err
+    assert err == ""
+    assert (synthetic / "drift.json").is_file()  # the work was done; only its printout was lost

@@ -254,3 +254,32 @@ def test_personas_extract_on_a_full_disk_names_the_file(tmp_path):
     full_disk(out / "separability.json.tmp")  # every output is written whole, through this temporary name
     one_line_error(cli("personas", "extract", str(docs), "--out", str(out), "--k", "2", "--no-cache", "--quiet"),
                    f"cannot write {out / 'separability.json'} (No space left on device)")
+
+
+def test_only_a_closed_stdout_passes_a_broken_pipe(monkeypatch, capsys):
+    import os
+    import sys
+
+    from evals.commands.errors import _stdout_gone, guarded
+
+    r, w = os.pipe()
+    out = os.fdopen(w, "w")
+    monkeypatch.setattr(sys, "stdout", out)
+    try:
+        assert not _stdout_gone()  # a pipe with its reader
+        os.close(r)
+        assert _stdout_gone()  # the reader left: click ends the command quietly
+        with pytest.raises(BrokenPipeError):
+            with guarded():
+                raise BrokenPipeError(32, "Broken pipe")
+    finally:
+        monkeypatch.undo()
+        try:
+            out.close()
+        except BrokenPipeError:
+            pass
+    # stdout is fine: a broken pipe elsewhere (a server's socket) is an error like any other
+    with pytest.raises(typer.Exit) as exc:
+        with guarded():
+            raise BrokenPipeError(32, "Broken pipe")
+    assert exc.value.exit_code == 2 and capsys.readouterr().err.startswith("error: ")

@@ -120,13 +120,30 @@ def _is_cli_exception(exc: BaseException) -> bool:
     return isinstance(exc, (typer.Exit, typer.Abort)) or (hasattr(exc, "format_message") and hasattr(exc, "exit_code"))
 
 
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll reports an error on the write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real file behind stdout (a test's capture)
+        return False
+
+
 @contextmanager
 def guarded() -> Iterator[None]:
-    """Turn any exception of the block into the one line and exit code 2 (typer's own exits pass)."""
+    """Turn any exception of the block into the one line and exit code 2 (typer's own exits pass).
+
+    A closed stdout (`personasim ... | head`) passes too: click ends such a command quietly with
+    exit code 1, as it does for its own help; an `error: Broken pipe` line would be noise. Any
+    other broken pipe (a server's socket, a worker's pipe) is a failure like the rest.
+    """
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - the point: nothing reaches the user as a traceback
-        if _is_cli_exception(exc):
+        if _is_cli_exception(exc) or (isinstance(exc, BrokenPipeError) and _stdout_gone()):
             raise
         raise typer.Exit(report(exc)) from None
 
