@@ -101,9 +101,13 @@ def test_training_saves_adapter_record_and_pairs(trained):
     assert (out / "checkpoints" / "checkpoint-1").is_dir()
 
 
-def test_adapter_loads_in_transformers_and_moves_logits_toward_chosen(backends):
+def test_adapter_loads_in_transformers_and_moves_logits_toward_chosen(trained, backends):
     base, tuned = backends
-    assert tuned.model != base.model and "+out" in tuned.model
+    from simulator.llm.cache import content_tag
+
+    # the adapter's folder and content name the model: another adapter in an "out" folder is another model
+    weights = trained[0].adapter / "adapter_model.safetensors"
+    assert tuned.model == f"{base.model}+out@{content_tag(weights)}"
     margin_base = _logprob(base, CHOSEN) - _logprob(base, REJECTED)
     margin_tuned = _logprob(tuned, CHOSEN) - _logprob(tuned, REJECTED)
     assert margin_tuned > margin_base + 0.05, (margin_base, margin_tuned)
@@ -140,6 +144,14 @@ def test_gguf_adapter_in_llama_cpp_matches_transformers(trained, backends, tmp_p
         return Llama.logits_to_logprobs(logits)
 
     cpp_b, cpp_t = cpp(), cpp(lora_path=str(tmp_path / "a.gguf"))
+    from simulator.llm.backends.embedded import EmbeddedBackend
+    from simulator.llm.cache import content_tag
+
+    twin = tmp_path / "other" / "a.gguf"  # the same file name elsewhere, other bytes: another model for the cache
+    twin.parent.mkdir()
+    twin.write_bytes((tmp_path / "a.gguf").read_bytes() + b"\0")
+    names = [EmbeddedBackend(lora_path=p, n_ctx=256).model for p in (tmp_path / "a.gguf", twin)]
+    assert names[0] == f"{smollm2_gguf().stem}+a@{content_tag(tmp_path / 'a.gguf')}" and names[0] != names[1]
     top = np.argsort(-hf_b)[:100]
     d_hf, d_cpp = (hf_t - hf_b)[top], (cpp_t - cpp_b)[top]
     assert np.abs(d_cpp).max() > 1e-3  # the adapter is applied

@@ -19,6 +19,8 @@ NoLLM = Annotated[bool, typer.Option("--no-llm", help="leave the LLM judgement o
 BackendName = Annotated[str, typer.Option("--backend", help="embedded | openai | transformers")]
 ModelName = Annotated[Optional[str], typer.Option("--model", help="model path (embedded) or name (openai)")]
 BaseURL = Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server (openai)")]
+Adapter = Annotated[Optional[str], typer.Option("--adapter", help="a tuned simulator (`personasim train consistency` "
+                                                "output; embedded or transformers) whose judgement is read")]
 Seed = Annotated[int, typer.Option("--seed")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="no progress bars")]
 
@@ -28,12 +30,18 @@ def validate() -> None:
     """Check the simulated users against held-out real behaviour."""
 
 
-def _client(backend: str, model: Optional[str], base_url: Optional[str], cache: Optional[Path]):
-    from evals.commands.errors import check_backend
+def _client(backend: str, model: Optional[str], base_url: Optional[str], cache: Optional[Path],
+            adapter: Optional[str] = None):
+    from pydantic import ValidationError
+
+    from evals.commands.errors import check_backend, fail, option_error
     from evals.config import LLMSettings
     from simulator.llm import create_client
 
-    settings = LLMSettings(backend=backend, model=model, base_url=base_url)
+    try:
+        settings = LLMSettings(backend=backend, model=model, base_url=base_url, adapter=adapter)
+    except ValidationError as exc:
+        fail(option_error(exc))
     check_backend(settings)
     return create_client(backend, concurrency=1, cache_dir=cache, **settings.backend_options())  # as a campaign builds it
 
@@ -45,6 +53,7 @@ def calibrate(
     backend: BackendName = "embedded",
     model: ModelName = None,
     base_url: BaseURL = None,
+    adapter: Adapter = None,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -58,7 +67,9 @@ def calibrate(
     read_personas_file(personas)
     holdout = float(split_of(personas)["holdout"])
     ds = load_movielens(ml100k_dir())
-    llm = None if no_llm else _client(backend, model, base_url, personas.parent / "llm_cache")
+    if no_llm and adapter is not None:
+        fail("--adapter: the tuned simulator's judgement is read only with the LLM feature; drop --no-llm")
+    llm = None if no_llm else _client(backend, model, base_url, personas.parent / "llm_cache", adapter)
     record = fit(ds, time_split(ds, holdout), personas, llm, n_users=users, use_llm=not no_llm, seed=seed,
                  show_progress=not quiet)
     path = write_calibration(record, personas)
@@ -80,6 +91,7 @@ def fidelity(
     backend: BackendName = "embedded",
     model: ModelName = None,
     base_url: BaseURL = None,
+    adapter: Adapter = None,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -98,7 +110,9 @@ def fidelity(
                              use_llm=not no_llm, seed=seed)
     except ValidationError as exc:
         fail(option_error(exc))
-    llm = None if no_llm else _client(backend, model, base_url, out / "llm_cache")
+    if no_llm and adapter is not None:
+        fail("--adapter: the tuned simulator's judgement is read only with the LLM feature; drop --no-llm")
+    llm = None if no_llm else _client(backend, model, base_url, out / "llm_cache", adapter)
     result = run_fidelity(cfg, out, llm, show_progress=not quiet)
     typer.echo(json.dumps(result["headline"], indent=2))
     typer.echo(f"wrote {out / 'fidelity.json'}")

@@ -47,6 +47,16 @@ def network_filesystem(path: str | Path, partitions=None) -> str | None:
     return f"{mount.fstype} at {mount.mountpoint}" if fstype in NETWORK_FILESYSTEMS else None
 
 
+def content_tag(path: str | Path) -> str:
+    """8 hex chars of a file's SHA-256: part of a tuned model's name (an adapter, a persona axis), so that
+    two adapters in folders of the same name never share cache entries or a model label."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:8]
+
+
 def cache_key(**parts: Any) -> str:
     """sha256 over a canonical JSON of the parts (backend, model, messages, params, seed)."""
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

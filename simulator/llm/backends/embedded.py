@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.llm.backends.base import Backend, merge_tokens
+from simulator.llm.cache import content_tag
 from simulator.llm.errors import LLMConfigError, PermanentError
 from simulator.llm.types import Message, RawCompletion, TopLogprobs
 
@@ -130,7 +131,8 @@ class EmbeddedBackend(Backend):
             if not lora_path.is_file():
                 raise LLMConfigError(f"adapter file {lora_path} does not exist; pass a GGUF LoRA adapter")
             lora = {"lora_path": str(lora_path)}
-            self.model = f"{model_path.stem}+{lora_path.parent.name if lora_path.name == 'adapter.gguf' else lora_path.stem}"
+            name = lora_path.parent.name if lora_path.name == "adapter.gguf" else lora_path.stem
+            self.model = f"{model_path.stem}+{name}@{content_tag(lora_path)}"
         self._llm = Llama(
             model_path=str(model_path),
             n_ctx=n_ctx,

@@ -33,6 +33,7 @@ import threading
 from pathlib import Path
 
 from simulator.llm.backends.base import Backend, merge_tokens
+from simulator.llm.cache import content_tag
 from simulator.llm.errors import LLMConfigError
 from simulator.llm.types import Message, RawCompletion, TopLogprobs
 
@@ -185,7 +186,8 @@ class TransformersBackend(Backend):
             from peft import PeftModel
 
             self._lm = PeftModel.from_pretrained(self._lm, str(adapter), is_trainable=False).merge_and_unload()
-            self.model = f"{self.model}+{adapter_name(adapter)}"  # another model: no cache hits from the base
+            # another model: no cache hits from the base, nor from another adapter in a folder of the same name
+            self.model = f"{self.model}+{adapter_name(adapter)}@{content_tag(adapter / 'adapter_model.safetensors')}"
         self._cap_hook = None
         self._enforcer_table = None  # built on the first schema (`_enforcer_data`)
         if axis is not None:
@@ -194,7 +196,7 @@ class TransformersBackend(Backend):
             persona_axis = load_axis(axis)
             persona_axis.check_model(self._lm, axis)
             self._cap_hook = install_cap(self._lm, persona_axis, float(cap))
-            self.model = f"{self.model}+cap{float(cap):g}@L{persona_axis.layer}"
+            self.model = f"{self.model}+cap{float(cap):g}@L{persona_axis.layer}:{content_tag(axis)}"
         self._lm.eval()
         self._lock = threading.Lock()
 
