@@ -19,6 +19,10 @@ One run, all figures measured in it:
     nice -n 15 .venv/bin/python benchmarks/dpo_consistency.py [--held-out 2] [--train-users 2] [--eval-users 2]
         [--turns 3] [--n 4] [--runs 2] [--epochs 1] [--max-steps -1] [--caps 0,0.5,1] [--threads 1]
         [--reward structured|ranking]
+    ... --adapter RUN [--adapter RUN2] [--eval-users 6] [--caps '']
+        evaluates the DPO adapters earlier runs of this benchmark trained (RUN/dpo/adapter.gguf; the same
+        held-out personas are required), each at N=1 against base, with no new pairs or training: more
+        held-out users for the same adapters
         [--out runs/dpo_consistency]
 
 Prints each stage's figures as they are measured and writes OUT/result.json (updated after each stage).
@@ -104,45 +108,14 @@ async def sessions(users, items, pop, *, backend: str, options: dict, turns: int
                  "failures": llm.usage.failures, "model": llm.model}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--held-out", type=int, default=2)
-    ap.add_argument("--train-users", type=int, default=2, help="users per training persona")
-    ap.add_argument("--eval-users", type=int, default=2, help="users per held-out persona")
-    ap.add_argument("--turns", type=int, default=3)
-    ap.add_argument("--cap-turns", type=int, default=2)
-    ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--runs", type=int, default=2)
-    ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--max-steps", type=int, default=-1)
-    ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--caps", default="0,0.5,1")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--reward", choices=REWARD_METRICS, default="structured")
-    ap.add_argument("--out", default="runs/dpo_consistency")
-    args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    from personas.embed import Embedder
-    from simulator.llm.backends.hf_transformers import load_causal_lm
-    from simulator.lora_gguf import convert
-    from simulator.steering import persona_axis, save_axis
-    from simulator.preferences import write_pair_set
-    from simulator.training import TrainSettings, collect_pairs, split_personas, train_dpo
+def train_adapter(args, result: dict, out: Path, train, items, pop, emb: dict) -> Path:
+    """Steps 2-3: best-of-N pairs from the training personas' users, then DPO; the GGUF adapter's path."""
     from personas.assets import smollm2_gguf
-
-    cards = personas()
-    by_id = {c.id: c for c in cards}
-    train, held = split_personas(cards, held_out=args.held_out, seed=args.seed)
-    items, pop = load_catalog("ml-100k")
-    result: dict = {"args": vars(args), "train_personas": [c.id for c in train], "held_out_personas": [c.id for c in held],
-                    "reward": {"kind": args.reward, "metrics_in_reward": REWARD_METRICS[args.reward]}}
-    stamp(result, out, f"split: train {result['train_personas']} | held out {result['held_out_personas']}")
+    from simulator.lora_gguf import convert
+    from simulator.preferences import write_pair_set
+    from simulator.training import TrainSettings, collect_pairs, train_dpo
 
     # 2. pairs from the training personas
-    emb = {"n_threads": args.threads}
     t0 = time.perf_counter()
     train_users = sample_users(train, args.train_users * len(train), args.seed)
 
@@ -170,13 +143,75 @@ def main() -> None:
                           "final_loss": tr.final_loss, "reward_accuracy": tr.reward_accuracy}
     stamp(result, out, f"training: {tr.steps} steps on {tr.pairs} pairs in {tr.seconds} s (loss {tr.final_loss})")
 
+    return gguf
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--held-out", type=int, default=2)
+    ap.add_argument("--train-users", type=int, default=2, help="users per training persona")
+    ap.add_argument("--eval-users", type=int, default=2, help="users per held-out persona")
+    ap.add_argument("--turns", type=int, default=3)
+    ap.add_argument("--cap-turns", type=int, default=2)
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--max-steps", type=int, default=-1)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--caps", default="0,0.5,1")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reward", choices=REWARD_METRICS, default="structured")
+    ap.add_argument("--adapter", action="append", default=[], help="an earlier run's --out folder: evaluate its "
+                    "adapter instead of collecting pairs and training (repeatable)")
+    ap.add_argument("--out", default="runs/dpo_consistency")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from personas.assets import smollm2_gguf
+    from personas.embed import Embedder
+    from simulator.llm.backends.hf_transformers import load_causal_lm
+    from simulator.steering import persona_axis, save_axis
+    from simulator.training import split_personas
+
+    cards = personas()
+    by_id = {c.id: c for c in cards}
+    train, held = split_personas(cards, held_out=args.held_out, seed=args.seed)
+    items, pop = load_catalog("ml-100k")
+    result: dict = {"args": vars(args), "train_personas": [c.id for c in train], "held_out_personas": [c.id for c in held],
+                    "reward": {"kind": args.reward, "metrics_in_reward": REWARD_METRICS[args.reward]}}
+    stamp(result, out, f"split: train {result['train_personas']} | held out {result['held_out_personas']}")
+
+    emb = {"n_threads": args.threads}
+    if args.adapter:
+        adapters = {}
+        for run in map(Path, args.adapter):
+            done = json.loads((run / "result.json").read_text())
+            if sorted(done["held_out_personas"]) != sorted(result["held_out_personas"]):
+                sys.exit(f"error: {run / 'result.json'}: its adapter was trained with held-out personas "
+                         f"{done['held_out_personas']}, not this run's {result['held_out_personas']}")
+            kind = done.get("reward", {}).get("kind", "structured")  # runs before --reward used the structured one
+            name = f"dpo_{kind}" if f"dpo_{kind}" not in adapters else f"dpo_{kind}_{run.name}"
+            adapters[name] = (run / "dpo" / "adapter.gguf", kind)
+        result["adapters"] = {name: {"gguf": str(g), "reward": k} for name, (g, k) in adapters.items()}
+        stamp(result, out, f"evaluating {', '.join(f'{n} ({g})' for n, (g, _) in adapters.items())}")
+    else:
+        gguf = train_adapter(args, result, out, train, items, pop, emb)
+        adapters = {"dpo": (gguf, args.reward)}
+
     # 4. arms on held-out users
     eval_users = sample_users(held, args.eval_users * len(held), args.seed + 1000)
     embed = Embedder(show_progress=False).embed
     arms, users_of = {}, {}
-    lora = {**emb, "lora_path": str(gguf)}
-    plan = [("base", "embedded", emb, 1, args.turns), (f"best_of_{args.n}", "embedded", emb, args.n, args.turns),
-            ("dpo", "embedded", lora, 1, args.turns), (f"dpo+best_of_{args.n}", "embedded", lora, args.n, args.turns)]
+    plan = [("base", "embedded", emb, 1, args.turns)]
+    if not args.adapter:
+        plan.append((f"best_of_{args.n}", "embedded", emb, args.n, args.turns))
+    for name, (gguf, _) in adapters.items():
+        lora = {**emb, "lora_path": str(gguf)}
+        plan.append((name, "embedded", lora, 1, args.turns))
+        if not args.adapter:
+            plan.append((f"{name}+best_of_{args.n}", "embedded", lora, args.n, args.turns))
     caps = [float(c) for c in args.caps.split(",") if c.strip()]
     if caps:
         tok, lm = load_causal_lm(smollm2_gguf())
@@ -187,7 +222,6 @@ def main() -> None:
         plan.append(("tf_no_cap", "transformers", {}, 1, args.cap_turns))
         plan += [(f"tf_cap_{c:g}", "transformers", {"axis": str(axis_path), "cap": c}, 1, args.cap_turns) for c in caps]
     result["arms"] = {}
-    mark = set(REWARD_METRICS[args.reward])  # the reward's own metrics are starred in what is printed
     for name, backend, options, n, turns in plan:
         trs, cost = asyncio.run(sessions(eval_users, items, pop, backend=backend, options=options, turns=turns, n=n,
                                          seed=args.seed, runs=args.runs, reward=args.reward))
@@ -199,23 +233,42 @@ def main() -> None:
             result["arms"][name]["vs_" + ref] = {m: paired_ratio(users_of[name][m], users_of[ref][m], seed=args.seed)
                                                  for m in HEADLINE}
         m = {k: summary[k]["mean"] for k in (*HEADLINE, "qa")}
+        mark = marks(result, name)
         stamp(result, out, f"arm {name}: " + ", ".join(f"{k}{'*' * (k in mark)} {v:.3f}" if v is not None
                                                        else f"{k} -" for k, v in m.items())
               + f", drift {summary['drift'].get('ratio_within_over_between')}, lines {summary['n_lines']}, "
               f"{cost['seconds']} s")
 
+    if args.adapter:
+        print_ratios(result)
+        return
     # 6. speed of the tuned model through the backend it is served by
     from benchmarks.adapter_speed import compare  # the same interleaved measurement as the speed benchmark
 
+    lora = {**emb, "lora_path": str(adapters["dpo"][0])}
     r = compare(create_backend("embedded", **emb), create_backend("embedded", **lora), rounds=3, max_tokens=48)
     speed = {"embedded_base": r["base"]["tokens_per_s"], "embedded_dpo": r["tuned"]["tokens_per_s"]}
     speed["ratio_tuned_over_untuned"] = speed["embedded_dpo"] / speed["embedded_base"] if speed["embedded_base"] else None
     result["tokens_per_s"] = speed
     stamp(result, out, "tokens/s: " + json.dumps({k: round(v, 1) if v else v for k, v in speed.items()}))
 
-    # ratios measured in this run (* = a metric the reward contains; the others are held out)
-    print(f"reward: {args.reward} (* marks its own metrics)")
+    print_ratios(result)
+
+
+def marks(result: dict, arm: str) -> set[str]:
+    """The metrics the arm's reward contains (an evaluated adapter's own reward, else this run's; none for the
+    arms nothing was selected or trained for: base and the transformers arms)."""
+    if arm == "base" or arm.startswith("tf_"):
+        return set()
+    kind = result.get("adapters", {}).get(arm, {}).get("reward", result["reward"]["kind"])
+    return set(REWARD_METRICS[kind])
+
+
+def print_ratios(result: dict) -> None:
+    """The ratios measured in this run (* = a metric the arm's reward contains; the others are held out)."""
+    print("* marks a metric the arm's reward contains")
     for name, arm in result["arms"].items():
+        mark = marks(result, name)
         for ref in ("vs_base", "vs_tf_no_cap"):
             if ref in arm:
                 print(f"{name} {ref}: " + "; ".join(
