@@ -18,12 +18,11 @@ One run, all figures measured in it:
 
     nice -n 15 .venv/bin/python benchmarks/dpo_consistency.py [--held-out 2] [--train-users 2] [--eval-users 2]
         [--turns 3] [--n 4] [--runs 2] [--epochs 1] [--max-steps -1] [--caps 0,0.5,1] [--threads 1]
-        [--reward structured|ranking]
+        [--reward structured|ranking] [--out runs/dpo_consistency]
     ... --adapter RUN [--adapter RUN2] [--eval-users 6] [--caps '']
         evaluates the DPO adapters earlier runs of this benchmark trained (RUN/dpo/adapter.gguf; the same
         held-out personas are required), each at N=1 against base, with no new pairs or training: more
         held-out users for the same adapters
-        [--out runs/dpo_consistency]
 
 Prints each stage's figures as they are measured and writes OUT/result.json (updated after each stage).
 """
@@ -186,7 +185,10 @@ def main() -> None:
     emb = {"n_threads": args.threads}
     if args.adapter:
         adapters = {}
+        result["reward"] = {"kind": None, "metrics_in_reward": "each adapter's own (see adapters)"}
         for run in map(Path, args.adapter):
+            if not (run / "result.json").is_file() or not (run / "dpo" / "adapter.gguf").is_file():
+                sys.exit(f"error: --adapter {run}: not a run of this benchmark (no result.json and dpo/adapter.gguf)")
             done = json.loads((run / "result.json").read_text())
             if sorted(done["held_out_personas"]) != sorted(result["held_out_personas"]):
                 sys.exit(f"error: {run / 'result.json'}: its adapter was trained with held-out personas "
@@ -258,9 +260,9 @@ def main() -> None:
 def marks(result: dict, arm: str) -> set[str]:
     """The metrics the arm's reward contains (an evaluated adapter's own reward, else this run's; none for the
     arms nothing was selected or trained for: base and the transformers arms)."""
-    if arm == "base" or arm.startswith("tf_"):
-        return set()
     kind = result.get("adapters", {}).get(arm, {}).get("reward", result["reward"]["kind"])
+    if arm == "base" or arm.startswith("tf_") or kind is None:
+        return set()
     return set(REWARD_METRICS[kind])
 
 
