@@ -267,3 +267,6 @@ def test_unknown_reward_and_a_pair_set_collected_otherwise_are_one_line(tmp_path
                      capsys=capsys)
     assert code == 2 and err.count("\n") == 1 and "training.json" in err and "(reward)" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (out / "training.json").write_text("[1, 2")
+    code, err = _cli("train", "consistency", "--personas", str(PERSONAS), "--out", str(out), capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "training.json: not a training record" in err

@@ -89,7 +89,10 @@ def consistency(
         collect = {"users_per_persona": users_per_persona, "turns": turns, "best_of": best_of, "catalog": catalog,
                    "seed": seed, "reward": reward}
         record = out / TRAINING_FILE
-        old = json.loads(record.read_text()).get("collection") if record.is_file() else None
+        try:
+            old = json.loads(record.read_text()).get("collection") if record.is_file() else None
+        except (ValueError, AttributeError):
+            fail(f"{record}: not a training record (JSON object); use a new --out folder")
         if old is not None and old != collect:
             changed = sorted(k for k in collect.keys() | old.keys() if old.get(k) != collect.get(k))
             fail(f"{record}: its pair set was collected with other settings ({', '.join(changed)}); "
