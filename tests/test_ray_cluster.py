@@ -183,10 +183,12 @@ def _ray_run_with_a_kill(cluster: LocalRayCluster, config: Path, out: Path, loca
     try:
         while written_before is None and time.monotonic() < deadline and driver.poll() is None:
             if events.exists() and events.read_bytes().count(b"\n") >= 2:
-                busy = [n for n in names if cluster.running(n, "run_job_task")]
+                # one look at the process table: a second look could find the session just finished
+                running = {n: cluster.running(n, "run_job_task") for n in names}
+                busy = [n for n in names if running[n]]
                 if busy:
                     written_before = events.read_bytes().count(b"\n")
-                    assert cluster.running(busy[0], "run_job_task") == 1  # killing it loses that session's turns
+                    assert running[busy[0]] == 1  # one session on a one-CPU node: killing it loses that session's turns
                     assert cluster.kill(busy[0]) >= 2  # `ray start`, its raylet and at least the busy worker
             time.sleep(0.05)
         assert written_before is not None, "the campaign finished before a worker could be killed"
