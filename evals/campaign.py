@@ -26,10 +26,10 @@ from pathlib import Path
 
 from evals.config import CampaignConfig
 from evals.events import EventLogError, EventWriteError, EventWriter, TurnEvent, dumps, events_frame, read_events
-from evals.inputs import check_output_dir, file_sha256, read_personas_file
+from evals.inputs import check_output_dir, read_personas_file
 from evals.jobs import WorldArgs, plan_jobs
 from evals.runner import Progress, Recorder, run_local, run_ray
-from personas.files import write_whole
+from personas.files import file_sha256, write_whole
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ calibration fit.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from personas.corpora import DISLIKED_MAX, LIKED_MIN, tidy_title  # LIKED_MIN etc.: the persona documents' thresholds
-from personas.files import write_whole
+from personas.files import file_sha256, write_whole
 from simulator.evidence import CF_DIM, PERSONA_CANON, RECENT, ItemSpace, Memory, ease_weights, genre_profile
 
 #: Shrinkage of an item's mean rating toward the global mean (pseudo-ratings).
@@ -131,7 +130,7 @@ def persona_members(personas_dir: str | Path) -> dict[str, list[str]]:
 
 def file_hash(path: str | Path) -> str:
     """12 hex chars of a file's content (identifies a personas file for its calibration)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    return file_sha256(path)[:12]
 
 
 class GroundingError(ValueError):

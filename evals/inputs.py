@@ -1,10 +1,8 @@
 """Reading what a person hands to personasim (configs, schemas, catalogs, personas files, output folders),
-with errors that name the file and say what is wrong with it, and the content hashes that pin a
-campaign to its inputs."""
+with errors that name the file and say what is wrong with it."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 #: A config or a JSON schema is a few KB; anything this large is the wrong file.
@@ -69,15 +67,6 @@ def check_output_dir(path: str | Path, option: str = "--out") -> Path:
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"{option} {path}: cannot write to {existing} (permission denied)")
     return path
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (read in blocks: model files are megabytes)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_personas_file(path: str | Path):

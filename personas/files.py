@@ -1,4 +1,4 @@
-"""Write a file whole or not at all.
+"""Write a file whole or not at all; hash a file's content.
 
 Every output personasim keeps (persona cards, calibrations, campaign records, fidelity
 results, preference pairs, adapters) is written the same way: into ``<name>.tmp`` beside
@@ -10,6 +10,7 @@ layer, so that every package may import it (DESIGN.md, "Layering").
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -40,3 +41,12 @@ def write_whole(path: str | Path, data: str | bytes | Callable[[Path], None]) ->
             exc.filename = str(path)
         raise
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in blocks: model files are megabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

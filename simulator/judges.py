@@ -34,6 +34,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from personas.card import PersonaCard
+from simulator.catalog import Item
 from simulator.matching import item_concepts, stated_preferences, term_concepts
 from simulator.prompts import render
 from simulator.turn import Turn
@@ -141,6 +142,17 @@ class StructuredJudge:
         return Verdict(contradiction=bool(reasons), reasons=reasons)
 
 
+def _sides(card: PersonaCard, subtopic: str | None, line: Turn) -> tuple[list[Item], list[Item]]:
+    """(the slate's items with a liked or sought concept and no disliked one, those with a disliked
+    concept and no liked one), concepts matched as the structured judge matches them."""
+    genres = _genres(line)
+    vocab = genres + card.likes + card.dislikes + ([subtopic] if subtopic else [])
+    likes, dislikes, _ = StructuredJudge._tastes(card, subtopic, genres)
+    concepts = [(it, item_concepts(it, vocab)) for it in line.slate]
+    return ([it for it, c in concepts if c & likes and not c & dislikes],
+            [it for it, c in concepts if c & dislikes and not c & likes])
+
+
 def alignment(card: PersonaCard, subtopic: str | None, line: Turn) -> float | None:
     """Commitment to the persona: of the slate items that carry a liked concept (or the sought
     subtopic) and no disliked one, the share the line chose or rated 4-5; None when there is none.
@@ -148,10 +160,7 @@ def alignment(card: PersonaCard, subtopic: str | None, line: Turn) -> float | No
     Part of the best-of-N reward, so that a line which commits to nothing (chooses nothing,
     rates everything 3, says nothing matchable) no longer gets full marks.
     """
-    genres = _genres(line)
-    vocab = genres + card.likes + card.dislikes + ([subtopic] if subtopic else [])
-    likes, dislikes, _ = StructuredJudge._tastes(card, subtopic, genres)
-    aligned = [it for it in line.slate if (c := item_concepts(it, vocab)) & likes and not c & dislikes]
+    aligned, _ = _sides(card, subtopic, line)
     if not aligned:
         return None
     return sum(it.id in line.chosen or line.ratings.get(it.id, 0) >= 4 for it in aligned) / len(aligned)
@@ -168,18 +177,8 @@ def rank_order(card: PersonaCard, subtopic: str | None, line: Turn) -> float | N
     ``ranking`` reward's core (`simulator.consistency.reward_of`) and, as 1 - rank_order, a
     held-out metric of the structured reward (`evals.consistency_eval`).
     """
-    genres = _genres(line)
-    vocab = genres + card.likes + card.dislikes + ([subtopic] if subtopic else [])
-    likes, dislikes, _ = StructuredJudge._tastes(card, subtopic, genres)
-    liked, disliked = [], []
-    for item in line.slate:
-        if item.id not in line.ratings:
-            continue
-        c = item_concepts(item, vocab)
-        if c & likes and not c & dislikes:
-            liked.append(line.ratings[item.id])
-        elif c & dislikes and not c & likes:
-            disliked.append(line.ratings[item.id])
+    liked, disliked = ([line.ratings[it.id] for it in side if it.id in line.ratings]
+                       for side in _sides(card, subtopic, line))
     if not liked or not disliked:
         return None
     return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in liked for b in disliked) / (len(liked) * len(disliked))

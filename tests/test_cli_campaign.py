@@ -119,7 +119,7 @@ def claimed(tmp_path):
 
 
 def test_campaign_json_records_the_inputs_content(claimed):
-    from evals.inputs import file_sha256
+    from personas.files import file_sha256
 
     _, out, personas = claimed
     inputs = json.loads((out / "campaign.json").read_text())["inputs"]

@@ -30,14 +30,19 @@ def validate() -> None:
     """Check the simulated users against held-out real behaviour."""
 
 
-def _client(backend: str, model: Optional[str], base_url: Optional[str], cache: Optional[Path],
-            adapter: Optional[str] = None):
+def _client(no_llm: bool, backend: str, model: Optional[str], base_url: Optional[str], cache: Optional[Path],
+            adapter: Optional[str]):
+    """The LLM whose judgement is a decision feature, built as a campaign builds it; None with --no-llm."""
     from pydantic import ValidationError
 
     from evals.commands.errors import check_backend, fail, option_error
     from evals.config import LLMSettings
     from simulator.llm import create_client
 
+    if no_llm:
+        if adapter is not None:
+            fail("--adapter: the tuned simulator's judgement is read only with the LLM feature; drop --no-llm")
+        return None
     try:
         settings = LLMSettings(backend=backend, model=model, base_url=base_url, adapter=adapter)
     except ValidationError as exc:
@@ -67,9 +72,7 @@ def calibrate(
     read_personas_file(personas)
     holdout = float(split_of(personas)["holdout"])
     ds = load_movielens(ml100k_dir())
-    if no_llm and adapter is not None:
-        fail("--adapter: the tuned simulator's judgement is read only with the LLM feature; drop --no-llm")
-    llm = None if no_llm else _client(backend, model, base_url, personas.parent / "llm_cache", adapter)
+    llm = _client(no_llm, backend, model, base_url, personas.parent / "llm_cache", adapter)
     record = fit(ds, time_split(ds, holdout), personas, llm, n_users=users, use_llm=not no_llm, seed=seed,
                  show_progress=not quiet)
     path = write_calibration(record, personas)
@@ -110,9 +113,7 @@ def fidelity(
                              use_llm=not no_llm, seed=seed)
     except ValidationError as exc:
         fail(option_error(exc))
-    if no_llm and adapter is not None:
-        fail("--adapter: the tuned simulator's judgement is read only with the LLM feature; drop --no-llm")
-    llm = None if no_llm else _client(backend, model, base_url, out / "llm_cache", adapter)
+    llm = _client(no_llm, backend, model, base_url, out / "llm_cache", adapter)
     result = run_fidelity(cfg, out, llm, show_progress=not quiet)
     typer.echo(json.dumps(result["headline"], indent=2))
     typer.echo(f"wrote {out / 'fidelity.json'}")

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from personas.files import file_sha256
 from simulator.llm.types import Completion
 
 R = TypeVar("R", bound=BaseModel)
@@ -50,11 +51,7 @@ def network_filesystem(path: str | Path, partitions=None) -> str | None:
 def content_tag(path: str | Path) -> str:
     """8 hex chars of a file's SHA-256: part of a tuned model's name (an adapter, a persona axis), so that
     two adapters in folders of the same name never share cache entries or a model label."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:8]
+    return file_sha256(path)[:8]
 
 
 def cache_key(**parts: Any) -> str:
