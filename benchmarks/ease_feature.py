@@ -29,7 +29,7 @@ def main() -> None:
     from sklearn.preprocessing import StandardScaler
 
     from benchmarks.validation_rows import MATCHED, POSITIVE, twin_evidence, validation_rows
-    from simulator.evidence import EASE_LAMBDA, EVIDENCE, ease_weights
+    from simulator.evidence import EASE_LAMBDA, ITEM_EVIDENCE, ease_weights
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lambdas", type=float, nargs="+", default=[100, 250, 500, 1000, 3000])
@@ -42,10 +42,11 @@ def main() -> None:
     fit, ev = rows.user < args.fit_users, rows.user >= args.fit_users
 
     def features(lam: float | None) -> np.ndarray:
+        """The seven item features (the choice was made before n_rated joined them), without ease for None."""
         if lam is None:
-            return twin_evidence(rows)[:, [EVIDENCE.index(f) for f in EVIDENCE if f != "ease"]]
+            return twin_evidence(rows, [f for f in ITEM_EVIDENCE if f != "ease"])
         rows.space.ease = ease_weights(W, lam)
-        return twin_evidence(rows)
+        return twin_evidence(rows, ITEM_EVIDENCE)
 
     def score(X: np.ndarray) -> tuple[float, float]:
         sc = StandardScaler().fit(X[fit])

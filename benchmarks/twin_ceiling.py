@@ -1,13 +1,20 @@
 """How far can the twin's evidence go on the fidelity benchmark's uniform 1:1 test? Validation only.
 
 Issue 10 asks for per-user accuracy >= 0.85 against uniformly drawn never-rated items at
-1:1. This asks what the grounded twin's evidence (the seven `simulator.evidence` features;
+1:1. This asks what the grounded twin's evidence (the `simulator.evidence` features;
 the LLM's feature is left out: its calibrated weight is about zero) can reach on the
 validation rows (benchmarks/validation_rows.py; the test part is never read), fitted on
 ``--fit-users`` users and scored on ``--eval-users`` others, for several draws of the rows:
 
 - ``decision at p = 0.5``: the simulator's rule (class-balanced logistic regression on the
   standardised features, positives against both kinds of negatives, as `personasim calibrate` fits);
+- ``item evidence only``: the same rule on the seven item features alone, without n_rated and its
+  products (the evidence before they joined);
+- ``+ like rate``: the rule with one more user-level feature, the user's share of training ratings
+  >= 4 (a generous rater might need a lower threshold); not in the simulator;
+- ``+ time``: the rule with two more item features, log(1 + the item's training ratings in the 30
+  days up to the user's last training rating) and log(1 + the film's age in 1998) (what was being
+  watched, and how new a film was, when the user was last active); not in the simulator;
 - ``best threshold (oracle)``: the one global threshold that is best *on the scored users
   themselves*: an upper bound for any recalibration of the intercept, not a usable rule;
 - ``fitted on uniform only``: the same model fitted on uniform negatives alone, a simulator
@@ -44,7 +51,7 @@ def main() -> None:
 
     from benchmarks.validation_rows import (MATCHED, POSITIVE, UNIFORM, over_draws, twin_evidence, twin_memories,
                                             validation_rows)
-    from simulator.evidence import evidence_features
+    from simulator.evidence import ITEM_EVIDENCE, evidence_features
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="draws of the validation rows and users")
@@ -58,8 +65,8 @@ def main() -> None:
         fit, ev = rows.user < args.fit_users, rows.user >= args.fit_users
         y = rows.kind == POSITIVE
 
-        def logistic(train: np.ndarray):
-            """The logit of the logistic fit on rows ``train``, as a function of evidence features [M, 7]."""
+        def logistic(train: np.ndarray, X: np.ndarray = X):
+            """The logit of the logistic fit on rows ``train``, as a function of evidence features [M, F]."""
             sc = StandardScaler().fit(X[train])
             clf = LogisticRegression(max_iter=2000, class_weight="balanced").fit(sc.transform(X[train]), y[train])
             return lambda Z: clf.decision_function(sc.transform(Z))
@@ -70,6 +77,11 @@ def main() -> None:
         score = logistic(fit)
         s = score(X)
         add("decision at p = 0.5", rows.accuracy_uniform(s, ev), s)
+        for name, Z in (("item evidence only", twin_evidence(rows, ITEM_EVIDENCE)),
+                        ("+ like rate", np.column_stack([X, like_rate(rows)])),
+                        ("+ time", np.column_stack([X, time_features(rows)]))):
+            s_z = logistic(fit, Z)(Z)
+            add(name, rows.accuracy_uniform(s_z, ev), s_z)
         uni = ev & (rows.kind != MATCHED)
         grid = np.quantile(s[uni], np.linspace(0.02, 0.98, 97))
         add("best threshold (oracle)", max(rows.accuracy_uniform(s, ev, t) for t in grid), s)
@@ -107,6 +119,25 @@ def main() -> None:
     for name, runs in table.items():
         acc, auc = np.array(runs).T
         print(f"{name:32s} {over_draws(acc):>24s}    {over_draws(auc):>24s}")
+
+
+def like_rate(rows) -> np.ndarray:
+    """[R] each row's user's share of inner-train ratings >= 4."""
+    tr = rows.inner.train
+    return (tr["rating"] >= 4).groupby(tr["user"]).mean().reindex(rows.users[rows.user]).to_numpy()
+
+
+def time_features(rows, days: float = 30.0) -> np.ndarray:
+    """[R, 2] log(1 + the row item's inner-train ratings in the ``days`` up to its user's last inner-train
+    rating), log(1 + 1998 - the film's release year; the median year when unknown)."""
+    tr = rows.inner.train
+    last = tr.groupby("user")["timestamp"].max().reindex(rows.users[rows.user]).to_numpy()
+    times = {i: g.to_numpy() for i, g in tr.groupby("item")["timestamp"]}
+    recent = np.array([np.sum((times.get(i, np.zeros(0)) <= t) & (times.get(i, np.zeros(0)) > t - days * 86400))
+                       for i, t in zip(rows.item, last)])
+    year = np.array([float(y) if str(y).strip().isdigit() else np.nan for y in rows.ds.items["year"]])
+    year = np.where(np.isnan(year), np.nanmedian(year), year)
+    return np.column_stack([np.log1p(recent), np.log1p(np.maximum(1998 - year[rows.item], 0))])
 
 
 if __name__ == "__main__":

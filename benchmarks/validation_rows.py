@@ -102,13 +102,14 @@ def twin_memories(rows: Rows) -> dict[int, object]:
     return {int(n): mems[f"twin:{uid[rows.users[n]]}"] for n in np.unique(rows.user)}
 
 
-def twin_evidence(rows: Rows) -> np.ndarray:
-    """The EVIDENCE features [R, 7] of every row, each user's memory its twin's (inner train) history,
-    read through ``rows.space`` (set its ``ease`` to try another penalty)."""
+def twin_evidence(rows: Rows, features=None) -> np.ndarray:
+    """The evidence features [R, F] of every row (``features``, default all of
+    `simulator.evidence.EVIDENCE`, in that order), each user's memory its twin's (inner train)
+    history, read through ``rows.space`` (set its ``ease`` to try another penalty)."""
     from simulator.evidence import EVIDENCE, evidence_features
 
     X = np.zeros((len(rows.item), len(EVIDENCE)))
     for n, memory in twin_memories(rows).items():
         at = rows.user == n
         X[at] = evidence_features(rows.space, memory, rows.item[at])
-    return X
+    return X if features is None else X[:, [EVIDENCE.index(f) for f in features]]

@@ -11,8 +11,9 @@ Protocol (nothing of the outer test part is read):
    class-balanced logistic regression of like on the standardised features (so the
    decision threshold p = 0.5 weighs both errors the same) and a ridge regression of
    the rating on [user mean, item mean, features];
-4. what each source contributes: its coefficient, and the drop in 5-fold cross-validated
-   AUC (like) when that feature is left out.
+4. what each source contributes: its coefficients, and the drop in 5-fold cross-validated
+   AUC (like) when that source is left out (an item feature with its product with n_rated;
+   n_rated with every product: `simulator.evidence.sources`).
 The result is `calibration.json` beside the personas, stamped with the personas file's
 content hash and the split it was fitted on; a grounded user refuses a calibration
 that does not match its personas.
@@ -33,13 +34,13 @@ from tqdm import tqdm
 from evals.grounding import LIKED_MIN, file_hash, item_space, memories
 from personas.files import write_whole
 from simulator.choice import ChoiceModel, rating_cuts
-from simulator.evidence import EVIDENCE, ItemSpace, Memory
+from simulator.evidence import EVIDENCE, ItemSpace, Memory, sources
 from simulator.grounded import grounded_features
 
 log = logging.getLogger(__name__)
 
 KINDS = ("twin", "persona")
-CALIBRATION_VERSION = 3  # 2: the cf evidence feature; 3: the ease feature
+CALIBRATION_VERSION = 4  # 2: the cf evidence feature; 3: the ease feature; 4: n_rated and its products
 #: Popularity bins for matched negatives (quantiles of log popularity).
 POP_BINS = 20
 
@@ -155,8 +156,8 @@ def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceMode
     cv = StratifiedKFold(5, shuffle=True, random_state=seed)
     auc_all = roc_auc_score(y, cross_val_predict(LogisticRegression(max_iter=1000), Z, y, cv=cv, method="decision_function"))
     drop = {}
-    for f, name in enumerate(features):
-        Zf = np.delete(Z, f, axis=1)
+    for name, cols in sources(features).items():
+        Zf = np.delete(Z, cols, axis=1)
         s = cross_val_predict(LogisticRegression(max_iter=1000), Zf, y, cv=cv, method="decision_function")
         drop[name] = round(float(auc_all - roc_auc_score(y, s)), 4)
     Xr = (np.asarray(R.Xr, float) - mean) / scale
@@ -190,7 +191,7 @@ def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceMode
     return model, report, baselines
 
 
-def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 150, per_user: int = 3, use_llm: bool = True,
+def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, per_user: int = 3, use_llm: bool = True,
               seed: int = 0, show_progress: bool = True) -> dict:
     """Fit the twin and persona choice models (module docstring) and return the calibration record."""
     from evals.grounding import read_assignments

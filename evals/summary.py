@@ -88,7 +88,7 @@ def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
         out["calibration"] = {"split": record.get("split"), "llm": record.get("llm"), "n_users": record.get("n_users"),
                               "rows": [{"memory": kind, "cv_auc": rep["cv_auc"],
                                         **{f"AUC lost without {k}": v for k, v in rep["auc_drop_without"].items()},
-                                        **{f"weight {k}": v for k, v in rep["like_coef"].items()}}
+                                        **{f"weight {k}": v for k, v in rep["like_coef"].items() if "*" not in k}}
                                        for kind, rep in record.get("report", {}).items()]}
     fid = Path(cfg.fidelity) if cfg.fidelity else run_dir / "fidelity.json"
     if fid.is_file():

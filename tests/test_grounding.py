@@ -12,7 +12,7 @@ import pytest
 from evals.grounding import heldout_pairs, item_space, memories
 from recsys import DataError, Dataset, time_split
 from simulator.choice import ChoiceModel, context_shift, decide, stop_logit
-from simulator.evidence import EVIDENCE, evidence_features
+from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, N_RATED, evidence_features
 
 
 def small_dataset(n_users=12, n_items=30, per_user=10, seed=0) -> Dataset:
@@ -184,6 +184,27 @@ def test_evidence_features_rank_the_users_own_neighbourhood_first():
     assert ease[rated].mean() > ease[np.setdiff1d(np.arange(ds.n_items), rated)].mean()
     with pytest.raises(KeyError, match="not in the item space"):
         space.index(["no-such-item"])
+    # n_rated: log(1 + the items the twin rated in train), the same for every item; each product is the
+    # item feature times it
+    n = X[:, EVIDENCE.index(N_RATED)]
+    assert np.all(n == np.log1p(len(rated)))
+    for f in ITEM_EVIDENCE:
+        np.testing.assert_allclose(X[:, EVIDENCE.index(f"{f}*{N_RATED}")], X[:, EVIDENCE.index(f)] * n)
+    # a persona's n_rated is its members' mean history: between its shortest and longest member's
+    per_user = np.log1p(split.train.groupby("user")["item"].nunique().to_numpy())
+    n_persona = evidence_features(space, mems["persona:p0"], np.arange(3))[0, EVIDENCE.index(N_RATED)]
+    assert per_user.min() <= n_persona <= per_user.max()
+
+
+def test_sources_group_each_feature_with_its_products():
+    """What `personasim calibrate` leaves out together: an item feature and its product with n_rated; n_rated
+    and every product; the llm alone."""
+    from simulator.evidence import sources
+
+    groups = sources([*EVIDENCE, "llm"])
+    assert set(groups) == {*ITEM_EVIDENCE, N_RATED, "llm"}
+    assert [EVIDENCE[j] for j in groups["ease"]] == ["ease", f"ease*{N_RATED}"]
+    assert len(groups[N_RATED]) == 1 + len(ITEM_EVIDENCE) and groups["llm"] == [len(EVIDENCE)]
 
 
 def test_ease_weights_are_each_items_ridge_regression_on_the_others():

@@ -53,7 +53,7 @@ def _client(no_llm: bool, backend: str, model: Optional[str], base_url: Optional
 
 def calibrate(
     personas: Path = typer.Option(..., "--personas", help="personas.jsonl extracted with --holdout (split.json beside it)"),
-    users: int = typer.Option(150, "--users", help="training users whose later training ratings are fitted"),
+    users: int = typer.Option(300, "--users", help="training users whose later training ratings are fitted"),
     no_llm: NoLLM = False,
     backend: BackendName = "embedded",
     model: ModelName = None,
