@@ -30,7 +30,7 @@ validation rows (benchmarks/validation_rows.py; the test part is never read), fi
   person is not told how many items they will like); printed because it is the ceiling of
   ranking quality alone.
 
-    .venv/bin/python benchmarks/twin_ceiling.py [--seeds 0 1 2] [--fit-users 150] [--eval-users 300]
+    .venv/bin/python benchmarks/twin_ceiling.py [--seeds 0 1 2] [--fit-users 300] [--eval-users 300]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="draws of the validation rows and users")
-    ap.add_argument("--fit-users", type=int, default=150)
+    ap.add_argument("--fit-users", type=int, default=300, help="as `personasim calibrate` fits")
     ap.add_argument("--eval-users", type=int, default=300)
     args = ap.parse_args()
     table: dict[str, list[tuple[float, float]]] = {}
