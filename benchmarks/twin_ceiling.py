@@ -133,8 +133,9 @@ def time_features(rows, days: float = 30.0) -> np.ndarray:
     tr = rows.inner.train
     last = tr.groupby("user")["timestamp"].max().reindex(rows.users[rows.user]).to_numpy()
     times = {i: g.to_numpy() for i, g in tr.groupby("item")["timestamp"]}
-    recent = np.array([np.sum((times.get(i, np.zeros(0)) <= t) & (times.get(i, np.zeros(0)) > t - days * 86400))
-                       for i, t in zip(rows.item, last)])
+    none = np.zeros(0)
+    recent = np.array([np.sum((ts <= t) & (ts > t - days * 86400))
+                       for ts, t in ((times.get(i, none), t) for i, t in zip(rows.item, last))])
     year = np.array([float(y) if str(y).strip().isdigit() else np.nan for y in rows.ds.items["year"]])
     year = np.where(np.isnan(year), np.nanmedian(year), year)
     return np.column_stack([np.log1p(recent), np.log1p(np.maximum(1998 - year[rows.item], 0))])
