@@ -89,10 +89,19 @@ def _flagged(e: dict) -> bool:
     return c.get("prompt_to_line") == 0 or (c.get("line_to_line") is not None and c["line_to_line"] < 1)
 
 
-def _decision(decision: dict) -> dict:
-    return {item: [round(d["p_like"], 2) if "p_like" in d else None,
-                   {k: round(v, 2) for k, v in d.items() if k != "p_like" and isinstance(v, (int, float))}]
-            for item, d in (decision or {}).items()}
+def decision_by_source(decision: dict) -> dict:
+    """{item id: [p(like), {source: what it added to the like logit}]} of a grounded turn's ``decision``
+    record. A product with n_rated ('ease*n_rated') counts with its item feature ('ease'), so the browser
+    shows one number per source and they still sum to the logit less its intercept."""
+    out = {}
+    for item, d in (decision or {}).items():
+        parts: dict[str, float] = {}
+        for k, v in d.items():
+            if k != "p_like" and isinstance(v, (int, float)):
+                source = k.partition("*")[0]
+                parts[source] = parts.get(source, 0.0) + float(v)
+        out[item] = [round(d["p_like"], 2) if "p_like" in d else None, {k: round(v, 2) for k, v in parts.items()}]
+    return out
 
 
 def _turn(e: dict, reasons: list[str] | None) -> dict:
@@ -102,7 +111,7 @@ def _turn(e: dict, reasons: list[str] | None) -> dict:
             "slate": [[s["id"], s.get("persona")] for s in e["slate"]],
             "ratings": e["ratings"], "chosen": e["chosen"], "utterance": e["utterance"],
             "verdicts": {k: c.get(k) for k in VERDICTS}, "reasons": reasons,
-            "decision": _decision(e.get("decision")),
+            "decision": decision_by_source(e.get("decision")),
             "tokens": [int(e["tokens_in"]), int(e["tokens_out"])], "latency_s": round(float(e["latency_s"]), 1)}
 
 

@@ -10,7 +10,7 @@ import pytest
 from evals.events import events_frame
 from evals.gallery import centroid_map
 from evals.report import transcripts_json
-from evals.transcripts import browser_payload, judge_reasons, vector_labels
+from evals.transcripts import browser_payload, decision_by_source, judge_reasons, vector_labels
 from evals.verdicts import drift_rows, failed_row, fidelity_row, power_rows
 from personas.card import PersonaCard, read_personas
 from tests.campaign_fixtures import reasons_key, write_campaign
@@ -120,6 +120,15 @@ def test_payload_stores_items_and_users_once_and_stays_inside_its_script_tag(cam
     assert sum(s["failed"] for s in payload["sessions"]) == int((~df["ok"]).sum())
     text = str(transcripts_json({"sessions": [{"utterance": "</script><script>alert(1)</script>"}]}))
     assert "</script>" not in text and json.loads(text)["sessions"][0]["utterance"].startswith("</script>")
+
+
+def test_the_browser_shows_one_contribution_per_source():
+    """A product with n_rated counts with its item feature; the sources still sum to the logit's features."""
+    record = {"i1": {"p_like": 0.734, "ease": 0.5, "ease*n_rated": -0.25, "n_rated": 0.1, "cf": 0.3,
+                     "cf*n_rated": 0.05, "llm": 0.0}}
+    p, parts = decision_by_source(record)["i1"]
+    assert p == 0.73 and parts == {"ease": 0.25, "n_rated": 0.1, "cf": 0.35, "llm": 0.0}
+    assert decision_by_source(None) == {}
 
 
 def test_hand_written_cards_get_a_gallery_that_says_what_they_lack(tmp_path):
