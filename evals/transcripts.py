@@ -92,7 +92,8 @@ def _flagged(e: dict) -> bool:
 def decision_by_source(decision: dict) -> dict:
     """{item id: [p(like), {source: what it added to the like logit}]} of a grounded turn's ``decision``
     record. A product with n_rated ('ease*n_rated') counts with its item feature ('ease'), so the browser
-    shows one number per source and they still sum to the logit less its intercept."""
+    shows one number per source, and they still sum to what the evidence added (the logit less its
+    intercept and the context's shift)."""
     out = {}
     for item, d in (decision or {}).items():
         parts: dict[str, float] = {}

@@ -37,8 +37,9 @@ crowd's (popularity). So the evidence also carries
 On the calibration's validation rows (benchmarks/twin_ceiling.py, 3 draws) fitted on 300
 users, they lifted popularity-matched AUC 0.787 -> 0.795 (every draw: +0.004 to +0.011) and
 uniform 1:1 accuracy 0.845 -> 0.851 (two draws of three); fitted on 150 users, +0.005 and
-+0.001 (more weights need more rows: `personasim calibrate` fits 300 users by default). The user's like rate or the item's recent popularity
-and age, tried beside them, are within the draws' spread and left out.
++0.001 (more weights need more rows: `personasim calibrate` fits 300 users by default).
+The user's like rate, or the item's recent popularity and age, tried beside them, are
+within the draws' spread and left out.
 
 A *twin* remembers one real user's own training ratings; a *persona-level*
 user remembers its persona's canon: the ``PERSONA_CANON`` items most liked by
