@@ -49,8 +49,8 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from benchmarks.validation_rows import (MATCHED, POSITIVE, UNIFORM, over_draws, twin_evidence, twin_memories,
-                                            validation_rows)
+    from benchmarks.validation_rows import (MATCHED, POSITIVE, UNIFORM, columns, over_draws, twin_evidence,
+                                            twin_memories, validation_rows)
     from simulator.evidence import ITEM_EVIDENCE, evidence_features
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -77,7 +77,7 @@ def main() -> None:
         score = logistic(fit)
         s = score(X)
         add("decision at p = 0.5", rows.accuracy_uniform(s, ev), s)
-        for name, Z in (("item evidence only", twin_evidence(rows, ITEM_EVIDENCE)),
+        for name, Z in (("item evidence only", columns(X, ITEM_EVIDENCE)),
                         ("+ like rate", np.column_stack([X, like_rate(rows)])),
                         ("+ time", np.column_stack([X, time_features(rows)]))):
             s_z = logistic(fit, Z)(Z)
@@ -122,9 +122,11 @@ def main() -> None:
 
 
 def like_rate(rows) -> np.ndarray:
-    """[R] each row's user's share of inner-train ratings >= 4."""
+    """[R] each row's user's share of inner-train ratings that are likes (>= LIKED_MIN)."""
+    from evals.grounding import LIKED_MIN
+
     tr = rows.inner.train
-    return (tr["rating"] >= 4).groupby(tr["user"]).mean().reindex(rows.users[rows.user]).to_numpy()
+    return (tr["rating"] >= LIKED_MIN).groupby(tr["user"]).mean().reindex(rows.users[rows.user]).to_numpy()
 
 
 def time_features(rows, days: float = 30.0) -> np.ndarray:

@@ -112,4 +112,11 @@ def twin_evidence(rows: Rows, features=None) -> np.ndarray:
     for n, memory in twin_memories(rows).items():
         at = rows.user == n
         X[at] = evidence_features(rows.space, memory, rows.item[at])
-    return X if features is None else X[:, [EVIDENCE.index(f) for f in features]]
+    return X if features is None else columns(X, features)
+
+
+def columns(X: np.ndarray, features) -> np.ndarray:
+    """The ``features`` columns of evidence features ``X`` [R, len(EVIDENCE)], in that order."""
+    from simulator.evidence import EVIDENCE
+
+    return X[:, [EVIDENCE.index(f) for f in features]]
