@@ -270,3 +270,8 @@ def test_unknown_reward_and_a_pair_set_collected_otherwise_are_one_line(tmp_path
     (out / "training.json").write_text("[1, 2")
     code, err = _cli("train", "consistency", "--personas", str(PERSONAS), "--out", str(out), capsys=capsys)
     assert code == 2 and err.count("\n") == 1 and "training.json: not a training record" in err
+    (out / "training.json").write_text(json.dumps({"collection": ["structured"]}))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, err = _cli("train", "consistency", "--personas", str(PERSONAS), "--out", str(out), capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "training.json: field 'collection' is not an object" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

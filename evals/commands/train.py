@@ -93,6 +93,8 @@ def consistency(
             old = json.loads(record.read_text()).get("collection") if record.is_file() else None
         except (ValueError, AttributeError):
             fail(f"{record}: not a training record (JSON object); use a new --out folder")
+        if old is not None and not isinstance(old, dict):
+            fail(f"{record}: field 'collection' is not an object; use a new --out folder")
         if old is not None and old != collect:
             changed = sorted(k for k in collect.keys() | old.keys() if old.get(k) != collect.get(k))
             fail(f"{record}: its pair set was collected with other settings ({', '.join(changed)}); "
