@@ -46,7 +46,7 @@ def main() -> None:
             taste = W[rows.users[rows.user]] @ V  # [R, k]: each row's user, projected
             s = np.einsum("rk,rk->r", taste, V[rows.item])
             auc[k].append((rows.auc(s, every, UNIFORM), rows.auc(s, every, MATCHED)))
-    print(f"validation: {rows.inner.key}, {len(rows.users)} users, row draws (seeds) {args.seeds}; "
+    print(f"validation: {rows.split.key}, {len(rows.users)} users, row draws (seeds) {args.seeds}; "
           f"K in use (simulator.evidence.CF_DIM) = {CF_DIM}; mean [min, max] over the draws")
     for k, runs in auc.items():
         uni, mat = np.array(runs).T

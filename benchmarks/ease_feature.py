@@ -55,7 +55,7 @@ def main() -> None:
         s = clf.decision_function(sc.transform(X))
         return rows.accuracy_uniform(s, ev), rows.auc(s, ev, MATCHED)
 
-    print(f"validation: {rows.inner.key}; fit on {args.fit_users} users, scored on {args.eval_users} others; "
+    print(f"validation: {rows.split.key}; fit on {args.fit_users} users, scored on {args.eval_users} others; "
           f"lambda in use (simulator.evidence.EASE_LAMBDA) = {EASE_LAMBDA:g}")
     acc, auc = score(features(None))
     print(f"without ease        accuracy 1:1 uniform {acc:.4f}  AUC popularity-matched {auc:.4f}")

@@ -113,7 +113,7 @@ def main() -> None:
         add("told the ratio (not our rule)", float(top_half), s)
         print(f"seed {seed}: {int(fit.sum())} fit rows, {int(uni.sum())} scored uniform rows, "
               f"AUC uniform {rows.auc(s, ev, UNIFORM):.4f}, per-user percentile q = {q:.2f}", flush=True)
-    print(f"\nvalidation: {rows.inner.key}; fit on {args.fit_users} users, scored on {args.eval_users} others; "
+    print(f"\nvalidation: {rows.split.key}; fit on {args.fit_users} users, scored on {args.eval_users} others; "
           f"mean [min, max] over {len(args.seeds)} draws")
     print(f"{'':32s} {'accuracy 1:1 uniform':>24s}    {'AUC popularity-matched':>24s}")
     for name, runs in table.items():
@@ -125,14 +125,14 @@ def like_rate(rows) -> np.ndarray:
     """[R] each row's user's share of inner-train ratings that are likes (>= LIKED_MIN)."""
     from evals.grounding import LIKED_MIN
 
-    tr = rows.inner.train
+    tr = rows.split.train
     return (tr["rating"] >= LIKED_MIN).groupby(tr["user"]).mean().reindex(rows.users[rows.user]).to_numpy()
 
 
 def time_features(rows, days: float = 30.0) -> np.ndarray:
     """[R, 2] log(1 + the row item's inner-train ratings in the ``days`` up to its user's last inner-train
     rating), log(1 + 1998 - the film's release year; the median year when unknown)."""
-    tr = rows.inner.train
+    tr = rows.split.train
     last = tr.groupby("user")["timestamp"].max().reindex(rows.users[rows.user]).to_numpy()
     times = {i: g.to_numpy() for i, g in tr.groupby("item")["timestamp"]}
     none = np.zeros(0)

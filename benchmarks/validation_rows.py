@@ -24,11 +24,13 @@ POSITIVE, UNIFORM, MATCHED = 1, 0, 2
 
 @dataclass
 class Rows:
-    """One row per (user, item): ``user`` [R] the position in ``users``, ``kind`` [R], ``item`` [R];
-    ``space``: the inner train's `simulator.evidence.ItemSpace`."""
+    """One row per (user, item): ``user`` [R] the position in ``users``, ``kind`` [R], ``item`` [R].
+    ``split``: the time split the rows come from (its train part is the evidence, its test part
+    the labels; the calibration's inner split for validation rows); ``space``: its train's
+    `simulator.evidence.ItemSpace`."""
 
     ds: object
-    inner: object
+    split: object
     space: object
     users: np.ndarray
     user: np.ndarray
@@ -36,9 +38,9 @@ class Rows:
     item: np.ndarray
 
     def watched(self) -> np.ndarray:
-        """The inner train "watched" matrix [users x items], 0/1."""
+        """The train part's "watched" matrix [users x items], 0/1."""
         W = np.zeros((self.ds.n_users, self.ds.n_items))
-        W[self.inner.train["user"], self.inner.train["item"]] = 1
+        W[self.split.train["user"], self.split.train["item"]] = 1
         return W
 
     def uniform_by_user(self, at: np.ndarray) -> list[np.ndarray]:
@@ -67,21 +69,31 @@ def over_draws(values) -> str:
 
 def validation_rows(n_users: int | None = None, seed: int = 0, per_user: int = 3) -> Rows:
     """Rows for ``n_users`` inner-split users in a seeded random order (all of them when None)."""
-    from evals.calibration import draw_negatives, pop_bins
-    from evals.grounding import LIKED_MIN, item_space
     from personas.assets import ml100k_dir
     from recsys import load_movielens, time_split
 
     ds = load_movielens(ml100k_dir())
     inner = time_split(ds, 0.2).inner()
-    space = item_space(ds, inner.train)
-    bins = pop_bins(space)
     rng = np.random.default_rng(seed)
-    rated = {u: set(g["item"]) for u, g in inner.train.groupby("user")}
     users = rng.permutation(sorted(inner.test["user"].unique()))[:n_users]
+    return draw_rows(ds, inner, users, rng, per_user)
+
+
+def draw_rows(ds, split, users: np.ndarray, rng: np.random.Generator, per_user: int = 3) -> Rows:
+    """Rows of ``users`` on any time ``split``, as `personasim calibrate` draws them: up to ``per_user``
+    of a user's test positives, each with one never-rated item drawn uniformly and one matched to its
+    popularity (never-rated: outside the user's train and test parts). A user without a test positive
+    gets no rows."""
+    from evals.calibration import draw_negatives, pop_bins
+    from evals.grounding import LIKED_MIN, item_space
+
+    space = item_space(ds, split.train)
+    bins = pop_bins(space)
+    rated = {u: set(g["item"]) for u, g in split.train.groupby("user")}
+    test_by = dict(tuple(split.test.groupby("user")))
     rows = []
     for n, u in enumerate(users):
-        g = inner.test[inner.test["user"] == u]
+        g = test_by.get(u, split.test.iloc[:0])
         pos = rng.permutation(g.loc[g["rating"] >= LIKED_MIN, "item"].to_numpy().copy())[:per_user]
         if not len(pos):
             continue
@@ -90,21 +102,21 @@ def validation_rows(n_users: int | None = None, seed: int = 0, per_user: int = 3
                             (MATCHED, draw_negatives(rng, seen, pos, 1, bins, matched=True))):
             rows += [(n, kind, int(i)) for i in items]
     user, kind, item = (np.array(c) for c in zip(*rows))
-    return Rows(ds, inner, space, users, user, kind, item)
+    return Rows(ds, split, space, np.asarray(users), user, kind, item)
 
 
 def twin_memories(rows: Rows) -> dict[int, object]:
-    """{position in ``rows.users``: that user's twin memory (inner train history)} for every user with rows."""
+    """{position in ``rows.users``: that user's twin memory (its train history) for every user with rows."""
     from evals.grounding import memories
 
     uid = rows.ds.users["user_id"].astype(str).to_numpy()
-    mems = memories(rows.ds, rows.inner.train, {u: "all" for u in uid}, rows.space)  # twins only: one persona holds all
+    mems = memories(rows.ds, rows.split.train, {u: "all" for u in uid}, rows.space)  # twins only: one persona holds all
     return {int(n): mems[f"twin:{uid[rows.users[n]]}"] for n in np.unique(rows.user)}
 
 
 def twin_evidence(rows: Rows, features=None) -> np.ndarray:
     """The evidence features [R, F] of every row (``features``, default all of
-    `simulator.evidence.EVIDENCE`, in that order), each user's memory its twin's (inner train)
+    `simulator.evidence.EVIDENCE`, in that order), each user's memory its twin's (the split's train)
     history, read through ``rows.space`` (set its ``ease`` to try another penalty)."""
     from simulator.evidence import EVIDENCE, evidence_features
 
