@@ -8,8 +8,10 @@ validation rows (benchmarks/validation_rows.py; the test part is never read), fi
 
 - ``decision at p = 0.5``: the simulator's rule (class-balanced logistic regression on the
   standardised features, positives against both kinds of negatives, as `personasim calibrate` fits);
-- ``item evidence only``: the same rule on the seven item features alone, without n_rated and its
-  products (the evidence before they joined);
+- ``without recent_pop``: the same rule without recent_pop and its product with popularity (the
+  evidence before they joined);
+- ``item evidence only``: the same rule on the seven item features alone, without n_rated,
+  recent_pop and their products (the evidence before either joined);
 - ``+ like rate``: the rule with one more user-level feature, the user's share of training ratings
   >= 4 (a generous rater might need a lower threshold); not in the simulator;
 - ``+ time``: the rule with two more item features, log(1 + the item's training ratings in the 30
@@ -51,7 +53,7 @@ def main() -> None:
 
     from benchmarks.validation_rows import (MATCHED, POSITIVE, UNIFORM, columns, over_draws, twin_evidence,
                                             twin_memories, validation_rows)
-    from simulator.evidence import ITEM_EVIDENCE, evidence_features
+    from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, RECENT_POP, evidence_features
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="draws of the validation rows and users")
@@ -77,7 +79,8 @@ def main() -> None:
         score = logistic(fit)
         s = score(X)
         add("decision at p = 0.5", rows.accuracy_uniform(s, ev), s)
-        for name, Z in (("item evidence only", columns(X, ITEM_EVIDENCE)),
+        for name, Z in (("without recent_pop", columns(X, [f for f in EVIDENCE if RECENT_POP not in f])),
+                        ("item evidence only", columns(X, ITEM_EVIDENCE)),
                         ("+ like rate", np.column_stack([X, like_rate(rows)])),
                         ("+ time", np.column_stack([X, time_features(rows)]))):
             s_z = logistic(fit, Z)(Z)

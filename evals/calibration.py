@@ -12,8 +12,8 @@ Protocol (nothing of the outer test part is read):
    decision threshold p = 0.5 weighs both errors the same) and a ridge regression of
    the rating on [user mean, item mean, features];
 4. what each source contributes: its coefficients, and the drop in 5-fold cross-validated
-   AUC (like) when that source is left out (an item feature with its product with n_rated;
-   n_rated with every product: `simulator.evidence.sources`).
+   AUC (like) when that source is left out (an item feature with its products; n_rated with every
+   product with it; recent_pop with its product: `simulator.evidence.sources`).
 The result is `calibration.json` beside the personas, stamped with the personas file's
 content hash and the split it was fitted on; a grounded user refuses a calibration
 that does not match its personas.
@@ -40,7 +40,8 @@ from simulator.grounded import grounded_features
 log = logging.getLogger(__name__)
 
 KINDS = ("twin", "persona")
-CALIBRATION_VERSION = 4  # 2: the cf evidence feature; 3: the ease feature; 4: n_rated and its products
+CALIBRATION_VERSION = 5  # 2: the cf evidence feature; 3: the ease feature; 4: n_rated and its products;
+#                          5: recent_pop and its product with popularity
 #: Popularity bins for matched negatives (quantiles of log popularity).
 POP_BINS = 20
 

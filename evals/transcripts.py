@@ -91,7 +91,7 @@ def _flagged(e: dict) -> bool:
 
 def decision_by_source(decision: dict) -> dict:
     """{item id: [p(like), {source: what it added to the like logit}]} of a grounded turn's ``decision``
-    record. A product with n_rated ('ease*n_rated') counts with its item feature ('ease'), so the browser
+    record. A product ('ease*n_rated', 'popularity*recent_pop') counts with its item feature, so the browser
     shows one number per source, and they still sum to what the evidence added (the logit less its
     intercept and the context's shift)."""
     out = {}

@@ -12,7 +12,7 @@ import pytest
 
 from evals.calibration import CalibrationError, calibrate, read_calibration
 from evals.fidelity import FidelityConfig, run_fidelity
-from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, N_RATED
+from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, N_RATED, RECENT_POP
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,9 +75,10 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     assert all(p["verdict"] in ("agrees", "disagrees") or p["verdict"].startswith("tie") for p in ab["pairs"])
     assert ab["offline_recall_at_10"]["random"] < ab["offline_recall_at_10"]["mf"]
     cal = result["calibration"]["twin"]
-    # one leave-out per source (this run has no llm feature): the item features, each with its product with
-    # n_rated, and n_rated with every product
-    assert set(cal["auc_drop_without"]) == {*ITEM_EVIDENCE, N_RATED} and set(cal["like_coef"]) == set(EVIDENCE)
+    # one leave-out per source (this run has no llm feature): the item features, each with its products,
+    # n_rated with every product with it, recent_pop with its product
+    assert set(cal["auc_drop_without"]) == {*ITEM_EVIDENCE, N_RATED, RECENT_POP}
+    assert set(cal["like_coef"]) == set(EVIDENCE)
     # on the rows it was fitted on, the matched rule reproduces the real histogram (up to ties at a cutpoint)
     real, matched = cal["rating_hist_real"], cal["rating_hist_matched"]
     assert sum(matched) == sum(real) and max(abs(a - b) for a, b in zip(matched, real)) <= 2, (real, matched)

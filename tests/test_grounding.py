@@ -12,7 +12,7 @@ import pytest
 from evals.grounding import heldout_pairs, item_space, memories
 from recsys import DataError, Dataset, time_split
 from simulator.choice import ChoiceModel, context_shift, decide, stop_logit
-from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, N_RATED, evidence_features
+from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, N_RATED, RECENT, RECENT_POP, evidence_features
 
 
 def small_dataset(n_users=12, n_items=30, per_user=10, seed=0) -> Dataset:
@@ -194,16 +194,26 @@ def test_evidence_features_rank_the_users_own_neighbourhood_first():
     per_user = np.log1p(split.train.groupby("user")["item"].nunique().to_numpy())
     n_persona = evidence_features(space, mems["persona:p0"], np.arange(3))[0, EVIDENCE.index(N_RATED)]
     assert per_user.min() <= n_persona <= per_user.max()
+    # recent_pop: the mean log(1 + train positives) of the RECENT items the twin rated last, the same for every
+    # item; its product is the item's popularity times it
+    own = split.train[split.train["user"] == 0].sort_values(["timestamp", "item"], kind="stable")
+    last = own["item"].to_numpy()[-RECENT:]
+    r = X[:, EVIDENCE.index(RECENT_POP)]
+    np.testing.assert_allclose(r, space.log_pop[last].mean())
+    np.testing.assert_allclose(X[:, EVIDENCE.index(f"popularity*{RECENT_POP}")], space.log_pop * r)
 
 
 def test_sources_group_each_feature_with_its_products():
-    """What `personasim calibrate` leaves out together: an item feature and its product with n_rated; n_rated
-    and every product; the llm alone."""
+    """What `personasim calibrate` leaves out together: an item feature and its products; n_rated and every
+    product with it; recent_pop and its product with popularity; the llm alone."""
     from simulator.evidence import sources
 
     groups = sources([*EVIDENCE, "llm"])
-    assert set(groups) == {*ITEM_EVIDENCE, N_RATED, "llm"}
+    assert set(groups) == {*ITEM_EVIDENCE, N_RATED, RECENT_POP, "llm"}
     assert [EVIDENCE[j] for j in groups["ease"]] == ["ease", f"ease*{N_RATED}"]
+    assert [EVIDENCE[j] for j in groups["popularity"]] == ["popularity", f"popularity*{N_RATED}",
+                                                             f"popularity*{RECENT_POP}"]
+    assert [EVIDENCE[j] for j in groups[RECENT_POP]] == [RECENT_POP, f"popularity*{RECENT_POP}"]
     assert len(groups[N_RATED]) == 1 + len(ITEM_EVIDENCE) and groups["llm"] == [len(EVIDENCE)]
 
 
