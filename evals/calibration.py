@@ -50,6 +50,15 @@ class CalibrationError(ValueError):
     """A calibration that cannot be fitted or does not match its personas; the message names the file."""
 
 
+class StaleCalibration(CalibrationError):
+    """A calibration written by another personasim version (other evidence features). ``what``: the
+    message without its advice, for a caller whose advice differs (a campaign folder cannot be recalibrated)."""
+
+    def __init__(self, what: str, advice: str):
+        super().__init__(f"{what}; {advice}")
+        self.what = what
+
+
 def pop_bins(space: ItemSpace, n_bins: int = POP_BINS) -> np.ndarray:
     """Popularity bin [N] of every item (quantiles of log popularity; ties share a bin)."""
     edges = np.unique(np.quantile(space.log_pop, np.linspace(0, 1, n_bins + 1)[1:-1]))
@@ -255,10 +264,15 @@ def read_calibration(personas_path: str | Path, rating_rule: str = "expected") -
         raise CalibrationError(f"{path}: not a personasim calibration ({str(exc).splitlines()[0]})") from None
     if type(record.get("seed")) is not int:  # grounded users ask their LLM judgements with it (simulator.grounded)
         raise CalibrationError(f"{path}: field 'seed' must be an integer, got {record.get('seed')!r}")
-    if record.get("version") != CALIBRATION_VERSION or [f for f in record.get("features", []) if f != "llm"] != list(EVIDENCE):
-        raise CalibrationError(f"{path}: fitted with other evidence features ({record.get('features')}, version "
-                               f"{record.get('version')}; this personasim uses {list(EVIDENCE)}, version "
-                               f"{CALIBRATION_VERSION}); rerun `personasim calibrate --personas {personas_path}`")
+    have = [f for f in record.get("features") or [] if f != "llm"] if isinstance(record.get("features"), list) else []
+    if record.get("version") != CALIBRATION_VERSION or have != list(EVIDENCE):
+        lacks, gone = [f for f in EVIDENCE if f not in have], [f for f in have if f not in EVIDENCE]
+        diff = "; ".join(part for part in (lacks and f"lacks {', '.join(lacks)}",
+                                            gone and f"has {', '.join(gone)}, no longer used") if part)
+        raise StaleCalibration(f"{path}: fitted with other evidence features (calibration version "
+                               f"{record.get('version')}, this personasim reads {CALIBRATION_VERSION}"
+                               f"{'; ' + diff if diff else ''})",
+                               f"rerun `personasim calibrate --personas {personas_path}`")
     if record.get("personas_hash") != file_hash(personas_path):
         raise CalibrationError(f"{path}: fitted for another personas file (hash {record.get('personas_hash')}, "
                                f"{personas_path} is {file_hash(personas_path)}); rerun `personasim calibrate`")

@@ -78,6 +78,7 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
     from simulator.llm import LLMConfigError
 
     check_output_dir(out)
+    _check_own_calibration(cfg, out)
     ml100k_dir()
     source = cfg.personas
     if source.path:
@@ -111,6 +112,25 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
         if shared:
             raise CampaignError(f"{out}: on {shared}, where SQLite's locks do not hold across machines, and llm.cache "
                                 "keeps the LLM answers in SQLite; set llm.cache: false, or keep OUT on one host's disk")
+
+
+def _check_own_calibration(cfg: CampaignConfig, out: Path) -> None:
+    """A campaign folder whose own calibration (OUT/personas) an older personasim wrote cannot be resumed: its
+    sessions were decided by those weights, and a new calibration would mix two in one log."""
+    if "grounded" not in cfg.user_variants or cfg.personas.path or not (out / "campaign.json").is_file():
+        return
+    files = input_files(cfg, out)
+    if not files["calibration"].is_file():
+        return
+    from evals.calibration import StaleCalibration, read_calibration
+
+    try:
+        read_calibration(files["personas"])
+    except StaleCalibration as exc:
+        raise CampaignError(f"{exc.what}: the campaign in {out} was decided with it and this "
+                            f"personasim cannot resume it; run it in another --out, or move {out} aside") from None
+    except ValueError:  # any other fault of the calibration is reported where it is read
+        return
 
 
 def input_files(cfg: CampaignConfig, out: Path) -> dict[str, Path]:
