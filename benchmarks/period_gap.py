@@ -15,10 +15,11 @@ on test. Two explanations differ in what they would ask of the calibration:
    (which the simulator may not do: it is a diagnosis of the ceiling, nothing is chosen from it),
    with the popularity rule beside them and the periods' own statistics.
 
-This script reads the outer test part. It chooses nothing: every default of the simulator was
-chosen on validation rows (benchmarks/twin_ceiling.py) before it was written. Twins' own
-histories as memory, the 15 evidence features, no LLM feature (its weight is about zero),
-class-balanced logistic regression at p = 0.5, as `personasim calibrate` fits.
+This script reads the outer test part. It chooses nothing: every default of the simulator is
+chosen on validation rows (benchmarks/twin_ceiling.py), recent_pop too, which this diagnosis
+sent us looking for. Twins' own histories as memory, every evidence feature
+(`simulator.evidence.EVIDENCE`), no LLM feature (its weight is about zero), class-balanced
+logistic regression at p = 0.5, as `personasim calibrate` fits.
 
     .venv/bin/python benchmarks/period_gap.py [--seeds 0 1 2] [--fit-users 300] [--eval-users 300]
 """
