@@ -224,9 +224,10 @@ def _rating_table(ratings: list[dict], cfg: FidelityConfig) -> list[dict]:
 
         rows.append({"method": method, "rmse": _boot(ratings, lambda rs, m=method: rmse_of(rs, m), cfg.n_boot, cfg.seed),
                      "mae": _boot(ratings, mae, cfg.n_boot, cfg.seed), "n_ratings": int(sum(len(r["truth"]) for r in ratings))})
-    # paired: is the twin below the user-mean baseline?
-    diff = _boot(ratings, lambda rs: rmse_of(rs, "twin") - rmse_of(rs, "user_mean"), cfg.n_boot, cfg.seed)
-    rows.append({"method": "twin - user_mean (RMSE difference)", "rmse": diff})
+    # paired, on the same resampled users: is the twin below each baseline?
+    for base in ("user_mean", "item_mean"):
+        diff = _boot(ratings, lambda rs, b=base: rmse_of(rs, "twin") - rmse_of(rs, b), cfg.n_boot, cfg.seed)
+        rows.append({"method": f"twin - {base} (RMSE difference)", "rmse": diff})
     return rows
 
 

@@ -58,6 +58,11 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     assert twin_auc > 0.6  # grounded in the user's own history: well above chance even at this size
     rating = {r["method"]: r for r in result["rating_error"]}
     assert {"twin", "twin_matched", "twin_expected", "persona", "user_mean", "item_mean"} <= set(rating)
+    # the paired differences against each baseline are the differences of the RMSEs, with a CI around them
+    for base in ("user_mean", "item_mean"):
+        d = rating[f"twin - {base} (RMSE difference)"]["rmse"]
+        assert abs(d["value"] - (rating["twin"]["rmse"]["value"] - rating[base]["rmse"]["value"])) < 1e-3
+        assert d["ci"][0] - 1e-9 <= d["value"] <= d["ci"][1] + 1e-9
     # both rating rules' histograms against the real one, over the same held-out ratings
     dist = result["rating_distribution"]
     assert {sum(h) for h in dist["histogram"].values()} == {rating["twin"]["n_ratings"]}
