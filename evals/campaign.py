@@ -78,7 +78,6 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
     from simulator.llm import LLMConfigError
 
     check_output_dir(out)
-    _check_own_calibration(cfg, out)
     ml100k_dir()
     source = cfg.personas
     if source.path:
@@ -87,13 +86,6 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
             from evals.grounding import split_of
 
             split_of(source.path)
-            if (Path(source.path).parent / "calibration.json").is_file():  # reused as it is: it must serve
-                from evals.calibration import CalibrationError, read_calibration
-
-                try:
-                    read_calibration(source.path, cfg.grounding.rating_rule)
-                except CalibrationError as exc:
-                    raise CampaignError(str(exc)) from None
     else:
         minilm_dir()
         if source.extract == "clothing-reviews":
@@ -101,6 +93,7 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
         elif source.extract not in PACKAGED and not Path(source.extract).exists():
             raise CampaignError(f"personas.extract: {source.extract}: no such file or folder "
                                 f"(packaged corpora: {', '.join(PACKAGED)})")
+    _check_calibration(cfg, out)
     try:
         cfg.llm.check()
     except LLMConfigError as exc:
@@ -114,23 +107,28 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
                                 "keeps the LLM answers in SQLite; set llm.cache: false, or keep OUT on one host's disk")
 
 
-def _check_own_calibration(cfg: CampaignConfig, out: Path) -> None:
-    """A campaign folder whose own calibration (OUT/personas) an older personasim wrote cannot be resumed: its
-    sessions were decided by those weights, and a new calibration would mix two in one log."""
-    if "grounded" not in cfg.user_variants or cfg.personas.path or not (out / "campaign.json").is_file():
+def _check_calibration(cfg: CampaignConfig, out: Path) -> None:
+    """The grounded users' calibration beside the campaign's personas, when there is one, is reused as it is, so
+    it must serve. A fault of one the config names (``personas.path``) is reported here; of the campaign's own
+    (OUT/personas), where it is read. One an older personasim wrote that campaign.json has recorded cannot be
+    replaced on --resume (the sessions on disk were decided by it, and a new one is refused as a changed input),
+    so that line says to use another --out instead of recalibrating."""
+    if "grounded" not in cfg.user_variants:
         return
-    files = input_files(cfg, out)
-    if not files["calibration"].is_file():
+    personas = input_files(cfg, out)["personas"]
+    if not (personas.parent / "calibration.json").is_file():
         return
-    from evals.calibration import StaleCalibration, read_calibration
+    from evals.calibration import CalibrationError, StaleCalibration, read_calibration
 
     try:
-        read_calibration(files["personas"])
-    except StaleCalibration as exc:
-        raise CampaignError(f"{exc.what}: the campaign in {out} was decided with it and this "
-                            f"personasim cannot resume it; run it in another --out, or move {out} aside") from None
-    except ValueError:  # any other fault of the calibration is reported where it is read
-        return
+        read_calibration(personas, cfg.grounding.rating_rule)
+    except CalibrationError as exc:
+        meta = out / "campaign.json"
+        if isinstance(exc, StaleCalibration) and meta.is_file() and "calibration" in (_read_meta(meta).get("inputs") or {}):
+            raise CampaignError(f"{exc.what}: the campaign in {out} was decided with it and this personasim cannot "
+                                f"resume it; run it in another --out, or move {out} aside") from None
+        if cfg.personas.path:
+            raise CampaignError(str(exc)) from None
 
 
 def input_files(cfg: CampaignConfig, out: Path) -> dict[str, Path]:

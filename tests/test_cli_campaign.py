@@ -135,25 +135,33 @@ def test_an_edited_personas_file_is_refused_on_resume(claimed):
             [out])
 
 
-def test_a_folder_calibrated_by_another_version_is_refused_on_resume_with_the_right_advice(tmp_path):
+@pytest.mark.parametrize("own", [True, False], ids=["extracted-into-out", "named-in-config"])
+def test_a_folder_calibrated_by_another_version_is_refused_on_resume_with_the_right_advice(tmp_path, own):
     """Its sessions were decided with the old weights, and a new calibration.json would be refused as changed: the
-    line says to use another --out (not to recalibrate), before anything is written."""
+    line says to use another --out (not to recalibrate), before anything is written, wherever the personas live."""
     from evals.campaign import claim_out_dir
     from evals.config import load_config
+    from personas.files import file_sha256
     from simulator.evidence import EVIDENCE, RECENT_POP
 
-    config = _config(tmp_path / "c.yaml", {"extract": "ml-100k-users", "holdout": 0.2, "k": 2},
-                     user_variants=["grounded"], users_per_persona={"grounded": 1})
-    cfg, out = load_config(config), tmp_path / "run"
+    out = tmp_path / "run"
+    pdir = out / "personas" if own else tmp_path / "personas"
+    source = {"extract": "ml-100k-users", "holdout": 0.2, "k": 2} if own else {"path": str(pdir / "personas.jsonl")}
+    config = _config(tmp_path / "c.yaml", source, user_variants=["grounded"], users_per_persona={"grounded": 1})
+    cfg = load_config(config)
     claim_out_dir(cfg, out, resume=False)
-    (out / "personas").mkdir()
-    (out / "personas" / "personas.jsonl").write_bytes(PERSONAS.read_bytes())
+    pdir.mkdir()
+    (pdir / "personas.jsonl").write_bytes(PERSONAS.read_bytes())
+    (pdir / "split.json").write_text(json.dumps({"split": "ml-100k:time-holdout-0.2", "holdout": 0.2}))
     old = [f for f in EVIDENCE if RECENT_POP not in f]
-    calibration = out / "personas" / "calibration.json"
+    calibration = pdir / "calibration.json"
     calibration.write_text(json.dumps({"version": 4, "seed": 0, "models": {}, "features": [*old, "llm"]}))
+    meta = json.loads((out / "campaign.json").read_text())  # as record_inputs leaves it once the campaign ran
+    meta["inputs"] = {"personas": file_sha256(pdir / "personas.jsonl"), "calibration": file_sha256(calibration)}
+    (out / "campaign.json").write_text(json.dumps(meta))
     refused(["campaign", "run", str(config), "--out", str(out), "--resume", "--quiet"],
             [str(calibration), "calibration version 4", f"lacks {RECENT_POP}, popularity*{RECENT_POP}",
-             f"the campaign in {out} was decided with it", "run it in another --out"], [out])
+             f"the campaign in {out} was decided with it", "run it in another --out"], [tmp_path])
 
 
 def test_an_edited_or_missing_model_is_refused_not_reported_as_a_write_error(claimed):
