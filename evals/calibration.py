@@ -264,7 +264,8 @@ def read_calibration(personas_path: str | Path, rating_rule: str = "expected") -
         raise CalibrationError(f"{path}: not a personasim calibration ({str(exc).splitlines()[0]})") from None
     if type(record.get("seed")) is not int:  # grounded users ask their LLM judgements with it (simulator.grounded)
         raise CalibrationError(f"{path}: field 'seed' must be an integer, got {record.get('seed')!r}")
-    have = [f for f in record.get("features") or [] if f != "llm"] if isinstance(record.get("features"), list) else []
+    features = record.get("features")
+    have = [f for f in features if f != "llm"] if isinstance(features, list) else []
     if record.get("version") != CALIBRATION_VERSION or have != list(EVIDENCE):
         lacks, gone = [f for f in EVIDENCE if f not in have], [f for f in have if f not in EVIDENCE]
         diff = "; ".join(part for part in (lacks and f"lacks {', '.join(lacks)}",

@@ -94,12 +94,14 @@ def decision_by_source(decision: dict) -> dict:
     record. A product ('ease*n_rated', 'popularity*recent_pop') counts with its item feature, so the browser
     shows one number per source, and they still sum to what the evidence added (the logit less its
     intercept and the context's shift)."""
+    from simulator.evidence import factors
+
     out = {}
     for item, d in (decision or {}).items():
         parts: dict[str, float] = {}
         for k, v in d.items():
             if k != "p_like" and isinstance(v, (int, float)):
-                source = k.partition("*")[0]
+                source = factors(k)[0]
                 parts[source] = parts.get(source, 0.0) + float(v)
         out[item] = [round(d["p_like"], 2) if "p_like" in d else None, {k: round(v, 2) for k, v in parts.items()}]
     return out

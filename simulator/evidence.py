@@ -191,6 +191,14 @@ def evidence_features(space: ItemSpace, memory: Memory, items: np.ndarray) -> np
                             np.full(len(items), recent_pop), space.log_pop[items] * recent_pop])
 
 
+def factors(feature: str) -> tuple[str, str]:
+    """An evidence feature's name as (its first factor, the one it is multiplied by, '' for none):
+    'ease*n_rated' -> ('ease', 'n_rated'), 'popularity*recent_pop' -> ('popularity', 'recent_pop'),
+    'ease' -> ('ease', '')."""
+    base, _, times = feature.partition("*")
+    return base, times
+
+
 def sources(features: list[str]) -> dict[str, list[int]]:
     """Which columns of ``features`` belong to each source of evidence: an item feature's own column
     and its products; n_rated's column and every product with it; recent_pop's column and its product
@@ -198,7 +206,7 @@ def sources(features: list[str]) -> dict[str, list[int]]:
     What `personasim calibrate` leaves out, one source at a time, to say what each contributes."""
     out: dict[str, list[int]] = {}
     for j, f in enumerate(features):
-        base, _, times = f.partition("*")
+        base, times = factors(f)
         out.setdefault(base, []).append(j)
         if times:
             out.setdefault(times, []).append(j)
