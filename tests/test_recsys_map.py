@@ -74,6 +74,24 @@ def test_cli_map_unknown_knob_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "o" / "map.json").exists()
 
 
+def test_cli_map_places_the_instacart_sample(tmp_path):
+    """`recsys map` places the packaged Instacart sample beside the cells (a tiny map, one seed, two epochs)."""
+    from evals.cli import app
+
+    p = tmp_path / "map.json"
+    p.write_text(json.dumps({"knobs": {"tastes": [1], "separation": [0.5, 4.0]}, "seeds": 1, "place_seeds": 1,
+                             "world": SMALL, "epochs": 2, "mmr": [0.5], "dpp": [0.5], "calibration": [0.5],
+                             "persona_cal": [0.5], "candidates": 30}))
+    result = CliRunner().invoke(app, ["recsys", "map", "--out", str(tmp_path / "o"), "--config", str(p), "--quiet",
+                                      "--no-ml100k", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "o" / "map.json").read_text())
+    assert list(saved["placed"]) == ["instacart"]
+    cell = saved["placed"]["instacart"]
+    assert set(cell["stats"]) == set(STATS) and isinstance(cell["predicted_winner"], bool)
+    assert "instacart: " in saved["answer"] and "instacart: " in result.output
+
+
 def _cell(stat: float, winner: bool) -> dict:
     flat = {s: 0.5 for s in STATS}  # statistics that say nothing
     return {"stats": {**flat, "persona_entropy": stat, "multimodality": -stat}, "winner": winner}

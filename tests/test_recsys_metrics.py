@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import ndcg_score
 
-from recsys import DataError, Reranker, leave_last_out, load_interactions, load_movielens, random_holdout, slate
+from recsys import (DataError, Reranker, leave_last_out, load_instacart, load_interactions, load_movielens, random_holdout,
+                    slate)
 from recsys import metrics, rerank
 
 RECS = np.array([[3, 1, 2], [0, 4, 5], [7, 8, 9]])
@@ -124,3 +125,68 @@ def test_per_user_ndcg_and_paired_bootstrap():
     b[:50] = 1.0
     diff, lo, hi = metrics.paired_bootstrap_ci(a, b, seed=1)
     assert diff == pytest.approx(0.75) and lo < 0.75 < hi and lo > 0.6
+
+
+def test_instacart_sample_first_purchases_in_order_and_its_core():
+    """The packaged Instacart sample: first purchases only, each user's purchases in order, the 5-core, one
+    category a product."""
+    from personas.assets import instacart_csv
+
+    raw = pd.read_csv(instacart_csv())
+    ds = load_instacart(instacart_csv())
+    assert (ds.n_users, ds.n_items, len(ds.ratings)) == (586, 2555, 35_162)  # the docstring's figures
+    r = ds.ratings
+    assert not r.duplicated(["user", "item"]).any() and (r["rating"] == 5.0).all()
+    assert (r.groupby("item")["user"].size() >= 5).all() and (r.groupby("user")["item"].size() >= 5).all()
+    # a user's timestamps follow (order_number, add_to_cart_order), and each product sits at its first purchase
+    u = ds.users["user_id"].iloc[0]
+    mine = raw[raw["user_id"] == int(u)].sort_values(["order_number", "add_to_cart_order"])
+    first = mine.drop_duplicates("product_id")["product_id"].astype(str).tolist()
+    kept = set(ds.items["item_id"])
+    got = r[r["user"] == 0].sort_values("timestamp")["item"].map(dict(enumerate(ds.items["item_id"]))).tolist()
+    assert got == [p for p in first if p in kept]
+    g, names = ds.genre_matrix()
+    assert len(names) == 20 and (g.sum(1) == 1).all()
+    assert leave_last_out(ds).test_users.size == ds.n_users
+
+
+def _orders(path, last: dict[int, int]) -> None:
+    """An Instacart-shaped CSV: 30 users in four groups of taste, each buying 9 of its group's 10 products over 5
+    orders (every product bought by >= 5 users), then one last order with the product ``last[user]``."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(30):
+        taste = (u % 4) * 10  # four groups of ten products
+        bought = rng.permutation([p for p in range(10) if p != u % 10]) + taste
+        for n, p in enumerate(bought):
+            rows.append((u, int(p), n // 2 + 1, n % 2 + 1))
+        rows.append((u, last[u], 6, 1))
+    pd.DataFrame(rows, columns=["user_id", "product_id", "order_number", "add_to_cart_order"]).to_csv(path, index=False)
+
+
+def test_instacart_categories_never_see_the_held_out_purchases(tmp_path):
+    """The categories come from the leave-last-out train part: whatever each user bought last (the held-out
+    item), they do not change; what each user bought last is the test item."""
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    # (a) each user's last product lies in the next group's products; (b) every user's last product is product 0
+    _orders(a, {u: ((u % 4 + 1) % 4) * 10 + u % 10 for u in range(30)})
+    _orders(b, {u: 0 if u % 4 else 10 for u in range(30)})
+    da, db = load_instacart(a, categories=4), load_instacart(b, categories=4)
+    assert da.items["item_id"].tolist() == db.items["item_id"].tolist()
+    assert da.items["genres"].tolist() == db.items["genres"].tolist()
+    sa = leave_last_out(da)
+    assert sorted(da.items["item_id"].iloc[sa.test_items].astype(int)) == sorted(
+        ((u % 4 + 1) % 4) * 10 + u % 10 for u in range(30))
+
+
+def test_instacart_bad_input(tmp_path):
+    p = tmp_path / "orders.csv"
+    pd.DataFrame({"user_id": [1], "product_id": [2], "order_number": [1]}).to_csv(p, index=False)
+    with pytest.raises(DataError, match="orders.csv: no column 'add_to_cart_order'"):
+        load_instacart(p)
+    pd.DataFrame({"user_id": [1, 2], "product_id": [2, 2], "order_number": [1, 1],
+                  "add_to_cart_order": [1, 1]}).to_csv(p, index=False)
+    with pytest.raises(DataError, match="no user and product left with >= 5 purchases"):
+        load_instacart(p)
+    with pytest.raises(DataError, match="no such file"):
+        load_instacart(tmp_path / "missing.csv")

