@@ -133,7 +133,8 @@ def load_instacart(path: str | Path, *, min_count: int = 5, categories: int = 20
     - a purchase is a positive (rating 5); a product bought again is the first purchase only, so a held-out
       item is a product the user had not bought before (repeat purchases would let any model that recalls
       the user's own basket win);
-    - the time is the order of purchase: order_number, then add_to_cart_order (a user's rank in that order);
+    - the timestamp is the purchase's rank in the user's history, ordered by order_number, then
+      add_to_cart_order;
     - products bought by fewer than ``min_count`` users and users with fewer than ``min_count`` products are
       dropped, repeatedly, until none is left (the ``min_count``-core): 586 users, 2,555 products,
       35,162 purchases with the default 5. The raw sample's median product has one buyer;
