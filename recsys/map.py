@@ -404,6 +404,7 @@ def heat_map(record: dict, path) -> None:
     for name, cell in record["placed"].items():
         ax2.scatter([cell["stats"][s]], [cell["ild"]["best_margin"]], marker="*", s=160, color="black")
         ax2.annotate(name, (cell["stats"][s], cell["ild"]["best_margin"]), xytext=(4, 4), textcoords="offset points")
+    ax2.margins(x=0.15)  # room for a placed data set's name at either end
     if np.isfinite(pred["threshold"]):
         ax2.axvline(pred["threshold"], color="grey", ls="--", lw=0.8)
     ax2.axhline(0, color="grey", lw=0.6)
