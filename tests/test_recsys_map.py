@@ -83,7 +83,7 @@ def test_cli_map_places_the_instacart_sample(tmp_path):
                              "world": SMALL, "epochs": 2, "mmr": [0.5], "dpp": [0.5], "calibration": [0.5],
                              "persona_cal": [0.5], "candidates": 30}))
     result = CliRunner().invoke(app, ["recsys", "map", "--out", str(tmp_path / "o"), "--config", str(p), "--quiet",
-                                      "--no-ml100k", "--workers", "1"])
+                                      "--no-ml100k", "--instacart", "--workers", "1"])
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "o" / "map.json").read_text())
     assert list(saved["placed"]) == ["instacart"]
