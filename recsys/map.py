@@ -64,7 +64,7 @@ class MapConfig:
     #: a cell-seed's margin has a standard deviation near 0.01 over seeds (300 users): with three seeds a cell within
     #: about 0.012 of the frontier is a tie at this design (its ``settled`` flag is False); more seeds settle more cells.
     #: 24: measured on the default grid, 3 / 6 / 12 / 24 seeds settle 3 / 5 / 9 / 11 of the 16 verdicts (README), and
-    #: 24 with ML-100k placed still fit the 30 min on 2 cores (the Instacart placement is opt-in for that reason)
+    #: 24 with ML-100k placed fit the 30 min on 2 cores (25.4 min) (the Instacart placement is opt-in for that reason)
     seeds: int = 24
     #: cell seeds are first_seed .. first_seed + seeds - 1 (world and training); a development map uses others
     first_seed: int = 0
