@@ -63,7 +63,7 @@ def _load(dataset: str, catalog: Optional[Path], implicit: bool):
     if dataset == "ml-100k":
         return load_movielens(ml100k_dir())
     if dataset == "instacart":
-        return load_instacart(instacart_csv())
+        return load_instacart(instacart_csv())  # categories with seed 0: the same metric in every bench and map
     return load_interactions(dataset, catalog, implicit=implicit)
 
 
@@ -133,18 +133,17 @@ def map_(
     held-out cells; place ML-100k (and, with --instacart, the Instacart sample) on the map."""
     from dataclasses import replace
 
-    from personas.assets import AssetMissingError, instacart_csv, ml100k_dir
+    from personas.assets import AssetMissingError
     from personas.files import write_whole
-    from recsys import DataError, RecsysError, load_instacart, load_movielens
+    from recsys import DataError, RecsysError
     from recsys.map import read_map_config, run_map
 
     try:
         mc = read_map_config(config)
         if seeds is not None:
             mc = replace(mc, seeds=seeds)
-        real = {"ml-100k": load_movielens(ml100k_dir())} if ml100k else {}
-        if instacart:
-            real["instacart"] = load_instacart(instacart_csv())  # categories: seed 0, the same metric for every map
+        real = {name: _load(name, None, False) for name, placed in (("ml-100k", ml100k), ("instacart", instacart))
+                if placed}
         record = run_map(mc, out, real, show_progress=not quiet, workers=workers, write=write_whole)
     except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
