@@ -51,6 +51,8 @@ class BenchConfig:
     seed: int = 0
     k: int = 10
     personas: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    #: AMP-CF variants whose personas start from the bench's MF ('ampcf-kK-mf', `AMPCF._start_from_mf`)
+    pretrained: list[int] = field(default_factory=lambda: [2, 4, 8])
     tau: float = 0.5
     att_dim: int = 16
     peak_reg: float = 0.0
@@ -80,6 +82,10 @@ def train_models(split: Split, cfg: BenchConfig, show_progress: bool = True) -> 
         models["ampcf-k1"] = AMPCF(_tuned(cfg, "mf"), k=1).fit(split.train, show_progress)
     for k in [k for k in cfg.personas if k > 1]:
         models[f"ampcf-k{k}"] = make_model(f"ampcf-k{k}", cfg).fit(split.train, show_progress)
+    for k in cfg.pretrained:  # started from the MF above: the one its pretrain config trains, so it is reused
+        model = make_model(f"ampcf-k{k}-mf", cfg).fit(split.train, show_progress, start=models["mf"])
+        model.train_s += models["mf"].train_s  # the pre-training is part of its cost
+        models[model.name] = model
     return models
 
 
@@ -90,8 +96,9 @@ def _tuned(cfg: "BenchConfig", name: str) -> TrainConfig:
 
 
 def make_model(name: str, cfg: "BenchConfig") -> MF | AMPCF:
-    """An untrained 'mf' or 'ampcf-kK' with the bench's (tuned) settings."""
-    return make_recommender(name, _tuned(cfg, name), **_attention(cfg))
+    """An untrained 'mf', 'ampcf-kK' or 'ampcf-kK-mf' with the bench's (tuned) settings."""
+    pretrain = _tuned(cfg, "mf") if name.endswith("-mf") else None
+    return make_recommender(name, _tuned(cfg, name), pretrain=pretrain, **_attention(cfg))
 
 
 def _attention(cfg: "BenchConfig") -> dict:

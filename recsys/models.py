@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -246,9 +246,12 @@ class _Factorised(Recommender):
         self.config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
         self.peak_reg, self.spread_reg = peak_reg, spread_reg
 
-    def fit(self, train, show_progress=False, on_epoch=None):
+    def fit(self, train, show_progress=False, on_epoch=None, start: "_Factorised | None" = None,
+            start_noise: float = 0.1):
         """Train on CSR positives [n_users, n_items]; ``on_epoch(epoch, self)`` runs after each epoch
-        (e.g. to track validation NDCG; the net is in train mode and no_grad is up to the callee)."""
+        (e.g. to track validation NDCG; the net is in train mode and no_grad is up to the callee).
+
+        ``start``: a trained MF on the same matrix to start from (`_start_from_mf`)."""
         self._remember(train)
         if self.k > max(1, int(np.diff(self._train.indptr).max())):
             raise RecsysError(f"K={self.k} personas but no user has more than "
@@ -256,6 +259,8 @@ class _Factorised(Recommender):
         c = self.config
         gen = torch.Generator().manual_seed(c.seed)
         self.net = _Net(self.n_users, self.n_items, c.dim, self.k, self.tau, gen, self.att_dim)
+        if start is not None:
+            self._start_from_mf(start, gen, start_noise)
         coo = self._train.tocoo()
         users_np, items_np = coo.row.astype(np.int64), coo.col.astype(np.int64)
         rng = np.random.default_rng(c.seed)
@@ -267,6 +272,23 @@ class _Factorised(Recommender):
         self.train_s = time.perf_counter() - t0
         self.net.eval()
         return self
+
+    def _start_from_mf(self, mf: "_Factorised", gen: torch.Generator, noise: float) -> None:
+        """Start from a trained MF (NeuMF-style pre-training): items and biases are MF's, and each of the
+        K personas is the user's MF vector plus seeded Gaussian noise of ``noise`` times the vectors' sd
+        (identical personas get identical gradients, so without noise they never split). At the first
+        step the mixture scores almost as MF does; training then decides how far the personas move apart."""
+        if getattr(mf, "k", None) != 1 or not hasattr(mf, "net"):
+            raise RecsysError(f"a warm start needs a trained MF, got {type(mf).__name__}")
+        if mf.net.users.shape[0] != self.n_users or mf.net.items.shape != self.net.items.shape:
+            raise RecsysError(f"the MF to start from has {mf.net.users.shape[0]} users x {tuple(mf.net.items.shape)} "
+                              f"items x dims; this model has {self.n_users} users x {tuple(self.net.items.shape)}")
+        with torch.no_grad():
+            u = mf.net.users.detach()  # [U, 1, d]
+            jitter = torch.randn(self.net.users.shape, generator=gen) * (noise * float(u.std()))
+            self.net.users.copy_(u.expand(-1, self.k, -1) + jitter)
+            self.net.items.copy_(mf.net.items.detach())
+            self.net.bias.copy_(mf.net.bias.detach())
 
     def _epochs(self, c, users_np, items_np, rng, opt, show_progress, on_epoch) -> None:
         for _ in tqdm(range(c.epochs), desc=f"train {self.name}", disable=not show_progress):
@@ -504,6 +526,7 @@ class _Factorised(Recommender):
     def save(self, path) -> None:
         torch.save({"class": type(self).__name__, "config": asdict(self.config), "k": self.k, "tau": self.tau,
                     "peak_reg": self.peak_reg, "spread_reg": self.spread_reg, "att_dim": self.att_dim, "state": self.net.state_dict(),
+                    "pretrain": asdict(self.pretrain) if getattr(self, "pretrain", None) else None,
                     "train": self._train, "train_s": self.train_s}, path)
 
     @classmethod
@@ -511,7 +534,7 @@ class _Factorised(Recommender):
         blob = torch.load(path, weights_only=False)
         model = MF(TrainConfig(**blob["config"])) if blob["class"] == "MF" else AMPCF(
             TrainConfig(**blob["config"]), k=blob["k"], tau=blob["tau"], peak_reg=blob["peak_reg"], spread_reg=blob["spread_reg"],
-            att_dim=blob.get("att_dim"))
+            att_dim=blob.get("att_dim"), pretrain=TrainConfig(**blob["pretrain"]) if blob.get("pretrain") else None)
         model._remember(blob["train"])
         model.net = _Net(model.n_users, model.n_items, model.config.dim, model.k, model.tau, torch.Generator(),
                          blob.get("att_dim"))
@@ -531,9 +554,25 @@ class AMPCF(_Factorised):
 
     name = "ampcf"
 
-    def __init__(self, config: TrainConfig | None = None, *, k: int = 4, tau: float = 0.5, att_dim: int | None = 16, **kw):
+    def __init__(self, config: TrainConfig | None = None, *, k: int = 4, tau: float = 0.5, att_dim: int | None = 16,
+                 pretrain: TrainConfig | None = None, pretrain_noise: float = 0.1, **kw):
         if k < 1:
             raise RecsysError(f"K must be >= 1, got {k}")
+        if pretrain is not None and k == 1:
+            raise RecsysError("K = 1 is MF: there is nothing to pre-train it with")
         super().__init__(config, **kw)
         self.k, self.tau, self.att_dim = k, tau, att_dim
-        self.name = f"ampcf-k{k}"
+        self.pretrain, self.pretrain_noise = pretrain, pretrain_noise
+        self.name = f"ampcf-k{k}" + ("-mf" if pretrain is not None else "")
+
+    def fit(self, train, show_progress=False, on_epoch=None, start=None, start_noise=None):
+        """As `_Factorised.fit`; with ``pretrain`` set (the 'ampcf-kK-mf' variant) and no ``start`` given, an MF
+        is first trained on ``pretrain`` (with this model's seed) and the personas start from it. Its
+        training time counts in ``train_s``."""
+        t0 = time.perf_counter()
+        if start is None and self.pretrain is not None:
+            start = MF(replace(self.pretrain, seed=self.config.seed)).fit(train, show_progress)
+        super().fit(train, show_progress, on_epoch, start=start,
+                    start_noise=self.pretrain_noise if start_noise is None else start_noise)
+        self.train_s = time.perf_counter() - t0
+        return self

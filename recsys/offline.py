@@ -2,7 +2,8 @@
 (`recsys.bench`) and campaigns (`evals.world`) share, so a campaign's 'mf' or 'ampcf' is built by the
 same code, with the same defaults, as the bench's.
 
-Names: 'pop', 'mf', 'ampcf-kK' (K persona vectors per user).
+Names: 'pop', 'mf', 'ampcf-kK' (K persona vectors per user), 'ampcf-kK-mf' (the same, its personas
+started from a trained MF).
 """
 
 from __future__ import annotations
@@ -26,17 +27,23 @@ AMPCF_BATCH = 256
 
 
 def make_recommender(name: str, train: TrainConfig, *, tau: float = 0.5, att_dim: int | None = 16,
-                     peak_reg: float = 0.0, spread_reg: float = 0.0) -> Recommender:
-    """An untrained recommender: 'pop', 'mf' or 'ampcf-kK' on ``train`` (AMP-CF: attention temperature,
-    attention dims and regularisers as given; its batch size is ``train.batch_size``)."""
+                     peak_reg: float = 0.0, spread_reg: float = 0.0, pretrain: TrainConfig | None = None) -> Recommender:
+    """An untrained recommender: 'pop', 'mf', 'ampcf-kK' or 'ampcf-kK-mf' on ``train`` (AMP-CF: attention
+    temperature, attention dims and regularisers as given; its batch size is ``train.batch_size``).
+    'ampcf-kK-mf' starts its personas from an MF trained on ``pretrain`` (`AMPCF._start_from_mf`)."""
     if name == "pop":
         return Popularity()
     if name == "mf":
         return MF(train)
-    k = name.removeprefix("ampcf-k")
-    if not (name.startswith("ampcf-k") and k.isdigit()):
-        raise RecsysError(f"unknown recommender {name!r}: expected 'pop', 'mf' or 'ampcf-kK' (e.g. 'ampcf-k4')")
-    return AMPCF(train, k=int(k), tau=tau, att_dim=att_dim, peak_reg=peak_reg, spread_reg=spread_reg)
+    warm = name.endswith("-mf")
+    k = name.removeprefix("ampcf-k").removesuffix("-mf")
+    if not (name.startswith("ampcf-k") and k.isdigit() and int(k) >= (2 if warm else 1)):
+        raise RecsysError(f"unknown recommender {name!r}: expected 'pop', 'mf', 'ampcf-kK' (e.g. 'ampcf-k4') "
+                          "or 'ampcf-kK-mf' (K >= 2, personas started from MF)")
+    if warm and pretrain is None:
+        raise RecsysError(f"{name!r} starts from an MF: give the MF's training config (pretrain=...)")
+    return AMPCF(train, k=int(k), tau=tau, att_dim=att_dim, peak_reg=peak_reg, spread_reg=spread_reg,
+                 pretrain=pretrain if warm else None)
 
 
 def campaign_train_config(name: str, train: TrainConfig) -> TrainConfig:

@@ -2,7 +2,8 @@
 
 The validation split is leave-second-to-last-out (`data.validation_split`): the test
 positives are removed first, so nothing here ever sees a test item. Budget, the same
-for every model variant (MF, AMP-CF K = 2, 4, 8): the same ``trials`` configurations
+for every model variant (MF, AMP-CF K = 2, 4, 8, and AMP-CF K = 2, 4, 8 started from the
+tuned MF): the same ``trials`` configurations
 (the two incumbents -- the old MF and AMP-CF defaults -- and seeded draws from one
 grid), each trained for ``max_epochs`` with validation NDCG@10 read after every epoch,
 so the epoch count is chosen at no extra cost. Each reranker family (MMR, DPP,
@@ -33,6 +34,11 @@ class TuneConfig:
     trials: int = 4
     max_epochs: int = 8
     personas: list[int] = field(default_factory=lambda: [2, 4, 8])
+    #: AMP-CF variants whose personas start from the tuned MF ('ampcf-kK-mf'); each gets the same budget
+    pretrained: list[int] = field(default_factory=lambda: [2, 4, 8])
+    #: tune only these model variants (None: all); MF is trained whatever the list, since the rerankers and
+    #: the pre-trained variants start from it (its record is then in tune.json too)
+    variants: list[str] | None = None
     space: dict[str, list] = field(default_factory=lambda: {"lr": [3e-3, 1e-2, 3e-2], "reg": [1e-3, 1e-2, 3e-2, 1e-1],
                                                             "batch_size": [256, 1024]})
     lams: dict[str, list[float]] = field(default_factory=lambda: {
@@ -46,6 +52,17 @@ class TuneConfig:
             raise ValueError(f"every reranker needs the same number of lambdas (same budget), got {self.lams}")
         if self.trials < 1 or self.max_epochs < 1:
             raise ValueError("trials and max_epochs must be >= 1")
+        unknown = sorted(set(self.variants or []) - set(self.all_variants()))
+        if unknown:
+            raise ValueError(f"unknown variant(s) to tune: {', '.join(unknown)} (expected some of "
+                             f"{', '.join(self.all_variants())})")
+
+    def all_variants(self) -> list[str]:
+        return (["mf"] + [f"ampcf-k{k}" for k in self.personas] + [f"ampcf-k{k}-mf" for k in self.pretrained])
+
+    def chosen_variants(self) -> list[str]:
+        """MF first (the pre-trained variants start from it), then the rest in `all_variants` order."""
+        return ["mf"] + [v for v in self.all_variants()[1:] if self.variants is None or v in self.variants]
 
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -74,10 +91,10 @@ def tune(ds: Dataset, cfg: TuneConfig | None = None, show_progress: bool = False
     bench.train.seed = cfg.seed
     trials = trial_configs(cfg)
     variants, best_models = {}, {}
-    for name in ["mf"] + [f"ampcf-k{k}" for k in cfg.personas]:
+    for name in cfg.chosen_variants():
         curve, best = [], (-1.0, None, None, None, None)
         for t, params in enumerate(trials):
-            bench.tuned = {name: {**params, "epochs": cfg.max_epochs}}
+            bench.tuned = {"mf": _train_keys(variants.get("mf", {})), name: {**params, "epochs": cfg.max_epochs}}
             model = make_model(name, bench)
 
             def on_epoch(epoch, m, t=t):
@@ -88,7 +105,9 @@ def tune(ds: Dataset, cfg: TuneConfig | None = None, show_progress: bool = False
                 if nd > best[0]:
                     best = (nd, t, epoch, copy.deepcopy(m.net.state_dict()), m)
 
-            model.fit(val.train, show_progress, on_epoch=on_epoch)
+            # a pre-trained variant starts from the tuned MF itself (the MF its `pretrain` config would train)
+            start = best_models["mf"] if name.endswith("-mf") else None
+            model.fit(val.train, show_progress, on_epoch=on_epoch, start=start)
         nd, t, epoch, state, model = best
         model.net.load_state_dict(state)  # the best trial's model as it was after its best epoch
         model.net.eval()
@@ -98,8 +117,13 @@ def tune(ds: Dataset, cfg: TuneConfig | None = None, show_progress: bool = False
     record = {"split": f"{ds.name}: leave-second-to-last-out validation", "n_val_users": int(len(val.test_users)),
               "tune_config": asdict(cfg), "config_hash": cfg.hash(), "trials": trials, "variants": variants,
               "lambdas": lambdas,
-              "tuned": {n: {k: v[k] for k in ("lr", "reg", "batch_size", "epochs")} for n, v in variants.items()}}
+              "tuned": {n: _train_keys(v) for n, v in variants.items()}}
     return record
+
+
+def _train_keys(variant: dict) -> dict:
+    """A tuned variant's training settings (its validation curve and score left out)."""
+    return {k: variant[k] for k in ("lr", "reg", "batch_size", "epochs") if k in variant}
 
 
 def _tune_lambdas(models: dict, val, genres: np.ndarray, cfg: TuneConfig) -> dict:

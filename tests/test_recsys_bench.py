@@ -33,13 +33,16 @@ def _write(tmp_path):
 def test_bench_writes_rows_and_plot(tmp_path):
     inter, cat = _write(tmp_path)
     ds = load_interactions(inter, cat)
-    cfg = BenchConfig(seed=3, personas=[1, 2], mmr=[0.5], dpp=[0.5], calibration=[0.5], persona_cal=[0.5],
-                      candidates=20, ampcf_batch=128, train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
+    cfg = BenchConfig(seed=3, personas=[1, 2], pretrained=[2], mmr=[0.5], dpp=[0.5], calibration=[0.5],
+                      persona_cal=[0.5], candidates=20, ampcf_batch=128,
+                      train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
     rows = run_bench(ds, tmp_path / "out", cfg, show_progress=False, write=write_whole)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert [r["variant"] for r in saved] == ["pop", "mf", "mf-bpr", "ampcf-k1", "ampcf-k2", "mf+mmr@0.5", "mf+dpp@0.5",
-                                            "mf+calibration@0.5", "ampcf-k2+personas@0.5"]
-    assert saved[-1]["model"] == "ampcf-k2" and saved[-1]["ild@10"] != saved[4]["ild@10"]  # the slate was reranked
+    assert [r["variant"] for r in saved] == ["pop", "mf", "mf-bpr", "ampcf-k1", "ampcf-k2", "ampcf-k2-mf", "mf+mmr@0.5",
+                                            "mf+dpp@0.5", "mf+calibration@0.5", "ampcf-k2+personas@0.5",
+                                            "ampcf-k2-mf+personas@0.5"]
+    assert saved[-2]["model"] == "ampcf-k2" and saved[-2]["ild@10"] != saved[4]["ild@10"]  # the slate was reranked
+    assert saved[-1]["model"] == "ampcf-k2-mf" and saved[5]["train_s"] >= saved[1]["train_s"]  # its MF's time counts
     need = {"ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "train_s",
             "recommend_ms_per_user", "seed", "config_hash", "model"}
     assert all(need <= set(r) for r in saved) and all(r["seed"] == 3 for r in saved)
@@ -75,7 +78,8 @@ def test_run_seeds_summarises_mean_and_sd_and_reproduces_each_seed(tmp_path):
 
     inter, cat = _write(tmp_path)
     ds = load_interactions(inter, cat)
-    cfg = BenchConfig(personas=[2], mmr=[0.5], dpp=[], calibration=[], persona_cal=[0.5], candidates=20, ampcf_batch=128,
+    cfg = BenchConfig(personas=[2], pretrained=[], mmr=[0.5], dpp=[], calibration=[], persona_cal=[0.5], candidates=20,
+                      ampcf_batch=128,
                       train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
     summary = {r["variant"]: r for r in run_seeds(ds, tmp_path / "multi", cfg, [3, 4], show_progress=False,
                                                   write=write_whole)}
@@ -149,17 +153,18 @@ def test_tune_uses_validation_only_and_the_same_budget_for_every_variant(tmp_pat
 
     inter, cat = _write(tmp_path)
     ds = load_interactions(inter, cat)
-    cfg = TuneConfig(trials=2, max_epochs=3, personas=[2], lams={k: [0.9, 0.5] for k in ("mmr", "dpp", "calibration", "personas")})
+    cfg = TuneConfig(trials=2, max_epochs=3, personas=[2], pretrained=[2],
+                     lams={k: [0.9, 0.5] for k in ("mmr", "dpp", "calibration", "personas")})
     record = tune(ds, cfg)
     (tmp_path / "tune.json").write_text(json.dumps(record))
     assert record["trials"] == trial_configs(cfg) and len(record["trials"]) == 2
-    for name in ("mf", "ampcf-k2"):  # same budget: every trial x every epoch, and the best of them is chosen
+    for name in ("mf", "ampcf-k2", "ampcf-k2-mf"):  # same budget: every trial x every epoch, and the best of them is chosen
         v = record["variants"][name]
         assert len(v["curve"]) == 2 * 3
         best = max(v["curve"], key=lambda c: c["ndcg@10"])
         assert (v["val_ndcg@10"], v["epochs"]) == (best["ndcg@10"], best["epoch"])
     assert {len(v["grid"]) for v in record["lambdas"].values()} == {2}
-    assert set(record["lambdas"]) == {"mf+mmr", "mf+dpp", "mf+calibration", "ampcf-k2+personas"}
+    assert set(record["lambdas"]) == {"mf+mmr", "mf+dpp", "mf+calibration", "ampcf-k2+personas", "ampcf-k2-mf+personas"}
     with pytest.raises(ValueError, match="same number of lambdas"):
         TuneConfig(lams={"mmr": [0.5], "dpp": [0.5, 0.7], "calibration": [0.5], "personas": [0.5]})
     cli = CliRunner().invoke(app, ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out",
@@ -169,6 +174,29 @@ def test_tune_uses_validation_only_and_the_same_budget_for_every_variant(tmp_pat
     bad = CliRunner().invoke(app, ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out",
                                    str(tmp_path / "b2"), "--tuned", str(inter), "--quiet"])
     assert bad.exit_code == 2 and "not a tune.json" in bad.output
+
+
+def test_tune_a_chosen_variant_started_from_the_tuned_mf(tmp_path):
+    """--variants tunes only what it names, plus MF (the rerankers and every '-mf' variant start from it);
+    a pre-trained variant gets the same trials x epochs as any other and its own persona-calibration lambda."""
+    from evals.cli import app
+    from recsys.tune import TuneConfig, tune
+
+    inter, cat = _write(tmp_path)
+    cfg = TuneConfig(trials=2, max_epochs=2, personas=[2], pretrained=[2], variants=["ampcf-k2-mf"],
+                     lams={k: [0.9, 0.5] for k in ("mmr", "dpp", "calibration", "personas")})
+    record = tune(load_interactions(inter, cat), cfg)
+    assert list(record["variants"]) == ["mf", "ampcf-k2-mf"]
+    assert len(record["variants"]["ampcf-k2-mf"]["curve"]) == 2 * 2
+    assert "ampcf-k2-mf+personas" in record["lambdas"] and "ampcf-k2+personas" not in record["lambdas"]
+    assert set(record["tuned"]["ampcf-k2-mf"]) == {"lr", "reg", "batch_size", "epochs"}
+    with pytest.raises(ValueError, match="unknown variant.*ampcf-k3-mf"):
+        TuneConfig(variants=["ampcf-k3-mf"])
+    out = tmp_path / "t"
+    bad = CliRunner().invoke(app, ["recsys", "tune", "--dataset", str(inter), "--catalog", str(cat), "--out", str(out),
+                                   "--variants", "ampcf-k2-mf,nope", "--quiet"])
+    assert bad.exit_code == 2 and "unknown variant(s) to tune: nope" in bad.output
+    assert bad.output.strip().count("\n") == 0 and not out.exists()
 
 
 def test_cli_tune_writes_tune_json_whole(tmp_path):

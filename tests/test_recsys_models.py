@@ -314,3 +314,50 @@ def test_numpy_scoring_follows_changes_to_the_item_side(data):
         s, _ = model.net.scores(torch.from_numpy(params)[None], model.net.items, model.net.bias)
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after, s[0].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_ampcf_started_from_mf_scores_as_mf_before_training_and_then_splits_its_personas(fitted, data):
+    """'ampcf-kK-mf': every persona starts at the user's MF vector, items and biases are MF's. With no
+    noise and no epoch the mixture is MF exactly (identical personas mix to the same vector); with noise
+    and training the personas move apart and the attention is no longer uniform."""
+    train, mf = data[0], fitted["mf"]
+    users = np.arange(20)
+    same = AMPCF(TC, k=4, epochs=0).fit(train, start=mf, start_noise=0.0)
+    np.testing.assert_allclose(same.score_all(users), mf.score_all(users), rtol=1e-5, atol=1e-5)
+    def spread_and_entropy(model):
+        a = model.attention_all(users)  # [B, N, K]
+        return model.net.users.detach().numpy().std(1).mean(), (-(a * np.log(a)).sum(-1)).mean()
+
+    start = AMPCF(TC, k=4, epochs=0).fit(train, start=mf)  # noise 0.1 of the MF vectors' sd
+    trained = AMPCF(TC, k=4, pretrain=TC).fit(train, start=mf)  # 30 epochs
+    assert trained.name == "ampcf-k4-mf"
+    (s0, h0), (s1, h1) = spread_and_entropy(start), spread_and_entropy(trained)
+    assert s1 > 2 * s0  # training pulls the personas apart (0.05 -> 0.21 here)
+    assert h1 < h0 - 0.5 < np.log(4)  # and the attention commits to one (entropy 1.38 -> 0.47 nats)
+    # without a given start it pre-trains its own MF on ``pretrain`` with its seed: the same model
+    own = AMPCF(TC, k=4, pretrain=TC).fit(train)
+    np.testing.assert_array_equal(own.score_all(users), trained.score_all(users))
+
+
+def test_ampcf_started_from_mf_bad_input_and_round_trip(fitted, data, tmp_path):
+    from recsys.offline import make_recommender
+
+    train = data[0]
+    with pytest.raises(RecsysError, match="needs a trained MF"):
+        AMPCF(TC, k=2, epochs=1).fit(train, start=fitted["ampcf-k2"])
+    small = MF(TC, dim=8, epochs=1).fit(train)
+    with pytest.raises(RecsysError, match="this model has"):
+        AMPCF(TC, k=2, epochs=1).fit(train, start=small)
+    with pytest.raises(RecsysError, match="K = 1 is MF"):
+        AMPCF(TC, k=1, pretrain=TC)
+    with pytest.raises(RecsysError, match="unknown recommender 'ampcf-k1-mf'"):
+        make_recommender("ampcf-k1-mf", TC)
+    with pytest.raises(RecsysError, match="pretrain="):
+        make_recommender("ampcf-k2-mf", TC)
+    model = make_recommender("ampcf-k2-mf", TC, pretrain=TC)
+    assert isinstance(model, AMPCF) and model.pretrain == TC and model.name == "ampcf-k2-mf"
+    model.fit(train, start=fitted["mf"])
+    model.save(tmp_path / "m.pt")
+    again = AMPCF.load(tmp_path / "m.pt")
+    assert again.name == "ampcf-k2-mf"
+    np.testing.assert_array_equal(again.score_all(np.array([3])), model.score_all(np.array([3])))

@@ -27,7 +27,7 @@ def bench(
                                          "validation-tuned settings in recsys.bench.TUNED)."),
     implicit: bool = typer.Option(False, "--implicit", help="A CSV/Parquet without a rating column: every row is a positive."),
 ) -> None:
-    """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8), MF + MMR / DPP / calibration and AMP-CF + persona-mixture
+    """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8; K = 2, 4, 8 also started from MF), MF + MMR / DPP / calibration and AMP-CF + persona-mixture
     calibration; write the table and plot."""
     from personas.assets import AssetMissingError
     from personas.files import write_whole
@@ -85,10 +85,13 @@ def tune(
     seed: int = typer.Option(0, "--seed"),
     trials: int = typer.Option(4, "--trials", min=1, help="Configurations per model variant (the same for each)."),
     max_epochs: int = typer.Option(8, "--max-epochs", min=1),
+    variants: Optional[str] = typer.Option(None, "--variants", help="Comma-separated model variants to tune (default: "
+                                           "all: mf, ampcf-k2/4/8, ampcf-k2/4/8-mf); MF is always tuned, since "
+                                           "the rerankers and the -mf variants start from it."),
     implicit: bool = typer.Option(False, "--implicit", help="A CSV/Parquet without a rating column: every row is a positive."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Tune MF, AMP-CF (K = 2, 4, 8) and every reranker's lambda on a validation split carved from training,
+    """Tune MF, AMP-CF (K = 2, 4, 8; trained from scratch and started from MF) and every reranker's lambda on a validation split carved from training,
     with the same budget for every variant; write OUT/tune.json (pass it to `recsys bench --tuned`)."""
     import json
 
@@ -99,8 +102,9 @@ def tune(
     from recsys.tune import tune as run_tune
 
     try:
-        record = run_tune(_load(dataset, catalog, implicit), TuneConfig(seed=seed, trials=trials, max_epochs=max_epochs),
-                          show_progress=not quiet)
+        chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants is not None else None
+        cfg = TuneConfig(seed=seed, trials=trials, max_epochs=max_epochs, variants=chosen)
+        record = run_tune(_load(dataset, catalog, implicit), cfg, show_progress=not quiet)
     except (AssetMissingError, DataError, RecsysError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
