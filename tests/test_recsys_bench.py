@@ -197,6 +197,9 @@ def test_tune_a_chosen_variant_started_from_the_tuned_mf(tmp_path):
                                    "--variants", "ampcf-k2-mf,nope", "--quiet"])
     assert bad.exit_code == 2 and "unknown variant(s) to tune: nope" in bad.output
     assert bad.output.strip().count("\n") == 0 and not out.exists()
+    bad = CliRunner().invoke(app, ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out", str(out),
+                                   "--pretrained", "2,1", "--quiet"])
+    assert bad.exit_code == 2 and "--pretrained: every K must be >= 2" in bad.output and not out.exists()
 
 
 def test_cli_tune_writes_tune_json_whole(tmp_path):

@@ -26,8 +26,10 @@ def bench(
     tuned: Optional[Path] = typer.Option(None, "--tuned", help="A tune.json from `recsys tune` (default: the "
                                          "validation-tuned settings in recsys.bench.TUNED)."),
     implicit: bool = typer.Option(False, "--implicit", help="A CSV/Parquet without a rating column: every row is a positive."),
+    pretrained: str = typer.Option("2", "--pretrained", help="Comma-separated K of the AMP-CF variants started from "
+                                   "MF ('ampcf-kK-mf'); '' for none."),
 ) -> None:
-    """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8; K = 2, 4, 8 also started from MF), MF + MMR / DPP / calibration and AMP-CF + persona-mixture
+    """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8; and started from MF, K from --pretrained), MF + MMR / DPP / calibration and AMP-CF + persona-mixture
     calibration; write the table and plot."""
     from personas.assets import AssetMissingError
     from personas.files import write_whole
@@ -36,7 +38,7 @@ def bench(
 
     try:
         ds = _load(dataset, catalog, implicit)
-        cfg = BenchConfig(seed=seed)
+        cfg = BenchConfig(seed=seed, pretrained=_ks(pretrained, "--pretrained"))
         if tuned is not None:
             cfg.tuned = _read_tuned(tuned)
         if seeds == 1:
@@ -65,6 +67,17 @@ def _load(dataset: str, catalog: Optional[Path], implicit: bool):
     if dataset == "instacart":
         return load_instacart(instacart_csv())  # categories with seed 0: the same metric in every bench and map
     return load_interactions(dataset, catalog, implicit=implicit)
+
+
+def _ks(text: str, option: str) -> list[int]:
+    """'2,4,8' -> [2, 4, 8]; each K >= 2."""
+    try:
+        ks = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"{option}: expected comma-separated integers such as 2,4,8, got {text!r}") from None
+    if any(k < 2 for k in ks):
+        raise ValueError(f"{option}: every K must be >= 2 (K = 1 is MF), got {text!r}")
+    return ks
 
 
 def _read_tuned(path: Path) -> dict:
