@@ -279,7 +279,7 @@ class _Factorised(Recommender):
         (identical personas get identical gradients, so without noise they never split). At the first
         step the mixture scores almost as MF does; training then decides how far the personas move apart."""
         if getattr(mf, "k", None) != 1 or not hasattr(mf, "net"):
-            raise RecsysError(f"a warm start needs a trained MF, got {type(mf).__name__}")
+            raise RecsysError(f"starting from MF needs a trained MF, got {type(mf).__name__}")
         if mf.net.users.shape[0] != self.n_users or mf.net.items.shape != self.net.items.shape:
             raise RecsysError(f"the MF to start from has {mf.net.users.shape[0]} users x {tuple(mf.net.items.shape)} "
                               f"items x dims; this model has {self.n_users} users x {tuple(self.net.items.shape)}")
