@@ -14,7 +14,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 from evals.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
 from evals.jobs import ExecutorName
 
-MODELS = ("pop", "mf", "ampcf")
+#: 'ampcf-mf': AMP-CF whose personas start from the campaign's MF (the bench's 'ampcf-kK-mf'; K >= 2)
+MODELS = ("pop", "mf", "ampcf", "ampcf-mf")
 RERANKERS = ("mmr", "dpp", "calibration", "personas")  # personas: persona-mixture calibration, AMP-CF only
 
 
@@ -171,13 +172,22 @@ class CampaignConfig(_Strict):
     def _known_variants(cls, variants: list[str]) -> list[str]:
         for v in variants:
             model, _, reranker = v.partition("+")
-            if model not in MODELS or (reranker and reranker not in RERANKERS) or (reranker == "personas" and model != "ampcf"):
+            if model not in MODELS or (reranker and reranker not in RERANKERS) or (reranker == "personas" and not model.startswith("ampcf")):
                 raise ValueError(
                     f"unknown variant {v!r}: use MODEL[+RERANKER] with MODEL in {MODELS} and RERANKER in {RERANKERS}"
                 )
         if len(set(variants)) != len(variants):
             raise ValueError("variants repeat")
         return variants
+
+    @field_validator("recsys")
+    @classmethod
+    def _mf_start_needs_personas(cls, rc: RecsysSettings, info: ValidationInfo) -> RecsysSettings:
+        from_mf = [v for v in info.data.get("variants") or [] if v.partition("+")[0] == "ampcf-mf"]
+        if from_mf and rc.personas_k < 2:
+            raise ValueError(f"variant {from_mf[0]!r} needs personas_k >= 2 (with one persona it is MF), "
+                             f"got {rc.personas_k}")
+        return rc
 
     @field_validator("users_per_persona")
     @classmethod

@@ -35,6 +35,12 @@ def _model_names(cfg: CampaignConfig) -> list[str]:
     return sorted({v.partition("+")[0] for v in cfg.variants} - {"pop"})
 
 
+def recommender_name(model: str, personas_k: int) -> str:
+    """A campaign's model as `recsys.offline` names it: 'mf' -> 'mf', 'ampcf' -> 'ampcf-kK', 'ampcf-mf' ->
+    'ampcf-kK-mf' (its personas start from an MF trained as the campaign's 'mf' is)."""
+    return {"mf": "mf", "ampcf": f"ampcf-k{personas_k}", "ampcf-mf": f"ampcf-k{personas_k}-mf"}[model]
+
+
 def _split_variant(variant: str, rc):
     """'mf+dpp' -> ('mf', the DPP reranker with the campaign's lambda and candidates); 'ampcf' -> ('ampcf', None)."""
     from recsys import Reranker
@@ -89,8 +95,8 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     train = _train_config(cfg)
     models = {"pop": train_recommender("pop", split.train, train)}
     for name in _model_names(cfg):
-        full_name = name if name == "mf" else f"ampcf-k{rc.personas_k}"
-        model = train_recommender(full_name, split.train, campaign_train_config(name, train), show_progress)
+        model = train_recommender(recommender_name(name, rc.personas_k), split.train, campaign_train_config(name, train),
+                                  show_progress, pretrain=train)  # pretrain: the campaign's MF, for 'ampcf-mf' only
         write_whole(models_dir / f"{name}.pt", model.save)  # torch.save into the temporary file
         models[name] = model
     rows = []

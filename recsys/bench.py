@@ -24,7 +24,7 @@ import numpy as np
 from recsys import frontier, metrics
 from recsys.data import Dataset, Split, leave_last_out
 from recsys.models import AMPCF, MF, Popularity, Recommender, TrainConfig
-from recsys.offline import AMPCF_BATCH, DEFAULT_TRAIN, evaluate, make_recommender  # noqa: F401 (re-exported)
+from recsys.offline import AMPCF_BATCH, DEFAULT_TRAIN, evaluate, make_recommender, starts_from_mf  # noqa: F401 (re-exported)
 from recsys.pipeline import Reranker
 
 #: Per-variant overrides of DEFAULT_TRAIN chosen on the validation split by `personasim recsys tune --seed 0`
@@ -106,7 +106,7 @@ def _tuned(cfg: "BenchConfig", name: str) -> TrainConfig:
 
 def make_model(name: str, cfg: "BenchConfig") -> MF | AMPCF:
     """An untrained 'mf', 'ampcf-kK' or 'ampcf-kK-mf' with the bench's (tuned) settings."""
-    pretrain = _tuned(cfg, "mf") if name.endswith("-mf") else None
+    pretrain = _tuned(cfg, "mf") if starts_from_mf(name) else None
     return make_recommender(name, _tuned(cfg, name), pretrain=pretrain, **_attention(cfg))
 
 

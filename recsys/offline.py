@@ -26,6 +26,11 @@ DEFAULT_TRAIN = TrainConfig(dim=64, epochs=6, lr=1e-2, reg=3e-2, batch_size=1024
 AMPCF_BATCH = 256
 
 
+def starts_from_mf(name: str) -> bool:
+    """Whether recommender ``name`` ('ampcf-kK-mf') starts its personas from a trained MF."""
+    return name.endswith("-mf")
+
+
 def make_recommender(name: str, train: TrainConfig, *, tau: float = 0.5, att_dim: int | None = 16,
                      peak_reg: float = 0.0, spread_reg: float = 0.0, pretrain: TrainConfig | None = None) -> Recommender:
     """An untrained recommender: 'pop', 'mf', 'ampcf-kK' or 'ampcf-kK-mf' on ``train`` (AMP-CF: attention
@@ -35,15 +40,15 @@ def make_recommender(name: str, train: TrainConfig, *, tau: float = 0.5, att_dim
         return Popularity()
     if name == "mf":
         return MF(train)
-    warm = name.endswith("-mf")
+    from_mf = starts_from_mf(name)
     k = name.removeprefix("ampcf-k").removesuffix("-mf")
-    if not (name.startswith("ampcf-k") and k.isdigit() and int(k) >= (2 if warm else 1)):
+    if not (name.startswith("ampcf-k") and k.isdigit() and int(k) >= (2 if from_mf else 1)):
         raise RecsysError(f"unknown recommender {name!r}: expected 'pop', 'mf', 'ampcf-kK' (e.g. 'ampcf-k4') "
                           "or 'ampcf-kK-mf' (K >= 2, personas started from MF)")
-    if warm and pretrain is None:
+    if from_mf and pretrain is None:
         raise RecsysError(f"{name!r} starts from an MF: give the MF's training config (pretrain=...)")
     return AMPCF(train, k=int(k), tau=tau, att_dim=att_dim, peak_reg=peak_reg, spread_reg=spread_reg,
-                 pretrain=pretrain if warm else None)
+                 pretrain=pretrain if from_mf else None)
 
 
 def campaign_train_config(name: str, train: TrainConfig) -> TrainConfig:

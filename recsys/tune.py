@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from recsys import metrics
-from recsys.bench import AMPCF_BATCH, DEFAULT_TRAIN, BenchConfig, evaluate, make_model
+from recsys.bench import AMPCF_BATCH, DEFAULT_TRAIN, BenchConfig, evaluate, make_model, starts_from_mf
 from recsys.data import Dataset, validation_split
 from recsys.pipeline import Reranker
 
@@ -106,7 +106,7 @@ def tune(ds: Dataset, cfg: TuneConfig | None = None, show_progress: bool = False
                     best = (nd, t, epoch, copy.deepcopy(m.net.state_dict()), m)
 
             # a pre-trained variant starts from the tuned MF itself (the MF its `pretrain` config would train)
-            start = best_models["mf"] if name.endswith("-mf") else None
+            start = best_models["mf"] if starts_from_mf(name) else None
             model.fit(val.train, show_progress, on_epoch=on_epoch, start=start)
         nd, t, epoch, state, model = best
         model.net.load_state_dict(state)  # the best trial's model as it was after its best epoch

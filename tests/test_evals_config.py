@@ -36,6 +36,9 @@ def test_default_config_is_valid():
          "field 'users_per_persona': Value error, names ['grounded', 'naive']; name each of user_variants ['grounded']"),
         ("personas: {}\nvariants: [mf]\n", "exactly one of 'path' or 'extract'"),
         ("variants: [mf]\n", "field 'personas': Field required"),
+        ("personas: {path: p.jsonl}\nvariants: [mf+personas]\n", "unknown variant 'mf+personas'"),
+        ("personas: {path: p.jsonl}\nvariants: [mf, ampcf-mf]\nrecsys: {personas_k: 1}\n",
+         "field 'recsys': Value error, variant 'ampcf-mf' needs personas_k >= 2"),
         ("- just\n- a list\n", "mapping"),
         ("personas: [unclosed\n", "not valid YAML"),
     ],
@@ -68,3 +71,9 @@ def test_users_per_persona_per_user_variant_sizes_each_variants_jobs():
     assert {j for j in small if j.user_variant == "grounded"} <= set(jobs)
     one = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf"], "users_per_persona": 3})
     assert one.users_for("layered") == 3
+
+
+def test_ampcf_started_from_mf_is_a_campaign_model_with_or_without_persona_calibration():
+    cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf", "ampcf-mf", "ampcf-mf+personas"],
+                                         "recsys": {"personas_k": 2}})
+    assert cfg.variants[1:] == ["ampcf-mf", "ampcf-mf+personas"]

@@ -148,3 +148,26 @@ def test_warm_start_is_an_option_that_changes_refolds_only():
     for (cs, cp), (ws, wp) in zip(cold, warm):
         assert cs[0] == ws[0] and np.array_equal(cp[0], wp[0])  # a session's first fold is always cold
         assert not np.array_equal(cp[1], wp[1])  # a refold continues from the previous parameters
+
+
+def test_a_campaigns_ampcf_mf_starts_from_the_campaigns_own_mf():
+    """'ampcf-mf' pre-trains an MF exactly as the campaign trains its 'mf' (same config, same seed), so with no
+    AMP-CF epoch and no noise it scores as the campaign's MF; with its epochs it is an AMP-CF of its own."""
+    from dataclasses import replace
+
+    from evals.world import recommender_name
+    from recsys.offline import DEFAULT_TRAIN, campaign_train_config, make_recommender, train_recommender
+
+    train_matrix = planted(major=0.7)[0]
+    train = replace(DEFAULT_TRAIN, dim=8, epochs=3, seed=5)
+    users = np.arange(30)
+    mf = train_recommender("mf", train_matrix, campaign_train_config("mf", train), pretrain=train)
+    name = recommender_name("ampcf-mf", 2)
+    assert name == "ampcf-k2-mf" and recommender_name("ampcf", 2) == "ampcf-k2"
+    # as `prepare` builds it, with no AMP-CF epoch and no noise
+    untrained = make_recommender(name, replace(campaign_train_config("ampcf-mf", train), epochs=0), pretrain=train)
+    untrained.pretrain_noise = 0.0
+    np.testing.assert_allclose(untrained.fit(train_matrix).score_all(users), mf.score_all(users), rtol=1e-5, atol=1e-5)
+    trained = train_recommender(name, train_matrix, campaign_train_config("ampcf-mf", train), pretrain=train)
+    assert trained.name == name and trained.pretrain == train and trained.k == 2
+    assert not np.allclose(trained.score_all(users), mf.score_all(users), atol=1e-3)
