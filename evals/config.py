@@ -172,7 +172,8 @@ class CampaignConfig(_Strict):
     def _known_variants(cls, variants: list[str]) -> list[str]:
         for v in variants:
             model, _, reranker = v.partition("+")
-            if model not in MODELS or (reranker and reranker not in RERANKERS) or (reranker == "personas" and not model.startswith("ampcf")):
+            persona_cal_on_mf = reranker == "personas" and not model.startswith("ampcf")
+            if model not in MODELS or (reranker and reranker not in RERANKERS) or persona_cal_on_mf:
                 raise ValueError(
                     f"unknown variant {v!r}: use MODEL[+RERANKER] with MODEL in {MODELS} and RERANKER in {RERANKERS}"
                 )

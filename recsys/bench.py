@@ -24,7 +24,8 @@ import numpy as np
 from recsys import frontier, metrics
 from recsys.data import Dataset, Split, leave_last_out
 from recsys.models import AMPCF, MF, Popularity, Recommender, TrainConfig
-from recsys.offline import AMPCF_BATCH, DEFAULT_TRAIN, evaluate, make_recommender, starts_from_mf  # noqa: F401 (re-exported)
+from recsys.offline import (AMPCF_BATCH, DEFAULT_TRAIN, evaluate, make_recommender,  # noqa: F401 (re-exported)
+                            starts_from_mf)
 from recsys.pipeline import Reranker
 
 #: Per-variant overrides of DEFAULT_TRAIN chosen on the validation split by `personasim recsys tune --seed 0`

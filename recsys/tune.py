@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from recsys import metrics
-from recsys.bench import AMPCF_BATCH, DEFAULT_TRAIN, BenchConfig, evaluate, make_model, starts_from_mf
+from recsys.bench import AMPCF_BATCH, DEFAULT_TRAIN, BenchConfig, evaluate, make_model
 from recsys.data import Dataset, validation_split
+from recsys.offline import starts_from_mf
 from recsys.pipeline import Reranker
 
 
