@@ -32,8 +32,8 @@ SEPARABILITY_KEYS = ["k", "silhouette", "between_within_ratio", "pc1_variance_sh
 #: `personasim recsys map --out RUN_DIR` writes it beside the campaign; the report shows it when it is there.
 MAP_FILE = "map.json"
 MAP_KEYS = ("cells", "predictor", "placed", "answer", "config")
-PLACED_COLUMNS = ["data set", "statistic", "value", "cells' range", "predicted", "measured", "margin (ILD frontier)",
-                  "margin (KL frontier)"]
+PLACED_COLUMNS = ["data set", "statistic", "value", "cells' range", "predicted", "measured", "best mixture",
+                  "margin (ILD frontier)", "margin (KL frontier)"]
 #: issue 11's target for the map's predictor (held-out accuracy)
 MAP_PREDICTOR_TARGET = 0.9
 
@@ -136,6 +136,7 @@ def map_tables(record: dict) -> dict:
                "cells' range": inside(cell["stats"][stat]),
                "predicted": "winner" if cell["predicted_winner"] else "loser",
                "measured": "winner" if cell["winner"] else "loser",
+               "best mixture": cell["ild"].get("best", ""),  # e.g. an AMP-CF started from MF (`--pretrained`)
                # four decimals: margins of a few thousandths decide the verdict
                "margin (ILD frontier)": f"{cell['ild']['best_margin']:+.4f}",
                "margin (KL frontier)": f"{cell['kl']['best_margin']:+.4f}"}

@@ -34,6 +34,7 @@ def map_record() -> dict:
              _cell(3, 4.0, 0.006, 0.45)]
     pred = predictor_accuracy(cells, STATS)
     ml = _cell(0, 0, -0.0018, 0.30)
+    ml["ild"] = {**ml["ild"], "best": "ampcf-k4-mf"}  # a map run with --pretrained
     ml["predicted_winner"] = bool(pred["predict"].predict([[ml["stats"][pred["statistic"]]]])[0])
     placed = {"ml-100k": {k: v for k, v in ml.items() if k != "knobs"}}
     return {"config": {"knobs": {"tastes": [1, 3], "separation": [0.5, 4.0]}, "seeds": 3},
@@ -63,7 +64,7 @@ def test_map_beside_the_report_is_drawn_with_its_answer(tmp_path):
     # ML-100k's entropy (0.30) lies below every cell's (0.40-0.80): predicted a winner by extrapolation, measured
     # a loser
     assert "ml-100k" in placed and "0.400 – 0.800 (outside: extrapolated)" in placed
-    assert ">winner<" in placed and ">loser<" in placed and "-0.0018" in placed
+    assert ">winner<" in placed and ">loser<" in placed and "-0.0018" in placed and ">ampcf-k4-mf<" in placed
     assert 'data-missing="map"' not in page and "map" not in summary.get("missing", {})
     assert record["answer"] in md_path.read_text()
 
