@@ -94,9 +94,10 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     rc = cfg.recsys
     train = _train_config(cfg)
     models = {"pop": train_recommender("pop", split.train, train)}
-    for name in _model_names(cfg):
+    for name in sorted(_model_names(cfg), key=lambda n: n != "mf"):  # MF first: 'ampcf-mf' starts from it
+        # 'ampcf-mf' only: pretrain is the campaign's MF config, and the campaign's MF, when trained, is reused
         model = train_recommender(recommender_name(name, rc.personas_k), split.train, campaign_train_config(name, train),
-                                  show_progress, pretrain=train)  # pretrain: the campaign's MF, for 'ampcf-mf' only
+                                  show_progress, start=models.get("mf") if name == "ampcf-mf" else None, pretrain=train)
         write_whole(models_dir / f"{name}.pt", model.save)  # torch.save into the temporary file
         models[name] = model
     rows = []

@@ -57,10 +57,11 @@ def campaign_train_config(name: str, train: TrainConfig) -> TrainConfig:
 
 
 def train_recommender(name: str, train_matrix: sp.csr_matrix, train: TrainConfig, show_progress: bool = False,
-                      **attention) -> Recommender:
-    """`make_recommender` fitted on CSR positives [n_users, n_items]."""
+                      start: MF | None = None, **attention) -> Recommender:
+    """`make_recommender` fitted on CSR positives [n_users, n_items]; 'ampcf-kK-mf' starts from ``start`` when given
+    (the MF its ``pretrain`` config trains, already trained), else trains that MF itself."""
     model = make_recommender(name, train, **attention)
-    return model.fit(train_matrix) if name == "pop" else model.fit(train_matrix, show_progress=show_progress)
+    return model.fit(train_matrix) if name == "pop" else model.fit(train_matrix, show_progress=show_progress, start=start)
 
 
 def evaluate(name: str, model: Recommender, split: Split, genres: np.ndarray, k: int,

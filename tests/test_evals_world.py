@@ -171,3 +171,6 @@ def test_a_campaigns_ampcf_mf_starts_from_the_campaigns_own_mf():
     trained = train_recommender(name, train_matrix, campaign_train_config("ampcf-mf", train), pretrain=train)
     assert trained.name == name and trained.pretrain == train and trained.k == 2
     assert not np.allclose(trained.score_all(users), mf.score_all(users), atol=1e-3)
+    # `prepare` hands it the campaign's MF when it trained one: the same model as pre-training its own
+    reused = train_recommender(name, train_matrix, campaign_train_config("ampcf-mf", train), start=mf, pretrain=train)
+    np.testing.assert_array_equal(reused.score_all(users), trained.score_all(users))
