@@ -206,8 +206,13 @@ class CampaignConfig(_Strict):
         return n[user_variant] if isinstance(n, dict) else n
 
     def config_hash(self) -> str:
-        """12 hex chars over the canonical JSON of everything that shapes results."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"executor", "ray_address", "ray_retries", "sessions_in_flight"}), sort_keys=True)
+        """12 hex chars over the canonical JSON of everything that shapes results: the settings (not how
+        sessions are executed) and the prompt templates the LLM is asked with. Other code is not hashed:
+        a calibration of another version is refused by its own check (`evals.campaign`)."""
+        from simulator.prompts import templates_digest
+
+        settings = self.model_dump(mode="json", exclude={"executor", "ray_address", "ray_retries", "sessions_in_flight"})
+        blob = json.dumps({**settings, "prompt_templates": templates_digest()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -6,6 +6,7 @@ code that fills it cannot drift apart silently.
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,3 +30,14 @@ def _env() -> jinja2.Environment:
 def render(name: str, **values) -> str:
     """Render ``simulator/prompts/<name>.j2`` with ``values``; surrounding whitespace stripped."""
     return _env().get_template(f"{name}.j2").render(**values).strip()
+
+
+@lru_cache(maxsize=1)
+def templates_digest() -> str:
+    """12 hex chars over every template's file name and text. Part of a campaign's config hash
+    (`evals.config.CampaignConfig.config_hash`): the same config asked with other prompts is
+    another campaign, and its events are not resumed into one written under these."""
+    digest = hashlib.sha256()
+    for path in sorted(PROMPT_DIR.glob("*.j2")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]

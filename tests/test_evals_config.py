@@ -57,6 +57,29 @@ def test_hash_changes_with_results_not_with_executor():
     assert a.config_hash() == b.config_hash() != c.config_hash()
 
 
+def test_hash_changes_with_the_prompt_templates(tmp_path, monkeypatch):
+    """A campaign asked with other prompts is another campaign: --resume will not mix their events."""
+    import shutil
+
+    from simulator import prompts
+
+    cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf"]})
+    before = cfg.config_hash()
+    copy = tmp_path / "prompts"
+    shutil.copytree(prompts.PROMPT_DIR, copy)
+    monkeypatch.setattr(prompts, "PROMPT_DIR", copy)
+    prompts.templates_digest.cache_clear()
+    try:
+        assert cfg.config_hash() == before  # the same texts elsewhere
+        (copy / "turn.j2").write_text((copy / "turn.j2").read_text().replace("The app shows you:", "You see:"))
+        prompts.templates_digest.cache_clear()
+        assert cfg.config_hash() != before
+    finally:
+        monkeypatch.undo()
+        prompts.templates_digest.cache_clear()
+    assert cfg.config_hash() == before
+
+
 def test_users_per_persona_per_user_variant_sizes_each_variants_jobs():
     from evals.jobs import plan_jobs
 
