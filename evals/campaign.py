@@ -197,7 +197,7 @@ def claim_out_dir(cfg: CampaignConfig, out: Path, resume: bool) -> Progress:
     if meta is not None and meta.get("config_hash") != chash:
         raise CampaignError(
             f"{out} holds campaign {meta.get('name')!r} (config {meta.get('config_hash')}), "
-            f"not this config ({chash}): choose another --out"
+            f"not this config ({chash}; the hash covers the settings and the prompt templates): choose another --out"
         )
     if meta is None and events_path.exists() and events_path.stat().st_size:
         raise CampaignError(f"{events_path} exists but {meta_path} does not: not a personasim campaign folder")
