@@ -79,9 +79,13 @@ class FidelityConfig(BaseModel):
     n_boot: int = Field(1000, ge=100)
 
     def config_hash(self) -> str:
+        """12 hex chars over the settings and, when the LLM is asked (``use_llm``), the prompt templates."""
         import hashlib
 
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+        from simulator.prompts import templates_digest
+
+        blob = self.model_dump_json() + (f"|prompt_templates={templates_digest()}" if self.use_llm else "")
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 # ---- statistics --------------------------------------------------------------------------------

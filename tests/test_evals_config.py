@@ -58,13 +58,18 @@ def test_hash_changes_with_results_not_with_executor():
 
 
 def test_hash_changes_with_the_prompt_templates(tmp_path, monkeypatch):
-    """A campaign asked with other prompts is another campaign: --resume will not mix their events."""
+    """A campaign asked with other prompts is another campaign: --resume will not mix their events. So is
+    a fidelity run that asks the LLM."""
     import shutil
 
     from simulator import prompts
 
+    from evals.fidelity import FidelityConfig
+
     cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf"]})
+    asks, reads_no_llm = FidelityConfig(use_llm=True), FidelityConfig(use_llm=False)
     before = cfg.config_hash()
+    fid_before = asks.config_hash(), reads_no_llm.config_hash()
     copy = tmp_path / "prompts"
     shutil.copytree(prompts.PROMPT_DIR, copy)
     monkeypatch.setattr(prompts, "PROMPT_DIR", copy)
@@ -74,6 +79,8 @@ def test_hash_changes_with_the_prompt_templates(tmp_path, monkeypatch):
         (copy / "turn.j2").write_text((copy / "turn.j2").read_text().replace("The app shows you:", "You see:"))
         prompts.templates_digest.cache_clear()
         assert cfg.config_hash() != before
+        # a fidelity run hashes the templates only when it asks the LLM
+        assert asks.config_hash() != fid_before[0] and reads_no_llm.config_hash() == fid_before[1]
     finally:
         monkeypatch.undo()
         prompts.templates_digest.cache_clear()
