@@ -17,6 +17,10 @@ validation rows (benchmarks/validation_rows.py; the test part is never read), fi
 - ``+ time``: the rule with two more item features, log(1 + the item's training ratings in the 30
   days up to the user's last training rating) and log(1 + the film's age in 1998) (what was being
   watched, and how new a film was, when the user was last active); not in the simulator;
+- ``+ next``: the rule with one more item feature, log(1e-4 + the mean over the user's ``NEXT_RECENT``
+  latest inner-train items i of P(j | i)), P(j | i) the share of the times another user rated something
+  within ``NEXT_WINDOW`` ratings after i (in time order, inner train only) where that was j: what people
+  went on to rate after the films this user rated last. Not in the simulator;
 - ``best threshold (oracle)``: the one global threshold that is best *on the scored users
   themselves*: an upper bound for any recalibration of the intercept, not a usable rule;
 - ``fitted on uniform only``: the same model fitted on uniform negatives alone, a simulator
@@ -82,7 +86,8 @@ def main() -> None:
         for name, Z in (("without recent_pop", columns(X, [f for f in EVIDENCE if RECENT_POP not in f])),
                         ("item evidence only", columns(X, ITEM_EVIDENCE)),
                         ("+ like rate", np.column_stack([X, like_rate(rows)])),
-                        ("+ time", np.column_stack([X, time_features(rows)]))):
+                        ("+ time", np.column_stack([X, time_features(rows)])),
+                        ("+ next", np.column_stack([X, next_feature(rows)]))):
             s_z = logistic(fit, Z)(Z)
             add(name, rows.accuracy_uniform(s_z, ev), s_z)
         uni = ev & (rows.kind != MATCHED)
@@ -144,6 +149,29 @@ def time_features(rows, days: float = 30.0) -> np.ndarray:
     year = np.array([float(y) if str(y).strip().isdigit() else np.nan for y in rows.ds.items["year"]])
     year = np.where(np.isnan(year), np.nanmedian(year), year)
     return np.column_stack([np.log1p(recent), np.log1p(np.maximum(1998 - year[rows.item], 0))])
+
+
+NEXT_WINDOW, NEXT_RECENT = 20, 20
+
+
+def next_feature(rows) -> np.ndarray:
+    """[R] log(1e-4 + mean over the row user's NEXT_RECENT latest inner-train items i of P(row item | i)),
+    P(j | i): among the ratings made within NEXT_WINDOW ratings after a rating of i by the same user
+    (inner train, time order), the share that were of j."""
+    tr = rows.split.train.sort_values(["user", "timestamp"], kind="stable")
+    n = rows.ds.n_items
+    T = np.zeros((n, n), dtype=np.float32)
+    latest = {}
+    for u, g in tr.groupby("user"):
+        seq = g["item"].to_numpy()
+        for k in range(1, NEXT_WINDOW + 1):
+            np.add.at(T, (seq[:-k], seq[k:]), 1.0)
+        latest[u] = seq[-NEXT_RECENT:]
+    P = T / (T.sum(1, keepdims=True) + 1)
+    none = np.zeros(0, dtype=int)
+    mean = [P[latest.get(rows.users[u], none), j].mean() if len(latest.get(rows.users[u], none)) else 0.0
+            for u, j in zip(rows.user, rows.item)]
+    return np.log(1e-4 + np.asarray(mean))
 
 
 if __name__ == "__main__":
