@@ -169,11 +169,13 @@ def _guarded(missing: dict, section: str, compute):
 
 
 def _header(cfg: CampaignConfig, df: pd.DataFrame | None) -> dict:
+    """The run's identity. Its config hash is the one its events were written under (the config's own hash
+    now may differ: it covers the prompt templates, and those may have changed since)."""
     header = {"name": cfg.name, "config_hash": cfg.config_hash(), "seed": cfg.seed, "backend": cfg.llm.backend,
               "model": cfg.llm.model or "default", "n_events": 0, "n_failed": 0, "n_sessions": 0, "tokens_in": 0,
               "tokens_out": 0, "personas_k": cfg.recsys.personas_k}
     if df is not None:
-        header.update(backend=df["backend"].iloc[0], model=df["model"].iloc[0], n_events=int(len(df)),
+        header.update(config_hash=str(df["config_hash"].iloc[0]), backend=df["backend"].iloc[0], model=df["model"].iloc[0], n_events=int(len(df)),
                       n_failed=int((~df["ok"]).sum()), n_sessions=int(df.groupby(SESSION_KEY).ngroups),
                       tokens_in=int(df["tokens_in"].sum()), tokens_out=int(df["tokens_out"].sum()))
     return header
