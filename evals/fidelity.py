@@ -119,6 +119,43 @@ def _pooled_auc(records: list) -> float | None:
     return float((rankdata(s)[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def _boot_pooled_auc(records: list, n_boot: int, seed: int, block: int = 250) -> dict:
+    """`_boot(records, _pooled_auc, ...)`, the same resamples of users, without building a list per resample.
+
+    A resample gives each user a weight (how often it was drawn), and the pooled AUC of weighted records is
+    the sum over score levels of the positives' weight there times (the negatives' weight below + half of
+    theirs at that level), over W1 W0. Weights are whole numbers, so numerator and denominator are exact,
+    as in `_pooled_auc`'s rank sum: the same draws to the bit (tested). 300 users, 1,000 resamples: 0.27 s
+    -> 0.05 s with 4 items a user, 0.70 -> 0.31 s with 20 (the 1:9 rows); 15 s of a fidelity run's 45 s of tables."""
+    point = _pooled_auc(records)
+    n = len(records)
+    if not n:
+        return _rounded(point, np.nan, np.nan)
+    y = np.concatenate([r[0] for r in records]).astype(bool)
+    s = np.concatenate([r[1] for r in records]).astype(float)
+    owner = np.repeat(np.arange(n), [len(r[0]) for r in records])
+    order = np.argsort(s, kind="stable")
+    levels, starts = np.unique(s[order], return_index=True)  # ascending score levels, each one's first column
+    owner, y = owner[order], y[order]
+    idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))  # bootstrap_ci's draws, in its order
+    draws = []
+    for lo in range(0, n_boot, block):
+        part = idx[lo:lo + block]
+        counts = np.zeros((len(part), n))
+        np.add.at(counts, (np.arange(len(part))[:, None], part), 1.0)
+        w = counts[:, owner]  # [B, items in score order]
+        pos = np.add.reduceat(w * y, starts, axis=1)
+        neg = np.add.reduceat(w * ~y, starts, axis=1)
+        below = np.cumsum(neg, axis=1) - neg
+        w1, w0 = pos.sum(1), neg.sum(1)
+        ok = (w1 > 0) & (w0 > 0)
+        draws.append((pos * (below + 0.5 * neg)).sum(1)[ok] / (w1[ok] * w0[ok]))
+    draws = np.concatenate(draws)
+    tail = (1 - 0.95) / 2  # as bootstrap_ci computes it
+    lo_hi = np.quantile(draws, [tail, 1 - tail]) if len(draws) else (np.nan, np.nan)
+    return _rounded(point, *lo_hi)
+
+
 def _classification(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     tp = float((pred & (y == 1)).sum())
     prec = tp / pred.sum() if pred.sum() else 0.0
@@ -215,7 +252,7 @@ def _taste_table(taste: dict, cfg: FidelityConfig) -> list[dict]:
         row = {"negatives": kind, "ratio": f"1:{ratio}", "method": method, "n_users": len(recs)}
         for m in ("accuracy", "precision", "recall", "f1"):
             row[m] = _boot_mean([r[2][m] for r in recs], cfg.n_boot, cfg.seed)
-        row["auc"] = _boot(recs, _pooled_auc, cfg.n_boot, cfg.seed)
+        row["auc"] = _boot_pooled_auc(recs, cfg.n_boot, cfg.seed)
         rows.append(row)
     return rows
 

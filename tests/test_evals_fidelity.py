@@ -196,6 +196,26 @@ def test_pooled_auc_is_scikit_learns_roc_auc_with_ties():
     assert _pooled_auc([(np.ones(3, int), np.arange(3.0))]) is None  # one class: undefined
 
 
+def test_the_pooled_auc_bootstrap_draws_are_those_of_resampling_the_lists():
+    """`_boot_pooled_auc` weights users instead of building a list per resample: the same CI, to the bit,
+    with tied scores, users of one class only, and resamples where a class vanishes."""
+    import numpy as np
+
+    from evals.ab import bootstrap_ci
+    from evals.fidelity import _boot_pooled_auc, _pooled_auc
+
+    rng = np.random.default_rng(2)
+    records = [(rng.integers(0, 2, rng.integers(1, 9)), np.round(rng.normal(size=9), 1)) for _ in range(60)]
+    records = [(y, s[:len(y)]) for y, s in records] + [(np.ones(2, int), np.array([0.3, 0.1]))]
+    small = [(np.ones(2, int), np.array([0.3, 0.1])), (np.zeros(3, int), np.array([0.2, 0.1, 0.5]))]
+    for recs, seed in ((records, 0), (small, 5)):
+        point, lo, hi = bootstrap_ci(recs, _pooled_auc, n_boot=400, seed=seed)
+        fast = _boot_pooled_auc(recs, n_boot=400, seed=seed, block=150)
+        assert fast == {"value": round(point, 4), "ci": [round(lo, 4), round(hi, 4)]}
+        draws = [_pooled_auc([recs[i] for i in idx]) for idx in np.random.default_rng(seed).integers(0, len(recs), (400, len(recs)))]
+        assert any(d is None for d in draws) == (seed == 5)  # the small case does lose a class in some resamples
+
+
 def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessions(fidelity_run, tmp_path):
     """`prepare` writes OUT/fidelity.json from the campaign's own personas and calibration, once; the report reads it."""
     from evals.config import CampaignConfig
