@@ -156,20 +156,29 @@ def paired_test(a, b, *, seed: int | np.random.Generator = 0, n_boot: int = 2000
     return out
 
 
+def resample_indices(n: int, *, n_boot: int, seed: int) -> np.ndarray:
+    """[n_boot, n] the users drawn by each resample: the same draws in every bootstrap of this module's
+    callers (a list per resample, a mean in one array operation, or a weight per user)."""
+    return np.random.default_rng(seed).integers(0, n, (n_boot, n))
+
+
+def percentile_interval(draws, confidence: float = 0.95) -> tuple[float, float]:
+    """(low, high) of the finite ``draws``: the percentile bootstrap interval; (nan, nan) with none."""
+    tail = (1 - confidence) / 2
+    return tuple(float(x) for x in np.quantile(draws, [tail, 1 - tail])) if len(draws) else (np.nan, np.nan)
+
+
 def bootstrap_ci(records: list, stat, *, n_boot: int, seed: int, confidence: float = 0.95) -> tuple:
     """(stat(records), low, high): a percentile bootstrap CI, the records (one per user) resampled.
 
     ``stat`` takes a list of records and may return None or NaN on a resample where it is undefined
     (an AUC with one class): such draws are dropped; with none left the CI is (nan, nan).
     """
-    rng = np.random.default_rng(seed)
     n = len(records)
     point = stat(records)
-    draws = [stat([records[i] for i in idx]) for idx in rng.integers(0, n, (n_boot, n))] if n else []
+    draws = [stat([records[i] for i in idx]) for idx in resample_indices(n, n_boot=n_boot, seed=seed)] if n else []
     draws = [d for d in draws if d is not None and np.isfinite(d)]
-    tail = (1 - confidence) / 2
-    lo, hi = np.quantile(draws, [tail, 1 - tail]) if draws else (np.nan, np.nan)
-    return point, float(lo), float(hi)
+    return (point, *percentile_interval(draws, confidence))
 
 
 def bootstrap_mean_ci(values, *, n_boot: int, seed: int, confidence: float = 0.95) -> tuple:
@@ -179,10 +188,8 @@ def bootstrap_mean_ci(values, *, n_boot: int, seed: int, confidence: float = 0.9
     v = np.asarray(values, dtype=float)
     if not len(v):
         return np.nan, np.nan, np.nan
-    draws = v[np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
-    draws = draws[np.isfinite(draws)]
-    tail = (1 - confidence) / 2
-    lo, hi = np.quantile(draws, [tail, 1 - tail]) if len(draws) else (np.nan, np.nan)
+    draws = v[resample_indices(len(v), n_boot=n_boot, seed=seed)].mean(axis=1)
+    lo, hi = percentile_interval(draws[np.isfinite(draws)], confidence)
     return float(v.mean()), float(lo), float(hi)
 
 

@@ -40,7 +40,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from evals.ab import bootstrap_ci, bootstrap_mean_ci
+from evals.ab import bootstrap_ci, bootstrap_mean_ci, percentile_interval, resample_indices
 from evals.calibration import draw_negatives, pop_bins
 from evals.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
 from personas.files import write_whole
@@ -135,9 +135,9 @@ def _boot_pooled_auc(records: list, n_boot: int, seed: int, block: int = 250) ->
     s = np.concatenate([r[1] for r in records]).astype(float)
     owner = np.repeat(np.arange(n), [len(r[0]) for r in records])
     order = np.argsort(s, kind="stable")
-    levels, starts = np.unique(s[order], return_index=True)  # ascending score levels, each one's first column
+    _, starts = np.unique(s[order], return_index=True)  # ascending score levels, each one's first column
     owner, y = owner[order], y[order]
-    idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))  # bootstrap_ci's draws, in its order
+    idx = resample_indices(n, n_boot=n_boot, seed=seed)  # bootstrap_ci's draws, in its order
     draws = []
     for lo in range(0, n_boot, block):
         part = idx[lo:lo + block]
@@ -150,10 +150,7 @@ def _boot_pooled_auc(records: list, n_boot: int, seed: int, block: int = 250) ->
         w1, w0 = pos.sum(1), neg.sum(1)
         ok = (w1 > 0) & (w0 > 0)
         draws.append((pos * (below + 0.5 * neg)).sum(1)[ok] / (w1[ok] * w0[ok]))
-    draws = np.concatenate(draws)
-    tail = (1 - 0.95) / 2  # as bootstrap_ci computes it
-    lo_hi = np.quantile(draws, [tail, 1 - tail]) if len(draws) else (np.nan, np.nan)
-    return _rounded(point, *lo_hi)
+    return _rounded(point, *percentile_interval(np.concatenate(draws)))
 
 
 def _classification(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

@@ -175,7 +175,8 @@ def _header(cfg: CampaignConfig, df: pd.DataFrame | None) -> dict:
               "model": cfg.llm.model or "default", "n_events": 0, "n_failed": 0, "n_sessions": 0, "tokens_in": 0,
               "tokens_out": 0, "personas_k": cfg.recsys.personas_k}
     if df is not None:
-        header.update(config_hash=str(df["config_hash"].iloc[0]), backend=df["backend"].iloc[0], model=df["model"].iloc[0], n_events=int(len(df)),
+        header.update(config_hash=str(df["config_hash"].iloc[0]), backend=df["backend"].iloc[0],
+                      model=df["model"].iloc[0], n_events=int(len(df)),
                       n_failed=int((~df["ok"]).sum()), n_sessions=int(df.groupby(SESSION_KEY).ngroups),
                       tokens_in=int(df["tokens_in"].sum()), tokens_out=int(df["tokens_out"].sum()))
     return header

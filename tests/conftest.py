@@ -48,3 +48,30 @@ def fault_server():
             return stack.enter_context(serve(args, port))
 
         yield start
+
+
+@pytest.fixture()
+def edit_prompts(tmp_path, monkeypatch):
+    """edit_prompts(name, old, new): from the first call on, the templates are read from a copy (the real
+    files untouched) in which ``name``.j2 has ``old`` replaced by ``new``. Afterwards the real folder and
+    its digest are back (checked)."""
+    import shutil
+
+    from simulator import prompts
+
+    real = prompts.templates_digest()
+    copy = tmp_path / "prompts"
+
+    def edit(name: str, old: str, new: str) -> None:
+        if not copy.exists():
+            shutil.copytree(prompts.PROMPT_DIR, copy)
+            monkeypatch.setattr(prompts, "PROMPT_DIR", copy)
+        path = copy / f"{name}.j2"
+        assert old in path.read_text()
+        path.write_text(path.read_text().replace(old, new))
+        prompts.templates_digest.cache_clear()
+
+    yield edit
+    monkeypatch.undo()
+    prompts.templates_digest.cache_clear()
+    assert prompts.templates_digest() == real

@@ -57,34 +57,20 @@ def test_hash_changes_with_results_not_with_executor():
     assert a.config_hash() == b.config_hash() != c.config_hash()
 
 
-def test_hash_changes_with_the_prompt_templates(tmp_path, monkeypatch):
+def test_hash_changes_with_the_prompt_templates(edit_prompts):
     """A campaign asked with other prompts is another campaign: --resume will not mix their events. So is
     a fidelity run that asks the LLM."""
-    import shutil
-
-    from simulator import prompts
-
     from evals.fidelity import FidelityConfig
 
-    cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf"]})
-    asks, reads_no_llm = FidelityConfig(use_llm=True), FidelityConfig(use_llm=False)
-    before = cfg.config_hash()
-    fid_before = asks.config_hash(), reads_no_llm.config_hash()
-    copy = tmp_path / "prompts"
-    shutil.copytree(prompts.PROMPT_DIR, copy)
-    monkeypatch.setattr(prompts, "PROMPT_DIR", copy)
-    prompts.templates_digest.cache_clear()
-    try:
-        assert cfg.config_hash() == before  # the same texts elsewhere
-        (copy / "turn.j2").write_text((copy / "turn.j2").read_text().replace("The app shows you:", "You see:"))
-        prompts.templates_digest.cache_clear()
-        assert cfg.config_hash() != before
-        # a fidelity run hashes the templates only when it asks the LLM
-        assert asks.config_hash() != fid_before[0] and reads_no_llm.config_hash() == fid_before[1]
-    finally:
-        monkeypatch.undo()
-        prompts.templates_digest.cache_clear()
-    assert cfg.config_hash() == before
+    configs = (CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf"]}),
+               FidelityConfig(use_llm=True), FidelityConfig(use_llm=False))
+    before = [c.config_hash() for c in configs]
+    edit_prompts("turn", "The app shows you:", "The app shows you:")  # the same texts elsewhere
+    assert [c.config_hash() for c in configs] == before
+    edit_prompts("turn", "The app shows you:", "You see:")
+    campaign, asks, reads_no_llm = (c.config_hash() for c in configs)
+    # a fidelity run hashes the templates only when it asks the LLM
+    assert campaign != before[0] and asks != before[1] and reads_no_llm == before[2]
 
 
 def test_users_per_persona_per_user_variant_sizes_each_variants_jobs():

@@ -126,25 +126,17 @@ def test_open_uses_the_default_browser(campaign, tmp_path):
     assert "no browser" not in res.stdout
 
 
-def test_the_report_names_the_config_its_events_were_written_under(campaign, tmp_path, monkeypatch):
+def test_the_report_names_the_config_its_events_were_written_under(campaign, edit_prompts):
     """The config hash covers the prompt templates: after they change, a report of an older run still names
     the hash its events carry, not the one its config would get today."""
     import json
 
     from evals.campaign import load_campaign
     from evals.summary import _header, load_events
-    from simulator import prompts
 
     cfg = load_campaign(campaign)
     df, _ = load_events(campaign)
     written = json.loads((campaign / "campaign.json").read_text())["config_hash"]
     assert _header(cfg, df)["config_hash"] == written == cfg.config_hash()
-    copy = Path(shutil.copytree(prompts.PROMPT_DIR, tmp_path / "prompts"))
-    (copy / "turn.j2").write_text((copy / "turn.j2").read_text().replace("The app shows you:", "You see:"))
-    monkeypatch.setattr(prompts, "PROMPT_DIR", copy)
-    prompts.templates_digest.cache_clear()
-    try:
-        assert cfg.config_hash() != written and _header(cfg, df)["config_hash"] == written
-    finally:
-        monkeypatch.undo()
-        prompts.templates_digest.cache_clear()
+    edit_prompts("turn", "The app shows you:", "You see:")
+    assert cfg.config_hash() != written and _header(cfg, df)["config_hash"] == written
