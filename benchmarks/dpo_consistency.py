@@ -23,6 +23,9 @@ One run, all figures measured in it:
         evaluates the DPO adapters earlier runs of this benchmark trained (RUN/dpo/adapter.gguf; the same
         held-out personas are required), each at N=1 against base, with no new pairs or training: more
         held-out users for the same adapters
+    ... --pairs RUN [--epochs 3] [--eval-users 6] [--caps '']
+        trains a new adapter on an earlier run's pairs.jsonl (the same held-out personas are required) with
+        other training settings, and compares it with base at N=1 (no best-of-N arms): e.g. more epochs
 
 Prints each stage's figures as they are measured and writes OUT/result.json (updated after each stage).
 """
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -109,10 +113,15 @@ async def sessions(users, items, pop, *, backend: str, options: dict, turns: int
 
 def train_adapter(args, result: dict, out: Path, train, items, pop, emb: dict) -> Path:
     """Steps 2-3: best-of-N pairs from the training personas' users, then DPO; the GGUF adapter's path."""
-    from personas.assets import smollm2_gguf
-    from simulator.lora_gguf import convert
     from simulator.preferences import write_pair_set
-    from simulator.training import TrainSettings, collect_pairs, train_dpo
+    from simulator.training import collect_pairs
+
+    if args.pairs:  # an earlier run's pair set (main() checked that its held-out personas are this run's)
+        src = Path(args.pairs) / "pairs.jsonl"
+        pairs = Path(shutil.copyfile(src, out / "pairs.jsonl"))
+        result["pairs"] = {"n": sum(1 for ln in pairs.read_text().splitlines() if ln.strip()), "from": str(src)}
+        stamp(result, out, f"pairs: {result['pairs']['n']} from {src} (not collected again)")
+        return _train(args, result, out, pairs)
 
     # 2. pairs from the training personas
     t0 = time.perf_counter()
@@ -131,8 +140,15 @@ def train_adapter(args, result: dict, out: Path, train, items, pop, emb: dict) -
     pairs = write_pair_set(rows, out / "pairs.jsonl")
     result["pairs"] = {"n": len(rows), "seconds": round(time.perf_counter() - t0, 1)}
     stamp(result, out, f"pairs: {len(rows)} from {len(train_users)} training users in {result['pairs']['seconds']} s")
+    return _train(args, result, out, pairs)
 
-    # 3. DPO
+
+def _train(args, result: dict, out: Path, pairs: Path) -> Path:
+    """Step 3: DPO on the pair set, then the GGUF adapter's path."""
+    from personas.assets import smollm2_gguf
+    from simulator.lora_gguf import convert
+    from simulator.training import TrainSettings, train_dpo
+
     settings = TrainSettings(seed=args.seed, epochs=args.epochs, max_steps=args.max_steps, learning_rate=args.lr,
                              threads=args.threads, save_steps=50)
     tr = train_dpo(pairs, out / "dpo", settings, show_progress=False)
@@ -163,8 +179,12 @@ def main() -> None:
     ap.add_argument("--reward", choices=REWARD_METRICS, default="structured")
     ap.add_argument("--adapter", action="append", default=[], help="an earlier run's --out folder: evaluate its "
                     "adapter instead of collecting pairs and training (repeatable)")
+    ap.add_argument("--pairs", help="an earlier run's --out folder: train on its pairs.jsonl instead of collecting "
+                    "pairs (same held-out personas required); the best-of-N arms are then left out")
     ap.add_argument("--out", default="runs/dpo_consistency")
     args = ap.parse_args()
+    if args.pairs and args.adapter:
+        sys.exit("error: --pairs trains a new adapter and --adapter evaluates old ones: give one of them")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -183,6 +203,16 @@ def main() -> None:
     stamp(result, out, f"split: train {result['train_personas']} | held out {result['held_out_personas']}")
 
     emb = {"n_threads": args.threads}
+    if args.pairs:
+        done = Path(args.pairs) / "result.json"
+        if not done.is_file() or not (Path(args.pairs) / "pairs.jsonl").is_file():
+            sys.exit(f"error: --pairs {args.pairs}: not a run of this benchmark (no result.json and pairs.jsonl)")
+        earlier = json.loads(done.read_text())
+        if sorted(earlier["held_out_personas"]) != sorted(result["held_out_personas"]):
+            sys.exit(f"error: {done}: its pairs come from another persona split than this run's "
+                     f"(held out {result['held_out_personas']})")
+        args.reward = earlier.get("reward", {}).get("kind") or "structured"  # the pairs' reward, whatever --reward said
+        result["reward"] = {"kind": args.reward, "metrics_in_reward": REWARD_METRICS[args.reward]}
     if args.adapter:
         adapters = {}
         result["reward"] = {"kind": None, "metrics_in_reward": "each adapter's own (see adapters)"}
@@ -207,12 +237,13 @@ def main() -> None:
     embed = Embedder(show_progress=False).embed
     arms, users_of = {}, {}
     plan = [("base", "embedded", emb, 1, args.turns)]
-    if not args.adapter:
+    selection = not (args.adapter or args.pairs)  # the best-of-N arms study selection; a rerun of training leaves them out
+    if selection:
         plan.append((f"best_of_{args.n}", "embedded", emb, args.n, args.turns))
     for name, (gguf, _) in adapters.items():
         lora = {**emb, "lora_path": str(gguf)}
         plan.append((name, "embedded", lora, 1, args.turns))
-        if not args.adapter:
+        if selection:
             plan.append((f"{name}+best_of_{args.n}", "embedded", lora, args.n, args.turns))
     caps = [float(c) for c in args.caps.split(",") if c.strip()]
     if caps:
