@@ -3,7 +3,8 @@
 OUT/ holds everything, and every step can be re-entered:
     campaign.json     the config, its hash, and the content hash of every input the campaign reuses
                       (personas, calibration, trained models): a folder belongs to one campaign made
-                      from one set of inputs, and a changed input is refused on --resume
+                      from one set of inputs, and a changed input is refused on --resume; and the code
+                      that wrote its turns (``code``: `record_code`)
     personas/         extracted personas (when the config extracts)
     models/           trained recommenders + offline.json (accuracy/diversity table)
     llm_cache/        the LLM response cache (a repeated run is free)
@@ -16,12 +17,14 @@ OUT/ holds everything, and every step can be re-entered:
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from evals.config import CampaignConfig
@@ -29,7 +32,7 @@ from evals.events import EventLogError, EventWriteError, EventWriter, TurnEvent,
 from evals.inputs import check_output_dir, read_personas_file
 from evals.jobs import WorldArgs, plan_jobs
 from evals.runner import Progress, Recorder, run_local, run_ray
-from personas.files import file_sha256, write_whole
+from personas.files import file_sha256, files_digest, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +184,56 @@ def record_inputs(cfg: CampaignConfig, out: Path) -> None:
         _write_json(meta_path, {**meta, "inputs": {**recorded, **new}})
 
 
+#: The packages whose code writes a campaign's turns; their .py files make `code_version`'s digest.
+CODE_PACKAGES = ("personas", "recsys", "simulator", "evals")
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+@lru_cache(maxsize=1)
+def code_version() -> dict:
+    """The code running now: personasim's version and ``sources``, 12 hex chars over the relative path and
+    bytes of every .py file of CODE_PACKAGES (a checkout without git has them too)."""
+    sources = files_digest([path for package in CODE_PACKAGES for path in sorted((_ROOT / package).rglob("*.py"))],
+                           _ROOT)
+    try:
+        version = importlib.metadata.version("personasim")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return {"version": version, "sources": sources[:12]}
+
+
+def record_code(out: Path, n_turns: int) -> str | None:
+    """Add the running code to campaign.json's ``code`` list ({version, sources, from_turn}: the turns already on
+    disk when it started) unless it is the last one there; return the previous entry's sources when this code
+    differs from it, else None.
+
+    Other code is recorded, not refused, on --resume, unlike another prompt or input: most changes do not
+    touch what a turn does (a report, a message), and the ones known to are refused already (the calibration
+    version, the prompt templates in the config hash). The record lets the report say which turns which code
+    wrote (`code_ranges`)."""
+    meta_path = out / "campaign.json"
+    meta = _read_meta(meta_path)
+    history = meta.get("code") or []
+    now = code_version()
+    if history and history[-1].get("sources") == now["sources"]:
+        return None
+    _write_json(meta_path, {**meta, "code": [*history, {**now, "from_turn": n_turns}]})
+    return history[-1].get("sources") if history else None
+
+
+def code_ranges(code: list[dict] | None, n_turns: int) -> list[dict]:
+    """The entries of campaign.json's ``code`` that wrote turns, each as {sources, version, turns: [first, end)};
+    turns before the first entry (a folder an older personasim began) come first with sources None.
+    An empty list when nothing is recorded."""
+    if not code:
+        return []
+    starts = [min(int(c.get("from_turn", 0)), n_turns) for c in code]
+    rows = [{"sources": None, "version": None, "turns": [0, starts[0]]}]
+    rows += [{"sources": c.get("sources"), "version": c.get("version"), "turns": [a, b]}
+             for c, a, b in zip(code, starts, [*starts[1:], n_turns])]
+    return [r for r in rows if r["turns"][1] > r["turns"][0]]
+
+
 def _own_events(events: Iterable[TurnEvent], chash: str, path: Path) -> Iterator[TurnEvent]:
     for e in events:
         if e.config_hash != chash:
@@ -234,6 +287,8 @@ def run_campaign(cfg: CampaignConfig, out: str | Path, *, resume: bool = False,
     progress = claim_out_dir(cfg, out, resume)
     prepare(cfg, out, show_progress=show_progress)
     record_inputs(cfg, out)
+    on_disk = len(progress.written)
+    previous_code = record_code(out, on_disk)
     jobs = plan_jobs(cfg.seed, cfg.variants, cfg.user_variants, CampaignWorld.n_users(cfg, out), cfg.runs_per_user)
     events_path = out / "events.jsonl"
     world_args = WorldArgs(cfg.model_dump_json(), str(out))
@@ -255,6 +310,10 @@ def run_campaign(cfg: CampaignConfig, out: str | Path, *, resume: bool = False,
     except EventWriteError as exc:
         raise CampaignError(f"{exc}: the {len(progress.written)} turns written so far are safe; fix it and rerun "
                             "with --resume") from None
+    if previous_code and on_disk and recorder.new_turns:
+        log.warning(f"{out}: its first {on_disk} turns were written by other code "
+                    f"(sources {previous_code}, now {code_version()['sources']}); campaign.json's 'code' says which "
+                    "turns each wrote, and the report names both")
     return CampaignResult(out, cfg.config_hash(), recorder.new_turns, len(progress.written),
                           time.perf_counter() - started, time.perf_counter() - sessions_started)
 

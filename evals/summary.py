@@ -203,6 +203,26 @@ def _from_events(df: pd.DataFrame, cfg: CampaignConfig, cards: list, missing: di
     }
 
 
+def _code(run_dir: Path, n_turns: int) -> tuple[str, list[str]]:
+    """The header's ``code`` (the sources digest of the code that wrote the events, `evals.campaign.code_version`)
+    and, when more than one code wrote them, a warning line saying which turns each wrote."""
+    from evals.campaign import code_ranges
+
+    try:
+        recorded = json.loads((run_dir / "campaign.json").read_text()).get("code")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    ranges = code_ranges(recorded, n_turns)
+    if not ranges:
+        return "not recorded", []
+    names = [r["sources"] or "not recorded" for r in ranges]
+    if len(ranges) == 1:
+        return names[0], []
+    spans = "; ".join(f"turns {r['turns'][0] + 1}-{r['turns'][1]}: {n}" for r, n in zip(ranges, names))
+    return (f"{len(ranges)} versions", [f"events.jsonl: written by {len(ranges)} versions of the code ({spans}; "
+                                        "campaign.json 'code'): a figure over all turns mixes them"])
+
+
 def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed=None,
               problems: list[str] | None = None) -> dict:
     """The report's dict. ``df``: the events, None when there are none or they cannot be read;
@@ -220,10 +240,11 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
         missing["personas"] = why
     users = {} if df is None else (df.drop_duplicates(["persona_id", "user_variant", "user_id"])
                                    .groupby("persona_id").size().to_dict())
-    summary = {"header": _header(cfg, df),
+    code, mixed = _code(run_dir, 0 if df is None else len(df))
+    summary = {"header": {**_header(cfg, df), "code": code},
                "offline": json.loads(offline_path.read_text())["rows"] if offline_path.exists() else [],
                "personas": persona_gallery(cards, path, users), "validity": validity(run_dir, cfg),
-               "missing": missing, "warnings": [] if df is None else list(problems or [])}
+               "missing": missing, "warnings": ([] if df is None else list(problems or [])) + mixed}
     if df is not None:
         summary.update(_from_events(df, cfg, cards, missing, embed))
     summary["validity"]["panel"] = panel(summary)

@@ -50,3 +50,13 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def files_digest(paths, base: str | Path) -> str:
+    """Hex SHA-256 over ``paths`` in the order given: each one's path relative to ``base`` and its bytes (so a
+    renamed file changes it too). For small text trees: prompt templates, source files."""
+    h = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        h.update(path.relative_to(base).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()

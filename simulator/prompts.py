@@ -6,11 +6,12 @@ code that fills it cannot drift apart silently.
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+
+from personas.files import files_digest
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 
@@ -37,7 +38,4 @@ def templates_digest() -> str:
     """12 hex chars over every template's file name and text. Part of a campaign's config hash
     (`evals.config.CampaignConfig.config_hash`): the same config asked with other prompts is
     another campaign, and its events are not resumed into one written under these."""
-    digest = hashlib.sha256()
-    for path in sorted(PROMPT_DIR.glob("*.j2")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+    return files_digest(sorted(PROMPT_DIR.glob("*.j2")), PROMPT_DIR)[:12]

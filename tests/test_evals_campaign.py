@@ -86,9 +86,13 @@ def test_reference_run_writes_every_artifact(reference):
         assert (reference / name).exists(), name
     from personas.files import file_sha256  # the content the campaign is pinned to (checked on --resume)
 
-    assert json.loads((reference / "campaign.json").read_text())["inputs"] == {
+    meta = json.loads((reference / "campaign.json").read_text())
+    assert meta["inputs"] == {
         "personas": file_sha256(CONFIG["personas"]["path"]),
         **{f"model {m}": file_sha256(reference / "models" / f"{m}.pt") for m in ("mf", "ampcf")}}
+    from evals.campaign import code_version  # and the code that wrote every turn
+
+    assert meta["code"] == [{**code_version(), "from_turn": 0}] and len(code_version()["sources"]) == 12
     first = json.loads((reference / "events.jsonl").read_text().splitlines()[0])
     assert first["config_hash"] and first["model"].startswith("SmolLM2") and first["seed"] > 0
     drift = json.loads((reference / "drift.json").read_text())
@@ -199,3 +203,27 @@ def test_disk_full_is_a_clear_error_and_keeps_what_was_written(config_file, refe
     res = _run(config_file, out, "--no-report", timeout=600)
     assert res.returncode == 2
     assert "cannot write" in res.stderr and "--resume" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_resuming_under_other_code_is_recorded_and_warned(config_file, reference, tmp_path, monkeypatch, caplog):
+    """Other code may finish a campaign (most changes do not touch a turn); campaign.json records from which turn
+    it wrote, and the run warns that the log now holds two codes' turns."""
+    import logging
+    import shutil
+
+    from evals import campaign as camp
+    from evals.config import load_config
+
+    out = Path(shutil.copytree(reference, tmp_path / "run"))
+    lines = (out / "events.jsonl").read_text().splitlines(keepends=True)
+    kept = len(lines) // 2
+    (out / "events.jsonl").write_text("".join(lines[:kept]))
+    ours = camp.code_version()["sources"]
+    monkeypatch.setattr(camp, "code_version", lambda: {"version": "9.9", "sources": "0123456789ab"})
+    with caplog.at_level(logging.WARNING, logger="evals.campaign"):
+        result = camp.run_campaign(load_config(config_file), out, resume=True, show_progress=False)
+    assert result.new_turns == len(lines) - kept
+    code = json.loads((out / "campaign.json").read_text())["code"]
+    assert [(c["sources"], c["from_turn"]) for c in code] == [(ours, 0), ("0123456789ab", kept)]
+    assert f"its first {kept} turns were written by other code (sources {ours}, now 0123456789ab)" in caplog.text
+    assert _turns(out) == _turns(reference)  # the turns themselves are the same: only the record differs

@@ -23,8 +23,9 @@ def constructed_summary() -> dict:
                 "p_value": 0.01, "p_holm": 0.03, "n_users": 8}
                for m, d in (("acceptance_rate", 0.1), ("diversity", 0.02), ("prompt_to_line", -0.01))]
     return {
-        "header": {"name": "t", "config_hash": "abc123", "seed": 0, "backend": "embedded", "model": "m",
-                   "n_events": 10, "n_failed": 1, "n_sessions": 4, "tokens_in": 100, "tokens_out": 50, "personas_k": 4},
+        "header": {"name": "t", "config_hash": "abc123", "code": "c0de", "seed": 0, "backend": "embedded",
+                   "model": "m", "n_events": 10, "n_failed": 1, "n_sessions": 4, "tokens_in": 100, "tokens_out": 50,
+                   "personas_k": 4},
         "offline": [{"variant": v, "ndcg@10": n, "ild@10": d} for v, n, d in
                     (("mf", 0.07, 0.7), ("mf+dpp", 0.06, 0.8), ("ampcf", 0.072, 0.75))],
         "by_variant": [{"variant": "mf", "user_variant": "layered", "sessions": 4, "acceptance_rate": 0.4, "diversity": 0.6},

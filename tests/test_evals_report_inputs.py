@@ -140,3 +140,43 @@ def test_the_report_names_the_config_its_events_were_written_under(campaign, edi
     assert _header(cfg, df)["config_hash"] == written == cfg.config_hash()
     edit_prompts("turn", "The app shows you:", "You see:")
     assert cfg.config_hash() != written and _header(cfg, df)["config_hash"] == written
+
+
+def test_the_report_says_which_code_wrote_which_turns(campaign, monkeypatch):
+    """campaign.json's 'code' gets an entry each time other code resumes the folder; the report names the code
+    in its header and warns, with the turn ranges, when more than one wrote the events."""
+    import json
+
+    from evals import campaign as camp
+
+    n = len((campaign / "events.jsonl").read_text().splitlines())
+    res = _report(campaign)
+    assert res.returncode == 0 and "code not recorded" in (campaign / "report.html").read_text()  # an old folder
+    assert camp.record_code(campaign, 0) is None  # this code wrote all the turns
+    assert camp.record_code(campaign, 0) is None  # the same code again: no second entry
+    ours = camp.code_version()["sources"]
+    assert json.loads((campaign / "campaign.json").read_text())["code"] == [{**camp.code_version(), "from_turn": 0}]
+    res = _report(campaign)
+    assert res.returncode == 0 and "written by" not in res.stderr, res.stderr
+    assert f"code {ours}" in (campaign / "report.html").read_text()
+
+    monkeypatch.setattr(camp, "code_version", lambda: {"version": "9.9", "sources": "0123456789ab"})
+    assert camp.record_code(campaign, 5) == ours  # other code resumed the folder after 5 turns
+    assert camp.code_ranges(json.loads((campaign / "campaign.json").read_text())["code"], n) == [
+        {"sources": ours, "version": camp.importlib.metadata.version("personasim"), "turns": [0, 5]},
+        {"sources": "0123456789ab", "version": "9.9", "turns": [5, n]}]
+    res = _report(campaign)  # a child process: its own code_version, the entries on disk
+    assert res.returncode == 0
+    warning = f"written by 2 versions of the code (turns 1-5: {ours}; turns 6-{n}: 0123456789ab"
+    assert warning in res.stderr and "code 2 versions" in (campaign / "report.html").read_text()
+    assert warning in (campaign / "report.html").read_text()
+
+
+def test_code_ranges_drop_codes_that_wrote_nothing():
+    from evals.campaign import code_ranges
+
+    assert code_ranges(None, 10) == []
+    code = [{"sources": "a", "version": "1", "from_turn": 4}, {"sources": "b", "version": "1", "from_turn": 10},
+            {"sources": "c", "version": "1", "from_turn": 10}]
+    assert code_ranges(code, 10) == [{"sources": None, "version": None, "turns": [0, 4]},
+                                     {"sources": "a", "version": "1", "turns": [4, 10]}]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from personas.files import write_whole
+from personas.files import files_digest, write_whole
 from tests.cli_fixtures import full_disk
 
 
@@ -48,3 +48,13 @@ def test_a_missing_folder_is_an_error_not_a_silent_mkdir(tmp_path):
     with pytest.raises(FileNotFoundError):
         write_whole(tmp_path / "nope" / "x.json", "{}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_files_digest_reads_names_and_bytes(tmp_path):
+    (tmp_path / "a.txt").write_text("one")
+    (tmp_path / "b.txt").write_text("one")
+    first = files_digest([tmp_path / "a.txt"], tmp_path)
+    assert first == files_digest([tmp_path / "a.txt"], tmp_path)
+    assert first != files_digest([tmp_path / "b.txt"], tmp_path)  # same bytes, other name
+    (tmp_path / "a.txt").write_text("two")
+    assert first != files_digest([tmp_path / "a.txt"], tmp_path)
