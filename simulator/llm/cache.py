@@ -15,6 +15,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,13 +61,40 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+#: How long a cache call waits for another process's lock (SQLite's busy timeout; the WAL switch's own budget).
+BUSY_TIMEOUT_S = 30.0
+
+
+def _use_wal(db: sqlite3.Connection, path: Path) -> None:
+    """Put the file in WAL mode. WAL is a property of the file, so the mode is read first and only a new file
+    is converted. Converting takes the file exclusively, and SQLite does not run the busy handler for it: when
+    several processes open a new cache at once (Ray workers), the losers get "database is locked" at once,
+    whatever the timeout. They retry with backoff within BUSY_TIMEOUT_S, and one that finds the conversion
+    done by another is done."""
+    deadline, pause = time.monotonic() + BUSY_TIMEOUT_S, 0.01
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            if db.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError(f"{path}: still locked by another process after {BUSY_TIMEOUT_S:.0f} s; "
+                                           "could not switch it to WAL")
+        time.sleep(pause)
+        pause = min(2 * pause, 0.5)
+
+
 class ResponseCache:
     def __init__(self, directory: str | Path):
         self.path = Path(directory) / "llm_cache.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+        _use_wal(self._db, self.path)
         self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self._db.commit()
 
