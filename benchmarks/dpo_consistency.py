@@ -204,26 +204,13 @@ def main() -> None:
 
     emb = {"n_threads": args.threads}
     if args.pairs:
-        done = Path(args.pairs) / "result.json"
-        if not done.is_file() or not (Path(args.pairs) / "pairs.jsonl").is_file():
-            sys.exit(f"error: --pairs {args.pairs}: not a run of this benchmark (no result.json and pairs.jsonl)")
-        earlier = json.loads(done.read_text())
-        if sorted(earlier["held_out_personas"]) != sorted(result["held_out_personas"]):
-            sys.exit(f"error: {done}: its pairs come from another persona split than this run's "
-                     f"(held out {result['held_out_personas']})")
-        args.reward = earlier.get("reward", {}).get("kind") or "structured"  # the pairs' reward, whatever --reward said
+        args.reward = earlier_run_reward(Path(args.pairs), "pairs.jsonl", "--pairs", result)  # whatever --reward said
         result["reward"] = {"kind": args.reward, "metrics_in_reward": REWARD_METRICS[args.reward]}
     if args.adapter:
         adapters = {}
         result["reward"] = {"kind": None, "metrics_in_reward": "each adapter's own (see adapters)"}
         for run in map(Path, args.adapter):
-            if not (run / "result.json").is_file() or not (run / "dpo" / "adapter.gguf").is_file():
-                sys.exit(f"error: --adapter {run}: not a run of this benchmark (no result.json and dpo/adapter.gguf)")
-            done = json.loads((run / "result.json").read_text())
-            if sorted(done["held_out_personas"]) != sorted(result["held_out_personas"]):
-                sys.exit(f"error: {run / 'result.json'}: its adapter was trained with held-out personas "
-                         f"{done['held_out_personas']}, not this run's {result['held_out_personas']}")
-            kind = done.get("reward", {}).get("kind", "structured")  # runs before --reward used the structured one
+            kind = earlier_run_reward(run, "dpo/adapter.gguf", "--adapter", result)
             name = f"dpo_{kind}" if f"dpo_{kind}" not in adapters else f"dpo_{kind}_{run.name}"
             adapters[name] = (run / "dpo" / "adapter.gguf", kind)
         result["adapters"] = {name: {"gguf": str(g), "reward": k} for name, (g, k) in adapters.items()}
@@ -286,6 +273,18 @@ def main() -> None:
     stamp(result, out, "tokens/s: " + json.dumps({k: round(v, 1) if v else v for k, v in speed.items()}))
 
     print_ratios(result)
+
+
+def earlier_run_reward(run: Path, needs: str, option: str, result: dict) -> str:
+    """The reward kind of an earlier run of this benchmark that ``option`` names, after checking that it holds
+    result.json and ``needs`` and that it held out this run's personas (else one error line)."""
+    if not (run / "result.json").is_file() or not (run / needs).is_file():
+        sys.exit(f"error: {option} {run}: not a run of this benchmark (no result.json and {needs})")
+    done = json.loads((run / "result.json").read_text())
+    if sorted(done["held_out_personas"]) != sorted(result["held_out_personas"]):
+        sys.exit(f"error: {run / 'result.json'}: it held out personas {done['held_out_personas']}, not this run's "
+                 f"{result['held_out_personas']}")
+    return done.get("reward", {}).get("kind") or "structured"  # runs before --reward used the structured one
 
 
 def marks(result: dict, arm: str) -> set[str]:

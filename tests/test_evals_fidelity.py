@@ -201,7 +201,7 @@ def test_the_pooled_auc_bootstrap_draws_are_those_of_resampling_the_lists():
     with tied scores, users of one class only, and resamples where a class vanishes."""
     import numpy as np
 
-    from evals.ab import bootstrap_ci
+    from evals.ab import bootstrap_ci, resample_indices
     from evals.fidelity import _boot_pooled_auc, _pooled_auc
 
     rng = np.random.default_rng(2)
@@ -212,7 +212,7 @@ def test_the_pooled_auc_bootstrap_draws_are_those_of_resampling_the_lists():
         point, lo, hi = bootstrap_ci(recs, _pooled_auc, n_boot=400, seed=seed)
         fast = _boot_pooled_auc(recs, n_boot=400, seed=seed, block=150)
         assert fast == {"value": round(point, 4), "ci": [round(lo, 4), round(hi, 4)]}
-        draws = [_pooled_auc([recs[i] for i in idx]) for idx in np.random.default_rng(seed).integers(0, len(recs), (400, len(recs)))]
+        draws = [_pooled_auc([recs[i] for i in idx]) for idx in resample_indices(len(recs), n_boot=400, seed=seed)]
         assert any(d is None for d in draws) == (seed == 5)  # the small case does lose a class in some resamples
 
 
