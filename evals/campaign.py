@@ -32,6 +32,7 @@ from evals.events import EventLogError, EventWriteError, EventWriter, TurnEvent,
 from evals.inputs import check_output_dir, read_personas_file
 from evals.jobs import WorldArgs, plan_jobs
 from evals.runner import Progress, Recorder, run_local, run_ray
+from evals.runtime import kernel_report
 from personas.files import file_sha256, files_digest, write_whole
 
 log = logging.getLogger(__name__)
@@ -203,9 +204,10 @@ def code_version() -> dict:
 
 
 def record_code(out: Path, n_turns: int) -> str | None:
-    """Add the running code to campaign.json's ``code`` list ({version, sources, from_turn}: the turns already on
-    disk when it started) unless it is the last one there; return the previous entry's sources when this code
-    differs from it, else None.
+    """Add the running code to campaign.json's ``code`` list ({version, sources, runtime, from_turn}: the turns
+    already on disk when it started; ``runtime``: the kernels it computes with, `evals.runtime.kernel_report`)
+    unless it is the last one there; return the previous entry's sources when this code differs from it, else
+    None (the same code on other kernels is recorded, not warned of).
 
     Other code is recorded, not refused, on --resume, unlike another prompt or input: most changes do not
     touch what a turn does (a report, a message), and the ones known to are refused already (the calibration
@@ -214,16 +216,18 @@ def record_code(out: Path, n_turns: int) -> str | None:
     meta_path = out / "campaign.json"
     meta = _read_meta(meta_path)
     history = meta.get("code") or []
-    now = code_version()
-    if history and history[-1].get("sources") == now["sources"]:
+    now = {**code_version(), "runtime": kernel_report()}
+    if history and all(history[-1].get(k) == now[k] for k in ("sources", "runtime")):
         return None
     _write_json(meta_path, {**meta, "code": [*history, {**now, "from_turn": n_turns}]})
-    return history[-1].get("sources") if history else None
+    changed = history and history[-1].get("sources") != now["sources"]
+    return history[-1].get("sources") if changed else None
 
 
 def code_ranges(code: list[dict] | None, n_turns: int) -> list[dict]:
     """The entries of campaign.json's ``code`` that wrote turns, each as {sources, version, turns: [first, end)};
-    turns before the first entry (a folder an older personasim began) come first with sources None.
+    turns before the first entry (a folder an older personasim began) come first with sources None. Consecutive
+    entries of the same code (one resumed on other kernels) are one range.
     An empty list when nothing is recorded."""
     if not code:
         return []
@@ -231,7 +235,14 @@ def code_ranges(code: list[dict] | None, n_turns: int) -> list[dict]:
     rows = [{"sources": None, "version": None, "turns": [0, starts[0]]}]
     rows += [{"sources": c.get("sources"), "version": c.get("version"), "turns": [a, b]}
              for c, a, b in zip(code, starts, [*starts[1:], n_turns])]
-    return [r for r in rows if r["turns"][1] > r["turns"][0]]
+    merged: list[dict] = []
+    for r in (r for r in rows if r["turns"][1] > r["turns"][0]):
+        same = merged and (merged[-1]["sources"], merged[-1]["version"]) == (r["sources"], r["version"])
+        if same:  # the same code, recorded again on other kernels
+            merged[-1]["turns"][1] = r["turns"][1]
+        else:
+            merged.append(r)
+    return merged
 
 
 def _own_events(events: Iterable[TurnEvent], chash: str, path: Path) -> Iterator[TurnEvent]:

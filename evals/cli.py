@@ -12,10 +12,14 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-import typer
+from evals.runtime import pin_kernels
 
-from evals.commands import campaign, llm, personas, recsys, simulate, train, validate
-from evals.commands.errors import GuardedGroup, run
+pin_kernels()  # before numpy or torch loads: every numeric library on its AVX2 path (evals/runtime.py)
+
+import typer  # noqa: E402
+
+from evals.commands import campaign, llm, personas, recsys, simulate, train, validate  # noqa: E402
+from evals.commands.errors import GuardedGroup, run  # noqa: E402
 
 app = typer.Typer(
     cls=GuardedGroup,

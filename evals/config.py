@@ -67,18 +67,24 @@ class LLMSettings(_Strict):
 
     def check(self) -> None:
         """LLMConfigError unless the backend exists and has what it needs (model file, model name, API key),
-        found without loading a model or sending a request; a missing packaged model is AssetMissingError."""
+        found without sending a request; a missing packaged model is AssetMissingError. The embedded model
+        is loaded and run once in a child process (`llama_build.probe`): a llama.cpp crash is this error."""
         from simulator.llm import BACKENDS, LLMConfigError, create_backend
 
         if self.backend not in BACKENDS:
             raise LLMConfigError(f"unknown LLM backend {self.backend!r}; choose one of: {', '.join(sorted(BACKENDS))}")
         if self.backend == "embedded":
+            from simulator.llm.backends.llama_build import DEFAULT_THREADS, probe
+
             if self.model is None:
                 from personas.assets import smollm2_gguf
 
-                smollm2_gguf()
+                model = smollm2_gguf()
             elif not Path(self.model).is_file():
                 raise LLMConfigError(f"model file {self.model} does not exist; pass a .gguf path")
+            else:
+                model = self.model
+            probe(str(model), self.n_threads or DEFAULT_THREADS)  # llama.cpp runs here, or one line says why not
         elif self.backend == "openai":
             create_backend(self.backend, **self.backend_options())  # checks the model name and the key; sends nothing
         if self.adapter is not None and self.backend == "openai":

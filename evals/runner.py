@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,6 +38,20 @@ REPLAY_EXCLUDE = {"latency_s"}
 def replay_digest(event: TurnEvent) -> bytes:
     """What a replayed turn must reproduce exactly: everything but its wall time."""
     return hashlib.blake2b(event.model_dump_json(exclude=REPLAY_EXCLUDE).encode("utf-8"), digest_size=16).digest()
+
+
+def content_digest(events: Iterable[TurnEvent]) -> str:
+    """A campaign's content: 16 hex chars of sha256 over every turn's key and `replay_digest`, in key order.
+
+    Wall time and write order are left out, so two runs of one config and seed on one machine, a run
+    killed and resumed, and (with the pinned kernels, `evals.runtime`) runs on two x86-64 CPUs with AVX2
+    give the same digest, where the bytes of their events.jsonl differ. A key seen twice (a damaged file)
+    counts each time."""
+    rows = sorted((json.dumps(e.key), replay_digest(e).hex()) for e in events)
+    h = hashlib.sha256()
+    for key, digest in rows:
+        h.update(f"{key}\t{digest}\n".encode("utf-8"))
+    return h.hexdigest()[:16]
 
 
 class RayLostError(RuntimeError):
@@ -138,8 +153,13 @@ def run_ray(world_args: WorldArgs, jobs: list[Job], recorder: Recorder, address:
 
     todo = [j for j in jobs if j.session_key not in recorder.progress.finished]
     if not ray.is_initialized():
+        import os
+
+        from evals.runtime import PINNED_ENV
+
+        pinned = {k: os.environ[k] for k in PINNED_ENV if k in os.environ}  # workers on other hosts compute alike
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                 logging_level=logging.WARNING)  # no INFO lines: a failure is one line
+                 logging_level=logging.WARNING, runtime_env={"env_vars": pinned})  # no INFO lines: one-line failures
     task = run_job_task if retries is None else run_job_task.options(max_retries=retries)
     pending = [task.remote(world_args, job) for job in todo]
     bar = tqdm(total=len(todo), desc="sessions (ray)", unit="session", disable=not show_progress)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from evals.config import CampaignConfig
-from evals.events import EventLogError, events_frame
+from evals.events import EventLogError, events_frame, read_events
 from evals.transcripts import SESSION_KEY, browser_payload, vector_labels
 
 
@@ -223,6 +223,25 @@ def _code(run_dir: Path, n_turns: int) -> tuple[str, list[str]]:
                                         "campaign.json 'code'): a figure over all turns mixes them"])
 
 
+def _runtime(run_dir: Path) -> dict:
+    """The header's content digest (`evals.runner.content_digest`) and the kernels the last recorded code ran
+    on (campaign.json's ``code``: `evals.runtime.kernel_report`), each 'not recorded' when missing."""
+    from evals.runner import content_digest
+    from evals.runtime import describe
+
+    try:
+        events = list(read_events(run_dir / "events.jsonl"))
+    except (EventLogError, OSError):
+        events = []
+    try:
+        recorded = json.loads((run_dir / "campaign.json").read_text()).get("code") or []
+    except (OSError, ValueError, AttributeError):
+        recorded = []
+    runtimes = [describe(c.get("runtime")) for c in recorded if c.get("runtime")]
+    return {"content_digest": content_digest(events) if events else "no turns",
+            "runtime": " / then ".join(dict.fromkeys(runtimes)) or "not recorded"}
+
+
 def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed=None,
               problems: list[str] | None = None) -> dict:
     """The report's dict. ``df``: the events, None when there are none or they cannot be read;
@@ -241,7 +260,7 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
     users = {} if df is None else (df.drop_duplicates(["persona_id", "user_variant", "user_id"])
                                    .groupby("persona_id").size().to_dict())
     code, mixed = _code(run_dir, 0 if df is None else len(df))
-    summary = {"header": {**_header(cfg, df), "code": code},
+    summary = {"header": {**_header(cfg, df), "code": code, **_runtime(run_dir)},
                "offline": json.loads(offline_path.read_text())["rows"] if offline_path.exists() else [],
                "personas": persona_gallery(cards, path, users), "validity": validity(run_dir, cfg),
                "missing": missing, "warnings": ([] if df is None else list(problems or [])) + mixed}

@@ -7,6 +7,9 @@ import os
 
 import pytest
 
+from evals.runtime import pin_kernels  # noqa: E402
+
+pin_kernels()  # the kernels the CLI computes with, before numpy or torch loads
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

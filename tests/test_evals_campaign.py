@@ -90,9 +90,11 @@ def test_reference_run_writes_every_artifact(reference):
     assert meta["inputs"] == {
         "personas": file_sha256(CONFIG["personas"]["path"]),
         **{f"model {m}": file_sha256(reference / "models" / f"{m}.pt") for m in ("mf", "ampcf")}}
-    from evals.campaign import code_version  # and the code that wrote every turn
+    from evals.campaign import code_version  # and the code that wrote every turn, and the kernels it ran on
+    from evals.runtime import kernel_report
 
-    assert meta["code"] == [{**code_version(), "from_turn": 0}] and len(code_version()["sources"]) == 12
+    assert meta["code"] == [{**code_version(), "runtime": kernel_report(), "from_turn": 0}]
+    assert len(code_version()["sources"]) == 12
     first = json.loads((reference / "events.jsonl").read_text().splitlines()[0])
     assert first["config_hash"] and first["model"].startswith("SmolLM2") and first["seed"] > 0
     drift = json.loads((reference / "drift.json").read_text())

@@ -24,6 +24,7 @@ def constructed_summary() -> dict:
                for m, d in (("acceptance_rate", 0.1), ("diversity", 0.02), ("prompt_to_line", -0.01))]
     return {
         "header": {"name": "t", "config_hash": "abc123", "code": "c0de", "seed": 0, "backend": "embedded",
+                   "content_digest": "d1g35t0123456789", "runtime": "llama.cpp built for AVX AVX2 · torch AVX2 × 2 threads",
                    "model": "m", "n_events": 10, "n_failed": 1, "n_sessions": 4, "tokens_in": 100, "tokens_out": 50,
                    "personas_k": 4},
         "offline": [{"variant": v, "ndcg@10": n, "ild@10": d} for v, n, d in
@@ -45,9 +46,11 @@ def test_report_renders_with_every_plot_visible(tmp_path):
     html_path, md_path = render_report(constructed_summary(), tmp_path)
     page = html_path.read_text()
     assert "Heat &lt;1995&gt;" in page  # escaped, not injected
+    assert "content digest d1g35t0123456789 · llama.cpp built for AVX AVX2" in page  # the header names the build
     assert "src='http" not in page and 'src="http' not in page  # self-contained
     md = md_path.read_text()
     assert "| acceptance_rate |" in md and "ampcf vs mf" in md
+    assert "content digest `d1g35t0123456789`" in md
     # the validity panel judges what the summary holds and says what it lacks
     assert '<tr data-status="missing" data-check="stability across runs, layered users">' in page  # no null
     assert '<tr data-status="warn" data-check="power of the A/B, ampcf vs mf">' in page  # power not recorded

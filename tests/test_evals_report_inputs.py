@@ -155,7 +155,8 @@ def test_the_report_says_which_code_wrote_which_turns(campaign, monkeypatch):
     assert camp.record_code(campaign, 0) is None  # this code wrote all the turns
     assert camp.record_code(campaign, 0) is None  # the same code again: no second entry
     ours = camp.code_version()["sources"]
-    assert json.loads((campaign / "campaign.json").read_text())["code"] == [{**camp.code_version(), "from_turn": 0}]
+    assert json.loads((campaign / "campaign.json").read_text())["code"] == [
+        {**camp.code_version(), "runtime": camp.kernel_report(), "from_turn": 0}]
     res = _report(campaign)
     assert res.returncode == 0 and "written by" not in res.stderr, res.stderr
     assert f"code {ours}" in (campaign / "report.html").read_text()
@@ -170,6 +171,16 @@ def test_the_report_says_which_code_wrote_which_turns(campaign, monkeypatch):
     warning = f"written by 2 versions of the code (turns 1-5: {ours}; turns 6-{n}: 0123456789ab"
     assert warning in res.stderr and "code 2 versions" in (campaign / "report.html").read_text()
     assert warning in (campaign / "report.html").read_text()
+
+    # the same code resumed on other kernels: recorded, one range, and both runtimes in the header
+    other = {**camp.kernel_report(), "cpu": "Other CPU", "torch_cpu_capability": "AVX512"}
+    monkeypatch.setattr(camp, "kernel_report", lambda: other)
+    assert camp.record_code(campaign, 7) is None
+    assert len(camp.code_ranges(json.loads((campaign / "campaign.json").read_text())["code"], n)) == 2
+    res = _report(campaign)
+    page = (campaign / "report.html").read_text()
+    assert warning in res.stderr and "code 2 versions" in page
+    assert "then llama.cpp built for" in page and "torch AVX512" in page and "Other CPU" in page
 
 
 def test_code_ranges_drop_codes_that_wrote_nothing():

@@ -1,9 +1,10 @@
-"""`personasim campaign run | drift | ab | report`.
+"""`personasim campaign run | drift | ab | report | digest`.
 
 What each writes in the campaign folder, so that no command overwrites another's output:
 `run` events.jsonl (and, unless --no-report, what `report` writes); `drift` drift.json (the same file
 `report` writes: one drift per campaign); `ab --control C --treatment T` ab_T_vs_C.json; `report`
-report.html, summary.md, drift.json and ab.json (the config's first variant against its second).
+report.html, summary.md, drift.json and ab.json (the config's first variant against its second);
+`digest` writes nothing.
 """
 
 from __future__ import annotations
@@ -64,6 +65,23 @@ def drift(run_dir: Path = typer.Argument(..., help="A campaign output folder."))
                    f"icc={_num(d['icc'])}")
         typer.echo(f"         {d.get('verdict')}")
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def digest(run_dir: Path = typer.Argument(..., help="A campaign output folder.")) -> None:
+    """Print the campaign's content digest: every turn but its wall time, in key order (see README,
+    'Portable runtime'). The same config and seed give the same digest on any x86-64 CPU with AVX2."""
+    from evals.events import read_events
+    from evals.runner import content_digest
+    from evals.commands.errors import fail
+
+    path = run_dir / "events.jsonl"
+    if not path.is_file():
+        fail(f"{path}: no such file; is {run_dir} a campaign output folder?")
+    events = list(read_events(path))
+    if not events:
+        fail(f"{path}: no finished turns yet, so no digest")
+    typer.echo(f"{content_digest(events)}  {len(events)} turns  {path}")
 
 
 @app.command()

@@ -47,13 +47,13 @@ jobs), one `option_probs` call for a 285-token prompt from scratch took about
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from simulator.llm.backends.base import Backend, merge_tokens
+from simulator.llm.backends.llama_build import DEFAULT_THREADS, probe
 from simulator.llm.cache import content_tag
 from simulator.llm.errors import LLMConfigError, PermanentError
 from simulator.llm.types import Message, RawCompletion, TopLogprobs
@@ -123,6 +123,8 @@ class EmbeddedBackend(Backend):
             raise LLMConfigError(
                 "backend 'embedded' needs llama-cpp-python: pip install 'llama-cpp-python[server]'"
             ) from None
+        n_threads = n_threads or DEFAULT_THREADS
+        probe(str(model_path), n_threads)  # a crash in llama.cpp fails a child process, not this one
         self.model = model_path.stem
         self.model_path = model_path
         lora = {}
@@ -136,7 +138,7 @@ class EmbeddedBackend(Backend):
         self._llm = Llama(
             model_path=str(model_path),
             n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count() or 1,
+            n_threads=n_threads,
             seed=0,
             verbose=False,
             **lora,
