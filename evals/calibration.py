@@ -13,7 +13,14 @@ Protocol (nothing of the outer test part is read):
    the rating on [user mean, item mean, features];
 4. what each source contributes: its coefficients, and the drop in 5-fold cross-validated
    AUC (like) when that source is left out (an item feature with its products; n_rated with every
-   product with it; recent_pop with its product: `simulator.evidence.sources`).
+   product with it; recent_pop with its product: `simulator.evidence.sources`);
+5. the base rates a sampled decision needs (`simulator.selector`): like given watched, an unweighted
+   logistic regression of "rated >= 4" on the features of the validation *rated* items (its 5-fold
+   cross-validated reliability, ECE, is in the report); and the no-choice take level, fitted so
+   that the expected takes of a popularity recommender's top TAKE_K (the most-rated items of the
+   inner training part, the user's own rated ones left out) equal the number the user went on to
+   rate in the inner validation part (its hit rate). The level is checked on other recommenders,
+   on the outer test part, by `personasim validate fidelity`.
 The result is `calibration.json` beside the personas, stamped with the personas file's
 content hash and the split it was fitted on; a grounded user refuses a calibration
 that does not match its personas.
@@ -34,14 +41,17 @@ from tqdm import tqdm
 from evals.grounding import LIKED_MIN, file_hash, item_space, memories
 from personas.files import write_whole
 from simulator.choice import ChoiceModel, rating_cuts
+from simulator.selector import fit_level, reliability
 from simulator.evidence import EVIDENCE, ItemSpace, Memory, sources
 from simulator.grounded import grounded_features
 
 log = logging.getLogger(__name__)
 
 KINDS = ("twin", "persona")
-CALIBRATION_VERSION = 5  # 2: the cf evidence feature; 3: the ease feature; 4: n_rated and its products;
-#                          5: recent_pop and its product with popularity
+CALIBRATION_VERSION = 6  # 2: the cf evidence feature; 3: the ease feature; 4: n_rated and its products;
+#                          5: recent_pop and its product with popularity; 6: base rates (take level, like|watched)
+#: Depth of the recommender's list the take level is fitted on (3 pages of 5, the campaign's default).
+TAKE_K = 15
 #: Popularity bins for matched negatives (quantiles of log popularity).
 POP_BINS = 20
 
@@ -100,7 +110,8 @@ def draw_negatives(rng: np.random.Generator, rated: set[int], positives: np.ndar
 
 @dataclass
 class Rows:
-    """Fit rows of one memory kind: like X [n, F], y [n]; rating Xr [m, F], r [m], user mean, item mean [m]."""
+    """Fit rows of one memory kind: like X [n, F], y [n]; rating Xr [m, F], r [m], user mean, item mean [m];
+    take: per user the features [TAKE_K, F] of the popularity list, and the hits among them."""
 
     X: list
     y: list
@@ -108,6 +119,8 @@ class Rows:
     r: list
     um: list
     im: list
+    Xt: list
+    hits: list
 
 
 async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], train: pd.DataFrame,
@@ -115,9 +128,10 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
                    seed: int, show_progress: bool) -> dict[str, Rows]:
     rng = np.random.default_rng(seed)
     bins = pop_bins(space)
-    rows = {k: Rows([], [], [], [], [], []) for k in KINDS}
+    rows = {k: Rows([], [], [], [], [], [], [], []) for k in KINDS}
     rated_by = {u: set(g["item"].tolist()) for u, g in train.groupby("user")}
     tgt_by = {u: g for u, g in targets.groupby("user")}
+    most_rated = np.argsort(-np.bincount(train["item"].to_numpy(), minlength=len(space.ids)), kind="stable")
     for u in tqdm(users, desc="calibration users", unit="user", disable=not show_progress):
         twin = mems.get(f"twin:{uid[u]}")
         g = tgt_by.get(u)
@@ -132,7 +146,10 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
         like_items = np.concatenate([pos, negs]).astype(np.int64)
         labels = [1] * len(pos) + [0] * len(negs)
         r_items = rt["item"].to_numpy(np.int64)
-        items = np.concatenate([like_items, r_items])
+        own = rated_by.get(u, set())
+        shown = np.array([i for i in most_rated[:TAKE_K + len(own)] if int(i) not in own][:TAKE_K], dtype=np.int64)
+        hits = len(set(shown.tolist()) & set(g["item"].tolist()))
+        items = np.concatenate([like_items, r_items, shown])
         if not len(items):
             continue
         canon = mems[f"persona:{twin.persona_id}"]
@@ -142,8 +159,10 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
             R = rows[kind]
             R.X += list(X[: len(like_items)])
             R.y += labels
-            R.Xr += list(X[len(like_items):])
+            R.Xr += list(X[len(like_items):len(like_items) + len(r_items)])
             R.r += rt["rating"].tolist()
+            R.Xt.append(X[len(like_items) + len(r_items):])
+            R.hits.append(hits)
             R.um += [memory.mean_rating] * len(r_items)  # the twin's own mean rating, or the persona members'
             R.im += space.mean_rating[r_items].tolist()
     return rows
@@ -176,10 +195,22 @@ def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceMode
     reg = Ridge(alpha=1.0).fit(base, r)
     fitted = reg.predict(base)
     resid = r - fitted
+    # like given watched: unweighted, on rated items, so its probabilities are the real like shares
+    watched_y = (r >= LIKED_MIN).astype(int)
+    if len(set(watched_y.tolist())) < 2:
+        raise CalibrationError(f"too little training data to calibrate {kind} users: every rated item is "
+                               f"{'liked' if watched_y[0] else 'not liked'}")
+    watched = LogisticRegression(C=1.0, max_iter=1000).fit(Xr, watched_y)
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    watched_cv = cross_val_predict(LogisticRegression(C=1.0, max_iter=1000), Xr, watched_y, cv=folds,
+                                   method="predict_proba")[:, 1]
+    affinity = [clf.decision_function((np.asarray(x, float) - mean) / scale) for x in R.Xt]
+    level = fit_level(affinity, np.asarray(R.hits))
     model = ChoiceModel(kind=kind, features=list(features), mean=mean.tolist(), scale=scale.tolist(),
                         like_coef=clf.coef_[0].tolist(), like_intercept=float(clf.intercept_[0]),
                         rating_coef=reg.coef_.tolist(), rating_intercept=float(reg.intercept_),
-                        rating_sd=float(resid.std()), rating_cuts=rating_cuts(fitted, r))
+                        rating_sd=float(resid.std()), rating_cuts=rating_cuts(fitted, r), take_level=level,
+                        watched_coef=watched.coef_[0].tolist(), watched_intercept=float(watched.intercept_[0]))
     p = clf.predict_proba(Z)[:, 1]
     # one-feature rules on the same rows: the fidelity benchmark's baselines decide with these
     baselines = {}
@@ -197,6 +228,9 @@ def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceMode
         "rating_hist_real": np.bincount(r.astype(int), minlength=6)[1:].tolist(),
         "rating_hist_fitted": np.bincount(model.rating(fitted), minlength=6)[1:].tolist(),
         "rating_hist_matched": np.bincount(model.rating(fitted, "matched"), minlength=6)[1:].tolist(),
+        "like_given_watched_cv": reliability(watched_cv, watched_y),
+        "take": {"level": round(level, 4), "recommender": "popularity (most rated in the inner training part)",
+                 "k": TAKE_K, "n_users": len(R.hits), "real_hit_rate": round(float(np.sum(R.hits)) / (TAKE_K * len(R.hits)), 4)},
     }
     return model, report, baselines
 
@@ -277,6 +311,9 @@ def read_calibration(personas_path: str | Path, rating_rule: str = "expected") -
     if record.get("personas_hash") != file_hash(personas_path):
         raise CalibrationError(f"{path}: fitted for another personas file (hash {record.get('personas_hash')}, "
                                f"{personas_path} is {file_hash(personas_path)}); rerun `personasim calibrate`")
+    if not all(m.calibrated() for m in models.values()):
+        raise StaleCalibration(f"{path}: no base rates (take level, like given watched) for a sampled decision",
+                               f"rerun `personasim calibrate --personas {personas_path}`")
     if rating_rule == "matched" and any(len(m.rating_cuts) != 4 for m in models.values()):
         raise CalibrationError(f"{path}: no rating cutpoints for the 'matched' rating rule (fitted before they "
                                f"existed); rerun `personasim calibrate --personas {personas_path}`")

@@ -110,10 +110,21 @@ class PersonaSource(_Strict):
 
 
 class GroundingSettings(_Strict):
-    """Grounded users (user variant 'grounded'): calibration and decision noise."""
+    """Grounded users (user variant 'grounded'): calibration and how they decide."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_temperature(cls, data):
+        if isinstance(data, dict) and "temperature" in data:
+            raise ValueError("field 'temperature' is gone: grounded users sample from calibrated probabilities; "
+                             "use 'decision: sampled' (the default) or 'decision: deterministic' (debugging)")
+        return data
 
     calibration_users: int = Field(100, ge=10, description="training users whose later training ratings are fitted")
-    temperature: float = Field(0.0, ge=0, description="decision noise temperature (0 = always the likeliest; see simulator/choice.py for why that is the default)")
+    decision: Literal["sampled", "deterministic"] = Field(
+        "sampled", description="'sampled': each turn is drawn from the calibrated probabilities (take given shown, like "
+                               "given watched, a rating distribution; simulator/selector.py), seeded per session and "
+                               "turn; 'deterministic': each probability > 0.5, for debugging only (the report says so)")
     rating_rule: Literal["expected", "matched"] = Field(
         "expected", description="how the expected rating becomes 1-5: 'expected' rounds it (least error, piles up at "
                                 "3-4), 'matched' bins it so the ratings' histogram is the training one (simulator/choice.py)")

@@ -17,11 +17,15 @@ Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
    for ``ab_turns`` pages of ``slate_size``; the order of their acceptance rates is
    compared with the order of held-out Recall@10 over every test user (Kendall tau;
    per pair: agrees, disagrees, or a tie when either CI covers 0). The simulated measure is
-   the twin's like rate (the share of shown items it likes); the campaign's acceptance
-   (chosen / shown, at most 2 choices per page) is reported beside it but cannot order two
-   recommenders that both show two likeable items a page: it saturates at 2/5.
+   the twin's like rate (the share of shown items it takes and likes, sampled); its acceptance
+   (taken / shown) is checked against each recommender's real hit rate on the same pages (the
+   share the user went on to rate), with CIs: the take level was fitted on popularity on the
+   validation part, so random, MF and AMP-CF check it on recommenders it never saw;
+6. like given watched: the reliability of the twins' P(like | watched) on their held-out rated
+   items (ECE, mean against the real like share, the diagram's rows).
+The rating error reads the mean of each rule's rating distribution; the histograms one draw of it.
 Methods: the grounded twin (the user's own history) and persona-level user (the
-persona's canon), deciding at the run's noise temperature (default 0); baselines random, popularity,
+persona's canon), sampling from their calibrated probabilities (`simulator.selector`); baselines random, popularity,
 persona-CF (share of the persona's members who liked the item) and llm-only (the
 LLM's yes-probability alone), each deciding by a one-feature logistic fitted on the
 same calibration rows.
@@ -37,7 +41,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
 from evals.ab import bootstrap_ci, bootstrap_mean_ci, percentile_interval, resample_indices
@@ -45,6 +51,7 @@ from evals.calibration import draw_negatives, pop_bins
 from evals.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
 from personas.files import write_whole
 from simulator.choice import ChoiceModel, decide
+from simulator.selector import rating_distribution, reliability, sample_ratings
 from simulator.grounded import grounded_features
 
 log = logging.getLogger(__name__)
@@ -70,13 +77,23 @@ class FidelityConfig(BaseModel):
                                    "(300: n_rated's products have more weights to fit; on validation they add "
                                    "+0.001 uniform accuracy fitted on 150 users, +0.007 on 300, "
                                    "benchmarks/twin_ceiling.py)")
-    temperature: float = Field(0.0, ge=0, description="decision noise of the grounded users (0: the calibrated decision, as in campaigns)")
+    decision: Literal["sampled", "deterministic"] = Field(
+        "sampled", description="grounded users draw from their calibrated probabilities (as in campaigns), or take the "
+                               "deterministic decision (debugging)")
     use_llm: bool = Field(True, description="the LLM judgement is a feature of the decision")
     ab_users: int = Field(30, ge=0, description="twins that meet each recommender (A/B fidelity); 0 = skip")
     ab_turns: int = Field(3, ge=1)
     slate_size: int = Field(5, ge=1)
     seed: int = 0
     n_boot: int = Field(1000, ge=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_temperature(cls, data):
+        if isinstance(data, dict) and "temperature" in data:
+            raise ValueError("field 'temperature' is gone: grounded users sample from calibrated probabilities; "
+                             "use 'decision: sampled' (default) or 'decision: deterministic'")
+        return data
 
     def config_hash(self) -> str:
         """12 hex chars over the settings and, when the LLM is asked (``use_llm``), the prompt templates."""
@@ -179,15 +196,25 @@ class _Scorer:
                                        self.models["twin"].features, seed=self.cfg.seed)
         for kind, memory, X in zip(("twin", "persona"), (twin, canon), both):
             model = self.models[kind]
-            d = decide(model, X, user_mean=memory.mean_rating,
-                       item_mean=self.space.mean_rating[items], genres=[self.space.genres[i] for i in items],
-                       context={}, temperature=self.cfg.temperature, rng=np.random.default_rng(seed))
-            expected = model.expected_rating(X, memory.mean_rating, self.space.mean_rating[items])
-            out[kind] = {"score": d.logits, "like": d.liked, "rating": d.ratings.astype(float), "expected": expected}
+            item_mean = self.space.mean_rating[items]
+            d = decide(model, X, user_mean=memory.mean_rating, item_mean=item_mean,
+                       genres=[self.space.genres[i] for i in items], context={}, sampled=self.cfg.decision == "sampled",
+                       rng=np.random.default_rng(seed))
+            expected = model.expected_rating(X, memory.mean_rating, item_mean)
+            # Taste alignment asks "would this user like it?": the affinity's own decision (logit > 0, the
+            # class-balanced threshold), not whether a shown item is taken (which depends on the page).
+            # A rated item was watched: its rating is the distribution itself, its mean for the error,
+            # one draw for the histogram.
+            P = rating_distribution(expected, model.rating_sd, model.rating_cutpoints("expected"))
+            rng = np.random.default_rng([seed, 1])
+            out[kind] = {"score": d.logits, "like": d.logits > 0, "rating": P @ np.arange(1, 6),
+                         "rating_sampled": sample_ratings(P, np.full(len(items), -1), rng).astype(float),
+                         "expected": expected, "p_like_watched": model.p_like_watched(X)}
             if kind == "twin":
                 feats = dict(zip(model.features, X.T))
-                # the same decision's ratings by the other rule (which has no floor): the histogram-matched ones
-                out[kind]["rating_matched"] = model.rating(d.rating_scores, "matched").astype(float)
+                Pm = rating_distribution(expected, model.rating_sd, model.rating_cutpoints("matched"))
+                out[kind]["rating_matched"] = Pm @ np.arange(1, 6)
+                out[kind]["rating_matched_sampled"] = sample_ratings(Pm, np.full(len(items), -1), rng).astype(float)
         rng = np.random.default_rng(seed + 1)
         base = {"random": rng.random(len(items)), "popularity": feats["popularity"], "persona_cf": feats["persona"]}
         if "llm" in feats:
@@ -236,6 +263,9 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
             "truth": truth,
             "twin": res["twin"]["rating"][sel], "twin_expected": res["twin"]["expected"][sel],
             "twin_matched": res["twin"]["rating_matched"][sel],
+            "twin_sampled": res["twin"]["rating_sampled"][sel],
+            "twin_matched_sampled": res["twin"]["rating_matched_sampled"][sel],
+            "p_like_watched": res["twin"]["p_like_watched"][sel],
             "persona": res["persona"]["rating"][sel],
             "user_mean": np.full(len(sel), twin_mem.mean_rating),
             "item_mean": scorer.space.mean_rating[items[sel]],
@@ -281,9 +311,18 @@ def _rating_distribution(ratings: list[dict], cfg: FidelityConfig) -> dict:
         real, sim = rating_histogram(rs, "truth"), rating_histogram(rs, key)
         return float(0.5 * np.abs(real / real.sum() - sim / sim.sum()).sum())
 
-    return {"histogram": {k: rating_histogram(ratings, k).tolist() for k in ("truth", "twin", "twin_matched")},
-            "total_variation": {k: _boot(ratings, lambda rs, k=k: tv(rs, k), cfg.n_boot, cfg.seed)
-                                for k in ("twin", "twin_matched")}}
+    sampled = ("twin_sampled", "twin_matched_sampled")
+    return {"histogram": {k: rating_histogram(ratings, k).tolist() for k in ("truth", *sampled)},
+            "total_variation": {k: _boot(ratings, lambda rs, k=k: tv(rs, k), cfg.n_boot, cfg.seed) for k in sampled},
+            "note": "histograms of one draw from each rule's rating distribution (the error uses its mean)"}
+
+
+def like_given_watched(ratings: list[dict]) -> dict:
+    """Reliability of the twins' P(like | watched) on their held-out rated items: ECE, the mean probability
+    against the real like share (rating >= 4), and the reliability diagram's rows (`simulator.selector`)."""
+    p = np.concatenate([r["p_like_watched"] for r in ratings])
+    y = np.concatenate([r["truth"] for r in ratings]) >= LIKED_MIN
+    return reliability(p, y)
 
 
 def rmse_of(rs: list[dict], key: str) -> float:
@@ -354,26 +393,35 @@ async def _ab(scorer: _Scorer, ds, split, ab_users: np.ndarray, cfg: FidelityCon
     ranked = _rankings(models, off_users, seen, split.n_items, depth, cfg.seed)
     offline = {v: np.array([len(set(ranked[v][int(u)][:10].tolist()) & test_pos[u]) / min(10, len(test_pos[u]))
                             for u in off_users]) for v in AB_VARIANTS}
+    test_rated = {u: set(g["item"].tolist()) for u, g in split.test.groupby("user")}
+    # consumption: the share of a recommender's pages (depth items) the user went on to rate, any rating
+    hit_rate = {v: np.array([len(set(ranked[v][int(u)][:depth].tolist()) & test_rated[u]) / depth
+                             for u in off_users]) for v in AB_VARIANTS}
     model = scorer.models["twin"]
     liked_rate = {v: [] for v in AB_VARIANTS}
     accepted = {v: [] for v in AB_VARIANTS}
+    expected_take = {v: [] for v in AB_VARIANTS}
     for u in tqdm(ab_users, desc="A/B fidelity users", unit="user", disable=not show_progress):
         memory = scorer.mems[f"twin:{uid[u]}"]
         for v in AB_VARIANTS:
             shown = chosen = liked = 0
+            p_take = 0.0
             for t in range(cfg.ab_turns):
                 page = ranked[v][int(u)][t * cfg.slate_size:(t + 1) * cfg.slate_size]
                 [X] = await grounded_features(scorer.llm, scorer.cards[memory.persona_id], [memory],
                                               scorer.mems[f"persona:{memory.persona_id}"], scorer.space, page,
                                               model.features, seed=cfg.seed)
                 d = decide(model, X, user_mean=memory.mean_rating, item_mean=scorer.space.mean_rating[page],
-                           genres=[scorer.space.genres[i] for i in page], context={}, temperature=cfg.temperature,
-                           rng=np.random.default_rng([cfg.seed, int(u), t]), max_choices=MAX_CHOICES)
+                           genres=[scorer.space.genres[i] for i in page], context={},
+                           sampled=cfg.decision == "sampled", rng=np.random.default_rng([cfg.seed, int(u), t]),
+                           max_choices=MAX_CHOICES)
                 shown += len(page)
                 chosen += len(d.chosen)
                 liked += int(d.liked.sum())
+                p_take += float(d.p_take.sum())
             liked_rate[v].append(liked / shown)
             accepted[v].append(chosen / shown)
+            expected_take[v].append(p_take / shown)
     # the offline figures of the simulated users too, to see how far they are from all users
     pos_of = {int(u): i for i, u in enumerate(off_users)}
     off_same = {v: offline[v][[pos_of[int(u)] for u in ab_users]] for v in AB_VARIANTS}
@@ -389,9 +437,10 @@ async def _ab(scorer: _Scorer, ds, split, ab_users: np.ndarray, cfg: FidelityCon
 
     like, acc = compare(liked_rate), compare(accepted)
     return {
+        "acceptance_against_hit_rate": _take_check(hit_rate, off_users, ab_users, accepted, expected_take, depth, cfg),
         "variants": list(AB_VARIANTS), "n_sim_users": int(len(ab_users)), "n_offline_users": int(len(off_users)),
-        "measure": "like rate: the share of shown items the twin likes (its decision before the campaign's cap of "
-                   f"{MAX_CHOICES} choices per page); the capped acceptance is reported beside it",
+        "measure": "like rate: the share of shown items the twin takes and likes, sampled from its calibrated "
+                   "probabilities; its acceptance (taken / shown) is reported beside it",
         "simulated_like_rate": like["by_variant"], "simulated_order": like["order"],
         "kendall_tau": like["kendall_tau"], "pairs": like["pairs"],
         "capped_acceptance": {"simulated_acceptance": acc["by_variant"], "simulated_order": acc["order"],
@@ -402,13 +451,36 @@ async def _ab(scorer: _Scorer, ds, split, ab_users: np.ndarray, cfg: FidelityCon
         "offline_order": sorted(AB_VARIANTS, key=lambda v: offline[v].mean()),
         "protocol": f"static recommenders trained on TRAIN; slates are pages 1-{cfg.ab_turns} of {cfg.slate_size} "
                     "items of each user's ranking (train-rated items excluded); the twin decides each page with "
-                    f"the calibrated choice model (like / not like, then at most {MAX_CHOICES} choices per page)",
+                    f"the calibrated choice model (take, then like given watched; at most {MAX_CHOICES} choices a page)",
     }
+
+
+def _take_check(hit_rate: dict, off_users: np.ndarray, ab_users: np.ndarray, accepted: dict, expected_take: dict,
+                depth: int, cfg: FidelityConfig) -> dict:
+    """Each recommender's simulated acceptance (sampled, and its expectation) against its real hit rate over
+    the same pages: the share of them the user went on to rate, on the simulated users and on every test user,
+    each with a 95% CI over users. The take level was fitted on popularity on the validation part
+    (`evals.calibration`): random, MF and AMP-CF are recommenders the fit never saw."""
+    pos_of = {int(u): i for i, u in enumerate(off_users)}
+    same = [pos_of[int(u)] for u in ab_users]
+    rows = []
+    for v in AB_VARIANTS:
+        real_same = _boot_mean(hit_rate[v][same].tolist(), cfg.n_boot, cfg.seed)
+        sim = _boot_mean(list(accepted[v]), cfg.n_boot, cfg.seed)
+        rows.append({"recommender": v, "used_by_the_fit": v == "pop",
+                     "simulated_acceptance": sim, "expected_acceptance": round(float(np.mean(expected_take[v])), 4),
+                     "real_hit_rate_same_users": real_same,
+                     "real_hit_rate_all_users": _boot_mean(hit_rate[v].tolist(), cfg.n_boot, cfg.seed),
+                     "within_real_ci": bool(real_same["ci"][0] <= sim["value"] <= real_same["ci"][1])})
+    return {"k": depth, "rows": rows,
+            "unseen_within_ci": sum(r["within_real_ci"] for r in rows if not r["used_by_the_fit"]),
+            "n_unseen": sum(not r["used_by_the_fit"] for r in rows)}
 
 
 # ---- the run ------------------------------------------------------------------------------------
 
-def _headline(taste: list[dict], rating: list[dict], ab: dict | None, distribution: dict | None = None) -> dict:
+def _headline(taste: list[dict], rating: list[dict], ab: dict | None, distribution: dict | None = None,
+              watched: dict | None = None) -> dict:
     def cell(neg, ratio, method, metric):
         row = next((r for r in taste if r["negatives"] == neg and r["ratio"] == ratio and r["method"] == method), None)
         return None if row is None else row[metric]["value"]
@@ -424,13 +496,24 @@ def _headline(taste: list[dict], rating: list[dict], ab: dict | None, distributi
     }
     if distribution:
         tv = distribution["total_variation"]
-        out["twin_rating_tv"], out["twin_matched_rating_tv"] = tv["twin"]["value"], tv["twin_matched"]["value"]
+        out["twin_rating_tv"] = tv["twin_sampled"]["value"]
+        out["twin_matched_rating_tv"] = tv["twin_matched_sampled"]["value"]
+    if watched:
+        out["like_given_watched_ece"], out["like_given_watched_mean_p"] = watched["ece"], watched["mean_p"]
+        out["real_like_share"] = watched["real_share"]
     out["targets"] = {
         "accuracy_1to1_uniform >= 0.85": (out["twin_accuracy_1to1_uniform"] or 0) >= 0.85,
         "auc_1to1_matched >= 0.70": (out["twin_auc_1to1_matched"] or 0) >= 0.70,
         "rmse below user-mean": out["twin_rmse"] is not None and out["twin_rmse"] < (out["user_mean_rmse"] or 0),
     }
+    if watched:
+        out["targets"]["like given watched: ECE <= 0.02"] = watched["ece"] <= 0.02
+        out["targets"]["like given watched: mean within 0.02 of the real share"] = \
+            abs(watched["mean_p"] - watched["real_share"]) <= 0.02
     if ab:
+        take = ab["acceptance_against_hit_rate"]
+        out["targets"]["acceptance within the real hit rate's CI, every unseen recommender"] = \
+            take["unseen_within_ci"] == take["n_unseen"]
         agree = {p["pair"]: p["verdict"] for p in ab["pairs"]}
         out["targets"]["random < pop < mf, every pair agreeing"] = all(
             agree.get(k) == "agrees" for k in ("pop - random", "mf - random", "mf - pop"))
@@ -503,10 +586,12 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
         ab = asyncio.run(_ab(scorer, ds, split, users[: cfg.ab_users], cfg, show_progress, ab_models))
     taste_rows, rating_rows = _taste_table(taste, cfg), _rating_table(ratings, cfg)
     distribution = _rating_distribution(ratings, cfg)
+    watched = like_given_watched(ratings)
     return {
         "config": cfg.model_dump(), "config_hash": cfg.config_hash(), "seed": cfg.seed,
         "model": getattr(llm, "model", ""), "split": split.key, "n_users": int(len(users)),
-        "headline": _headline(taste_rows, rating_rows, ab, distribution),
+        "headline": _headline(taste_rows, rating_rows, ab, distribution, watched),
+        "like_given_watched": watched,
         "calibration": record["report"], "calibration_features": record["features"],
         "taste_alignment": taste_rows, "rating_error": rating_rows,
         "rating_distribution": distribution, "ab_fidelity": ab,

@@ -223,6 +223,14 @@ def _code(run_dir: Path, n_turns: int) -> tuple[str, list[str]]:
                                         "campaign.json 'code'): a figure over all turns mixes them"])
 
 
+def _decision_warning(cfg: CampaignConfig) -> list[str]:
+    """A campaign whose grounded users decide deterministically says so at the top of its report."""
+    if "grounded" in cfg.user_variants and cfg.grounding.decision == "deterministic":
+        return ["grounded users decide deterministically (grounding.decision: deterministic), a debugging mode: "
+                "their run-to-run variation is built out, so their drift and A/B figures measure the design"]
+    return []
+
+
 def _runtime(run_dir: Path) -> dict:
     """The header's content digest (`evals.runner.content_digest`) and the kernels the last recorded code ran
     on (campaign.json's ``code``: `evals.runtime.kernel_report`), each 'not recorded' when missing."""
@@ -263,7 +271,7 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
     summary = {"header": {**_header(cfg, df), "code": code, **_runtime(run_dir)},
                "offline": json.loads(offline_path.read_text())["rows"] if offline_path.exists() else [],
                "personas": persona_gallery(cards, path, users), "validity": validity(run_dir, cfg),
-               "missing": missing, "warnings": ([] if df is None else list(problems or [])) + mixed}
+               "missing": missing, "warnings": ([] if df is None else list(problems or [])) + mixed + _decision_warning(cfg)}
     if df is not None:
         summary.update(_from_events(df, cfg, cards, missing, embed))
     summary["validity"]["panel"] = panel(summary)

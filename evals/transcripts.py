@@ -89,21 +89,26 @@ def _flagged(e: dict) -> bool:
     return c.get("prompt_to_line") == 0 or (c.get("line_to_line") is not None and c["line_to_line"] < 1)
 
 
+#: The probabilities of a decision record, as opposed to the sources' contributions.
+PROBABILITIES = ("p_like", "p_take")
+
+
 def decision_by_source(decision: dict) -> dict:
-    """{item id: [p(like), {source: what it added to the like logit}]} of a grounded turn's ``decision``
-    record. A product ('ease*n_rated', 'popularity*recent_pop') counts with its item feature, so the browser
-    shows one number per source, and they still sum to what the evidence added (the logit less its
-    intercept and the context's shift)."""
+    """{item id: [p(like), {source: what it added to the affinity}, p(take)]} of a grounded turn's ``decision``
+    record (p(take) None in a record from before it existed). A product ('ease*n_rated',
+    'popularity*recent_pop') counts with its item feature, so the browser shows one number per source, and
+    they still sum to what the evidence added (the affinity less its intercept and the context's shift)."""
     from simulator.evidence import factors
 
     out = {}
     for item, d in (decision or {}).items():
         parts: dict[str, float] = {}
         for k, v in d.items():
-            if k != "p_like" and isinstance(v, (int, float)):
+            if k not in PROBABILITIES and isinstance(v, (int, float)):
                 source = factors(k)[0]
                 parts[source] = parts.get(source, 0.0) + float(v)
-        out[item] = [round(d["p_like"], 2) if "p_like" in d else None, {k: round(v, 2) for k, v in parts.items()}]
+        out[item] = [round(d["p_like"], 2) if "p_like" in d else None, {k: round(v, 2) for k, v in parts.items()},
+                     round(d["p_take"], 2) if "p_take" in d else None]
     return out
 
 

@@ -169,7 +169,7 @@ def _check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pr
     use_llm = "llm" in calibration["features"]
     fcfg = FidelityConfig(holdout=holdout, personas_k=max(2, len(read_personas(personas_path))), users=g.fidelity_users,
                           calibration_users=max(10, int(calibration.get("n_users") or g.calibration_users)),
-                          temperature=g.temperature, use_llm=use_llm, ab_users=g.fidelity_ab_users, ab_turns=cfg.turns,
+                          decision=g.decision, use_llm=use_llm, ab_users=g.fidelity_ab_users, ab_turns=cfg.turns,
                           slate_size=cfg.slate_size, seed=cfg.seed)
     ds = _dataset()
     log.info("measuring the grounded users' fidelity on %d held-out users", fcfg.users)
@@ -195,7 +195,7 @@ def _grounding(cfg: CampaignConfig, personas_path: Path, ds):
                          f"the personas are of {split.key}")
     space = item_space(ds, split.train)
     mems = memories(ds, split.train, read_assignments(personas_path.parent), space)
-    return Grounding(space, models, mems, temperature=cfg.grounding.temperature,
+    return Grounding(space, models, mems, sampled=cfg.grounding.decision == "sampled",
                      rating_rule=cfg.grounding.rating_rule, judge_seed=record["seed"])  # an int: read_calibration checks
 
 

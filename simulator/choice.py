@@ -1,38 +1,32 @@
-"""The written-down decision of a grounded user: utilities, context shifts, seeded noise.
+"""The written-down decision of a grounded user: affinities, context shifts, calibrated probabilities, sampled.
 
 For the M items of a slate with features X [M, F] (`simulator.evidence.EVIDENCE`
-plus ``llm``), a `ChoiceModel` fitted on training logs gives
+plus ``llm``), a `ChoiceModel` fitted on training logs (`personasim calibrate`) gives
 
-    like logit  l_j = b + sum_f w_f (x_jf - mean_f) / scale_f  + c_j(context)
-    rating      r_j = a + a_u * user_mean + a_i * item_mean_j + sum_f v_f z_jf
+    affinity    a_j = b + sum_f w_f (x_jf - mean_f) / scale_f  + c_j(context)
+    take        P(take j | shown)   = sigmoid(a_j + take_level)
+    like        P(like j | watched) = sigmoid(c + sum_f u_f z_jf)
+    rating      r_j ~ ordered probit around mu_j = a + a_u * user_mean + a_i * item_mean_j + sum_f v_f z_jf
 
-and `decide` turns them into one turn:
+`simulator.selector` says how each part is calibrated on what MovieLens records: the affinity ranks
+items (its fit is class-balanced, positives against never-rated items), the no-choice ``take_level``
+makes the takes of a recommender's top-k match its real hit rate, the like model is fitted on rated
+items so its probabilities are real like shares, and the rating is a distribution over 1..5.
 
-- each item is *liked* when l_j + T * e_j > 0, e_j ~ Logistic(0, 1) seeded; T is the
-  noise temperature (T = 1 samples from the fitted probabilities, T = 0 is the argmax);
-- the chosen items are the liked ones with the highest noisy logit, at most ``max_choices``;
-- ratings read the noisy expected rating r_j + T * rating_sd * n_j, n_j ~ N(0, 1), by one of two
-  rules (``RATING_RULES``). ``expected`` (the default) rounds it, clipped to 1..5, and rates a
-  chosen item at least 3 (one does not pick what one would pan): the least squared error, but
-  ratings pile up at 3-4, because a regression's predictions shrink to the mean. ``matched`` bins
-  it at the cutpoints ``rating_cuts`` fitted on the training ratings, so that the ratings'
-  histogram is the real one (1s and 5s included) in the same order, at the cost of a larger
-  error; it has no floor, because every MovieLens rating is of a film its rater chose to watch,
-  and 17% of them are 1 or 2. `personasim validate fidelity` measures both; no one rule gives
-  both (README, "Can the simulated users be believed?");
+`decide` turns them into one turn. ``sampled=True`` (the default of campaigns and the fidelity
+benchmark) draws every part from ``rng``, seeded per session and turn; ``sampled=False`` is the
+deterministic decision, for debugging only (each probability > 0.5, the expected rating rounded):
+
+- taken items ~ Bernoulli(P(take)); the chosen items are the taken ones with the highest affinity,
+  at most ``max_choices`` (a cap the calibrated take rate rarely reaches);
+- liked: a taken item is liked with P(like | watched); ``liked`` marks the taken and liked items;
+- ratings: every item on the slate is rated. A liked item's rating is drawn within 4-5, a taken item
+  not liked within 1-3, an item not taken from the whole distribution. The cutpoints are those of one
+  of two rules (``RATING_RULES``): ``expected`` rounds (1.5 .. 4.5: the least squared error, ratings
+  piling up at 3-4, because a regression's predictions shrink to the mean); ``matched`` uses the
+  cutpoints ``rating_cuts`` fitted on the training ratings, whose bins hold the real shares of 1..5;
 - stop: with probability sigmoid(STOP_BASE + context shifts + STOP_IF_NOTHING when nothing
   was chosen), from ``allow_stop_from`` on.
-
-Why T = 0 is the default (campaigns and the fidelity benchmark). The like model is fitted
-class-balanced on positives against never-rated items, so its probabilities rank items but are
-not the rate at which a person takes an item (MovieLens records no impressions): sampling
-from them at T = 1 would be noise of no known size, and any T in between is as arbitrary.
-T = 0 is the fitted decision itself. It is also what the measurements favour (README): on
-the fidelity benchmark T = 0.25 cost 0.04 accuracy, and in the default campaign design even
-T = 0.1 let the first tie-break between two likeable items send two runs of one user down
-different slates (run-to-run / persona-to-persona variance 0.16 at T = 0, 1.02 at 0.1, 1.07
-at 0.25: benchmarks/drift_temperature.py). Set T > 0 to study test-retest noise; the stop
-hazard stays random at any T.
 
 Context shifts (`CONTEXT_SHIFTS`) are not fitted: training logs carry no context.
 They are stated here and tested: "with kids" lowers horror, crime, thriller,
@@ -48,6 +42,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.special import expit
+
+from simulator.selector import (LIKED_MIN, ROUNDING_CUTS, rating_distribution, sample_ratings,
+                                take_probability)
 
 #: (context characteristic, value) -> like-logit shift per genre; "*" applies to every item.
 CONTEXT_SHIFTS: dict[tuple[str, str], dict[str, float]] = {
@@ -84,6 +82,11 @@ class ChoiceModel(BaseModel):
     rating_sd: float = Field(description="residual sd of the rating fit")
     rating_cuts: list[float] = Field(default_factory=list, description="4 ascending cutpoints on the expected rating "
                                      "whose bins hold the training ratings' shares of 1..5 (the 'matched' rule)")
+    take_level: float | None = Field(None, description="the no-choice level: P(take) = sigmoid(affinity + take_level), "
+                                     "fitted to a recommender's real hit rate (simulator.selector.fit_level)")
+    watched_coef: list[float] = Field(default_factory=list, description="P(like | watched) weights on the "
+                                      "standardised features, fitted on rated items (real like shares)")
+    watched_intercept: float | None = None
 
     def z(self, X: np.ndarray) -> np.ndarray:
         """Standardised features [M, F]."""
@@ -99,20 +102,35 @@ class ChoiceModel(BaseModel):
     def like_logit(self, X: np.ndarray) -> np.ndarray:
         return self.like_intercept + self.contributions(X).sum(1)
 
-    def expected_rating(self, X: np.ndarray, user_mean: float, item_mean: np.ndarray) -> np.ndarray:
-        base = np.column_stack([np.full(len(X), user_mean), np.asarray(item_mean, dtype=float), self.z(X)])
-        return self.rating_intercept + base @ np.asarray(self.rating_coef)
+    def calibrated(self) -> bool:
+        """True when the model has the base rates a sampled decision needs (calibration version 6 on)."""
+        return self.take_level is not None and self.watched_intercept is not None and \
+            len(self.watched_coef) == len(self.features)
 
-    def rating(self, r: np.ndarray, rule: str = "expected") -> np.ndarray:
-        """1-5 ratings [M] of expected ratings ``r`` [M] by ``rule`` (module docstring)."""
+    def p_like_watched(self, X: np.ndarray) -> np.ndarray:
+        """P(like | watched) [M]."""
+        if self.watched_intercept is None:
+            raise ValueError(f"the {self.kind} model has no like-given-watched fit; rerun `personasim calibrate`")
+        return expit(self.watched_intercept + self.z(X) @ np.asarray(self.watched_coef))
+
+    def rating_cutpoints(self, rule: str = "expected") -> tuple[float, ...]:
+        """The 4 cutpoints of ``rule`` on the expected rating (module docstring)."""
         if rule == "expected":
-            return np.clip(np.rint(r), 1, 5).astype(int)
+            return ROUNDING_CUTS
         if rule != "matched":
             raise ValueError(f"rating rule {rule!r}: choose one of {', '.join(RATING_RULES)}")
         if len(self.rating_cuts) != 4:
             raise ValueError(f"the {self.kind} model has no rating cutpoints (a calibration from before they existed); "
                              "rerun `personasim calibrate` for the 'matched' rating rule")
-        return 1 + np.searchsorted(np.asarray(self.rating_cuts), r, side="right").astype(int)
+        return tuple(self.rating_cuts)
+
+    def expected_rating(self, X: np.ndarray, user_mean: float, item_mean: np.ndarray) -> np.ndarray:
+        base = np.column_stack([np.full(len(X), user_mean), np.asarray(item_mean, dtype=float), self.z(X)])
+        return self.rating_intercept + base @ np.asarray(self.rating_coef)
+
+    def rating(self, r: np.ndarray, rule: str = "expected") -> np.ndarray:
+        """1-5 ratings [M] of expected ratings ``r`` [M] by ``rule``: the bin of its cutpoints r falls in."""
+        return 1 + np.searchsorted(np.asarray(self.rating_cutpoints(rule)), r, side="right").astype(int)
 
 
 def rating_cuts(expected: np.ndarray, real: np.ndarray) -> list[float]:
@@ -140,11 +158,13 @@ def stop_logit(context: dict[str, str], chose_nothing: bool) -> float:
 
 @dataclass
 class Decision:
-    """One turn's decision over M items: logits [M] (context included), liked [M] bool,
-    chosen (indices, best first), ratings [M] ints, stop; rating_scores [M]: the noisy expected
-    ratings the ratings were read from (`ChoiceModel.rating` reads them by the other rule)."""
+    """One turn's decision over M items: logits [M] (the affinities, context included), p_take [M],
+    p_like [M] (given watched), liked [M] bool (taken and liked), chosen (indices, best first),
+    ratings [M] ints, stop; rating_scores [M]: the expected ratings the ratings were drawn around."""
 
     logits: np.ndarray
+    p_take: np.ndarray
+    p_like: np.ndarray
     liked: np.ndarray
     chosen: list[int]
     ratings: np.ndarray
@@ -153,20 +173,34 @@ class Decision:
 
 
 def decide(model: ChoiceModel, X: np.ndarray, *, user_mean: float, item_mean: np.ndarray, genres: list[list[str]],
-           context: dict[str, str], temperature: float, rng: np.random.Generator, max_choices: int | None = None,
+           context: dict[str, str], rng: np.random.Generator, sampled: bool = True, max_choices: int | None = None,
            may_stop: bool = False, rating_rule: str = "expected") -> Decision:
-    """The decision over M items (module docstring). ``max_choices=None``: no cap (taste alignment)."""
-    if temperature < 0:
-        raise ValueError(f"noise temperature must be >= 0, got {temperature}")
+    """The decision over M items (module docstring). ``max_choices=None``: no cap. A model without the
+    base rates of a sampled decision (an older calibration) is a ValueError naming the command that refits it."""
+    if not model.calibrated():
+        raise ValueError(f"the {model.kind} choice model has no base rates (take level, like given watched): a "
+                         "calibration from before they existed; rerun `personasim calibrate`")
     logits = model.like_logit(X) + context_shift(context, genres)
-    u = rng.uniform(1e-12, 1 - 1e-12, size=len(logits))
-    noisy = logits + temperature * np.log(u / (1 - u))
-    liked = noisy > 0
-    order = [int(j) for j in np.argsort(-noisy, kind="stable") if liked[j]]
+    p_take = take_probability(logits, model.take_level)
+    p_like = model.p_like_watched(X)
+    mu = model.expected_rating(X, user_mean, item_mean)
+    if sampled:
+        taken = rng.random(len(logits)) < p_take
+        likes = rng.random(len(logits)) < p_like
+    else:
+        taken, likes = p_take > 0.5, p_like > 0.5
+    order = [int(j) for j in np.argsort(-logits, kind="stable") if taken[j]]
     chosen = order if max_choices is None else order[:max_choices]
-    r = model.expected_rating(X, user_mean, item_mean) + temperature * model.rating_sd * rng.standard_normal(len(logits))
-    ratings = model.rating(r, rating_rule)
-    if rating_rule == "expected":
-        ratings[chosen] = np.maximum(ratings[chosen], 3)
-    stop = bool(may_stop and rng.random() < 1.0 / (1.0 + np.exp(-stop_logit(context, not chosen))))
-    return Decision(logits, liked, chosen, ratings, stop, r)
+    taken = np.zeros(len(logits), bool)
+    taken[chosen] = True  # past the cap an item is not taken
+    liked = taken & likes
+    cuts = model.rating_cutpoints(rating_rule)
+    part = np.where(taken, liked.astype(int), -1)
+    if sampled:
+        ratings = sample_ratings(rating_distribution(mu, model.rating_sd, cuts), part, rng)
+    else:
+        ratings = model.rating(mu, rating_rule)
+        ratings[part == 1] = np.maximum(ratings[part == 1], LIKED_MIN)
+        ratings[part == 0] = np.minimum(ratings[part == 0], LIKED_MIN - 1)
+    stop = bool(may_stop and rng.random() < expit(stop_logit(context, not chosen)))
+    return Decision(logits, p_take, p_like, liked, chosen, ratings, stop, mu)

@@ -10,14 +10,15 @@ Per turn (see `simulator.choice` for the formula):
    user's memory (a twin's own training history, or the persona's canon) and
    ``llm``: logit P(yes) of "Would you enjoy watching X?", read from the
    first-token log-probabilities (`LLMClient.option_probs`), not one sample;
-2. the fitted `ChoiceModel` plus the context shifts and seeded noise decide
-   choices, ratings and stop; the decision's noise is seeded by the session
+2. the fitted `ChoiceModel` plus the context shifts give calibrated probabilities
+   (take given shown, like given watched, a rating distribution), and the choices,
+   ratings and stop are drawn from them; the draws are seeded by the session
    and the turn only, so best-of-N candidates share one decision and differ
    only in how the LLM voices it (the reward cannot select behaviour);
 3. the LLM says one sentence about the decision (the utterance), which the
    consistency judge scores like any other line.
-``Turn.decision`` records, per item, the like probability and what each
-source added to its logit.
+``Turn.decision`` records, per item, the take and like-given-watched
+probabilities and what each source added to its affinity.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class Grounding:
     """Everything a grounded user needs, fitted on training data only (`personasim calibrate`).
 
     models: one `ChoiceModel` per memory kind ('twin', 'persona'); memories: by key
-    ('persona:<id>', 'twin:<user id>'); temperature: the decision's noise temperature; rating_rule:
+    ('persona:<id>', 'twin:<user id>'); sampled: draw the decision from its calibrated probabilities
+    (True, the default) or take the deterministic one (False, for debugging); rating_rule:
     'expected' or 'matched' (`simulator.choice.RATING_RULES`); judge_seed: the seed every LLM judgement
     is asked with, the calibration's own, so the LLM feature is read as it was when the weights were fitted.
 
@@ -59,7 +61,7 @@ class Grounding:
     space: ItemSpace
     models: dict[str, ChoiceModel]
     memories: dict[str, Memory]
-    temperature: float = 0.25
+    sampled: bool = True
     rating_rule: str = "expected"
     judge_seed: int = 0
     judged: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)  # (persona id, item id) -> logit
@@ -149,7 +151,7 @@ class GroundedUser(SimulatedUser):
         idx = space.index([it.id for it in items])
         return decide(model, X, user_mean=memory.mean_rating, item_mean=space.mean_rating[idx],
                       genres=[space.genres[i] for i in idx], context=p.context,
-                      temperature=self.grounding.temperature, rng=np.random.default_rng(seed),
+                      sampled=self.grounding.sampled, rng=np.random.default_rng(seed),
                       max_choices=max_choices, may_stop=may_stop, rating_rule=self.grounding.rating_rule)
 
     async def propose(self, slate: list[Item], *, turn: int, seed: int, session_seed: int = 0) -> Candidate:
@@ -166,9 +168,9 @@ class GroundedUser(SimulatedUser):
         chosen = [slate[j].id for j in d.chosen]
         ratings = {it.id: int(r) for it, r in zip(slate, d.ratings)}
         contrib = model.contributions(X)
-        decision = {it.id: {"p_like": round(float(1 / (1 + np.exp(-lg))), 4),
+        decision = {it.id: {"p_take": round(float(pt), 4), "p_like": round(float(pl), 4),
                             **{f: round(float(c), 4) for f, c in zip(model.features, row)}}
-                    for it, lg, row in zip(slate, d.logits, contrib)}
+                    for it, pt, pl, row in zip(slate, d.p_take, d.p_like, contrib)}
         messages = self.voice_messages(slate, chosen, ratings)
         c = await self.llm.generate(messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed,
                                     json_schema=utterance_schema(self.utterance_chars))

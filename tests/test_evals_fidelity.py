@@ -63,20 +63,35 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
         d = rating[f"twin - {base} (RMSE difference)"]["rmse"]
         assert abs(d["value"] - (rating["twin"]["rmse"]["value"] - rating[base]["rmse"]["value"])) < 1e-3
         assert d["ci"][0] - 1e-9 <= d["value"] <= d["ci"][1] + 1e-9
-    # both rating rules' histograms against the real one, over the same held-out ratings
+    # both rating rules' histograms (one draw of each rule's distribution) against the real one
     dist = result["rating_distribution"]
     assert {sum(h) for h in dist["histogram"].values()} == {rating["twin"]["n_ratings"]}
-    for key in ("twin", "twin_matched"):
+    for key in ("twin_sampled", "twin_matched_sampled"):
         tv = dist["total_variation"][key]
         assert 0 <= tv["ci"][0] - 1e-9 <= tv["value"] <= tv["ci"][1] + 1e-9 <= 1 + 1e-9
-    assert result["headline"]["twin_matched_rating_tv"] == dist["total_variation"]["twin_matched"]["value"]
+    assert result["headline"]["twin_matched_rating_tv"] == dist["total_variation"]["twin_matched_sampled"]["value"]
+    # like given watched, on the held-out rated items: its reliability, and the headline reads it
+    watched = result["like_given_watched"]
+    assert watched["n"] == rating["twin"]["n_ratings"] and 0 <= watched["ece"] <= 1
+    assert sum(b["n"] for b in watched["bins"]) == watched["n"] and 0 < watched["real_share"] < 1
+    assert result["headline"]["like_given_watched_ece"] == watched["ece"]
     ab = result["ab_fidelity"]
     assert set(ab["simulated_like_rate"]) == {"random", "pop", "mf", "ampcf"} and len(ab["pairs"]) == 6
     capped = ab["capped_acceptance"]
     assert len(capped["pairs"]) == 6 and capped["ceiling"] == 0.4
-    # acceptance is the capped like rate: never above it, never above the cap
+    # a liked item was taken: the like rate never exceeds the acceptance, which never exceeds the cap
     for v, a in capped["simulated_acceptance"].items():
-        assert a <= ab["simulated_like_rate"][v] + 1e-9 and a <= capped["ceiling"] + 1e-9
+        assert ab["simulated_like_rate"][v] <= a + 1e-9 and a <= capped["ceiling"] + 1e-9
+    # acceptance against each recommender's real hit rate on the same pages; popularity alone was in the fit
+    take = ab["acceptance_against_hit_rate"]
+    assert [r["recommender"] for r in take["rows"]] == ["random", "pop", "mf", "ampcf"] and take["n_unseen"] == 3
+    for r in take["rows"]:
+        lo, hi = r["real_hit_rate_same_users"]["ci"]
+        assert r["within_real_ci"] == (lo <= r["simulated_acceptance"]["value"] <= hi)
+        assert r["used_by_the_fit"] == (r["recommender"] == "pop")
+    # the real hit rates order random far below the learnt recommenders
+    real = {r["recommender"]: r["real_hit_rate_all_users"]["value"] for r in take["rows"]}
+    assert real["random"] < real["pop"] and real["random"] < real["mf"]
     assert all(p["verdict"] in ("agrees", "disagrees") or p["verdict"].startswith("tie") for p in ab["pairs"])
     assert ab["offline_recall_at_10"]["random"] < ab["offline_recall_at_10"]["mf"]
     cal = result["calibration"]["twin"]
@@ -87,6 +102,11 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     # on the rows it was fitted on, the matched rule reproduces the real histogram (up to ties at a cutpoint)
     real, matched = cal["rating_hist_real"], cal["rating_hist_matched"]
     assert sum(matched) == sum(real) and max(abs(a - b) for a, b in zip(matched, real)) <= 2, (real, matched)
+    # the base rates: the take level reproduces the hit rate it was fitted on; like given watched is
+    # unweighted, so its cross-validated mean is near the real like share of the rated items
+    assert cal["take"]["k"] == 15 and 0 < cal["take"]["real_hit_rate"] < 1
+    cv = cal["like_given_watched_cv"]
+    assert abs(cv["mean_p"] - cv["real_share"]) < 0.05 and cv["ece"] < 0.15
 
 
 def test_calibration_never_reads_the_test_part(fidelity_run, tmp_path):
@@ -137,6 +157,19 @@ def test_a_calibration_for_other_personas_or_split_is_refused(fidelity_run, tmp_
     ds = load_movielens(ml100k_dir())
     with pytest.raises(CalibrationError, match="extracted for split"):
         calibrate(ds, time_split(ds, 0.2), ppath, None, n_users=10, use_llm=False, show_progress=False)
+
+
+def test_a_calibration_without_base_rates_is_refused_with_the_command_that_refits_it(fidelity_run, tmp_path):
+    out, _ = fidelity_run
+    pdir = tmp_path / "personas"
+    shutil.copytree(out / "personas", pdir)
+    cal = json.loads((pdir / "calibration.json").read_text())
+    for m in cal["models"].values():
+        for key in ("take_level", "watched_coef", "watched_intercept"):
+            m.pop(key)  # as an older personasim wrote it
+    (pdir / "calibration.json").write_text(json.dumps(cal))
+    with pytest.raises(CalibrationError, match="no base rates.*rerun `personasim calibrate --personas"):
+        read_calibration(pdir / "personas.jsonl")
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):

@@ -124,10 +124,12 @@ def test_payload_stores_items_and_users_once_and_stays_inside_its_script_tag(cam
 
 def test_the_browser_shows_one_contribution_per_source():
     """A product with n_rated counts with its item feature; the sources still sum to the logit's features."""
-    record = {"i1": {"p_like": 0.734, "ease": 0.5, "ease*n_rated": -0.25, "n_rated": 0.1, "cf": 0.3,
+    record = {"i1": {"p_take": 0.118, "p_like": 0.734, "ease": 0.5, "ease*n_rated": -0.25, "n_rated": 0.1, "cf": 0.3,
                      "cf*n_rated": 0.05, "llm": 0.0}}
-    p, parts = decision_by_source(record)["i1"]
-    assert p == 0.73 and parts == {"ease": 0.25, "n_rated": 0.1, "cf": 0.35, "llm": 0.0}
+    p, parts, take = decision_by_source(record)["i1"]
+    assert p == 0.73 and take == 0.12 and parts == {"ease": 0.25, "n_rated": 0.1, "cf": 0.35, "llm": 0.0}
+    del record["i1"]["p_take"]  # a record from before p(take)
+    assert decision_by_source(record)["i1"][2] is None
     assert decision_by_source(None) == {}
 
 

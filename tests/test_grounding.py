@@ -110,7 +110,8 @@ def _model(features=EVIDENCE, coef=None) -> ChoiceModel:
     f = len(features)
     return ChoiceModel(kind="twin", features=list(features), mean=[0.0] * f, scale=[1.0] * f,
                        like_coef=coef or [1.0] * f, like_intercept=0.0, rating_coef=[1.0, 0.0] + [0.3] * f,
-                       rating_intercept=0.0, rating_sd=0.5)
+                       rating_intercept=0.0, rating_sd=0.5, take_level=0.0, watched_coef=[0.0] * f,
+                       watched_intercept=0.0)
 
 
 def test_context_shifts_do_what_the_table_says():
@@ -133,7 +134,7 @@ def test_impatient_users_stop_sooner_and_short_evenings_accept_less():
         stops = picks = 0
         for s in range(400):
             d = decide(m, X, user_mean=3.5, item_mean=np.full(5, 3.5), genres=genres, context=context,
-                       temperature=1.0, rng=np.random.default_rng(s), max_choices=2, may_stop=True)
+                       rng=np.random.default_rng(s), max_choices=2, may_stop=True)
             stops += d.stop
             picks += len(d.chosen)
         return stops / 400, picks / 400
@@ -144,20 +145,31 @@ def test_impatient_users_stop_sooner_and_short_evenings_accept_less():
     assert short[1] < evening[1] - 0.1
 
 
-def test_decision_noise_temperature():
+def test_a_sampled_decision_draws_its_calibrated_probabilities():
     m = _model(coef=[2.0] + [0.0] * (len(EVIDENCE) - 1))
+    m = m.model_copy(update={"take_level": -1.0, "watched_coef": [1.0] + [0.0] * (len(EVIDENCE) - 1)})
     X = np.zeros((200, len(EVIDENCE)))
     X[:, 0] = np.linspace(-2, 2, 200)
     kw = dict(user_mean=3.5, item_mean=np.full(200, 3.5), genres=[[]] * 200, context={})
-    cold = [decide(m, X, temperature=0.0, rng=np.random.default_rng(s), **kw).liked for s in range(3)]
-    assert all((c == (X[:, 0] > 0)).all() for c in cold)  # T = 0: the argmax, whatever the seed
-    p = 1 / (1 + np.exp(-2 * X[:, 0]))
-    warm = np.mean([decide(m, X, temperature=1.0, rng=np.random.default_rng(s), **kw).liked for s in range(300)], 0)
-    assert np.abs(warm - p).mean() < 0.05  # T = 1 samples the fitted probabilities
-    d = decide(m, X, temperature=1.0, rng=np.random.default_rng(0), max_choices=2, **kw)
-    assert len(d.chosen) <= 2 and all(d.ratings[j] >= 3 for j in d.chosen)
-    with pytest.raises(ValueError, match="temperature"):
-        decide(m, X, temperature=-1.0, rng=np.random.default_rng(0), **kw)
+    p_take, p_like = 1 / (1 + np.exp(-(2 * X[:, 0] - 1.0))), 1 / (1 + np.exp(-X[:, 0]))
+    fixed = [decide(m, X, sampled=False, rng=np.random.default_rng(s), **kw) for s in range(3)]
+    assert all(set(d.chosen) == set(np.flatnonzero(p_take > 0.5)) for d in fixed)  # deterministic: any seed
+    runs = [decide(m, X, rng=np.random.default_rng(s), **kw) for s in range(400)]
+    taken = np.mean([np.isin(np.arange(200), d.chosen) for d in runs], 0)
+    assert np.abs(taken - p_take).mean() < 0.03  # takes follow P(take)
+    liked_given_taken = sum(d.liked.sum() for d in runs) / sum(len(d.chosen) for d in runs)
+    expected = (p_take * p_like).sum() / p_take.sum()
+    assert abs(liked_given_taken - expected) < 0.02  # likes follow P(like | watched)
+    assert runs[0].chosen != runs[1].chosen  # two runs of one user differ
+    for d in runs[:20]:
+        part = np.zeros(200, int) - 1
+        part[d.chosen] = d.liked[d.chosen]
+        assert (d.ratings[part == 1] >= 4).all() and (d.ratings[part == 0] <= 3).all()  # a like and its rating agree
+    capped = decide(m, X, rng=np.random.default_rng(0), max_choices=2, **kw)
+    assert len(capped.chosen) <= 2 and capped.liked.sum() <= len(capped.chosen)
+    old = _model().model_copy(update={"take_level": None})
+    with pytest.raises(ValueError, match="no base rates.*personasim calibrate"):
+        decide(old, X, rng=np.random.default_rng(0), **kw)
 
 
 def test_evidence_features_rank_the_users_own_neighbourhood_first():
@@ -250,16 +262,17 @@ def test_the_matched_rating_rule_gives_the_real_histogram_in_the_same_order():
     order = np.argsort(expected)
     assert (np.diff(matched[order]) >= 0).all()  # monotone in the expected rating
     assert np.corrcoef(matched, real)[0, 1] > 0.5
-    # a chosen item the rating model pans: floored at 3 by the expected rule, kept by the matched one
+    # items taken but not liked, which the rating model pans: each rule's own rating, at most 3
     X = np.zeros((3, len(EVIDENCE)))
     keen = m.model_copy(update={"like_intercept": 1.0})
-    kw = dict(user_mean=1.0, item_mean=np.full(3, 1.0), genres=[[]] * 3, context={}, temperature=0.0,
+    kw = dict(user_mean=1.0, item_mean=np.full(3, 1.0), genres=[[]] * 3, context={}, sampled=False,
               rng=np.random.default_rng(0))
     panned = keen.expected_rating(X, 1.0, np.full(3, 1.0))
     assert (keen.rating(panned) < 3).all() and (keen.rating(panned, "matched") < 3).all()
     d_expected, d_matched = decide(keen, X, **kw), decide(keen, X, rating_rule="matched", **kw)
-    assert len(d_expected.chosen) == len(d_matched.chosen) == 3
-    assert (d_expected.ratings == 3).all() and (d_matched.ratings == keen.rating(panned, "matched")).all()
+    assert len(d_expected.chosen) == len(d_matched.chosen) == 3 and not d_expected.liked.any()
+    assert (d_expected.ratings == keen.rating(panned)).all()
+    assert (d_matched.ratings == keen.rating(panned, "matched")).all()
     with pytest.raises(ValueError, match="no rating cutpoints"):
         _model().rating(expected, "matched")
     with pytest.raises(ValueError, match="rating rule 'median'"):

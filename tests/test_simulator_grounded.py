@@ -63,10 +63,11 @@ def _grounding(use_llm: bool) -> tuple[Grounding, list[Item], list[float]]:
     f = len(features)
     models = {kind: ChoiceModel(kind=kind, features=features, mean=[0.0] * f, scale=[1.0] * f,
                                 like_coef=[1.0] * f, like_intercept=0.5, rating_coef=[0.5, 0.5] + [0.1] * f,
-                                rating_intercept=0.0, rating_sd=0.8) for kind in ("twin", "persona")}
+                                rating_intercept=0.0, rating_sd=0.8, take_level=-1.0, watched_coef=[0.2] * f,
+                                watched_intercept=0.5) for kind in ("twin", "persona")}
     items = [Item(id=space.ids[i], title=space.titles[i], facets={"genres": space.genres[i]}) for i in range(len(space.ids))]
     pop = np.exp(space.log_pop).tolist()
-    return Grounding(space, models, mems, temperature=0.25), items, pop
+    return Grounding(space, models, mems), items, pop
 
 
 async def test_grounded_user_decides_by_the_written_down_model_and_the_llm_voices_it(embedded_backend):
@@ -84,10 +85,10 @@ async def test_grounded_user_decides_by_the_written_down_model_and_the_llm_voice
     for t in tr.turns:
         assert t.utterance and set(t.decision) == {it.id for it in t.slate}
         row = next(iter(t.decision.values()))
-        assert set(row) == {"p_like", *EVIDENCE, "llm"} and 0.0 <= row["p_like"] <= 1.0
-        # the chosen items are the likeliest ones the decision liked, at most max_choices, rated >= 3
-        assert len(t.chosen) <= 2 and all(t.ratings[i] >= 3 for i in t.chosen)
-        assert all(t.decision[i]["p_like"] >= 0.05 for i in t.chosen)
+        assert set(row) == {"p_take", "p_like", *EVIDENCE, "llm"} and 0.0 <= row["p_like"] <= 1.0
+        # the chosen items were drawn from P(take), at most max_choices; a chosen item's rating says whether
+        # it was liked (>= 4) or not (<= 3), and nothing is chosen that was all but impossible to take
+        assert len(t.chosen) <= 2 and all(t.decision[i]["p_take"] >= 0.01 for i in t.chosen)
     # best-of-2 candidates share the decision: the same session gives the same choices with best-of-1
     one = await run_session(twin, PopularityRecommender(items, pop), 2, 5, llm, grounding=grounding,
                             settings=SessionSettings(slate_size=4, best_of=1, reshow_from=None), pool=items[:6])

@@ -89,7 +89,8 @@ def fidelity(
     users: int = typer.Option(300, "--users", help="test users for taste alignment and rating error"),
     ab_users: int = typer.Option(30, "--ab-users", help="twins that meet each recommender (0 = skip A/B fidelity)"),
     personas_k: int = typer.Option(8, "--personas-k"),
-    temperature: float = typer.Option(0.0, "--temperature", help="decision noise of the grounded users (0: the calibrated decision itself)"),
+    deterministic: bool = typer.Option(False, "--deterministic", help="grounded users take each probability > 0.5 "
+                                       "instead of sampling from their calibrated probabilities (debugging)"),
     no_llm: NoLLM = False,
     backend: BackendName = "embedded",
     model: ModelName = None,
@@ -109,7 +110,8 @@ def fidelity(
         fail(f"--dataset: {dataset!r} has no packaged loader with timestamps and ratings (use ml-100k)")
     check_output_dir(out)
     try:
-        cfg = FidelityConfig(users=users, ab_users=ab_users, personas_k=personas_k, temperature=temperature,
+        cfg = FidelityConfig(users=users, ab_users=ab_users, personas_k=personas_k,
+                             decision="deterministic" if deterministic else "sampled",
                              use_llm=not no_llm, seed=seed)
     except ValidationError as exc:
         fail(option_error(exc))

@@ -56,7 +56,7 @@
     const grounded = Object.keys(t.decision).length > 0;
     const head = el("tr", {}, el("th", {class: "l"}, "item"), el("th", {class: "l"}, "genres"),
       el("th", {class: "l"}, "from persona vector"), el("th", {}, "rating"), el("th", {}, "chosen"),
-      grounded ? el("th", {}, "p(like)") : null);
+      grounded ? el("th", {title: "P(take | shown) / P(like | watched)"}, "p(take) / p(like)") : null);
     const rows = t.slate.map(([id, vec]) => {
       const d = t.decision[id];
       const why = d ? Object.entries(d[1]).map(([k, v]) => `${k} ${v >= 0 ? "+" : ""}${v}`).join(", ") : "";
@@ -64,7 +64,7 @@
         el("td", {class: "l"}, itemTitle(id)), el("td", {class: "l"}, itemGenres(id).join(", ")),
         el("td", {class: "l slate-vector"}, vec === null ? "–" : `${vec} (${s.vectors[vec] || "?"})`),
         el("td", {}, t.ratings[id] ?? "–"), el("td", {}, t.chosen.includes(id) ? "✓" : ""),
-        grounded ? el("td", {title: why}, d ? d[0] : "–") : null);
+        grounded ? el("td", {title: why}, d ? `${d[2] ?? "–"} / ${d[0] ?? "–"}` : "–") : null);
     });
     let reasons;
     if (!t.ok) reasons = el("p", {class: "warn"}, `failed: ${t.error}`);

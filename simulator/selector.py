@@ -1,0 +1,103 @@
+"""A grounded user's choice as calibrated probabilities, sampled (recsim_ng's affinities and selector).
+
+MovieLens records what people rated, not what they were shown, so no single fitted probability is "the
+chance that this person takes this item". Each part of the choice is calibrated on what the data do
+record instead:
+
+- **take given shown**: ``P(take j) = sigmoid(a_j + level)``. The affinity ``a_j`` is the fitted like
+  logit (`ChoiceModel.like_logit` plus the context shift): it ranks items, but it was fitted
+  class-balanced, so its level means nothing. The no-choice ``level`` gives it one: it is fitted
+  (`fit_level`) so that the expected takes of a recommender's top-k equal that recommender's real
+  hit rate@k, the share of its top-k items the user went on to rate in the held-out period
+  (consumption, the observable counterpart of taking). It is fitted on some recommenders on the
+  validation part and checked on others.
+- **like given watched**: ``P(like j | taken) = sigmoid(c + w . z_j)``, a logistic regression of
+  "rated >= 4" on the same standardised features over *rated* items, unweighted, so its mean is the real
+  like share. `reliability` measures it on held-out rated items (ECE and the diagram's rows).
+- **rating**: a distribution over 1..5, an ordered probit around the expected rating ``mu_j`` with the
+  fit's residual sd and cutpoints ``cuts`` (1.5 .. 4.5, or the 'matched' rule's fitted ones): its mean
+  gives the rating error, its samples the histogram. A taken item's rating is drawn within the liked
+  (>= 4) or the not-liked (<= 3) part, so a like and its rating agree.
+
+A run draws every part from a generator seeded per session and turn (`simulator.grounded`), so its
+run-to-run variation is the model's own uncertainty, of measured size. The deterministic decision
+(each probability > 0.5; the expected rating rounded) stays for debugging.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import expit
+from scipy.stats import norm
+
+#: Cutpoints of the 'expected' rule: the expected rating rounded to the nearest of 1..5.
+ROUNDING_CUTS = (1.5, 2.5, 3.5, 4.5)
+#: A rating at or above this is a like.
+LIKED_MIN = 4
+
+
+def take_probability(affinity: np.ndarray, level: float) -> np.ndarray:
+    """P(take) [M] of items with affinities [M] at the no-choice ``level``."""
+    return expit(np.asarray(affinity, dtype=float) + level)
+
+
+def fit_level(affinities: list[np.ndarray], hits: np.ndarray, *, bounds: tuple[float, float] = (-30.0, 30.0)) -> float:
+    """The level at which the mean expected takes of users' top-k equal their mean real hits.
+
+    affinities: one array [k_u] per (user, recommender) row, the affinities of that recommender's top-k;
+    hits: [n_rows] how many of those k items the user rated in the period the fit reads."""
+    hits = np.asarray(hits, dtype=float)
+    if len(affinities) != len(hits) or not len(hits):
+        raise ValueError(f"fit_level: {len(affinities)} affinity rows and {len(hits)} hit counts")
+    flat = np.concatenate([np.asarray(a, dtype=float) for a in affinities])
+    target = float(hits.sum())
+    if not 0 < target < len(flat):
+        raise ValueError(f"fit_level: {target:g} hits out of {len(flat)} shown items leave no level to fit")
+    return float(brentq(lambda c: float(expit(flat + c).sum()) - target, *bounds, xtol=1e-6))
+
+
+def rating_distribution(mu: np.ndarray, sd: float, cuts=ROUNDING_CUTS) -> np.ndarray:
+    """P(rating = 1..5) [M, 5] of an ordered probit around expected ratings ``mu`` [M] with residual ``sd``."""
+    mu = np.asarray(mu, dtype=float)[:, None]
+    edges = np.concatenate([[-np.inf], np.asarray(cuts, dtype=float), [np.inf]])
+    cdf = norm.cdf((edges[None, :] - mu) / max(float(sd), 1e-6))
+    return np.clip(np.diff(cdf, axis=1), 0.0, 1.0)
+
+
+def sample_ratings(P: np.ndarray, part: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One rating 1..5 per row of ``P`` [M, 5], drawn within ``part`` [M]: 1 liked (4-5), 0 not liked (1-3),
+    -1 any. A row with no mass in its part takes that part's closest rating."""
+    P = np.asarray(P, dtype=float).copy()
+    part = np.asarray(part)
+    P[part == 1, :LIKED_MIN - 1] = 0.0
+    P[part == 0, LIKED_MIN - 1:] = 0.0
+    total = P.sum(1)
+    empty = total <= 0
+    P[empty & (part == 1), LIKED_MIN - 1] = 1.0
+    P[empty & (part == 0), LIKED_MIN - 2] = 1.0
+    P[empty & (part == -1), 2] = 1.0
+    cum = np.cumsum(P / P.sum(1, keepdims=True), axis=1)
+    u = rng.random(len(P))[:, None]
+    return 1 + np.minimum((u > cum).sum(1), 4).astype(int)
+
+
+def reliability(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> dict:
+    """Calibration of probabilities ``p`` [n] against outcomes ``y`` [n] (0/1): the expected calibration error
+    (bins of equal width, weighted by their share), the mean probability against the real share, and the
+    reliability diagram's rows {low, high, n, mean_p, share}."""
+    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
+    if len(p) != len(y) or not len(p):
+        raise ValueError(f"reliability: {len(p)} probabilities and {len(y)} outcomes")
+    idx = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    rows, ece = [], 0.0
+    for b in range(n_bins):
+        m = idx == b
+        if not m.any():
+            continue
+        mean_p, share = float(p[m].mean()), float(y[m].mean())
+        ece += m.mean() * abs(mean_p - share)
+        rows.append({"low": b / n_bins, "high": (b + 1) / n_bins, "n": int(m.sum()), "mean_p": round(mean_p, 4),
+                     "share": round(share, 4)})
+    return {"ece": round(float(ece), 4), "mean_p": round(float(p.mean()), 4), "real_share": round(float(y.mean()), 4),
+            "n": int(len(p)), "bins": rows}

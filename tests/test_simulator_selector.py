@@ -1,0 +1,59 @@
+"""The calibrated, sampled choice: the no-choice level, the rating distribution and the reliability check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from simulator.selector import fit_level, rating_distribution, reliability, sample_ratings, take_probability
+
+
+def test_fit_level_recovers_a_planted_level():
+    rng = np.random.default_rng(0)
+    affinities = [rng.normal(0, 1.5, 10) for _ in range(3000)]
+    hits = np.array([(rng.random(10) < expit(a - 3.0)).sum() for a in affinities])
+    assert fit_level(affinities, hits) == pytest.approx(-3.0, abs=0.1)
+    # the fitted level reproduces the hit rate it was fitted on
+    level = fit_level(affinities, hits)
+    assert np.mean([take_probability(a, level).sum() for a in affinities]) == pytest.approx(hits.mean(), rel=1e-4)
+
+
+def test_fit_level_refuses_data_with_no_level_to_fit():
+    with pytest.raises(ValueError, match="no level"):
+        fit_level([np.zeros(5)], np.array([0]))
+    with pytest.raises(ValueError, match="2 affinity rows and 1"):
+        fit_level([np.zeros(5), np.zeros(5)], np.array([1]))
+
+
+def test_rating_distribution_is_a_distribution_around_its_mean():
+    P = rating_distribution(np.array([1.0, 3.0, 4.6, 9.0]), 0.8)
+    assert P.shape == (4, 5) and np.allclose(P.sum(1), 1.0)
+    assert P[1].argmax() == 2 and P[2].argmax() == 4 and P[3, 4] > 0.999
+    assert abs((P[1] * np.arange(1, 6)).sum() - 3.0) < 0.05  # symmetric around an inner mean
+
+
+def test_sampled_ratings_stay_in_their_part_and_follow_the_distribution():
+    rng = np.random.default_rng(1)
+    P = rating_distribution(np.full(20000, 3.4), 1.0)
+    liked = sample_ratings(P, np.ones(20000, int), rng)
+    panned = sample_ratings(P, np.zeros(20000, int), rng)
+    free = sample_ratings(P, np.full(20000, -1), rng)
+    assert set(liked) <= {4, 5} and set(panned) <= {1, 2, 3}
+    assert np.bincount(free, minlength=6)[1:] / 20000 == pytest.approx(P[0], abs=0.015)
+    share5 = P[0, 4] / P[0, 3:].sum()
+    assert np.mean(liked == 5) == pytest.approx(share5, abs=0.015)
+    # no mass in the part: the part's closest rating
+    assert sample_ratings(rating_distribution(np.array([1.0]), 0.01), np.array([1]), rng).tolist() == [4]
+
+
+def test_reliability_tells_calibrated_from_overconfident():
+    rng = np.random.default_rng(2)
+    p = rng.random(50000)
+    y = rng.random(50000) < p
+    good = reliability(p, y)
+    assert good["ece"] < 0.02 and abs(good["mean_p"] - good["real_share"]) < 0.01
+    bad = reliability(np.full(1000, 0.9), rng.random(1000) < 0.5)
+    assert bad["ece"] == pytest.approx(0.4, abs=0.05) and len(bad["bins"]) == 1
+    with pytest.raises(ValueError):
+        reliability(np.array([0.5]), np.array([]))
