@@ -91,9 +91,9 @@ def test_reference_run_writes_every_artifact(reference):
         "personas": file_sha256(CONFIG["personas"]["path"]),
         **{f"model {m}": file_sha256(reference / "models" / f"{m}.pt") for m in ("mf", "ampcf")}}
     from evals.campaign import code_version  # and the code that wrote every turn, and the kernels it ran on
-    from evals.runtime import kernel_report
+    from tests.test_portable_runtime import child_kernel_report
 
-    assert meta["code"] == [{**code_version(), "runtime": kernel_report(), "from_turn": 0}]
+    assert meta["code"] == [{**code_version(), "runtime": child_kernel_report(), "from_turn": 0}]
     assert len(code_version()["sources"]) == 12
     first = json.loads((reference / "events.jsonl").read_text().splitlines()[0])
     assert first["config_hash"] and first["model"].startswith("SmolLM2") and first["seed"] > 0

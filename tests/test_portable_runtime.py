@@ -4,6 +4,8 @@ instead of the test run, kernels pinned for every numeric library, and the conte
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -94,13 +96,24 @@ def test_pin_kernels_sets_what_is_unset_and_keeps_what_is_set():
     assert set(added) == set(PINNED_ENV) - {"OMP_NUM_THREADS"}
 
 
-def test_this_process_computes_on_the_pinned_kernels():
-    """conftest pins before torch loads: torch runs its AVX2 kernels on two threads, whatever this CPU has."""
-    report = kernel_report()
+def child_kernel_report() -> dict:
+    """`kernel_report` of a new process that pins as the CLI does (this test process's torch threads are
+    whatever the tests before set)."""
+    code = ("from evals.runtime import pin_kernels; pin_kernels()\n"
+            "import json; from evals.runtime import kernel_report; print(json.dumps(kernel_report()))")
+    env = {k: v for k, v in os.environ.items() if k not in PINNED_ENV}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_pinned_process_computes_on_the_avx2_kernels_and_two_threads():
+    """Pinned before torch loads: torch runs its AVX2 kernels on two threads, whatever this CPU has."""
+    report = child_kernel_report()
     assert report["torch_cpu_capability"] == "AVX2"
-    assert report["torch_threads"] == 2
+    assert report["torch_threads"] == 2 and report["unpinned"] == {}
     assert "AVX2" in report["llama_build"]
-    assert "torch AVX2" in describe(report)
+    assert "torch AVX2 × 2 threads" in describe(report)
 
 
 def _events(**changes) -> list[TurnEvent]:

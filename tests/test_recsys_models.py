@@ -273,10 +273,19 @@ def _autograd_fold(model, liked: np.ndarray, steps: int, seed: int) -> np.ndarra
     return P.detach().numpy()
 
 
+#: Adam steps of the fold compared with torch's (the test's docstring says why not more).
+FOLD_STEPS = 20
+
+
 @pytest.mark.parametrize("name", ["mf", "ampcf-k1", "ampcf-k2"])
 def test_the_written_out_fold_gradient_is_autograds(fitted, name):
-    """`_fold_grad` (numpy) against autograd of the same loss, at random points; and a whole fold
-    (60 Adam steps) against torch's Adam on autograd: equal to float32 rounding, same top-10."""
+    """`_fold_grad` (numpy) against autograd of the same loss, at random points; and a fold of FOLD_STEPS Adam
+    steps against torch's Adam on autograd: equal to float32 rounding, same top-10.
+
+    Why not a whole 60-step fold: the two-component fold is not convex, and its trajectory amplifies float32
+    rounding about 25-fold per 10 steps after step 20 (measured on AMP-CF k=2 with numpy 2.4: 1e-6 apart at
+    20 steps, 5e-4 at 40, 2e-2 and another top-10 at 60). Two exact implementations then part ways, so a
+    60-step comparison tests the rounding of the numpy build, not the written-out gradient and Adam."""
     model = fitted[name]
     rng = np.random.default_rng(4)
     liked = np.unique(rng.choice(model.n_items, 6, replace=False))
@@ -291,7 +300,7 @@ def test_the_written_out_fold_gradient_is_autograds(fitted, name):
         loss = -torch.log_softmax(s[0], 0)[torch.from_numpy(liked)].mean() + model.config.reg * P.pow(2).sum(-1).mean()
         (auto,) = torch.autograd.grad(loss, P)
         np.testing.assert_allclose(model._fold_grad(P.detach().numpy(), target, consts), auto.numpy(), rtol=1e-4, atol=1e-6)
-    ours, ref = model.fold_in(liked, steps=60, seed=3), _autograd_fold(model, liked, 60, 3)
+    ours, ref = model.fold_in(liked, steps=FOLD_STEPS, seed=3), _autograd_fold(model, liked, FOLD_STEPS, 3)
     np.testing.assert_allclose(ours, ref, atol=1e-4)
     top = lambda p: set(np.argsort(-model.score_params(p))[:10].tolist())  # noqa: E731
     assert top(ours) == top(ref)
