@@ -15,7 +15,8 @@ Protocol (nothing of the outer test part is read):
    AUC (like) when that source is left out (an item feature with its products; n_rated with every
    product with it; recent_pop with its product: `simulator.evidence.sources`);
 5. the base rates a sampled decision needs (`simulator.selector`): like given watched, an unweighted
-   logistic regression of "rated >= 4" on the features of the validation *rated* items (its 5-fold
+   logistic regression of "rated >= 4" on the features of up to WATCHED_PER_USER validation *rated*
+   items a user (its 5-fold
    cross-validated reliability, ECE, is in the report); and the no-choice take level, fitted so
    that the expected takes of a popularity recommender's top TAKE_K (the most-rated items of the
    inner training part, the user's own rated ones left out) equal the number the user went on to
@@ -52,6 +53,9 @@ CALIBRATION_VERSION = 6  # 2: the cf evidence feature; 3: the ease feature; 4: n
 #                          5: recent_pop and its product with popularity; 6: base rates (take level, like|watched)
 #: Depth of the recommender's list the take level is fitted on (3 pages of 5, the campaign's default).
 TAKE_K = 15
+#: Validation ratings a user gives the like-given-watched fit (its probabilities need more rows than the
+#: rating regression's per_user to be calibrated within a few points).
+WATCHED_PER_USER = 30
 #: Popularity bins for matched negatives (quantiles of log popularity).
 POP_BINS = 20
 
@@ -111,7 +115,8 @@ def draw_negatives(rng: np.random.Generator, rated: set[int], positives: np.ndar
 @dataclass
 class Rows:
     """Fit rows of one memory kind: like X [n, F], y [n]; rating Xr [m, F], r [m], user mean, item mean [m];
-    take: per user the features [TAKE_K, F] of the popularity list, and the hits among them."""
+    take: per user the features [TAKE_K, F] of the popularity list, and the hits among them; like given
+    watched: Xw [w, F] of rated items, w [w] 1 when rated >= 4."""
 
     X: list
     y: list
@@ -121,6 +126,8 @@ class Rows:
     im: list
     Xt: list
     hits: list
+    Xw: list
+    w: list
 
 
 async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], train: pd.DataFrame,
@@ -128,7 +135,7 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
                    seed: int, show_progress: bool) -> dict[str, Rows]:
     rng = np.random.default_rng(seed)
     bins = pop_bins(space)
-    rows = {k: Rows([], [], [], [], [], [], [], []) for k in KINDS}
+    rows = {k: Rows(*([] for _ in range(10))) for k in KINDS}
     rated_by = {u: set(g["item"].tolist()) for u, g in train.groupby("user")}
     tgt_by = {u: g for u, g in targets.groupby("user")}
     most_rated = np.argsort(-np.bincount(train["item"].to_numpy(), minlength=len(space.ids)), kind="stable")
@@ -142,14 +149,17 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
         rated = rated_by.get(u, set()) | set(g["item"].tolist())
         negs = np.concatenate([draw_negatives(rng, rated, pos, 1, bins, matched=False),
                                draw_negatives(rng, rated, pos, 1, bins, matched=True)]) if len(pos) else np.zeros(0, int)
-        rt = g.iloc[rng.permutation(len(g))[:per_user]]
+        order = rng.permutation(len(g))
+        rt = g.iloc[order[:per_user]]
+        rw = g.iloc[order[:WATCHED_PER_USER]]  # like given watched: more rated rows (its rt ones among them)
         like_items = np.concatenate([pos, negs]).astype(np.int64)
         labels = [1] * len(pos) + [0] * len(negs)
         r_items = rt["item"].to_numpy(np.int64)
         own = rated_by.get(u, set())
         shown = np.array([i for i in most_rated[:TAKE_K + len(own)] if int(i) not in own][:TAKE_K], dtype=np.int64)
         hits = len(set(shown.tolist()) & set(g["item"].tolist()))
-        items = np.concatenate([like_items, r_items, shown])
+        w_items = rw["item"].to_numpy(np.int64)
+        items = np.concatenate([like_items, r_items, shown, w_items])
         if not len(items):
             continue
         canon = mems[f"persona:{twin.persona_id}"]
@@ -161,8 +171,10 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
             R.y += labels
             R.Xr += list(X[len(like_items):len(like_items) + len(r_items)])
             R.r += rt["rating"].tolist()
-            R.Xt.append(X[len(like_items) + len(r_items):])
+            R.Xt.append(X[len(like_items) + len(r_items):len(like_items) + len(r_items) + len(shown)])
             R.hits.append(hits)
+            R.Xw += list(X[len(like_items) + len(r_items) + len(shown):])
+            R.w += (rw["rating"].to_numpy() >= LIKED_MIN).astype(int).tolist()
             R.um += [memory.mean_rating] * len(r_items)  # the twin's own mean rating, or the persona members'
             R.im += space.mean_rating[r_items].tolist()
     return rows
@@ -196,13 +208,14 @@ def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceMode
     fitted = reg.predict(base)
     resid = r - fitted
     # like given watched: unweighted, on rated items, so its probabilities are the real like shares
-    watched_y = (r >= LIKED_MIN).astype(int)
+    Xw = (np.asarray(R.Xw, float) - mean) / scale
+    watched_y = np.asarray(R.w, int)
     if len(set(watched_y.tolist())) < 2:
         raise CalibrationError(f"too little training data to calibrate {kind} users: every rated item is "
                                f"{'liked' if watched_y[0] else 'not liked'}")
-    watched = LogisticRegression(C=1.0, max_iter=1000).fit(Xr, watched_y)
+    watched = LogisticRegression(C=1.0, max_iter=1000).fit(Xw, watched_y)
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    watched_cv = cross_val_predict(LogisticRegression(C=1.0, max_iter=1000), Xr, watched_y, cv=folds,
+    watched_cv = cross_val_predict(LogisticRegression(C=1.0, max_iter=1000), Xw, watched_y, cv=folds,
                                    method="predict_proba")[:, 1]
     affinity = [clf.decision_function((np.asarray(x, float) - mean) / scale) for x in R.Xt]
     level = fit_level(affinity, np.asarray(R.hits))
@@ -219,7 +232,7 @@ def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceMode
             one = LogisticRegression(max_iter=1000, class_weight="balanced").fit(X[:, [features.index(feat)]], y)
             baselines[name] = {"coef": float(one.coef_[0][0]), "intercept": float(one.intercept_[0])}
     report = {
-        "n_like_rows": int(len(y)), "n_rating_rows": int(len(r)),
+        "n_like_rows": int(len(y)), "n_rating_rows": int(len(r)), "n_watched_rows": int(len(watched_y)),
         "cv_auc": round(float(auc_all), 4),
         "auc_drop_without": drop,
         "like_coef": {n: round(float(c), 4) for n, c in zip(features, clf.coef_[0])},
