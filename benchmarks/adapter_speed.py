@@ -94,7 +94,7 @@ def main() -> None:
                       create_backend("embedded", n_threads=a.threads, lora_path=adapter / "adapter.gguf"),
                       a.rounds, a.max_tokens)
         base_dir = Path(tmp) / "base"
-        from simulator.llm.backends.hf_transformers import load_causal_lm
+        from simulator.llm.backends.hf_weights import load_causal_lm
 
         tok, lm = load_causal_lm(smollm2_gguf())  # the packaged GGUF as a transformers folder
         lm.save_pretrained(base_dir)

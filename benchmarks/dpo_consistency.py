@@ -190,7 +190,7 @@ def main() -> None:
 
     from personas.assets import smollm2_gguf
     from personas.embed import Embedder
-    from simulator.llm.backends.hf_transformers import load_causal_lm
+    from simulator.llm.backends.hf_weights import load_causal_lm
     from simulator.steering import persona_axis, save_axis
     from simulator.training import split_personas
 

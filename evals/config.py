@@ -61,7 +61,7 @@ class LLMSettings(_Strict):
             return None
         if self.backend == "embedded":
             return Path(self.backend_options()["lora_path"])
-        from simulator.llm.backends.hf_transformers import adapter_folder
+        from simulator.llm.backends.hf_weights import adapter_folder
 
         return adapter_folder(self.adapter) / "adapter_model.safetensors"
 
