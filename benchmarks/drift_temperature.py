@@ -45,7 +45,7 @@ def run(cfg: dict, out: Path) -> dict:
                           "--no-report"], cwd=ROOT, capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(res.stderr[-2000:])
-    from evals.campaign import write_drift
+    from evals.campaign.driver import write_drift
 
     _, report = write_drift(out)  # the null draws with the campaign seed
     return report["by_user_variant"]["grounded"]

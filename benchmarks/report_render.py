@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evals.summary import write_campaign_report  # noqa: E402
+from evals.report.summary import write_campaign_report  # noqa: E402
 from tests.campaign_fixtures import write_campaign  # noqa: E402
 from tests.chromium import CHROMIUM_FLAGS, chromium  # noqa: E402
 

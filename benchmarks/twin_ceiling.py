@@ -131,7 +131,7 @@ def main() -> None:
 
 def like_rate(rows) -> np.ndarray:
     """[R] each row's user's share of inner-train ratings that are likes (>= LIKED_MIN)."""
-    from evals.grounding import LIKED_MIN
+    from evals.validity.grounding import LIKED_MIN
 
     tr = rows.split.train
     return (tr["rating"] >= LIKED_MIN).groupby(tr["user"]).mean().reindex(rows.users[rows.user]).to_numpy()

@@ -1,5 +1,5 @@
 """Recommenders by name, built, trained and scored offline: the one API that the offline bench
-(`recsys.bench`) and campaigns (`evals.world`) share, so a campaign's 'mf' or 'ampcf' is built by the
+(`recsys.bench`) and campaigns (`evals.campaign.world`) share, so a campaign's 'mf' or 'ampcf' is built by the
 same code, with the same defaults, as the bench's.
 
 Names: 'pop', 'mf', 'ampcf-kK' (K persona vectors per user), 'ampcf-kK-mf' (the same, its personas

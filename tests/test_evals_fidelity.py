@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.calibration import CalibrationError, calibrate, read_calibration
-from evals.fidelity import FidelityConfig, run_fidelity
+from evals.validity.calibration import CalibrationError, calibrate, read_calibration
+from evals.validity.fidelity import FidelityConfig, run_fidelity
 from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, N_RATED, RECENT_POP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,8 +154,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
 
 def test_a_calibration_without_rating_cutpoints_serves_the_expected_rule_and_refuses_the_matched_one(fidelity_run,
                                                                                                   tmp_path):
-    from evals.config import CampaignConfig
-    from evals.world import _grounding
+    from evals.campaign.config import CampaignConfig
+    from evals.campaign.world import _grounding
     from personas.assets import ml100k_dir
     from recsys import load_movielens
 
@@ -187,7 +187,7 @@ def test_pooled_auc_is_scikit_learns_roc_auc_with_ties():
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from evals.fidelity import _pooled_auc
+    from evals.validity.fidelity import _pooled_auc
 
     rng = np.random.default_rng(1)
     records = [(rng.integers(0, 2, 7), np.round(rng.normal(size=7), 1)) for _ in range(40)]  # many tied scores
@@ -201,8 +201,8 @@ def test_the_pooled_auc_bootstrap_draws_are_those_of_resampling_the_lists():
     with tied scores, users of one class only, and resamples where a class vanishes."""
     import numpy as np
 
-    from evals.ab import bootstrap_ci, resample_indices
-    from evals.fidelity import _boot_pooled_auc, _pooled_auc
+    from evals.campaign.ab import bootstrap_ci, resample_indices
+    from evals.validity.fidelity import _boot_pooled_auc, _pooled_auc
 
     rng = np.random.default_rng(2)
     records = [(rng.integers(0, 2, rng.integers(1, 9)), np.round(rng.normal(size=9), 1)) for _ in range(60)]
@@ -218,10 +218,10 @@ def test_the_pooled_auc_bootstrap_draws_are_those_of_resampling_the_lists():
 
 def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessions(fidelity_run, tmp_path):
     """`prepare` writes OUT/fidelity.json from the campaign's own personas and calibration, once; the report reads it."""
-    from evals.config import CampaignConfig
-    from evals.summary import validity
-    from evals.verdicts import fidelity_row
-    from evals.world import prepare
+    from evals.campaign.config import CampaignConfig
+    from evals.report.summary import validity
+    from evals.validity.verdicts import fidelity_row
+    from evals.campaign.world import prepare
 
     out, _ = fidelity_run
     pdir = tmp_path / "personas"

@@ -11,9 +11,9 @@ import asyncio
 
 import pytest
 
-from evals.events import EventWriter, TurnEvent, read_events
-from evals.jobs import derive_seed, plan_jobs, user_id_for
-from evals.runner import Progress, Recorder, ReplayMismatchError, run_local
+from evals.campaign.events import EventWriter, TurnEvent, read_events
+from evals.campaign.jobs import derive_seed, plan_jobs, user_id_for
+from evals.campaign.runner import Progress, Recorder, ReplayMismatchError, run_local
 
 TURNS = 4
 
@@ -136,7 +136,7 @@ def test_a_replay_that_only_takes_longer_is_not_a_mismatch(tmp_path):
 
 
 def test_job_types_are_a_leaf_and_evals_imports_form_no_circle():
-    """Every import in evals/ (module level and inside functions) goes one way; evals.jobs loads alone."""
+    """Every import in evals/ (module level and inside functions) goes one way; evals.campaign.jobs loads alone."""
     import ast
     import subprocess
     import sys
@@ -154,8 +154,9 @@ def test_job_types_are_a_leaf_and_evals_imports_form_no_circle():
             elif isinstance(node, ast.Import):
                 deps |= {a.name for a in node.names if a.name in modules}
         graph[name] = deps - {name, "evals", "evals.commands"}
-    assert graph["evals.world"] >= {"evals.jobs"} and "evals.runner" not in graph["evals.world"]
-    assert not graph["evals.jobs"] & set(modules) - {"evals.events"}
+    world = graph["evals.campaign.world"]
+    assert world >= {"evals.campaign.jobs"} and "evals.campaign.runner" not in world
+    assert not graph["evals.campaign.jobs"] & set(modules) - {"evals.campaign.events"}
 
     def cycle_from(start, node, seen):
         for nxt in graph[node]:
@@ -171,7 +172,7 @@ def test_job_types_are_a_leaf_and_evals_imports_form_no_circle():
     cycles = {m: c for m in graph if (c := cycle_from(m, m, set()))}
     assert not cycles, cycles
 
-    code = ("import sys, evals.jobs; loaded = {m for m in sys.modules if m.startswith('evals.')}; "
-            "assert loaded == {'evals.jobs'}, loaded")
+    code = ("import sys, evals.campaign.jobs; loaded = {m for m in sys.modules if m.startswith('evals.')}; "
+            "assert loaded == {'evals.campaign', 'evals.campaign.jobs'}, loaded")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from evals.events import TurnEvent
-from evals.runner import content_digest
-from evals.runtime import PINNED_ENV, describe, kernel_report, pin_kernels
+from evals.campaign.events import TurnEvent
+from evals.campaign.runner import content_digest
+from evals.campaign.runtime import PINNED_ENV, describe, kernel_report, pin_kernels
 from simulator.llm import LLMConfigError
 from simulator.llm.backends import llama_build
 from tests.cli_fixtures import cli, one_line_error, refused

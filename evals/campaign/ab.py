@@ -115,7 +115,7 @@ def per_user_metrics(events: pd.DataFrame, variant: str) -> pd.DataFrame:
     each value the mean over the user's runs (NaN runs skipped). ValueError naming the variant if absent."""
     missing = [c for c in ("variant", "run", "ok", "slate", "chosen", "ratings", "consistency", *USER) if c not in events]
     if missing:
-        raise ValueError(f"events: missing column(s) {missing}; expected TurnEvent rows (evals.events.events_frame)")
+        raise ValueError(f"events: missing column(s) {missing}; expected TurnEvent rows (evals.campaign.events.events_frame)")
     part = events[events["variant"] == variant]
     if part.empty:
         raise ValueError(f"variant {variant!r} has no events; variants present: {sorted(events['variant'].unique())}")

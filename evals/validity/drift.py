@@ -88,7 +88,7 @@ Embed = Callable[[list[str]], np.ndarray]
 def _check_columns(events: pd.DataFrame) -> None:
     missing = [c for c in REQUIRED if c not in events.columns]
     if missing:
-        raise ValueError(f"events: missing column(s) {missing}; expected TurnEvent rows (evals.events.events_frame)")
+        raise ValueError(f"events: missing column(s) {missing}; expected TurnEvent rows (evals.campaign.events.events_frame)")
     if events.empty:
         raise ValueError("events: no rows")
 

@@ -18,7 +18,7 @@ comes from the others:
 - Q&A accuracy (asked in evaluation only, never a reward), acceptance (chosen / shown) and
   rating spread (standard deviation of a line's ratings), so that a bland model that rates
   everything 3 and chooses nothing cannot pass as a consistent one.
-- drift: `evals.drift.variance_ratio` of per-session [mean rating / 5, acceptance] across runs.
+- drift: `evals.validity.drift.variance_ratio` of per-session [mean rating / 5, acceptance] across runs.
 
 Every headline is a mean over held-out users with a bootstrap CI over users; comparisons of
 two arms are paired by user (the same users, seeds and slates policy).
@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from evals.ab import bootstrap_mean_ci
+from evals.campaign.ab import bootstrap_mean_ci
 from personas.card import PersonaCard
 from simulator.judges import rank_order
 from simulator.turn import Transcript, Turn
@@ -121,8 +121,8 @@ def paired_ratio(arm: dict[str, float], base: dict[str, float], *, seed: int = 0
 
 
 def drift(transcripts: list[Transcript]) -> dict:
-    """`evals.drift.variance_ratio` of sessions' [mean rating / 5, acceptance]; unit = user, runs = sessions."""
-    from evals.drift import variance_ratio
+    """`evals.validity.drift.variance_ratio` of sessions' [mean rating / 5, acceptance]; unit = user, runs = sessions."""
+    from evals.validity.drift import variance_ratio
 
     X, persona, unit = [], [], []
     for tr in transcripts:

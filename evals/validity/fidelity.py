@@ -3,7 +3,7 @@
 Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
 1. per-user time split: each user's latest ``holdout`` share of ratings is test;
 2. personas are extracted from documents rendered from TRAIN ratings only, and the
-   grounded users are calibrated on TRAIN only (`evals.calibration`);
+   grounded users are calibrated on TRAIN only (`evals.validity.calibration`);
 3. taste alignment (Agent4Rec's test): per test user, up to ``positives`` held-out
    positives (rating >= 4) against never-rated items at 1:1, 1:3 and 1:9, negatives
    drawn uniformly (Agent4Rec's choice; popularity leaks through it) and matched to
@@ -40,9 +40,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from evals.ab import bootstrap_ci, bootstrap_mean_ci, percentile_interval, resample_indices
-from evals.calibration import draw_negatives, pop_bins
-from evals.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
+from evals.campaign.ab import bootstrap_ci, bootstrap_mean_ci, percentile_interval, resample_indices
+from evals.validity.calibration import draw_negatives, pop_bins
+from evals.validity.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
 from personas.files import write_whole
 from simulator.choice import ChoiceModel, decide
 from simulator.grounded import grounded_features
@@ -454,7 +454,7 @@ class FidelityError(ValueError):
 
 def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bool = True) -> dict:
     """Run the whole protocol (module docstring); writes OUT/fidelity.json and returns it."""
-    from evals.calibration import calibrate, write_calibration
+    from evals.validity.calibration import calibrate, write_calibration
     from personas.assets import ml100k_dir
     from recsys import load_movielens, time_split
 
@@ -476,9 +476,9 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
                      started: float | None = None, train_config=None, personas_k: int = 4) -> dict:
     """Steps 3-5 of the protocol for the personas at ``ppath`` and the calibration beside them (both of
     ``split``'s TRAIN part): the fidelity record, not written. `run_fidelity` calls it on the personas it
-    extracted; a campaign (`evals.world.prepare`) on its own, with its recommenders' ``train_config`` and
+    extracted; a campaign (`evals.campaign.world.prepare`) on its own, with its recommenders' ``train_config`` and
     AMP-CF's ``personas_k``."""
-    from evals.calibration import read_calibration
+    from evals.validity.calibration import read_calibration
     from personas.card import read_personas
 
     started = time.perf_counter() if started is None else started
