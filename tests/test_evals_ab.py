@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evals.campaign.ab import (aa_false_positive_rate, ab_table, holm, mde, min_p, paired_test, per_user_metrics,
-                      session_metrics, simulate_rejection_rates)
+from evals.campaign.ab import aa_false_positive_rate, ab_table, per_user_metrics, session_metrics
+from evals.stats import holm, mde, min_p, paired_test, simulate_rejection_rates
 from tests.event_fixtures import event_row as _event
 
 
@@ -277,7 +277,7 @@ def test_rendered_summary_of_a_six_user_campaign_never_reads_no_difference(tmp_p
 
 
 def test_bootstrap_ci_resamples_records_and_drops_draws_where_the_statistic_is_undefined():
-    from evals.campaign.ab import bootstrap_ci
+    from evals.stats import bootstrap_ci
 
     values = list(np.random.default_rng(0).normal(1.0, 1.0, 200))
     point, lo, hi = bootstrap_ci(values, np.mean, n_boot=1000, seed=0)
@@ -294,7 +294,7 @@ def test_bootstrap_ci_resamples_records_and_drops_draws_where_the_statistic_is_u
 
 
 def test_bootstrap_mean_ci_is_bootstrap_ci_of_the_mean_with_the_same_resamples():
-    from evals.campaign.ab import bootstrap_ci, bootstrap_mean_ci
+    from evals.stats import bootstrap_ci, bootstrap_mean_ci
 
     values = list(np.random.default_rng(2).exponential(1.0, 97))
     fast = bootstrap_mean_ci(values, n_boot=500, seed=4)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from evals.campaign.ab import bootstrap_mean_ci
+from evals.stats import bootstrap_mean_ci, ratio_of_means_ci
 from personas.card import PersonaCard
 from simulator.judges import rank_order
 from simulator.turn import Transcript, Turn
@@ -111,13 +111,7 @@ def paired_ratio(arm: dict[str, float], base: dict[str, float], *, seed: int = 0
         return {"ratio": None, "ci95": None, "n_users": 0}
     a, b = np.array([arm[u] for u in users]), np.array([base[u] for u in users])
     ratio = float(a.mean() / b.mean()) if b.mean() else None
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(users), (n_boot, len(users)))
-    bm = b[idx].mean(1)
-    ok = bm > 0
-    boots = a[idx].mean(1)[ok] / bm[ok]
-    ci = [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))] if len(boots) else None
-    return {"ratio": ratio, "ci95": ci, "n_users": len(users)}
+    return {"ratio": ratio, "ci95": ratio_of_means_ci(a, b, n_boot=n_boot, seed=seed), "n_users": len(users)}
 
 
 def drift(transcripts: list[Transcript]) -> dict:

@@ -7,7 +7,7 @@ ok (the check passes), warn (read with care), bad (this number should not be bel
 
 from __future__ import annotations
 
-from evals.campaign.ab import ALPHA
+from evals.stats import ALPHA
 
 STATUSES = ("ok", "warn", "bad", "missing")
 FAILED_SHARE_WARN = 0.05
