@@ -40,14 +40,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from evals.commands.simulate import load_catalog
+from evals.validity.consistency import arm_report, paired_ratio
+from personas.card import PersonaCard, read_personas
+from simulator import PopularityRecommender, SessionSettings, sample_users
+from simulator.batch import run_sessions
+from simulator.llm import create_backend, create_client
 
-from evals.commands.simulate import load_catalog  # noqa: E402
-from evals.validity.consistency import arm_report, paired_ratio  # noqa: E402
-from personas.card import PersonaCard, read_personas  # noqa: E402
-from simulator import PopularityRecommender, SessionSettings, sample_users  # noqa: E402
-from simulator.batch import run_sessions  # noqa: E402
-from simulator.llm import create_backend, create_client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

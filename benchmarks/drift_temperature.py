@@ -11,7 +11,7 @@ per temperature, the run-to-run / persona-to-persona variance ratio with its
 CI, the ratio identical personas give at this design (the null) and the
 one-sided p-value, and the within and between of each feature block.
 
-    .venv/bin/python benchmarks/drift_temperature.py [--temperatures 0 0.1 0.25] [--out runs/drift_temperature]
+    .venv/bin/python -m benchmarks.drift_temperature [--temperatures 0 0.1 0.25] [--out runs/drift_temperature]
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.servers.process import free_port, serve
 
-from tests.servers.process import free_port, serve  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def campaign(url: str, temperature: float, personas: dict) -> dict:

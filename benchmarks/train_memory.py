@@ -12,19 +12,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import resource
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from personas.assets import ml100k_dir  # noqa: E402
-from recsys import factorised  # noqa: E402
-from recsys.bench import BenchConfig, make_model  # noqa: E402
-from recsys.data import leave_last_out, load_movielens  # noqa: E402
+from personas.assets import ml100k_dir
+from recsys import factorised
+from recsys.bench import BenchConfig, make_model
+from recsys.data import leave_last_out, load_movielens
 
 
 def train(name: str, epochs: int, train_matrix) -> tuple[dict, torch.Tensor]:

@@ -42,12 +42,8 @@ validation rows (benchmarks/validation_rows.py; the test part is never read), fi
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:

@@ -11,13 +11,10 @@ Used by benchmarks/cf_factors.py, ease_feature.py and twin_ceiling.py.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 POSITIVE, UNIFORM, MATCHED = 1, 0, 2
 
