@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from personas.assets import smollm2_gguf
+from simulator.llm import LLMClient, create_backend
 
-from personas.assets import smollm2_gguf  # noqa: E402
-from simulator.llm import LLMClient, create_backend  # noqa: E402
 
 SYSTEM = "You are Maya, a nurse who loves comedies and avoids horror. Answer in two short sentences."
 TOPICS = ["a rainy Sunday", "a first date", "a long flight", "kids at home", "a bad week", "a heist"]
@@ -94,7 +92,7 @@ def main() -> None:
                       create_backend("embedded", n_threads=a.threads, lora_path=adapter / "adapter.gguf"),
                       a.rounds, a.max_tokens)
         base_dir = Path(tmp) / "base"
-        from simulator.llm.backends.hf_transformers import load_causal_lm
+        from simulator.llm.backends.hf_weights import load_causal_lm
 
         tok, lm = load_causal_lm(smollm2_gguf())  # the packaged GGUF as a transformers folder
         lm.save_pretrained(base_dir)

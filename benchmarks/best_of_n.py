@@ -19,20 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from evals.commands.simulate import load_catalog  # noqa: E402
-from personas.card import read_personas  # noqa: E402
-from simulator import PopularityRecommender, SessionSettings, sample_users, summarize  # noqa: E402
-from simulator.batch import run_sessions  # noqa: E402
-from simulator.llm import create_client  # noqa: E402
+from evals.commands.simulate import load_catalog
+from personas.card import read_personas
+from simulator import PopularityRecommender, SessionSettings, sample_users, summarize
+from simulator.batch import run_sessions
+from simulator.llm import create_client
 
 
 def per_user_inconsistency(transcripts) -> dict[str, float]:

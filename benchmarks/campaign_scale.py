@@ -14,7 +14,7 @@ OpenAI-compatible server that answers after a fixed delay, each in a child proce
     one: events stream to disk and at most C sessions are held, so the ratio should
     stay near 1 (target <= 1.1).
 
-    .venv/bin/python benchmarks/campaign_scale.py [--delay 0.1] [--concurrency 16] [--sessions 10000]
+    .venv/bin/python -m benchmarks.campaign_scale [--delay 0.1] [--concurrency 16] [--sessions 10000]
 """
 
 from __future__ import annotations
@@ -32,10 +32,9 @@ from pathlib import Path
 import httpx
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.servers.process import free_port, serve
 
-from tests.servers.process import free_port, serve  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def config(url: str, users_per_persona: int, concurrency: int) -> dict:

@@ -10,7 +10,7 @@ One run, all figures measured in it:
      base (N=1), best-of-N, DPO (N=1), DPO + best-of-N -- embedded (llama.cpp, grammar);
      no cap and each of --caps -- transformers backend with the persona axis from the training
      personas (`simulator.steering`), N=1;
-  5. per arm: the metrics of `evals.consistency_eval` (structured prompt-to-line, rank and utterance
+  5. per arm: the metrics of `evals.validity.consistency` (structured prompt-to-line, rank and utterance
      inconsistency, Q&A, acceptance, rating spread, drift ratio); result.json's "reward" names the ones
      the reward contains (the others are held out); ratios to the base arm with paired bootstrap CIs
      over users;
@@ -40,14 +40,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from evals.commands.simulate import load_catalog
+from evals.validity.consistency import arm_report, paired_ratio
+from personas.card import PersonaCard, read_personas
+from simulator import PopularityRecommender, SessionSettings, sample_users
+from simulator.batch import run_sessions
+from simulator.llm import create_backend, create_client
 
-from evals.commands.simulate import load_catalog  # noqa: E402
-from evals.consistency_eval import arm_report, paired_ratio  # noqa: E402
-from personas.card import PersonaCard, read_personas  # noqa: E402
-from simulator import PopularityRecommender, SessionSettings, sample_users  # noqa: E402
-from simulator.batch import run_sessions  # noqa: E402
-from simulator.llm import create_backend, create_client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,7 +189,7 @@ def main() -> None:
 
     from personas.assets import smollm2_gguf
     from personas.embed import Embedder
-    from simulator.llm.backends.hf_transformers import load_causal_lm
+    from simulator.llm.backends.hf_weights import load_causal_lm
     from simulator.steering import persona_axis, save_axis
     from simulator.training import split_personas
 

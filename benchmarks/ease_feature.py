@@ -16,12 +16,8 @@ simulator.evidence.EASE_LAMBDA is the penalty with the best sum of the two.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:

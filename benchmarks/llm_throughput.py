@@ -7,22 +7,19 @@
     and to a sequential loop;
 (c) the same requests again with the on-disk cache: share served from cache.
 
-    .venv/bin/python benchmarks/llm_throughput.py [--requests 160] [--delay 0.2]
+    .venv/bin/python -m benchmarks.llm_throughput [--requests 160] [--delay 0.2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from simulator.llm import LLMClient, create_backend, create_client
+from tests.servers.process import free_port, serve
 
-from simulator.llm import LLMClient, create_backend, create_client  # noqa: E402
-from tests.servers.process import free_port, serve  # noqa: E402
 
 SYSTEM = "You are a film fan who answers in two short sentences."
 TOPICS = ["a rainy Sunday", "a first date", "a long flight", "kids at home", "a bad week", "a heist", "space", "jazz"]

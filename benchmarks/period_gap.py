@@ -27,12 +27,8 @@ logistic regression at p = 0.5, as `personasim calibrate` fits.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
 
 Reads the campaign folder's personas (their assignments and split), cuts each test user's held-out ratings
 in two halves in time order, and computes the ratio over all eligible users and at the campaign's design
-(its grounded users per persona, drawn at random, ``--draws`` times): `evals.real_drift`. Then prints each
+(its grounded users per persona, drawn at random, ``--draws`` times): `evals.validity.real_drift`. Then prints each
 user variant's ratio and CI from the folder's drift.json against the real range. Writes RUN/real_drift.json.
 """
 
@@ -14,8 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from evals.grounding import read_assignments, split_of
-from evals.real_drift import compare, real_drift, real_sessions
+from evals.validity.grounding import read_assignments, split_of
+from evals.validity.real_drift import compare, real_drift, real_sessions
 from personas.assets import ml100k_dir
 from personas.files import write_whole
 from recsys import load_movielens, time_split

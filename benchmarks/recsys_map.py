@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from personas.assets import ml100k_dir
+from personas.files import write_whole
+from recsys import load_movielens
+from recsys.map import read_map_config, run_map
 
-from personas.assets import ml100k_dir  # noqa: E402
-from personas.files import write_whole  # noqa: E402
-from recsys import load_movielens  # noqa: E402
-from recsys.map import read_map_config, run_map  # noqa: E402
 
 MAP_TARGET_S = 30 * 60
 BENCH_TARGET_S = 3 * 60

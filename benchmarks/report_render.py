@@ -1,7 +1,7 @@
 """The report of a 2,000-session campaign: file size, render time, and how fast Chromium shows it,
 each as a ratio to a ~100-session report measured in the same run.
 
-    .venv/bin/python benchmarks/report_render.py [--repeats 3]
+    .venv/bin/python -m benchmarks.report_render [--repeats 3]
 
 For each size it builds a synthetic campaign folder (tests/campaign_fixtures.py: real TurnEvent
 records scored by the session scorer), renders it with `personasim campaign report`'s code (statistics
@@ -19,17 +19,16 @@ import argparse
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from evals.report.summary import write_campaign_report
+from tests.campaign_fixtures import write_campaign
+from tests.chromium import CHROMIUM_FLAGS, chromium
 
-from evals.summary import write_campaign_report  # noqa: E402
-from tests.campaign_fixtures import write_campaign  # noqa: E402
-from tests.chromium import CHROMIUM_FLAGS, chromium  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 #: Appended to a copy of the report: times one grid click (filter + build the page) inside the page.
 CLICK = """<script>

@@ -26,18 +26,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def config(users: int):
-    from evals.config import CampaignConfig
+    from evals.campaign.config import CampaignConfig
 
     base = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
     return CampaignConfig.model_validate({
@@ -68,8 +66,8 @@ async def sessions(world, jobs, *, shared: bool) -> tuple[float, int, dict]:
 
 
 def main() -> None:
-    from evals.jobs import plan_jobs
-    from evals.world import CampaignWorld, prepare
+    from evals.campaign.jobs import plan_jobs
+    from evals.campaign.world import CampaignWorld, prepare
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "shared_judgements")

@@ -1,4 +1,4 @@
-"""Training with freed memory kept in the heap (`recsys.models._keep_freed_memory`) vs glibc's defaults.
+"""Training with freed memory kept in the heap (`recsys.train_context.keep_freed_memory`) vs glibc's defaults.
 
 AMP-CF K=8 with the bench's tuned config (batch 1024, full-catalog softmax) on ML-100k leave-last-out,
 ``--epochs`` epochs in each arm, one process, same seed: wall time, system CPU time and minor page
@@ -12,19 +12,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import resource
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from personas.assets import ml100k_dir  # noqa: E402
-from recsys import models  # noqa: E402
-from recsys.bench import BenchConfig, make_model  # noqa: E402
-from recsys.data import leave_last_out, load_movielens  # noqa: E402
+from personas.assets import ml100k_dir
+from recsys import factorised
+from recsys.bench import BenchConfig, make_model
+from recsys.data import leave_last_out, load_movielens
 
 
 def train(name: str, epochs: int, train_matrix) -> tuple[dict, torch.Tensor]:
@@ -43,10 +39,10 @@ def main() -> None:
     p.add_argument("--model", default="ampcf-k8")
     a = p.parse_args()
     split = leave_last_out(load_movielens(ml100k_dir()))
-    kept = models._keep_freed_memory
-    models._keep_freed_memory = contextlib.nullcontext  # glibc's defaults: big blocks mmap'd, unmapped on free
+    kept = factorised.keep_freed_memory
+    factorised.keep_freed_memory = contextlib.nullcontext  # glibc's defaults: big blocks mmap'd, unmapped on free
     default, w_default = train(a.model, a.epochs, split.train)
-    models._keep_freed_memory = kept
+    factorised.keep_freed_memory = kept
     heap, w_heap = train(a.model, a.epochs, split.train)
     for name, r in (("glibc defaults", default), ("freed memory kept", heap)):
         print(f"{name}: {r['wall_s']:.1f} s wall, {r['sys_s']:.1f} s system CPU, {r['faults']:,} minor page faults")

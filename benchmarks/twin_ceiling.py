@@ -42,12 +42,8 @@ validation rows (benchmarks/validation_rows.py; the test part is never read), fi
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -131,7 +127,7 @@ def main() -> None:
 
 def like_rate(rows) -> np.ndarray:
     """[R] each row's user's share of inner-train ratings that are likes (>= LIKED_MIN)."""
-    from evals.grounding import LIKED_MIN
+    from evals.validity.grounding import LIKED_MIN
 
     tr = rows.split.train
     return (tr["rating"] >= LIKED_MIN).groupby(tr["user"]).mean().reindex(rows.users[rows.user]).to_numpy()

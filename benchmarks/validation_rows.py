@@ -11,13 +11,10 @@ Used by benchmarks/cf_factors.py, ease_feature.py and twin_ceiling.py.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 POSITIVE, UNIFORM, MATCHED = 1, 0, 2
 
@@ -84,8 +81,8 @@ def draw_rows(ds, split, users: np.ndarray, rng: np.random.Generator, per_user: 
     of a user's test positives, each with one never-rated item drawn uniformly and one matched to its
     popularity (never-rated: outside the user's train and test parts). A user without a test positive
     gets no rows."""
-    from evals.calibration import draw_negatives, pop_bins
-    from evals.grounding import LIKED_MIN, item_space
+    from evals.validity.calibration import draw_negatives, pop_bins
+    from evals.validity.grounding import LIKED_MIN, item_space
 
     space = item_space(ds, split.train)
     bins = pop_bins(space)
@@ -107,7 +104,7 @@ def draw_rows(ds, split, users: np.ndarray, rng: np.random.Generator, per_user: 
 
 def twin_memories(rows: Rows) -> dict[int, object]:
     """{position in ``rows.users``: that user's twin memory (its train history) for every user with rows."""
-    from evals.grounding import memories
+    from evals.validity.grounding import memories
 
     uid = rows.ds.users["user_id"].astype(str).to_numpy()
     mems = memories(rows.ds, rows.split.train, {u: "all" for u in uid}, rows.space)  # twins only: one persona holds all

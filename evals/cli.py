@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from evals.runtime import pin_kernels
+from evals.campaign.runtime import pin_kernels
 
-pin_kernels()  # before numpy or torch loads: every numeric library on its AVX2 path (evals/runtime.py)
+pin_kernels()  # before numpy or torch loads: every numeric library on its AVX2 path (evals/campaign/runtime.py)
 
 import typer  # noqa: E402
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from recsys import frontier, metrics
 from recsys.data import Dataset, Split, leave_last_out
-from recsys.models import AMPCF, MF, Popularity, Recommender, TrainConfig
+from recsys.factorised import AMPCF, MF
+from recsys.models import Popularity, Recommender, TrainConfig
 from recsys.offline import (AMPCF_BATCH, DEFAULT_TRAIN, evaluate, make_recommender,  # noqa: F401 (re-exported)
                             starts_from_mf)
 from recsys.pipeline import Reranker

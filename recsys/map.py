@@ -49,7 +49,8 @@ import numpy as np
 from recsys import frontier
 from recsys.bench import BenchConfig, Write, evaluate, rerank_rows, t_interval
 from recsys.data import Dataset, leave_last_out
-from recsys.models import AMPCF, MF, TrainConfig
+from recsys.factorised import AMPCF, MF
+from recsys.models import TrainConfig
 from recsys.rerank import persona_weights
 from recsys.synthetic import KNOBS, KnobError, WorldConfig, generate
 

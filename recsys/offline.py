@@ -1,5 +1,5 @@
 """Recommenders by name, built, trained and scored offline: the one API that the offline bench
-(`recsys.bench`) and campaigns (`evals.world`) share, so a campaign's 'mf' or 'ampcf' is built by the
+(`recsys.bench`) and campaigns (`evals.campaign.world`) share, so a campaign's 'mf' or 'ampcf' is built by the
 same code, with the same defaults, as the bench's.
 
 Names: 'pop', 'mf', 'ampcf-kK' (K persona vectors per user), 'ampcf-kK-mf' (the same, its personas
@@ -16,7 +16,8 @@ import scipy.sparse as sp
 
 from recsys import metrics
 from recsys.data import Split
-from recsys.models import AMPCF, MF, Popularity, Recommender, RecsysError, TrainConfig
+from recsys.factorised import AMPCF, MF
+from recsys.models import Popularity, Recommender, RecsysError, TrainConfig
 from recsys.pipeline import Reranker, reranked_top_k
 
 #: The shared base config (used by campaigns and fidelity); MF: reg 1e-2 -> 3e-2 gave 0.080 -> 0.084 on seed 0's

@@ -10,7 +10,8 @@ from simulator.layers import CONTEXT, TRAIT_JITTER, UserProfile, derive_seed, sa
 from simulator.preferences import preference_row, write_preferences
 from simulator.session import SessionSettings, run_session
 from simulator.turn import Onboarding, PreferencePair, QARecord, Transcript, Turn, turn_schema
-from simulator.user import USER_CLASSES, NaiveUser, SimulatedUser, make_user
+from simulator.user import NaiveUser, SimulatedUser
+from simulator.variants import USER_CLASSES, make_user
 
 __all__ = [
     "CONTEXT", "TRAIT_JITTER", "USER_CLASSES", "ConsistencyJudge", "Feedback", "Item", "LLMJudge", "NaiveUser",

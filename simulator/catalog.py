@@ -57,7 +57,7 @@ class Feedback(BaseModel):
 class RecommenderProtocol(Protocol):
     """The recommender side of a session. These calls are synchronous and fast. A recommender may also
     have ``async def prepare(self) -> None``: the session awaits it before each slate, so slow work (a
-    fold-in of the user's new likes) can run off the event loop (`evals.world.RecsysAdapter`)."""
+    fold-in of the user's new likes) can run off the event loop (`evals.campaign.world.RecsysAdapter`)."""
 
     def onboard(self, liked_item_ids: list[str]) -> None:
         """Fold-in: the items the user picked as liked before the first slate."""

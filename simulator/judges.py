@@ -175,7 +175,7 @@ def rank_order(card: PersonaCard, subtopic: str | None, line: Turn) -> float | N
     The structured rules only look at ratings beyond fixed thresholds (>= 4 on a disliked item,
     <= 2 on a sought one); this reads the order of every rating, thresholds or not. It is the
     ``ranking`` reward's core (`simulator.consistency.reward_of`) and, as 1 - rank_order, a
-    held-out metric of the structured reward (`evals.consistency_eval`).
+    held-out metric of the structured reward (`evals.validity.consistency`).
     """
     liked, disliked = ([line.ratings[it.id] for it in side if it.id in line.ratings]
                        for side in _sides(card, subtopic, line))

@@ -48,7 +48,7 @@ class UserProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str
-    variant: str = Field("layered", description="'layered', 'naive' or 'grounded' (see simulator.user.make_user)")
+    variant: str = Field("layered", description="'layered', 'naive' or 'grounded' (see simulator.variants.make_user)")
     persona: PersonaCard
     traits: BigFive = Field(description="the card's traits after per-user jitter")
     subtopic: str | None = Field(description="one of persona.likes; None when the card has no likes")

@@ -36,6 +36,6 @@ def render(name: str, **values) -> str:
 @lru_cache(maxsize=1)
 def templates_digest() -> str:
     """12 hex chars over every template's file name and text. Part of a campaign's config hash
-    (`evals.config.CampaignConfig.config_hash`): the same config asked with other prompts is
+    (`evals.campaign.config.CampaignConfig.config_hash`): the same config asked with other prompts is
     another campaign, and its events are not resumed into one written under these."""
     return files_digest(sorted(PROMPT_DIR.glob("*.j2")), PROMPT_DIR)[:12]

@@ -39,7 +39,8 @@ from simulator.consistency import score_line
 from simulator.judges import ConsistencyJudge, StructuredJudge
 from simulator.layers import UserProfile, derive_seed
 from simulator.turn import PreferencePair, Transcript, Turn
-from simulator.user import Candidate, make_user
+from simulator.user import Candidate
+from simulator.variants import make_user
 
 log = logging.getLogger(__name__)
 

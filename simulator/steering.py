@@ -72,7 +72,7 @@ class PersonaAxis:
         return self.role_proj + cap * (self.default_proj - self.role_proj)
 
     def check_model(self, lm, where: str | Path = "axis") -> None:
-        from simulator.llm.backends.hf_transformers import fingerprint_mismatch
+        from simulator.llm.backends.hf_weights import fingerprint_mismatch
         from simulator.llm.errors import LLMConfigError
 
         mismatch = fingerprint_mismatch(self.fingerprint, lm)
@@ -119,7 +119,7 @@ def question_states(lm, tok, system: str, layer: int, questions=QUESTIONS) -> np
 
 def persona_axis(lm, tok, cards: list[PersonaCard], layer: int | None = None, questions=QUESTIONS) -> PersonaAxis:
     """The axis from ``cards`` (at least one) at ``layer`` (default: the middle layer)."""
-    from simulator.llm.backends.hf_transformers import base_fingerprint
+    from simulator.llm.backends.hf_weights import base_fingerprint
 
     if not cards:
         raise ValueError("a persona axis needs at least one persona")

@@ -242,7 +242,7 @@ def train_dpo(pairs_path: str | Path, out: str | Path, settings: TrainSettings |
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
-    from simulator.llm.backends.hf_transformers import ADAPTER_META, base_fingerprint, load_causal_lm
+    from simulator.llm.backends.hf_weights import ADAPTER_META, base_fingerprint, load_causal_lm
 
     if settings.threads:
         torch.set_num_threads(settings.threads)

@@ -158,7 +158,7 @@ class QARecord(BaseModel):
 class TurnCore(BaseModel):
     """What every record of a turn carries: who, what was said and how it scored.
 
-    `Turn` (the simulator's full record) and the campaign's stored `evals.events.TurnEvent` both
+    `Turn` (the simulator's full record) and the campaign's stored `evals.campaign.events.TurnEvent` both
     extend it, so the shared fields are declared once. ``variant`` is not shared: in a `Turn` it is the
     simulated user's variant, in a `TurnEvent` the recommender's.
     """

@@ -1,6 +1,6 @@
 """A simulated user: a small state machine over one LLM client.
 
-    user = SimulatedUser(llm)          # or NaiveUser(llm); see USER_CLASSES
+    user = SimulatedUser(llm)          # or NaiveUser(llm); see simulator.variants
     user.reset(profile)
     liked = await user.onboard(pool, seed=...)
     cand = await user.propose(slate, turn=0, seed=...)   # one candidate turn (not yet said)
@@ -222,17 +222,3 @@ class NaiveUser(SimulatedUser):
         p = self._profile()
         return {"variant": self.variant, "persona_id": p.persona.id}
 
-
-USER_CLASSES: dict[str, type[SimulatedUser]] = {"layered": SimulatedUser, "naive": NaiveUser}
-
-
-def make_user(variant: str, llm, grounding=None, **settings) -> SimulatedUser:
-    """A user of ``variant``; ``grounding`` (a `simulator.grounded.Grounding`) goes to grounded users only."""
-    from simulator.grounded import GroundedUser  # grounded builds on this module
-
-    classes = {**USER_CLASSES, "grounded": GroundedUser}
-    if variant not in classes:
-        raise ValueError(f"unknown user variant {variant!r}; choose one of {sorted(classes)}")
-    if variant == "grounded":
-        return GroundedUser(llm, grounding=grounding, **settings)
-    return classes[variant](llm, **settings)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.config import CampaignConfig
-from evals.events import SlateItem, TurnEvent
+from evals.campaign.config import CampaignConfig
+from evals.campaign.events import SlateItem, TurnEvent
 from personas.card import BigFive, Fact, Passage, PersonaCard, read_personas, write_personas
 from personas.separability import separability_report
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from evals.runtime import pin_kernels  # noqa: E402
+from evals.campaign.runtime import pin_kernels  # noqa: E402
 
 pin_kernels()  # the kernels the CLI computes with, before numpy or torch loads
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,8 +1,8 @@
-"""Synthetic campaign events for the statistics tests (evals.ab, evals.drift)."""
+"""Synthetic campaign events for the statistics tests (evals.campaign.ab, evals.validity.drift)."""
 
 from __future__ import annotations
 
-from evals.events import SlateItem, TurnEvent
+from evals.campaign.events import SlateItem, TurnEvent
 
 
 def event_row(**kw) -> dict:

@@ -98,9 +98,9 @@ def test_a_missing_asset_package_is_named_before_anything_is_written(tmp_path, p
 def claimed(tmp_path):
     """A campaign folder as a killed run leaves it: campaign.json with its inputs' hashes, trained models
     (stand-in bytes), one turn on disk; its personas file is a copy this test may edit."""
-    from evals.campaign import claim_out_dir, record_inputs
-    from evals.config import load_config
-    from evals.events import EventWriter, TurnEvent
+    from evals.campaign.driver import claim_out_dir, record_inputs
+    from evals.campaign.config import load_config
+    from evals.campaign.events import EventWriter, TurnEvent
 
     personas = tmp_path / "personas.jsonl"
     personas.write_bytes(PERSONAS.read_bytes())
@@ -139,8 +139,8 @@ def test_an_edited_personas_file_is_refused_on_resume(claimed):
 def test_a_folder_calibrated_by_another_version_is_refused_on_resume_with_the_right_advice(tmp_path, own):
     """Its sessions were decided with the old weights, and a new calibration.json would be refused as changed: the
     line says to use another --out (not to recalibrate), before anything is written, wherever the personas live."""
-    from evals.campaign import claim_out_dir
-    from evals.config import load_config
+    from evals.campaign.driver import claim_out_dir
+    from evals.campaign.config import load_config
     from personas.files import file_sha256
     from simulator.evidence import EVIDENCE, RECENT_POP
 
@@ -181,8 +181,8 @@ def test_an_edited_or_missing_model_is_refused_not_reported_as_a_write_error(cla
 def test_an_adapter_is_pinned_by_its_weights_not_its_path(tmp_path, backend):
     """A tuned simulator's weights (GGUF LoRA or PEFT safetensors) are an input like the personas: a
     retrained adapter at the same path is refused on resume."""
-    from evals.campaign import CampaignError, claim_out_dir, input_files, record_inputs
-    from evals.config import load_config
+    from evals.campaign.driver import CampaignError, claim_out_dir, input_files, record_inputs
+    from evals.campaign.config import load_config
 
     run = tmp_path / "tuned"  # a `personasim train consistency` output folder, stand-in bytes
     (run / "adapter").mkdir(parents=True)
@@ -206,8 +206,8 @@ def test_an_adapter_is_pinned_by_its_weights_not_its_path(tmp_path, backend):
 
 def test_a_model_missing_before_its_hash_was_recorded_is_named(tmp_path):
     """A folder from before campaign.json kept hashes: offline.json says trained, a model file is gone."""
-    from evals.campaign import claim_out_dir
-    from evals.config import load_config
+    from evals.campaign.driver import claim_out_dir
+    from evals.campaign.config import load_config
 
     config = _config(tmp_path / "c.yaml")
     out = tmp_path / "run"

@@ -1,10 +1,10 @@
-"""The two best-of-N rewards, and the held-out consistency metrics of issue 12 (evals/consistency_eval.py)."""
+"""The two best-of-N rewards, and the held-out consistency metrics of issue 12 (evals/validity/consistency.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from evals.consistency_eval import paired_ratio, per_user, rank_inconsistency, utterance_inconsistency
+from evals.validity.consistency import paired_ratio, per_user, rank_inconsistency, utterance_inconsistency
 from personas.embed import Embedder
 from simulator import PopularityRecommender, SessionSettings, Turn, derive_seed, reward_of, run_session
 from simulator.judges import rank_order

@@ -1,4 +1,4 @@
-"""Offline A/B statistics (evals.ab) on constructed data whose answers are known, A/A included."""
+"""Offline A/B statistics (evals.campaign.ab) on constructed data whose answers are known, A/A included."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evals.ab import (aa_false_positive_rate, ab_table, holm, mde, min_p, paired_test, per_user_metrics,
-                      session_metrics, simulate_rejection_rates)
+from evals.campaign.ab import aa_false_positive_rate, ab_table, per_user_metrics, session_metrics
+from evals.stats import holm, mde, min_p, paired_test, simulate_rejection_rates
 from tests.event_fixtures import event_row as _event
 
 
@@ -250,8 +250,8 @@ def test_aa_check_says_when_it_cannot_reach_alpha():
 
 
 def test_rendered_summary_of_a_six_user_campaign_never_reads_no_difference(tmp_path):
-    from evals.drift import drift_report
-    from evals.report import render_report
+    from evals.validity.drift import drift_report
+    from evals.report.render import render_report
 
     df = _campaign(0.0, n_users=6, runs=2)
     df["persona_id"] = "p" + (df["user_id"].str[1:].astype(int) % 3).astype(str)  # 3 personas x 2 users
@@ -277,7 +277,7 @@ def test_rendered_summary_of_a_six_user_campaign_never_reads_no_difference(tmp_p
 
 
 def test_bootstrap_ci_resamples_records_and_drops_draws_where_the_statistic_is_undefined():
-    from evals.ab import bootstrap_ci
+    from evals.stats import bootstrap_ci
 
     values = list(np.random.default_rng(0).normal(1.0, 1.0, 200))
     point, lo, hi = bootstrap_ci(values, np.mean, n_boot=1000, seed=0)
@@ -294,7 +294,7 @@ def test_bootstrap_ci_resamples_records_and_drops_draws_where_the_statistic_is_u
 
 
 def test_bootstrap_mean_ci_is_bootstrap_ci_of_the_mean_with_the_same_resamples():
-    from evals.ab import bootstrap_ci, bootstrap_mean_ci
+    from evals.stats import bootstrap_ci, bootstrap_mean_ci
 
     values = list(np.random.default_rng(2).exponential(1.0, 97))
     fast = bootstrap_mean_ci(values, n_boot=500, seed=4)

@@ -62,7 +62,7 @@ def _write_config(cfg: dict, path: Path) -> Path:
 
 
 def _turns(out: Path) -> list[tuple]:
-    from evals.events import read_events
+    from evals.campaign.events import read_events
 
     return sorted((e.key, tuple(s.id for s in e.slate), tuple(e.chosen), tuple(sorted(e.ratings.items())),
                    e.utterance, e.ok) for e in read_events(out / "events.jsonl"))
@@ -90,7 +90,7 @@ def test_reference_run_writes_every_artifact(reference):
     assert meta["inputs"] == {
         "personas": file_sha256(CONFIG["personas"]["path"]),
         **{f"model {m}": file_sha256(reference / "models" / f"{m}.pt") for m in ("mf", "ampcf")}}
-    from evals.campaign import code_version  # and the code that wrote every turn, and the kernels it ran on
+    from evals.campaign.driver import code_version  # and the code that wrote every turn, and the kernels it ran on
     from tests.test_portable_runtime import child_kernel_report
 
     assert meta["code"] == [{**code_version(), "runtime": child_kernel_report(), "from_turn": 0}]
@@ -213,8 +213,8 @@ def test_resuming_under_other_code_is_recorded_and_warned(config_file, reference
     import logging
     import shutil
 
-    from evals import campaign as camp
-    from evals.config import load_config
+    from evals.campaign import driver as camp
+    from evals.campaign.config import load_config
 
     out = Path(shutil.copytree(reference, tmp_path / "run"))
     lines = (out / "events.jsonl").read_text().splitlines(keepends=True)
@@ -222,7 +222,7 @@ def test_resuming_under_other_code_is_recorded_and_warned(config_file, reference
     (out / "events.jsonl").write_text("".join(lines[:kept]))
     ours = camp.code_version()["sources"]
     monkeypatch.setattr(camp, "code_version", lambda: {"version": "9.9", "sources": "0123456789ab"})
-    with caplog.at_level(logging.WARNING, logger="evals.campaign"):
+    with caplog.at_level(logging.WARNING, logger="evals.campaign.driver"):
         result = camp.run_campaign(load_config(config_file), out, resume=True, show_progress=False)
     assert result.new_turns == len(lines) - kept
     code = json.loads((out / "campaign.json").read_text())["code"]

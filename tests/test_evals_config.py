@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evals.config import CampaignConfig, ConfigError, load_config
+from evals.campaign.config import CampaignConfig, ConfigError, load_config
 
 
 def _write(tmp_path, text: str):
@@ -60,7 +60,7 @@ def test_hash_changes_with_results_not_with_executor():
 def test_hash_changes_with_the_prompt_templates(edit_prompts):
     """A campaign asked with other prompts is another campaign: --resume will not mix their events. So is
     a fidelity run that asks the LLM."""
-    from evals.fidelity import FidelityConfig
+    from evals.validity.fidelity import FidelityConfig
 
     configs = (CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf"]}),
                FidelityConfig(use_llm=True), FidelityConfig(use_llm=False))
@@ -74,7 +74,7 @@ def test_hash_changes_with_the_prompt_templates(edit_prompts):
 
 
 def test_users_per_persona_per_user_variant_sizes_each_variants_jobs():
-    from evals.jobs import plan_jobs
+    from evals.campaign.jobs import plan_jobs
 
     cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf", "ampcf"],
                                          "user_variants": ["grounded", "naive"],

@@ -1,4 +1,4 @@
-"""Drift statistics (evals.drift) on constructed data whose answers are known."""
+"""Drift statistics (evals.validity.drift) on constructed data whose answers are known."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from evals.drift import (consistency_by_turn, consistency_trend, drift_report, drift_verdict, icc, null_ratio, ratio_ci,
-                         session_features, variance_ratio)
+from evals.validity.drift import drift_report, drift_verdict, icc, null_ratio, ratio_ci, variance_ratio
+from evals.validity.drift_features import consistency_by_turn, consistency_trend, session_features
 from tests.event_fixtures import event_row as _event
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.calibration import CalibrationError, calibrate, read_calibration
-from evals.fidelity import FidelityConfig, run_fidelity
+from evals.validity.calibration import CalibrationError, calibrate, read_calibration
+from evals.validity.fidelity import FidelityConfig, run_fidelity
 from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, N_RATED, RECENT_POP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,8 +187,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
 
 def test_a_calibration_without_rating_cutpoints_serves_the_expected_rule_and_refuses_the_matched_one(fidelity_run,
                                                                                                   tmp_path):
-    from evals.config import CampaignConfig
-    from evals.world import _grounding
+    from evals.campaign.config import CampaignConfig
+    from evals.campaign.world import _grounding
     from personas.assets import ml100k_dir
     from recsys import load_movielens
 
@@ -220,41 +220,39 @@ def test_pooled_auc_is_scikit_learns_roc_auc_with_ties():
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from evals.fidelity import _pooled_auc
+    from evals.stats import pooled_auc
 
     rng = np.random.default_rng(1)
     records = [(rng.integers(0, 2, 7), np.round(rng.normal(size=7), 1)) for _ in range(40)]  # many tied scores
     y, s = np.concatenate([r[0] for r in records]), np.concatenate([r[1] for r in records])
-    assert _pooled_auc(records) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
-    assert _pooled_auc([(np.ones(3, int), np.arange(3.0))]) is None  # one class: undefined
+    assert pooled_auc(records) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert pooled_auc([(np.ones(3, int), np.arange(3.0))]) is None  # one class: undefined
 
 
 def test_the_pooled_auc_bootstrap_draws_are_those_of_resampling_the_lists():
-    """`_boot_pooled_auc` weights users instead of building a list per resample: the same CI, to the bit,
+    """`bootstrap_pooled_auc` weights users instead of building a list per resample: the same CI, to the bit,
     with tied scores, users of one class only, and resamples where a class vanishes."""
     import numpy as np
 
-    from evals.ab import bootstrap_ci, resample_indices
-    from evals.fidelity import _boot_pooled_auc, _pooled_auc
+    from evals.stats import bootstrap_ci, bootstrap_pooled_auc, pooled_auc, resample_indices
 
     rng = np.random.default_rng(2)
     records = [(rng.integers(0, 2, rng.integers(1, 9)), np.round(rng.normal(size=9), 1)) for _ in range(60)]
     records = [(y, s[:len(y)]) for y, s in records] + [(np.ones(2, int), np.array([0.3, 0.1]))]
     small = [(np.ones(2, int), np.array([0.3, 0.1])), (np.zeros(3, int), np.array([0.2, 0.1, 0.5]))]
     for recs, seed in ((records, 0), (small, 5)):
-        point, lo, hi = bootstrap_ci(recs, _pooled_auc, n_boot=400, seed=seed)
-        fast = _boot_pooled_auc(recs, n_boot=400, seed=seed, block=150)
-        assert fast == {"value": round(point, 4), "ci": [round(lo, 4), round(hi, 4)]}
-        draws = [_pooled_auc([recs[i] for i in idx]) for idx in resample_indices(len(recs), n_boot=400, seed=seed)]
+        slow = bootstrap_ci(recs, pooled_auc, n_boot=400, seed=seed)
+        assert bootstrap_pooled_auc(recs, n_boot=400, seed=seed, block=150) == slow
+        draws = [pooled_auc([recs[i] for i in idx]) for idx in resample_indices(len(recs), n_boot=400, seed=seed)]
         assert any(d is None for d in draws) == (seed == 5)  # the small case does lose a class in some resamples
 
 
 def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessions(fidelity_run, tmp_path):
     """`prepare` writes OUT/fidelity.json from the campaign's own personas and calibration, once; the report reads it."""
-    from evals.config import CampaignConfig
-    from evals.summary import validity
-    from evals.verdicts import fidelity_row
-    from evals.world import prepare
+    from evals.campaign.config import CampaignConfig
+    from evals.report.summary import validity
+    from evals.validity.verdicts import fidelity_row
+    from evals.campaign.world import prepare
 
     out, _ = fidelity_run
     pdir = tmp_path / "personas"

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from evals.config import CampaignConfig
-from evals.events import EventWriter, read_events
-from evals.foldin import FoldInSettings
-from evals.jobs import plan_jobs
-from evals.runner import Progress, Recorder, run_local
-from evals.world import CampaignWorld, prepare
+from evals.campaign.config import CampaignConfig
+from evals.campaign.events import EventWriter, read_events
+from evals.campaign.foldin import FoldInSettings
+from evals.campaign.jobs import plan_jobs
+from evals.campaign.runner import Progress, Recorder, run_local
+from evals.campaign.world import CampaignWorld, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from evals.report import render_report
+from evals.report.render import render_report
 from tests.chromium import dump_dom, screenshot
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.events import read_events
-from evals.summary import write_campaign_report
+from evals.campaign.events import read_events
+from evals.report.summary import write_campaign_report
 from tests.campaign_fixtures import HOSTILE_TITLE, PERSONAS, reasons_key, write_campaign
 from tests.chromium import dump_dom
 

@@ -131,8 +131,8 @@ def test_the_report_names_the_config_its_events_were_written_under(campaign, edi
     the hash its events carry, not the one its config would get today."""
     import json
 
-    from evals.campaign import load_campaign
-    from evals.summary import _header, load_events
+    from evals.campaign.driver import load_campaign
+    from evals.report.summary import _header, load_events
 
     cfg = load_campaign(campaign)
     df, _ = load_events(campaign)
@@ -147,7 +147,7 @@ def test_the_report_says_which_code_wrote_which_turns(campaign, monkeypatch):
     in its header and warns, with the turn ranges, when more than one wrote the events."""
     import json
 
-    from evals import campaign as camp
+    from evals.campaign import driver as camp
 
     n = len((campaign / "events.jsonl").read_text().splitlines())
     res = _report(campaign)
@@ -184,7 +184,7 @@ def test_the_report_says_which_code_wrote_which_turns(campaign, monkeypatch):
 
 
 def test_code_ranges_drop_codes_that_wrote_nothing():
-    from evals.campaign import code_ranges
+    from evals.campaign.driver import code_ranges
 
     assert code_ranges(None, 10) == []
     code = [{"sources": "a", "version": "1", "from_turn": 4}, {"sources": "b", "version": "1", "from_turn": 10},

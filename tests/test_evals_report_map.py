@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from markupsafe import escape
 
-from evals.report import load_map, render_report
+from evals.report.render import load_map, render_report
 from recsys.map import answer, predictor_accuracy
 from tests.campaign_fixtures import write_campaign
 

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from evals.events import events_frame
-from evals.gallery import centroid_map
-from evals.report import transcripts_json
-from evals.transcripts import browser_payload, decision_by_source, judge_reasons, vector_labels
-from evals.verdicts import drift_rows, failed_row, fidelity_row, power_rows
+from evals.campaign.events import events_frame
+from evals.report.gallery import centroid_map
+from evals.report.render import transcripts_json
+from evals.report.transcripts import browser_payload, decision_by_source, judge_reasons, vector_labels
+from evals.validity.verdicts import drift_rows, failed_row, fidelity_row, power_rows
 from personas.card import PersonaCard, read_personas
 from tests.campaign_fixtures import reasons_key, write_campaign
 
@@ -136,8 +136,8 @@ def test_the_browser_shows_one_contribution_per_source():
 def test_hand_written_cards_get_a_gallery_that_says_what_they_lack(tmp_path):
     from pathlib import Path
 
-    from evals.gallery import persona_gallery
-    from evals.report import render_report
+    from evals.report.gallery import persona_gallery
+    from evals.report.render import render_report
     from tests.test_evals_report import constructed_summary
 
     path = Path(__file__).parent / "data" / "personas_movies.jsonl"  # no centroids, passages or separability

@@ -11,9 +11,9 @@ import asyncio
 
 import pytest
 
-from evals.events import EventWriter, TurnEvent, read_events
-from evals.jobs import derive_seed, plan_jobs, user_id_for
-from evals.runner import Progress, Recorder, ReplayMismatchError, run_local
+from evals.campaign.events import EventWriter, TurnEvent, read_events
+from evals.campaign.jobs import derive_seed, plan_jobs, user_id_for
+from evals.campaign.runner import Progress, Recorder, ReplayMismatchError, run_local
 
 TURNS = 4
 
@@ -135,43 +135,20 @@ def test_a_replay_that_only_takes_longer_is_not_a_mismatch(tmp_path):
     assert _run(path, Slower(), jobs) == TURNS - 2
 
 
-def test_job_types_are_a_leaf_and_evals_imports_form_no_circle():
-    """Every import in evals/ (module level and inside functions) goes one way; evals.jobs loads alone."""
-    import ast
+def test_job_types_are_a_leaf():
+    """The world imports the job types, not the runner; evals.campaign.jobs loads alone (a Ray worker's import).
+    Circles anywhere: tests/test_layering.py."""
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
-               for p in (root / "evals").rglob("*.py")}
-    graph = {}
-    for name, path in modules.items():
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                deps |= {m for m in [node.module, *(f"{node.module}.{a.name}" for a in node.names)] if m in modules}
-            elif isinstance(node, ast.Import):
-                deps |= {a.name for a in node.names if a.name in modules}
-        graph[name] = deps - {name, "evals", "evals.commands"}
-    assert graph["evals.world"] >= {"evals.jobs"} and "evals.runner" not in graph["evals.world"]
-    assert not graph["evals.jobs"] & set(modules) - {"evals.events"}
+    from tests.test_layering import ROOT, module_graph
 
-    def cycle_from(start, node, seen):
-        for nxt in graph[node]:
-            if nxt == start:
-                return [node, nxt]
-            if nxt not in seen:
-                seen.add(nxt)
-                found = cycle_from(start, nxt, seen)
-                if found:
-                    return [node, *found]
-        return None
+    graph = module_graph(ROOT, ("evals",))
+    world = graph["evals.campaign.world"]
+    assert world >= {"evals.campaign.jobs"} and "evals.campaign.runner" not in world
+    assert not graph["evals.campaign.jobs"] - {"evals.campaign.events"}
 
-    cycles = {m: c for m in graph if (c := cycle_from(m, m, set()))}
-    assert not cycles, cycles
-
-    code = ("import sys, evals.jobs; loaded = {m for m in sys.modules if m.startswith('evals.')}; "
-            "assert loaded == {'evals.jobs'}, loaded")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    code = ("import sys, evals.campaign.jobs; loaded = {m for m in sys.modules if m.startswith('evals.')}; "
+            "assert loaded == {'evals.campaign', 'evals.campaign.jobs'}, loaded")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr

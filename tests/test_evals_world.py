@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 import torch
 
-from evals.runner import plan_jobs
-from evals.world import RecsysAdapter, user_seed
+from evals.campaign.runner import plan_jobs
+from evals.campaign.world import RecsysAdapter, user_seed
 from recsys import AMPCF, TrainConfig
 from simulator.catalog import Feedback, Item
 from tests.recsys_fixtures import planted
@@ -79,7 +79,7 @@ def test_the_fold_in_seed_is_the_users_so_the_same_likes_give_the_same_slate_in_
 def _sessions(model, items, pop, genres, folder, n_users=6, turns=3):
     """Play ``n_users`` concurrent sessions the way `run_session` drives a recommender: onboard, then
     per turn ``prepare`` (awaited), ``recommend``, and feedback; returns each user's slates and params."""
-    from evals.world import RecsysAdapter
+    from evals.campaign.world import RecsysAdapter
 
     async def one(u):
         adapter = RecsysAdapter(model, None, items, pop, genres, seed=100 + u, folder=folder, model_name="m")
@@ -115,7 +115,7 @@ def _same(a, b):
 def test_batched_fold_in_off_the_loop_gives_the_slates_of_inline_fold_ins(tmp_path):
     """Sessions waiting on the same model are folded in together in a worker thread (and in a worker
     process); every session still gets exactly the parameters and slates of one inline fold-in each."""
-    from evals.foldin import FoldInBatcher, FoldInSettings
+    from evals.campaign.foldin import FoldInBatcher, FoldInSettings
 
     torch.set_num_threads(1)
     model, items, pop, genres = _fixture()
@@ -135,7 +135,7 @@ def test_batched_fold_in_off_the_loop_gives_the_slates_of_inline_fold_ins(tmp_pa
 
 
 def test_warm_start_is_an_option_that_changes_refolds_only():
-    from evals.foldin import FoldInBatcher, FoldInSettings
+    from evals.campaign.foldin import FoldInBatcher, FoldInSettings
 
     torch.set_num_threads(1)
     model, items, pop, genres = _fixture()
@@ -155,7 +155,7 @@ def test_a_campaigns_ampcf_mf_starts_from_the_campaigns_own_mf():
     AMP-CF epoch and no noise it scores as the campaign's MF; with its epochs it is an AMP-CF of its own."""
     from dataclasses import replace
 
-    from evals.world import recommender_name
+    from evals.campaign.world import recommender_name
     from recsys.offline import DEFAULT_TRAIN, campaign_train_config, make_recommender, train_recommender
 
     train_matrix = planted(major=0.7)[0]

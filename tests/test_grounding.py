@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evals.grounding import heldout_pairs, item_space, memories
+from evals.validity.grounding import heldout_pairs, item_space, memories
 from recsys import DataError, Dataset, time_split
 from simulator.choice import ChoiceModel, context_shift, decide, stop_logit
 from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, N_RATED, RECENT, RECENT_POP, evidence_features

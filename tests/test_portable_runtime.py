@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from evals.events import TurnEvent
-from evals.runner import content_digest
-from evals.runtime import PINNED_ENV, describe, kernel_report, pin_kernels
+from evals.campaign.events import TurnEvent
+from evals.campaign.runner import content_digest
+from evals.campaign.runtime import PINNED_ENV, describe, kernel_report, pin_kernels
 from simulator.llm import LLMConfigError
 from simulator.llm.backends import llama_build
 from tests.cli_fixtures import cli, one_line_error, refused
@@ -99,8 +99,8 @@ def test_pin_kernels_sets_what_is_unset_and_keeps_what_is_set():
 def child_kernel_report() -> dict:
     """`kernel_report` of a new process that pins as the CLI does (this test process's torch threads are
     whatever the tests before set)."""
-    code = ("from evals.runtime import pin_kernels; pin_kernels()\n"
-            "import json; from evals.runtime import kernel_report; print(json.dumps(kernel_report()))")
+    code = ("from evals.campaign.runtime import pin_kernels; pin_kernels()\n"
+            "import json; from evals.campaign.runtime import kernel_report; print(json.dumps(kernel_report()))")
     env = {k: v for k, v in os.environ.items() if k not in PINNED_ENV}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -30,8 +30,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from evals.events import read_events
-from evals.runner import replay_digest
+from evals.campaign.events import read_events
+from evals.campaign.runner import replay_digest
 from tests.servers.process import free_port, serve
 from tests.test_evals_campaign import CONFIG, _ran, _turns, _write_config
 

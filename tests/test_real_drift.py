@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evals.real_drift import compare, halves, real_drift, real_sessions
+from evals.validity.real_drift import compare, halves, real_drift, real_sessions
 from recsys.data import Dataset
 
 GENRES = ["Action", "Comedy", "Drama", "Horror"]

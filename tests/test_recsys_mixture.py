@@ -126,8 +126,8 @@ def test_mf_cannot_be_persona_calibrated_in_the_bench_pipeline():
 def test_campaign_variant_ampcf_personas_is_registered_and_names_personas():
     from pydantic import ValidationError
 
-    from evals.config import CampaignConfig
-    from evals.world import RecsysAdapter
+    from evals.campaign.config import CampaignConfig
+    from evals.campaign.world import RecsysAdapter
     from simulator import Item
 
     ok = CampaignConfig(personas={"extract": "ml-100k-users"}, variants=["mf", "ampcf", "ampcf+personas"])

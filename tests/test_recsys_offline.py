@@ -31,7 +31,7 @@ def test_names_build_the_models_the_bench_builds():
 
 
 def test_a_campaign_model_trains_bit_identically_to_the_bench_helper():
-    """evals.world and evals.fidelity train 'ampcf' through recsys.offline: the same parameters as an AMP-CF
+    """evals.campaign.world and evals.validity.fidelity train 'ampcf' through recsys.offline: the same parameters as an AMP-CF
     built with the bench's settings, and the campaign's AMP-CF batch size is the bench's."""
     torch.set_num_threads(1)
     train = planted(n_users=80)[0]
@@ -47,6 +47,6 @@ def test_a_campaign_model_trains_bit_identically_to_the_bench_helper():
 
 
 def test_campaigns_build_models_without_the_benchmark_module():
-    tree = ast.parse((ROOT / "evals" / "world.py").read_text())
+    tree = ast.parse((ROOT / "evals" / "campaign" / "world.py").read_text())
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "recsys.offline" in modules and "recsys.bench" not in modules

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evals.grounding import item_space, memories
+from evals.validity.grounding import item_space, memories
 from personas.card import PersonaCard
 from recsys import time_split
 from simulator import Item, PopularityRecommender, SessionSettings, StructuredJudge, Turn, run_session, sample_users

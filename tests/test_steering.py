@@ -11,7 +11,8 @@ import torch
 
 from personas.assets import smollm2_gguf
 from personas.card import read_personas
-from simulator.llm.backends.hf_transformers import TransformersBackend, load_causal_lm
+from simulator.llm.backends.hf_transformers import TransformersBackend
+from simulator.llm.backends.hf_weights import load_causal_lm
 from simulator.llm.errors import LLMConfigError
 from simulator.steering import (DEFAULT_SYSTEM, install_cap, load_axis, persona_axis, projections, role_system,
                                 save_axis)

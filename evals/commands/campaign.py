@@ -34,9 +34,9 @@ def run(
     """Run a campaign end to end: personas, recommenders, sessions, drift, A/B, report."""
     from pydantic import ValidationError
 
-    from evals.campaign import run_campaign
+    from evals.campaign.driver import run_campaign
     from evals.commands.errors import fail, option_error
-    from evals.config import load_config
+    from evals.campaign.config import load_config
 
     cfg = load_config(config)
     overrides = {k: v for k, v in {"executor": executor, "ray_address": ray_address}.items() if v is not None}
@@ -54,7 +54,7 @@ def run(
 @app.command()
 def drift(run_dir: Path = typer.Argument(..., help="A campaign output folder.")) -> None:
     """Write RUN_DIR/drift.json: run-to-run vs persona-to-persona variance against the identical-persona null, ICC."""
-    from evals.campaign import write_drift
+    from evals.campaign.driver import write_drift
 
     path, report = write_drift(run_dir)
     for uv, d in report["by_user_variant"].items():
@@ -71,8 +71,8 @@ def drift(run_dir: Path = typer.Argument(..., help="A campaign output folder."))
 def digest(run_dir: Path = typer.Argument(..., help="A campaign output folder.")) -> None:
     """Print the campaign's content digest: every turn but its wall time, in key order (see README,
     'Portable runtime'). The same config and seed give the same digest on any x86-64 CPU with AVX2."""
-    from evals.events import read_events
-    from evals.runner import content_digest
+    from evals.campaign.events import read_events
+    from evals.campaign.runner import content_digest
     from evals.commands.errors import fail
 
     path = run_dir / "events.jsonl"
@@ -93,7 +93,7 @@ def ab(
 ) -> None:
     """Write RUN_DIR/ab_TREATMENT_vs_CONTROL.json: paired per-user differences with CIs, p-values, Holm, MDE
     and a verdict per metric (`campaign report` keeps its own ab.json for the config's first two variants)."""
-    from evals.campaign import write_ab
+    from evals.campaign.driver import write_ab
 
     path, rows = write_ab(run_dir, control, treatment, seed=seed)
     for r in rows:  # a metric with fewer than two pairs has no statistics: n/a
@@ -139,7 +139,7 @@ def report(
 def _write_report(run_dir: Path) -> Path:
     """Render the report (the same code path for `campaign run` and `campaign report`); warn about
     each missing or damaged input, one line each; print the validity panel's verdicts, one line a check."""
-    from evals.summary import write_campaign_report
+    from evals.report.summary import write_campaign_report
 
     html_path, warnings, panel = write_campaign_report(run_dir)
     for w in warnings:

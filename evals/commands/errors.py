@@ -97,7 +97,7 @@ def describe(exc: BaseException) -> str:
     from pydantic import ValidationError
 
     if isinstance(exc, ValidationError):
-        from evals.inputs import first_error
+        from evals.campaign.inputs import first_error
 
         return f"{exc.title}: {first_error(exc)}"
     text = str(exc).strip() or type(exc).__name__

@@ -33,7 +33,7 @@ def generate(
     from pydantic import ValidationError
 
     from evals.commands.errors import check_backend, fail, option_error
-    from evals.config import LLMSettings
+    from evals.campaign.config import LLMSettings
     from simulator.llm import create_client
 
     try:
@@ -69,7 +69,7 @@ def generate(
 def read_schema(path: Path) -> dict:
     """A JSON Schema file (a JSON object, at most 1 MB); InputError naming the file otherwise. The schema's
     own validity is checked by the client before any call."""
-    from evals.inputs import SMALL_FILE_BYTES, InputError, read_text
+    from evals.campaign.inputs import SMALL_FILE_BYTES, InputError, read_text
 
     text = read_text(path, "JSON schema", SMALL_FILE_BYTES)
     try:

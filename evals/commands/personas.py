@@ -42,7 +42,7 @@ def extract(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ) -> None:
     """Extract grounded persona cards from SOURCE into OUT (personas.jsonl, assignments.jsonl, separability.json)."""
-    from evals.inputs import check_output_dir
+    from evals.campaign.inputs import check_output_dir
     from personas import PersonaError, extract_personas, load_documents
     from personas.separability import format_table
 
@@ -53,14 +53,14 @@ def extract(
     client = None
     if llm:
         from evals.commands.errors import check_backend
-        from evals.config import LLMSettings
+        from evals.campaign.config import LLMSettings
         from simulator.llm import create_client
 
         check_backend(LLMSettings(backend=llm), "--llm")
         client = create_client(llm, cache_dir=None if cache is None else cache / "llm")
     split = None
     if holdout is not None:
-        from evals.grounding import heldout_pairs
+        from evals.validity.grounding import heldout_pairs
         from personas.assets import ml100k_dir
         from personas.corpora import ml100k_users
         from recsys import DataError, load_movielens, time_split
@@ -78,7 +78,7 @@ def extract(
     try:
         result.write(out)
         if split is not None:
-            from evals.grounding import write_split_record
+            from evals.validity.grounding import write_split_record
 
             write_split_record(out, split)
     except OSError as exc:  # a failed flush (disk full) names no file: name the folder

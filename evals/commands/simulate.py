@@ -27,7 +27,7 @@ OUTPUTS = ("transcripts.jsonl", "consistency.json", "preferences.jsonl")
 
 def load_ml100k(folder: Path):
     """Items (title, genres, year) and popularity (number of ratings) via recsys' MovieLens loader."""
-    from evals.world import movielens_items
+    from evals.campaign.world import movielens_items
     from recsys.data import load_movielens
 
     return movielens_items(load_movielens(folder))
@@ -38,7 +38,7 @@ def load_catalog(name: str):
     InputError naming the file and line of anything else."""
     from pydantic import ValidationError
 
-    from evals.inputs import InputError, first_error, read_text
+    from evals.campaign.inputs import InputError, first_error, read_text
     from simulator.catalog import Item
 
     if name == "ml-100k":
@@ -74,8 +74,8 @@ def load_catalog(name: str):
 def finished_sessions(out: Path, config_hash: str, resume: bool, overwrite: bool) -> dict:
     """The sessions OUT already holds ({user id: Transcript}), after refusing a folder that is not ours to
     continue: nothing is removed unless ``overwrite``."""
-    from evals.events import read_records
-    from evals.inputs import InputError
+    from evals.campaign.events import read_records
+    from evals.campaign.inputs import InputError
     from simulator.turn import Transcript
 
     present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
@@ -129,9 +129,9 @@ def simulate(
     import asyncio
 
     from evals.commands.errors import check_backend, fail
-    from evals.config import LLMSettings
-    from evals.events import EventWriteError, EventWriter
-    from evals.inputs import check_output_dir, read_personas_file
+    from evals.campaign.config import LLMSettings
+    from evals.campaign.events import EventWriteError, EventWriter
+    from evals.campaign.inputs import check_output_dir, read_personas_file
     from personas.files import write_whole
     from simulator import (
         PopularityRecommender, SessionSettings, make_judge, sample_pool, sample_users, summarize, write_preferences,

@@ -157,7 +157,7 @@ def export_gguf(
     base_model: Optional[Path] = typer.Option(None, "--base-model", help="The base .gguf (default: packaged SmolLM2)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Default: ADAPTER/adapter.gguf (or beside the folder)."),
 ) -> None:
-    from simulator.llm.backends.hf_transformers import adapter_folder
+    from simulator.llm.backends.hf_weights import adapter_folder
 
     folder = adapter_folder(adapter)
     target = out or (folder.parent / "adapter.gguf" if folder.name == "adapter" else folder / "adapter.gguf")
@@ -172,7 +172,7 @@ def axis(
     base_model: Optional[Path] = typer.Option(None, "--base-model", help="A .gguf or model folder (default: SmolLM2)."),
 ) -> None:
     from personas.card import read_personas
-    from simulator.llm.backends.hf_transformers import load_causal_lm
+    from simulator.llm.backends.hf_weights import load_causal_lm
     from simulator.steering import persona_axis, save_axis
 
     cards = read_personas(personas)

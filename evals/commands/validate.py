@@ -1,6 +1,6 @@
 """`personasim calibrate` and `personasim validate fidelity`: grounded users and the evidence that they are valid.
 
-Thin: parsing and printing only; the work is in evals.calibration and evals.fidelity.
+Thin: parsing and printing only; the work is in evals.validity.calibration and evals.validity.fidelity.
 Bad input prints one line `error: ...` and exits 2, with nothing overwritten (evals/commands/errors.py).
 """
 
@@ -36,7 +36,7 @@ def _client(no_llm: bool, backend: str, model: Optional[str], base_url: Optional
     from pydantic import ValidationError
 
     from evals.commands.errors import check_backend, fail, option_error
-    from evals.config import LLMSettings
+    from evals.campaign.config import LLMSettings
     from simulator.llm import create_client
 
     if no_llm:
@@ -63,9 +63,9 @@ def calibrate(
     quiet: Quiet = False,
 ) -> None:
     """Fit the grounded users' decision weights on the training split; writes calibration.json beside PERSONAS."""
-    from evals.calibration import calibrate as fit, write_calibration
-    from evals.grounding import split_of
-    from evals.inputs import read_personas_file
+    from evals.validity.calibration import calibrate as fit, write_calibration
+    from evals.validity.grounding import split_of
+    from evals.campaign.inputs import read_personas_file
     from personas.assets import ml100k_dir
     from recsys import load_movielens, time_split
 
@@ -103,8 +103,8 @@ def fidelity(
     from pydantic import ValidationError
 
     from evals.commands.errors import fail, option_error
-    from evals.fidelity import FidelityConfig, run_fidelity
-    from evals.inputs import check_output_dir
+    from evals.validity.fidelity import FidelityConfig, run_fidelity
+    from evals.campaign.inputs import check_output_dir
 
     if dataset != "ml-100k":
         fail(f"--dataset: {dataset!r} has no packaged loader with timestamps and ratings (use ml-100k)")

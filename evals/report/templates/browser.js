@@ -1,5 +1,5 @@
 // The report's transcript browser: filters, a persona x recommender x run grid, paging.
-// Reads the JSON in #transcripts-data (shape: evals/transcripts.py). No server, no network; the DOM
+// Reads the JSON in #transcripts-data (shape: evals/report/transcripts.py). No server, no network; the DOM
 // is built with textContent only, so nothing from the events is ever parsed as HTML.
 (() => {
   "use strict";

@@ -2,8 +2,8 @@
 
 The page is self-contained: plots are inlined as PNG or SVG, the transcript browser's data as JSON
 in a script tag and its code (templates/browser.js) inline; nothing is fetched. Input is the
-summary dict that `evals.summary.summarise` builds; this module only formats. Templates live in
-evals/templates/.
+summary dict that `evals.report.summary.summarise` builds; this module only formats. Templates live in
+evals/report/templates/.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
-from evals import plots
+from evals.report import plots
 from personas.files import write_whole
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -199,7 +199,7 @@ def render_report(summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
     drift = (summary.get("drift") or {}).get("by_user_variant", {})
     validity = summary.get("validity") or {}
     if "panel" not in validity:
-        from evals.verdicts import panel
+        from evals.validity.verdicts import panel
 
         validity = {**validity, "panel": panel(summary)}
     context = dict(

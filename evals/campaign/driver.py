@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from evals.config import CampaignConfig
-from evals.events import EventLogError, EventWriteError, EventWriter, TurnEvent, dumps, events_frame, read_events
-from evals.inputs import check_output_dir, read_personas_file
-from evals.jobs import WorldArgs, plan_jobs
-from evals.runner import Progress, Recorder, run_local, run_ray
-from evals.runtime import kernel_report
+from evals.campaign.config import CampaignConfig
+from evals.campaign.events import EventLogError, EventWriteError, EventWriter, TurnEvent, dumps, events_frame, read_events
+from evals.campaign.inputs import check_output_dir, read_personas_file
+from evals.campaign.jobs import WorldArgs, plan_jobs
+from evals.campaign.runner import Progress, Recorder, run_local, run_ray
+from evals.campaign.runtime import kernel_report
 from personas.files import file_sha256, files_digest, write_whole
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
     if source.path:
         read_personas_file(source.path)
         if "grounded" in cfg.user_variants:
-            from evals.grounding import split_of
+            from evals.validity.grounding import split_of
 
             split_of(source.path)
     else:
@@ -122,7 +122,7 @@ def _check_calibration(cfg: CampaignConfig, out: Path) -> None:
     personas = input_files(cfg, out)["personas"]
     if not (personas.parent / "calibration.json").is_file():
         return
-    from evals.calibration import CalibrationError, StaleCalibration, read_calibration
+    from evals.validity.calibration import CalibrationError, StaleCalibration, read_calibration
 
     try:
         read_calibration(personas, cfg.grounding.rating_rule)
@@ -138,7 +138,7 @@ def _check_calibration(cfg: CampaignConfig, out: Path) -> None:
 def input_files(cfg: CampaignConfig, out: Path) -> dict[str, Path]:
     """The files a campaign reuses across resumes, by name: its personas, the grounded users' calibration,
     its trained models, the tuned simulator's adapter weights."""
-    from evals.world import _model_names, _personas_path
+    from evals.campaign.world import _model_names, _personas_path
 
     personas = _personas_path(cfg, out)
     files = {"personas": personas}
@@ -187,7 +187,7 @@ def record_inputs(cfg: CampaignConfig, out: Path) -> None:
 
 #: The packages whose code writes a campaign's turns; their .py files make `code_version`'s digest.
 CODE_PACKAGES = ("personas", "recsys", "simulator", "evals")
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 @lru_cache(maxsize=1)
@@ -205,7 +205,7 @@ def code_version() -> dict:
 
 def record_code(out: Path, n_turns: int) -> str | None:
     """Add the running code to campaign.json's ``code`` list ({version, sources, runtime, from_turn}: the turns
-    already on disk when it started; ``runtime``: the kernels it computes with, `evals.runtime.kernel_report`)
+    already on disk when it started; ``runtime``: the kernels it computes with, `evals.campaign.runtime.kernel_report`)
     unless it is the last one there; return the previous entry's sources when this code differs from it, else
     None (the same code on other kernels is recorded, not warned of).
 
@@ -289,8 +289,8 @@ def load_campaign(run_dir: str | Path) -> CampaignConfig:
 def run_campaign(cfg: CampaignConfig, out: str | Path, *, resume: bool = False,
                  show_progress: bool = True) -> CampaignResult:
     """Check the inputs, claim OUT, prepare (personas, calibration, models: once, reused on resume), then run
-    every session not yet on disk. The report is `evals.summary.write_campaign_report`."""
-    from evals.world import CampaignWorld, prepare
+    every session not yet on disk. The report is `evals.report.summary.write_campaign_report`."""
+    from evals.campaign.world import CampaignWorld, prepare
 
     out = Path(out)
     started = time.perf_counter()
@@ -339,7 +339,7 @@ def _frame(run_dir: Path):
 
 
 def write_drift(run_dir: str | Path, embed=None) -> tuple[Path, dict]:
-    from evals.drift import drift_report
+    from evals.validity.drift import drift_report
 
     run_dir = Path(run_dir)
     seed = load_campaign(run_dir).seed if (run_dir / "campaign.json").exists() else 0  # the report's null draws
@@ -356,7 +356,7 @@ def ab_file_name(control: str, treatment: str) -> str:
 
 def write_ab(run_dir: str | Path, control: str, treatment: str, *, seed: int = 0) -> tuple[Path, list[dict]]:
     """RUN_DIR/ab_TREATMENT_vs_CONTROL.json: the A/B of two variants of the campaign's events."""
-    from evals.ab import ab_table
+    from evals.campaign.ab import ab_table
 
     run_dir = Path(run_dir)
     for option, name in (("--control", control), ("--treatment", treatment)):

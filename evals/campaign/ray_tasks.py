@@ -26,9 +26,9 @@ import asyncio
 
 import ray
 
-from evals.events import TurnEvent
-from evals.jobs import Job, WorldArgs
-from evals.world import CampaignWorld
+from evals.campaign.events import TurnEvent
+from evals.campaign.jobs import Job, WorldArgs
+from evals.campaign.world import CampaignWorld
 
 _WORLDS: dict[WorldArgs, tuple[CampaignWorld, asyncio.AbstractEventLoop]] = {}
 

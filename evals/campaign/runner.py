@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from evals.events import EventWriter, TurnEvent, read_events
-from evals.jobs import Job, World, WorldArgs, plan_jobs, user_id_for, user_index  # noqa: F401 (plan_jobs, user_id_for: re-exported)
+from evals.campaign.events import EventWriter, TurnEvent, read_events
+from evals.campaign.jobs import Job, World, WorldArgs, plan_jobs, user_id_for, user_index  # noqa: F401 (plan_jobs, user_id_for: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def content_digest(events: Iterable[TurnEvent]) -> str:
     """A campaign's content: 16 hex chars of sha256 over every turn's key and `replay_digest`, in key order.
 
     Wall time and write order are left out, so two runs of one config and seed on one machine, a run
-    killed and resumed, and (with the pinned kernels, `evals.runtime`) runs on two x86-64 CPUs with AVX2
+    killed and resumed, and (with the pinned kernels, `evals.campaign.runtime`) runs on two x86-64 CPUs with AVX2
     give the same digest, where the bytes of their events.jsonl differ. A key seen twice (a damaged file)
     counts each time."""
     rows = sorted((json.dumps(e.key), replay_digest(e).hex()) for e in events)
@@ -149,13 +149,13 @@ def run_ray(world_args: WorldArgs, jobs: list[Job], recorder: Recorder, address:
     """
     import ray
 
-    from evals.ray_tasks import run_job_task
+    from evals.campaign.ray_tasks import run_job_task
 
     todo = [j for j in jobs if j.session_key not in recorder.progress.finished]
     if not ray.is_initialized():
         import os
 
-        from evals.runtime import PINNED_ENV
+        from evals.campaign.runtime import PINNED_ENV
 
         pinned = {k: os.environ[k] for k in PINNED_ENV if k in os.environ}  # workers on other hosts compute alike
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,

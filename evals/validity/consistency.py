@@ -18,7 +18,7 @@ comes from the others:
 - Q&A accuracy (asked in evaluation only, never a reward), acceptance (chosen / shown) and
   rating spread (standard deviation of a line's ratings), so that a bland model that rates
   everything 3 and chooses nothing cannot pass as a consistent one.
-- drift: `evals.drift.variance_ratio` of per-session [mean rating / 5, acceptance] across runs.
+- drift: `evals.validity.drift.variance_ratio` of per-session [mean rating / 5, acceptance] across runs.
 
 Every headline is a mean over held-out users with a bootstrap CI over users; comparisons of
 two arms are paired by user (the same users, seeds and slates policy).
@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from evals.ab import bootstrap_mean_ci
+from evals.stats import bootstrap_mean_ci, ratio_of_means_ci
 from personas.card import PersonaCard
 from simulator.judges import rank_order
 from simulator.turn import Transcript, Turn
@@ -111,18 +111,12 @@ def paired_ratio(arm: dict[str, float], base: dict[str, float], *, seed: int = 0
         return {"ratio": None, "ci95": None, "n_users": 0}
     a, b = np.array([arm[u] for u in users]), np.array([base[u] for u in users])
     ratio = float(a.mean() / b.mean()) if b.mean() else None
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(users), (n_boot, len(users)))
-    bm = b[idx].mean(1)
-    ok = bm > 0
-    boots = a[idx].mean(1)[ok] / bm[ok]
-    ci = [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))] if len(boots) else None
-    return {"ratio": ratio, "ci95": ci, "n_users": len(users)}
+    return {"ratio": ratio, "ci95": ratio_of_means_ci(a, b, n_boot=n_boot, seed=seed), "n_users": len(users)}
 
 
 def drift(transcripts: list[Transcript]) -> dict:
-    """`evals.drift.variance_ratio` of sessions' [mean rating / 5, acceptance]; unit = user, runs = sessions."""
-    from evals.drift import variance_ratio
+    """`evals.validity.drift.variance_ratio` of sessions' [mean rating / 5, acceptance]; unit = user, runs = sessions."""
+    from evals.validity.drift import variance_ratio
 
     X, persona, unit = [], [], []
     for tr in transcripts:

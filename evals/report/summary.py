@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evals.config import CampaignConfig
-from evals.events import EventLogError, events_frame, read_events
-from evals.transcripts import SESSION_KEY, browser_payload, vector_labels
+from evals.campaign.config import CampaignConfig
+from evals.campaign.events import EventLogError, events_frame, read_events
+from evals.report.transcripts import SESSION_KEY, browser_payload, vector_labels
 
 
 def _mean(values) -> float | None:
@@ -27,7 +27,7 @@ def _mean(values) -> float | None:
 
 def by_variant_table(df: pd.DataFrame) -> list[dict]:
     """One row per (recommender variant, user variant): what the simulated users did."""
-    from evals.ab import per_user_metrics
+    from evals.campaign.ab import per_user_metrics
 
     rows = []
     for (variant, uv), part in df.groupby(["variant", "user_variant"], sort=False):
@@ -73,7 +73,7 @@ def attribution_examples(df: pd.DataFrame, names: dict[str, str] | None = None, 
 
 
 def personas_path(run_dir: Path, cfg: CampaignConfig) -> Path:
-    from evals.world import _personas_path
+    from evals.campaign.world import _personas_path
 
     return _personas_path(cfg, Path(run_dir))
 
@@ -184,8 +184,8 @@ def _header(cfg: CampaignConfig, df: pd.DataFrame | None) -> dict:
 
 def _from_events(df: pd.DataFrame, cfg: CampaignConfig, cards: list, missing: dict, embed) -> dict:
     """The sections that need events: per variant, drift, A/B, A/A, attribution, usage, transcripts."""
-    from evals.ab import aa_false_positive_rate, ab_table
-    from evals.drift import drift_report
+    from evals.campaign.ab import aa_false_positive_rate, ab_table
+    from evals.validity.drift import drift_report
 
     control, abs_ = cfg.variants[0], []
     for treatment in cfg.variants[1:]:
@@ -204,9 +204,9 @@ def _from_events(df: pd.DataFrame, cfg: CampaignConfig, cards: list, missing: di
 
 
 def _code(run_dir: Path, n_turns: int) -> tuple[str, list[str]]:
-    """The header's ``code`` (the sources digest of the code that wrote the events, `evals.campaign.code_version`)
+    """The header's ``code`` (the sources digest of the code that wrote the events, `evals.campaign.driver.code_version`)
     and, when more than one code wrote them, a warning line saying which turns each wrote."""
-    from evals.campaign import code_ranges
+    from evals.campaign.driver import code_ranges
 
     try:
         recorded = json.loads((run_dir / "campaign.json").read_text()).get("code")
@@ -232,10 +232,10 @@ def _decision_warning(cfg: CampaignConfig) -> list[str]:
 
 
 def _runtime(run_dir: Path) -> dict:
-    """The header's content digest (`evals.runner.content_digest`) and the kernels the last recorded code ran
-    on (campaign.json's ``code``: `evals.runtime.kernel_report`), each 'not recorded' when missing."""
-    from evals.runner import content_digest
-    from evals.runtime import describe
+    """The header's content digest (`evals.campaign.runner.content_digest`) and the kernels the last recorded code ran
+    on (campaign.json's ``code``: `evals.campaign.runtime.kernel_report`), each 'not recorded' when missing."""
+    from evals.campaign.runner import content_digest
+    from evals.campaign.runtime import describe
 
     try:
         events = list(read_events(run_dir / "events.jsonl"))
@@ -255,8 +255,8 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
     """The report's dict. ``df``: the events, None when there are none or they cannot be read;
     ``problems``: what is wrong with the events file (load_events), one line each. What a section
     lacks is named under ``missing`` ({section: why}); problems that leave events usable under ``warnings``."""
-    from evals.gallery import load_cards, persona_gallery
-    from evals.verdicts import panel
+    from evals.report.gallery import load_cards, persona_gallery
+    from evals.validity.verdicts import panel
 
     run_dir = Path(run_dir)
     missing: dict[str, str] = {} if df is not None else {"events": "; ".join(problems or ["no events"])}
@@ -280,11 +280,11 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
 
 def write_campaign_report(run_dir: str | Path) -> tuple[Path, list[str], list[dict]]:
     """Render RUN_DIR/report.html and summary.md from whatever the folder holds; return the report's
-    path, one warning line per missing or damaged input and the validity panel's rows (`evals.verdicts`).
+    path, one warning line per missing or damaged input and the validity panel's rows (`evals.validity.verdicts`).
     It also rewrites drift.json and ab.json when there are events (`campaign run` ends here too).
     CampaignError when there is nothing to report: no campaign.json, or neither events nor personas."""
-    from evals.campaign import CampaignError, _write_json, load_campaign
-    from evals.report import render_report
+    from evals.campaign.driver import CampaignError, _write_json, load_campaign
+    from evals.report.render import render_report
 
     run_dir = Path(run_dir)
     try:

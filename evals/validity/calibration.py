@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from evals.grounding import LIKED_MIN, file_hash, item_space, memories
+from evals.validity.grounding import LIKED_MIN, file_hash, item_space, memories
 from personas.files import write_whole
 from simulator.choice import ChoiceModel, rating_cuts
 from simulator.selector import fit_level, reliability
@@ -251,10 +251,10 @@ def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceMode
 def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, per_user: int = 3, use_llm: bool = True,
               seed: int = 0, show_progress: bool = True) -> dict:
     """Fit the twin and persona choice models (module docstring) and return the calibration record."""
-    from evals.grounding import read_assignments
+    from evals.validity.grounding import read_assignments
     from personas.card import read_personas
 
-    from evals.grounding import split_of
+    from evals.validity.grounding import split_of
 
     personas_path = Path(personas_path)
     seen = split_of(personas_path)["split"]

@@ -2,12 +2,12 @@
 
 A row is {check, figure, verdict, status}; status is one of STATUSES and colours the row:
 ok (the check passes), warn (read with care), bad (this number should not be believed), missing
-(not measured, and why). Every function reads the summary dict that `evals.summary.summarise` builds.
+(not measured, and why). Every function reads the summary dict that `evals.report.summary.summarise` builds.
 """
 
 from __future__ import annotations
 
-from evals.ab import ALPHA
+from evals.stats import ALPHA
 
 STATUSES = ("ok", "warn", "bad", "missing")
 FAILED_SHARE_WARN = 0.05

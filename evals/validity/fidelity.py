@@ -3,7 +3,7 @@
 Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
 1. per-user time split: each user's latest ``holdout`` share of ratings is test;
 2. personas are extracted from documents rendered from TRAIN ratings only, and the
-   grounded users are calibrated on TRAIN only (`evals.calibration`);
+   grounded users are calibrated on TRAIN only (`evals.validity.calibration`);
 3. taste alignment (Agent4Rec's test): per test user, up to ``positives`` held-out
    positives (rating >= 4) against never-rated items at 1:1, 1:3 and 1:9, negatives
    drawn uniformly (Agent4Rec's choice; popularity leaks through it) and matched to
@@ -38,17 +38,16 @@ import json
 import logging
 import time
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
-from evals.ab import bootstrap_ci, bootstrap_mean_ci, percentile_interval, resample_indices
-from evals.calibration import draw_negatives, pop_bins
-from evals.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
+from evals.stats import bootstrap_ci, bootstrap_mean_ci, bootstrap_pooled_auc
+from evals.validity.calibration import draw_negatives, pop_bins
+from evals.validity.fidelity_ab import ab_fidelity, ab_models
+from evals.validity.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
 from personas.files import write_whole
 from simulator.choice import ChoiceModel, decide
 from simulator.selector import rating_distribution, reliability, sample_ratings
@@ -121,55 +120,6 @@ def _boot(values_by_user: list, stat, n_boot: int, seed: int) -> dict:
 def _boot_mean(values: list, n_boot: int, seed: int) -> dict:
     """`_boot` of the mean of per-user values (same resamples, one array operation)."""
     return _rounded(*bootstrap_mean_ci(values, n_boot=n_boot, seed=seed))
-
-
-def _pooled_auc(records: list) -> float | None:
-    """AUC of the pooled scores as the Mann-Whitney statistic: (rank sum of the positives - n1 (n1 + 1) / 2)
-    / (n1 n0), midranks for ties, i.e. the same number as scikit-learn's roc_auc_score (tested). The bootstrap
-    calls this a thousand times a table row, and roc_auc_score's input checks took 95 of the 130 seconds of a
-    300-user fidelity run; SciPy's rankdata alone takes a tenth of that."""
-    from scipy.stats import rankdata
-
-    y = np.concatenate([r[0] for r in records]).astype(bool)
-    s = np.concatenate([r[1] for r in records]).astype(float)
-    n1, n0 = int(y.sum()), int((~y).sum())
-    if not (n1 and n0):
-        return None
-    return float((rankdata(s)[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def _boot_pooled_auc(records: list, n_boot: int, seed: int, block: int = 250) -> dict:
-    """`_boot(records, _pooled_auc, ...)`, the same resamples of users, without building a list per resample.
-
-    A resample gives each user a weight (how often it was drawn), and the pooled AUC of weighted records is
-    the sum over score levels of the positives' weight there times (the negatives' weight below + half of
-    theirs at that level), over W1 W0. Weights are whole numbers, so numerator and denominator are exact,
-    as in `_pooled_auc`'s rank sum: the same draws to the bit (tested). 300 users, 1,000 resamples: 0.27 s
-    -> 0.05 s with 4 items a user, 0.70 -> 0.31 s with 20 (the 1:9 rows); 15 s of a fidelity run's 45 s of tables."""
-    point = _pooled_auc(records)
-    n = len(records)
-    if not n:
-        return _rounded(point, np.nan, np.nan)
-    y = np.concatenate([r[0] for r in records]).astype(bool)
-    s = np.concatenate([r[1] for r in records]).astype(float)
-    owner = np.repeat(np.arange(n), [len(r[0]) for r in records])
-    order = np.argsort(s, kind="stable")
-    _, starts = np.unique(s[order], return_index=True)  # ascending score levels, each one's first column
-    owner, y = owner[order], y[order]
-    idx = resample_indices(n, n_boot=n_boot, seed=seed)  # bootstrap_ci's draws, in its order
-    draws = []
-    for lo in range(0, n_boot, block):
-        part = idx[lo:lo + block]
-        counts = np.zeros((len(part), n))
-        np.add.at(counts, (np.arange(len(part))[:, None], part), 1.0)
-        w = counts[:, owner]  # [B, items in score order]
-        pos = np.add.reduceat(w * y, starts, axis=1)
-        neg = np.add.reduceat(w * ~y, starts, axis=1)
-        below = np.cumsum(neg, axis=1) - neg
-        w1, w0 = pos.sum(1), neg.sum(1)
-        ok = (w1 > 0) & (w0 > 0)
-        draws.append((pos * (below + 0.5 * neg)).sum(1)[ok] / (w1[ok] * w0[ok]))
-    return _rounded(point, *percentile_interval(np.concatenate(draws)))
 
 
 def _classification(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -281,7 +231,7 @@ def _taste_table(taste: dict, cfg: FidelityConfig) -> list[dict]:
         row = {"negatives": kind, "ratio": f"1:{ratio}", "method": method, "n_users": len(recs)}
         for m in ("accuracy", "precision", "recall", "f1"):
             row[m] = _boot_mean([r[2][m] for r in recs], cfg.n_boot, cfg.seed)
-        row["auc"] = _boot_pooled_auc(recs, cfg.n_boot, cfg.seed)
+        row["auc"] = _rounded(*bootstrap_pooled_auc(recs, n_boot=cfg.n_boot, seed=cfg.seed))
         rows.append(row)
     return rows
 
@@ -329,154 +279,6 @@ def like_given_watched(ratings: list[dict]) -> dict:
 
 def rmse_of(rs: list[dict], key: str) -> float:
     return float(np.sqrt(np.mean(np.concatenate([(r[key] - r["truth"]) ** 2 for r in rs]))))
-
-
-# ---- A/B fidelity -------------------------------------------------------------------------------
-
-AB_VARIANTS = ("random", "pop", "mf", "ampcf")
-
-
-def _ab_models(split, seed: int, train_config=None, personas_k: int = 4) -> dict:
-    """The recommenders the twins meet, trained on TRAIN as a campaign trains them (`recsys.offline`;
-    ``train_config``: a campaign's own, default `recsys.offline.DEFAULT_TRAIN`)."""
-    from dataclasses import replace
-
-    from recsys.offline import DEFAULT_TRAIN, campaign_train_config, train_recommender
-
-    train = split.train_positives()
-    tc = replace(train_config or DEFAULT_TRAIN, seed=seed)
-    return {"random": None, **{name: train_recommender(full, train, campaign_train_config(name, tc))
-                               for name, full in (("pop", "pop"), ("mf", "mf"), ("ampcf", f"ampcf-k{personas_k}"))}}
-
-
-def _rankings(models: dict, users: np.ndarray, seen: dict[int, set], n_items: int, depth: int, seed: int) -> dict:
-    """{variant: {user: top-``depth`` item indices, train-rated items excluded}}."""
-    out = {}
-    for name, model in models.items():
-        rng = np.random.default_rng([seed, len(name)])
-        scores = rng.random((len(users), n_items)) if model is None else model.score_all(users)
-        ranked = {}
-        for row, u in zip(scores, users):
-            row = row.astype(float).copy()
-            row[list(seen.get(u, ()))] = -np.inf
-            ranked[int(u)] = np.argsort(-row, kind="stable")[:depth]
-        out[name] = ranked
-    return out
-
-
-def _pair_verdict(sim: dict, off: dict, a: str, b: str, n_boot: int, seed: int) -> dict:
-    """Paired differences a - b, simulated (acceptance, over the simulated users) and offline (held-out
-    Recall@10, over every test user: the reference order), with CIs and a verdict."""
-    from recsys.metrics import paired_bootstrap_ci
-
-    s = paired_bootstrap_ci(sim[a], sim[b], seed=seed, n_boot=n_boot)
-    o = paired_bootstrap_ci(off[a], off[b], seed=seed, n_boot=n_boot)
-    s_sig, o_sig = s[1] > 0 or s[2] < 0, o[1] > 0 or o[2] < 0
-    if s_sig and o_sig:
-        verdict = "agrees" if np.sign(s[0]) == np.sign(o[0]) else "disagrees"
-    else:
-        verdict = "tie: " + " and ".join(w for w, sig in (("simulated CI covers 0", s_sig), ("offline CI covers 0", o_sig))
-                                          if not sig)
-    return {"pair": f"{a} - {b}", "simulated_diff": round(s[0], 4), "simulated_ci": [round(s[1], 4), round(s[2], 4)],
-            "offline_diff": round(o[0], 4), "offline_ci": [round(o[1], 4), round(o[2], 4)], "verdict": verdict}
-
-
-async def _ab(scorer: _Scorer, ds, split, ab_users: np.ndarray, cfg: FidelityConfig, show_progress: bool,
-              models: dict) -> dict:
-    from scipy.stats import kendalltau
-
-    from simulator.turn import MAX_CHOICES
-
-    uid = ds.users["user_id"].astype(str).to_numpy()
-    test_pos = {u: set(g.loc[g["rating"] >= LIKED_MIN, "item"].tolist()) for u, g in split.test.groupby("user")}
-    off_users = np.array(sorted(u for u, s in test_pos.items() if s))
-    seen = {u: set(g["item"].tolist()) for u, g in split.train.groupby("user")}
-    depth = max(10, cfg.ab_turns * cfg.slate_size)
-    ranked = _rankings(models, off_users, seen, split.n_items, depth, cfg.seed)
-    offline = {v: np.array([len(set(ranked[v][int(u)][:10].tolist()) & test_pos[u]) / min(10, len(test_pos[u]))
-                            for u in off_users]) for v in AB_VARIANTS}
-    test_rated = {u: set(g["item"].tolist()) for u, g in split.test.groupby("user")}
-    # consumption: the share of a recommender's pages (depth items) the user went on to rate, any rating
-    hit_rate = {v: np.array([len(set(ranked[v][int(u)][:depth].tolist()) & test_rated[u]) / depth
-                             for u in off_users]) for v in AB_VARIANTS}
-    model = scorer.models["twin"]
-    liked_rate = {v: [] for v in AB_VARIANTS}
-    accepted = {v: [] for v in AB_VARIANTS}
-    expected_take = {v: [] for v in AB_VARIANTS}
-    for u in tqdm(ab_users, desc="A/B fidelity users", unit="user", disable=not show_progress):
-        memory = scorer.mems[f"twin:{uid[u]}"]
-        for v in AB_VARIANTS:
-            shown = chosen = liked = 0
-            p_take = 0.0
-            for t in range(cfg.ab_turns):
-                page = ranked[v][int(u)][t * cfg.slate_size:(t + 1) * cfg.slate_size]
-                [X] = await grounded_features(scorer.llm, scorer.cards[memory.persona_id], [memory],
-                                              scorer.mems[f"persona:{memory.persona_id}"], scorer.space, page,
-                                              model.features, seed=cfg.seed)
-                d = decide(model, X, user_mean=memory.mean_rating, item_mean=scorer.space.mean_rating[page],
-                           genres=[scorer.space.genres[i] for i in page], context={},
-                           sampled=cfg.decision == "sampled", rng=np.random.default_rng([cfg.seed, int(u), t]),
-                           max_choices=MAX_CHOICES)
-                shown += len(page)
-                chosen += len(d.chosen)
-                liked += int(d.liked.sum())
-                p_take += float(d.p_take.sum())
-            liked_rate[v].append(liked / shown)
-            accepted[v].append(chosen / shown)
-            expected_take[v].append(p_take / shown)
-    # the offline figures of the simulated users too, to see how far they are from all users
-    pos_of = {int(u): i for i, u in enumerate(off_users)}
-    off_same = {v: offline[v][[pos_of[int(u)] for u in ab_users]] for v in AB_VARIANTS}
-
-    def compare(sim: dict[str, list]) -> dict:
-        sim = {v: np.asarray(sim[v]) for v in AB_VARIANTS}
-        tau = kendalltau([sim[v].mean() for v in AB_VARIANTS], [offline[v].mean() for v in AB_VARIANTS])
-        return {"by_variant": {v: round(float(sim[v].mean()), 4) for v in AB_VARIANTS},
-                "order": sorted(AB_VARIANTS, key=lambda v: sim[v].mean()),
-                "kendall_tau": round(float(tau.statistic), 4),
-                "pairs": [_pair_verdict(sim, offline, b, a, cfg.n_boot, cfg.seed)
-                          for i, a in enumerate(AB_VARIANTS) for b in AB_VARIANTS[i + 1:]]}
-
-    like, acc = compare(liked_rate), compare(accepted)
-    return {
-        "acceptance_against_hit_rate": _take_check(hit_rate, off_users, ab_users, accepted, expected_take, depth, cfg),
-        "variants": list(AB_VARIANTS), "n_sim_users": int(len(ab_users)), "n_offline_users": int(len(off_users)),
-        "measure": "like rate: the share of shown items the twin takes and likes, sampled from its calibrated "
-                   "probabilities; its acceptance (taken / shown) is reported beside it",
-        "simulated_like_rate": like["by_variant"], "simulated_order": like["order"],
-        "kendall_tau": like["kendall_tau"], "pairs": like["pairs"],
-        "capped_acceptance": {"simulated_acceptance": acc["by_variant"], "simulated_order": acc["order"],
-                              "kendall_tau": acc["kendall_tau"], "pairs": acc["pairs"],
-                              "ceiling": round(MAX_CHOICES / cfg.slate_size, 4)},
-        "offline_recall_at_10": {v: round(float(offline[v].mean()), 4) for v in AB_VARIANTS},
-        "offline_recall_at_10_same_users": {v: round(float(off_same[v].mean()), 4) for v in AB_VARIANTS},
-        "offline_order": sorted(AB_VARIANTS, key=lambda v: offline[v].mean()),
-        "protocol": f"static recommenders trained on TRAIN; slates are pages 1-{cfg.ab_turns} of {cfg.slate_size} "
-                    "items of each user's ranking (train-rated items excluded); the twin decides each page with "
-                    f"the calibrated choice model (take, then like given watched; at most {MAX_CHOICES} choices a page)",
-    }
-
-
-def _take_check(hit_rate: dict, off_users: np.ndarray, ab_users: np.ndarray, accepted: dict, expected_take: dict,
-                depth: int, cfg: FidelityConfig) -> dict:
-    """Each recommender's simulated acceptance (sampled, and its expectation) against its real hit rate over
-    the same pages: the share of them the user went on to rate, on the simulated users and on every test user,
-    each with a 95% CI over users. The take level was fitted on popularity on the validation part
-    (`evals.calibration`): random, MF and AMP-CF are recommenders the fit never saw."""
-    pos_of = {int(u): i for i, u in enumerate(off_users)}
-    same = [pos_of[int(u)] for u in ab_users]
-    rows = []
-    for v in AB_VARIANTS:
-        real_same = _boot_mean(hit_rate[v][same].tolist(), cfg.n_boot, cfg.seed)
-        sim = _boot_mean(list(accepted[v]), cfg.n_boot, cfg.seed)
-        rows.append({"recommender": v, "used_by_the_fit": v == "pop",
-                     "simulated_acceptance": sim, "expected_acceptance": round(float(np.mean(expected_take[v])), 4),
-                     "real_hit_rate_same_users": real_same,
-                     "real_hit_rate_all_users": _boot_mean(hit_rate[v].tolist(), cfg.n_boot, cfg.seed),
-                     "within_real_ci": bool(real_same["ci"][0] <= sim["value"] <= real_same["ci"][1])})
-    return {"k": depth, "rows": rows,
-            "unseen_within_ci": sum(r["within_real_ci"] for r in rows if not r["used_by_the_fit"]),
-            "n_unseen": sum(not r["used_by_the_fit"] for r in rows)}
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -539,7 +341,7 @@ class FidelityError(ValueError):
 
 def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bool = True) -> dict:
     """Run the whole protocol (module docstring); writes OUT/fidelity.json and returns it."""
-    from evals.calibration import calibrate, write_calibration
+    from evals.validity.calibration import calibrate, write_calibration
     from personas.assets import ml100k_dir
     from recsys import load_movielens, time_split
 
@@ -561,9 +363,9 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
                      started: float | None = None, train_config=None, personas_k: int = 4) -> dict:
     """Steps 3-5 of the protocol for the personas at ``ppath`` and the calibration beside them (both of
     ``split``'s TRAIN part): the fidelity record, not written. `run_fidelity` calls it on the personas it
-    extracted; a campaign (`evals.world.prepare`) on its own, with its recommenders' ``train_config`` and
+    extracted; a campaign (`evals.campaign.world.prepare`) on its own, with its recommenders' ``train_config`` and
     AMP-CF's ``personas_k``."""
-    from evals.calibration import read_calibration
+    from evals.validity.calibration import read_calibration
     from personas.card import read_personas
 
     started = time.perf_counter() if started is None else started
@@ -584,8 +386,8 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
     t_taste = time.perf_counter() - started - t_prep
     ab = None
     if cfg.ab_users:
-        ab_models = _ab_models(split, cfg.seed, train_config, personas_k)
-        ab = asyncio.run(_ab(scorer, ds, split, users[: cfg.ab_users], cfg, show_progress, ab_models))
+        models = ab_models(split, cfg.seed, train_config, personas_k)
+        ab = asyncio.run(ab_fidelity(scorer, ds, split, users[: cfg.ab_users], cfg, show_progress, models))
     taste_rows, rating_rows = _taste_table(taste, cfg), _rating_table(ratings, cfg)
     distribution = _rating_distribution(ratings, cfg)
     watched = like_given_watched(ratings)

@@ -4,10 +4,10 @@ A simulated population's run-to-run variation is believable when it is about as 
 person's. Real people are never shown the same recommender twice, but their held-out period can be
 cut in two: each test user's held-out ratings, in time order, give a first half ("run 0") and a second
 half ("run 1"). One half is one session: the rated films are the slate, the films rated >= LIKED_MIN
-are the chosen ones, and the ratings are the ratings. `evals.drift.session_features` turns these rows
+are the chosen ones, and the ratings are the ratings. `evals.validity.drift_features.session_features` turns these rows
 into the same features as a campaign's sessions (genres of the chosen, mean rating / 5, share chosen),
 grouped by the same personas (the user's persona assignment from the extraction), and
-`evals.drift.variance_ratio` gives the same within / between ratio.
+`evals.validity.drift.variance_ratio` gives the same within / between ratio.
 
 What the two numbers mean:
 - The real ratio is an *upper bound* on real test-retest noise: the two halves are two stretches of
@@ -18,7 +18,7 @@ What the two numbers mean:
   U per persona, ``draws`` times, and the ratio of each draw is kept: the median and the 2.5-97.5%
   range of those ratios is the target interval a campaign's ratio CI is read against (`compare`).
   Over all eligible users the ratio is given too, with the identical-persona null
-  (`evals.drift.null_ratio`), which tests one thing: whether persona labels explain some of the
+  (`evals.validity.drift.null_ratio`), which tests one thing: whether persona labels explain some of the
   differences between users' behaviour (not whether a user is stable).
 
 A user is eligible with at least MIN_PER_HALF held-out ratings in each half. Only the held-out part
@@ -30,9 +30,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from evals.drift import HEADLINE, null_ratio, session_features, variance_ratio
+from evals.validity.drift import HEADLINE, null_ratio, variance_ratio
+from evals.validity.drift_features import feature_blocks, session_features
 
-#: A film rated at least this is chosen (the campaign's "liked"; evals.grounding.LIKED_MIN).
+#: A film rated at least this is chosen (the campaign's "liked"; evals.validity.grounding.LIKED_MIN).
 LIKED_MIN = 4
 #: Held-out ratings a user needs in each half.
 MIN_PER_HALF = 3
@@ -55,7 +56,7 @@ def halves(test: pd.DataFrame, min_per_half: int = MIN_PER_HALF) -> pd.DataFrame
 
 def real_sessions(ds, test: pd.DataFrame, persona_of: dict[str, str], *, min_per_half: int = MIN_PER_HALF,
                   liked_min: float = LIKED_MIN) -> pd.DataFrame:
-    """Event rows (the columns `evals.drift.session_features` reads) of the real test users: one session per
+    """Event rows (the columns `evals.validity.drift_features.session_features` reads) of the real test users: one session per
     user and half, user_variant 'real', variant 'heldout'. Users without a persona are left out."""
     uid = ds.users["user_id"].astype(str).to_numpy()
     iid = ds.items["item_id"].astype(str).to_numpy()
@@ -77,9 +78,7 @@ def real_sessions(ds, test: pd.DataFrame, persona_of: dict[str, str], *, min_per
 
 
 def _matrix(features: pd.DataFrame) -> np.ndarray:
-    blocks = {"genres": np.stack(features["genres"].to_numpy()),
-              "ratings": features["rating"].to_numpy(float)[:, None],
-              "acceptance": features["acceptance"].to_numpy(float)[:, None]}
+    blocks = feature_blocks(features)
     return np.concatenate([blocks[b] for b in HEADLINE], axis=1)
 
 

@@ -1,5 +1,10 @@
 """Offline A/B of recommender variants on simulated users: paired, bootstrapped, Holm-corrected.
 
+It lives with the campaign, not under evals/validity: it is what a campaign measures about the
+recommenders (the product's answer), read from the campaign's events, while validity/ asks whether
+the simulated users can be believed. Its statistics (bootstrap, sign-flip test, Holm, min_p, MDE)
+are `evals.stats`; this module defines the metrics and the table.
+
 Unit of analysis: one simulated user, keyed (user_variant, user_id). Every
 user meets every recommender variant with the same seeds (common random
 numbers), so each metric is compared as the per-user paired difference
@@ -52,16 +57,13 @@ Power, per metric (m = metrics of the table that have statistics):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from evals.stats import ALPHA, POWER, holm, mde, min_p, paired_test
 
 METRICS = ("acceptance_rate", "mean_rating", "diversity", "persona_coverage", "consistency")
 USER = ["user_variant", "user_id"]
-ALPHA = 0.05
-POWER = 0.8
 
 
 def _jaccard_distance_mean(genre_sets: list[set]) -> float:
@@ -115,116 +117,13 @@ def per_user_metrics(events: pd.DataFrame, variant: str) -> pd.DataFrame:
     each value the mean over the user's runs (NaN runs skipped). ValueError naming the variant if absent."""
     missing = [c for c in ("variant", "run", "ok", "slate", "chosen", "ratings", "consistency", *USER) if c not in events]
     if missing:
-        raise ValueError(f"events: missing column(s) {missing}; expected TurnEvent rows (evals.events.events_frame)")
+        raise ValueError(f"events: missing column(s) {missing}; expected TurnEvent rows (evals.campaign.events.events_frame)")
     part = events[events["variant"] == variant]
     if part.empty:
         raise ValueError(f"variant {variant!r} has no events; variants present: {sorted(events['variant'].unique())}")
     rows = [{"user_variant": uv, "user_id": uid, **session_metrics(session)}
             for (uv, uid, _run), session in part.groupby([*USER, "run"], sort=True)]
     return pd.DataFrame(rows).groupby(USER)[list(METRICS)].mean()
-
-
-def paired_test(a, b, *, seed: int | np.random.Generator = 0, n_boot: int = 2000, n_perm: int = 2000,
-                confidence: float = 0.95, n_resamples: int | None = None) -> dict:
-    """Mean paired difference d = b - a over pairs a, b [n] (pairs with a NaN are dropped).
-
-    Returns {diff, ci_low, ci_high, p_value, n}: a percentile bootstrap CI of mean(d)
-    (``n_boot`` resamples; 0 skips it: CI None) and a two-sided sign-flip permutation
-    p-value (``n_perm`` sign vectors; exact when 2**n <= n_perm). None where n < 2.
-    ``n_resamples``, if given, sets both counts. ``seed`` seeds one numpy Generator.
-    """
-    if n_resamples is not None:
-        n_boot = n_perm = n_resamples
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"paired_test: a and b must be 1-D of equal length, got {a.shape} and {b.shape}")
-    d = (b - a)[~(np.isnan(a) | np.isnan(b))]
-    out = {"diff": float(d.mean()) if len(d) else None, "ci_low": None, "ci_high": None, "p_value": None, "n": int(len(d))}
-    if len(d) < 2:
-        return out
-    rng = np.random.default_rng(seed)
-    if n_boot > 0:
-        if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):  # every resample has the same mean
-            out["ci_low"] = out["ci_high"] = out["diff"]
-        else:
-            ci = stats.bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=confidence,
-                                 method="percentile", rng=rng).confidence_interval
-            out["ci_low"], out["ci_high"] = float(ci.low), float(ci.high)
-    perm = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=n_perm,
-                                  alternative="two-sided", rng=rng)
-    out["p_value"] = float(perm.pvalue)
-    return out
-
-
-def resample_indices(n: int, *, n_boot: int, seed: int) -> np.ndarray:
-    """[n_boot, n] the users drawn by each resample: the same draws in every bootstrap of this module's
-    callers (a list per resample, a mean in one array operation, or a weight per user)."""
-    return np.random.default_rng(seed).integers(0, n, (n_boot, n))
-
-
-def percentile_interval(draws, confidence: float = 0.95) -> tuple[float, float]:
-    """(low, high) of the finite ``draws``: the percentile bootstrap interval; (nan, nan) with none."""
-    tail = (1 - confidence) / 2
-    return tuple(float(x) for x in np.quantile(draws, [tail, 1 - tail])) if len(draws) else (np.nan, np.nan)
-
-
-def bootstrap_ci(records: list, stat, *, n_boot: int, seed: int, confidence: float = 0.95) -> tuple:
-    """(stat(records), low, high): a percentile bootstrap CI, the records (one per user) resampled.
-
-    ``stat`` takes a list of records and may return None or NaN on a resample where it is undefined
-    (an AUC with one class): such draws are dropped; with none left the CI is (nan, nan).
-    """
-    n = len(records)
-    point = stat(records)
-    draws = [stat([records[i] for i in idx]) for idx in resample_indices(n, n_boot=n_boot, seed=seed)] if n else []
-    draws = [d for d in draws if d is not None and np.isfinite(d)]
-    return (point, *percentile_interval(draws, confidence))
-
-
-def bootstrap_mean_ci(values, *, n_boot: int, seed: int, confidence: float = 0.95) -> tuple:
-    """`bootstrap_ci(values, mean)` in one array operation, with the same resamples: (mean, low, high).
-    The fidelity tables bootstrap 144 per-user means; resampled one list at a time they took about 7 of a
-    300-user run's 59 seconds."""
-    v = np.asarray(values, dtype=float)
-    if not len(v):
-        return np.nan, np.nan, np.nan
-    draws = v[resample_indices(len(v), n_boot=n_boot, seed=seed)].mean(axis=1)
-    lo, hi = percentile_interval(draws[np.isfinite(draws)], confidence)
-    return float(v.mean()), float(lo), float(hi)
-
-
-def holm(pvalues) -> list[float | None]:
-    """Holm-Bonferroni adjusted p-values, same order; None or NaN entries stay None and are not counted.
-
-    Sorted ascending p_(1..m): adjusted p_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)).
-    """
-    idx = [i for i, p in enumerate(pvalues) if p is not None and not np.isnan(p)]
-    order = sorted(idx, key=lambda i: pvalues[i])
-    m = len(order)
-    out: list[float | None] = [None] * len(pvalues)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        out[i] = running
-    return out
-
-
-def min_p(n: int, n_perm: int | None = None) -> float | None:
-    """Smallest two-sided sign-flip p-value with n pairs (module docstring); None when n < 1.
-    ``n_perm``: the test's resample count (Monte Carlo when 2**n > n_perm); None means exact."""
-    if n < 1:
-        return None
-    p = min(1.0, math.ldexp(1.0, 1 - n))  # 2 / 2**n, without overflow for large n
-    monte_carlo = n_perm is not None and 2 ** n > n_perm
-    return max(p, min(1.0, 2 / (n_perm + 1))) if monte_carlo else p
-
-
-def mde(sd: float | None, n: int, m: int, alpha: float = ALPHA, power: float = POWER) -> float | None:
-    """Minimum detectable |mean paired difference| (units of the metric) at two-sided level alpha / m and
-    the given power: (z_{1-alpha/(2m)} + z_power) * sd / sqrt(n). None when n < 2, m < 1 or sd is None."""
-    if sd is None or n < 2 or m < 1:
-        return None
-    return float((stats.norm.ppf(1 - alpha / (2 * m)) + stats.norm.ppf(power)) * sd / math.sqrt(n))
 
 
 def _significant(p: float | None, alpha: float) -> bool:
@@ -334,29 +233,3 @@ def aa_false_positive_rate(events: pd.DataFrame, variant: str, *, runs: tuple[in
           "can_reach_alpha": bool(reachable), "rows": rows}
     aa["verdict"] = aa_verdict(aa)
     return aa
-
-
-def simulate_rejection_rates(*, effect: float = 0.0, n_users: int = 30, n_metrics: int = 5, n_reps: int = 200,
-                             alpha: float = 0.05, seed: int = 0, n_perm: int = 200) -> dict:
-    """Error rates of the paired test + Holm over ``n_reps`` synthetic A/B data sets.
-
-    Each data set: n_users users with a per-user baseline ~ N(0, 1) per metric, two arms each adding
-    independent N(0, 1) noise, the treatment arm shifted by ``effect`` (in noise SDs) on every metric.
-    Returns raw_rate (share of (data set, metric) with p < alpha), holm_rate (same with p_holm),
-    familywise_rate (share of data sets with any p_holm < alpha). With effect=0 these are the A/A
-    false-positive rates (raw ~ alpha, Holm familywise <= alpha); with effect > 0 they are the power.
-    """
-    rng = np.random.default_rng(seed)
-    raw = adj = family = 0
-    for _ in range(n_reps):
-        base = rng.normal(0, 1, (n_metrics, n_users))
-        a = base + rng.normal(0, 1, base.shape)
-        b = base + effect + rng.normal(0, 1, base.shape)
-        p = [paired_test(a[m], b[m], seed=rng, n_boot=0, n_perm=n_perm)["p_value"] for m in range(n_metrics)]
-        p_holm = holm(p)
-        raw += sum(x < alpha for x in p)
-        hits = sum(x < alpha for x in p_holm)
-        adj += hits
-        family += hits > 0
-    return {"raw_rate": raw / (n_reps * n_metrics), "holm_rate": adj / (n_reps * n_metrics),
-            "familywise_rate": family / n_reps, "n_reps": n_reps, "alpha": alpha, "effect": effect}

@@ -71,69 +71,15 @@ runs (no within), zero between-persona variance (ratio undefined).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-KEYS = ["user_variant", "variant", "persona_id", "user_id", "run"]
-REQUIRED = KEYS + ["turn", "ok", "slate", "chosen", "ratings", "utterance", "consistency"]
+from evals.stats import ALPHA, label_permutations, percentile_interval, permutation_p_value, stratified_resample_indices
+from evals.validity.drift_features import Embed, consistency_by_turn, consistency_trend, feature_blocks, session_features
+
 HEADLINE = ("genres", "ratings", "acceptance")
-ALPHA = 0.05
-
-Embed = Callable[[list[str]], np.ndarray]
-
-
-def _check_columns(events: pd.DataFrame) -> None:
-    missing = [c for c in REQUIRED if c not in events.columns]
-    if missing:
-        raise ValueError(f"events: missing column(s) {missing}; expected TurnEvent rows (evals.events.events_frame)")
-    if events.empty:
-        raise ValueError("events: no rows")
-
-
-def _session_row(session: pd.DataFrame, index: dict[str, int]) -> dict:
-    dist = np.zeros(len(index))
-    shown = chosen = 0
-    ratings: list[float] = []
-    texts: list[str] = []
-    for e in session[session["ok"]].itertuples(index=False):
-        by_id = {s["id"]: s for s in e.slate}
-        shown += len(e.slate)
-        ratings += [float(r) for r in e.ratings.values()]
-        if e.utterance:
-            texts.append(e.utterance)
-        for item_id in dict.fromkeys(e.chosen):  # de-duplicated, order kept
-            if item_id not in by_id:
-                continue
-            chosen += 1
-            genres = by_id[item_id].get("genres") or []
-            for g in genres:
-                dist[index[g]] += 1.0 / len(genres)
-    total = dist.sum()
-    return {
-        "genres": dist / total if total > 0 else np.full(len(index), np.nan),
-        "rating": float(np.mean(ratings)) / 5.0 if ratings else np.nan,
-        "acceptance": chosen / shown if shown else np.nan,
-        "texts": texts,
-    }
-
-
-def session_features(events: pd.DataFrame, embed: Embed | None = None) -> pd.DataFrame:
-    """One row per session: the KEYS columns plus 'genres' (array [n_genres]), 'rating', 'acceptance'
-    and, with ``embed`` (list[str] -> array [n, d]), 'embedding' (array [d]; NaN when the session said nothing)."""
-    _check_columns(events)
-    vocab = sorted({g for slate in events["slate"] for s in slate for g in (s.get("genres") or [])})
-    index = {g: i for i, g in enumerate(vocab)}
-    rows = [dict(zip(KEYS, key), **_session_row(session, index))
-            for key, session in events.groupby(KEYS, sort=True)]
-    frame = pd.DataFrame(rows)
-    if embed is not None:
-        vecs = [np.asarray(embed(texts), dtype=float).mean(0) if texts else None for texts in frame["texts"]]
-        dim = next((len(v) for v in vecs if v is not None), 1)
-        frame["embedding"] = [v if v is not None else np.full(dim, np.nan) for v in vecs]
-    return frame.drop(columns="texts")
 
 
 def _as_matrix(X) -> np.ndarray:
@@ -300,23 +246,6 @@ def _observed(design: _Design) -> tuple[float, float] | None:
     return None if between[0] <= _tiny(design.scale) else (float(within[0]), float(between[0]))
 
 
-def _assignments(sizes: list[int]):
-    """Every distinct sequence with sizes[p] copies of p (multiset permutations), in lexicographic order."""
-    left, seq = list(sizes), [0] * sum(sizes)
-
-    def fill(i: int):
-        if i == len(seq):
-            yield list(seq)
-            return
-        for p, c in enumerate(left):
-            if c:
-                left[p], seq[i] = c - 1, p
-                yield from fill(i + 1)
-                left[p] = c
-
-    yield from fill(0)
-
-
 def _finite(v) -> float | None:
     return float(v) if v is not None and np.isfinite(v) else None
 
@@ -341,12 +270,7 @@ def null_ratio(X, persona, unit, *, block=None, n_perm: int = 2000, seed: int | 
     if observed is None:
         return None
     sizes = np.bincount(design.group).tolist()
-    count = math.factorial(sum(sizes)) // math.prod(math.factorial(k) for k in sizes)
-    exact = count <= n_perm
-    if exact:
-        labels = np.array(list(_assignments(sizes)), dtype=int)
-    else:
-        labels = np.random.default_rng(seed).permuted(np.tile(design.group, (n_perm, 1)), axis=1)
+    labels, count, exact = label_permutations(design.group, n_perm=n_perm, seed=seed)
     picks = np.broadcast_to(np.arange(len(design.group)), labels.shape)
     _, between = _within_between(design, picks, labels)
     ratios = _ratios(design, np.full(len(between), observed[0]), between)
@@ -368,7 +292,7 @@ def null_ratio(X, persona, unit, *, block=None, n_perm: int = 2000, seed: int | 
     if min_p > alpha:
         detectable = None
     return {"mean": float(finite.mean()) if len(finite) else None, "q025": _finite(q025), "q975": _finite(q975),
-            "p_value": k / count if exact else (1 + k) / (1 + n_perm),
+            "p_value": permutation_p_value(k, count, n_perm, exact),
             "min_p": min_p, "n_perm": int(len(labels)), "exact": bool(exact), "detectable_below": detectable}
 
 
@@ -384,19 +308,14 @@ def ratio_ci(X, persona, unit, *, block=None, n_boot: int = 2000, confidence: fl
     design = _design(X, persona, unit, block)
     if _observed(design) is None:
         return None
-    rng = np.random.default_rng(seed)
-    picks = []
-    for p in range(design.n_personas):  # blocks are ordered by persona, so column j keeps persona group[j]
-        idx = np.flatnonzero(design.group == p)
-        picks.append(idx[rng.integers(0, len(idx), (n_boot, len(idx)))])
-    picks = np.concatenate(picks, axis=1)
+    # blocks are ordered by persona, so column j keeps persona group[j]
+    picks = stratified_resample_indices(design.group, n_boot=n_boot, seed=seed)
     within, between = _within_between(design, picks, np.broadcast_to(design.group, picks.shape))
     ratios = _ratios(design, within, between)
     ratios = ratios[~np.isnan(ratios)]
     if not len(ratios):
         return None
-    with np.errstate(invalid="ignore"):
-        low, high = np.quantile(ratios, [(1 - confidence) / 2, (1 + confidence) / 2])
+    low, high = percentile_interval(ratios, confidence)
     return [_finite(low), _finite(high)]
 
 
@@ -425,36 +344,6 @@ def drift_verdict(ratio: float | None, reason: str | None, null: dict | None, ci
     return text
 
 
-def consistency_by_turn(events: pd.DataFrame) -> dict[str, dict[int, float]]:
-    """{score name: {turn index: mean over ok turns}}; None and NaN scores are skipped."""
-    ok = events[events["ok"]]
-    values: dict[str, dict[int, list[float]]] = {}
-    for turn, scores in zip(ok["turn"], ok["consistency"]):
-        for name, v in (scores or {}).items():
-            if v is not None and np.isfinite(v):
-                values.setdefault(name, {}).setdefault(int(turn), []).append(float(v))
-    return {name: {t: float(np.mean(v)) for t, v in sorted(per_turn.items())}
-            for name, per_turn in sorted(values.items())}
-
-
-def consistency_trend(by_turn: dict[str, dict[int, float]]) -> dict[str, float | None]:
-    """Least-squares slope (score units per turn) of each per-turn mean; None with fewer than two turns."""
-    out: dict[str, float | None] = {}
-    for name, points in by_turn.items():
-        t = np.array(list(points), dtype=float)
-        out[name] = float(np.polyfit(t, np.array(list(points.values())), 1)[0]) if len(t) >= 2 else None
-    return out
-
-
-def _blocks(features: pd.DataFrame) -> dict[str, np.ndarray]:
-    blocks = {"genres": np.stack(features["genres"].to_numpy()),
-              "ratings": features["rating"].to_numpy(float)[:, None],
-              "acceptance": features["acceptance"].to_numpy(float)[:, None]}
-    if "embedding" in features:
-        blocks["embeddings"] = np.stack(features["embedding"].to_numpy())
-    return blocks
-
-
 def _against_null(X: np.ndarray, persona, unit, user, headline: dict, *, seed: int, n_perm: int, n_boot: int) -> dict:
     """The headline's null, ratio_ci and verdict (users permuted and resampled, see the module docstring)."""
     null = null_ratio(X, persona, unit, block=user, n_perm=n_perm, seed=np.random.default_rng([seed, 0]))
@@ -467,7 +356,7 @@ def _report(events: pd.DataFrame, features: pd.DataFrame, *, seed: int, n_perm: 
     persona = features["persona_id"].to_numpy()
     unit = (features["user_variant"] + "|" + features["variant"] + "|" + features["user_id"]).to_numpy()
     user = (features["user_variant"] + "|" + features["user_id"]).to_numpy()
-    blocks = _blocks(features)
+    blocks = feature_blocks(features)
     by_feature = {}
     for name, X in blocks.items():
         res = variance_ratio(X, persona, unit)

@@ -11,8 +11,8 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_serializer,
                       model_validator)
 
-from evals.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
-from evals.jobs import ExecutorName
+from evals.campaign.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
+from evals.campaign.jobs import ExecutorName
 
 #: 'ampcf-mf': AMP-CF whose personas start from the campaign's MF (the bench's 'ampcf-kK-mf'; K >= 2)
 MODELS = ("pop", "mf", "ampcf", "ampcf-mf")
@@ -61,7 +61,7 @@ class LLMSettings(_Strict):
             return None
         if self.backend == "embedded":
             return Path(self.backend_options()["lora_path"])
-        from simulator.llm.backends.hf_transformers import adapter_folder
+        from simulator.llm.backends.hf_weights import adapter_folder
 
         return adapter_folder(self.adapter) / "adapter_model.safetensors"
 
@@ -225,7 +225,7 @@ class CampaignConfig(_Strict):
     def config_hash(self) -> str:
         """12 hex chars over the canonical JSON of everything that shapes results: the settings (not how
         sessions are executed) and the prompt templates the LLM is asked with. Other code is not hashed:
-        a calibration of another version is refused by its own check (`evals.campaign`)."""
+        a calibration of another version is refused by its own check (`evals.campaign.driver`)."""
         from simulator.prompts import templates_digest
 
         settings = self.model_dump(mode="json", exclude={"executor", "ray_address", "ray_retries", "sessions_in_flight"})

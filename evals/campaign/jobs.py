@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 from simulator.layers import derive_seed  # one seed derivation for sessions and the turns inside them
 
 if TYPE_CHECKING:
-    from evals.events import TurnEvent
+    from evals.campaign.events import TurnEvent
 
 #: Where sessions run: on this process's event loop, or as Ray tasks.
 ExecutorName = Literal["local", "ray"]

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.config import CampaignConfig
-from evals.events import TurnEvent
-from evals.foldin import FoldInBatcher, FoldInSettings
-from evals.jobs import Job, user_id_for
+from evals.campaign.config import CampaignConfig
+from evals.campaign.events import TurnEvent
+from evals.campaign.foldin import FoldInBatcher, FoldInSettings
+from evals.campaign.jobs import Job, user_id_for
 from personas.files import write_whole
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     if cfg.personas.extract and not personas_path.exists():
         log.info("extracting %d personas from %s", cfg.personas.k, cfg.personas.extract)
         if cfg.personas.extract == "ml-100k-users" and cfg.personas.holdout:
-            from evals.grounding import extract_train_personas
+            from evals.validity.grounding import extract_train_personas
             from recsys import time_split
 
             ds = _dataset()
@@ -138,8 +138,8 @@ def _prepare_llm(cfg: CampaignConfig, out: Path, needed: bool) -> Iterator:
 
 def _calibrate(cfg: CampaignConfig, out: Path, personas_path: Path, show_progress: bool) -> None:
     """Fit the grounded users on the personas' training split (calibration.json beside the personas)."""
-    from evals.calibration import calibrate, write_calibration
-    from evals.grounding import split_of
+    from evals.validity.calibration import calibrate, write_calibration
+    from evals.validity.grounding import split_of
     from recsys import time_split
 
     g = cfg.grounding
@@ -157,9 +157,9 @@ def _check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pr
     its decision settings, its recommenders' training settings. The report's first validity check reads it.
     Whether the LLM is read follows the calibration's features, as the sessions do (a reused calibration may
     differ from ``grounding.llm_feature``, which only says how to fit a new one)."""
-    from evals.calibration import read_calibration
-    from evals.fidelity import FidelityConfig, measure_fidelity
-    from evals.grounding import split_of
+    from evals.validity.calibration import read_calibration
+    from evals.validity.fidelity import FidelityConfig, measure_fidelity
+    from evals.validity.grounding import split_of
     from personas.card import read_personas
     from recsys import time_split
 
@@ -183,8 +183,8 @@ def _check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pr
 
 def _grounding(cfg: CampaignConfig, personas_path: Path, ds):
     """The grounded users' item space, memories and fitted choice models (train part of the personas' split)."""
-    from evals.calibration import read_calibration
-    from evals.grounding import item_space, memories, read_assignments, split_of
+    from evals.validity.calibration import read_calibration
+    from evals.validity.grounding import item_space, memories, read_assignments, split_of
     from recsys import time_split
     from simulator.grounded import Grounding
 
@@ -314,7 +314,7 @@ class CampaignWorld:
         personas_path = _personas_path(cfg, out)
         self.grounding, twins = None, None
         if "grounded" in cfg.user_variants:
-            from evals.grounding import persona_members
+            from evals.validity.grounding import persona_members
 
             self.grounding = _grounding(cfg, personas_path, ds)
             twins = persona_members(personas_path.parent) if cfg.grounding.twins else None
