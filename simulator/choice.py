@@ -39,6 +39,7 @@ stops sooner.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -131,6 +132,23 @@ class ChoiceModel(BaseModel):
     def rating(self, r: np.ndarray, rule: str = "expected") -> np.ndarray:
         """1-5 ratings [M] of expected ratings ``r`` [M] by ``rule``: the bin of its cutpoints r falls in."""
         return 1 + np.searchsorted(np.asarray(self.rating_cutpoints(rule)), r, side="right").astype(int)
+
+
+#: How a grounded user decides: 'sampled' draws each turn from the calibrated probabilities (seeded per
+#: session and turn); 'deterministic' takes each probability > 0.5, for debugging only.
+DecisionMode = Literal["sampled", "deterministic"]
+DECISION_HELP = ("'sampled': each turn is drawn from the calibrated probabilities (take given shown, like given "
+                 "watched, a rating distribution; simulator/selector.py), seeded per session and turn; "
+                 "'deterministic': each probability > 0.5, for debugging only (a campaign's report says so)")
+
+
+def refuse_temperature(settings):
+    """A settings dict as given, or ValueError when it names the noise temperature of earlier versions
+    (the decision is now sampled from calibrated probabilities; a config's ``decision`` names the mode)."""
+    if isinstance(settings, dict) and "temperature" in settings:
+        raise ValueError("field 'temperature' is gone: grounded users sample from calibrated probabilities; "
+                         "use 'decision: sampled' (the default) or 'decision: deterministic' (debugging)")
+    return settings
 
 
 def rating_cuts(expected: np.ndarray, real: np.ndarray) -> list[float]:

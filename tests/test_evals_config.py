@@ -31,6 +31,10 @@ def test_default_config_is_valid():
         (BASE + "llm: {backend: embedded, concurency: 2}\n", "field 'llm.concurency': unknown key"),
         (BASE + "turns: 0\n", "field 'turns'"),
         (BASE + "grounding: {rating_rule: median}\n", "field 'grounding.rating_rule'"),
+        (BASE + "grounding: {temperature: 0.0}\n",  # an old key: refused with the one that replaced it
+         "field 'grounding': Value error, field 'temperature' is gone: grounded users sample from calibrated "
+         "probabilities; use 'decision: sampled' (the default) or 'decision: deterministic'"),
+        (BASE + "grounding: {decision: argmax}\n", "field 'grounding.decision'"),
         (BASE + "users_per_persona: 0\n", "field 'users_per_persona': Value error, every count must be at least 1"),
         (BASE + "user_variants: [grounded]\nusers_per_persona: {grounded: 4, naive: 2}\n",
          "field 'users_per_persona': Value error, names ['grounded', 'naive']; name each of user_variants ['grounded']"),

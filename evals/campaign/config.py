@@ -11,6 +11,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_serializer,
                       model_validator)
 
+from simulator.choice import DECISION_HELP, DecisionMode, refuse_temperature
 from evals.campaign.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
 from evals.campaign.jobs import ExecutorName
 
@@ -115,16 +116,10 @@ class GroundingSettings(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _no_temperature(cls, data):
-        if isinstance(data, dict) and "temperature" in data:
-            raise ValueError("field 'temperature' is gone: grounded users sample from calibrated probabilities; "
-                             "use 'decision: sampled' (the default) or 'decision: deterministic' (debugging)")
-        return data
+        return refuse_temperature(data)
 
     calibration_users: int = Field(100, ge=10, description="training users whose later training ratings are fitted")
-    decision: Literal["sampled", "deterministic"] = Field(
-        "sampled", description="'sampled': each turn is drawn from the calibrated probabilities (take given shown, like "
-                               "given watched, a rating distribution; simulator/selector.py), seeded per session and "
-                               "turn; 'deterministic': each probability > 0.5, for debugging only (the report says so)")
+    decision: DecisionMode = Field("sampled", description=DECISION_HELP)
     rating_rule: Literal["expected", "matched"] = Field(
         "expected", description="how the expected rating becomes 1-5: 'expected' rounds it (least error, piles up at "
                                 "3-4), 'matched' bins it so the ratings' histogram is the training one (simulator/choice.py)")

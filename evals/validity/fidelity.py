@@ -38,7 +38,6 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -49,7 +48,7 @@ from evals.validity.calibration import draw_negatives, pop_bins
 from evals.validity.fidelity_ab import ab_fidelity, ab_models
 from evals.validity.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
 from personas.files import write_whole
-from simulator.choice import ChoiceModel, decide
+from simulator.choice import DECISION_HELP, ChoiceModel, DecisionMode, decide, refuse_temperature
 from simulator.selector import rating_distribution, reliability, sample_ratings
 from simulator.grounded import grounded_features
 
@@ -78,9 +77,7 @@ class FidelityConfig(BaseModel):
                                    "(300: n_rated's products have more weights to fit; on validation they add "
                                    "+0.001 uniform accuracy fitted on 150 users, +0.007 on 300, "
                                    "benchmarks/twin_ceiling.py)")
-    decision: Literal["sampled", "deterministic"] = Field(
-        "sampled", description="grounded users draw from their calibrated probabilities (as in campaigns), or take the "
-                               "deterministic decision (debugging)")
+    decision: DecisionMode = Field("sampled", description=DECISION_HELP)
     use_llm: bool = Field(True, description="the LLM judgement is a feature of the decision")
     ab_users: int = Field(30, ge=0, description="twins that meet each recommender (A/B fidelity); 0 = skip")
     ab_turns: int = Field(3, ge=1)
@@ -91,10 +88,7 @@ class FidelityConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_temperature(cls, data):
-        if isinstance(data, dict) and "temperature" in data:
-            raise ValueError("field 'temperature' is gone: grounded users sample from calibrated probabilities; "
-                             "use 'decision: sampled' (default) or 'decision: deterministic'")
-        return data
+        return refuse_temperature(data)
 
     def config_hash(self) -> str:
         """12 hex chars over the settings and, when the LLM is asked (``use_llm``), the prompt templates."""
