@@ -17,11 +17,13 @@ LLAMA_FLAGS_avx2 := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
 	-DGGML_BACKEND_DL=OFF -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_OPENMP=ON
 LLAMA_FLAGS_native := -DGGML_NATIVE=ON
-# Our own wheel folder, keyed by the instruction set: pip's wheel cache is keyed
-# by the source archive alone and would hand a native build to a portable set-up.
-LLAMA_WHEELS := .cache/wheels/llama-$(LLAMA_ISA)
+# Our own wheel folder, keyed by the version and the exact flags: pip's wheel cache
+# is keyed by the source archive alone and would hand a native build to a portable
+# set-up. It lives in the user's cache, so a fresh clone reuses a build.
+LLAMA_KEY := $(shell printf '%s' '$(LLAMA_VERSION) $(LLAMA_FLAGS_$(LLAMA_ISA))' | sha256sum | cut -c1-10)
+LLAMA_WHEELS ?= $(HOME)/.cache/personasim/wheels/llama-$(LLAMA_ISA)-$(LLAMA_KEY)
 
-.PHONY: setup run test chromium clean cpu-check llama-wheel
+.PHONY: setup run test chromium clean cpu-check llama-wheel llama-wheels-dir
 
 setup: $(STAMP)
 
@@ -31,6 +33,9 @@ cpu-check:
 	  missing=""; for f in avx2 fma f16c bmi2; do grep -qw $$f /proc/cpuinfo || missing="$$missing $$f"; done; \
 	  if [ -n "$$missing" ]; then echo "error: this CPU lacks$$missing, which the portable llama.cpp build (x86-64 AVX2+FMA+F16C+BMI2) needs; build for this CPU with: make setup LLAMA_ISA=native" >&2; exit 2; fi; \
 	fi
+
+llama-wheels-dir:
+	@echo $(LLAMA_WHEELS)
 
 llama-wheel: cpu-check
 	@ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || ( \

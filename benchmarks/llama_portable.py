@@ -4,7 +4,7 @@ same version, both built and run in one session on one machine, as a ratio.
     .venv/bin/python benchmarks/llama_portable.py [--rounds 3] [--tokens 128]
 
 Builds the native wheel once with `make llama-wheel LLAMA_ISA=native` (about 6 min on 2 cores; kept in
-.cache/wheels/llama-native), unpacks both wheels side by side, and runs the same greedy generations in a
+the folder `make llama-wheels-dir LLAMA_ISA=native` names), unpacks both wheels side by side, and runs the same greedy generations in a
 child process per build, alternating portable and native each round so that a busy neighbour slows both.
 Prints each round's tokens/s, the median ratio portable / native, and whether the two builds wrote the
 same tokens (they need not: a native build may round differently). A build that crashes on this CPU is
@@ -47,7 +47,8 @@ print(json.dumps({"tok_s": n / secs, "tokens": n, "texts": out,
 
 
 def wheel(isa: str) -> Path:
-    folder = ROOT / ".cache" / "wheels" / f"llama-{isa}"
+    folder = Path(subprocess.run(["make", "-s", "--no-print-directory", "llama-wheels-dir", f"LLAMA_ISA={isa}"],
+                                 cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip())
     found = sorted(folder.glob(f"llama_cpp_python-{VERSION}-*.whl"))
     if not found:
         subprocess.run(["make", "--no-print-directory", "llama-wheel", f"LLAMA_ISA={isa}"], cwd=ROOT, check=True)

@@ -32,7 +32,7 @@ REQUIRED_FLAGS = ("avx2", "fma", "f16c", "bmi2")
 #: same work runs the same way everywhere (llama.cpp's results do not depend on it; its speed does).
 DEFAULT_THREADS = 2
 #: The command that rebuilds the portable wheel.
-REBUILD = "rm -rf .cache/wheels/llama-* .venv && make setup"
+REBUILD = "rm -rf \"$(make -s llama-wheels-dir)\" .venv && make setup"
 #: Seconds the child may take to load the model and answer.
 PROBE_TIMEOUT_S = 180.0
 
