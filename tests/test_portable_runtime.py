@@ -63,11 +63,44 @@ def test_a_truncated_gguf_is_refused(tmp_path, gguf):
     llama_build.check_gguf(gguf)  # the whole file passes
 
 
-def test_the_probe_runs_one_generation_and_one_logprob_read_in_a_child(gguf):
+def test_the_probe_runs_one_generation_and_one_logprob_read_in_a_child(gguf, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing remembered: the child runs
+    llama_build.probe.cache_clear()
     report = llama_build.probe(str(gguf), 2)
     assert report["tokens"] >= 1 and report["text"].strip()
     assert report["top_logprob"] <= 0.0
     assert "AVX2" in report["features"]
+    # remembered on disk for this model, library, threads and CPU: a new process reads it back
+    assert len(list((tmp_path / "personasim" / "checks").glob("probe-*.json"))) == 1
+    llama_build.probe.cache_clear()
+    assert llama_build.probe(str(gguf), 2) == report
+    llama_build.probe.cache_clear()
+
+
+def test_a_passed_check_is_remembered_per_file_and_a_failure_never(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    f = tmp_path / "model.bin"
+    f.write_bytes(b"one")
+    calls = []
+
+    def check():
+        calls.append(1)
+        return {"ok": len(calls)}
+
+    assert llama_build.remembered("t", llama_build.file_identity(f), check) == {"ok": 1}
+    assert llama_build.remembered("t", llama_build.file_identity(f), check) == {"ok": 1} and len(calls) == 1
+    f.write_bytes(b"other content")  # the file changed: a new key, the check runs again
+    assert llama_build.remembered("t", llama_build.file_identity(f), check) == {"ok": 2}
+
+    def crash():
+        raise LLMConfigError("crashed")
+
+    g = tmp_path / "other.bin"
+    g.write_bytes(b"x")
+    for _ in range(2):  # a failure is raised each time, never written down
+        with pytest.raises(LLMConfigError):
+            llama_build.remembered("t", llama_build.file_identity(g), crash)
+    assert len(list((tmp_path / "cache" / "personasim" / "checks").glob("t-*.json"))) == 2
 
 
 def test_a_crash_in_the_child_is_one_line_naming_library_build_and_fix(gguf):

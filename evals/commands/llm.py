@@ -41,9 +41,9 @@ def generate(
                                json_mode=json_mode, adapter=adapter)
     except ValidationError as exc:
         fail(option_error(exc))
+    schema = None if json_schema is None else read_schema(json_schema)  # the cheap checks first
     check_backend(settings)
     options = settings.backend_options()  # as a campaign builds them
-    schema = None if json_schema is None else read_schema(json_schema)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
 
     async def run():

@@ -147,11 +147,11 @@ def simulate(
     if judge not in ("structured", "llm"):
         fail(f"--judge {judge}: unknown judge; choose 'structured' or 'llm'")
     llm = LLMSettings(backend=backend, model=model, base_url=base_url)
-    check_backend(llm)
-    check_output_dir(out)
+    check_output_dir(out)  # the files first: they are cheap to read, the backend's check loads a model
     cards = read_personas_file(personas)
     profiles = sample_users(cards, users, seed, variant=variant)
     items, popularity = load_catalog(catalog)
+    check_backend(llm)
     settings = SessionSettings(slate_size=slate_size, best_of=best_of)
     config = dict(personas=hashlib.sha256(personas.read_bytes()).hexdigest()[:12], users=users, turns=turns,
                   backend=backend, model=model, best_of=best_of, catalog=catalog, variant=variant, judge=judge,

@@ -9,7 +9,13 @@ A crash in native code kills the process that hosts it, so it cannot be caught a
 `probe` therefore runs one real generation and one log-prob read in a child process
 (``python -m simulator.llm.backends.llama_build MODEL``) before the model is loaded in-process:
 a crash becomes an `LLMConfigError` of one line that names the library, the instruction set it
-was built for, what this CPU has, and the fix. A probe that passed is remembered for the process.
+was built for, what this CPU has, and the fix.
+
+A check that passed is remembered on disk (`remembered`, under ~/.cache/personasim/checks/): the GGUF
+read for that file (its path, size and modification time), the probe for that file with that library
+file, thread count, CPU and Python. Reading a 135M model's GGUF metadata takes ~5 s and the probe's
+child ~2 s; a CLI call that runs them every time spends its seconds there, not in its work. A failure
+is never remembered, and a changed model, library or CPU is a new key, so nothing stale passes.
 """
 
 from __future__ import annotations
@@ -62,9 +68,46 @@ def check_cpu(flags: set[str] | None = None, machine: str | None = None) -> None
                              "build for this CPU with: make setup LLAMA_ISA=native")
 
 
+def checks_dir() -> Path:
+    """Where passed checks are remembered: $XDG_CACHE_HOME/personasim/checks (default ~/.cache/...)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "personasim" / "checks"
+
+
+def file_identity(path: str | Path) -> str:
+    """'resolved path|size|mtime_ns': a file changed in place is another file here."""
+    path = Path(path).resolve()
+    st = path.stat()
+    return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def remembered(kind: str, key: str, compute):
+    """The JSON-able result of a passed check ``kind`` for ``key``: read from `checks_dir` when it is there,
+    else ``compute()`` (which raises on a failure, never remembered), written, and returned."""
+    import hashlib
+
+    path = checks_dir() / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    try:
+        record = json.loads(path.read_text())
+        if record.get("key") == key:
+            return record["result"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    result = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "result": result}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs the check again next time
+    return result
+
+
 def check_gguf(path: str | Path) -> None:
     """LLMConfigError unless ``path`` is a whole GGUF file: the magic bytes, then every tensor's data
-    inside the file (a truncated download fails here, in one line, not inside llama.cpp)."""
+    inside the file (a truncated download fails here, in one line, not inside llama.cpp). The tensor
+    read is remembered per file (`remembered`)."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
@@ -73,6 +116,10 @@ def check_gguf(path: str | Path) -> None:
         raise LLMConfigError(f"model file {path}: cannot be read ({exc.strerror or exc})") from None
     if magic != b"GGUF":
         raise LLMConfigError(f"model file {path}: not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+    remembered("gguf", file_identity(path), lambda: _check_tensors(path))
+
+
+def _check_tensors(path: Path) -> bool:
     import gguf
 
     try:
@@ -84,6 +131,7 @@ def check_gguf(path: str | Path) -> None:
     size = path.stat().st_size
     if end > size:
         raise LLMConfigError(f"model file {path}: truncated GGUF file ({size} bytes, its tensors need {end})")
+    return True
 
 
 def parse_system_info(info: str) -> dict[str, str]:
@@ -129,12 +177,15 @@ def probe(model_path: str, n_threads: int = DEFAULT_THREADS) -> dict:
     """Run one generation and one log-prob read of ``model_path`` in a child process.
 
     Returns the child's report ({'text', 'tokens', 'top_logprob', 'features', 'seconds'}); raises
-    LLMConfigError of one line when the child crashes, hangs or fails. Remembered per process.
+    LLMConfigError of one line when the child crashes, hangs or fails. Remembered per process, and on disk
+    per model file, library file, thread count, CPU and Python (`remembered`).
     """
     check_cpu()
     check_gguf(model_path)
-    return run_child([sys.executable, "-m", "simulator.llm.backends.llama_build", str(model_path), str(n_threads)],
-                     model_path)
+    key = "|".join([file_identity(model_path), file_identity(library_file()), str(n_threads),
+                    " ".join(sorted(cpu_flags() or ())), sys.executable, platform.machine()])
+    return remembered("probe", key, lambda: run_child(
+        [sys.executable, "-m", "simulator.llm.backends.llama_build", str(model_path), str(n_threads)], model_path))
 
 
 def run_child(cmd: list[str], model_path: str) -> dict:
