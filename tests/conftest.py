@@ -26,6 +26,18 @@ def embedded_backend():
 
 
 @pytest.fixture(scope="session")
+def fidelity_run(tmp_path_factory):
+    """A small fidelity run without the LLM feature: (its folder, its record). Its personas/ and calibration serve
+    every test that needs calibrated twins."""
+    from evals.validity.fidelity import FidelityConfig, run_fidelity
+
+    out = tmp_path_factory.mktemp("fidelity")
+    cfg = FidelityConfig(personas_k=3, users=12, positives=2, rated=3, calibration_users=40, use_llm=False,
+                         ab_users=6, ab_turns=2, n_boot=200, seed=0)
+    return out, run_fidelity(cfg, out, None, show_progress=False)
+
+
+@pytest.fixture(scope="session")
 def llama_server():
     """llama-cpp-python's own OpenAI-compatible server with the packaged SmolLM2."""
     from personas.assets import smollm2_gguf

@@ -59,6 +59,15 @@ def test_bad_settings_fail_before_the_folder_is_claimed(tmp_path, over, needle):
     assert not out.exists()
 
 
+def test_more_twins_than_a_persona_has_members_is_refused_before_the_folder_is_claimed(fidelity_run, tmp_path):
+    personas = fidelity_run[0] / "personas" / "personas.jsonl"
+    out = tmp_path / "out"
+    config = _config(tmp_path / "c.yaml", personas, user_variants=["grounded"], users_per_persona=450)
+    one_line_error(_run(config, out), str(personas), "users_per_persona: 450 grounded users a persona, but persona",
+                   "members with training ratings")
+    assert not out.exists()
+
+
 def test_a_typo_in_the_personas_path_fails_at_once_and_claims_nothing(tmp_path):
     out = tmp_path / "out"
     typo = tmp_path / "personas_moveis.jsonl"

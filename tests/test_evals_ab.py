@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from evals.campaign.ab import aa_false_positive_rate, ab_table, per_user_metrics, session_metrics
-from evals.stats import holm, mde, min_p, paired_test, simulate_rejection_rates
+from evals.stats.testing import holm, mde, min_p, paired_test, simulate_rejection_rates
 from tests.event_fixtures import event_row as _event
 
 
@@ -82,14 +82,19 @@ def test_session_metrics_hand_computed():
              {"id": "c", "title": "C", "genres": ["z"], "persona": 1},
              {"id": "d", "title": "D", "genres": ["z"], "persona": 2}]
     session = pd.DataFrame([
-        _event(turn=0, slate=slate, chosen=["a", "b", "nope"], ratings={"a": 5, "b": 3}, consistency={"reward": 0.2}),
-        _event(turn=1, slate=slate[2:], chosen=["c"], ratings={"c": 1}, consistency={"prompt_to_line": 0.8}),
+        _event(turn=0, slate=slate, chosen=["a", "b", "nope"], ratings={"a": 5, "b": 4, "c": 2, "d": 5},
+               consistency={"reward": 0.2}),
+        _event(turn=1, slate=slate[2:], chosen=["c"], ratings={"c": 4, "d": 5},
+               consistency={"prompt_to_line": 0.8}),
         _event(turn=2, slate=slate, chosen=["d"], ok=False, error="x"),  # failed turn: ignored
     ])
     m = session_metrics(session)
     assert m["acceptance_rate"] == pytest.approx(3 / 6)
-    assert m["mean_rating"] == pytest.approx(3.0)
-    # {x} vs {x,y}: 0.5; {x} vs {z}: 1; {x,y} vs {z}: 1
+    assert m["like_rate"] == pytest.approx(3 / 6)  # a, b, then c; d is rated 5 twice but never chosen
+    w = 1 / np.log2(np.arange(4) + 2)  # position weights 1, 1/log2(3), 1/2, 1/log2(5)
+    assert m["position_weighted_likes"] == pytest.approx((w[0] + w[1] + w[0]) / (w.sum() + w[:2].sum()))
+    assert m["mean_rating"] == pytest.approx(25 / 6)
+    # liked a {x}, b {x,y}, c {z}: {x} vs {x,y}: 0.5; {x} vs {z}: 1; {x,y} vs {z}: 1
     assert m["diversity"] == pytest.approx(2.5 / 3)
     assert m["persona_coverage"] == pytest.approx(2 / 3)  # accepted personas {0, 1} of shown {0, 1, 2}
     assert m["consistency"] == pytest.approx(0.5)  # reward 0.2, then prompt_to_line 0.8 as fallback
@@ -100,8 +105,8 @@ def test_session_metrics_hand_computed():
 def test_per_user_metrics_average_runs_and_skip_nan_runs():
     slate = [{"id": f"i{j}", "title": "t", "genres": [f"g{j}"]} for j in range(5)]
     df = pd.DataFrame([
-        _event(run=0, slate=slate, chosen=["i0"]),  # acceptance 0.2, diversity NaN (one item)
-        _event(run=1, slate=slate, chosen=["i0", "i1"]),  # acceptance 0.4, diversity 1
+        _event(run=0, slate=slate, chosen=["i0"], ratings={"i0": 5}),  # acceptance 0.2, diversity NaN (one item)
+        _event(run=1, slate=slate, chosen=["i0", "i1"], ratings={"i0": 4, "i1": 4}),  # acceptance 0.4, diversity 1
         _event(run=0, user_variant="naive", slate=slate, chosen=[]),
     ])
     users = per_user_metrics(df, "mf")
@@ -116,6 +121,10 @@ def test_per_user_metrics_average_runs_and_skip_nan_runs():
 # ---- ab_table ----------------------------------------------------------------------------------------
 
 
+def _row(rows: list[dict], metric: str = "acceptance_rate") -> dict:
+    return next(r for r in rows if r["metric"] == metric)
+
+
 def test_ab_table_detects_planted_effect_pairs_by_user_and_corrects():
     df = _campaign(0.1, user_variants=("layered", "naive"))
     rows = {r["metric"]: r for r in ab_table(df, "mf", "ampcf", seed=0, n_boot=1000, n_perm=1000)}
@@ -124,6 +133,11 @@ def test_ab_table_detects_planted_effect_pairs_by_user_and_corrects():
                                             "mde", "verdict"}
     acc = rows["acceptance_rate"]
     assert acc["n_users"] == 60  # 30 user ids x 2 user variants
+    # the campaign's tables: one population at a time, never pooled
+    naive = _row(ab_table(df, "mf", "ampcf", seed=0, n_boot=200, n_perm=200, user_variant="naive"))
+    assert naive["n_users"] == 30
+    with pytest.raises(ValueError, match="user variant 'grounded' has no events; present: \\['layered', 'naive'\\]"):
+        ab_table(df, "mf", "ampcf", user_variant="grounded")
     assert acc["diff"] == pytest.approx(0.1, abs=0.03) and acc["ci_low"] > 0.05 and acc["p_holm"] < 0.01
     assert acc["treatment"] - acc["control"] == pytest.approx(acc["diff"])
     assert all(r["p_holm"] is None or r["p_holm"] >= r["p_value"] for r in rows.values())
@@ -159,7 +173,7 @@ def test_aa_false_positive_rate_is_near_alpha_and_power_is_high():
 
 def test_aa_check_on_events_runs_zero_against_one():
     same = aa_false_positive_rate(_campaign(0.0, runs=2), "ampcf", seed=0, n_boot=300, n_perm=300)
-    assert same["runs"] == [0, 1] and same["n_metrics"] == 5  # ratings/consistency equal: tested, p = 1
+    assert same["runs"] == [0, 1] and same["n_metrics"] == 6  # ratings/consistency equal: tested, p = 1
     assert same["false_positive_rate"] == 0.0
     assert {r["metric"] for r in same["rows"]} >= {"acceptance_rate", "persona_coverage"}
     drifted = aa_false_positive_rate(_campaign(0.0, runs=2, run_effect=0.1), "ampcf", seed=0, n_boot=300, n_perm=300)
@@ -188,10 +202,11 @@ def test_six_paired_users_cannot_reach_alpha():
     acc = rows["acceptance_rate"]  # a huge effect: every user's difference is positive
     assert acc["n_users"] == 6 and acc["p_value"] == pytest.approx(2 / 64)  # as small as 6 pairs allow
     assert acc["min_p"] == pytest.approx(2 / 64)
-    assert acc["min_p_holm"] == pytest.approx(0.125)  # Holm over 4 tested metrics (persona_coverage untested)
+    # Holm over 5 tested metrics (persona_coverage untested; diversity of likes: one liked item a session)
+    assert acc["min_p_holm"] == pytest.approx(5 * 2 / 64)
     assert acc["can_reach_alpha"] is False and acc["mde"] is None
-    assert acc["verdict"] == ("design cannot reach alpha=0.05 (n=6 paired users, Holm over 4 metrics: smallest "
-                              "possible p 0.125): no conclusion")
+    assert acc["verdict"] == ("design cannot reach alpha=0.05 (n=6 paired users, Holm over 5 metrics: smallest "
+                              "possible p 0.156): no conclusion")
     cov = rows["persona_coverage"]
     assert cov["min_p"] is None and cov["can_reach_alpha"] is False and cov["verdict"].startswith("no test")
     assert not any("not significant" in r["verdict"] for r in rows.values())
@@ -200,9 +215,9 @@ def test_six_paired_users_cannot_reach_alpha():
 def test_eight_paired_users_can_reach_alpha():
     rows = {r["metric"]: r for r in ab_table(_campaign(0.3, n_users=8), "mf", "ampcf", seed=0, n_boot=200)}
     acc = rows["acceptance_rate"]
-    assert acc["min_p_holm"] == pytest.approx(0.03125) and acc["can_reach_alpha"] is True
-    assert acc["p_holm"] == pytest.approx(0.03125) and acc["verdict"] == "significant (p_holm=0.031)"
-    assert acc["mde"] == pytest.approx(mde(acc["sd_diff"], 8, 4))
+    assert acc["min_p_holm"] == pytest.approx(5 * 2 / 256) and acc["can_reach_alpha"] is True
+    assert acc["p_holm"] == pytest.approx(5 * 2 / 256) and acc["verdict"] == "significant (p_holm=0.039)"
+    assert acc["mde"] == pytest.approx(mde(acc["sd_diff"], 8, 5))
     rating = rows["mean_rating"]  # every user rates the same in both arms: nothing to detect, and it says so
     assert rating["can_reach_alpha"] and rating["verdict"].startswith("not significant (p_holm=1)")
 
@@ -220,7 +235,7 @@ def test_holm_bound_holds_on_every_row():
 
 
 def test_mde_shrinks_as_one_over_root_n():
-    mdes = {n: ab_table(_campaign(0.0, n_users=n, seed=5), "mf", "ampcf", seed=0, n_boot=0, n_perm=200)[0]
+    mdes = {n: _row(ab_table(_campaign(0.0, n_users=n, seed=5), "mf", "ampcf", seed=0, n_boot=0, n_perm=200))
             for n in (30, 480)}
     assert mdes[30]["metric"] == "acceptance_rate"
     ratio = mdes[30]["mde"] / mdes[480]["mde"]
@@ -229,11 +244,11 @@ def test_mde_shrinks_as_one_over_root_n():
 
 
 def test_planted_effect_larger_than_the_mde_is_detected():
-    probe = ab_table(_campaign(0.0, n_users=20, seed=100), "mf", "ampcf", n_boot=0, n_perm=500)[0]
+    probe = _row(ab_table(_campaign(0.0, n_users=20, seed=100), "mf", "ampcf", n_boot=0, n_perm=500))
     detected = {}
     for factor in (0.5, 1.5):
         detected[factor] = np.mean([
-            ab_table(_campaign(factor * probe["mde"], n_users=20, seed=s), "mf", "ampcf", n_boot=0, n_perm=500)[0]
+            _row(ab_table(_campaign(factor * probe["mde"], n_users=20, seed=s), "mf", "ampcf", n_boot=0, n_perm=500))
             ["p_holm"] <= 0.05 for s in range(12)])
     assert detected[1.5] >= 0.9  # power at the MDE is 0.8 by construction; 1.5x it is ~0.99
     assert detected[0.5] <= 0.6
@@ -242,11 +257,11 @@ def test_planted_effect_larger_than_the_mde_is_detected():
 def test_aa_check_says_when_it_cannot_reach_alpha():
     small = aa_false_positive_rate(_campaign(0.0, n_users=6, runs=2), "mf", seed=0, n_boot=100)
     assert small["can_reach_alpha"] is False and small["n_reachable"] == 0
-    assert small["false_positive_rate"] is None and small["min_p_holm"] == pytest.approx(0.125)
+    assert small["false_positive_rate"] is None and small["min_p_holm"] == pytest.approx(5 * 2 / 64)
     assert "cannot reach alpha=0.05" in small["verdict"] and "says nothing" in small["verdict"]
     big = aa_false_positive_rate(_campaign(0.0, n_users=30, runs=2), "mf", seed=0, n_boot=100)
     assert big["can_reach_alpha"] and big["false_positive_rate"] == 0.0
-    assert big["verdict"].startswith("0 of 4 metrics significant after Holm")
+    assert big["verdict"].startswith("0 of 5 metrics significant after Holm")
 
 
 def test_rendered_summary_of_a_six_user_campaign_never_reads_no_difference(tmp_path):
@@ -268,7 +283,7 @@ def test_rendered_summary_of_a_six_user_campaign_never_reads_no_difference(tmp_p
         lowered = text.lower()
         assert "no significant difference" not in lowered and "no metric differs" not in lowered
         assert "not significant" not in lowered  # no row of this design can reach alpha
-        assert "cannot reach alpha=0.05 (n=6 paired users, holm over 4 metrics" in lowered
+        assert "cannot reach alpha=0.05 (n=6 paired users, holm over 5 metrics" in lowered
         assert "no false positive was possible" in lowered  # the A/A line
         assert "not distinguishable from identical personas" in lowered  # drift: 90 assignments, min p 6/90
         assert "cannot reach p &lt;= 0.05" in lowered or "cannot reach p <= 0.05" in lowered
@@ -277,7 +292,7 @@ def test_rendered_summary_of_a_six_user_campaign_never_reads_no_difference(tmp_p
 
 
 def test_bootstrap_ci_resamples_records_and_drops_draws_where_the_statistic_is_undefined():
-    from evals.stats import bootstrap_ci
+    from evals.stats.bootstrap import bootstrap_ci
 
     values = list(np.random.default_rng(0).normal(1.0, 1.0, 200))
     point, lo, hi = bootstrap_ci(values, np.mean, n_boot=1000, seed=0)
@@ -294,7 +309,7 @@ def test_bootstrap_ci_resamples_records_and_drops_draws_where_the_statistic_is_u
 
 
 def test_bootstrap_mean_ci_is_bootstrap_ci_of_the_mean_with_the_same_resamples():
-    from evals.stats import bootstrap_ci, bootstrap_mean_ci
+    from evals.stats.bootstrap import bootstrap_ci, bootstrap_mean_ci
 
     values = list(np.random.default_rng(2).exponential(1.0, 97))
     fast = bootstrap_mean_ci(values, n_boot=500, seed=4)

@@ -100,7 +100,9 @@ def test_reference_run_writes_every_artifact(reference):
     drift = json.loads((reference / "drift.json").read_text())
     assert {"ratio_within_over_between", "icc", "per_persona"} <= set(drift)
     ab = json.loads((reference / "ab.json").read_text())
-    assert {"metric", "control", "treatment", "diff", "ci_low", "ci_high", "p_value", "p_holm"} <= set(ab["rows"][0])
+    assert {t["user_variant"] for t in ab["tables"]} == {"layered", "naive"}  # one table per user variant
+    assert {"metric", "control", "treatment", "diff", "ci_low", "ci_high", "p_value", "p_holm"} <= set(
+        ab["tables"][0]["rows"][0])
     # AMP-CF slates carry persona attributions, MF slates do not
     events = [json.loads(line) for line in (reference / "events.jsonl").read_text().splitlines()]
     amp = [s for e in events if e["variant"] == "ampcf" and e["ok"] for s in e["slate"]]
@@ -185,8 +187,9 @@ def test_drift_and_ab_commands_on_a_run(reference):
     report_ab = (reference / "ab.json").read_bytes()
     res = _cli("campaign", "ab", str(reference), "--control", "mf", "--treatment", "ampcf")
     assert res.returncode == 0, res.stderr
-    rows = json.loads((reference / "ab_ampcf_vs_mf.json").read_text())["rows"]
-    assert {r["metric"] for r in rows} >= {"acceptance_rate", "mean_rating"}
+    tables = json.loads((reference / "ab_ampcf_vs_mf.json").read_text())["tables"]
+    assert [t["user_variant"] for t in tables] == ["layered", "naive"] and "naive users:" in res.stdout
+    assert {r["metric"] for r in tables[0]["rows"]} >= {"like_rate", "acceptance_rate", "mean_rating"}
     assert (reference / "ab.json").read_bytes() == report_ab  # `campaign ab` and the report keep their own files
     bad = _cli("campaign", "ab", str(reference), "--control", "mf", "--treatment", "mf+dpp")
     assert bad.returncode == 2 and "mf+dpp" in bad.stderr and "Traceback" not in bad.stderr

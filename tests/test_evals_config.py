@@ -35,7 +35,10 @@ def test_default_config_is_valid():
          "field 'grounding': Value error, field 'temperature' is gone: grounded users sample from calibrated "
          "probabilities; use 'decision: sampled' (the default) or 'decision: deterministic'"),
         (BASE + "grounding: {decision: argmax}\n", "field 'grounding.decision'"),
-        (BASE + "users_per_persona: 0\n", "field 'users_per_persona': Value error, every count must be at least 1"),
+        (BASE + "users_per_persona: 0\n", "field 'users_per_persona': Value error, every count must be between 1 and 500"),
+        (BASE + "users_per_persona: {layered: 100000}\n", "field 'users_per_persona': Value error, every count must be "
+                                                         "between 1 and 500, got {'layered': 100000}"),
+        (BASE + "runs_per_user: 1000\n", "field 'runs_per_user'"),
         (BASE + "user_variants: [grounded]\nusers_per_persona: {grounded: 4, naive: 2}\n",
          "field 'users_per_persona': Value error, names ['grounded', 'naive']; name each of user_variants ['grounded']"),
         ("personas: {}\nvariants: [mf]\n", "exactly one of 'path' or 'extract'"),

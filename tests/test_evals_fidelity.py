@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from evals.validity.calibration import CalibrationError, calibrate, read_calibration
-from evals.validity.fidelity import FidelityConfig, run_fidelity
+from evals.validity.fidelity import FidelityConfig
 from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, N_RATED, RECENT_POP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,14 +28,6 @@ def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
     for n in needles:
         assert n in lines[0], lines[0]
-
-
-@pytest.fixture(scope="module")
-def fidelity_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fidelity")
-    cfg = FidelityConfig(personas_k=3, users=12, positives=2, rated=3, calibration_users=40, use_llm=False,
-                         ab_users=6, ab_turns=2, n_boot=200, seed=0)
-    return out, run_fidelity(cfg, out, None, show_progress=False)
 
 
 def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_run):
@@ -75,6 +67,14 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     assert watched["n"] == rating["twin"]["n_ratings"] and 0 <= watched["ece"] <= 1
     assert sum(b["n"] for b in watched["bins"]) == watched["n"] and 0 < watched["real_share"] < 1
     assert result["headline"]["like_given_watched_ece"] == watched["ece"]
+    # population realism: every statistic, every population, a distance with its CI, and the targets read them
+    pop = result["population_realism"]
+    assert pop["n_users"] == result["n_users"] and len(pop["rows"]) == 5
+    for row in pop["rows"]:
+        for who in ("twin", "persona", "average_user"):
+            w = row[who]["wasserstein"]
+            assert w["value"] >= 0 and w["ci"][0] - 1e-9 <= w["value"] <= w["ci"][1] + 1e-9, (row["statistic"], who)
+    assert sum(k.startswith("population: ") for k in result["headline"]["targets"]) == 10
     ab = result["ab_fidelity"]
     assert set(ab["simulated_like_rate"]) == {"random", "pop", "mf", "ampcf"} and len(ab["pairs"]) == 6
     capped = ab["capped_acceptance"]
@@ -220,7 +220,7 @@ def test_pooled_auc_is_scikit_learns_roc_auc_with_ties():
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from evals.stats import pooled_auc
+    from evals.stats.bootstrap import pooled_auc
 
     rng = np.random.default_rng(1)
     records = [(rng.integers(0, 2, 7), np.round(rng.normal(size=7), 1)) for _ in range(40)]  # many tied scores
@@ -234,7 +234,7 @@ def test_the_pooled_auc_bootstrap_draws_are_those_of_resampling_the_lists():
     with tied scores, users of one class only, and resamples where a class vanishes."""
     import numpy as np
 
-    from evals.stats import bootstrap_ci, bootstrap_pooled_auc, pooled_auc, resample_indices
+    from evals.stats.bootstrap import bootstrap_ci, bootstrap_pooled_auc, pooled_auc, resample_indices
 
     rng = np.random.default_rng(2)
     records = [(rng.integers(0, 2, rng.integers(1, 9)), np.round(rng.normal(size=9), 1)) for _ in range(60)]

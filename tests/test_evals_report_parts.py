@@ -149,3 +149,49 @@ def test_hand_written_cards_get_a_gallery_that_says_what_they_lack(tmp_path):
     assert page.count('class="card"') == 3 and page.count("No evidence passages on this card.") == 3
     assert "<svg class='minimap'" not in page and "plot-personas" not in page
     assert "2 simulated users" in page and "no separability report" in page
+
+
+def test_population_realism_reaches_the_report(tmp_path):
+    from evals.report.render import render_report
+    from evals.report.summary import population_rows
+    from tests.test_evals_report import constructed_summary
+
+    w = lambda v: {"wasserstein": {"value": v, "ci": [v / 2, v * 2]}, "mean": 0.5, "sd": 0.1}  # noqa: E731
+    record = {"population_realism": {"populations": ["twin", "persona", "average_user"], "rows": [
+        {"statistic": "like_rate", "real_mean": 0.52, "real_sd": 0.2, "twin": w(0.031), "persona": w(0.09),
+         "average_user": w(0.12)}]}}
+    rows = population_rows(record)
+    assert rows == [{"statistic": "like_rate", "real mean (sd)": "0.520 (0.200)", "W twin": "0.031 [0.015, 0.062]",
+                     "W persona": "0.090 [0.045, 0.180]", "W average_user": "0.120 [0.060, 0.240]"}]
+    assert population_rows({}) == []  # a fidelity.json from before population realism
+    summary = constructed_summary()
+    summary["validity"] = {"fidelity": {"path": "f.json", "config_hash": "h", "headline": {"targets": {}},
+                                        "model": "", "n_users": 300, "source": "campaign", "against": [],
+                                        "population": rows}}
+    html_path, _ = render_report(summary, tmp_path)
+    page = html_path.read_text()
+    assert "A population, not one average person" in page and "0.031 [0.015, 0.062]" in page
+
+
+def test_drift_is_read_against_real_users_and_the_ab_against_its_own_calibration():
+    from evals.validity.verdicts import ab_power_row, real_drift_rows
+
+    real = {"design": {"median": 3.4, "q025": 1.65, "q975": 7.85, "users_per_persona": 4, "draws": 200}}
+    drift = {"by_user_variant": {"grounded": {"ratio_ci": [0.56, 2.43]}, "frozen": {"ratio_ci": [0.05, 0.2]},
+                                 "loud": {"ratio_ci": [9.0, 12.0]}}}
+    rows = {r["check"].split(", ")[-1]: r for r in real_drift_rows(drift, real)}
+    assert rows["grounded users"]["status"] == "ok" and rows["grounded users"]["verdict"].startswith("within")
+    assert rows["frozen users"]["status"] == "bad" and "stability built in" in rows["frozen users"]["verdict"]
+    assert rows["loud users"]["status"] == "warn"
+    assert real_drift_rows(drift, None)[0]["status"] == "missing"
+
+    def record(fp, power):
+        return {"pairs": 100, "design": {"paired_users": 16}, "primary": "like_rate", "degrade_share": 0.3,
+                "aa": {"familywise": {"rate": fp, "ci": [0.0, fp + 0.05]}},
+                "degraded": {"power": {"rate": power, "ci": [power - 0.1, power + 0.05]}},
+                "targets": {"A/A family-wise false-positive rate <= 0.05": fp <= 0.05,
+                            "degraded recommender detected with power >= 0.8 (like_rate)": power >= 0.8}}
+    assert ab_power_row(record(0.02, 0.84))["status"] == "ok"
+    weak = ab_power_row(record(0.02, 0.5))
+    assert weak["status"] == "bad" and "power >= 0.8 (like_rate): not met" in weak["verdict"]
+    assert ab_power_row(None)["status"] == "missing"

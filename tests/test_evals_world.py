@@ -174,3 +174,23 @@ def test_a_campaigns_ampcf_mf_starts_from_the_campaigns_own_mf():
     # `prepare` hands it the campaign's MF when it trained one: the same model as pre-training its own
     reused = train_recommender(name, train_matrix, campaign_train_config("ampcf-mf", train), start=mf, pretrain=train)
     np.testing.assert_array_equal(reused.score_all(users), trained.score_all(users))
+
+
+def test_twins_are_drawn_at_random_among_members_and_a_persona_too_small_is_refused():
+    import pytest
+
+    from evals.campaign.world import draw_twins
+
+    members = {"p0": [f"u{i}" for i in range(50)], "p1": [f"v{i}" for i in range(30)]}
+    drawn = draw_twins(members, 4, seed=0, has_memory=lambda d: d != "u3")
+    assert {p: len(d) for p, d in drawn.items()} == {"p0": 4, "p1": 4}
+    assert all(len(set(d)) == 4 and set(d) <= set(members[p]) for p, d in drawn.items())
+    assert "u3" not in drawn["p0"]  # a member without training ratings is never a twin
+    assert drawn == draw_twins(members, 4, seed=0, has_memory=lambda d: d != "u3")  # seeded
+    assert draw_twins(members, 4, seed=1, has_memory=bool) != drawn
+    # not the most central members (the list's head): over seeds, the draws cover the whole list
+    heads = [draw_twins(members, 4, seed=s, has_memory=bool)["p0"] for s in range(20)]
+    assert len({d for h in heads for d in h}) > 30
+    with pytest.raises(ValueError, match="users_per_persona: 31 grounded users a persona, but persona 'p1' has 30 "
+                                         "members with training ratings"):
+        draw_twins(members, 31, seed=0, has_memory=bool)

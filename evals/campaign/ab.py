@@ -3,20 +3,33 @@
 It lives with the campaign, not under evals/validity: it is what a campaign measures about the
 recommenders (the product's answer), read from the campaign's events, while validity/ asks whether
 the simulated users can be believed. Its statistics (bootstrap, sign-flip test, Holm, min_p, MDE)
-are `evals.stats`; this module defines the metrics and the table.
+are `evals.stats.testing`; this module defines the metrics and the table.
 
 Unit of analysis: one simulated user, keyed (user_variant, user_id). Every
 user meets every recommender variant with the same seeds (common random
 numbers), so each metric is compared as the per-user paired difference
-treatment - control, each side averaged over the user's runs.
+treatment - control, each side averaged over the user's runs. One table per
+user variant (``user_variant``): grounded twins and pure-LLM users are two
+populations, and a pooled mean would weigh one's differences by the other's
+head count (issue 33).
 
-Metrics of one session (one run; only ``ok`` turns count):
+Metrics of one session (one run; only ``ok`` turns count). The first two are
+the primary ones: they cannot saturate at the page cap (`simulator.turn.MAX_CHOICES`
+choices a page caps acceptance at 2/5 on pages of 5, and a user who takes
+its cap on both arms shows no difference there; it can still like more or
+fewer of what it takes, and like them higher on the page):
+- like_rate: items chosen and rated >= LIKED_MIN / items shown, pooled over
+  the turns.
+- position_weighted_likes: like_rate with each page position j (0-based)
+  weighted 1 / log2(j + 2), over the same weights of every shown position
+  (a DCG of likes over its ideal).
 - acceptance_rate: items chosen / items shown, pooled over the turns (chosen
   ids that were not in the slate are ignored).
 - mean_rating: mean of all ratings given (1-5).
 - diversity: mean pairwise Jaccard distance between the genre sets of the
-  session's accepted items (two empty sets: distance 0); NaN with fewer
-  than two accepted items.
+  session's liked items (chosen and rated >= LIKED_MIN; two empty sets:
+  distance 0): how varied what the user enjoyed was; NaN with fewer than
+  two liked items.
 - persona_coverage: distinct persona attributions among accepted items /
   distinct persona attributions among all shown items; NaN when the variant
   attributes nothing (only AMP-CF-style models name a persona).
@@ -60,10 +73,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from evals.stats import ALPHA, POWER, holm, mde, min_p, paired_test
+from evals.stats.testing import ALPHA, POWER, holm, mde, min_p, paired_test
 
-METRICS = ("acceptance_rate", "mean_rating", "diversity", "persona_coverage", "consistency")
+METRICS = ("like_rate", "position_weighted_likes", "acceptance_rate", "mean_rating", "diversity",
+           "persona_coverage", "consistency")
 USER = ["user_variant", "user_id"]
+#: A chosen item rated at least this is liked (the rating scale's 4 and 5, as in evals.validity.grounding).
+LIKED_MIN = 4
 
 
 def _jaccard_distance_mean(genre_sets: list[set]) -> float:
@@ -80,15 +96,18 @@ def _jaccard_distance_mean(genre_sets: list[set]) -> float:
 
 def session_metrics(session: pd.DataFrame) -> dict[str, float]:
     """The METRICS of one session's turn rows (module docstring); NaN where undefined."""
-    shown = chosen = 0
+    shown = chosen = liked = 0
+    weight_liked = weight_shown = 0.0
     ratings: list[float] = []
-    accepted_genres: list[set] = []
+    liked_genres: list[set] = []
     shown_personas: set = set()
     accepted_personas: set = set()
     consistency: list[float] = []
     for e in session[session["ok"]].itertuples(index=False):
         by_id = {s["id"]: s for s in e.slate}
+        position = {s["id"]: j for j, s in enumerate(e.slate)}
         shown += len(e.slate)
+        weight_shown += float(np.sum(1.0 / np.log2(np.arange(len(e.slate)) + 2)))
         ratings += [float(r) for r in e.ratings.values()]
         shown_personas |= {s["persona"] for s in e.slate if s.get("persona") is not None}
         for item_id in dict.fromkeys(e.chosen):
@@ -96,7 +115,11 @@ def session_metrics(session: pd.DataFrame) -> dict[str, float]:
             if item is None:
                 continue
             chosen += 1
-            accepted_genres.append(set(item.get("genres") or []))
+            rating = (e.ratings or {}).get(item_id)
+            if rating is not None and float(rating) >= LIKED_MIN:
+                liked += 1
+                weight_liked += 1.0 / np.log2(position[item_id] + 2)
+                liked_genres.append(set(item.get("genres") or []))
             if item.get("persona") is not None:
                 accepted_personas.add(item["persona"])
         c = e.consistency or {}
@@ -104,9 +127,11 @@ def session_metrics(session: pd.DataFrame) -> dict[str, float]:
         if value is not None and np.isfinite(value):
             consistency.append(float(value))
     return {
+        "like_rate": liked / shown if shown else np.nan,
+        "position_weighted_likes": weight_liked / weight_shown if weight_shown else np.nan,
         "acceptance_rate": chosen / shown if shown else np.nan,
         "mean_rating": float(np.mean(ratings)) if ratings else np.nan,
-        "diversity": _jaccard_distance_mean(accepted_genres),
+        "diversity": _jaccard_distance_mean(liked_genres),
         "persona_coverage": len(accepted_personas) / len(shown_personas) if shown_personas else np.nan,
         "consistency": float(np.mean(consistency)) if consistency else np.nan,
     }
@@ -124,6 +149,16 @@ def per_user_metrics(events: pd.DataFrame, variant: str) -> pd.DataFrame:
     rows = [{"user_variant": uv, "user_id": uid, **session_metrics(session)}
             for (uv, uid, _run), session in part.groupby([*USER, "run"], sort=True)]
     return pd.DataFrame(rows).groupby(USER)[list(METRICS)].mean()
+
+
+def of_user_variant(events: pd.DataFrame, user_variant: str | None) -> pd.DataFrame:
+    """The rows of one user variant (None: all rows); ValueError naming the ones present when it has none."""
+    if user_variant is None:
+        return events
+    part = events[events["user_variant"] == user_variant]
+    if part.empty:
+        raise ValueError(f"user variant {user_variant!r} has no events; present: {sorted(events['user_variant'].unique())}")
+    return part
 
 
 def _significant(p: float | None, alpha: float) -> bool:
@@ -159,14 +194,16 @@ def _add_power(rows: list[dict], n_perm: int, alpha: float, power: float) -> Non
 
 def ab_table(events: pd.DataFrame, control: str, treatment: str, seed: int = 0, *, n_boot: int = 2000,
              n_perm: int = 2000, confidence: float = 0.95, n_resamples: int | None = None, alpha: float = ALPHA,
-             power: float = POWER) -> list[dict]:
+             power: float = POWER, user_variant: str | None = None) -> list[dict]:
     """One row per metric: {metric, control, treatment (means over the paired users), diff, sd_diff (sd of
     the paired differences, ddof=1), ci_low, ci_high, p_value, p_holm, n_users, min_p, min_p_holm,
     can_reach_alpha, mde, verdict} (module docstring; None where a metric has fewer than two pairs, mde
     also when the design cannot reach alpha). Users pair on (user_variant, user_id). ValueError naming
-    the variant when one has no events, or when no user met both."""
+    the variant when one has no events, or when no user met both. ``user_variant``: only that population's
+    users (the campaign's tables, one per user variant); None pairs every user given."""
     if n_resamples is not None:
         n_perm = n_resamples
+    events = of_user_variant(events, user_variant)
     a, b = per_user_metrics(events, control), per_user_metrics(events, treatment)
     users = a.index.intersection(b.index)
     if users.empty:
@@ -208,15 +245,17 @@ def aa_verdict(aa: dict) -> str:
 
 
 def aa_false_positive_rate(events: pd.DataFrame, variant: str, *, runs: tuple[int, int] = (0, 1), seed: int = 0,
-                           alpha: float = ALPHA, **test_kwargs) -> dict | None:
+                           alpha: float = ALPHA, user_variant: str | None = None, **test_kwargs) -> dict | None:
     """A/A check: ``variant`` against itself, run runs[0] vs runs[1] (different seeds), paired by user.
 
     Returns {variant, runs, alpha, n_metrics (tested), n_reachable (tested and able to reach alpha),
     n_significant, false_positive_rate (n_significant / n_reachable; None when no metric can reach alpha),
     min_p_holm (smallest over the rows), can_reach_alpha (any row can), verdict (aa_verdict), rows (as
-    ab_table)}, or None when the variant lacks one of the two runs. ValueError when the variant is absent.
+    ab_table), user_variant}, or None when the variant lacks one of the two runs. ValueError when the variant
+    (or the ``user_variant``) is absent.
     """
-    part = events[events["variant"] == variant]
+    part = of_user_variant(events, user_variant)
+    part = part[part["variant"] == variant]
     if part.empty:
         raise ValueError(f"variant {variant!r} has no events; variants present: {sorted(events['variant'].unique())}")
     part = part[part["run"].isin(runs)]
@@ -226,7 +265,7 @@ def aa_false_positive_rate(events: pd.DataFrame, variant: str, *, runs: tuple[in
     rows = ab_table(arms, "A1", "A2", seed=seed, alpha=alpha, **test_kwargs)
     tested = [r for r in rows if r["p_holm"] is not None]
     reachable = [r for r in tested if r["can_reach_alpha"]]
-    aa = {"variant": variant, "runs": list(runs), "alpha": alpha, "n_metrics": len(tested),
+    aa = {"variant": variant, "user_variant": user_variant, "runs": list(runs), "alpha": alpha, "n_metrics": len(tested),
           "n_reachable": len(reachable), "n_significant": sum(_significant(r["p_holm"], alpha) for r in reachable),
           "false_positive_rate": false_positive_rate(rows, alpha),
           "min_p_holm": min((r["min_p_holm"] for r in tested), default=None),

@@ -151,6 +151,10 @@ class RecsysSettings(_Strict):
     onboarding_pool: int = Field(12, ge=3, description="popular items a user picks liked ones from")
 
 
+#: A sane bound on simulated users per persona (an ML-100k persona of k = 4 has about 200 members).
+MAX_USERS_PER_PERSONA = 500
+
+
 class CampaignConfig(_Strict):
     """Everything a campaign needs. Its hash stamps every event it writes."""
 
@@ -167,7 +171,7 @@ class CampaignConfig(_Strict):
     slate_size: int = Field(5, ge=2, le=20)
     reshow_from: int | None = Field(1, ge=1, description="from this turn on, one item the user rated earlier is shown "
                                     "again (lets line-to-line consistency fire); None: never")
-    runs_per_user: int = Field(2, ge=1, description="repeats with different seeds (drift, A/A)")
+    runs_per_user: int = Field(2, ge=1, le=20, description="repeats with different seeds (drift, A/A)")
     llm: LLMSettings = Field(default_factory=LLMSettings)
     recsys: RecsysSettings = Field(default_factory=RecsysSettings)
     grounding: GroundingSettings = Field(default_factory=GroundingSettings)
@@ -205,8 +209,8 @@ class CampaignConfig(_Strict):
     @field_validator("users_per_persona")
     @classmethod
     def _users_per_variant(cls, n: int | dict[str, int], info: ValidationInfo) -> int | dict[str, int]:
-        if any(c < 1 for c in (n.values() if isinstance(n, dict) else [n])):
-            raise ValueError(f"every count must be at least 1, got {n}")
+        if any(c < 1 or c > MAX_USERS_PER_PERSONA for c in (n.values() if isinstance(n, dict) else [n])):
+            raise ValueError(f"every count must be between 1 and {MAX_USERS_PER_PERSONA}, got {n}")
         named = info.data.get("user_variants")  # absent when user_variants itself is invalid
         if isinstance(n, dict) and named is not None and sorted(n) != sorted(named):
             raise ValueError(f"names {sorted(n)}; name each of user_variants {named} once, or give one number for all")

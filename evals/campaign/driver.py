@@ -138,9 +138,9 @@ def _check_calibration(cfg: CampaignConfig, out: Path) -> None:
 def input_files(cfg: CampaignConfig, out: Path) -> dict[str, Path]:
     """The files a campaign reuses across resumes, by name: its personas, the grounded users' calibration,
     its trained models, the tuned simulator's adapter weights."""
-    from evals.campaign.world import _model_names, _personas_path
+    from evals.campaign.world import _model_names, personas_path_of
 
-    personas = _personas_path(cfg, out)
+    personas = personas_path_of(cfg, out)
     files = {"personas": personas}
     if "grounded" in cfg.user_variants:
         files["calibration"] = personas.parent / "calibration.json"
@@ -286,6 +286,15 @@ def load_campaign(run_dir: str | Path) -> CampaignConfig:
     return CampaignConfig.model_validate(_read_meta(meta_path).get("config"))
 
 
+def _check_twins(cfg: CampaignConfig, out: Path) -> None:
+    from evals.campaign.world import check_twins, personas_path_of
+
+    try:
+        check_twins(cfg, out)
+    except ValueError as exc:
+        raise CampaignError(f"{personas_path_of(cfg, out)}: {exc}") from None
+
+
 def run_campaign(cfg: CampaignConfig, out: str | Path, *, resume: bool = False,
                  show_progress: bool = True) -> CampaignResult:
     """Check the inputs, claim OUT, prepare (personas, calibration, models: once, reused on resume), then run
@@ -295,8 +304,10 @@ def run_campaign(cfg: CampaignConfig, out: str | Path, *, resume: bool = False,
     out = Path(out)
     started = time.perf_counter()
     check_inputs(cfg, out)
+    _check_twins(cfg, out)  # personas already on disk: before anything is written
     progress = claim_out_dir(cfg, out, resume)
     prepare(cfg, out, show_progress=show_progress)
+    _check_twins(cfg, out)  # personas extracted just now: before any session
     record_inputs(cfg, out)
     on_disk = len(progress.written)
     previous_code = record_code(out, on_disk)
@@ -355,14 +366,17 @@ def ab_file_name(control: str, treatment: str) -> str:
 
 
 def write_ab(run_dir: str | Path, control: str, treatment: str, *, seed: int = 0) -> tuple[Path, list[dict]]:
-    """RUN_DIR/ab_TREATMENT_vs_CONTROL.json: the A/B of two variants of the campaign's events."""
+    """RUN_DIR/ab_TREATMENT_vs_CONTROL.json: the A/B of two variants of the campaign's events, one table per
+    user variant (never pooled: `evals.campaign.ab`); returns the path and the tables."""
     from evals.campaign.ab import ab_table
 
     run_dir = Path(run_dir)
     for option, name in (("--control", control), ("--treatment", treatment)):
         if not re.fullmatch(r"[A-Za-z0-9_.+@-]+", name):
             raise CampaignError(f"{option} {name!r}: not a variant name (letters, digits, + . _ @ -)")
-    rows = ab_table(_frame(run_dir), control, treatment, seed=seed)
+    events = _frame(run_dir)
+    tables = [{"user_variant": uv, "rows": ab_table(events, control, treatment, seed=seed, user_variant=uv)}
+              for uv in sorted(events["user_variant"].unique())]
     path = run_dir / ab_file_name(control, treatment)
-    _write_json(path, {"control": control, "treatment": treatment, "seed": seed, "rows": rows})
-    return path, rows
+    _write_json(path, {"control": control, "treatment": treatment, "seed": seed, "tables": tables})
+    return path, tables

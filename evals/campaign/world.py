@@ -27,7 +27,7 @@ from personas.files import write_whole
 log = logging.getLogger(__name__)
 
 
-def _personas_path(cfg: CampaignConfig, out: Path) -> Path:
+def personas_path_of(cfg: CampaignConfig, out: Path) -> Path:
     return Path(cfg.personas.path) if cfg.personas.path else out / "personas" / "personas.jsonl"
 
 
@@ -62,7 +62,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     from recsys import leave_last_out
     from recsys.offline import campaign_train_config, evaluate, train_recommender
 
-    personas_path = _personas_path(cfg, out)
+    personas_path = personas_path_of(cfg, out)
     if cfg.personas.extract and not personas_path.exists():
         log.info("extracting %d personas from %s", cfg.personas.k, cfg.personas.extract)
         if cfg.personas.extract == "ml-100k-users" and cfg.personas.holdout:
@@ -82,7 +82,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
         _calibrate(cfg, out, personas_path, show_progress)
     if "grounded" in cfg.user_variants and cfg.grounding.fidelity_users and not cfg.fidelity \
             and not (out / "fidelity.json").exists():
-        _check_fidelity(cfg, out, personas_path, show_progress)
+        check_fidelity(cfg, out, personas_path, show_progress)
     models_dir = out / "models"
     offline = models_dir / "offline.json"
     if offline.exists():
@@ -92,7 +92,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     split = leave_last_out(ds)
     genres, _ = ds.genre_matrix()
     rc = cfg.recsys
-    train = _train_config(cfg)
+    train = train_config_of(cfg)
     models = {"pop": train_recommender("pop", split.train, train)}
     for name in sorted(_model_names(cfg), key=lambda n: n != "mf"):  # MF first: 'ampcf-mf' starts from it
         # 'ampcf-mf' only: pretrain is the campaign's MF config, and the campaign's MF, when trained, is reused
@@ -109,7 +109,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     write_whole(offline, json.dumps({"config_hash": cfg.config_hash(), "seed": cfg.seed, "rows": rows}, indent=2))
 
 
-def _train_config(cfg: CampaignConfig):
+def train_config_of(cfg: CampaignConfig):
     """How this campaign trains its recommenders (`recsys.offline.DEFAULT_TRAIN` at its dim, epochs and seed)."""
     from recsys.offline import DEFAULT_TRAIN
 
@@ -151,7 +151,7 @@ def _calibrate(cfg: CampaignConfig, out: Path, personas_path: Path, show_progres
     write_calibration(record, personas_path)
 
 
-def _check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_progress: bool) -> None:
+def check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_progress: bool) -> None:
     """OUT/fidelity.json: `personasim validate fidelity`'s protocol (taste alignment, rating error, A/B fidelity on
     the held-out part of the personas' split) for this campaign's grounded users: its personas, its calibration,
     its decision settings, its recommenders' training settings. The report's first validity check reads it.
@@ -175,7 +175,7 @@ def _check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pr
     log.info("measuring the grounded users' fidelity on %d held-out users", fcfg.users)
     with _prepare_llm(cfg, out, use_llm) as llm:
         record = measure_fidelity(ds, time_split(ds, holdout), personas_path, fcfg, llm, show_progress=show_progress,
-                                  train_config=_train_config(cfg), personas_k=cfg.recsys.personas_k)
+                                  train_config=train_config_of(cfg), personas_k=cfg.recsys.personas_k)
     record = {"source": "campaign", "campaign_config_hash": cfg.config_hash(), **record}
     out.mkdir(parents=True, exist_ok=True)
     write_whole(out / "fidelity.json", json.dumps(record, indent=2, default=float) + "\n")
@@ -197,6 +197,43 @@ def _grounding(cfg: CampaignConfig, personas_path: Path, ds):
     mems = memories(ds, split.train, read_assignments(personas_path.parent), space)
     return Grounding(space, models, mems, sampled=cfg.grounding.decision == "sampled",
                      rating_rule=cfg.grounding.rating_rule, judge_seed=record["seed"])  # an int: read_calibration checks
+
+
+def draw_twins(members: dict[str, list[str]], n: int, seed: int, has_memory) -> dict[str, list[str]]:
+    """{persona id: ``n`` of its members drawn at random, seeded, without replacement, among those
+    ``has_memory`` accepts}. Not the most central members: a persona's users are a sample of the people it
+    stands for, so their spread is the persona's own (issue 33). ValueError of one line naming the persona
+    when it has fewer than ``n`` such members."""
+    from simulator import derive_seed
+
+    out = {}
+    for pid, docs in sorted(members.items()):
+        pool = [d for d in docs if has_memory(d)]
+        if len(pool) < n:
+            raise ValueError(f"users_per_persona: {n} grounded users a persona, but persona {pid!r} has "
+                             f"{len(pool)} members with training ratings")
+        rng = np.random.default_rng(derive_seed(seed, "twins", pid))
+        out[pid] = [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
+    return out
+
+
+def check_twins(cfg: CampaignConfig, out: Path) -> None:
+    """ValueError of one line when a persona in use has fewer members with training ratings than the config's
+    grounded users per persona (`draw_twins`); nothing to check without grounded twins or personas on disk."""
+    from evals.validity.grounding import persona_members, split_of
+    from personas.card import read_personas
+    from recsys import time_split
+
+    ppath = personas_path_of(cfg, out)
+    if "grounded" not in cfg.user_variants or not cfg.grounding.twins or not ppath.is_file():
+        return
+    cards = read_personas(ppath)[: cfg.personas.max_personas or None]
+    ds = _dataset()
+    split = time_split(ds, float(split_of(ppath)["holdout"]))
+    uid = ds.users["user_id"].astype(str).to_numpy()
+    trained = {uid[u] for u in split.train["user"].unique()}
+    members = persona_members(ppath.parent)
+    draw_twins({c.id: members.get(c.id, []) for c in cards}, cfg.users_for("grounded"), cfg.seed, trained.__contains__)
 
 
 def movielens_items(ds):
@@ -307,17 +344,20 @@ class CampaignWorld:
         from simulator import sample_users
 
         self.cfg, self.out = cfg, out
-        cards = read_personas(_personas_path(cfg, out))
+        cards = read_personas(personas_path_of(cfg, out))
         if cfg.personas.max_personas:
             cards = cards[: cfg.personas.max_personas]
         ds = _dataset()
-        personas_path = _personas_path(cfg, out)
+        personas_path = personas_path_of(cfg, out)
         self.grounding, twins = None, None
         if "grounded" in cfg.user_variants:
             from evals.validity.grounding import persona_members
 
             self.grounding = _grounding(cfg, personas_path, ds)
-            twins = persona_members(personas_path.parent) if cfg.grounding.twins else None
+            if cfg.grounding.twins:
+                members = persona_members(personas_path.parent)
+                twins = draw_twins({c.id: members.get(c.id, []) for c in cards}, cfg.users_for("grounded"), cfg.seed,
+                                   lambda d: f"twin:{d}" in self.grounding.memories)
         self.users = {
             uv: [p.model_copy(update={"user_id": user_id_for(i)})
                  for i, p in enumerate(sample_users(cards, len(cards) * cfg.users_for(uv), cfg.seed, variant=uv,
@@ -343,7 +383,7 @@ class CampaignWorld:
         """{user variant: simulated users}."""
         from personas.card import read_personas
 
-        n = len(read_personas(_personas_path(cfg, out)))
+        n = len(read_personas(personas_path_of(cfg, out)))
         return {uv: min(n, cfg.personas.max_personas or n) * cfg.users_for(uv) for uv in cfg.user_variants}
 
     def recommender(self, variant: str, seed: int) -> RecsysAdapter:

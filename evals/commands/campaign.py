@@ -92,15 +92,17 @@ def ab(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation draws."),
 ) -> None:
     """Write RUN_DIR/ab_TREATMENT_vs_CONTROL.json: paired per-user differences with CIs, p-values, Holm, MDE
-    and a verdict per metric (`campaign report` keeps its own ab.json for the config's first two variants)."""
+    and a verdict per metric, one table per user variant (`campaign report` keeps its own ab.json for the config's first two variants)."""
     from evals.campaign.driver import write_ab
 
-    path, rows = write_ab(run_dir, control, treatment, seed=seed)
-    for r in rows:  # a metric with fewer than two pairs has no statistics: n/a
-        typer.echo(f"{r['metric']:18s} diff={_num(r['diff'], '+.4f')} CI=[{_num(r['ci_low'], '+.4f')}, "
-                   f"{_num(r['ci_high'], '+.4f')}] p={_num(r['p_value'])} p_holm={_num(r['p_holm'])} n={r['n_users']} "
-                   f"mde={_num(r['mde'])} min_p_holm={_num(r['min_p_holm'])}")
-        typer.echo(f"{'':18s} {r['verdict']}")
+    path, tables = write_ab(run_dir, control, treatment, seed=seed)
+    for table in tables:
+        typer.echo(f"{table['user_variant']} users:")
+        for r in table["rows"]:  # a metric with fewer than two pairs has no statistics: n/a
+            typer.echo(f"  {r['metric']:23s} diff={_num(r['diff'], '+.4f')} CI=[{_num(r['ci_low'], '+.4f')}, "
+                       f"{_num(r['ci_high'], '+.4f')}] p={_num(r['p_value'])} p_holm={_num(r['p_holm'])} "
+                       f"n={r['n_users']} mde={_num(r['mde'])} min_p_holm={_num(r['min_p_holm'])}")
+            typer.echo(f"  {'':23s} {r['verdict']}")
     typer.echo(f"wrote {path}")
 
 

@@ -208,7 +208,7 @@ def render_report(summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
         by_variant=summary.get("by_variant", []),
         drift_variants=[(uv, _Obj(d)) for uv, d in drift.items()],
         abs=summary.get("ab") or [],
-        aa=summary.get("aa"),
+        aas=[summary["aa"]] if isinstance(summary.get("aa"), dict) else summary.get("aa") or [],
         attribution=summary.get("attribution", []),
         validity=_Obj(validity),
         gallery=_Obj({**gallery, "separability": _Obj(separability) if separability else None}),

@@ -73,14 +73,15 @@ def attribution_examples(df: pd.DataFrame, names: dict[str, str] | None = None, 
 
 
 def personas_path(run_dir: Path, cfg: CampaignConfig) -> Path:
-    from evals.campaign.world import _personas_path
+    from evals.campaign.world import personas_path_of
 
-    return _personas_path(cfg, Path(run_dir))
+    return personas_path_of(cfg, Path(run_dir))
 
 
 def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
     """What says whether these simulated users can be believed: the grounded users' calibration (what
-    each evidence source contributes) and, when present, a `personasim validate fidelity` result."""
+    each evidence source contributes) and, when present, a `personasim validate fidelity` result, real users'
+    drift at the campaign's design (RUN/real_drift.json) and the A/B's calibration and power (RUN/ab_power.json)."""
     out: dict = {"calibration": None, "fidelity": None}
     cal = personas_path(run_dir, cfg).parent / "calibration.json"
     if cal.is_file():
@@ -95,8 +96,30 @@ def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
         record = json.loads(fid.read_text(encoding="utf-8"))
         out["fidelity"] = {"path": str(fid), "config_hash": record.get("config_hash"), "headline": record.get("headline"),
                            "model": record.get("model"), "n_users": record.get("n_users"),
-                           "source": record.get("source", "validate fidelity"), "against": fidelity_baselines(record)}
+                           "source": record.get("source", "validate fidelity"), "against": fidelity_baselines(record),
+                           "population": population_rows(record)}
+    for name in ("real_drift", "ab_power"):  # the benchmarks' records beside the run (benchmarks/real_drift.py,
+        path = run_dir / f"{name}.json"       # benchmarks/ab_power.py), read when present
+        if path.is_file():
+            try:
+                out[name] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                out[name] = None
     return out
+
+
+def population_rows(record: dict) -> list[dict]:
+    """Population realism (`evals.validity.population`), one row a statistic: the real users' mean and spread, and
+    each population's Wasserstein distance to them 'value [CI]'; [] for a fidelity.json from before it."""
+    pop = record.get("population_realism") or {}
+    rows = []
+    for r in pop.get("rows") or []:
+        row = {"statistic": r["statistic"], "real mean (sd)": f"{r['real_mean']:.3f} ({r['real_sd']:.3f})"}
+        for who in pop.get("populations") or []:
+            w = r[who]["wasserstein"]
+            row[f"W {who}"] = f"{w['value']:.3f} [{w['ci'][0]:.3f}, {w['ci'][1]:.3f}]"
+        rows.append(row)
+    return rows
 
 
 #: Who a fidelity figure belongs to, in the order the report lists them (the simulated users first).
@@ -187,16 +210,21 @@ def _from_events(df: pd.DataFrame, cfg: CampaignConfig, cards: list, missing: di
     from evals.campaign.ab import aa_false_positive_rate, ab_table
     from evals.validity.drift import drift_report
 
-    control, abs_ = cfg.variants[0], []
-    for treatment in cfg.variants[1:]:
-        rows = _guarded(missing, "ab", partial(ab_table, df, control, treatment, seed=cfg.seed))
-        if rows is not None:
-            abs_.append({"control": control, "treatment": treatment, "seed": cfg.seed, "rows": rows})
+    control, abs_, aas = cfg.variants[0], [], []
+    for uv in sorted(df["user_variant"].unique()):  # one table per population, never pooled (evals.campaign.ab)
+        for treatment in cfg.variants[1:]:
+            rows = _guarded(missing, "ab", partial(ab_table, df, control, treatment, seed=cfg.seed, user_variant=uv))
+            if rows is not None:
+                abs_.append({"user_variant": uv, "control": control, "treatment": treatment, "seed": cfg.seed,
+                             "rows": rows})
+        aa = _guarded(missing, "aa", partial(aa_false_positive_rate, df, control, seed=cfg.seed, user_variant=uv))
+        if aa is not None:
+            aas.append(aa)
     return {
         "by_variant": by_variant_table(df),
         "drift": _guarded(missing, "drift", partial(drift_report, df, embed=embed, seed=cfg.seed)),
         "ab": abs_,
-        "aa": _guarded(missing, "aa", partial(aa_false_positive_rate, df, control, seed=cfg.seed)),
+        "aa": aas,
         "attribution": attribution_examples(df, {c.id: c.name for c in cards}),
         "usage": usage(df),
         "transcripts": browser_payload(df, {c.id: c for c in cards}),
@@ -281,7 +309,8 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
 def write_campaign_report(run_dir: str | Path) -> tuple[Path, list[str], list[dict]]:
     """Render RUN_DIR/report.html and summary.md from whatever the folder holds; return the report's
     path, one warning line per missing or damaged input and the validity panel's rows (`evals.validity.verdicts`).
-    It also rewrites drift.json and ab.json when there are events (`campaign run` ends here too).
+    It also rewrites drift.json and ab.json (the config's first variant against each of the others, one table per
+    user variant) when there are events (`campaign run` ends here too).
     CampaignError when there is nothing to report: no campaign.json, or neither events nor personas."""
     from evals.campaign.driver import CampaignError, _write_json, load_campaign
     from evals.report.render import render_report
@@ -299,7 +328,7 @@ def write_campaign_report(run_dir: str | Path) -> tuple[Path, list[str], list[di
     if summary.get("drift"):
         _write_json(run_dir / "drift.json", summary["drift"])
     if summary.get("ab"):
-        _write_json(run_dir / "ab.json", summary["ab"][0])
+        _write_json(run_dir / "ab.json", {"seed": cfg.seed, "tables": summary["ab"]})
     html_path, _ = render_report(summary, run_dir)
     return (html_path, summary["warnings"] + [f"{section}: {why}" for section, why in summary["missing"].items()],
             summary["validity"]["panel"])

@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from evals.stats import bootstrap_mean_ci, ratio_of_means_ci
+from evals.stats.bootstrap import bootstrap_mean_ci, ratio_of_means_ci
 from personas.card import PersonaCard
 from simulator.judges import rank_order
 from simulator.turn import Transcript, Turn

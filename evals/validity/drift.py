@@ -76,7 +76,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from evals.stats import ALPHA, label_permutations, percentile_interval, permutation_p_value, stratified_resample_indices
+from evals.stats.bootstrap import percentile_interval, stratified_resample_indices
+
+from evals.stats.testing import ALPHA, label_permutations, permutation_p_value
 from evals.validity.drift_features import Embed, consistency_by_turn, consistency_trend, feature_blocks, session_features
 
 HEADLINE = ("genres", "ratings", "acceptance")

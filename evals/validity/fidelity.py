@@ -22,7 +22,10 @@ Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
    share the user went on to rate), with CIs: the take level was fitted on popularity on the
    validation part, so random, MF and AMP-CF check it on recommenders it never saw;
 6. like given watched: the reliability of the twins' P(like | watched) on their held-out rated
-   items (ECE, mean against the real like share, the diagram's rows).
+   items (ECE, mean against the real like share, the diagram's rows);
+7. population realism: per-user behaviour statistics of the twins, the persona-level users and copies of
+   one average user against the real users', on the same held-out rated items (Wasserstein distances,
+   `evals.validity.population`).
 The rating error reads the mean of each rule's rating distribution; the histograms one draw of it.
 Methods: the grounded twin (the user's own history) and persona-level user (the
 persona's canon), sampling from their calibrated probabilities (`simulator.selector`); baselines random, popularity,
@@ -43,10 +46,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
-from evals.stats import bootstrap_ci, bootstrap_mean_ci, bootstrap_pooled_auc
+from evals.stats.bootstrap import bootstrap_ci, bootstrap_pooled_auc, mean_ci, rounded
 from evals.validity.calibration import draw_negatives, pop_bins
 from evals.validity.fidelity_ab import ab_fidelity, ab_models
 from evals.validity.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
+from evals.validity.population import AverageUser, population_realism
 from personas.files import write_whole
 from simulator.choice import DECISION_HELP, ChoiceModel, DecisionMode, decide, refuse_temperature
 from simulator.selector import rating_distribution, reliability, sample_ratings
@@ -102,18 +106,9 @@ class FidelityConfig(BaseModel):
 
 # ---- statistics --------------------------------------------------------------------------------
 
-def _rounded(point, lo, hi) -> dict:
-    return {"value": None if point is None else round(float(point), 4), "ci": [round(float(lo), 4), round(float(hi), 4)]}
-
-
 def _boot(values_by_user: list, stat, n_boot: int, seed: int) -> dict:
     """stat(list of per-user records) with a percentile bootstrap CI over users, rounded."""
-    return _rounded(*bootstrap_ci(values_by_user, stat, n_boot=n_boot, seed=seed))
-
-
-def _boot_mean(values: list, n_boot: int, seed: int) -> dict:
-    """`_boot` of the mean of per-user values (same resamples, one array operation)."""
-    return _rounded(*bootstrap_mean_ci(values, n_boot=n_boot, seed=seed))
+    return rounded(*bootstrap_ci(values_by_user, stat, n_boot=n_boot, seed=seed))
 
 
 def _classification(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -182,6 +177,7 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
     uid = ds.users["user_id"].astype(str).to_numpy()
     bins = pop_bins(scorer.space)
     rated_all = {u: set(g["item"].tolist()) for u, g in ds.ratings.groupby("user")}
+    average = AverageUser(split.train, ds.n_items)
     test_by = {u: g for u, g in split.test.groupby("user")}
     taste: dict[tuple, list] = {}
     ratings: list[dict] = []
@@ -213,6 +209,9 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
             "twin_matched_sampled": res["twin"]["rating_matched_sampled"][sel],
             "p_like_watched": res["twin"]["p_like_watched"][sel],
             "persona": res["persona"]["rating"][sel],
+            "persona_sampled": res["persona"]["rating_sampled"][sel],
+            "average_sampled": average.sample(items[sel], np.random.default_rng([cfg.seed, int(u), 2])),
+            "items": items[sel],
             "user_mean": np.full(len(sel), twin_mem.mean_rating),
             "item_mean": scorer.space.mean_rating[items[sel]],
         })
@@ -224,8 +223,8 @@ def _taste_table(taste: dict, cfg: FidelityConfig) -> list[dict]:
     for (kind, ratio, method), recs in sorted(taste.items()):
         row = {"negatives": kind, "ratio": f"1:{ratio}", "method": method, "n_users": len(recs)}
         for m in ("accuracy", "precision", "recall", "f1"):
-            row[m] = _boot_mean([r[2][m] for r in recs], cfg.n_boot, cfg.seed)
-        row["auc"] = _rounded(*bootstrap_pooled_auc(recs, n_boot=cfg.n_boot, seed=cfg.seed))
+            row[m] = mean_ci([r[2][m] for r in recs], n_boot=cfg.n_boot, seed=cfg.seed)
+        row["auc"] = rounded(*bootstrap_pooled_auc(recs, n_boot=cfg.n_boot, seed=cfg.seed))
         rows.append(row)
     return rows
 
@@ -385,11 +384,17 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
     taste_rows, rating_rows = _taste_table(taste, cfg), _rating_table(ratings, cfg)
     distribution = _rating_distribution(ratings, cfg)
     watched = like_given_watched(ratings)
+    population = population_realism(
+        [{"items": r["items"], "truth": r["truth"], "twin": r["twin_sampled"], "persona": r["persona_sampled"],
+          "average_user": r["average_sampled"]} for r in ratings],
+        space.genres, space.log_pop, n_boot=cfg.n_boot, seed=cfg.seed)
+    headline = _headline(taste_rows, rating_rows, ab, distribution, watched)
+    headline["targets"].update({f"population: {k}": v for k, v in population["targets"].items()})
     return {
         "config": cfg.model_dump(), "config_hash": cfg.config_hash(), "seed": cfg.seed,
         "model": getattr(llm, "model", ""), "split": split.key, "n_users": int(len(users)),
-        "headline": _headline(taste_rows, rating_rows, ab, distribution, watched),
-        "like_given_watched": watched,
+        "headline": headline,
+        "like_given_watched": watched, "population_realism": population,
         "calibration": record["report"], "calibration_features": record["features"],
         "taste_alignment": taste_rows, "rating_error": rating_rows,
         "rating_distribution": distribution, "ab_fidelity": ab,

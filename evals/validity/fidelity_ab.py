@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from evals.stats import bootstrap_mean_ci
+from evals.stats.bootstrap import bootstrap_mean_ci, mean_ci
 from evals.validity.grounding import LIKED_MIN
 from simulator.choice import decide
 from simulator.grounded import grounded_features
@@ -64,8 +64,7 @@ def _pair_verdict(sim: dict, off: dict, a: str, b: str, n_boot: int, seed: int) 
 
 
 def _mean_ci(values, cfg) -> dict:
-    mean, lo, hi = bootstrap_mean_ci(values, n_boot=cfg.n_boot, seed=cfg.seed)
-    return {"value": round(float(mean), 4), "ci": [round(float(lo), 4), round(float(hi), 4)]}
+    return mean_ci(values, n_boot=cfg.n_boot, seed=cfg.seed)
 
 
 def _take_check(hit_rate: dict, off_users: np.ndarray, ab_users: np.ndarray, accepted: dict, expected_take: dict,

@@ -7,7 +7,7 @@ ok (the check passes), warn (read with care), bad (this number should not be bel
 
 from __future__ import annotations
 
-from evals.stats import ALPHA
+from evals.stats.testing import ALPHA
 
 STATUSES = ("ok", "warn", "bad", "missing")
 FAILED_SHARE_WARN = 0.05
@@ -83,7 +83,8 @@ def drift_rows(drift: dict | None) -> list[dict]:
 def power_rows(abs_: list[dict]) -> list[dict]:
     rows = []
     for ab in abs_:
-        check = f"power of the A/B, {ab['treatment']} vs {ab['control']}"
+        who = f", {ab['user_variant']} users" if ab.get("user_variant") else ""
+        check = f"power of the A/B, {ab['treatment']} vs {ab['control']}{who}"
         tested = [r for r in ab["rows"] if r.get("p_value") is not None]
         if not tested:
             rows.append(_row(check, "no paired users", "no test: fewer than two users met both variants", "missing"))
@@ -105,8 +106,56 @@ def power_rows(abs_: list[dict]) -> list[dict]:
     return rows or [_row("power of the A/B", "no A/B", "only one recommender variant", "missing")]
 
 
+def real_drift_rows(drift: dict | None, real: dict | None) -> list[dict]:
+    """Each user variant's drift ratio CI against real users' own ratio at the campaign's design
+    (`evals.validity.real_drift`): within their range, more stable (built in) or noisier."""
+    check = "drift against real users' own drift"
+    if not real or "design" not in real:
+        return [_row(check, "not measured", "unknown: run `python -m benchmarks.real_drift RUN` (writes "
+                                             "RUN/real_drift.json)", "missing")]
+    from evals.validity.real_drift import compare
+
+    d = real["design"]
+    rows = []
+    for uv, r in ((drift or {}).get("by_user_variant") or {}).items():
+        line = compare(r.get("ratio_ci"), real)
+        figure = (f"ratio CI [{_g((r.get('ratio_ci') or [None])[0])}, {_g((r.get('ratio_ci') or [None, None])[1])}]"
+                  f" vs real users {_g(d.get('median'))} [{_g(d.get('q025'))}, {_g(d.get('q975'))}] "
+                  f"({d.get('users_per_persona')} a persona, {d.get('draws')} draws)")
+        status = "ok" if line.startswith("within") else "warn" if line.startswith("noisier") else "bad" \
+            if line.startswith("more stable") else "missing"
+        rows.append(_row(f"{check}, {uv} users", figure, line, status))
+    return rows
+
+
+def ab_power_row(record: dict | None) -> dict:
+    """The A/A false-positive rate over many pairs and the power against a degraded recommender
+    (`evals.campaign.ab_power`)."""
+    check = "A/A calibration and power against a degraded recommender"
+    if not record or "aa" not in record:
+        return _row(check, "not measured", "unknown: run `python -m benchmarks.ab_power RUN` (writes "
+                                            "RUN/ab_power.json)", "missing")
+    aa, power = record["aa"]["familywise"], record["degraded"]["power"]
+    figure = (f"{record['pairs']} pairs at {record['design']['paired_users']} grounded users: A/A family-wise rate "
+              f"{_g(aa['rate'])} [{_g(aa['ci'][0])}, {_g(aa['ci'][1])}]; {record['primary']} detects "
+              f"{record['degrade_share']:.0%} random pages with power {_g(power['rate'])} "
+              f"[{_g(power['ci'][0])}, {_g(power['ci'][1])}]")
+    ok = aa["rate"] <= ALPHA and power["rate"] >= 0.8
+    verdict = ("calibrated and powered: false positives at most alpha, the known effect found at least 4 times in 5"
+               if ok else "; ".join(t for t, met in record.get("targets", {}).items() if not met) + ": not met")
+    return _row(check, figure, verdict, "ok" if ok else "bad")
+
+
+def aa_rows(aas: list[dict] | dict | None) -> list[dict]:
+    """One row per user variant's A/A check (an older summary's single dict: one row)."""
+    if isinstance(aas, dict) or not aas:
+        return [aa_row(aas or None)]
+    return [aa_row(aa) for aa in aas]
+
+
 def aa_row(aa: dict | None) -> dict:
-    check = "A/A check (a variant against itself)"
+    who = f", {aa['user_variant']} users" if aa and aa.get("user_variant") else ""
+    check = f"A/A check (a variant against itself{who})"
     if not aa or "verdict" not in aa:
         return _row(check, "not run", "unknown: the campaign has fewer than two runs per user", "missing")
     figure = f"{aa['variant']}, run {aa['runs'][0]} vs run {aa['runs'][1]}"
@@ -165,8 +214,11 @@ def panel(summary: dict) -> list[dict]:
     if summary.get("personas"):
         rows.append(separability_row(summary["personas"], missing.get("personas")))
     rows += drift_rows(summary["drift"]) if summary.get("drift") else absent("stability across runs (drift)")
+    validity = summary.get("validity") or {}
+    rows += real_drift_rows(summary.get("drift"), validity.get("real_drift"))
     rows += power_rows(summary["ab"]) if summary.get("ab") is not None else absent("power of the A/B")
-    rows += [aa_row(summary.get("aa"))] if "aa" in summary else absent("A/A check (a variant against itself)")
+    rows.append(ab_power_row(validity.get("ab_power")))
+    rows += aa_rows(summary.get("aa")) if "aa" in summary else absent("A/A check (a variant against itself)")
     usage = summary.get("usage")
     rows += [failed_row(summary["header"], usage["errors"])] if usage else absent("failed turns")
     rows += [usage_row(usage)] if usage else absent("LLM usage and cost")

@@ -1,0 +1,226 @@
+"""Can the campaign's A/B see a difference, and does it see one where there is none? Measured, not argued.
+
+Issue 33 asks two things of the offline A/B (`evals.campaign.ab`) with stochastic users:
+- **A/A calibration**: a recommender against itself, run 0 against run 1 (other seeds), many times. The share of
+  A/A pairs in which any metric is significant after Holm is the family-wise false-positive rate; it must be
+  at most alpha = 0.05.
+- **A known effect**: the same recommender *degraded on purpose* (``DEGRADE_SHARE`` of each page replaced by
+  random items the user has not rated) must be detected at the campaign's design. The power is the share of
+  replicates whose primary metric (like_rate) is significantly lower after Holm.
+
+Both run on the grounded twins alone, at a campaign's design (its users per persona, turns, slate size and runs
+per user), with the very code the campaign's report uses (`ab_table`, `aa_false_positive_rate`, one table per
+user variant). What differs from a campaign, and why it does not flatter the result:
+- no LLM is called: a grounded user's decision does not read it (`grounding.llm_feature: false`, the default
+  campaign's setting; a calibration that does read the LLM is refused), and the voice it writes is not a
+  metric of this table;
+- slates are the pages of a static MF ranking trained on the campaign's train part (as
+  `evals.validity.fidelity_ab` shows them), not refolded after each choice;
+- context is empty ({}), as in `evals.validity.fidelity`;
+- users are drawn at random among each persona's members that have a twin, ``users_per_persona`` a persona, anew
+  in each replicate: the power is over the population the campaign samples from, not over one draw of it.
+The replicates are independent draws, so each rate gets an exact (Clopper-Pearson) binomial interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from evals.campaign.ab import aa_false_positive_rate, ab_table
+from evals.stats.testing import ALPHA
+
+#: The share of each page the degraded recommender replaces with random unrated items.
+DEGRADE_SHARE = 0.3
+#: The metric the known-effect check reads (it cannot saturate at the page cap: `evals.campaign.ab`).
+PRIMARY = "like_rate"
+USER_VARIANT = "grounded"
+
+
+@dataclass(frozen=True)
+class Design:
+    """A campaign's design: how many users a persona, pages a session, items a page, runs a user."""
+
+    users_per_persona: int = 4
+    turns: int = 3
+    slate_size: int = 5
+    runs: int = 2
+
+
+@dataclass
+class Twins:
+    """What the grounded twins decide with: the item space, memories, the twin choice model, the personas'
+    members (raw user ids that have a twin) and each member's train-rated items (never shown again)."""
+
+    space: object
+    mems: dict
+    model: object
+    members: dict[str, list[str]]
+    seen: dict[str, np.ndarray]
+
+
+def load_twins(ds, split, personas_path) -> Twins:
+    """The twins of ``personas_path``'s personas and calibration (both of ``split``'s train part). ValueError
+    of one line when the calibration reads the LLM (this check calls none) or is of another split."""
+    from evals.validity.calibration import read_calibration
+    from evals.validity.grounding import item_space, memories, persona_members, read_assignments
+
+    record, models = read_calibration(personas_path)
+    if record["split"] != split.key:
+        raise ValueError(f"{personas_path.parent / 'calibration.json'}: fitted on {record['split']}, not {split.key}")
+    if "llm" in record["features"]:
+        raise ValueError(f"{personas_path.parent / 'calibration.json'}: its decisions read the LLM; the A/B power "
+                         "check calls no LLM (calibrate with llm_feature: false)")
+    space = item_space(ds, split.train)
+    mems = memories(ds, split.train, read_assignments(personas_path.parent), space)
+    members = {pid: [d for d in docs if f"twin:{d}" in mems] for pid, docs in persona_members(personas_path.parent).items()}
+    uid = ds.users["user_id"].astype(str).to_numpy()
+    seen = {uid[u]: g["item"].to_numpy() for u, g in split.train.groupby("user")}
+    return Twins(space, mems, models["twin"], {p: m for p, m in members.items() if m}, seen)
+
+
+def check_design(twins: Twins, design: Design) -> None:
+    """ValueError of one line when a persona has fewer twins than the design draws."""
+    for pid, members in sorted(twins.members.items()):
+        if len(members) < design.users_per_persona:
+            raise ValueError(f"users_per_persona {design.users_per_persona}: persona {pid!r} has only "
+                             f"{len(members)} members with a twin")
+
+
+def degrade(page: np.ndarray, pool: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """``page`` with round(share * len) positions, chosen at random, replaced by random items of ``pool`` not in it."""
+    page = page.copy()
+    n = int(round(share * len(page)))
+    if n:
+        where = rng.choice(len(page), size=n, replace=False)
+        fresh = rng.choice(np.setdiff1d(pool, page), size=n, replace=False)
+        page[where] = fresh
+    return page
+
+
+def _key(user: str) -> int:
+    """A seed part of a raw user id (MovieLens ids are digits; any other id is hashed)."""
+    import zlib
+
+    return int(user) if user.isdigit() else zlib.crc32(user.encode())
+
+
+def _session_rows(twins: Twins, user: str, pages: list[np.ndarray], variant: str, run: int,
+                  rng: np.random.Generator) -> list[dict]:
+    from simulator.choice import decide
+    from simulator.evidence import evidence_features
+    from simulator.turn import MAX_CHOICES
+
+    memory, space = twins.mems[f"twin:{user}"], twins.space
+    rows = []
+    for t, page in enumerate(pages):
+        d = decide(twins.model, evidence_features(space, memory, page), user_mean=memory.mean_rating,
+                   item_mean=space.mean_rating[page], genres=[space.genres[i] for i in page], context={},
+                   rng=rng, max_choices=MAX_CHOICES)
+        slate = [{"id": str(i), "genres": list(space.genres[i]), "persona": None} for i in page]
+        rows.append({"user_variant": USER_VARIANT, "user_id": user, "persona_id": memory.persona_id,
+                     "variant": variant, "run": run, "turn": t, "ok": True, "slate": slate,
+                     "chosen": [str(page[j]) for j in d.chosen],
+                     "ratings": {str(i): int(r) for i, r in zip(page, d.ratings)}, "consistency": None})
+    return rows
+
+
+def replicate_events(twins: Twins, ranked: dict[str, np.ndarray], design: Design, seed: int,
+                     degrade_share: float = DEGRADE_SHARE) -> pd.DataFrame:
+    """One replicate: users drawn at random (``design.users_per_persona`` a persona), each meeting 'mf' (its pages)
+    and 'mf_degraded' in every run. The decisions of a (user, run) share their seeds across the two recommenders
+    (common random numbers, as a campaign's sessions do); the runs have their own."""
+    rng = np.random.default_rng(seed)
+    n_items = len(twins.space.mean_rating)
+    rows: list[dict] = []
+    for pid in sorted(twins.members):
+        for user in rng.choice(twins.members[pid], size=design.users_per_persona, replace=False):
+            top = ranked[user]
+            pool = np.setdiff1d(np.arange(n_items), np.concatenate([twins.seen.get(user, np.array([], int)), top]))
+            for run in range(design.runs):
+                pages = [top[t * design.slate_size:(t + 1) * design.slate_size] for t in range(design.turns)]
+                bad_rng = np.random.default_rng([seed, _key(user), run, 1])
+                worse = [degrade(p, pool, degrade_share, bad_rng) for p in pages]
+                for variant, shown in (("mf", pages), ("mf_degraded", worse)):
+                    rows += _session_rows(twins, user, shown, variant, run, np.random.default_rng([seed, _key(user), run]))
+    return pd.DataFrame(rows)
+
+
+def mf_rankings(ds, split, twins: Twins, design: Design, train_config) -> dict[str, np.ndarray]:
+    """{raw user id: top turns * slate_size items of MF (trained on the train part), train-rated items excluded}
+    for every twin."""
+    from recsys.offline import campaign_train_config, train_recommender
+
+    model = train_recommender("mf", split.train_positives(), campaign_train_config("mf", train_config))
+    uid = ds.users["user_id"].astype(str).to_numpy()
+    index = {u: i for i, u in enumerate(uid)}
+    users = sorted({u for m in twins.members.values() for u in m})
+    scores = model.score_all(np.array([index[u] for u in users]))
+    depth = design.turns * design.slate_size
+    out = {}
+    for u, row in zip(users, scores):
+        row = row.astype(float).copy()
+        row[twins.seen.get(u, np.array([], int))] = -np.inf
+        out[u] = np.argsort(-row, kind="stable")[:depth]
+    return out
+
+
+def _rate(k: int, n: int) -> dict:
+    from scipy.stats import binomtest
+
+    lo, hi = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="exact")  # Clopper-Pearson
+    return {"rate": round(k / n, 4), "k": int(k), "n": int(n), "ci": [round(float(lo), 4), round(float(hi), 4)]}
+
+
+def ab_power(twins: Twins, ranked: dict[str, np.ndarray], design: Design, *, pairs: int = 100, seed: int = 0,
+             degrade_share: float = DEGRADE_SHARE, n_perm: int = 2000, show_progress: bool = True) -> dict:
+    """``pairs`` independent replicates (module docstring): the A/A false-positive rates and the power against the
+    degraded recommender, each with its Clopper-Pearson CI, and the median MDE of every metric."""
+    check_design(twins, design)
+    aa_any = aa_raw = aa_tests = 0
+    aa_by: dict[str, int] = {}
+    found_by: dict[str, int] = {}
+    mdes: dict[str, list] = {}
+    diffs: dict[str, list] = {}
+    for rep in tqdm(range(pairs), desc="A/A and degraded pairs", unit="pair", disable=not show_progress):
+        events = replicate_events(twins, ranked, design, seed=int(np.random.default_rng([seed, rep]).integers(2**31)),
+                                  degrade_share=degrade_share)
+        aa = aa_false_positive_rate(events, "mf", seed=rep, n_boot=0, n_perm=n_perm, user_variant=USER_VARIANT)
+        significant = [r["metric"] for r in aa["rows"] if r["p_holm"] is not None and r["p_holm"] <= ALPHA]
+        aa_any += bool(significant)
+        for r in aa["rows"]:
+            if r["p_value"] is not None:
+                aa_tests += 1
+                aa_raw += r["p_value"] <= ALPHA
+        for m in significant:
+            aa_by[m] = aa_by.get(m, 0) + 1
+        for r in ab_table(events, "mf", "mf_degraded", seed=rep, n_boot=0, n_perm=n_perm, user_variant=USER_VARIANT):
+            if r["p_value"] is None:
+                continue
+            mdes.setdefault(r["metric"], []).append(r["mde"])
+            diffs.setdefault(r["metric"], []).append(r["diff"])
+            if r["p_holm"] <= ALPHA and r["diff"] < 0:
+                found_by[r["metric"]] = found_by.get(r["metric"], 0) + 1
+    n_users = design.users_per_persona * len(twins.members)
+    return {
+        "design": {**design.__dict__, "personas": len(twins.members), "paired_users": n_users},
+        "pairs": pairs, "seed": seed, "alpha": ALPHA, "degrade_share": degrade_share, "primary": PRIMARY,
+        "aa": {"familywise": _rate(aa_any, pairs), "per_test": _rate(aa_raw, max(aa_tests, 1)),
+               "significant_by_metric": aa_by,
+               "meaning": "share of A/A pairs (mf run 0 against run 1) with any metric significant after Holm "
+                          "(familywise); per_test: share of all raw tests with p <= alpha"},
+        "degraded": {"power": _rate(found_by.get(PRIMARY, 0), pairs),
+                     "power_by_metric": {m: _rate(found_by.get(m, 0), pairs) for m in mdes},
+                     "median_diff": {m: round(float(np.median(v)), 4) for m, v in diffs.items()},
+                     "median_mde": {m: (None if not [x for x in v if x is not None] else
+                                        round(float(np.median([x for x in v if x is not None])), 4))
+                                    for m, v in mdes.items()},
+                     "meaning": f"share of replicates whose {PRIMARY} is significantly lower (p_holm <= alpha) for MF "
+                                f"with {degrade_share:.0%} of each page replaced by random unrated items"},
+        "targets": {"A/A family-wise false-positive rate <= 0.05": aa_any / pairs <= ALPHA,
+                    f"degraded recommender detected with power >= 0.8 ({PRIMARY})":
+                        found_by.get(PRIMARY, 0) / pairs >= 0.8},
+    }

@@ -1,0 +1,116 @@
+"""A population, not one average person: do the simulated users spread as real users do?
+
+OmniBehavior (arXiv 2604.08362) finds LLM users converging on one homogeneous, over-positive "average
+person". A simulator can match every mean and still have no spread. So each test user gets the same
+per-user behaviour statistics twice, once from the real ratings and once from a simulated population on
+the very same items, and the two distributions over users are compared by their Wasserstein distance (the
+area between their CDFs, in the statistic's own units; `scipy.stats.wasserstein_distance`).
+
+The items: each fidelity user's held-out rated items (`evals.validity.fidelity`, ``rated`` of them), i.e. items
+the user watched. A simulated rating there is one draw of the population's rating distribution (like given
+watched is part of it).
+
+Statistics of one user (STATISTICS):
+- like_rate: share of its items rated >= LIKED_MIN;
+- mean_rating, rating_sd: mean and standard deviation of its ratings;
+- genre_entropy: Shannon entropy (bits) of the genres of the items it liked (each liked item's genres count
+  once each); NaN with no like;
+- like_popularity: mean log(1 + train positives) of the items it liked; NaN with no like.
+Session length (the stop turn) is not here: held-out ratings have no sessions.
+
+Populations (POPULATIONS), each sampling its calibrated rating distribution (`simulator.selector`):
+- twin: the grounded twin, the user's own train history;
+- persona: the persona-level user, the persona's canon in place of the user's history: what a simulator
+  knows from the persona alone (the naive population's information; the LLM-voiced naive users themselves
+  would need an LLM call per held-out item, about 6,000 for the default run);
+- average_user: copies of one average user: a rating drawn from the item's train rating histogram (smoothed
+  by one pseudo-rating spread as the global histogram), the same for every user.
+CIs: percentile bootstrap over users (the same users resampled for the real and the simulated side).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from evals.stats.bootstrap import bootstrap_ci, rounded
+
+LIKED_MIN = 4
+STATISTICS = ("like_rate", "mean_rating", "rating_sd", "genre_entropy", "like_popularity")
+POPULATIONS = ("twin", "persona", "average_user")
+#: The realism target: the twins' distance at most this share of the persona-level population's.
+NAIVE_SHARE = 0.5
+
+
+def user_statistics(ratings: np.ndarray, items: np.ndarray, genres: list[list[str]], log_pop: np.ndarray) -> dict:
+    """STATISTICS of one user from its ratings [M] of item indices ``items`` [M] (module docstring)."""
+    ratings = np.asarray(ratings, float)
+    liked = np.asarray(items)[ratings >= LIKED_MIN]
+    if len(liked):
+        counts = pd.Series([g for i in liked for g in genres[i]]).value_counts().to_numpy(float)
+        share = counts / counts.sum() if counts.sum() else np.array([1.0])
+        entropy = float(-(share * np.log2(share)).sum())
+        popularity = float(np.mean(log_pop[liked]))
+    else:
+        entropy = popularity = float("nan")
+    return {"like_rate": float(np.mean(ratings >= LIKED_MIN)), "mean_rating": float(np.mean(ratings)),
+            "rating_sd": float(np.std(ratings)), "genre_entropy": entropy, "like_popularity": popularity}
+
+
+class AverageUser:
+    """Copies of one average user: each item's rating drawn from its train rating histogram, smoothed by one
+    pseudo-rating spread as the global histogram."""
+
+    def __init__(self, train: pd.DataFrame, n_items: int):
+        counts = np.zeros((n_items, 5))
+        np.add.at(counts, (train["item"].to_numpy(), train["rating"].to_numpy(int) - 1), 1.0)
+        prior = counts.sum(0) / counts.sum()
+        self.P = (counts + prior) / (counts.sum(1, keepdims=True) + 1.0)
+
+    def sample(self, items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        cdf = np.cumsum(self.P[np.asarray(items)], axis=1)
+        return (rng.random((len(items), 1)) > cdf).sum(1).clip(0, 4).astype(float) + 1.0
+
+
+def population_realism(records: list[dict], genres: list[list[str]], log_pop: np.ndarray, *, n_boot: int,
+                       seed: int) -> dict:
+    """The per-statistic Wasserstein distances of each population to the real users, with CIs over users, and the
+    targets. ``records``: one per user with 'items' [M] and the ratings 'truth', 'twin', 'persona' and
+    'average_user' [M]."""
+    from scipy.stats import wasserstein_distance
+
+    per_user = [{who: user_statistics(r[who], r["items"], genres, log_pop) for who in ("truth", *POPULATIONS)}
+                for r in records]
+
+    def distance(stat: str, who: str):
+        def of(users: list[dict]):
+            pairs = [(u["truth"][stat], u[who][stat]) for u in users]
+            real = [a for a, _ in pairs if np.isfinite(a)]
+            sim = [b for _, b in pairs if np.isfinite(b)]
+            return wasserstein_distance(real, sim) if len(real) >= 2 and len(sim) >= 2 else None
+        return of
+
+    rows, targets = [], {}
+    for stat in STATISTICS:
+        real = np.array([u["truth"][stat] for u in per_user])
+        row = {"statistic": stat, "real_mean": round(float(np.nanmean(real)), 4),
+               "real_sd": round(float(np.nanstd(real)), 4)}
+        for who in POPULATIONS:
+            sim = np.array([u[who][stat] for u in per_user])
+            row[who] = {"wasserstein": rounded(*bootstrap_ci(per_user, distance(stat, who), n_boot=n_boot, seed=seed)),
+                        "mean": round(float(np.nanmean(sim)), 4), "sd": round(float(np.nanstd(sim)), 4)}
+        # paired, on the same resampled users: is the twin population closer than each other one?
+        for other in ("persona", "average_user"):
+            def gap(users, o=other, s=stat):
+                a, b = distance(s, "twin")(users), distance(s, o)(users)
+                return None if a is None or b is None else a - (NAIVE_SHARE if o == "persona" else 1.0) * b
+            row[f"twin_minus_{'half_' if other == 'persona' else ''}{other}"] = rounded(
+                *bootstrap_ci(per_user, gap, n_boot=n_boot, seed=seed))
+        w = {who: row[who]["wasserstein"]["value"] for who in POPULATIONS}
+        targets[f"{stat}: twin <= half the persona-level population's distance"] = w["twin"] <= NAIVE_SHARE * w["persona"]
+        targets[f"{stat}: twin below the one-average-user population's distance"] = w["twin"] < w["average_user"]
+        rows.append(row)
+    return {"statistics": list(STATISTICS), "populations": list(POPULATIONS), "n_users": len(records), "rows": rows,
+            "targets": targets,
+            "note": "Wasserstein distance between the real users' and the population's per-user statistic, on each "
+                    "user's held-out rated items, one sampled draw; smaller is more realistic"}
