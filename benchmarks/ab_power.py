@@ -21,8 +21,8 @@ from evals.campaign.ab_power import DEGRADE_SHARE, Design, ab_power, load_twins,
 from evals.campaign.driver import load_campaign
 from evals.campaign.world import personas_path_of, train_config_of
 from evals.validity.grounding import split_of
-from personas.assets import ml100k_dir
-from personas.files import write_whole
+from personas.infra.assets import ml100k_dir
+from personas.infra.files import write_whole
 from recsys import load_movielens, time_split
 
 

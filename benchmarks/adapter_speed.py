@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from personas.assets import smollm2_gguf
+from personas.infra.assets import smollm2_gguf
 from simulator.llm import LLMClient, create_backend
 
 

@@ -144,7 +144,7 @@ def train_adapter(args, result: dict, out: Path, train, items, pop, emb: dict) -
 
 def _train(args, result: dict, out: Path, pairs: Path) -> Path:
     """Step 3: DPO on the pair set, then the GGUF adapter's path."""
-    from personas.assets import smollm2_gguf
+    from personas.infra.assets import smollm2_gguf
     from simulator.lora_gguf import convert
     from simulator.training import TrainSettings, train_dpo
 
@@ -187,7 +187,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from personas.assets import smollm2_gguf
+    from personas.infra.assets import smollm2_gguf
     from personas.embed import Embedder
     from simulator.llm.backends.hf_weights import load_causal_lm
     from simulator.steering import persona_axis, save_axis

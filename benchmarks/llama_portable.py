@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128, help="new tokens per prompt")
     ap.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     a = ap.parse_args()
-    from personas.assets import smollm2_gguf
+    from personas.infra.assets import smollm2_gguf
 
     model = str(smollm2_gguf())
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,7 +36,7 @@ def main() -> None:
     from sklearn.preprocessing import StandardScaler
 
     from benchmarks.validation_rows import MATCHED, POSITIVE, columns, draw_rows, over_draws, twin_evidence
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from recsys import load_movielens, time_split
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

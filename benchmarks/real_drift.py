@@ -16,8 +16,8 @@ from pathlib import Path
 
 from evals.validity.grounding import read_assignments, split_of
 from evals.validity.real_drift import compare, real_drift, real_sessions
-from personas.assets import ml100k_dir
-from personas.files import write_whole
+from personas.infra.assets import ml100k_dir
+from personas.infra.files import write_whole
 from recsys import load_movielens, time_split
 
 

@@ -17,8 +17,8 @@ import os
 import time
 from pathlib import Path
 
-from personas.assets import ml100k_dir
-from personas.files import write_whole
+from personas.infra.assets import ml100k_dir
+from personas.infra.files import write_whole
 from recsys import load_movielens
 from recsys.map import read_map_config, run_map
 

@@ -25,7 +25,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns otherwise
 
 import numpy as np  # noqa: E402
 
-from personas.assets import ml100k_dir  # noqa: E402
+from personas.infra.assets import ml100k_dir  # noqa: E402
 from recsys import MF, Popularity, Reranker, leave_last_out, load_movielens  # noqa: E402
 from recsys.pipeline import reranked_top_k  # noqa: E402
 from recsys.bench import BenchConfig  # noqa: E402

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import torch
 
-from personas.assets import ml100k_dir
+from personas.infra.assets import ml100k_dir
 from recsys import factorised
 from recsys.bench import BenchConfig, make_model
 from recsys.data import leave_last_out, load_movielens

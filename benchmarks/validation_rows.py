@@ -66,7 +66,7 @@ def over_draws(values) -> str:
 
 def validation_rows(n_users: int | None = None, seed: int = 0, per_user: int = 3) -> Rows:
     """Rows for ``n_users`` inner-split users in a seeded random order (all of them when None)."""
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from recsys import load_movielens, time_split
 
     ds = load_movielens(ml100k_dir())

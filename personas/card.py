@@ -127,7 +127,7 @@ def read_personas(path) -> list[PersonaCard]:
 
 
 def write_personas(cards: list[PersonaCard], path) -> None:
-    """Write cards one JSON line each, whole or not at all (`personas.files.write_whole`)."""
-    from personas.files import write_whole
+    """Write cards one JSON line each, whole or not at all (`personas.infra.files.write_whole`)."""
+    from personas.infra.files import write_whole
 
     write_whole(path, "".join(card.model_dump_json() + "\n" for card in cards))

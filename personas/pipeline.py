@@ -22,7 +22,7 @@ from personas.corpora import ABOUT
 from personas.card import PersonaCard, write_personas
 from personas.documents import Corpus, Document, SkippedInput
 from personas.errors import PersonaError
-from personas.files import write_whole
+from personas.infra.files import write_whole
 from personas.separability import separability_report
 
 log = logging.getLogger(__name__)

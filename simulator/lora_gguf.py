@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from personas.files import write_whole
+from personas.infra.files import write_whole
 
 #: HF Llama module suffix -> GGUF tensor name (per block).
 LLAMA_NAMES = {

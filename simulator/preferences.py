@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from personas.files import write_whole
+from personas.infra.files import write_whole
 from simulator.turn import PreferencePair, Transcript
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from personas.files import files_digest
+from personas.infra.files import files_digest
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from personas.card import PersonaCard
-from personas.files import write_whole
+from personas.infra.files import write_whole
 
 #: Questions asked under both system prompts; generic so that no persona is favoured.
 QUESTIONS = (

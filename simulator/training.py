@@ -37,7 +37,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from personas.card import PersonaCard, file_bytes, jsonl_rows
-from personas.files import write_whole
+from personas.infra.files import write_whole
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def _base_path(settings: TrainSettings) -> Path:
         if not path.exists():
             raise FileNotFoundError(2, "base model does not exist", str(path))
         return path
-    from personas.assets import smollm2_gguf
+    from personas.infra.assets import smollm2_gguf
 
     return smollm2_gguf()
 

@@ -40,7 +40,7 @@ def fidelity_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def llama_server():
     """llama-cpp-python's own OpenAI-compatible server with the packaged SmolLM2."""
-    from personas.assets import smollm2_gguf
+    from personas.infra.assets import smollm2_gguf
 
     port = free_port()
     args = ["-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",

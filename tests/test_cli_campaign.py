@@ -128,7 +128,7 @@ def claimed(tmp_path):
 
 
 def test_campaign_json_records_the_inputs_content(claimed):
-    from personas.files import file_sha256
+    from personas.infra.files import file_sha256
 
     _, out, personas = claimed
     inputs = json.loads((out / "campaign.json").read_text())["inputs"]
@@ -150,7 +150,7 @@ def test_a_folder_calibrated_by_another_version_is_refused_on_resume_with_the_ri
     line says to use another --out (not to recalibrate), before anything is written, wherever the personas live."""
     from evals.campaign.driver import claim_out_dir
     from evals.campaign.config import load_config
-    from personas.files import file_sha256
+    from personas.infra.files import file_sha256
     from simulator.evidence import EVIDENCE, RECENT_POP
 
     out = tmp_path / "run"

@@ -48,7 +48,7 @@ def test_every_exception_is_one_line_and_exit_2(capsys, exc, expected):
 
 
 def test_our_runtime_errors_are_expected_and_multi_line_messages_become_one(capsys):
-    from personas.assets import AssetMissingError
+    from personas.infra.assets import AssetMissingError
 
     assert run(_app(AssetMissingError("asset 'ml-100k' not found:\n  run `pip install recbole`")), ["boom"]) == 2
     assert capsys.readouterr().err == "error: asset 'ml-100k' not found: run `pip install recbole`\n"

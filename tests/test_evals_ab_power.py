@@ -11,7 +11,7 @@ from evals.campaign.ab_power import Design, ab_power, check_design, degrade, loa
 @pytest.fixture(scope="module")
 def world(fidelity_run):
     from evals.validity.grounding import split_of
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from recsys import load_movielens, time_split
     from recsys.offline import DEFAULT_TRAIN
 

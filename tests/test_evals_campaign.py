@@ -84,7 +84,7 @@ def test_reference_run_writes_every_artifact(reference):
     assert len(sessions) == 2 * 2 * 2 * 2  # variants x user variants x users x runs
     for name in ("campaign.json", "events.jsonl", "drift.json", "ab.json", "report.html", "summary.md", "models/offline.json"):
         assert (reference / name).exists(), name
-    from personas.files import file_sha256  # the content the campaign is pinned to (checked on --resume)
+    from personas.infra.files import file_sha256  # the content the campaign is pinned to (checked on --resume)
 
     meta = json.loads((reference / "campaign.json").read_text())
     assert meta["inputs"] == {

@@ -113,7 +113,7 @@ def test_calibration_never_reads_the_test_part(fidelity_run, tmp_path):
     """Refit on data whose held-out ratings are scrambled: the calibration is the same, number for number."""
     import numpy as np
 
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from recsys import Dataset, load_movielens, time_split
 
     out, _ = fidelity_run
@@ -151,7 +151,7 @@ def test_a_calibration_for_other_personas_or_split_is_refused(fidelity_run, tmp_
         read_calibration(ppath)
     record = json.loads((pdir / "split.json").read_text())
     (pdir / "split.json").write_text(json.dumps({**record, "split": "ml-100k:time-holdout-0.3"}))
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from recsys import load_movielens, time_split
 
     ds = load_movielens(ml100k_dir())
@@ -189,7 +189,7 @@ def test_a_calibration_without_rating_cutpoints_serves_the_expected_rule_and_ref
                                                                                                   tmp_path):
     from evals.campaign.config import CampaignConfig
     from evals.campaign.world import _grounding
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from recsys import load_movielens
 
     out, _ = fidelity_run
@@ -289,6 +289,11 @@ def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessi
     assert against["twin"]["accuracy 1:1 uniform"] == f"{acc['value']:.3f} [{acc['ci'][0]:.3f}, {acc['ci'][1]:.3f}]"
     assert against["user_mean"]["accuracy 1:1 uniform"] == "" and against["user_mean"]["rating RMSE"]
     assert {"popularity", "persona_cf", "random", "item_mean"} <= set(against)
+    assert shown["population"] and {"statistic", "W twin", "W average_user"} <= set(shown["population"][0])
+    # MovieLens users with a split: the report measures real users' own drift at this design, once
+    real = validity(run, cfg())["real_drift"]
+    assert (run / "real_drift.json").is_file() and real["design"]["users_per_persona"] == cfg().users_for("grounded")
+    assert real["design"]["q025"] <= real["design"]["median"] <= real["design"]["q975"]
     prepare(cfg(fidelity_users=0), tmp_path / "skipped", show_progress=False)
     assert not (tmp_path / "skipped" / "fidelity.json").exists()
     with pytest.raises(ValueError, match="3 users cannot give a bootstrap CI"):

@@ -1,10 +1,10 @@
-"""personas.files.write_whole: the one way every output file is written."""
+"""personas.infra.files.write_whole: the one way every output file is written."""
 
 from __future__ import annotations
 
 import pytest
 
-from personas.files import files_digest, write_whole
+from personas.infra.files import files_digest, write_whole
 from tests.cli_fixtures import full_disk
 
 

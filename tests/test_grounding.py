@@ -86,7 +86,7 @@ def test_memories_and_item_space_are_the_same_whatever_the_held_out_part_says():
 
 def test_movielens_documents_are_rendered_from_train_ratings_only():
     """Hygiene on the real data: the persona documents' counts equal the train part's, item by item."""
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from personas.corpora import LIKED_MIN, ml100k_users
     from recsys import load_movielens
 

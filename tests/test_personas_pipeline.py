@@ -115,7 +115,7 @@ def test_movielens_cards_have_catalog_genres_and_valid_facts(encoder):
 
 def test_cli_on_300_clothing_reviews(tmp_path):
     from evals.cli import app
-    from personas.assets import clothing_reviews_parquet
+    from personas.infra.assets import clothing_reviews_parquet
 
     frame = pd.read_parquet(clothing_reviews_parquet()).iloc[:300]
     frame.to_parquet(tmp_path / "reviews.parquet")

@@ -22,7 +22,7 @@ from tests.event_fixtures import event_row
 
 @pytest.fixture(scope="module")
 def gguf() -> Path:
-    from personas.assets import smollm2_gguf
+    from personas.infra.assets import smollm2_gguf
 
     return Path(smollm2_gguf())
 

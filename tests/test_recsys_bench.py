@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from personas.files import write_whole
+from personas.infra.files import write_whole
 from recsys import TrainConfig, load_interactions
 from recsys.bench import BenchConfig, run_bench
 from tests.recsys_fixtures import planted
@@ -119,7 +119,7 @@ def test_cli_bench_with_seeds_prints_mean_and_sd(tmp_path):
 
 
 def test_cli_bench_on_a_full_disk_leaves_the_old_results_and_no_temporary(tmp_path):
-    """results.json is written whole or not at all (`personas.files.write_whole`, through results.json.tmp)."""
+    """results.json is written whole or not at all (`personas.infra.files.write_whole`, through results.json.tmp)."""
     from evals.cli import app
     from tests.cli_fixtures import full_disk
 

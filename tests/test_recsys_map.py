@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from personas.files import write_whole
+from personas.infra.files import write_whole
 from recsys import leave_last_out
 from recsys.map import STATS, MapConfig, predictor_accuracy, read_map_config, run_map, summarise
 from recsys.synthetic import KnobError, WorldConfig, generate

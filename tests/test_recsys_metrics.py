@@ -80,7 +80,7 @@ def test_slate_excludes_and_falls_back_to_embeddings():
 
 
 def test_movielens_and_splits():
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
 
     ds = load_movielens(ml100k_dir())
     assert (ds.n_users, ds.n_items, len(ds.ratings)) == (943, 1682, 100_000)
@@ -130,7 +130,7 @@ def test_per_user_ndcg_and_paired_bootstrap():
 def test_instacart_sample_first_purchases_in_order_and_its_core():
     """The packaged Instacart sample: first purchases only, each user's purchases in order, the 5-core, one
     category a product."""
-    from personas.assets import instacart_csv
+    from personas.infra.assets import instacart_csv
 
     raw = pd.read_csv(instacart_csv())
     ds = load_instacart(instacart_csv())

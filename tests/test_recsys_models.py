@@ -163,7 +163,7 @@ def test_user_with_empty_history_and_extra_exclusions(fitted, data):
 def test_real_movielens_short_training_beats_popularity():
     """One short real run: MF (3 epochs) on ML-100k leave-last-out beats popularity on NDCG@10,
     and AMP-CF with K=1 gives MF's exact scores (same seed, same code path)."""
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from recsys import leave_last_out, load_movielens, metrics
 
     split = leave_last_out(load_movielens(ml100k_dir()))
@@ -186,7 +186,7 @@ def test_training_is_bit_reproducible_with_two_threads():
     """Same seed, same parameters: with two threads the CPU backward of an embedding lookup adds
     rows in thread order, which made two AMP-CF runs on one seed differ (by up to 0.009 in a
     persona vector after one epoch, 0.073 vs 0.084 NDCG@10 after six). The global switch is restored."""
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from recsys import leave_last_out, load_movielens
 
     split = leave_last_out(load_movielens(ml100k_dir()))

@@ -57,3 +57,21 @@ def test_reliability_tells_calibrated_from_overconfident():
     assert bad["ece"] == pytest.approx(0.4, abs=0.05) and len(bad["bins"]) == 1
     with pytest.raises(ValueError):
         reliability(np.array([0.5]), np.array([]))
+
+
+def test_a_watched_items_rating_likes_with_p_like_and_keeps_the_shape_within_each_part():
+    from simulator.selector import watched_distribution
+
+    P = rating_distribution(np.array([2.0, 3.5, 4.8]), 0.9)
+    p_like = np.array([0.1, 0.5, 0.9])
+    W = watched_distribution(P, p_like)
+    assert W.sum(1) == pytest.approx(np.ones(3))
+    assert W[:, 3:].sum(1) == pytest.approx(p_like)  # the like share is P(like | watched), whatever the mean says
+    # within a part, the shares are P's: 4 against 5, and 1, 2, 3
+    assert W[:, 3] / W[:, 4] == pytest.approx(P[:, 3] / P[:, 4])
+    assert W[:, 0] / W[:, 2] == pytest.approx(P[:, 0] / P[:, 2])
+    draws = sample_ratings(np.repeat(W[1:2], 20000, axis=0), np.full(20000, -1), np.random.default_rng(0))
+    assert (draws >= 4).mean() == pytest.approx(0.5, abs=0.015)
+    # no mass in a part: its closest rating
+    edge = watched_distribution(np.array([[0, 0, 0, 0.5, 0.5]]), np.array([0.3]))
+    assert edge[0] == pytest.approx([0, 0, 0.7, 0.15, 0.15])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from personas.assets import smollm2_gguf
+from personas.infra.assets import smollm2_gguf
 from personas.card import read_personas
 from simulator.llm.backends.hf_transformers import TransformersBackend
 from simulator.llm.backends.hf_weights import load_causal_lm

@@ -18,7 +18,7 @@ import torch
 
 from evals.cli import run
 from evals.cli import app as cli_app
-from personas.assets import smollm2_gguf
+from personas.infra.assets import smollm2_gguf
 from simulator.llm.backends.hf_transformers import TransformersBackend
 from simulator.llm.backends.hf_weights import ADAPTER_META, load_causal_lm
 from simulator.llm.errors import LLMConfigError

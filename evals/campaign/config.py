@@ -78,7 +78,7 @@ class LLMSettings(_Strict):
             from simulator.llm.backends.llama_build import DEFAULT_THREADS, probe
 
             if self.model is None:
-                from personas.assets import smollm2_gguf
+                from personas.infra.assets import smollm2_gguf
 
                 model = smollm2_gguf()
             elif not Path(self.model).is_file():

@@ -33,7 +33,7 @@ from evals.campaign.inputs import check_output_dir, read_personas_file
 from evals.campaign.jobs import WorldArgs, plan_jobs
 from evals.campaign.runner import Progress, Recorder, run_local, run_ray
 from evals.campaign.runtime import kernel_report
-from personas.files import file_sha256, files_digest, write_whole
+from personas.infra.files import file_sha256, files_digest, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _read_meta(meta_path: Path) -> dict:
 def check_inputs(cfg: CampaignConfig, out: Path) -> None:
     """Everything the campaign reads, checked before anything is trained or written, so that a typo'd path
     or a missing package fails at once and leaves no folder claimed by a campaign that cannot run."""
-    from personas.assets import clothing_reviews_parquet, minilm_dir, ml100k_dir
+    from personas.infra.assets import clothing_reviews_parquet, minilm_dir, ml100k_dir
     from personas.loaders import PACKAGED
     from simulator.llm import LLMConfigError
 

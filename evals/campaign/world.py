@@ -22,7 +22,7 @@ from evals.campaign.config import CampaignConfig
 from evals.campaign.events import TurnEvent
 from evals.campaign.foldin import FoldInBatcher, FoldInSettings
 from evals.campaign.jobs import Job, user_id_for
-from personas.files import write_whole
+from personas.infra.files import write_whole
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _split_variant(variant: str, rc):
 
 
 def _dataset():
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from recsys import load_movielens
 
     return load_movielens(ml100k_dir())

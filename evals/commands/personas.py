@@ -61,7 +61,7 @@ def extract(
     split = None
     if holdout is not None:
         from evals.validity.grounding import heldout_pairs
-        from personas.assets import ml100k_dir
+        from personas.infra.assets import ml100k_dir
         from personas.corpora import ml100k_users
         from recsys import DataError, load_movielens, time_split
 

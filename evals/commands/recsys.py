@@ -1,6 +1,6 @@
 """`personasim recsys bench | tune | map`: the offline accuracy / diversity experiment, its validation tuning,
 and the map of where a persona mixture replaces a diversity reranker. Every file is written whole or not at all
-(`personas.files.write_whole`, handed to recsys as its ``write``)."""
+(`personas.infra.files.write_whole`, handed to recsys as its ``write``)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def bench(
 ) -> None:
     """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8; and started from MF, K from --pretrained), MF + MMR / DPP / calibration and AMP-CF + persona-mixture
     calibration; write the table and plot."""
-    from personas.assets import AssetMissingError
-    from personas.files import write_whole
+    from personas.infra.assets import AssetMissingError
+    from personas.infra.files import write_whole
     from recsys import DataError, RecsysError
     from recsys.bench import BenchConfig, run_bench, run_seeds
 
@@ -59,7 +59,7 @@ def bench(
 
 def _load(dataset: str, catalog: Optional[Path], implicit: bool):
     """'ml-100k' and 'instacart' are the packaged data sets; anything else is a CSV/Parquet of interactions."""
-    from personas.assets import instacart_csv, ml100k_dir
+    from personas.infra.assets import instacart_csv, ml100k_dir
     from recsys import load_instacart, load_interactions, load_movielens
 
     if dataset == "ml-100k":
@@ -108,8 +108,8 @@ def tune(
     with the same budget for every variant; write OUT/tune.json (pass it to `recsys bench --tuned`)."""
     import json
 
-    from personas.assets import AssetMissingError
-    from personas.files import write_whole
+    from personas.infra.assets import AssetMissingError
+    from personas.infra.files import write_whole
     from recsys import DataError, RecsysError
     from recsys.tune import TuneConfig
     from recsys.tune import tune as run_tune
@@ -152,8 +152,8 @@ def map_(
     held-out cells; place ML-100k (and, with --instacart, the Instacart sample) on the map."""
     from dataclasses import replace
 
-    from personas.assets import AssetMissingError
-    from personas.files import write_whole
+    from personas.infra.assets import AssetMissingError
+    from personas.infra.files import write_whole
     from recsys import DataError, RecsysError
     from recsys.map import read_map_config, run_map
 

@@ -42,7 +42,7 @@ def load_catalog(name: str):
     from simulator.catalog import Item
 
     if name == "ml-100k":
-        from personas.assets import ml100k_dir
+        from personas.infra.assets import ml100k_dir
 
         return load_ml100k(ml100k_dir())
     path = Path(name)
@@ -82,7 +82,7 @@ def finished_sessions(out: Path, config_hash: str, resume: bool, overwrite: bool
     if not present:
         return {}
     listed = ", ".join(present[:4]) + (", ..." if len(present) > 4 else "")
-    ours = {*OUTPUTS, *(f"{name}.tmp" for name in OUTPUTS)}  # .tmp: a whole-file write cut short (personas.files)
+    ours = {*OUTPUTS, *(f"{name}.tmp" for name in OUTPUTS)}  # .tmp: a whole-file write cut short (personas.infra.files)
     if not set(present) & {*ours, "llm_cache"}:
         raise InputError(f"--out {out}: not empty ({listed}) and holds no simulate output: choose another --out")
     if overwrite:
@@ -132,7 +132,7 @@ def simulate(
     from evals.campaign.config import LLMSettings
     from evals.campaign.events import EventWriteError, EventWriter
     from evals.campaign.inputs import check_output_dir, read_personas_file
-    from personas.files import write_whole
+    from personas.infra.files import write_whole
     from simulator import (
         PopularityRecommender, SessionSettings, make_judge, sample_pool, sample_users, summarize, write_preferences,
     )

@@ -143,7 +143,7 @@ def _export(adapter: Path, base_model: Optional[Path], out: Path) -> Path:
     from simulator.lora_gguf import convert
 
     if base_model is None:
-        from personas.assets import smollm2_gguf
+        from personas.infra.assets import smollm2_gguf
 
         base_model = smollm2_gguf()
     if base_model.suffix != ".gguf":
@@ -177,7 +177,7 @@ def axis(
 
     cards = read_personas(personas)
     if base_model is None:
-        from personas.assets import smollm2_gguf
+        from personas.infra.assets import smollm2_gguf
 
         base_model = smollm2_gguf()
     tok, lm = load_causal_lm(base_model)

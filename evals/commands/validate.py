@@ -66,7 +66,7 @@ def calibrate(
     from evals.validity.calibration import calibrate as fit, write_calibration
     from evals.validity.grounding import split_of
     from evals.campaign.inputs import read_personas_file
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from recsys import load_movielens, time_split
 
     read_personas_file(personas)

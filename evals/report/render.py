@@ -20,7 +20,7 @@ from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
 from evals.report import plots
-from personas.files import write_whole
+from personas.infra.files import write_whole
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -98,14 +98,39 @@ def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
                            "model": record.get("model"), "n_users": record.get("n_users"),
                            "source": record.get("source", "validate fidelity"), "against": fidelity_baselines(record),
                            "population": population_rows(record)}
-    for name in ("real_drift", "ab_power"):  # the benchmarks' records beside the run (benchmarks/real_drift.py,
-        path = run_dir / f"{name}.json"       # benchmarks/ab_power.py), read when present
+    if not (run_dir / "real_drift.json").is_file():
+        write_real_drift(run_dir, cfg)
+    for name in ("real_drift", "ab_power"):  # beside the run: real_drift.json (written above when it can be),
+        path = run_dir / f"{name}.json"       # ab_power.json (benchmarks/ab_power.py), read when present
         if path.is_file():
             try:
                 out[name] = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 out[name] = None
     return out
+
+
+def write_real_drift(run_dir: Path, cfg: CampaignConfig) -> None:
+    """RUN/real_drift.json for a campaign of grounded users whose personas come from MovieLens users with a split
+    (`evals.validity.real_drift`: the real users' own drift ratio at this design, 200 draws, about 6 s); nothing
+    for any other campaign."""
+    from evals.validity.grounding import GroundingError, read_assignments, split_of
+    from evals.validity.real_drift import DRAWS, real_drift, real_sessions
+    from personas.infra.assets import ml100k_dir
+    from personas.infra.files import write_whole
+    from recsys import load_movielens, time_split
+
+    if "grounded" not in cfg.user_variants:
+        return
+    ppath = personas_path(run_dir, cfg)
+    try:
+        holdout = float(split_of(ppath)["holdout"])
+        ds = load_movielens(ml100k_dir())
+        sessions = real_sessions(ds, time_split(ds, holdout).test, read_assignments(ppath.parent))
+        record = real_drift(sessions, cfg.users_for("grounded"), draws=DRAWS, seed=cfg.seed)
+    except (GroundingError, ValueError, OSError, KeyError):
+        return  # not MovieLens users with a split: the panel says how to measure it
+    write_whole(run_dir / "real_drift.json", json.dumps(record, indent=2, default=float) + "\n")
 
 
 def population_rows(record: dict) -> list[dict]:

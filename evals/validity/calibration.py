@@ -40,7 +40,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from evals.validity.grounding import LIKED_MIN, file_hash, item_space, memories
-from personas.files import write_whole
+from personas.infra.files import write_whole
 from simulator.choice import ChoiceModel, rating_cuts
 from simulator.selector import fit_level, reliability
 from simulator.evidence import EVIDENCE, ItemSpace, Memory, sources

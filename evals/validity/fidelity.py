@@ -26,7 +26,9 @@ Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
 7. population realism: per-user behaviour statistics of the twins, the persona-level users and copies of
    one average user against the real users', on the same held-out rated items (Wasserstein distances,
    `evals.validity.population`).
-The rating error reads the mean of each rule's rating distribution; the histograms one draw of it.
+A held-out rated item was watched, so its simulated rating is drawn as a decision draws a taken item's: liked
+with P(like | watched), then within 4-5 or 1-3 (`simulator.selector.watched_distribution`). The rating error
+reads the mean of that distribution; the histograms and the population statistics one draw of it.
 Methods: the grounded twin (the user's own history) and persona-level user (the
 persona's canon), sampling from their calibrated probabilities (`simulator.selector`); baselines random, popularity,
 persona-CF (share of the persona's members who liked the item) and llm-only (the
@@ -51,9 +53,9 @@ from evals.validity.calibration import draw_negatives, pop_bins
 from evals.validity.fidelity_ab import ab_fidelity, ab_models
 from evals.validity.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
 from evals.validity.population import AverageUser, population_realism
-from personas.files import write_whole
+from personas.infra.files import write_whole
 from simulator.choice import DECISION_HELP, ChoiceModel, DecisionMode, decide, refuse_temperature
-from simulator.selector import rating_distribution, reliability, sample_ratings
+from simulator.selector import rating_distribution, reliability, sample_ratings, watched_distribution
 from simulator.grounded import grounded_features
 
 log = logging.getLogger(__name__)
@@ -144,16 +146,20 @@ class _Scorer:
             expected = model.expected_rating(X, memory.mean_rating, item_mean)
             # Taste alignment asks "would this user like it?": the affinity's own decision (logit > 0, the
             # class-balanced threshold), not whether a shown item is taken (which depends on the page).
-            # A rated item was watched: its rating is the distribution itself, its mean for the error,
-            # one draw for the histogram.
-            P = rating_distribution(expected, model.rating_sd, model.rating_cutpoints("expected"))
+            # A rated item was watched: its rating is drawn as a decision draws a taken item's (liked with
+            # P(like | watched), then within 4-5 or 1-3: `watched_distribution`), its mean for the error,
+            # one draw for the histogram and the population statistics.
+            p_like = model.p_like_watched(X)
+            P = watched_distribution(rating_distribution(expected, model.rating_sd,
+                                                         model.rating_cutpoints("expected")), p_like)
             rng = np.random.default_rng([seed, 1])
             out[kind] = {"score": d.logits, "like": d.logits > 0, "rating": P @ np.arange(1, 6),
                          "rating_sampled": sample_ratings(P, np.full(len(items), -1), rng).astype(float),
-                         "expected": expected, "p_like_watched": model.p_like_watched(X)}
+                         "expected": expected, "p_like_watched": p_like}
             if kind == "twin":
                 feats = dict(zip(model.features, X.T))
-                Pm = rating_distribution(expected, model.rating_sd, model.rating_cutpoints("matched"))
+                Pm = watched_distribution(rating_distribution(expected, model.rating_sd,
+                                                              model.rating_cutpoints("matched")), p_like)
                 out[kind]["rating_matched"] = Pm @ np.arange(1, 6)
                 out[kind]["rating_matched_sampled"] = sample_ratings(Pm, np.full(len(items), -1), rng).astype(float)
         rng = np.random.default_rng(seed + 1)
@@ -335,7 +341,7 @@ class FidelityError(ValueError):
 def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bool = True) -> dict:
     """Run the whole protocol (module docstring); writes OUT/fidelity.json and returns it."""
     from evals.validity.calibration import calibrate, write_calibration
-    from personas.assets import ml100k_dir
+    from personas.infra.assets import ml100k_dir
     from recsys import load_movielens, time_split
 
     started = time.perf_counter()

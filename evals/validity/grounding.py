@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from personas.corpora import DISLIKED_MAX, LIKED_MIN, tidy_title  # LIKED_MIN etc.: the persona documents' thresholds
-from personas.files import file_sha256, write_whole
+from personas.infra.files import file_sha256, write_whole
 from simulator.evidence import CF_DIM, PERSONA_CANON, RECENT, ItemSpace, Memory, ease_weights, genre_profile
 
 #: Shrinkage of an item's mean rating toward the global mean (pseudo-ratings).

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from personas.files import file_sha256
+from personas.infra.files import file_sha256
 from simulator.llm.types import Completion
 
 R = TypeVar("R", bound=BaseModel)

@@ -108,7 +108,7 @@ class EmbeddedBackend(Backend):
         lora_path: str | Path | None = None,
     ):
         if model_path is None:
-            from personas.assets import AssetMissingError, smollm2_gguf
+            from personas.infra.assets import AssetMissingError, smollm2_gguf
 
             try:
                 model_path = smollm2_gguf()

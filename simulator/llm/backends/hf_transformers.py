@@ -65,7 +65,7 @@ class TransformersBackend(Backend):
         cap: float | None = None,
     ):
         if model is None:
-            from personas.assets import AssetMissingError, smollm2_gguf
+            from personas.infra.assets import AssetMissingError, smollm2_gguf
 
             try:
                 model = smollm2_gguf()
