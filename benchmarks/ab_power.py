@@ -1,6 +1,7 @@
 """Can the campaign's A/B see a difference? A/A false-positive rate and power against a degraded recommender.
 
     .venv/bin/python -m benchmarks.ab_power runs/default [--pairs 100] [--seed 0] [--degrade 0.3] [--users-per-persona U]
+        [--layers subtopic,context]
 
 Reads the campaign folder's config (its grounded users per persona, turns, slate size, runs per user and its
 recommenders' training settings), its personas and its calibration; trains MF on the personas' train part as
@@ -32,6 +33,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--degrade", type=float, default=DEGRADE_SHARE)
+    ap.add_argument("--layers", default="", help="comma-separated layers to turn on: subtopic, context (default: none); "
+                                                  "writes RUN/ab_power_LAYERS.json then")
     ap.add_argument("--users-per-persona", type=int, default=None,
                     help="another design's grounded users a persona (default: the campaign's); writes "
                          "RUN/ab_power_uN.json then")
@@ -45,7 +48,8 @@ def main() -> None:
     design = Design(users_per_persona=a.users_per_persona or cfg.users_for("grounded"), turns=cfg.turns, slate_size=cfg.slate_size,
                     runs=cfg.runs_per_user)
     ranked = mf_rankings(ds, split, twins, design, train_config_of(cfg))
-    result = ab_power(twins, ranked, design, pairs=a.pairs, seed=a.seed, degrade_share=a.degrade)
+    layers = tuple(x for x in a.layers.split(",") if x)
+    result = ab_power(twins, ranked, design, pairs=a.pairs, seed=a.seed, degrade_share=a.degrade, layers=layers)
     result.update(config_hash=cfg.config_hash(), model="none (grounded decisions read no LLM)",
                   seconds=round(time.perf_counter() - started, 1))
     aa, bad = result["aa"], result["degraded"]
@@ -61,7 +65,9 @@ def main() -> None:
               f"median diff {bad['median_diff'][m]:+.4f}  median MDE {bad['median_mde'][m]}")
     for target, ok in result["targets"].items():
         print(f"{'met' if ok else 'NOT met'}: {target}")
-    out = a.run / ("ab_power.json" if a.users_per_persona is None else f"ab_power_u{a.users_per_persona}.json")
+    name = "ab_power" + (f"_u{a.users_per_persona}" if a.users_per_persona else "") + (
+        "_" + "+".join(layers) if layers else "")
+    out = a.run / f"{name}.json"
     write_whole(out, json.dumps(result, indent=2, default=float) + "\n")
     print(f"wrote {out} ({result['seconds']} s)")
 

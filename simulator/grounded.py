@@ -102,6 +102,19 @@ async def grounded_features(llm, persona, memories: list[Memory], canon: Memory,
             np.column_stack([evidence_features(space, m, items), judged]) for m in memories]
 
 
+def focus_genres(space: ItemSpace, subtopic: str | None) -> list[str]:
+    """The genres a subtopic focuses a session on (`simulator.choice.FOCUS_SHIFT`): itself when it names a genre,
+    a film's genres when it names a film of the catalog (its title without the year), none otherwise."""
+    if not subtopic:
+        return []
+    if any(subtopic in gs for gs in space.genres):
+        return [subtopic]
+    for title, gs in zip(space.titles, space.genres):
+        if title == subtopic or title.rsplit(" (", 1)[0] == subtopic:
+            return list(gs)
+    return []
+
+
 class GroundedUser(SimulatedUser):
     """A simulated user whose decisions are a fitted function of grounded evidence (module docstring)."""
 
@@ -152,7 +165,8 @@ class GroundedUser(SimulatedUser):
         return decide(model, X, user_mean=memory.mean_rating, item_mean=space.mean_rating[idx],
                       genres=[space.genres[i] for i in idx], context=p.context,
                       sampled=self.grounding.sampled, rng=np.random.default_rng(seed),
-                      max_choices=max_choices, may_stop=may_stop, rating_rule=self.grounding.rating_rule)
+                      max_choices=max_choices, may_stop=may_stop, rating_rule=self.grounding.rating_rule,
+                      focus=focus_genres(space, p.subtopic))
 
     async def propose(self, slate: list[Item], *, turn: int, seed: int, session_seed: int = 0) -> Candidate:
         p, memory, model = self._parts()

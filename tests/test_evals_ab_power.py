@@ -69,3 +69,14 @@ def test_a_design_the_personas_cannot_hold_is_refused(world):
     most = max(len(m) for m in twins.members.values())
     with pytest.raises(ValueError, match=r"users_per_persona \d+: persona '.+' has only \d+ members with a twin"):
         check_design(twins, Design(users_per_persona=most + 1))
+
+
+def test_each_layer_reaches_the_twins_choices(world):
+    twins, ranked, design = world
+    off = replicate_events(twins, ranked, design, seed=5)
+    for layer in ("subtopic", "context"):
+        on = replicate_events(twins, ranked, design, seed=5, layers=(layer,))
+        assert on["user_id"].tolist() == off["user_id"].tolist()  # the same users, pages and seeds
+        assert on["chosen"].tolist() != off["chosen"].tolist(), layer  # a layer that changed nothing fails here
+    with pytest.raises(ValueError, match="layers \\['mood'\\]: unknown"):
+        replicate_events(twins, ranked, design, seed=5, layers=("mood",))

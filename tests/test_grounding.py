@@ -145,6 +145,81 @@ def test_impatient_users_stop_sooner_and_short_evenings_accept_less():
     assert short[1] < evening[1] - 0.1
 
 
+def test_the_subtopic_layer_shifts_its_focus_genre_and_changes_what_is_taken():
+    from simulator.choice import FOCUS_SHIFT, focus_shift
+
+    genres = [["Horror"], ["Comedy", "Romance"], ["Drama"]]
+    assert focus_shift(["Romance"], genres).tolist() == [0.0, FOCUS_SHIFT, 0.0]
+    assert focus_shift([], genres).tolist() == [0.0, 0.0, 0.0]
+    m = _model().model_copy(update={"take_level": -1.0})
+    X = np.zeros((6, len(EVIDENCE)))
+    slate = [["Comedy"], ["Drama"]] * 3
+    kw = dict(user_mean=3.5, item_mean=np.full(6, 3.5), genres=slate, context={})
+    plain = decide(m, X, rng=np.random.default_rng(0), **kw)
+    focused = decide(m, X, rng=np.random.default_rng(0), focus=["Drama"], **kw)
+    assert (focused.logits - plain.logits).tolist() == [0.0, FOCUS_SHIFT] * 3
+
+    def drama_share(focus):
+        taken = [slate[j][0] for s in range(400) for j in decide(m, X, rng=np.random.default_rng(s), focus=focus,
+                                                                   **kw).chosen]
+        return taken.count("Drama") / len(taken)
+
+    assert drama_share([]) == pytest.approx(0.5, abs=0.05)
+    assert drama_share(["Drama"]) > drama_share([]) + 0.08  # the layer reaches the choices, not just the prompt
+
+
+def test_the_focus_term_is_what_the_training_sittings_say():
+    """FOCUS_SHIFT's provenance: refitted on the default split's train part (evals.validity.sittings)."""
+    from evals.validity.sittings import fit_focus_shift
+    from personas.infra.assets import ml100k_dir
+    from recsys import load_movielens
+    from simulator.choice import FOCUS_SHIFT
+
+    ds = load_movielens(ml100k_dir())
+    fit = fit_focus_shift(time_split(ds, 0.2).train, ds.items["genres"].tolist(), n_boot=200, seed=0)
+    assert fit["shift"] == pytest.approx(FOCUS_SHIFT, abs=0.01)
+    assert fit["ci"][0] > 0 and fit["second"] > fit["base"]  # the focus persists into the sitting's second half
+    assert fit["n_sittings"] > 500
+
+
+def test_the_focus_fit_finds_a_planted_focus_and_none_where_there_is_none():
+    from evals.validity.sittings import fit_focus_shift
+
+    rng = np.random.default_rng(0)
+    names = ["A", "B", "C", "D", "E"]
+    genres = [[names[i % 5]] for i in range(100)]
+
+    def logs(persist: bool) -> pd.DataFrame:
+        rows = []
+        for u in range(60):
+            t = 0
+            for _ in range(4):  # four sittings a user, a day apart
+                focus = rng.integers(5)
+                for k in range(10):
+                    g = focus if persist and rng.random() < 0.6 else rng.integers(5)
+                    rows.append((u, int(g + 5 * rng.integers(20)), 4.0, float(t)))
+                    t += 60
+                t += 86_400
+        return pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+
+    planted = fit_focus_shift(logs(True), genres, n_boot=100)
+    assert planted["ci"][0] > 1.0  # 60% of a sitting on its focus against 20%
+    none = fit_focus_shift(logs(False), genres, n_boot=100)
+    assert none["ci"][0] < 0.3 and abs(none["shift"]) < 0.5  # no persistence: the split halves keep selection out
+    with pytest.raises(ValueError, match="no sitting"):
+        fit_focus_shift(logs(True).head(5), genres)
+
+
+def test_a_subtopic_names_a_genre_or_a_film():
+    from simulator.grounded import focus_genres
+
+    ds = small_dataset()
+    space = item_space(ds, time_split(ds, 0.2).train)
+    assert focus_genres(space, "Horror") == ["Horror"]
+    assert focus_genres(space, "Film 1") == ["Children's"]  # a film: its genres
+    assert focus_genres(space, "Opera") == [] and focus_genres(space, None) == []
+
+
 def test_a_sampled_decision_draws_its_calibrated_probabilities():
     m = _model(coef=[2.0] + [0.0] * (len(EVIDENCE) - 1))
     m = m.model_copy(update={"take_level": -1.0, "watched_coef": [1.0] + [0.0] * (len(EVIDENCE) - 1)})

@@ -16,7 +16,9 @@ user variant). What differs from a campaign, and why it does not flatter the res
   metric of this table;
 - slates are the pages of a static MF ranking trained on the campaign's train part (as
   `evals.validity.fidelity_ab` shows them), not refolded after each choice;
-- context is empty ({}), as in `evals.validity.fidelity`;
+- the layers are off unless asked (``layers``): with 'subtopic' each user gets one of its persona card's likes as
+  its session focus (`simulator.choice.FOCUS_SHIFT`), with 'context' a context drawn as a campaign draws it
+  (`simulator.layers.sample_context`), each anew per user and pair, the same in both arms and runs of a user;
 - users are drawn at random among each persona's members that have a twin, ``users_per_persona`` a persona, anew
   in each replicate: the power is over the population the campaign samples from, not over one draw of it.
 The replicates are independent draws, so each rate gets an exact (Clopper-Pearson) binomial interval.
@@ -50,16 +52,22 @@ class Design:
     runs: int = 2
 
 
+#: The layers `ab_power` can turn on.
+LAYERS = ("subtopic", "context")
+
+
 @dataclass
 class Twins:
     """What the grounded twins decide with: the item space, memories, the twin choice model, the personas'
-    members (raw user ids that have a twin) and each member's train-rated items (never shown again)."""
+    members (raw user ids that have a twin), each member's train-rated items (never shown again) and each
+    persona's likes (the subtopics its users may focus on)."""
 
     space: object
     mems: dict
     model: object
     members: dict[str, list[str]]
     seen: dict[str, np.ndarray]
+    likes: dict[str, list[str]]
 
 
 def load_twins(ds, split, personas_path) -> Twins:
@@ -67,6 +75,7 @@ def load_twins(ds, split, personas_path) -> Twins:
     of one line when the calibration reads the LLM (this check calls none) or is of another split."""
     from evals.validity.calibration import read_calibration
     from evals.validity.grounding import item_space, memories, persona_members, read_assignments
+    from personas.card import read_personas
 
     record, models = read_calibration(personas_path)
     if record["split"] != split.key:
@@ -79,7 +88,8 @@ def load_twins(ds, split, personas_path) -> Twins:
     members = {pid: [d for d in docs if f"twin:{d}" in mems] for pid, docs in persona_members(personas_path.parent).items()}
     uid = ds.users["user_id"].astype(str).to_numpy()
     seen = {uid[u]: g["item"].to_numpy() for u, g in split.train.groupby("user")}
-    return Twins(space, mems, models["twin"], {p: m for p, m in members.items() if m}, seen)
+    likes = {c.id: list(c.likes) for c in read_personas(personas_path)}
+    return Twins(space, mems, models["twin"], {p: m for p, m in members.items() if m}, seen, likes)
 
 
 def check_design(twins: Twins, design: Design) -> None:
@@ -109,7 +119,7 @@ def _key(user: str) -> int:
 
 
 def _session_rows(twins: Twins, user: str, pages: list[np.ndarray], variant: str, run: int,
-                  rng: np.random.Generator) -> list[dict]:
+                  rng: np.random.Generator, context: dict, focus: list[str]) -> list[dict]:
     from simulator.choice import decide
     from simulator.evidence import evidence_features
     from simulator.turn import MAX_CHOICES
@@ -118,8 +128,8 @@ def _session_rows(twins: Twins, user: str, pages: list[np.ndarray], variant: str
     rows = []
     for t, page in enumerate(pages):
         d = decide(twins.model, evidence_features(space, memory, page), user_mean=memory.mean_rating,
-                   item_mean=space.mean_rating[page], genres=[space.genres[i] for i in page], context={},
-                   rng=rng, max_choices=MAX_CHOICES)
+                   item_mean=space.mean_rating[page], genres=[space.genres[i] for i in page], context=context,
+                   rng=rng, max_choices=MAX_CHOICES, focus=focus)
         slate = [{"id": str(i), "genres": list(space.genres[i]), "persona": None} for i in page]
         rows.append({"user_variant": USER_VARIANT, "user_id": user, "persona_id": memory.persona_id,
                      "variant": variant, "run": run, "turn": t, "ok": True, "slate": slate,
@@ -129,10 +139,17 @@ def _session_rows(twins: Twins, user: str, pages: list[np.ndarray], variant: str
 
 
 def replicate_events(twins: Twins, ranked: dict[str, np.ndarray], design: Design, seed: int,
-                     degrade_share: float = DEGRADE_SHARE) -> pd.DataFrame:
+                     degrade_share: float = DEGRADE_SHARE, layers: tuple[str, ...] = ()) -> pd.DataFrame:
     """One replicate: users drawn at random (``design.users_per_persona`` a persona), each meeting 'mf' (its pages)
-    and 'mf_degraded' in every run. The decisions of a (user, run) share their seeds across the two recommenders
-    (common random numbers, as a campaign's sessions do); the runs have their own."""
+    and 'mf_degraded' in every run, with the ``layers`` on (module docstring). The decisions of a (user, run) share
+    their seeds across the two recommenders (common random numbers, as a campaign's sessions do); the runs have
+    their own."""
+    from simulator.grounded import focus_genres
+    from simulator.layers import sample_context
+
+    unknown = sorted(set(layers) - set(LAYERS))
+    if unknown:
+        raise ValueError(f"layers {unknown}: unknown; choose among {list(LAYERS)}")
     rng = np.random.default_rng(seed)
     n_items = len(twins.space.mean_rating)
     rows: list[dict] = []
@@ -140,12 +157,18 @@ def replicate_events(twins: Twins, ranked: dict[str, np.ndarray], design: Design
         for user in rng.choice(twins.members[pid], size=design.users_per_persona, replace=False):
             top = ranked[user]
             pool = np.setdiff1d(np.arange(n_items), np.concatenate([twins.seen.get(user, np.array([], int)), top]))
+            layer_rng = np.random.default_rng([seed, _key(user), 2])
+            context = sample_context(layer_rng) if "context" in layers else {}
+            likes = twins.likes.get(pid) or []
+            subtopic = likes[int(layer_rng.integers(len(likes)))] if "subtopic" in layers and likes else None
+            focus = focus_genres(twins.space, subtopic)
             for run in range(design.runs):
                 pages = [top[t * design.slate_size:(t + 1) * design.slate_size] for t in range(design.turns)]
                 bad_rng = np.random.default_rng([seed, _key(user), run, 1])
                 worse = [degrade(p, pool, degrade_share, bad_rng) for p in pages]
                 for variant, shown in (("mf", pages), ("mf_degraded", worse)):
-                    rows += _session_rows(twins, user, shown, variant, run, np.random.default_rng([seed, _key(user), run]))
+                    rows += _session_rows(twins, user, shown, variant, run,
+                                          np.random.default_rng([seed, _key(user), run]), context, focus)
     return pd.DataFrame(rows)
 
 
@@ -176,7 +199,8 @@ def _rate(k: int, n: int) -> dict:
 
 
 def ab_power(twins: Twins, ranked: dict[str, np.ndarray], design: Design, *, pairs: int = 100, seed: int = 0,
-             degrade_share: float = DEGRADE_SHARE, n_perm: int = 2000, show_progress: bool = True) -> dict:
+             degrade_share: float = DEGRADE_SHARE, n_perm: int = 2000, show_progress: bool = True,
+             layers: tuple[str, ...] = ()) -> dict:
     """``pairs`` independent replicates (module docstring): the A/A false-positive rates and the power against the
     degraded recommender, each with its Clopper-Pearson CI, and the median MDE of every metric."""
     check_design(twins, design)
@@ -187,7 +211,7 @@ def ab_power(twins: Twins, ranked: dict[str, np.ndarray], design: Design, *, pai
     diffs: dict[str, list] = {}
     for rep in tqdm(range(pairs), desc="A/A and degraded pairs", unit="pair", disable=not show_progress):
         events = replicate_events(twins, ranked, design, seed=int(np.random.default_rng([seed, rep]).integers(2**31)),
-                                  degrade_share=degrade_share)
+                                  degrade_share=degrade_share, layers=layers)
         aa = aa_false_positive_rate(events, "mf", seed=rep, n_boot=0, n_perm=n_perm, user_variant=USER_VARIANT)
         significant = [r["metric"] for r in aa["rows"] if r["p_holm"] is not None and r["p_holm"] <= ALPHA]
         aa_any += bool(significant)
@@ -208,6 +232,7 @@ def ab_power(twins: Twins, ranked: dict[str, np.ndarray], design: Design, *, pai
     return {
         "design": {**design.__dict__, "personas": len(twins.members), "paired_users": n_users},
         "pairs": pairs, "seed": seed, "alpha": ALPHA, "degrade_share": degrade_share, "primary": PRIMARY,
+        "layers": list(layers),
         "aa": {"familywise": _rate(aa_any, pairs), "per_test": _rate(aa_raw, max(aa_tests, 1)),
                "significant_by_metric": aa_by,
                "meaning": "share of A/A pairs (mf run 0 against run 1) with any metric significant after Holm "
