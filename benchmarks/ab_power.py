@@ -1,12 +1,13 @@
 """Can the campaign's A/B see a difference? A/A false-positive rate and power against a degraded recommender.
 
     .venv/bin/python -m benchmarks.ab_power runs/default [--pairs 100] [--seed 0] [--degrade 0.3] [--users-per-persona U]
-        [--layers subtopic,context]
+        [--layers subtopic,context | subtopic | context | none]
 
 Reads the campaign folder's config (its grounded users per persona, turns, slate size, runs per user and its
 recommenders' training settings), its personas and its calibration; trains MF on the personas' train part as
 the campaign does, and runs ``--pairs`` independent replicates of `evals.campaign.ab_power` (no LLM call: the
-grounded users' decisions do not read it). Prints the A/A family-wise false-positive rate and the power to
+grounded users' decisions do not read it), with the layers a campaign's grounded users have (subtopic and context)
+unless ``--layers`` says otherwise. Prints the A/A family-wise false-positive rate and the power to
 detect MF with ``--degrade`` of each page replaced by random items, each with its exact binomial CI, and the
 median MDE per metric. Writes RUN/ab_power.json (config hash, model and seed in it).
 """
@@ -33,8 +34,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--degrade", type=float, default=DEGRADE_SHARE)
-    ap.add_argument("--layers", default="", help="comma-separated layers to turn on: subtopic, context (default: none); "
-                                                  "writes RUN/ab_power_LAYERS.json then")
+    ap.add_argument("--layers", default="subtopic,context",
+                    help="comma-separated layers on: subtopic, context (default: both, as a campaign's grounded users "
+                         "have them), or 'none'; other than the default it writes RUN/ab_power_LAYERS.json")
     ap.add_argument("--users-per-persona", type=int, default=None,
                     help="another design's grounded users a persona (default: the campaign's); writes "
                          "RUN/ab_power_uN.json then")
@@ -48,7 +50,7 @@ def main() -> None:
     design = Design(users_per_persona=a.users_per_persona or cfg.users_for("grounded"), turns=cfg.turns, slate_size=cfg.slate_size,
                     runs=cfg.runs_per_user)
     ranked = mf_rankings(ds, split, twins, design, train_config_of(cfg))
-    layers = tuple(x for x in a.layers.split(",") if x)
+    layers = tuple(x for x in a.layers.split(",") if x and x != "none")
     result = ab_power(twins, ranked, design, pairs=a.pairs, seed=a.seed, degrade_share=a.degrade, layers=layers)
     result.update(config_hash=cfg.config_hash(), model="none (grounded decisions read no LLM)",
                   seconds=round(time.perf_counter() - started, 1))
@@ -66,7 +68,7 @@ def main() -> None:
     for target, ok in result["targets"].items():
         print(f"{'met' if ok else 'NOT met'}: {target}")
     name = "ab_power" + (f"_u{a.users_per_persona}" if a.users_per_persona else "") + (
-        "_" + "+".join(layers) if layers else "")
+        "" if a.layers == "subtopic,context" else "_" + ("+".join(layers) or "no_layers"))
     out = a.run / f"{name}.json"
     write_whole(out, json.dumps(result, indent=2, default=float) + "\n")
     print(f"wrote {out} ({result['seconds']} s)")

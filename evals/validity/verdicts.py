@@ -136,7 +136,8 @@ def ab_power_row(record: dict | None) -> dict:
         return _row(check, "not measured", "unknown: run `python -m benchmarks.ab_power RUN` (writes "
                                             "RUN/ab_power.json)", "missing")
     aa, power = record["aa"]["familywise"], record["degraded"]["power"]
-    figure = (f"{record['pairs']} pairs at {record['design']['paired_users']} grounded users: A/A family-wise rate "
+    layers = ", ".join(record.get("layers") or []) or "no layers"
+    figure = (f"{record['pairs']} pairs at {record['design']['paired_users']} grounded users ({layers}): A/A family-wise rate "
               f"{_g(aa['rate'])} [{_g(aa['ci'][0])}, {_g(aa['ci'][1])}]; {record['primary']} detects "
               f"{record['degrade_share']:.0%} random pages with power {_g(power['rate'])} "
               f"[{_g(power['ci'][0])}, {_g(power['ci'][1])}]")
