@@ -4,7 +4,7 @@ Trains Pop, MF (softmax and BPR), AMP-CF (K in 1, 2, 4, 8), MF + each reranker
 over a lambda sweep, and AMP-CF + persona-mixture calibration (`rerank.persona_allocate`)
 over the same number of lambdas, on one leave-last-out split, and scores every
 variant with the same metrics. Writes results.json and a Pareto plot through the caller's
-``write`` (evals passes `personas.files.write_whole`: recsys imports nothing of ours).
+``write`` (evals passes `personas.infra.files.write_whole`: recsys imports nothing of ours).
 
 Hyper-parameters come from `TUNED`: chosen on a validation split carved from the
 training part (leave-second-to-last-out) by `recsys.tune` with the same budget for
@@ -51,7 +51,7 @@ TUNED_LAMBDAS: dict[str, float] = {"mf+mmr": 0.7, "mf+dpp": 0.7, "mf+calibration
                                    "ampcf-k4-mf+personas": 0.9, "ampcf-k8-mf+personas": 0.1}
 
 #: How recsys writes an output file: ``write(path, data)``, data being text, bytes or a function that writes the
-#: temporary path it is given. evals passes `personas.files.write_whole` (the file whole or not at all).
+#: temporary path it is given. evals passes `personas.infra.files.write_whole` (the file whole or not at all).
 Write = Callable[[Path, str | bytes | Callable[[Path], None]], object]
 
 
