@@ -14,11 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from evals.validity.grounding import read_assignments, split_of
-from evals.validity.real_drift import compare, real_drift, real_sessions
-from personas.infra.assets import ml100k_dir
+from evals.validity.real_drift import compare, real_drift_of
 from personas.infra.files import write_whole
-from recsys import load_movielens, time_split
 
 
 def main() -> None:
@@ -30,12 +27,9 @@ def main() -> None:
     config = json.loads((a.run / "campaign.json").read_text())["config"]  # raw: any version's campaign folder
     given = (config.get("personas") or {}).get("path")
     personas_path = Path(given) if given else a.run / "personas" / "personas.jsonl"
-    ds = load_movielens(ml100k_dir())
-    split = time_split(ds, float(split_of(personas_path)["holdout"]))
     upp = config.get("users_per_persona", 4)
     users = upp.get("grounded", 4) if isinstance(upp, dict) else upp
-    sessions = real_sessions(ds, split.test, read_assignments(personas_path.parent))
-    real = real_drift(sessions, users, draws=a.draws, seed=a.seed)
+    real = real_drift_of(personas_path, users, draws=a.draws, seed=a.seed)
     al, d = real["all"], real["design"]
     print(f"real users, all {al['n_users']} eligible: ratio {al['ratio']:.3g}, identical-persona null "
           f"{al['null']['mean']:.3g}, p = {al['null']['p_value']:.3g}")

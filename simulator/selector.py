@@ -65,33 +65,33 @@ def rating_distribution(mu: np.ndarray, sd: float, cuts=ROUNDING_CUTS) -> np.nda
     return np.clip(np.diff(cdf, axis=1), 0.0, 1.0)
 
 
+def _within(P: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """``P`` [M, 5] restricted to each row's ``part`` [M] (1 liked: 4-5, 0 not liked: 1-3, -1 any) and
+    renormalised; a row with no mass in its part takes that part's closest rating (4, 3; 3 for any)."""
+    P = np.asarray(P, dtype=float).copy()
+    part = np.asarray(part)
+    P[part == 1, :LIKED_MIN - 1] = 0.0
+    P[part == 0, LIKED_MIN - 1:] = 0.0
+    empty = P.sum(1) <= 0
+    P[empty & (part == 1), LIKED_MIN - 1] = 1.0
+    P[empty & (part == 0), LIKED_MIN - 2] = 1.0
+    P[empty & (part == -1), 2] = 1.0
+    return P / P.sum(1, keepdims=True)
+
+
 def watched_distribution(P: np.ndarray, p_like: np.ndarray) -> np.ndarray:
     """P(rating = 1..5 | watched) [M, 5]: liked with ``p_like`` [M], then rated within 4-5 (else 1-3) as ``P``
     [M, 5] shares that part out; the rating `simulator.choice.decide` draws for a taken item. Its like share
     (rating >= 4) is ``p_like`` exactly. A part of ``P`` with no mass takes its closest rating."""
-    P = np.asarray(P, dtype=float)
-    hi, lo = P.copy(), P.copy()
-    hi[:, :LIKED_MIN - 1] = 0.0
-    lo[:, LIKED_MIN - 1:] = 0.0
-    hi[hi.sum(1) <= 0, LIKED_MIN - 1] = 1.0
-    lo[lo.sum(1) <= 0, LIKED_MIN - 2] = 1.0
+    m = len(P)
     p = np.asarray(p_like, dtype=float)[:, None]
-    return p * hi / hi.sum(1, keepdims=True) + (1 - p) * lo / lo.sum(1, keepdims=True)
+    return p * _within(P, np.ones(m, int)) + (1 - p) * _within(P, np.zeros(m, int))
 
 
 def sample_ratings(P: np.ndarray, part: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One rating 1..5 per row of ``P`` [M, 5], drawn within ``part`` [M]: 1 liked (4-5), 0 not liked (1-3),
     -1 any. A row with no mass in its part takes that part's closest rating."""
-    P = np.asarray(P, dtype=float).copy()
-    part = np.asarray(part)
-    P[part == 1, :LIKED_MIN - 1] = 0.0
-    P[part == 0, LIKED_MIN - 1:] = 0.0
-    total = P.sum(1)
-    empty = total <= 0
-    P[empty & (part == 1), LIKED_MIN - 1] = 1.0
-    P[empty & (part == 0), LIKED_MIN - 2] = 1.0
-    P[empty & (part == -1), 2] = 1.0
-    cum = np.cumsum(P / P.sum(1, keepdims=True), axis=1)
+    cum = np.cumsum(_within(P, part), axis=1)
     u = rng.random(len(P))[:, None]
     return 1 + np.minimum((u > cum).sum(1), 4).astype(int)
 

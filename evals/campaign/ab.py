@@ -74,12 +74,11 @@ import numpy as np
 import pandas as pd
 
 from evals.stats.testing import ALPHA, POWER, holm, mde, min_p, paired_test
+from simulator.selector import LIKED_MIN  # a chosen item rated at least this is liked, as the grounded users decide
 
 METRICS = ("like_rate", "position_weighted_likes", "acceptance_rate", "mean_rating", "diversity",
            "persona_coverage", "consistency")
 USER = ["user_variant", "user_id"]
-#: A chosen item rated at least this is liked (the rating scale's 4 and 5, as in evals.validity.grounding).
-LIKED_MIN = 4
 
 
 def _jaccard_distance_mean(genre_sets: list[set]) -> float:

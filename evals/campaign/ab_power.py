@@ -175,20 +175,17 @@ def replicate_events(twins: Twins, ranked: dict[str, np.ndarray], design: Design
 def mf_rankings(ds, split, twins: Twins, design: Design, train_config) -> dict[str, np.ndarray]:
     """{raw user id: top turns * slate_size items of MF (trained on the train part), train-rated items excluded}
     for every twin."""
+    from evals.validity.fidelity_ab import rank_unseen
     from recsys.offline import campaign_train_config, train_recommender
 
     model = train_recommender("mf", split.train_positives(), campaign_train_config("mf", train_config))
     uid = ds.users["user_id"].astype(str).to_numpy()
     index = {u: i for i, u in enumerate(uid)}
     users = sorted({u for m in twins.members.values() for u in m})
-    scores = model.score_all(np.array([index[u] for u in users]))
-    depth = design.turns * design.slate_size
-    out = {}
-    for u, row in zip(users, scores):
-        row = row.astype(float).copy()
-        row[twins.seen.get(u, np.array([], int))] = -np.inf
-        out[u] = np.argsort(-row, kind="stable")[:depth]
-    return out
+    seen = {index[u]: twins.seen.get(u, ()) for u in users}
+    ranked = rank_unseen({"mf": model}, np.array([index[u] for u in users]), seen, split.n_items,
+                         design.turns * design.slate_size, seed=0)["mf"]  # seed: for the random recommender only
+    return {u: ranked[index[u]] for u in users}
 
 
 def _rate(k: int, n: int) -> dict:

@@ -286,11 +286,11 @@ def load_campaign(run_dir: str | Path) -> CampaignConfig:
     return CampaignConfig.model_validate(_read_meta(meta_path).get("config"))
 
 
-def _check_twins(cfg: CampaignConfig, out: Path) -> None:
+def _check_twins(cfg: CampaignConfig, out: Path) -> bool:
     from evals.campaign.world import check_twins, personas_path_of
 
     try:
-        check_twins(cfg, out)
+        return check_twins(cfg, out)
     except ValueError as exc:
         raise CampaignError(f"{personas_path_of(cfg, out)}: {exc}") from None
 
@@ -304,10 +304,11 @@ def run_campaign(cfg: CampaignConfig, out: str | Path, *, resume: bool = False,
     out = Path(out)
     started = time.perf_counter()
     check_inputs(cfg, out)
-    _check_twins(cfg, out)  # personas already on disk: before anything is written
+    twins_checked = _check_twins(cfg, out)  # personas already on disk: before anything is written
     progress = claim_out_dir(cfg, out, resume)
     prepare(cfg, out, show_progress=show_progress)
-    _check_twins(cfg, out)  # personas extracted just now: before any session
+    if not twins_checked:
+        _check_twins(cfg, out)  # personas extracted just now: before any session
     record_inputs(cfg, out)
     on_disk = len(progress.written)
     previous_code = record_code(out, on_disk)

@@ -217,16 +217,17 @@ def draw_twins(members: dict[str, list[str]], n: int, seed: int, has_memory) -> 
     return out
 
 
-def check_twins(cfg: CampaignConfig, out: Path) -> None:
+def check_twins(cfg: CampaignConfig, out: Path) -> bool:
     """ValueError of one line when a persona in use has fewer members with training ratings than the config's
-    grounded users per persona (`draw_twins`); nothing to check without grounded twins or personas on disk."""
+    grounded users per persona (`draw_twins`). False when there was nothing to check (no grounded twins), or
+    nothing yet (no personas on disk); True once checked."""
     from evals.validity.grounding import persona_members, split_of
     from personas.card import read_personas
     from recsys import time_split
 
     ppath = personas_path_of(cfg, out)
     if "grounded" not in cfg.user_variants or not cfg.grounding.twins or not ppath.is_file():
-        return
+        return False
     cards = read_personas(ppath)[: cfg.personas.max_personas or None]
     ds = _dataset()
     split = time_split(ds, float(split_of(ppath)["holdout"]))
@@ -234,6 +235,7 @@ def check_twins(cfg: CampaignConfig, out: Path) -> None:
     trained = {uid[u] for u in split.train["user"].unique()}
     members = persona_members(ppath.parent)
     draw_twins({c.id: members.get(c.id, []) for c in cards}, cfg.users_for("grounded"), cfg.seed, trained.__contains__)
+    return True
 
 
 def movielens_items(ds):

@@ -114,20 +114,14 @@ def write_real_drift(run_dir: Path, cfg: CampaignConfig) -> None:
     """RUN/real_drift.json for a campaign of grounded users whose personas come from MovieLens users with a split
     (`evals.validity.real_drift`: the real users' own drift ratio at this design, 200 draws, about 6 s); nothing
     for any other campaign."""
-    from evals.validity.grounding import GroundingError, read_assignments, split_of
-    from evals.validity.real_drift import DRAWS, real_drift, real_sessions
-    from personas.infra.assets import ml100k_dir
+    from evals.validity.grounding import GroundingError
+    from evals.validity.real_drift import real_drift_of
     from personas.infra.files import write_whole
-    from recsys import load_movielens, time_split
 
     if "grounded" not in cfg.user_variants:
         return
-    ppath = personas_path(run_dir, cfg)
     try:
-        holdout = float(split_of(ppath)["holdout"])
-        ds = load_movielens(ml100k_dir())
-        sessions = real_sessions(ds, time_split(ds, holdout).test, read_assignments(ppath.parent))
-        record = real_drift(sessions, cfg.users_for("grounded"), draws=DRAWS, seed=cfg.seed)
+        record = real_drift_of(personas_path(run_dir, cfg), cfg.users_for("grounded"), seed=cfg.seed)
     except (GroundingError, ValueError, OSError, KeyError):
         return  # not MovieLens users with a split: the panel says how to measure it
     write_whole(run_dir / "real_drift.json", json.dumps(record, indent=2, default=float) + "\n")

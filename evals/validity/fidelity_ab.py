@@ -31,7 +31,7 @@ def ab_models(split, seed: int, train_config=None, personas_k: int = 4) -> dict:
                                for name, full in (("pop", "pop"), ("mf", "mf"), ("ampcf", f"ampcf-k{personas_k}"))}}
 
 
-def _rankings(models: dict, users: np.ndarray, seen: dict[int, set], n_items: int, depth: int, seed: int) -> dict:
+def rank_unseen(models: dict, users: np.ndarray, seen: dict[int, set], n_items: int, depth: int, seed: int) -> dict:
     """{variant: {user: top-``depth`` item indices, train-rated items excluded}}."""
     out = {}
     for name, model in models.items():
@@ -99,7 +99,7 @@ async def ab_fidelity(scorer, ds, split, ab_users: np.ndarray, cfg, show_progres
     off_users = np.array(sorted(u for u, s in test_pos.items() if s))
     seen = {u: set(g["item"].tolist()) for u, g in split.train.groupby("user")}
     depth = max(10, cfg.ab_turns * cfg.slate_size)
-    ranked = _rankings(models, off_users, seen, split.n_items, depth, cfg.seed)
+    ranked = rank_unseen(models, off_users, seen, split.n_items, depth, cfg.seed)
     offline = {v: np.array([len(set(ranked[v][int(u)][:10].tolist()) & test_pos[u]) / min(10, len(test_pos[u]))
                             for u in off_users]) for v in AB_VARIANTS}
     test_rated = {u: set(g["item"].tolist()) for u, g in split.test.groupby("user")}

@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from evals.stats.bootstrap import bootstrap_ci, rounded
+from simulator.selector import LIKED_MIN
 
-LIKED_MIN = 4
 STATISTICS = ("like_rate", "mean_rating", "rating_sd", "genre_entropy", "like_popularity")
 POPULATIONS = ("twin", "persona", "average_user")
 #: The realism target: the twins' distance at most this share of the persona-level population's.

@@ -32,9 +32,8 @@ import pandas as pd
 
 from evals.validity.drift import HEADLINE, null_ratio, variance_ratio
 from evals.validity.drift_features import feature_blocks, session_features
+from simulator.selector import LIKED_MIN  # a film rated at least this is chosen (the grounded users' "liked")
 
-#: A film rated at least this is chosen (the campaign's "liked"; evals.validity.grounding.LIKED_MIN).
-LIKED_MIN = 4
 #: Held-out ratings a user needs in each half.
 MIN_PER_HALF = 3
 #: Random draws of the campaign's design.
@@ -117,6 +116,21 @@ def real_drift(sessions: pd.DataFrame, users_per_persona: int, *, draws: int = D
         "n_users_by_persona": {p: len(m) for p, m in members.items()},
         "min_per_half": MIN_PER_HALF, "liked_min": LIKED_MIN,
     }
+
+
+def real_drift_of(personas_path, users_per_persona: int, *, draws: int = DRAWS, seed: int = 0) -> dict:
+    """`real_drift` of the MovieLens test users behind ``personas_path``: its split (GroundingError when the
+    personas have none), each user's held-out ratings in two halves, grouped by the personas' assignments."""
+    from pathlib import Path
+
+    from evals.validity.grounding import read_assignments, split_of
+    from personas.infra.assets import ml100k_dir
+    from recsys import load_movielens, time_split
+
+    holdout = float(split_of(personas_path)["holdout"])
+    ds = load_movielens(ml100k_dir())
+    sessions = real_sessions(ds, time_split(ds, holdout).test, read_assignments(Path(personas_path).parent))
+    return real_drift(sessions, users_per_persona, draws=draws, seed=seed)
 
 
 def compare(simulated_ci: list | None, real: dict) -> str:
