@@ -1,16 +1,27 @@
-"""Recommenders (Pop, MF, AMP-CF), post-hoc rerankers, metrics and the offline benchmark.
+"""Recommenders (Pop, MF, AMP-CF, the library models), post-hoc rerankers, metrics and the offline benchmark.
 
-recsys imports nothing else of personasim: loaders take paths.
+recsys imports nothing else of personasim: loaders take paths. The names below load on first use, so that a
+config check that only needs `recsys.registry` does not import torch.
 """
 
-from recsys.data import (DataError, Dataset, Split, TimeSplit, full_train, leave_last_out, load_instacart, load_interactions,
-                         load_movielens, random_holdout, time_split, validation_split)
-from recsys.factorised import AMPCF, MF
-from recsys.models import Popularity, Recommender, RecsysError, TrainConfig, top_k
-from recsys.pipeline import Reranker, slate
+from importlib import import_module
 
-__all__ = [
-    "AMPCF", "DataError", "Dataset", "MF", "Popularity", "Recommender", "RecsysError", "Reranker", "Split",
-    "TimeSplit", "TrainConfig", "full_train", "leave_last_out", "load_instacart", "load_interactions", "load_movielens",
-    "random_holdout", "slate", "time_split", "top_k", "validation_split",
-]
+_HOME = {
+    **dict.fromkeys(("DataError", "Dataset", "Split", "TimeSplit", "full_train", "leave_last_out", "load_instacart",
+                     "load_interactions", "load_movielens", "random_holdout", "time_split", "validation_split"),
+                    "recsys.data"),
+    **dict.fromkeys(("AMPCF", "MF"), "recsys.factorised"),
+    **dict.fromkeys(("load_atomic", "write_atomic"), "recsys.atomic"),
+    **dict.fromkeys(("Popularity", "Recommender", "RecsysError", "TrainConfig", "top_k"), "recsys.models"),
+    **dict.fromkeys(("Reranker", "slate"), "recsys.pipeline"),
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module 'recsys' has no attribute {name!r}")
+    value = getattr(import_module(_HOME[name]), name)
+    globals()[name] = value
+    return value

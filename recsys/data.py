@@ -270,12 +270,19 @@ def _seen(ds: Dataset, test_users: np.ndarray, test_items: np.ndarray) -> sp.csr
 
 
 def leave_last_out(ds: Dataset, min_rating: float = 4.0) -> Split:
-    """Each user's latest positive is the test item (ties broken by item index)."""
+    """Each user's latest positive is the test item (ties broken by item index). DataError when an interaction
+    has no timestamp (the latest is then unknown) or no user has two positives."""
+    if ds.ratings["timestamp"].isna().any():
+        raise DataError(f"{ds.name}: leave-last-out needs a timestamp on every interaction; "
+                        f"{int(ds.ratings['timestamp'].isna().sum())} have none")
     pos = ds.ratings[ds.ratings["rating"] >= min_rating].sort_values(["user", "timestamp", "item"], kind="stable")
     if pos.empty:
         raise DataError(f"{ds.name}: no interaction has rating >= {min_rating}")
     counts = pos.groupby("user")["item"].transform("size")
     pos = pos[counts >= 2]
+    if pos.empty:
+        raise DataError(f"{ds.name}: no user has two positives (rating >= {min_rating:g}); leave-last-out holds "
+                        "one out and trains on the rest")
     last = pos.groupby("user").tail(1)
     train = pos.drop(last.index)
     tu, ti = last["user"].to_numpy(), last["item"].to_numpy()

@@ -1,5 +1,5 @@
-"""`personasim recsys bench | tune | map`: the offline accuracy / diversity experiment, its validation tuning,
-and the map of where a persona mixture replaces a diversity reranker. Every file is written whole or not at all
+"""`personasim recsys bench | tune | check | map`: the offline accuracy / diversity experiment, its validation
+tuning, the recommender contract suite, and the map of where a persona mixture replaces a diversity reranker. Every file is written whole or not at all
 (`personas.infra.files.write_whole`, handed to recsys as its ``write``)."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ app = typer.Typer(no_args_is_help=True)
 @app.command()
 def bench(
     dataset: str = typer.Option("ml-100k", "--dataset",
-                                help="ml-100k, instacart (the packaged sample), or a CSV/Parquet of interactions."),
+                                help="ml-100k, instacart (the packaged sample), a folder of RecBole atomic files "
+                                     "(NAME.inter with a timestamp; NAME.item, NAME.user optional), or a CSV/Parquet "
+                                     "of interactions."),
     catalog: Optional[Path] = typer.Option(None, "--catalog", help="Item catalog for a CSV/Parquet dataset."),
     out: Path = typer.Option(..., "--out", help="Folder for results.json and pareto.png."),
     seed: int = typer.Option(0, "--seed"),
@@ -58,14 +60,27 @@ def bench(
 
 
 def _load(dataset: str, catalog: Optional[Path], implicit: bool):
-    """'ml-100k' and 'instacart' are the packaged data sets; anything else is a CSV/Parquet of interactions."""
+    """'ml-100k' and 'instacart' are the packaged data sets; a folder holds RecBole atomic files
+    (`recsys.atomic.load_atomic`); anything else is a CSV/Parquet of interactions."""
     from personas.infra.assets import instacart_csv, ml100k_dir
-    from recsys import load_instacart, load_interactions, load_movielens
+    from recsys import DataError, load_instacart, load_interactions, load_movielens
 
     if dataset == "ml-100k":
         return load_movielens(ml100k_dir())
     if dataset == "instacart":
         return load_instacart(instacart_csv())  # categories with seed 0: the same metric in every bench and map
+    if Path(dataset).is_dir():
+        from recsys.atomic import atomic_name, has_timestamps, load_atomic
+
+        for option, given in (("--catalog", catalog is not None), ("--implicit", implicit)):
+            if given:
+                raise ValueError(f"{option}: not for a folder of atomic files ({dataset}); its NAME.item is the "
+                                 f"catalog, and a NAME.inter without a rating field is implicit")
+        ds = load_atomic(dataset)
+        if not has_timestamps(ds):  # leave-last-out would hold out the highest item index, not the latest
+            raise DataError(f"{Path(dataset) / atomic_name(dataset)}.inter: no field 'timestamp'; these splits hold "
+                            f"out each user's latest positive, so every interaction needs a timestamp:float")
+        return ds
     return load_interactions(dataset, catalog, implicit=implicit)
 
 
@@ -92,7 +107,9 @@ def _read_tuned(path: Path) -> dict:
 @app.command()
 def tune(
     dataset: str = typer.Option("ml-100k", "--dataset",
-                                help="ml-100k, instacart (the packaged sample), or a CSV/Parquet of interactions."),
+                                help="ml-100k, instacart (the packaged sample), a folder of RecBole atomic files "
+                                     "(NAME.inter with a timestamp; NAME.item, NAME.user optional), or a CSV/Parquet "
+                                     "of interactions."),
     catalog: Optional[Path] = typer.Option(None, "--catalog", help="Item catalog for a CSV/Parquet dataset."),
     out: Path = typer.Option(..., "--out", help="Folder for tune.json."),
     seed: int = typer.Option(0, "--seed"),
@@ -129,6 +146,44 @@ def tune(
     for fam, v in record["lambdas"].items():
         typer.echo(f"{fam:24s} chosen lambda {v['chosen']}")
     typer.echo(f"wrote {out / 'tune.json'}")
+
+
+@app.command()
+def check(
+    target: str = typer.Argument(..., help="A recommender: a built-in (mf, als, ...), an installed plug-in, "
+                                 "'package.module:factory' or 'http://HOST:PORT'."),
+    dataset: str = typer.Option("ml-100k", "--dataset",
+                                help="ml-100k, instacart (the packaged sample), a folder of RecBole atomic files, "
+                                     "or a CSV/Parquet of interactions."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="Item catalog for a CSV/Parquet dataset."),
+    implicit: bool = typer.Option(False, "--implicit", help="A CSV/Parquet without a rating column: every row is a positive."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Run the recommender contract suite (recsys/contract.py) on TARGET, trained on the data set's leave-last-out
+    train part, then score it on the bench protocol beside popularity. A broken contract is one line naming the
+    method, exit code 2."""
+    from dataclasses import replace
+
+    from recsys import Popularity, leave_last_out
+    from recsys.contract import Catalog, check_contract
+    from recsys.offline import DEFAULT_TRAIN, evaluate
+    from recsys.registry import Settings, build, resolve
+
+    entry = resolve(target)
+    ds = _load(dataset, catalog, implicit)
+    split = leave_last_out(ds)
+    model = build(target, Settings(replace(DEFAULT_TRAIN, seed=seed), seed=seed))
+    report = check_contract(model, split.train, target, Catalog.of(ds.items))
+    genres, _ = ds.genre_matrix()
+    rows = [evaluate(name, m, split, genres, 10) for name, m in ((target, model), ("pop", Popularity().fit(split.train)))]
+    typer.echo(f"{target} ({entry.source}, family {entry.family}): contract kept; capabilities: "
+               f"{', '.join(report['capabilities']) or 'none beyond the required'}")
+    for name in report["checks"]:
+        typer.echo(f"  ok  {name}")
+    typer.echo(f"bench protocol on {ds.name} (leave-last-out, {len(split.test_users)} test users, seed {seed}):")
+    for r in rows:
+        typer.echo(f"  {r['variant']:40s} NDCG@10 {r['ndcg@10']:.4f} ± {r['ndcg@10_se']:.4f}  Recall@10 "
+                   f"{r['recall@10']:.4f}  fit {r['train_s']:.1f} s")
 
 
 @app.command("map")
