@@ -232,3 +232,56 @@ def test_resuming_under_other_code_is_recorded_and_warned(config_file, reference
     assert [(c["sources"], c["from_turn"]) for c in code] == [(ours, 0), ("0123456789ab", kept)]
     assert f"its first {kept} turns were written by other code (sources {ours}, now 0123456789ab)" in caplog.text
     assert _turns(out) == _turns(reference)  # the turns themselves are the same: only the record differs
+
+
+PLUGIN = "examples.plugins.genre_pop:make_ranker"
+
+
+def test_a_plugin_a_service_and_a_library_model_join_a_campaign_as_built_ins_do(server_config, tmp_path):
+    """One line of config each: the plug-in, a real recommender service on 127.0.0.1 and implicit's ALS are
+    trained (or asked), pinned, met by the users, scored offline, A/B-tested and reported exactly as MF is."""
+    from recsys.registry import file_stem, model_file
+    from tests.servers.process import free_port, serve
+
+    port = free_port()
+    with serve(["examples/service/serve.py", "--port", str(port)], port, ready_path="/health") as url:
+        service = url.removesuffix("/v1")
+        cfg = {**yaml.safe_load(server_config.read_text()), "variants": ["mf", PLUGIN, "als", service],
+               "user_variants": ["layered"], "users_per_persona": 1, "runs_per_user": 1, "best_of": 1}
+        out = _ran(_write_config(cfg, tmp_path / "byo.yaml"), tmp_path / "run", timeout=600)
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert {e["variant"] for e in events if e["ok"]} == set(cfg["variants"])
+    shapes = {v: sorted((e["turn"], len(e["slate"])) for e in events if e["variant"] == v) for v in cfg["variants"]}
+    assert shapes[PLUGIN] == shapes["als"] == shapes[service] == shapes["mf"]
+    assert {n for _, n in shapes["mf"]} == {4, 5}  # 4, and a re-shown item from turn 1 on
+    inputs = json.loads((out / "campaign.json").read_text())["inputs"]
+    assert {k for k in inputs if k.startswith("model ")} == {f"model {v}" for v in cfg["variants"]}
+    assert model_file(out / "models", PLUGIN).suffix == ".pkl" and model_file(out / "models", service).is_file()
+    offline = json.loads((out / "models" / "offline.json").read_text())["rows"]
+    assert [r["variant"] for r in offline] == cfg["variants"] and all(r["ndcg@10"] > 0 for r in offline)
+    ab = json.loads((out / "ab.json").read_text())["tables"]
+    assert {t["treatment"] for t in ab} == {PLUGIN, "als", service} and all(t["control"] == "mf" for t in ab)
+    report = (out / "report.html").read_text()
+    assert PLUGIN in report and service in report
+    res = _cli("campaign", "ab", str(out), "--control", "mf", "--treatment", PLUGIN)
+    assert res.returncode == 0, res.stderr
+    assert (out / f"ab_{file_stem(PLUGIN)}_vs_mf.json").is_file()
+
+
+def test_a_failing_plugin_or_a_service_that_is_down_is_refused_before_the_folder_is_claimed(tmp_path):
+    from tests.servers.process import free_port
+
+    (tmp_path / "failing_plugin.py").write_text("def make():\n    raise RuntimeError('no weights in ./weights')\n")
+    down = f"http://127.0.0.1:{free_port()}"
+    for variant, line in (
+        ("failing_plugin:make", "error: field 'variants': recommender 'failing_plugin:make': its factory raised "
+                                "RuntimeError: no weights in ./weights"),
+        (down, f"error: field 'variants': recommender service {down}/health is not reachable (ConnectError"),
+    ):
+        cfg = _write_config({**CONFIG, "variants": ["mf", variant]}, tmp_path / "c.yaml")
+        res = subprocess.run([sys.executable, "-m", "evals.cli", "campaign", "run", str(cfg), "--out",
+                              str(tmp_path / "run"), "--quiet"], capture_output=True, text=True, cwd=tmp_path,
+                             timeout=300)
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith(line), res.stderr
+        assert not (tmp_path / "run").exists()

@@ -152,28 +152,29 @@ def test_warm_start_is_an_option_that_changes_refolds_only():
 
 def test_a_campaigns_ampcf_mf_starts_from_the_campaigns_own_mf():
     """'ampcf-mf' pre-trains an MF exactly as the campaign trains its 'mf' (same config, same seed), so with no
-    AMP-CF epoch and no noise it scores as the campaign's MF; with its epochs it is an AMP-CF of its own."""
+    AMP-CF epoch and no noise it scores as the campaign's MF; with its epochs it is an AMP-CF of its own. Its K
+    is the settings' field, not parsed from a name."""
     from dataclasses import replace
 
-    from evals.campaign.world import recommender_name
-    from recsys.offline import DEFAULT_TRAIN, campaign_train_config, make_recommender, train_recommender
+    from recsys.offline import DEFAULT_TRAIN
+    from recsys.registry import AMPCF_BATCH, Settings, build, train
 
     train_matrix = planted(major=0.7)[0]
-    train = replace(DEFAULT_TRAIN, dim=8, epochs=3, seed=5)
+    tc = replace(DEFAULT_TRAIN, dim=8, epochs=3, seed=5)
+    settings = Settings(tc, personas_k=2, seed=5)
     users = np.arange(30)
-    mf = train_recommender("mf", train_matrix, campaign_train_config("mf", train), pretrain=train)
-    name = recommender_name("ampcf-mf", 2)
-    assert name == "ampcf-k2-mf" and recommender_name("ampcf", 2) == "ampcf-k2"
+    mf = train("mf", settings, train_matrix)
     # as `prepare` builds it, with no AMP-CF epoch and no noise
-    untrained = make_recommender(name, replace(campaign_train_config("ampcf-mf", train), epochs=0), pretrain=train)
-    untrained.pretrain_noise = 0.0
+    untrained = build("ampcf-mf", settings)
+    untrained.config, untrained.pretrain_noise = replace(untrained.config, epochs=0), 0.0
     np.testing.assert_allclose(untrained.fit(train_matrix).score_all(users), mf.score_all(users), rtol=1e-5, atol=1e-5)
-    trained = train_recommender(name, train_matrix, campaign_train_config("ampcf-mf", train), pretrain=train)
-    assert trained.name == name and trained.pretrain == train and trained.k == 2
+    trained = train("ampcf-mf", settings, train_matrix)
+    assert trained.pretrain == tc and trained.k == 2 and trained.config.batch_size == AMPCF_BATCH
     assert not np.allclose(trained.score_all(users), mf.score_all(users), atol=1e-3)
     # `prepare` hands it the campaign's MF when it trained one: the same model as pre-training its own
-    reused = train_recommender(name, train_matrix, campaign_train_config("ampcf-mf", train), start=mf, pretrain=train)
+    reused = train("ampcf-mf", settings, train_matrix, start=mf)
     np.testing.assert_array_equal(reused.score_all(users), trained.score_all(users))
+    assert build("ampcf", replace(settings, personas_k=3)).k == 3
 
 
 def test_twins_are_drawn_at_random_among_members_and_a_persona_too_small_is_refused():

@@ -176,9 +176,9 @@ def mf_rankings(ds, split, twins: Twins, design: Design, train_config) -> dict[s
     """{raw user id: top turns * slate_size items of MF (trained on the train part), train-rated items excluded}
     for every twin."""
     from evals.validity.fidelity_ab import rank_unseen
-    from recsys.offline import campaign_train_config, train_recommender
+    from recsys.registry import Settings, train
 
-    model = train_recommender("mf", split.train_positives(), campaign_train_config("mf", train_config))
+    model = train("mf", Settings(train_config, seed=train_config.seed), split.train_positives())
     uid = ds.users["user_id"].astype(str).to_numpy()
     index = {u: i for i, u in enumerate(uid)}
     users = sorted({u for m in twins.members.values() for u in m})

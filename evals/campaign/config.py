@@ -15,9 +15,7 @@ from simulator.choice import DECISION_HELP, DecisionMode, refuse_temperature
 from evals.campaign.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
 from evals.campaign.jobs import ExecutorName
 
-#: 'ampcf-mf': AMP-CF whose personas start from the campaign's MF (the bench's 'ampcf-kK-mf'; K >= 2)
-MODELS = ("pop", "mf", "ampcf", "ampcf-mf")
-RERANKERS = ("mmr", "dpp", "calibration", "personas")  # personas: persona-mixture calibration, AMP-CF only
+from recsys.pipeline import RERANKERS  # "personas": persona-mixture calibration, models with attention only
 
 
 class ConfigError(ValueError):
@@ -166,7 +164,9 @@ class CampaignConfig(_Strict):
         2, description="simulated users per persona: one number for every user variant, or one per user variant "
         "({grounded: 4, naive: 2}; each of user_variants named once)")
     best_of: int = Field(1, ge=1, le=16, description="candidate turns per step; the most consistent is kept")
-    variants: list[str] = Field(min_length=1, description="recommender variants: model[+reranker]")
+    variants: list[str] = Field(min_length=1, description="recommender variants: MODEL[+RERANKER]; MODEL a built-in "
+                                "(recsys.registry.BUILTINS), an installed plug-in, 'package.module:factory' or "
+                                "'http://HOST:PORT' (recsys/README.md, 'Bring your own recommender')")
     turns: int = Field(3, ge=1, le=50)
     slate_size: int = Field(5, ge=2, le=20)
     reshow_from: int | None = Field(1, ge=1, description="from this turn on, one item the user rated earlier is shown "
@@ -186,13 +186,21 @@ class CampaignConfig(_Strict):
     @field_validator("variants")
     @classmethod
     def _known_variants(cls, variants: list[str]) -> list[str]:
+        from recsys.models import RecsysError
+        from recsys.registry import resolve
+
         for v in variants:
             model, _, reranker = v.partition("+")
-            persona_cal_on_mf = reranker == "personas" and not model.startswith("ampcf")
-            if model not in MODELS or (reranker and reranker not in RERANKERS) or persona_cal_on_mf:
-                raise ValueError(
-                    f"unknown variant {v!r}: use MODEL[+RERANKER] with MODEL in {MODELS} and RERANKER in {RERANKERS}"
-                )
+            try:
+                entry = resolve(model)  # a plug-in module is imported here: a broken one fails before any work
+            except RecsysError as exc:
+                raise ValueError(f"variant {v!r}: {exc}") from None
+            if reranker and reranker not in RERANKERS:
+                raise ValueError(f"variant {v!r}: unknown reranker {reranker!r}; use MODEL[+RERANKER] with RERANKER "
+                                 f"in {RERANKERS}")
+            if reranker == "personas" and not entry.attention:
+                raise ValueError(f"variant {v!r}: the 'personas' reranker needs a model with persona attention "
+                                 "(ampcf, ampcf-mf)")
         if len(set(variants)) != len(variants):
             raise ValueError("variants repeat")
         return variants

@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
-import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -98,6 +97,7 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
             raise CampaignError(f"personas.extract: {source.extract}: no such file or folder "
                                 f"(packaged corpora: {', '.join(PACKAGED)})")
     _check_calibration(cfg, out)
+    _check_recommenders(cfg)
     try:
         cfg.llm.check()
     except LLMConfigError as exc:
@@ -109,6 +109,26 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
         if shared:
             raise CampaignError(f"{out}: on {shared}, where SQLite's locks do not hold across machines, and llm.cache "
                                 "keeps the LLM answers in SQLite; set llm.cache: false, or keep OUT on one host's disk")
+
+
+def _check_recommenders(cfg: CampaignConfig) -> None:
+    """Every plug-in and service recommender the variants name, built (its factory runs, its methods are there)
+    and, for a service, asked whether it is up, before anything is trained or written. The config's own check
+    already imported each plug-in (`CampaignConfig._known_variants`)."""
+    from evals.campaign.world import _model_names, train_config_of
+    from recsys.models import RecsysError
+    from recsys.registry import BUILTINS, Settings, build
+
+    settings = Settings(train_config_of(cfg), personas_k=cfg.recsys.personas_k, seed=cfg.seed)
+    for name in _model_names(cfg):
+        if name in BUILTINS:
+            continue
+        try:
+            model = build(name, settings)
+            if callable(ping := getattr(model, "ping", None)):
+                ping()
+        except RecsysError as exc:
+            raise CampaignError(f"field 'variants': {exc}") from None
 
 
 def _check_calibration(cfg: CampaignConfig, out: Path) -> None:
@@ -139,12 +159,13 @@ def input_files(cfg: CampaignConfig, out: Path) -> dict[str, Path]:
     """The files a campaign reuses across resumes, by name: its personas, the grounded users' calibration,
     its trained models, the tuned simulator's adapter weights."""
     from evals.campaign.world import _model_names, personas_path_of
+    from recsys.registry import model_file
 
     personas = personas_path_of(cfg, out)
     files = {"personas": personas}
     if "grounded" in cfg.user_variants:
         files["calibration"] = personas.parent / "calibration.json"
-    files.update({f"model {name}": out / "models" / f"{name}.pt" for name in _model_names(cfg)})
+    files.update({f"model {name}": model_file(out / "models", name) for name in _model_names(cfg)})
     if (adapter := cfg.llm.adapter_weights()) is not None:  # its content, not only the path in the config
         files["llm adapter"] = adapter
     return files
@@ -362,8 +383,11 @@ def write_drift(run_dir: str | Path, embed=None) -> tuple[Path, dict]:
 
 
 def ab_file_name(control: str, treatment: str) -> str:
-    """`campaign ab`'s file: ab_TREATMENT_vs_CONTROL.json (`campaign report` writes ab.json)."""
-    return f"ab_{treatment}_vs_{control}.json"
+    """`campaign ab`'s file: ab_TREATMENT_vs_CONTROL.json (`campaign report` writes ab.json); a plug-in path or
+    a URL becomes a safe file name (`recsys.registry.file_stem`)."""
+    from recsys.registry import file_stem
+
+    return f"ab_{file_stem(treatment)}_vs_{file_stem(control)}.json"
 
 
 def write_ab(run_dir: str | Path, control: str, treatment: str, *, seed: int = 0) -> tuple[Path, list[dict]]:
@@ -372,10 +396,7 @@ def write_ab(run_dir: str | Path, control: str, treatment: str, *, seed: int = 0
     from evals.campaign.ab import ab_table
 
     run_dir = Path(run_dir)
-    for option, name in (("--control", control), ("--treatment", treatment)):
-        if not re.fullmatch(r"[A-Za-z0-9_.+@-]+", name):
-            raise CampaignError(f"{option} {name!r}: not a variant name (letters, digits, + . _ @ -)")
-    events = _frame(run_dir)
+    events = _frame(run_dir)  # a name that is not one of its variants is refused by `ab_table`
     tables = [{"user_variant": uv, "rows": ab_table(events, control, treatment, seed=seed, user_variant=uv)}
               for uv in sorted(events["user_variant"].unique())]
     path = run_dir / ab_file_name(control, treatment)

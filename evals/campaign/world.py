@@ -35,12 +35,6 @@ def _model_names(cfg: CampaignConfig) -> list[str]:
     return sorted({v.partition("+")[0] for v in cfg.variants} - {"pop"})
 
 
-def recommender_name(model: str, personas_k: int) -> str:
-    """A campaign's model as `recsys.offline` names it: 'mf' -> 'mf', 'ampcf' -> 'ampcf-kK', 'ampcf-mf' ->
-    'ampcf-kK-mf' (its personas start from an MF trained as the campaign's 'mf' is)."""
-    return {"mf": "mf", "ampcf": f"ampcf-k{personas_k}", "ampcf-mf": f"ampcf-k{personas_k}-mf"}[model]
-
-
 def _split_variant(variant: str, rc):
     """'mf+dpp' -> ('mf', the DPP reranker with the campaign's lambda and candidates); 'ampcf' -> ('ampcf', None)."""
     from recsys import Reranker
@@ -60,7 +54,9 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     """Extract personas and train models unless OUT already holds them (through `recsys.offline`, the
     bench's own API: a campaign's 'ampcf' is the bench's 'ampcf-kK' on the campaign's config)."""
     from recsys import leave_last_out
-    from recsys.offline import campaign_train_config, evaluate, train_recommender
+    from recsys.offline import evaluate
+    from recsys.contract import Catalog
+    from recsys.registry import Settings, save_model, train
 
     personas_path = personas_path_of(cfg, out)
     if cfg.personas.extract and not personas_path.exists():
@@ -92,14 +88,13 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     split = leave_last_out(ds)
     genres, _ = ds.genre_matrix()
     rc = cfg.recsys
-    train = train_config_of(cfg)
-    models = {"pop": train_recommender("pop", split.train, train)}
+    settings = Settings(train_config_of(cfg), personas_k=rc.personas_k, seed=cfg.seed)
+    catalog = Catalog.of(ds.items)
+    models = {"pop": train("pop", settings, split.train)}
     for name in sorted(_model_names(cfg), key=lambda n: n != "mf"):  # MF first: 'ampcf-mf' starts from it
-        # 'ampcf-mf' only: pretrain is the campaign's MF config, and the campaign's MF, when trained, is reused
-        model = train_recommender(recommender_name(name, rc.personas_k), split.train, campaign_train_config(name, train),
-                                  show_progress, start=models.get("mf") if name == "ampcf-mf" else None, pretrain=train)
-        write_whole(models_dir / f"{name}.pt", model.save)  # torch.save into the temporary file
-        models[name] = model
+        models[name] = train(name, settings, split.train, catalog=catalog, start=models.get("mf"),
+                             show_progress=show_progress)
+        save_model(models[name], models_dir, name, write_whole)
     rows = []
     for variant in cfg.variants:
         base, reranker = _split_variant(variant, rc)
@@ -342,7 +337,8 @@ class CampaignWorld:
 
     def __init__(self, cfg: CampaignConfig, out: Path, fold_in: FoldInSettings | None = None):
         from personas.card import read_personas
-        from recsys import AMPCF, MF, Popularity, leave_last_out
+        from recsys import Popularity, leave_last_out
+        from recsys.registry import load_model, model_file
         from simulator import sample_users
 
         self.cfg, self.out = cfg, out
@@ -370,9 +366,10 @@ class CampaignWorld:
         self.genres, _ = ds.genre_matrix()
         self.models = {"pop": Popularity().fit(leave_last_out(ds).train)}
         for name in _model_names(cfg):
-            self.models[name] = (MF if name == "mf" else AMPCF).load(out / "models" / f"{name}.pt")
+            self.models[name] = load_model(out / "models", name)
+        torch_files = {name: model_file(out / "models", name) for name in _model_names(cfg)}
         self.folder = FoldInBatcher(self.models, fold_in or FoldInSettings(),
-                                    {name: str(out / "models" / f"{name}.pt") for name in _model_names(cfg)})
+                                    {name: str(p) for name, p in torch_files.items() if p.suffix == ".pt"})
         self.llm = _llm_client(cfg, out)
         self.config_hash = cfg.config_hash()
 

@@ -23,12 +23,12 @@ def ab_models(split, seed: int, train_config=None, personas_k: int = 4) -> dict:
     ``train_config``: a campaign's own, default `recsys.offline.DEFAULT_TRAIN`)."""
     from dataclasses import replace
 
-    from recsys.offline import DEFAULT_TRAIN, campaign_train_config, train_recommender
+    from recsys.offline import DEFAULT_TRAIN
+    from recsys.registry import Settings, train
 
-    train = split.train_positives()
-    tc = replace(train_config or DEFAULT_TRAIN, seed=seed)
-    return {"random": None, **{name: train_recommender(full, train, campaign_train_config(name, tc))
-                               for name, full in (("pop", "pop"), ("mf", "mf"), ("ampcf", f"ampcf-k{personas_k}"))}}
+    matrix = split.train_positives()
+    settings = Settings(replace(train_config or DEFAULT_TRAIN, seed=seed), personas_k=personas_k, seed=seed)
+    return {"random": None, **{name: train(name, settings, matrix) for name in ("pop", "mf", "ampcf")}}
 
 
 def rank_unseen(models: dict, users: np.ndarray, seen: dict[int, set], n_items: int, depth: int, seed: int) -> dict:
