@@ -22,7 +22,7 @@ from pathlib import Path
 from evals.campaign.ab_power import DEGRADE_SHARE, Design, ab_power, load_twins, mf_rankings
 from evals.campaign.driver import load_campaign
 from evals.campaign.world import personas_path_of, train_config_of
-from evals.validity.grounding import split_of
+from evals.validity.grounding import split_for
 from personas.infra.assets import ml100k_dir
 from personas.infra.files import write_whole
 from recsys import load_movielens, time_split
@@ -45,7 +45,7 @@ def main() -> None:
     cfg = load_campaign(a.run)
     personas_path = personas_path_of(cfg, a.run)
     ds = load_movielens(ml100k_dir())
-    split = time_split(ds, float(split_of(personas_path)["holdout"]))
+    split = split_for(ds, personas_path)
     twins = load_twins(ds, split, personas_path)
     design = Design(users_per_persona=a.users_per_persona or cfg.users_for("grounded"), turns=cfg.turns, slate_size=cfg.slate_size,
                     runs=cfg.runs_per_user)

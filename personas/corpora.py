@@ -29,7 +29,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from personas.infra import assets
-from personas.documents import Corpus, Document, FactField, SkippedInput
+from personas.documents import MAX_FACT_CHOICES, Corpus, Document, FactField, SkippedInput
 
 CLOTHING_AGE_BINS = ((0, 29, "under 30"), (30, 39, "30-39"), (40, 49, "40-49"), (50, 59, "50-59"), (60, 200, "60+"))
 RATING_BANDS = ("low (1-2 stars)", "mid (3 stars)", "high (4-5 stars)")
@@ -177,3 +177,120 @@ def ml100k_users(exclude: Collection[tuple[str, str]] | None = None, name: str |
         "favourite genre": FactField(question="Which movie genre do you like most?", choices=genres + ["none"]),
     }
     return Corpus(name=name or ("ml-100k-users[train]" if exclude else "ml-100k-users"), documents=docs, skipped=skipped, fact_fields=facts, genre_field="genres")
+
+
+# -- any interaction log ------------------------------------------------------------------------------------------
+
+#: The question of the favourite-genre fact on documents of any catalog (its "genres" may be categories).
+FAVOURITE_QUESTION = "Which genre or category do you like most?"
+
+
+def _cell(value) -> str:
+    """A demographic cell as text: '' for a missing value, a number without trailing zeros."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).strip()
+
+
+def _age(value) -> int | None:
+    """A demographic ``age`` cell (a number, or a token that reads as one) in whole years; None otherwise."""
+    try:
+        age = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(age) if 0 <= age <= 200 else None
+
+
+def _demographic_facts(users, docs: list[Document]) -> dict[str, FactField]:
+    """Multiple-choice facts from the demographic columns: an ``age`` in years as ml-100k-users' "age group"; any
+    other column with 2..MAX_FACT_CHOICES distinct values among the documents, asked "What is your COLUMN?"."""
+    facts: dict[str, FactField] = {}
+    for col in users.columns.drop("user_id"):
+        label = col.replace("_", " ")
+        if col == "age" and any("age group" in d.metadata for d in docs):
+            facts["age group"] = FactField(question="Which age group are you in?", choices=[b[2] for b in ML_AGE_BINS])
+            continue
+        values = sorted({d.metadata[label] for d in docs if d.metadata.get(label)})
+        if 2 <= len(values) <= MAX_FACT_CHOICES:
+            facts[label] = FactField(question=f"What is your {label}?", choices=values)
+    return facts
+
+
+def interaction_users(ratings, items, users, *, name: str, explicit: bool = True) -> Corpus:
+    """One document per user of any interaction log, in ``ml-100k-users``' layout, so that the persona pipeline
+    reads it the same way (`personas.pipeline`: the "Loves:" part is the positive text, "Dislikes:" the negative,
+    the sentence from "About: " on is left out of both). The frames are a `recsys.Dataset`'s (this package imports
+    no recsys): ``ratings`` (user, item: row indices of ``users`` / ``items``; rating; timestamp) holds only what
+    the documents may see (for an evaluation, a split's train part); ``items``: title, year, genres (a list);
+    ``users``: user_id and any demographic columns.
+
+    "Favourite genres: A, B. Loves: Title (1995; A, B); Other (C). Dislikes: Third (1990; D). About: age 24; job nurse."
+
+    - Favourite genres: the user's N_FAVOURITES most distinctive liked genres (by lift over every user's likes, as
+      ml-100k-users); the sentence is left out when the catalog has no genres. Genres are whatever the
+      ``.item`` file's genre, genres, class or categories field holds (Instacart's are product clusters).
+    - Loves: the N_LOVES highest-rated items the user rated above DISLIKED_MAX, the most recent first among ties;
+      an item is its title (articles first: `tidy_title`), then its year and genres in brackets when it has any.
+      "Loves: none." when there is no such item.
+    - Dislikes: the N_DISLIKES lowest-rated items rated <= DISLIKED_MAX, only with ``explicit`` ratings: in an
+      implicit log every interaction is a positive, and its rating-0 rows (a label of 0) are items shown and not
+      chosen, which is not a dislike.
+    - About: every non-empty demographic cell, "column value" (underscores read as spaces); left out when there
+      is none (Instacart's ``.user`` has ids only).
+    Users without an interaction in ``ratings`` are skipped inputs. id = the raw user id.
+    Metadata as ml-100k-users': ``genres`` = {"liked": {genre: n}, "disliked": {genre: n}} (liked = rating >= 4,
+    disliked = rating <= 2 with ``explicit`` ratings), n_ratings, mean_rating, each demographic cell, "age group"
+    for a numeric age, and "favourite genre". Facts: `_demographic_facts`, and the favourite genre when the catalog
+    has genres.
+    """
+    titles = [tidy_title(str(t)) for t in items["title"]]
+    years = ["" if y is None or (isinstance(y, float) and y != y) else str(y).strip() for y in items["year"]]
+    genres = [[g for g in gs if g and g != "unknown"] for gs in items["genres"]]
+    all_genres = sorted({g for gs in genres for g in gs})
+    uids = users["user_id"].astype(str).tolist()
+    demographics = [c for c in users.columns if c != "user_id"]
+    user_rows = users[demographics].to_dict("records") if demographics else [{} for _ in uids]
+
+    def item(i: int) -> str:
+        bracket = "; ".join(x for x in (years[i], ", ".join(genres[i])) if x) if years[i] else ", ".join(genres[i])
+        return f"{titles[i]} ({bracket})" if bracket else titles[i]
+
+    r = ratings.sort_values(["user", "timestamp", "item"], kind="stable")
+    by_user = {int(u): list(zip(g["rating"].astype(float), g["timestamp"].astype(float), g["item"].astype(int)))
+               for u, g in r.groupby("user", sort=False)}
+    corpus_liked = Counter(g for rows in by_user.values() for rating, _, i in rows if rating >= LIKED_MIN
+                           for g in genres[i])
+    docs: list[Document] = []
+    skipped: list[SkippedInput] = []
+    for u, uid in enumerate(uids):
+        rows = by_user.get(u)
+        if not rows:
+            skipped.append(SkippedInput(id=uid, reason="user has no interactions in the part documents may see"))
+            continue
+        best = [x for x in sorted(rows, key=lambda x: (-x[0], -x[1], x[2])) if x[0] > DISLIKED_MAX]
+        worst = [x for x in sorted(rows, key=lambda x: (x[0], -x[1], x[2])) if x[0] <= DISLIKED_MAX] if explicit else []
+        liked = Counter(g for rating, _, i in rows if rating >= LIKED_MIN for g in genres[i])
+        disliked = Counter(g for _, _, i in worst for g in genres[i])
+        favourites = _favourites(liked, corpus_liked, n=N_FAVOURITES)
+        text = f"Favourite genres: {', '.join(favourites) or 'none'}. " if all_genres else ""
+        text += "Loves: " + ("; ".join(item(i) for _, _, i in best[:N_LOVES]) or "none") + "."
+        if worst:
+            text += " Dislikes: " + "; ".join(item(i) for _, _, i in worst[:N_DISLIKES]) + "."
+        cells = {c.replace("_", " "): _cell(v) for c, v in user_rows[u].items()}
+        cells = {c: v for c, v in cells.items() if v}
+        if cells:
+            text += f" {ABOUT}" + "; ".join(f"{c} {v}" for c, v in cells.items()) + "."
+        meta = {**cells, "n_ratings": len(rows), "mean_rating": round(sum(x[0] for x in rows) / len(rows), 3),
+                "genres": {"liked": dict(liked), "disliked": dict(disliked)}}
+        age = _age(user_rows[u].get("age"))
+        if age is not None:
+            meta["age group"] = _bin(age, ML_AGE_BINS)
+        if all_genres:
+            meta["favourite genre"] = favourites[0] if favourites else "none"
+        docs.append(Document(id=uid, text=text, metadata=meta))
+    facts = _demographic_facts(users, docs)
+    if all_genres:
+        facts["favourite genre"] = FactField(question=FAVOURITE_QUESTION, choices=all_genres + ["none"])
+    return Corpus(name=name, documents=docs, skipped=skipped, fact_fields=facts, genre_field="genres")

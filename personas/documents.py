@@ -30,6 +30,11 @@ class SkippedInput(BaseModel):
     reason: str
 
 
+#: Metadata columns with this many distinct values or fewer become multiple-choice facts (`personas.loaders`'
+#: tables, `personas.corpora.interaction_users`' demographics).
+MAX_FACT_CHOICES = 12
+
+
 class FactField(BaseModel):
     """A metadata field that becomes a multiple-choice fact (value = the cluster's mode)."""
 

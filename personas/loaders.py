@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from personas.documents import Corpus, Document, FactField, SkippedInput
+from personas.documents import MAX_FACT_CHOICES, Corpus, Document, FactField, SkippedInput
 from personas.errors import PersonaError
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,6 @@ PACKAGED = ("clothing-reviews", "ml-100k-users")
 TEXT_SUFFIXES = (".txt", ".md")
 TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
 DEFAULT_TEXT_COLUMNS = ("text", "review", "content", "body", "document")
-#: Metadata columns with this many distinct values or fewer become multiple-choice facts.
-MAX_FACT_CHOICES = 12
 
 
 def load_documents(source: str, text_column: str | None = None, id_column: str | None = None) -> Corpus:

@@ -94,11 +94,16 @@ def extract_personas(docs: Corpus | list, k: int | str = "auto", method: str = "
                      cache_dir: str | Path | None = None, show_progress: bool = True,
                      k_range: tuple[int, int] = cluster.K_RANGE, encoder=None,
                      max_chars: int = chunking.MAX_CHARS, max_chunks: int = chunking.MAX_CHUNKS_PER_DOC,
-                     llm_max_tokens: int = 320) -> ExtractionResult:
+                     llm_max_tokens: int = 320, vectors: np.ndarray | None = None,
+                     vectors_model: str = "given vectors") -> ExtractionResult:
     """Extract persona cards from ``docs`` (a Corpus from load_documents, or a list of texts/Documents).
 
     ``k``: 'auto' (silhouette over ``k_range``) or an int >= 2; ``method``: 'kmeans' or 'hdbscan'
     (K found by HDBSCAN; ``k`` ignored). ``llm``: optional async client (see personas.llm_writer.CardLLM).
+    ``vectors``: one vector per document of ``docs`` [n_documents, d] to cluster on instead of the text's
+    embeddings, for documents whose words do not tell their authors apart (a log's users whose items are ids:
+    `evals.validity.grounding.behaviour_vectors`); each chunk takes its document's vector, so the passages are
+    the members nearest the centroid. ``vectors_model`` names them where the embedding model is recorded.
     Raises PersonaError on unusable input (empty, fewer usable documents than K, bad K/method).
     """
     from personas.embed import Embedder
@@ -116,7 +121,10 @@ def extract_personas(docs: Corpus | list, k: int | str = "auto", method: str = "
                 raise PersonaError(f"--k must be 'auto' or an integer, got {k!r}") from None
     if isinstance(k, int) and k < 2:
         raise PersonaError(f"K must be at least 2, got {k}")
-    config = {"source": corpus.name, "k": k, "method": method, "seed": seed, "model": MODEL_NAME,
+    if vectors is not None and len(vectors) != len(corpus.documents):
+        raise PersonaError(f"{corpus.name}: {len(vectors)} vectors for {len(corpus.documents)} documents")
+    model_name = MODEL_NAME if vectors is None else vectors_model
+    config = {"source": corpus.name, "k": k, "method": method, "seed": seed, "model": model_name,
               "max_chars": max_chars, "max_chunks_per_doc": max_chunks, "near_dup_cosine": cluster.NEAR_DUP_COSINE,
               "k_range": list(k_range), "n_init": cluster.N_INIT,
               "llm": getattr(llm, "model", type(llm).__name__) if llm is not None else None}
@@ -125,8 +133,9 @@ def extract_personas(docs: Corpus | list, k: int | str = "auto", method: str = "
     # 1. chunk
     skipped: list[SkippedInput] = list(corpus.skipped)
     usable: list[Document] = []
+    usable_rows: list[int] = []
     chunk_doc, chunk_texts, n_total = [], [], []
-    for doc in corpus.documents:
+    for row, doc in enumerate(corpus.documents):
         chunks, total = chunking.chunk_document(doc.id, doc.text, max_chars, max_chunks)
         if not chunks:
             skipped.append(SkippedInput(id=doc.id, reason="empty after cleaning"))
@@ -135,6 +144,7 @@ def extract_personas(docs: Corpus | list, k: int | str = "auto", method: str = "
         chunk_texts += [c.text for c in chunks]
         n_total.append(total)
         usable.append(doc)
+        usable_rows.append(row)
     if not usable:
         raise PersonaError(f"{corpus.name}: no usable documents after cleaning")
     if len(usable) != len(corpus.documents):
@@ -147,8 +157,12 @@ def extract_personas(docs: Corpus | list, k: int | str = "auto", method: str = "
 
     # 2. embed (chunks), document vector = normalised mean of its chunks
     t = time.perf_counter()
-    embedder = Embedder(cache_dir=cache_dir, encoder=encoder, model_name=MODEL_NAME, show_progress=show_progress)
-    chunk_vecs = embedder.embed(chunk_texts)
+    if vectors is None:
+        embedder = Embedder(cache_dir=cache_dir, encoder=encoder, model_name=MODEL_NAME, show_progress=show_progress)
+        chunk_vecs = embedder.embed(chunk_texts)
+    else:
+        given = np.asarray(vectors, dtype=np.float32)[usable_rows]
+        chunk_vecs = given[chunk_doc_arr] / np.linalg.norm(given[chunk_doc_arr], axis=1, keepdims=True).clip(1e-12)
     sums = np.zeros((n, chunk_vecs.shape[1]), dtype=np.float64)
     np.add.at(sums, chunk_doc_arr, chunk_vecs)
     doc_vecs = (sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
@@ -228,7 +242,7 @@ def extract_personas(docs: Corpus | list, k: int | str = "auto", method: str = "
 
         cards, llm_stats = rewrite_cards(llm, cards, seed=seed, max_tokens=llm_max_tokens, pinned=pinned,
                                          show_progress=show_progress)
-    cards = [c.model_copy(update={"config_hash": chash, "embedding_model": MODEL_NAME, "seed": seed}) for c in cards]
+    cards = [c.model_copy(update={"config_hash": chash, "embedding_model": model_name, "seed": seed}) for c in cards]
     timings["cards_s"] = time.perf_counter() - t
 
     # 6. separability (on the de-duplicated documents) and assignments
@@ -237,11 +251,11 @@ def extract_personas(docs: Corpus | list, k: int | str = "auto", method: str = "
     report.update({"n_documents": n, "n_inputs": n + len(skipped), "n_skipped": len(skipped), "n_chunks": len(chunk_texts),
                    "n_duplicates": n_dup, "n_docs_chunk_capped": int(sum(1 for x in n_total if x > max_chunks)),
                    "method": method, "k_requested": k, "k_curve": k_curve,
-                   "config_hash": chash, "model": MODEL_NAME, "seed": seed})
+                   "config_hash": chash, "model": model_name, "seed": seed})
     if llm_stats is not None:
         report["llm"] = llm_stats
     timings["separability_s"] = time.perf_counter() - t
-    meta = {"config_hash": chash, "model": MODEL_NAME, "seed": seed}
+    meta = {"config_hash": chash, "model": model_name, "seed": seed}
     sims = np.einsum("ij,ij->i", doc_vecs, np.stack([np.asarray(cards[l].centroid, dtype=np.float32) if l >= 0
                                                      else np.zeros(doc_vecs.shape[1], np.float32) for l in labels]))
     n_chunks_used = np.bincount(chunk_doc_arr, minlength=n)

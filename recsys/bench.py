@@ -77,6 +77,9 @@ class BenchConfig:
     persona_cal: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.6, 0.9])
     candidates: int = 100
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**asdict(DEFAULT_TRAIN)))
+    #: more recommenders by registry name (`recsys.registry`: 'als', 'ease', 'pkg.module:factory', a service URL),
+    #: trained on the same split with DEFAULT_TRAIN and scored as every other row
+    models: list[str] = field(default_factory=list)
     #: per-variant TrainConfig overrides ('mf', 'ampcf-k4', ...); the seed always comes from ``seed``
     tuned: dict[str, dict] = field(default_factory=lambda: {k: dict(v) for k, v in TUNED.items()})
 
@@ -84,7 +87,11 @@ class BenchConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def train_models(split: Split, cfg: BenchConfig, show_progress: bool = True) -> dict[str, Recommender]:
+def train_models(split: Split, cfg: BenchConfig, show_progress: bool = True, catalog=None) -> dict[str, Recommender]:
+    """The bench's own variants, then ``cfg.models`` through the registry (``catalog``: `recsys.contract.Catalog`
+    for the models that ask)."""
+    from recsys.registry import Settings, train
+
     tc = cfg.train
     models: dict[str, Recommender] = {"pop": Popularity().fit(split.train)}
     models["mf"] = make_model("mf", cfg).fit(split.train, show_progress)
@@ -97,6 +104,11 @@ def train_models(split: Split, cfg: BenchConfig, show_progress: bool = True) -> 
         model = make_model(f"ampcf-k{k}-mf", cfg).fit(split.train, show_progress, start=models["mf"])
         model.train_s += models["mf"].train_s  # the pre-training is part of its cost
         models[model.name] = model
+    for name in cfg.models:
+        if name in models:
+            raise ValueError(f"--models: {name!r} is already one of the bench's variants")
+        models[name] = train(name, Settings(replace(tc), seed=cfg.seed), split.train, catalog=catalog,
+                             show_progress=show_progress)
     return models
 
 
@@ -126,9 +138,11 @@ def run_bench(ds: Dataset, out_dir: str | Path, cfg: BenchConfig | None = None, 
     torch.manual_seed(cfg.seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from recsys.contract import Catalog
+
     split = leave_last_out(ds)
     genres, _ = ds.genre_matrix()
-    models = train_models(split, cfg, show_progress)
+    models = train_models(split, cfg, show_progress, Catalog.of(ds.items))
     rows = [evaluate(name, m, split, genres, cfg.k) for name, m in models.items()]
     rows += rerank_rows(models, split, genres, cfg)
     mf_per_user = rows[[r["variant"] for r in rows].index("mf")]["_per_user_ndcg"]

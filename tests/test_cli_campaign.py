@@ -46,7 +46,7 @@ def test_bad_config_files(bad, tmp_path, kind, needle):
 
 @pytest.mark.parametrize("over, needle", [
     ({"turnz": 3}, "field 'turnz': unknown key"),
-    ({"variants": ["mf", "xgboost"]}, "unknown variant 'xgboost'"),
+    ({"variants": ["mf", "xgboost"]}, "variant 'xgboost': unknown recommender 'xgboost'"),
     ({"llm": {"backend": "gpt"}}, "field 'llm': unknown LLM backend 'gpt'"),
     ({"llm": {"backend": "openai", "base_url": "http://127.0.0.1:9/v1"}}, "field 'llm': backend 'openai' needs a model"),
     ({"llm": {"backend": "embedded", "model": "/nowhere/m.gguf"}}, "/nowhere/m.gguf does not exist"),

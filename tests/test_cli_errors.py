@@ -203,14 +203,15 @@ def test_validate_fidelity_into_a_read_only_folder_and_with_a_bad_backend(tmp_pa
     with read_only_folder(tmp_path) as ro:
         refused(["validate", "fidelity", "--out", str(ro / "fid"), "--no-llm"], ["--out", "permission denied"], [ro],
                 read_only=True)
-    refused(["validate", "fidelity", "--out", str(tmp_path / "fid"), "--backend", "nope"],
+    refused(["validate", "fidelity", "--out", str(tmp_path / "fid"), "--llm", "--backend", "nope"],
             ["--backend nope: unknown LLM backend"], [tmp_path])
     # a tuned simulator that is not there, or one whose judgement would not be read
-    refused(["validate", "fidelity", "--out", str(tmp_path / "fid"), "--adapter", str(tmp_path / "none")],
+    refused(["validate", "fidelity", "--out", str(tmp_path / "fid"), "--llm", "--adapter", str(tmp_path / "none")],
             ["--backend embedded", "no GGUF LoRA adapter there"], [tmp_path])
     refused(["validate", "fidelity", "--out", str(tmp_path / "fid"), "--no-llm", "--adapter", str(tmp_path)],
             ["--adapter", "drop --no-llm"], [tmp_path])
-    refused(["validate", "fidelity", "--out", str(tmp_path / "fid"), "--backend", "openai", "--model", "m", "--base-url",
+    refused(["validate", "fidelity", "--out", str(tmp_path / "fid"), "--llm", "--backend", "openai", "--model", "m",
+             "--base-url",
              "http://127.0.0.1:9", "--adapter", str(tmp_path)], ["loads its own adapters"], [tmp_path])
 
 

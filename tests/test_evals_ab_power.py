@@ -10,15 +10,15 @@ from evals.campaign.ab_power import Design, ab_power, check_design, degrade, loa
 
 @pytest.fixture(scope="module")
 def world(fidelity_run):
-    from evals.validity.grounding import split_of
+    from evals.validity.grounding import split_for
     from personas.infra.assets import ml100k_dir
-    from recsys import load_movielens, time_split
+    from recsys import load_movielens
     from recsys.offline import DEFAULT_TRAIN
 
     out, _ = fidelity_run
     ppath = out / "personas" / "personas.jsonl"
     ds = load_movielens(ml100k_dir())
-    split = time_split(ds, float(split_of(ppath)["holdout"]))
+    split = split_for(ds, ppath)
     twins = load_twins(ds, split, ppath)
     design = Design(users_per_persona=4, turns=2, slate_size=5, runs=2)
     return twins, mf_rankings(ds, split, twins, design, DEFAULT_TRAIN), design

@@ -12,6 +12,7 @@ import pytest
 
 from evals.validity.calibration import CalibrationError, calibrate, read_calibration
 from evals.validity.fidelity import FidelityConfig
+from recsys.data import make_split
 from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, N_RATED, RECENT_POP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,25 +111,27 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
 
 
 def test_calibration_never_reads_the_test_part(fidelity_run, tmp_path):
-    """Refit on data whose held-out ratings are scrambled: the calibration is the same, number for number."""
+    """Refit on data whose ratings outside the train part (the validation split's test part, the test split's, and
+    the future after the cut) are scrambled: the calibration is the same, number for number."""
     import numpy as np
 
+    from evals.validity.grounding import outside, split_for
     from personas.infra.assets import ml100k_dir
-    from recsys import Dataset, load_movielens, time_split
+    from recsys import Dataset, load_movielens
 
     out, _ = fidelity_run
     ppath = out / "personas" / "personas.jsonl"
     ds = load_movielens(ml100k_dir())
-    split = time_split(ds, 0.2)
+    split = split_for(ds, ppath)
     scrambled = ds.ratings.copy()
     rng = np.random.default_rng(0)
-    keys = set(map(tuple, split.test[["user", "timestamp", "item"]].to_numpy()))
+    keys = set(map(tuple, outside(ds, split)[["user", "timestamp", "item"]].to_numpy()))
     mask = np.array([k in keys for k in map(tuple, scrambled[["user", "timestamp", "item"]].to_numpy())])
-    assert mask.sum() == len(split.test)
+    assert mask.sum() == len(ds.ratings) - len(split.train) > len(split.test)
     scrambled.loc[mask, "rating"] = rng.integers(1, 6, mask.sum()).astype(float)
     ds2 = Dataset(scrambled, ds.items, ds.users, ds.name)
     a = calibrate(ds, split, ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False)
-    b = calibrate(ds2, time_split(ds2, 0.2), ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False)
+    b = calibrate(ds2, split_for(ds2, ppath), ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False)
     assert a["models"] == b["models"] and a["report"] == b["report"]
 
 
@@ -157,6 +160,8 @@ def test_a_calibration_for_other_personas_or_split_is_refused(fidelity_run, tmp_
     ds = load_movielens(ml100k_dir())
     with pytest.raises(CalibrationError, match="extracted for split"):
         calibrate(ds, time_split(ds, 0.2), ppath, None, n_users=10, use_llm=False, show_progress=False)
+    with pytest.raises(CalibrationError, match="extracted for split"):  # nor on the same rule's other split
+        calibrate(ds, make_split(ds, "global", 0.2), ppath, None, n_users=10, use_llm=False, show_progress=False)
 
 
 def test_a_calibration_without_base_rates_is_refused_with_the_command_that_refits_it(fidelity_run, tmp_path):

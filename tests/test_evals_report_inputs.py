@@ -3,6 +3,7 @@ said in place of its section and in a warning line (exit 0); nothing to report i
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import stat
@@ -164,7 +165,7 @@ def test_the_report_says_which_code_wrote_which_turns(campaign, monkeypatch):
     monkeypatch.setattr(camp, "code_version", lambda: {"version": "9.9", "sources": "0123456789ab"})
     assert camp.record_code(campaign, 5) == ours  # other code resumed the folder after 5 turns
     assert camp.code_ranges(json.loads((campaign / "campaign.json").read_text())["code"], n) == [
-        {"sources": ours, "version": camp.importlib.metadata.version("personasim"), "turns": [0, 5]},
+        {"sources": ours, "version": importlib.metadata.version("personasim"), "turns": [0, 5]},
         {"sources": "0123456789ab", "version": "9.9", "turns": [5, n]}]
     res = _report(campaign)  # a child process: its own code_version, the entries on disk
     assert res.returncode == 0

@@ -243,3 +243,21 @@ def test_cli_tune_refuses_a_validation_split_that_empties_a_user(tmp_path):
     pd.read_csv(inter).drop(columns="rating").to_csv(inter, index=False)  # and without ratings, tune refuses too
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "no rating column 'rating'" in result.output
+
+
+def test_bench_scores_a_plugin_and_a_library_model_as_its_own_rows(tmp_path):
+    """`--models`: registry names (a plug-in, implicit's ALS) join the bench as rows like any other, with the
+    paired CI against MF; a name nothing answers to is one line before any training."""
+    inter, cat = _write(tmp_path)
+    ds = load_interactions(inter, cat)
+    plugin = "examples.plugins.genre_pop:make_ranker"
+    cfg = BenchConfig(seed=3, personas=[2], pretrained=[], mmr=[0.5], dpp=[], calibration=[], persona_cal=[],
+                      candidates=20, ampcf_batch=128, train=TrainConfig(dim=8, epochs=2, batch_size=128),
+                      models=["als", plugin])
+    rows = {r["variant"]: r for r in run_bench(ds, tmp_path / "out", cfg, show_progress=False, write=write_whole)}
+    assert {"als", plugin} <= set(rows) and rows[plugin]["model"] == plugin
+    assert rows["als"]["ndcg@10"] > 0 and len(rows["als"]["ndcg@10_minus_mf_ci95"]) == 2
+    res = CliRunner().invoke(__import__("evals.cli", fromlist=["app"]).app,
+                             ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out",
+                              str(tmp_path / "cli"), "--models", "als,nosuch_mod:f"])
+    assert res.exit_code == 2 and "nosuch_mod" in res.output and not (tmp_path / "cli").exists()

@@ -94,12 +94,27 @@ class LLMSettings(_Strict):
 
 class PersonaSource(_Strict):
     path: str | None = Field(None, description="an existing personas.jsonl")
-    extract: str | None = Field(None, description="a document source to extract from, e.g. 'ml-100k-users'")
+    extract: str | None = Field(None, description="a document source to extract from: 'dataset-users' (a document "
+                                "per user of recsys.dataset, rendered from their train-part interactions; "
+                                "evals/campaign/dataset.py), 'ml-100k-users' (MovieLens-100k's, rendered as before), "
+                                "'clothing-reviews', or a file or folder of documents")
     k: int = Field(4, ge=2, description="personas to extract")
-    holdout: float | None = Field(0.2, gt=0, lt=1, description="ml-100k-users: render each user's document from "
-                                  "their earlier ratings only, holding out this latest share (the split that grounded "
-                                  "users are calibrated on); None uses every rating (never for an evaluation)")
+    split: Literal["global", "per-user"] = Field(
+        "global", description="ml-100k-users: how the held-out ratings are chosen: 'global' (leave-future-out: "
+        "one cut time, the latest `holdout` share of all ratings after it; recsys.data.global_split) or 'per-user' "
+        "(each user's latest `holdout` share; train then holds other users' later ratings)")
+    holdout: float | None = Field(0.2, gt=0, lt=1, description="ml-100k-users, dataset-users: render each user's "
+                                  "document from their earlier ratings only, holding out this latest share (the split "
+                                  "that grounded users are calibrated on); None uses every rating (never for an "
+                                  "evaluation)")
     max_personas: int | None = Field(None, ge=1, description="use only the first N personas")
+
+    @model_serializer(mode="wrap")
+    def _per_user_split_as_before(self, handler):
+        data = handler(self)
+        if data.get("split") == "per-user":  # the split every config had before 'split' existed: the same hash
+            data.pop("split")
+        return data
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -139,14 +154,33 @@ class GroundingSettings(_Strict):
         return n
 
 
+class DatasetFolder(_Strict):
+    """A data set in RecBole's atomic-file format (`recsys.atomic`): a folder holding NAME.inter (user_id, item_id;
+    rating or label; timestamp) and optionally NAME.item (title, genres or categories, year) and NAME.user
+    (demographics). What a campaign needs of it and what it switches off without a column: `evals.campaign.dataset`."""
+
+    path: str = Field(description="the folder (relative to the working folder, as personas.path is)")
+    name: str | None = Field(None, description="NAME, when the folder holds several .inter files and none is named "
+                             "after the folder")
+
+
 class RecsysSettings(_Strict):
-    dataset: Literal["ml-100k"] = "ml-100k"
+    dataset: Literal["ml-100k"] | DatasetFolder = Field(
+        "ml-100k", description="the interactions the recommenders train on and the personas come from: 'ml-100k' (the "
+        "packaged MovieLens-100k) or {path: DIR} (a folder of RecBole atomic files)")
     dim: int = Field(64, ge=2)
     personas_k: int = Field(4, ge=1, description="AMP-CF persona vectors per user")
     epochs: int = Field(6, ge=1, description="training epochs (full-softmax loss; 6 is tuned for ML-100k)")
     rerank_lambda: float = Field(0.5, ge=0.0, le=1.0, description="relevance weight for MMR / calibration")
     candidates: int = Field(100, ge=10, description="top-N handed to a reranker")
     onboarding_pool: int = Field(12, ge=3, description="popular items a user picks liked ones from")
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_spelling(cls, value):
+        if isinstance(value, str) and value != "ml-100k":
+            raise ValueError(f"{value!r}: give 'ml-100k' or {{path: DIR}} (a folder of RecBole atomic files)")
+        return value
 
 
 #: A sane bound on simulated users per persona (an ML-100k persona of k = 4 has about 200 members).

@@ -17,13 +17,11 @@ OUT/ holds everything, and every step can be re-entered:
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from evals.campaign.config import CampaignConfig
@@ -32,7 +30,8 @@ from evals.campaign.inputs import check_output_dir, read_personas_file
 from evals.campaign.jobs import WorldArgs, plan_jobs
 from evals.campaign.runner import Progress, Recorder, run_local, run_ray
 from evals.campaign.runtime import kernel_report
-from personas.infra.files import file_sha256, files_digest, write_whole
+from personas.infra.code import code_version  # noqa: F401 (re-exported: the campaign records it)
+from personas.infra.files import file_sha256, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +74,20 @@ def _read_meta(meta_path: Path) -> dict:
 
 def check_inputs(cfg: CampaignConfig, out: Path) -> None:
     """Everything the campaign reads, checked before anything is trained or written, so that a typo'd path
-    or a missing package fails at once and leaves no folder claimed by a campaign that cannot run."""
+    or a missing package fails at once and leaves no folder claimed by a campaign that cannot run. The data set
+    comes first (`evals.campaign.dataset.check_dataset`: it loads, it has what the recommenders and the user
+    variants need, the sizes fit), so that grounded users asked of an implicit log are refused by the line that
+    names the missing field."""
+    from evals.campaign.dataset import check_dataset
+    from evals.validity.grounding import DATASET_USERS
     from personas.infra.assets import clothing_reviews_parquet, minilm_dir, ml100k_dir
     from personas.loaders import PACKAGED
     from simulator.llm import LLMConfigError
 
     check_output_dir(out)
-    ml100k_dir()
+    if cfg.recsys.dataset == "ml-100k":
+        ml100k_dir()
+    check_dataset(cfg)
     source = cfg.personas
     if source.path:
         read_personas_file(source.path)
@@ -93,9 +99,10 @@ def check_inputs(cfg: CampaignConfig, out: Path) -> None:
         minilm_dir()
         if source.extract == "clothing-reviews":
             clothing_reviews_parquet()
-        elif source.extract not in PACKAGED and not Path(source.extract).exists():
+        elif source.extract not in (*PACKAGED, DATASET_USERS) and not Path(source.extract).exists():
             raise CampaignError(f"personas.extract: {source.extract}: no such file or folder "
-                                f"(packaged corpora: {', '.join(PACKAGED)})")
+                                f"(packaged corpora: {', '.join(PACKAGED)}; the data set's own users: "
+                                f"{DATASET_USERS})")
     _check_calibration(cfg, out)
     _check_recommenders(cfg)
     try:
@@ -157,12 +164,14 @@ def _check_calibration(cfg: CampaignConfig, out: Path) -> None:
 
 def input_files(cfg: CampaignConfig, out: Path) -> dict[str, Path]:
     """The files a campaign reuses across resumes, by name: its personas, the grounded users' calibration,
-    its trained models, the tuned simulator's adapter weights."""
+    its trained models, the tuned simulator's adapter weights, and a data set folder's atomic files (the
+    packaged ML-100k is not: its package pins it)."""
+    from evals.campaign.dataset import source_files
     from evals.campaign.world import _model_names, personas_path_of
     from recsys.registry import model_file
 
     personas = personas_path_of(cfg, out)
-    files = {"personas": personas}
+    files = {"personas": personas, **source_files(cfg.recsys.dataset)}
     if "grounded" in cfg.user_variants:
         files["calibration"] = personas.parent / "calibration.json"
     files.update({f"model {name}": model_file(out / "models", name) for name in _model_names(cfg)})
@@ -206,22 +215,6 @@ def record_inputs(cfg: CampaignConfig, out: Path) -> None:
         _write_json(meta_path, {**meta, "inputs": {**recorded, **new}})
 
 
-#: The packages whose code writes a campaign's turns; their .py files make `code_version`'s digest.
-CODE_PACKAGES = ("personas", "recsys", "simulator", "evals")
-_ROOT = Path(__file__).resolve().parents[2]
-
-
-@lru_cache(maxsize=1)
-def code_version() -> dict:
-    """The code running now: personasim's version and ``sources``, 12 hex chars over the relative path and
-    bytes of every .py file of CODE_PACKAGES (a checkout without git has them too)."""
-    sources = files_digest([path for package in CODE_PACKAGES for path in sorted((_ROOT / package).rglob("*.py"))],
-                           _ROOT)
-    try:
-        version = importlib.metadata.version("personasim")
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    return {"version": version, "sources": sources[:12]}
 
 
 def record_code(out: Path, n_turns: int) -> str | None:

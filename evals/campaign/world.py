@@ -43,16 +43,18 @@ def _split_variant(variant: str, rc):
     return base, (Reranker(rr, rc.rerank_lambda, rc.candidates) if rr else None)
 
 
-def _dataset():
-    from personas.infra.assets import ml100k_dir
-    from recsys import load_movielens
+def _dataset(cfg: CampaignConfig):
+    """The campaign's data set (``recsys.dataset``: MovieLens-100k, or a folder of RecBole atomic files), loaded
+    afresh by each step that reads it (`evals.campaign.dataset`; checked before any work by `check_dataset`)."""
+    from evals.campaign.dataset import load_dataset
 
-    return load_movielens(ml100k_dir())
+    return load_dataset(cfg.recsys.dataset)
 
 
 def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     """Extract personas and train models unless OUT already holds them (through `recsys.offline`, the
     bench's own API: a campaign's 'ampcf' is the bench's 'ampcf-kK' on the campaign's config)."""
+    from evals.validity.grounding import DATASET_USERS
     from recsys import leave_last_out
     from recsys.offline import evaluate
     from recsys.contract import Catalog
@@ -63,11 +65,18 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
         log.info("extracting %d personas from %s", cfg.personas.k, cfg.personas.extract)
         if cfg.personas.extract == "ml-100k-users" and cfg.personas.holdout:
             from evals.validity.grounding import extract_train_personas
-            from recsys import time_split
+            from recsys.data import make_split
 
-            ds = _dataset()
-            extract_train_personas(ds, time_split(ds, cfg.personas.holdout), personas_path.parent, k=cfg.personas.k,
+            ds = _dataset(cfg)
+            split = make_split(ds, cfg.personas.split, cfg.personas.holdout)
+            extract_train_personas(ds, split, personas_path.parent, k=cfg.personas.k,
                                    seed=cfg.seed, cache_dir=out / "personas" / "embeddings", show_progress=show_progress)
+        elif cfg.personas.extract == DATASET_USERS:  # the campaign's own users: evals/campaign/dataset.py
+            from evals.validity.grounding import extract_dataset_personas
+
+            extract_dataset_personas(_dataset(cfg), personas_path.parent, kind=cfg.personas.split,
+                                     holdout=cfg.personas.holdout, k=cfg.personas.k, seed=cfg.seed,
+                                     show_progress=show_progress)
         else:
             from personas import extract_personas, load_documents
 
@@ -84,7 +93,8 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     if offline.exists():
         return
     models_dir.mkdir(parents=True, exist_ok=True)
-    ds = _dataset()
+    ds = _dataset(cfg)
+    write_dataset_record(cfg, out, ds)
     split = leave_last_out(ds)
     genres, _ = ds.genre_matrix()
     rc = cfg.recsys
@@ -102,6 +112,14 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
         row.pop("_per_user_ndcg", None)  # per-user arrays are for the bench's paired CIs
         rows.append(row)
     write_whole(offline, json.dumps({"config_hash": cfg.config_hash(), "seed": cfg.seed, "rows": rows}, indent=2))
+
+
+def write_dataset_record(cfg: CampaignConfig, out: Path, ds) -> None:
+    """OUT/dataset.json: what the campaign's data set holds and what it switched off for want of a column
+    (`evals.campaign.dataset.DataProfile`); the report names each switched-off feature."""
+    from evals.campaign.dataset import profile
+
+    write_whole(out / "dataset.json", json.dumps(profile(ds, cfg.recsys.dataset).record(), indent=2) + "\n")
 
 
 def train_config_of(cfg: CampaignConfig):
@@ -134,12 +152,11 @@ def _prepare_llm(cfg: CampaignConfig, out: Path, needed: bool) -> Iterator:
 def _calibrate(cfg: CampaignConfig, out: Path, personas_path: Path, show_progress: bool) -> None:
     """Fit the grounded users on the personas' training split (calibration.json beside the personas)."""
     from evals.validity.calibration import calibrate, write_calibration
-    from evals.validity.grounding import split_of
-    from recsys import time_split
+    from evals.validity.grounding import split_for
 
     g = cfg.grounding
-    ds = _dataset()
-    split = time_split(ds, float(split_of(personas_path)["holdout"]))
+    ds = _dataset(cfg)
+    split = split_for(ds, personas_path)
     with _prepare_llm(cfg, out, g.llm_feature) as llm:
         record = calibrate(ds, split, personas_path, llm, n_users=g.calibration_users, use_llm=g.llm_feature,
                            seed=cfg.seed, show_progress=show_progress)
@@ -154,22 +171,21 @@ def check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pro
     differ from ``grounding.llm_feature``, which only says how to fit a new one)."""
     from evals.validity.calibration import read_calibration
     from evals.validity.fidelity import FidelityConfig, measure_fidelity
-    from evals.validity.grounding import split_of
+    from evals.validity.grounding import split_for
     from personas.card import read_personas
-    from recsys import time_split
 
     g = cfg.grounding
-    holdout = float(split_of(personas_path)["holdout"])
+    ds = _dataset(cfg)
+    split = split_for(ds, personas_path)
     calibration, _ = read_calibration(personas_path)
     use_llm = "llm" in calibration["features"]
-    fcfg = FidelityConfig(holdout=holdout, personas_k=max(2, len(read_personas(personas_path))), users=g.fidelity_users,
+    fcfg = FidelityConfig(split=split.kind, holdout=split.holdout, personas_k=max(2, len(read_personas(personas_path))), users=g.fidelity_users,
                           calibration_users=max(10, int(calibration.get("n_users") or g.calibration_users)),
                           decision=g.decision, use_llm=use_llm, ab_users=g.fidelity_ab_users, ab_turns=cfg.turns,
                           slate_size=cfg.slate_size, seed=cfg.seed)
-    ds = _dataset()
     log.info("measuring the grounded users' fidelity on %d held-out users", fcfg.users)
     with _prepare_llm(cfg, out, use_llm) as llm:
-        record = measure_fidelity(ds, time_split(ds, holdout), personas_path, fcfg, llm, show_progress=show_progress,
+        record = measure_fidelity(ds, split, personas_path, fcfg, llm, show_progress=show_progress,
                                   train_config=train_config_of(cfg), personas_k=cfg.recsys.personas_k)
     record = {"source": "campaign", "campaign_config_hash": cfg.config_hash(), **record}
     out.mkdir(parents=True, exist_ok=True)
@@ -179,12 +195,11 @@ def check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pro
 def _grounding(cfg: CampaignConfig, personas_path: Path, ds):
     """The grounded users' item space, memories and fitted choice models (train part of the personas' split)."""
     from evals.validity.calibration import read_calibration
-    from evals.validity.grounding import item_space, memories, read_assignments, split_of
-    from recsys import time_split
+    from evals.validity.grounding import item_space, memories, read_assignments, split_for
     from simulator.grounded import Grounding
 
     record, models = read_calibration(personas_path, cfg.grounding.rating_rule)
-    split = time_split(ds, float(split_of(personas_path)["holdout"]))
+    split = split_for(ds, personas_path)
     if record["split"] != split.key:
         raise ValueError(f"{personas_path.parent / 'calibration.json'}: fitted on {record['split']}, "
                          f"the personas are of {split.key}")
@@ -216,16 +231,15 @@ def check_twins(cfg: CampaignConfig, out: Path) -> bool:
     """ValueError of one line when a persona in use has fewer members with training ratings than the config's
     grounded users per persona (`draw_twins`). False when there was nothing to check (no grounded twins), or
     nothing yet (no personas on disk); True once checked."""
-    from evals.validity.grounding import persona_members, split_of
+    from evals.validity.grounding import persona_members, split_for
     from personas.card import read_personas
-    from recsys import time_split
 
     ppath = personas_path_of(cfg, out)
     if "grounded" not in cfg.user_variants or not cfg.grounding.twins or not ppath.is_file():
         return False
     cards = read_personas(ppath)[: cfg.personas.max_personas or None]
-    ds = _dataset()
-    split = time_split(ds, float(split_of(ppath)["holdout"]))
+    ds = _dataset(cfg)
+    split = split_for(ds, ppath)
     uid = ds.users["user_id"].astype(str).to_numpy()
     trained = {uid[u] for u in split.train["user"].unique()}
     members = persona_members(ppath.parent)
@@ -233,8 +247,9 @@ def check_twins(cfg: CampaignConfig, out: Path) -> bool:
     return True
 
 
-def movielens_items(ds):
-    """simulator Items for a recsys Dataset, and popularity (number of ratings) per item."""
+def catalog_items(ds):
+    """simulator Items for a recsys Dataset, and popularity (number of ratings) per item. An item shows its genres
+    (or categories) and year where the data set has them, and nothing in their place where it does not."""
     from simulator import Item
 
     counts = np.bincount(ds.ratings["item"].to_numpy(), minlength=ds.n_items)
@@ -243,6 +258,9 @@ def movielens_items(ds):
         for r in ds.items.itertuples(index=False)
     ]
     return items, [float(c) for c in counts]
+
+
+movielens_items = catalog_items  # its name before any data set could be a campaign's (`personasim simulate` uses it)
 
 
 def user_seed(campaign_seed: int, job: Job, purpose: str) -> int:
@@ -345,7 +363,7 @@ class CampaignWorld:
         cards = read_personas(personas_path_of(cfg, out))
         if cfg.personas.max_personas:
             cards = cards[: cfg.personas.max_personas]
-        ds = _dataset()
+        ds = _dataset(cfg)
         personas_path = personas_path_of(cfg, out)
         self.grounding, twins = None, None
         if "grounded" in cfg.user_variants:
@@ -362,7 +380,7 @@ class CampaignWorld:
                                                     twins=twins if uv == "grounded" else None))]
             for uv in cfg.user_variants
         }
-        self.items, self.popularity = movielens_items(ds)
+        self.items, self.popularity = catalog_items(ds)
         self.genres, _ = ds.genre_matrix()
         self.models = {"pop": Popularity().fit(leave_last_out(ds).train)}
         for name in _model_names(cfg):

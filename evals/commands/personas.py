@@ -36,6 +36,9 @@ def extract(
     holdout: Optional[float] = typer.Option(None, "--holdout", help="ml-100k-users only: render the documents from "
                                             "each user's earlier ratings, holding out this latest share (for any "
                                             "evaluation; writes split.json beside the personas)"),
+    split_kind: str = typer.Option("global", "--split", help="with --holdout: 'global' (leave-future-out: one cut "
+                                   "time, the latest share of all ratings after it) or 'per-user' (each user's latest "
+                                   "share)"),
     cache_dir: Optional[Path] = typer.Option(Path.home() / ".cache" / "personasim", "--cache-dir",
                                              help="embedding (and LLM) cache"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write caches"),
@@ -60,17 +63,18 @@ def extract(
         client = create_client(llm, cache_dir=None if cache is None else cache / "llm")
     split = None
     if holdout is not None:
-        from evals.validity.grounding import heldout_pairs
+        from evals.validity.grounding import heldout_pairs, outside
         from personas.infra.assets import ml100k_dir
         from personas.corpora import ml100k_users
-        from recsys import DataError, load_movielens, time_split
+        from recsys import DataError, load_movielens
+        from recsys.data import make_split
 
         ds = load_movielens(ml100k_dir())
         try:
-            split = time_split(ds, holdout)
+            split = make_split(ds, split_kind, holdout)
         except DataError as exc:
-            raise PersonaError(f"--holdout: {exc}") from None
-        docs = ml100k_users(exclude=heldout_pairs(ds, split.test))
+            raise PersonaError(f"--holdout / --split: {exc}") from None
+        docs = ml100k_users(exclude=heldout_pairs(ds, outside(ds, split)))
     else:
         docs = load_documents(source, text_column=text_column, id_column=id_column)
     result = extract_personas(docs, k=k, method=method, seed=seed, llm=client, cache_dir=cache,

@@ -30,6 +30,8 @@ def bench(
     implicit: bool = typer.Option(False, "--implicit", help="A CSV/Parquet without a rating column: every row is a positive."),
     pretrained: str = typer.Option("2", "--pretrained", help="Comma-separated K of the AMP-CF variants started from "
                                    "MF ('ampcf-kK-mf'); '' for none."),
+    more: str = typer.Option("", "--models", help="Comma-separated recommenders to add, by registry name: als, bpr, "
+                             "itemknn, ease, 'package.module:factory', http://HOST:PORT (`personasim recsys check`)."),
 ) -> None:
     """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8; and started from MF, K from --pretrained), MF + MMR / DPP / calibration and AMP-CF + persona-mixture
     calibration; write the table and plot."""
@@ -40,7 +42,7 @@ def bench(
 
     try:
         ds = _load(dataset, catalog, implicit)
-        cfg = BenchConfig(seed=seed, pretrained=_ks(pretrained, "--pretrained"))
+        cfg = BenchConfig(seed=seed, pretrained=_ks(pretrained, "--pretrained"), models=_names(more))
         if tuned is not None:
             cfg.tuned = _read_tuned(tuned)
         if seeds == 1:
@@ -57,6 +59,16 @@ def bench(
         _summary_table(rows)
         _frontier_lines(out / "frontier.json")
         typer.echo(f"wrote {out}/seed-*/results.json, {out / 'summary.json'}, {out / 'frontier.json'} and {out / 'pareto.png'}")
+
+
+def _names(text: str) -> list[str]:
+    """'als, ease' -> ['als', 'ease'], each resolved now (one line for a name nothing answers to)."""
+    from recsys.registry import resolve
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        resolve(n)
+    return names
 
 
 def _load(dataset: str, catalog: Optional[Path], implicit: bool):

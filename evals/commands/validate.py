@@ -41,7 +41,8 @@ def _client(no_llm: bool, backend: str, model: Optional[str], base_url: Optional
 
     if no_llm:
         if adapter is not None:
-            fail("--adapter: the tuned simulator's judgement is read only with the LLM feature; drop --no-llm")
+            fail("--adapter: the tuned simulator's judgement is read only with the LLM feature; drop --no-llm "
+                 "(validate fidelity: add --llm)")
         return None
     try:
         settings = LLMSettings(backend=backend, model=model, base_url=base_url, adapter=adapter)
@@ -64,16 +65,16 @@ def calibrate(
 ) -> None:
     """Fit the grounded users' decision weights on the training split; writes calibration.json beside PERSONAS."""
     from evals.validity.calibration import calibrate as fit, write_calibration
-    from evals.validity.grounding import split_of
+    from evals.validity.grounding import split_for
     from evals.campaign.inputs import read_personas_file
     from personas.infra.assets import ml100k_dir
-    from recsys import load_movielens, time_split
+    from recsys import load_movielens
 
     read_personas_file(personas)
-    holdout = float(split_of(personas)["holdout"])
     ds = load_movielens(ml100k_dir())
+    split = split_for(ds, personas)  # the personas' own split (split.json): a calibration is never of another
     llm = _client(no_llm, backend, model, base_url, personas.parent / "llm_cache", adapter)
-    record = fit(ds, time_split(ds, holdout), personas, llm, n_users=users, use_llm=not no_llm, seed=seed,
+    record = fit(ds, split, personas, llm, n_users=users, use_llm=not no_llm, seed=seed,
                  show_progress=not quiet)
     path = write_calibration(record, personas)
     for kind, rep in record["report"].items():
@@ -91,7 +92,13 @@ def fidelity(
     personas_k: int = typer.Option(8, "--personas-k"),
     deterministic: bool = typer.Option(False, "--deterministic", help="grounded users take each probability > 0.5 "
                                        "instead of sampling from their calibrated probabilities (debugging)"),
-    no_llm: NoLLM = False,
+    split: str = typer.Option("global", "--split", help="'global' (leave-future-out: one cut time for everyone) or "
+                              "'per-user' (each user's latest 20%; train then holds other users' later ratings)"),
+    final: bool = typer.Option(False, "--final", help="read the test part, once: the read is appended to "
+                               "docs/results/test_reads.jsonl (code digest, config hash, time). Without it the run "
+                               "reads the validation split, for development"),
+    llm_feature: bool = typer.Option(False, "--llm/--no-llm", help="the LLM's yes-probability as a decision feature "
+                                     "(about 4 s a user on 2 cores: off by default)"),
     backend: BackendName = "embedded",
     model: ModelName = None,
     base_url: BaseURL = None,
@@ -103,19 +110,20 @@ def fidelity(
     from pydantic import ValidationError
 
     from evals.commands.errors import fail, option_error
-    from evals.validity.fidelity import FidelityConfig, run_fidelity
+    from evals.validity.fidelity import TEST_READS, FidelityConfig, run_fidelity
     from evals.campaign.inputs import check_output_dir
 
     if dataset != "ml-100k":
         fail(f"--dataset: {dataset!r} has no packaged loader with timestamps and ratings (use ml-100k)")
     check_output_dir(out)
     try:
-        cfg = FidelityConfig(users=users, ab_users=ab_users, personas_k=personas_k,
+        cfg = FidelityConfig(split=split, final=final, users=users, ab_users=ab_users, personas_k=personas_k,
                              decision="deterministic" if deterministic else "sampled",
-                             use_llm=not no_llm, seed=seed)
+                             use_llm=llm_feature, seed=seed)
     except ValidationError as exc:
         fail(option_error(exc))
-    llm = _client(no_llm, backend, model, base_url, out / "llm_cache", adapter)
+    llm = _client(not llm_feature, backend, model, base_url, out / "llm_cache", adapter)
     result = run_fidelity(cfg, out, llm, show_progress=not quiet)
     typer.echo(json.dumps(result["headline"], indent=2))
-    typer.echo(f"wrote {out / 'fidelity.json'}")
+    typer.echo(f"read the {result['read']} part of {result['split']}; wrote {out / 'fidelity.json'}"
+               + (f" and counted the read in {TEST_READS}" if final else ""))

@@ -270,6 +270,29 @@ def _code(run_dir: Path, n_turns: int) -> tuple[str, list[str]]:
                                         "campaign.json 'code'): a figure over all turns mixes them"])
 
 
+def _dataset_warnings(run_dir: Path) -> list[str]:
+    """One line per feature the campaign's data set switched off for want of a column (RUN/dataset.json,
+    `evals.campaign.dataset.DataProfile.switched_off`); none for a folder without the record."""
+    try:
+        record = json.loads((run_dir / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [f"data set {record.get('name')}: {line}" for line in record.get("switched_off") or []]
+
+
+def dataset_label(cfg: CampaignConfig, run_dir: Path) -> str:
+    """The data set as the report names it: MovieLens-100k, or NAME (FOLDER) of a folder of atomic files (NAME
+    from RUN/dataset.json, else the config's)."""
+    dataset = cfg.recsys.dataset
+    if dataset == "ml-100k":
+        return "MovieLens-100k"
+    try:
+        name = json.loads((run_dir / "dataset.json").read_text(encoding="utf-8"))["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        name = dataset.name or Path(dataset.path).name
+    return f"{name} ({dataset.path})"
+
+
 def _decision_warning(cfg: CampaignConfig) -> list[str]:
     """A campaign whose grounded users decide deterministically says so at the top of its report."""
     if "grounded" in cfg.user_variants and cfg.grounding.decision == "deterministic":
@@ -315,10 +338,12 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
     users = {} if df is None else (df.drop_duplicates(["persona_id", "user_variant", "user_id"])
                                    .groupby("persona_id").size().to_dict())
     code, mixed = _code(run_dir, 0 if df is None else len(df))
-    summary = {"header": {**_header(cfg, df), "code": code, **_runtime(run_dir)},
+    header = {**_header(cfg, df), "code": code, **_runtime(run_dir), "dataset": dataset_label(cfg, run_dir)}
+    summary = {"header": header,
                "offline": json.loads(offline_path.read_text())["rows"] if offline_path.exists() else [],
                "personas": persona_gallery(cards, path, users), "validity": validity(run_dir, cfg),
-               "missing": missing, "warnings": ([] if df is None else list(problems or [])) + mixed + _decision_warning(cfg)}
+               "missing": missing, "warnings": ([] if df is None else list(problems or [])) + mixed + _decision_warning(cfg)
+               + _dataset_warnings(run_dir)}
     if df is not None:
         summary.update(_from_events(df, cfg, cards, missing, embed))
     summary["validity"]["panel"] = panel(summary)

@@ -1,7 +1,10 @@
 """`personasim validate fidelity`: do simulated users do what the real people did, on data they never saw?
 
 Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
-1. per-user time split: each user's latest ``holdout`` share of ratings is test;
+1. a time split (`recsys.data.make_split`): 'global' (the default, leave-future-out: one cut time, the latest
+   ``holdout`` share of all ratings after it; test users have history before it and a positive after it) or
+   'per-user' (each user's latest ``holdout`` share; its train holds other users' later ratings). Development
+   reads the validation split (the same rule on train alone: `TimeSplit.inner`); only ``final`` reads test;
 2. personas are extracted from documents rendered from TRAIN ratings only, and the
    grounded users are calibrated on TRAIN only (`evals.validity.calibration`);
 3. taste alignment (Agent4Rec's test): per test user, up to ``positives`` held-out
@@ -43,6 +46,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -70,7 +74,12 @@ class FidelityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = "ml-100k"
-    holdout: float = Field(0.2, gt=0, lt=1, description="share of each user's latest ratings held out")
+    split: Literal["global", "per-user"] = Field("global", description="leave-future-out ('global') or each user's "
+                                                 "latest ratings ('per-user'); `recsys.data.make_split`")
+    holdout: float = Field(0.2, gt=0, lt=1, description="share of ratings held out: of all (global), of each user's "
+                                                        "(per-user)")
+    final: bool = Field(False, description="read the test part (counted in test_reads.jsonl); else the validation "
+                                           "split, the same rule applied to the test split's train part")
     personas_k: int = Field(8, ge=2, description="personas extracted from the train documents")
     users: int = Field(300, ge=5, description="test users scored for taste alignment and rating error (300: the "
                                                "accuracy CI is +-0.023, narrow enough to read a 0.85 target; 60 gave "
@@ -84,7 +93,8 @@ class FidelityConfig(BaseModel):
                                    "+0.001 uniform accuracy fitted on 150 users, +0.007 on 300, "
                                    "benchmarks/twin_ceiling.py)")
     decision: DecisionMode = Field("sampled", description=DECISION_HELP)
-    use_llm: bool = Field(True, description="the LLM judgement is a feature of the decision")
+    use_llm: bool = Field(False, description="the LLM judgement is a feature of the decision (about 4 s a user on "
+                                             "2 cores: off by default, `validate fidelity --llm`)")
     ab_users: int = Field(30, ge=0, description="twins that meet each recommender (A/B fidelity); 0 = skip")
     ab_turns: int = Field(3, ge=1)
     slate_size: int = Field(5, ge=1)
@@ -338,24 +348,60 @@ class FidelityError(ValueError):
     """A fidelity run that cannot start; the message names the file."""
 
 
-def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bool = True) -> dict:
-    """Run the whole protocol (module docstring); writes OUT/fidelity.json and returns it."""
+#: Where `validate fidelity --final` counts its reads of the test part (relative to the working folder).
+TEST_READS = Path("docs") / "results" / "test_reads.jsonl"
+
+
+def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bool = True,
+                 reads: Path = TEST_READS) -> dict:
+    """Run the whole protocol (module docstring) on the validation split, or with ``cfg.final`` on the test split
+    (one line appended to ``reads``); writes OUT/fidelity.json and returns it."""
     from evals.validity.calibration import calibrate, write_calibration
     from personas.infra.assets import ml100k_dir
-    from recsys import load_movielens, time_split
+    from recsys import load_movielens
+    from recsys.data import make_split
 
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_movielens(ml100k_dir())
-    split = time_split(ds, cfg.holdout)
+    split = make_split(ds, cfg.split, cfg.holdout)
+    split = split if cfg.final else split.inner()  # development never reads the test part
     ppath = prepare_personas(ds, split, out, cfg, show_progress)
     if not (ppath.parent / "calibration.json").exists():
         write_calibration(calibrate(ds, split, ppath, llm, n_users=cfg.calibration_users, use_llm=cfg.use_llm,
                                     seed=cfg.seed, show_progress=show_progress), ppath)
     result = measure_fidelity(ds, split, ppath, cfg, llm, show_progress=show_progress, started=started)
+    result["read"] = "test" if cfg.final else "validation"
     write_whole(out / "fidelity.json", json.dumps(result, indent=2, default=float) + "\n")
+    if cfg.final:
+        record_test_read(reads, result, out)
     return result
+
+
+def record_test_read(reads: Path, result: dict, out: Path) -> dict:
+    """Append one line to ``reads`` (append-only JSONL): when the test part was read, under which code and
+    config, into which folder, and its headline. A later read under other code is allowed, counted and shown
+    (`counted_reads`)."""
+    from datetime import datetime, timezone
+
+    from personas.infra.code import code_version
+
+    row = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code": code_version()["sources"],
+           "config_hash": result.get("config_hash"), "split": result.get("split"), "out": str(out),
+           "headline": result.get("headline")}
+    reads.parent.mkdir(parents=True, exist_ok=True)
+    with open(reads, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row, default=float) + "\n")
+        f.flush()
+    return row
+
+
+def counted_reads(reads: Path) -> list[dict]:
+    """Every recorded read of the test part, oldest first ([] when none)."""
+    if not reads.is_file():
+        return []
+    return [json.loads(line) for line in reads.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_progress: bool = True,

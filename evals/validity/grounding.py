@@ -30,6 +30,14 @@ def heldout_pairs(ds, test: pd.DataFrame) -> set[tuple[str, str]]:
     return {(str(uid[u]), str(iid[i])) for u, i in zip(test["user"].to_numpy(), test["item"].to_numpy())}
 
 
+def outside(ds, split) -> pd.DataFrame:
+    """Every rating of ``ds`` that is not in ``split``'s train part: its test part, a global split's dropped
+    future, and for a validation split the test part of the split it was carved from."""
+    key = ["user", "item", "timestamp"]
+    merged = ds.ratings.merge(split.train[key].drop_duplicates(), on=key, how="left", indicator=True)
+    return merged[merged["_merge"] == "left_only"].drop(columns="_merge")
+
+
 def item_space(ds, train: pd.DataFrame) -> ItemSpace:
     """The catalog seen through ``train``: item vectors = L2-normalised item columns of the
     binary train "watched" matrix (any rating; item-kNN space), log popularity of the positives,
@@ -141,15 +149,20 @@ SPLIT_FILE = "split.json"
 
 
 def extract_train_personas(ds, split, pdir: str | Path, *, k: int, seed: int, cache_dir=None,
-                           show_progress: bool = True) -> Path:
-    """Personas from MovieLens user documents rendered from ``split``'s TRAIN ratings only, written to
-    ``pdir`` with ``split.json`` (the split they may be evaluated on). Returns the personas path."""
+                           show_progress: bool = True, source: str = "ml-100k-users") -> Path:
+    """Personas from user documents rendered from ``split``'s TRAIN ratings only, written to ``pdir`` with
+    ``split.json`` (the split they may be evaluated on). Returns the personas path. ``source``: 'ml-100k-users'
+    (the MovieLens documents, `personas.corpora.ml100k_users`) or DATASET_USERS (``ds``'s own users,
+    `dataset_documents`)."""
     from personas import extract_personas
     from personas.corpora import ml100k_users
 
     pdir = Path(pdir)
-    docs = ml100k_users(exclude=heldout_pairs(ds, split.test))
-    result = extract_personas(docs, k=k, seed=seed, cache_dir=cache_dir, show_progress=show_progress)
+    if source == DATASET_USERS:
+        result = _dataset_personas(ds, split.train, k=k, seed=seed, show_progress=show_progress)
+    else:
+        docs = ml100k_users(exclude=heldout_pairs(ds, outside(ds, split)))
+        result = extract_personas(docs, k=k, seed=seed, cache_dir=cache_dir, show_progress=show_progress)
     result.write(pdir)
     write_split_record(pdir, split)
     return pdir / "personas.jsonl"
@@ -158,8 +171,7 @@ def extract_train_personas(ds, split, pdir: str | Path, *, k: int, seed: int, ca
 def write_split_record(pdir: str | Path, split) -> Path:
     """``split.json`` beside personas: which split's TRAIN part they were extracted from."""
     path = Path(pdir) / SPLIT_FILE
-    return write_whole(path, json.dumps({"split": split.key, "holdout": split.holdout,
-                                         "n_heldout": int(len(split.test))}) + "\n")
+    return write_whole(path, json.dumps({"split": split.key, **split.recipe, "n_heldout": int(len(split.test))}) + "\n")
 
 
 def split_of(personas_path: str | Path) -> dict:
@@ -174,3 +186,122 @@ def split_of(personas_path: str | Path) -> dict:
     except (ValueError, KeyError, TypeError):
         raise GroundingError(f"{path}: not a personasim split record") from None
     return record
+
+
+def split_for(ds, personas_path: str | Path):
+    """The split a personas file was extracted from, rebuilt on ``ds`` (a record without a kind is of the per-user
+    split, as every record was before the global one); GroundingError when the rebuilt split is not the one
+    recorded (another data set, or another version of it)."""
+    from recsys.data import make_split
+
+    record = split_of(personas_path)
+    split = make_split(ds, record.get("kind") or "per-user", float(record["holdout"]), record.get("cut"),
+                       bool(record.get("validation")))
+    if split.key != record["split"]:
+        raise GroundingError(f"{Path(personas_path).parent / SPLIT_FILE}: of split {record['split']}, but this "
+                             f"data set gives {split.key}")
+    return split
+
+
+# -- a campaign's own data set --------------------------------------------------------------------------------------
+
+#: The persona source of a campaign's own data set (`recsys.dataset`): one document per user.
+DATASET_USERS = "dataset-users"
+
+
+def explicit_ratings(ds) -> bool:
+    """Whether ``ds`` has explicit ratings on the simulated users' 1-5 scale: at least two distinct values, all
+    within [1, 5]. False for an implicit log (`recsys.atomic`: every interaction 5, a label's shown-but-not-chosen
+    rows 0), on which nothing like-given-watched can be fitted."""
+    r = ds.ratings["rating"]
+    return bool(r.nunique() >= 2 and r.min() >= 1 and r.max() <= 5)
+
+
+def dataset_documents(ds, train: pd.DataFrame):
+    """``ds``'s users as persona documents, rendered from ``train`` (rows of ``ds.ratings``) only:
+    `personas.corpora.interaction_users` (titles, genres or categories, and whatever demographics ``ds.users``
+    holds; dislikes only with `explicit_ratings`). The corpus is named 'NAME-users[train]', or 'NAME-users' when
+    ``train`` is every interaction."""
+    from personas.corpora import interaction_users
+
+    whole = len(train) == len(ds.ratings)
+    return interaction_users(train, ds.items, ds.users, name=f"{ds.name}-users{'' if whole else '[train]'}",
+                             explicit=explicit_ratings(ds))
+
+
+#: Factors of a user's behaviour vector (`behaviour_vectors`).
+BEHAVIOUR_DIM = 32
+
+
+def behaviour_vectors(ds, rows: pd.DataFrame, user_ids: list[str], seed: int) -> np.ndarray:
+    """What each user of ``user_ids`` (raw ids) did in ``rows`` (rows of ``ds.ratings``), as a unit vector
+    [len(user_ids), d]: their row of a seeded TruncatedSVD (up to BEHAVIOUR_DIM factors) of the binary user x item
+    matrix of ``rows``' positives (rating >= LIKED_MIN). A user without a positive has the zero vector.
+
+    DATASET_USERS personas cluster on these, not on the documents' words: a log's items are often ids ("product
+    196", "category_07"), and MiniLM puts such documents within the pipeline's near-duplicate cosine of each other
+    (Instacart's 586 user documents: mean pairwise cosine 0.975, all but 3 removed as duplicates)."""
+    import scipy.sparse as sp
+    from sklearn.decomposition import TruncatedSVD
+
+    pos = rows[rows["rating"] >= LIKED_MIN].drop_duplicates(["user", "item"])
+    M = sp.csr_matrix((np.ones(len(pos), dtype=np.float32), (pos["user"].to_numpy(), pos["item"].to_numpy())),
+                      shape=(ds.n_users, ds.n_items))
+    d = max(1, min(BEHAVIOUR_DIM, ds.n_items - 1, ds.n_users - 1))
+    U = TruncatedSVD(d, random_state=seed).fit_transform(M)
+    U /= np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
+    index = {u: i for i, u in enumerate(ds.users["user_id"].astype(str))}
+    return U[[index[u] for u in user_ids]]
+
+
+def _dataset_personas(ds, rows: pd.DataFrame, *, k: int, seed: int, show_progress: bool):
+    """`personas.extract_personas` of ``ds``'s users: their documents rendered from ``rows``
+    (`dataset_documents`), clustered on what they did there (`behaviour_vectors`)."""
+    from personas import extract_personas
+
+    docs = dataset_documents(ds, rows)
+    vectors = behaviour_vectors(ds, rows, [d.id for d in docs.documents], seed)
+    return extract_personas(docs, k=k, seed=seed, show_progress=show_progress, vectors=vectors,
+                            vectors_model=f"behaviour: SVD-{vectors.shape[1]} of train positives")
+
+
+def document_split(ds, kind: str, holdout: float | None):
+    """The split whose TRAIN part a DATASET_USERS extraction renders, or None when there is none:
+    - with ``holdout`` and `explicit_ratings`: ``recsys.data.make_split(ds, kind, holdout)``, the split grounded
+      users are calibrated on, recorded in split.json as ml-100k-users' is (DataError when ``ds`` cannot have it:
+      no timestamps, too few test users);
+    - otherwise None: ``holdout`` None asks for every interaction; an implicit log has no such split
+      (`recsys.data.time_split` refuses a single rating value, and no grounded user can be calibrated on it)."""
+    from recsys.data import make_split
+
+    return make_split(ds, kind, holdout) if holdout and explicit_ratings(ds) else None
+
+
+def document_rows(ds, split, holdout: float | None) -> pd.DataFrame:
+    """The interactions DATASET_USERS documents are rendered from: ``split``'s TRAIN part when there is a split
+    (`document_split`); every interaction when ``holdout`` is None; on an implicit log, every interaction but
+    what the campaign's recommenders are scored on (each user's leave-last-out test item, `recsys.leave_last_out`),
+    so that no persona is made from an offline test item."""
+    if split is not None:
+        return split.train
+    if not holdout:
+        return ds.ratings
+    from recsys import leave_last_out
+
+    test = leave_last_out(ds)
+    held = pd.MultiIndex.from_arrays([test.test_users, test.test_items])
+    r = ds.ratings
+    return r[~pd.MultiIndex.from_arrays([r["user"].to_numpy(), r["item"].to_numpy()]).isin(held)]
+
+
+def extract_dataset_personas(ds, pdir: str | Path, *, kind: str, holdout: float | None, k: int, seed: int,
+                             show_progress: bool = True) -> Path:
+    """DATASET_USERS personas of ``ds`` in ``pdir``: with a `document_split`, `extract_train_personas` (split.json
+    included); otherwise from `document_rows`, without split.json (so no grounded user can take them: `split_of`
+    refuses). Returns the personas path. No text is embedded (`behaviour_vectors`), so there is no cache."""
+    split = document_split(ds, kind, holdout)
+    if split is not None:
+        return extract_train_personas(ds, split, pdir, k=k, seed=seed, show_progress=show_progress,
+                                      source=DATASET_USERS)
+    _dataset_personas(ds, document_rows(ds, None, holdout), k=k, seed=seed, show_progress=show_progress).write(pdir)
+    return Path(pdir) / "personas.jsonl"

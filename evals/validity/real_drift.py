@@ -123,13 +123,12 @@ def real_drift_of(personas_path, users_per_persona: int, *, draws: int = DRAWS, 
     personas have none), each user's held-out ratings in two halves, grouped by the personas' assignments."""
     from pathlib import Path
 
-    from evals.validity.grounding import read_assignments, split_of
+    from evals.validity.grounding import read_assignments, split_for
     from personas.infra.assets import ml100k_dir
-    from recsys import load_movielens, time_split
+    from recsys import load_movielens
 
-    holdout = float(split_of(personas_path)["holdout"])
     ds = load_movielens(ml100k_dir())
-    sessions = real_sessions(ds, time_split(ds, holdout).test, read_assignments(Path(personas_path).parent))
+    sessions = real_sessions(ds, split_for(ds, personas_path).test, read_assignments(Path(personas_path).parent))
     return real_drift(sessions, users_per_persona, draws=draws, seed=seed)
 
 

@@ -1,0 +1,188 @@
+"""A campaign on a data set that is not MovieLens-100k (`recsys.dataset: {path: DIR}`, evals/campaign/dataset.py).
+
+The Instacart sample is written as RecBole atomic files by the example script (an implicit log: every purchase
+rated 5, timestamps the purchase rank), and `personasim campaign run` runs on it end to end against the local
+OpenAI-compatible fault server (tests/servers/fault_openai.py: fast, deterministic answers): personas of its own
+users, MF trained and scored (plain and with MMR over its categories), layered and naive users' sessions, the
+report. Grounded users asked of it are refused in one line before any folder is claimed, what the data cannot
+serve is refused before any work, and the default ML-100k config keeps its hash.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evals.campaign.config import CampaignConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str, timeout: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evals.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def instacart(tmp_path_factory) -> Path:
+    """The packaged Instacart sample as an atomic folder, written by examples/atomic/write_instacart.py."""
+    path = ROOT / "examples" / "atomic" / "write_instacart.py"
+    spec = importlib.util.spec_from_file_location("write_instacart", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path_factory.mktemp("instacart")
+    module.main(["--out", str(out)])
+    return out
+
+
+def _config(folder: Path, **over) -> dict:
+    return {"name": "instacart-campaign", "seed": 3,
+            "personas": {"extract": "dataset-users", "k": 2},
+            "user_variants": ["layered", "naive"], "users_per_persona": 1, "variants": ["mf", "mf+mmr"],
+            "turns": 2, "slate_size": 4, "runs_per_user": 2,
+            "recsys": {"dataset": {"path": str(folder)}, "dim": 16, "personas_k": 2, "epochs": 2,
+                       "onboarding_pool": 6},
+            "sessions_in_flight": 4, **over}
+
+
+def _write(cfg: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tmp_path):
+    from tests.servers.process import free_port, serve
+
+    port = free_port()
+    with serve(["-m", "tests.servers.fault_openai", "--port", str(port), "--delay", "0.05", "--answer-schema"],
+               port) as url:
+        cfg = _config(instacart, llm={"backend": "openai", "base_url": url, "model": "fault-echo", "concurrency": 4})
+        out = tmp_path / "run"
+        res = _cli("campaign", "run", str(_write(cfg, tmp_path / "c.yaml")), "--out", str(out), "--quiet",
+                   timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    # personas of Instacart's own users, from the documents of their purchases (not the held-out ones)
+    cards = [json.loads(line) for line in (out / "personas" / "personas.jsonl").read_text().splitlines()]
+    assert len(cards) == 2 and all(c["source"] == "instacart-users[train]" for c in cards)
+    assert all(c["likes"][0].startswith("category_") for c in cards)  # its categories stand in for genres
+    assert not (out / "personas" / "split.json").exists()  # no grounded user can take these personas
+    members = {json.loads(line)["doc_id"] for line in (out / "personas" / "assignments.jsonl").read_text().splitlines()}
+    assert len(members) == 586
+
+    # the recommenders trained and scored on its leave-last-out split, with its categories as genres
+    offline = json.loads((out / "models" / "offline.json").read_text())["rows"]
+    assert [r["variant"] for r in offline] == ["mf", "mf+mmr"] and all(r["ndcg@10"] > 0 for r in offline)
+    assert all(r["calibration_kl@10"] == r["calibration_kl@10"] for r in offline)  # not NaN: it has categories
+
+    # sessions of both user variants, on Instacart's products
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert len(events) == 2 * 2 * 2 * 2 * 2  # variants x user variants x personas x runs x turns
+    assert {e["user_variant"] for e in events} == {"layered", "naive"} and all(e["ok"] for e in events)
+    ids = {line.split("\t")[0] for line in (instacart / "instacart.item").read_text().splitlines()[1:]}
+    assert {s["id"] for e in events for s in e["slate"]} <= ids
+
+    # what the data lack is switched off and named, in dataset.json and in the report
+    record = json.loads((out / "dataset.json").read_text())
+    assert record["name"] == "instacart" and not record["explicit_ratings"] and record["genres"]
+    assert any("no explicit ratings" in line for line in record["switched_off"])
+    report = (out / "report.html").read_text()
+    assert "offline, instacart (" in report
+    assert "data set instacart: no explicit ratings" in report and "data set instacart: no user demographics" in report
+
+    # the folder is pinned: a changed data set is refused on --resume
+    inputs = json.loads((out / "campaign.json").read_text())["inputs"]
+    assert {"dataset instacart.inter", "dataset instacart.item", "dataset instacart.user"} <= set(inputs)
+
+
+def test_grounded_users_on_an_implicit_log_are_refused_in_one_line_before_the_folder_is_claimed(instacart, tmp_path):
+    cfg = _config(instacart, user_variants=["grounded", "naive"])
+    out = tmp_path / "run"
+    res = _cli("campaign", "run", str(_write(cfg, tmp_path / "c.yaml")), "--out", str(out), "--quiet", timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == (
+        f"error: field 'user_variants': 'grounded' users are calibrated on explicit ratings over time, and every "
+        f"'rating' in {instacart / 'instacart.inter'} is 5 (an implicit log); use user_variants [layered, naive]")
+    assert not out.exists()
+
+
+def test_what_the_data_cannot_serve_is_refused_before_any_work(instacart, tmp_path):
+    """Sizes and columns, checked by `check_dataset` (no model trained, nothing written)."""
+    from evals.campaign.dataset import DatasetError, check_dataset
+
+    def refused(**over) -> str:
+        with pytest.raises(DatasetError) as info:
+            check_dataset(CampaignConfig.model_validate(_config(instacart, **over)))
+        return str(info.value)
+
+    assert refused(personas={"extract": "dataset-users", "k": 600}).startswith(
+        "field 'personas.k': 600 personas from 586 users with a document in instacart")
+    assert refused(personas={"extract": "ml-100k-users"}).startswith(
+        "field 'personas.extract': 'ml-100k-users' are MovieLens-100k's users")
+    big = {**_config(instacart)["recsys"], "onboarding_pool": 1600}
+    assert refused(turns=50, slate_size=20, recsys=big).startswith(
+        "field 'recsys.dataset': instacart has 2555 items, and a session shows up to 2600")
+    no_genres = tmp_path / "no-genres"  # the same log without its .item file: a catalog without categories
+    no_genres.mkdir()
+    for ext in ("inter", "user"):
+        (no_genres / f"instacart.{ext}").write_text((instacart / f"instacart.{ext}").read_text())
+    cfg = _config(no_genres, variants=["mf", "mf+calibration"])
+    with pytest.raises(DatasetError, match=r"'mf\+calibration' needs item genres, and instacart has no genre field"):
+        check_dataset(CampaignConfig.model_validate(cfg))
+    cfg = _config(no_genres, variants=["mf", "mf+mmr"])  # MMR falls back to MF's item embeddings
+    assert "no item genres or categories" in check_dataset(CampaignConfig.model_validate(cfg)).switched_off()[0]
+    no_time = tmp_path / "no-time"
+    no_time.mkdir()
+    rows = [line.split("\t")[:3] for line in (instacart / "instacart.inter").read_text().splitlines()]
+    (no_time / "instacart.inter").write_text("".join("\t".join(r) + "\n" for r in rows))
+    with pytest.raises(DatasetError, match="has no 'timestamp' on every interaction; the recommenders are trained"):
+        check_dataset(CampaignConfig.model_validate(_config(no_time)))
+
+
+def test_the_default_dataset_keeps_the_config_hash_a_folder_changes_it():
+    """`recsys.dataset` defaults to 'ml-100k' and dumps as that string, as before the field took a folder, so a
+    config that does not name it, or names 'ml-100k', hashes as it always did."""
+    base = {"personas": {"path": "p.jsonl"}, "variants": ["mf", "ampcf"]}
+    plain = CampaignConfig.model_validate(base)
+    named = CampaignConfig.model_validate({**base, "recsys": {"dataset": "ml-100k"}})
+    assert plain.model_dump(mode="json")["recsys"] == {"dataset": "ml-100k", "dim": 64, "personas_k": 4, "epochs": 6,
+                                                       "rerank_lambda": 0.5, "candidates": 100, "onboarding_pool": 12}
+    assert plain.config_hash() == named.config_hash()
+    a = CampaignConfig.model_validate({**base, "recsys": {"dataset": {"path": "data/a"}}})
+    b = CampaignConfig.model_validate({**base, "recsys": {"dataset": {"path": "data/b"}}})
+    assert len({plain.config_hash(), a.config_hash(), b.config_hash()}) == 3
+    assert CampaignConfig.model_validate_json(a.model_dump_json()).config_hash() == a.config_hash()  # a Ray worker's
+    with pytest.raises(ValueError, match="'data/a': give 'ml-100k' or {path: DIR}"):
+        CampaignConfig.model_validate({**base, "recsys": {"dataset": "data/a"}})
+
+
+def test_dataset_users_documents_render_any_log_and_leave_out_what_is_held_out(instacart, tmp_path):
+    """`interaction_users` on a toy explicit log (the text in ml-100k-users' layout, demographics from .user), and
+    on the implicit Instacart log every interaction but each user's offline test item (`document_rows`)."""
+    from evals.validity.grounding import dataset_documents, document_rows, document_split
+    from recsys import leave_last_out
+    from recsys.atomic import load_atomic
+    from tests.test_recsys_atomic import toy
+
+    ds = load_atomic(toy(tmp_path / "toy"))
+    docs = {d.id: d for d in dataset_documents(ds, document_rows(ds, None, None)).documents}
+    assert docs["u1"].text == ("Favourite genres: Drama. Loves: The First (1990; Drama, Comedy); Second (Drama). "
+                               "Dislikes: Third  Film (2001). About: age 24; job nurse.")
+    assert docs["u3"].text.endswith("About: age 51.") and docs["u1"].metadata["age group"] == "18-24"
+
+    ds = load_atomic(instacart)
+    assert document_split(ds, "per-user", 0.2) is None  # an implicit log: no grounded users' split
+    rows = document_rows(ds, None, 0.2)
+    test = leave_last_out(ds)
+    held = set(zip(test.test_users.tolist(), test.test_items.tolist()))
+    assert len(rows) == len(ds.ratings) - len(held)
+    assert not held & set(zip(rows["user"].tolist(), rows["item"].tolist()))
+    corpus = dataset_documents(ds, rows)
+    assert corpus.name == "instacart-users[train]" and len(corpus.documents) == ds.n_users
+    assert all("Dislikes" not in d.text and "About" not in d.text for d in corpus.documents)
