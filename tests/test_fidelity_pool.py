@@ -1,0 +1,235 @@
+"""A/B fidelity over a pool and the circularity check (evals.validity.pool) on a small world: 15 twins of 3
+personas assigned by hand (no embedding), a calibration on 20 users, a pool of five recommenders, one that
+fails, and the two probes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau, spearmanr
+
+from evals.validity.pool import (FAMILIES, EvidenceProbe, Member, Resampled, ablated_judges, fit_without,
+                                 offline_truth, order_agreement, probes, run_pool, verdict)
+
+
+def _broken(inputs):
+    raise RuntimeError("this recommender cannot train")
+
+
+def _registry(name):
+    from evals.validity.pool import _registry as fit
+
+    return fit(name)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """(dataset, split, personas path, FidelityConfig, the run): personas written by hand (user index mod 3)."""
+    from evals.validity.fidelity import FidelityConfig
+    from evals.validity.grounding import write_split_record
+    from personas.card import PersonaCard, write_personas
+    from personas.infra.assets import ml100k_dir
+    from personas.infra.files import write_whole
+    from recsys import load_movielens, time_split
+    from recsys.pipeline import Reranker
+
+    out = tmp_path_factory.mktemp("pool")
+    ds = load_movielens(ml100k_dir())
+    split = time_split(ds, 0.2)
+    pdir = out / "personas"
+    pdir.mkdir()
+    write_personas([PersonaCard(id=f"p{k}", name=f"persona {k}", summary="a test persona") for k in range(3)],
+                   pdir / "personas.jsonl")
+    rows = [{"doc_id": str(u), "persona_id": f"p{i % 3}", "status": "assigned"}
+            for i, u in enumerate(ds.users["user_id"])]
+    write_whole(pdir / "assignments.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_split_record(pdir, split)
+    cfg = FidelityConfig(personas_k=3, calibration_users=20, use_llm=False, n_boot=200, seed=0)
+    members = [Member("random", "random", fit=lambda i: None), Member("pop", "popularity", fit=_registry("pop")),
+               Member("broken", "test", fit=_broken), Member("itemknn", "neighbourhood", fit=_registry("itemknn")),
+               Member("ease", "linear", fit=_registry("ease")),
+               Member("ease+mmr@0.7", "reranked", base="ease", reranker=Reranker("mmr", 0.7)),
+               Member("broken+mmr@0.7", "reranked", base="broken", reranker=Reranker("mmr", 0.7))]
+    run = run_pool(ds, split, out, cfg, None, members=members, probe_members=probes(), n_twins=15, show_progress=False)
+    return ds, split, pdir / "personas.jsonl", cfg, run
+
+
+def test_the_record_has_every_field(world):
+    *_, run = world
+    r = run.record
+    for key in ("version", "split", "seed", "config", "config_hash", "calibration_features", "n_offline_users",
+                "n_twins", "pool", "close_competitors", "probes", "recommenders", "offline_order", "simulated_order",
+                "orders", "pairs", "agreement", "calibration_check", "ablated_models", "circularity",
+                "targets", "protocol", "timings_s"):
+        assert key in r, key
+    assert r["n_twins"] == 15 and r["n_offline_users"] > 800 and not r["all_twins"]
+    assert r["pool"] == ["random", "pop", "itemknn", "ease", "ease+mmr@0.7"]
+    assert r["probes"] == ["ease-probe", "svd-probe"]
+    ok = [row for row in r["recommenders"] if row["status"] == "ok"]
+    for row in ok:
+        for m in ("recall@10", "ndcg@10", "like_rate"):
+            lo, hi = row[m]["ci"]
+            assert lo <= row[m]["value"] <= hi, (row["recommender"], m)
+    for name in ("recall@10", "ndcg@10"):
+        o = r["orders"][name]
+        assert o["n_recommenders"] == 5 and -1 <= o["kendall_tau"]["value"] <= 1 and "spearman_rho" in o
+    assert len(r["pairs"]) == 10  # every pair of the pool, the better offline first
+    for p in r["pairs"]:
+        assert p["offline_recall"]["diff"] >= 0
+        assert p["verdict"] in ("agree", "disagree", "reversed-significantly", "simulator-orders-offline-does-not",
+                                "neither-orders")
+        for key in ("offline_recall", "simulated"):
+            assert {"diff", "ci", "p", "p_holm", "significant"} <= set(p[key])
+        assert {"diff", "ci"} <= set(p["offline_ndcg"])
+    a = r["agreement"]
+    assert a["agree"] + a["disagree"] + a["reversed-significantly"] == a["n_offline_significant"]
+    assert "simulator_orders_offline_does_not" in a and "offline_orders_simulator_does_not" in a
+    c = r["circularity"]
+    assert set(c["families"]) == {"item-knn", "svd", "ease", "popularity", "persona", "genre"}  # no LLM feature
+    for fam, v in c["families"].items():
+        assert [row["recommender"] for row in v["ranks"]] == r["pool"]
+        assert all(row["lift"] == row["rank_without"] - row["rank_full"] for row in v["ranks"])
+        assert set(v["kin_lift"]) == {n for n in r["pool"] if row_kin(v, n)}
+    assert {p["probe"] for p in c["probes"]} == {"ease-probe", "svd-probe"}
+    for p in c["probes"]:
+        assert {"rank_offline", "rank_full", "rank_without", "beaten_offline_by", "promoted_over"} <= set(p)
+        assert set(p["rank_by_simulator"]) == {"full", *c["families"]}
+        assert p["rank_by_simulator"][p["family"]] == p["rank_without"]
+        assert set(p["promoted_over"]) <= set(p["beaten_offline_by"])
+    assert len(r["targets"]) == 5 and all(isinstance(v, bool) for v in r["targets"].values())
+    assert r["calibration_check"]["refit_equals_calibration"]
+    json.dumps(r)  # JSON as it is
+    # the per-user arrays behind every figure, for paired tests
+    assert all(len(v["recall"]) == r["n_offline_users"] for v in run.offline.values())
+    assert set(run.simulated) == {"full", *c["families"]}
+    assert all(len(x) == 15 for sims in run.simulated.values() for x in sims.values())
+
+
+def row_kin(family: dict, name: str) -> bool:
+    return next(row["kin"] for row in family["ranks"] if row["recommender"] == name)
+
+
+def test_a_recommender_that_fails_to_train_is_a_failed_row_and_the_others_run(world):
+    *_, run = world
+    rows = {row["recommender"]: row for row in run.record["recommenders"]}
+    assert rows["broken"]["status"] == "failed" and "cannot train" in rows["broken"]["error"]
+    assert rows["broken+mmr@0.7"]["status"] == "failed" and "'broken'" in rows["broken+mmr@0.7"]["error"]
+    assert "broken" not in run.record["pool"] and all(p["a"] != "broken" and p["b"] != "broken"
+                                                       for p in run.record["pairs"])
+    assert all(rows[n]["status"] == "ok" for n in ("random", "pop", "itemknn", "ease", "ease+mmr@0.7"))
+    # the others are measured as usual: random is last offline, and the reranker is not its base
+    assert run.record["offline_order"][-1] == "random"
+    assert not np.array_equal(run.offline["ease"]["recall"], run.offline["ease+mmr@0.7"]["recall"])
+
+
+def test_the_ablated_simulator_has_no_weight_on_the_family_it_leaves_out(world):
+    from simulator.evidence import factors
+
+    *_, run = world
+    full = run.judges["full"]
+    assert set(run.judges) == {"full", *(f for f in FAMILIES if f != "llm")}  # one refit a family (no LLM feature)
+    for fam, model in run.judges.items():
+        if fam == "full":
+            continue
+        base = FAMILIES[fam]
+        assert not any(set(factors(f)) & set(base) for f in model.features), fam
+        assert len(model.like_coef) == len(model.watched_coef) == len(model.features) == len(model.rating_coef) - 2
+        assert "n_rated" in model.features and set(model.features) < set(full.features)
+        assert run.record["ablated_models"][fam]["features"] == model.features
+        # its decision cannot move with the family's values: scramble those columns, the logits stay
+        X = np.random.default_rng(0).normal(size=(6, len(full.features)))
+        cols = [full.features.index(f) for f in model.features]
+        Y = X.copy()
+        gone = [j for j in range(len(full.features)) if j not in cols]
+        Y[:, gone] = np.random.default_rng(1).normal(size=(6, len(gone))) * 100
+        assert np.allclose(model.like_logit(X[:, cols]), model.like_logit(Y[:, cols]))
+        assert np.allclose(model.p_like_watched(X[:, cols]), model.p_like_watched(Y[:, cols]))
+        # refitted, not the full model with columns cut: the weights it keeps moved
+        kept = [full.like_coef[full.features.index(f)] for f in model.features]
+        assert not np.allclose(kept, model.like_coef), fam
+    # and the refit with nothing left out is the calibration itself (the rows are the calibration's)
+    assert run.record["calibration_check"]["refit_equals_calibration"]
+
+
+def _rows(seed: int, n: int = 120):
+    """Calibration rows (`calibration.Rows`) of random features: like, rating, take and like-given-watched parts."""
+    from evals.validity.calibration import TAKE_K, Rows
+    from simulator.evidence import EVIDENCE
+
+    rng = np.random.default_rng(seed)
+    F = len(EVIDENCE)
+    y = np.arange(n) % 2
+    X = rng.normal(size=(n, F)) + y[:, None] * 0.5
+    return Rows(X=list(X), y=y.tolist(), Xr=list(rng.normal(size=(n, F))), r=rng.integers(1, 6, n).tolist(),
+                um=rng.normal(3.5, 0.3, n).tolist(), im=rng.normal(3.5, 0.3, n).tolist(),
+                Xt=[rng.normal(size=(TAKE_K, F)) for _ in range(20)], hits=rng.integers(0, 3, 20).tolist(),
+                Xw=list(rng.normal(size=(n, F))), w=(np.arange(n) % 3 == 0).astype(int).tolist())
+
+
+def test_a_refit_that_does_not_give_the_calibration_back_is_refused():
+    from simulator.evidence import EVIDENCE
+
+    rows = _rows(0)
+    full = fit_without(rows, list(EVIDENCE), (), 0)
+    sims, check = ablated_judges(full, rows, 0)  # the rows it was fitted on: accepted
+    assert check["refit_equals_calibration"] and set(sims) == {"full", *(f for f in FAMILIES if f != "llm")}
+    assert sims["svd"].features == [f for f in EVIDENCE if f not in ("cf", "cf*n_rated")]
+    with pytest.raises(ValueError, match="no longer repeats calibrate"):
+        ablated_judges(full, _rows(1), 0)  # other rows: the ablations would not be comparable
+
+
+def test_tau_and_rho_are_scipys_on_a_constructed_case():
+    rng = np.random.default_rng(0)
+    off_means = np.array([0.05, 0.10, 0.15, 0.20, 0.25])
+    sim_means = np.array([0.02, 0.05, 0.04, 0.08, 0.09])  # one swap: tau = (9 - 1) / 10 = 0.8
+    off = off_means[:, None] + rng.normal(0, 0.01, (5, 400))
+    off -= off.mean(1, keepdims=True) - off_means[:, None]
+    twin_at = np.arange(0, 400, 2)
+    sim = sim_means[:, None] + rng.normal(0, 0.01, (5, 200))
+    sim -= sim.mean(1, keepdims=True) - sim_means[:, None]
+    o = order_agreement(sim, off, Resampled(400, twin_at, n_boot=200, seed=0))
+    assert o["kendall_tau"]["value"] == pytest.approx(0.8)
+    assert o["kendall_tau"]["value"] == pytest.approx(kendalltau(sim_means, off_means).statistic)
+    assert o["spearman_rho"]["value"] == pytest.approx(spearmanr(sim_means, off_means).statistic)
+    assert o["kendall_tau"]["ci"][0] <= 0.8 <= o["kendall_tau"]["ci"][1] and o["n_recommenders"] == 5
+    # tiny noise: every resample keeps the orders, so the CI closes on the point
+    tight = order_agreement(sim_means[:, None] + 0 * sim, off_means[:, None] + 0 * off,
+                            Resampled(400, twin_at, n_boot=100, seed=1))
+    assert tight["kendall_tau"]["ci"] == [0.8, 0.8]
+
+
+def test_offline_truth_and_the_verdicts_on_known_answers():
+    top = {"a": {7: np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])}}
+    out = offline_truth(top, {7: {1, 3, 99}}, np.array([7]))
+    assert out["a"]["recall"][0] == pytest.approx(2 / 3)
+    ideal = 1 + 1 / np.log2(3) + 1 / np.log2(4)
+    assert out["a"]["ndcg"][0] == pytest.approx((1 + 1 / np.log2(4)) / ideal)
+    sig = {"diff": 0.02, "significant": True}
+    assert verdict(sig, {"diff": 0.01, "significant": False}) == "agree"
+    assert verdict(sig, {"diff": -0.01, "significant": False}) == "disagree"
+    assert verdict(sig, {"diff": -0.01, "significant": True}) == "reversed-significantly"
+    assert verdict({"diff": 0.0, "significant": False}, {"diff": 0.03, "significant": True}) == \
+        "simulator-orders-offline-does-not"
+
+
+def test_the_probes_rank_as_the_simulators_own_evidence(world):
+    ds, split, *_ = world
+    from evals.validity.grounding import item_space
+    from simulator.evidence import Memory, cf_percentile, ease_percentile
+
+    space = item_space(ds, split.train)
+    train = split.train
+    u = int(train["user"].iloc[0])
+    items = train.loc[train["user"] == u, "item"].to_numpy()
+    watched = np.zeros(ds.n_items, np.float32)
+    watched[items] = 1
+    memory = Memory(key="t", kind="twin", persona_id="p0", liked=items, disliked=items[:0], recent=items[:3],
+                    mean_rating=3.5, persona_share=np.zeros(ds.n_items), taste=space.factors[items].sum(0),
+                    watched=watched)
+    for kind, pct in (("ease", ease_percentile), ("svd", cf_percentile)):
+        probe = EvidenceProbe(kind, space, train).fit(split.train_positives())
+        scores = probe.score_all(np.array([u]))[0]
+        top = np.argsort(-scores, kind="stable")[:50]
+        assert np.all(np.diff(pct(space, memory)[top]) <= 1e-12), kind  # the percentile falls along the probe's list
