@@ -180,7 +180,7 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
     return rows
 
 
-def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceModel, dict, dict]:
+def fit_kind(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceModel, dict, dict]:
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -248,12 +248,32 @@ def _fit(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceMode
     return model, report, baselines
 
 
-def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, per_user: int = 3, use_llm: bool = True,
-              seed: int = 0, show_progress: bool = True) -> dict:
-    """Fit the twin and persona choice models (module docstring) and return the calibration record."""
+def collect_rows(ds, split, personas_path: Path, llm, *, features: list[str], n_users: int, per_user: int, seed: int,
+                 show_progress: bool = False) -> tuple[dict[str, Rows], np.ndarray]:
+    """({kind: the rows a calibration fits}, the users they come from): ``n_users`` users of ``split``'s inner
+    split drawn with ``seed``, ``per_user`` items each. A calibration record's own users, seed and counts give its
+    rows back (the circularity check refits on them, `evals.validity.pool`)."""
     from evals.validity.grounding import read_assignments
     from personas.card import read_personas
 
+    cards = {c.id: c for c in read_personas(personas_path)}
+    inner = split.inner()
+    space = item_space(ds, inner.train)
+    mems = memories(ds, inner.train, read_assignments(personas_path.parent), space)
+    uid = ds.users["user_id"].astype(str).to_numpy()
+    candidates = np.array(sorted(u for u in inner.test["user"].unique() if f"twin:{uid[u]}" in mems))
+    if not len(candidates):
+        raise CalibrationError(f"{personas_path}: no user of the split belongs to these personas "
+                               "(personas from another dataset?)")
+    users = np.random.default_rng(seed).permutation(candidates)[:n_users]
+    rows = asyncio.run(_collect(llm, cards, space, mems, inner.train, inner.test, users, uid, features, per_user, seed,
+                                show_progress))
+    return rows, users
+
+
+def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, per_user: int = 3, use_llm: bool = True,
+              seed: int = 0, show_progress: bool = True) -> dict:
+    """Fit the twin and persona choice models (module docstring) and return the calibration record."""
     from evals.validity.grounding import split_of
 
     personas_path = Path(personas_path)
@@ -261,23 +281,13 @@ def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, 
     if seen != split.key:
         raise CalibrationError(f"{personas_path}: these personas were extracted for split {seen!r}, "
                                f"not {split.key!r}")
-    cards = {c.id: c for c in read_personas(personas_path)}
-    persona_of = read_assignments(personas_path.parent)
-    inner = split.inner()
-    space = item_space(ds, inner.train)
-    mems = memories(ds, inner.train, persona_of, space)
-    uid = ds.users["user_id"].astype(str).to_numpy()
-    candidates = np.array(sorted(u for u in inner.test["user"].unique() if f"twin:{uid[u]}" in mems))
-    if not len(candidates):
-        raise CalibrationError(f"{personas_path}: no user of the split belongs to these personas "
-                               "(personas from another dataset?)")
-    users = np.random.default_rng(seed).permutation(candidates)[:n_users]
     features = list(EVIDENCE) + (["llm"] if use_llm else [])
-    rows = asyncio.run(_collect(llm, cards, space, mems, inner.train, inner.test, users, uid, features, per_user, seed,
-                                show_progress))
+    rows, users = collect_rows(ds, split, personas_path, llm, features=features, n_users=n_users, per_user=per_user,
+                               seed=seed, show_progress=show_progress)
+    inner = split.inner()
     models, reports, baselines = {}, {}, {}
     for kind in KINDS:
-        models[kind], reports[kind], fitted = _fit(kind, rows[kind], features, seed)
+        models[kind], reports[kind], fitted = fit_kind(kind, rows[kind], features, seed)
         if kind == "twin":
             baselines = fitted
     return {

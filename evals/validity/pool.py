@@ -351,36 +351,26 @@ def family_columns(features: list[str], family: Iterable[str]) -> list[int]:
 
 def calibration_rows(ds, split, ppath: Path, llm, record: dict):
     """The twin rows (`calibration.Rows`) the calibration ``record`` beside ``ppath`` was fitted on, collected
-    again with its users, seed and per-user counts. The set-up repeats `calibration.calibrate`'s; its private
-    `_collect` does the work. `fit_without(rows, features, ())` must give the calibrated twin model back
-    (`ablated_judges` checks it)."""
-    from evals.validity import calibration as cal
-    from evals.validity.grounding import item_space, memories, read_assignments
-    from personas.card import read_personas
+    again with its users, seed and per-user counts (`calibration.collect_rows`). `fit_without(rows, features, ())`
+    must give the calibrated twin model back (`ablated_judges` checks it)."""
+    from evals.validity.calibration import collect_rows
 
-    cards = {c.id: c for c in read_personas(ppath)}
-    inner = split.inner()
-    space = item_space(ds, inner.train)
-    mems = memories(ds, inner.train, read_assignments(ppath.parent), space)
-    uid = ds.users["user_id"].astype(str).to_numpy()
-    candidates = np.array(sorted(u for u in inner.test["user"].unique() if f"twin:{uid[u]}" in mems))
-    users = np.random.default_rng(record["seed"]).permutation(candidates)[:record["n_users"]]
-    rows = asyncio.run(cal._collect(llm, cards, space, mems, inner.train, inner.test, users, uid, record["features"],
-                                    record["per_user"], record["seed"], False))
+    rows, _ = collect_rows(ds, split, Path(ppath), llm, features=record["features"], n_users=record["n_users"],
+                           per_user=record["per_user"], seed=record["seed"])
     return rows["twin"]
 
 
 def fit_without(rows, features: list[str], drop: Iterable[str], seed: int) -> ChoiceModel:
-    """The twin `ChoiceModel` fitted by `calibration._fit` on ``rows`` without the columns of the base features
+    """The twin `ChoiceModel` fitted by `calibration.fit_kind` on ``rows`` without the columns of the base features
     ``drop`` (and their products): its ``features`` lack them, so no weight can fall on them."""
-    from evals.validity.calibration import Rows, _fit
+    from evals.validity.calibration import Rows, fit_kind
 
     gone = set(family_columns(features, drop))
     keep = [j for j in range(len(features)) if j not in gone]
     sub = Rows(X=[np.asarray(x)[keep] for x in rows.X], y=rows.y, Xr=[np.asarray(x)[keep] for x in rows.Xr],
                r=rows.r, um=rows.um, im=rows.im, Xt=[np.asarray(x)[:, keep] for x in rows.Xt], hits=rows.hits,
                Xw=[np.asarray(x)[keep] for x in rows.Xw], w=rows.w)
-    return _fit("twin", sub, [features[j] for j in keep], seed)[0]
+    return fit_kind("twin", sub, [features[j] for j in keep], seed)[0]
 
 
 def ablated_judges(full: ChoiceModel, rows, seed: int) -> tuple[dict[str, ChoiceModel], dict]:
