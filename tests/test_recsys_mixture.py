@@ -132,7 +132,8 @@ def test_campaign_variant_ampcf_personas_is_registered_and_names_personas():
 
     ok = CampaignConfig(personas={"extract": "ml-100k-users"}, variants=["mf", "ampcf", "ampcf+personas"])
     assert ok.variants[-1] == "ampcf+personas"
-    with pytest.raises(ValidationError, match="unknown variant 'mf\\+personas'"):
+    with pytest.raises(ValidationError,
+                       match="variant 'mf\\+personas': the 'personas' reranker needs a model with persona attention"):
         CampaignConfig(personas={"extract": "ml-100k-users"}, variants=["mf+personas"])
     train, user_clusters, item_cluster, genres = planted(major=0.5)
     amp = AMPCF(TrainConfig(dim=16, epochs=20, lr=1e-2, reg=1e-3, batch_size=256, loss="softmax"), k=2).fit(train)
