@@ -303,3 +303,13 @@ def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessi
     assert not (tmp_path / "skipped" / "fidelity.json").exists()
     with pytest.raises(ValueError, match="3 users cannot give a bootstrap CI"):
         cfg(fidelity_users=3)
+
+
+def test_a_cut_outside_the_data_or_too_late_is_one_line_and_no_folder(tmp_path):
+    for cut, words in (("2001-01-01", "outside the data"), ("1998-04-22", "choose an earlier cut"),
+                       ("not-a-date", "not an ISO date")):
+        one_line_error(cli("validate", "fidelity", "--cut", cut, "--out", str(tmp_path / "x")), words)
+        assert not (tmp_path / "x").exists()
+    one_line_error(cli("validate", "fidelity", "--split", "per-user", "--cut", "1998-03-01", "--out",
+                       str(tmp_path / "y")), "a cut time is for the global split only")
+    assert not (tmp_path / "y").exists()

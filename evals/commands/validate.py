@@ -94,6 +94,8 @@ def fidelity(
                                        "instead of sampling from their calibrated probabilities (debugging)"),
     split: str = typer.Option("global", "--split", help="'global' (leave-future-out: one cut time for everyone) or "
                               "'per-user' (each user's latest 20%; train then holds other users' later ratings)"),
+    cut: Optional[str] = typer.Option(None, "--cut", help="--split global: the cut time, an ISO date (UTC); default: "
+                                      "the time after which the latest 20% of all ratings lie"),
     final: bool = typer.Option(False, "--final", help="read the test part, once: the read is appended to "
                                "docs/results/test_reads.jsonl (code digest, config hash, time). Without it the run "
                                "reads the validation split, for development"),
@@ -117,7 +119,7 @@ def fidelity(
         fail(f"--dataset: {dataset!r} has no packaged loader with timestamps and ratings (use ml-100k)")
     check_output_dir(out)
     try:
-        cfg = FidelityConfig(split=split, final=final, users=users, ab_users=ab_users, personas_k=personas_k,
+        cfg = FidelityConfig(split=split, cut=cut, final=final, users=users, ab_users=ab_users, personas_k=personas_k,
                              decision="deterministic" if deterministic else "sampled",
                              use_llm=llm_feature, seed=seed)
     except ValidationError as exc:

@@ -78,6 +78,8 @@ class FidelityConfig(BaseModel):
                                                  "latest ratings ('per-user'); `recsys.data.make_split`")
     holdout: float = Field(0.2, gt=0, lt=1, description="share of ratings held out: of all (global), of each user's "
                                                         "(per-user)")
+    cut: str | None = Field(None, description="global split only: the cut time, an ISO date or time (UTC); None: the "
+                                              "time after which the latest `holdout` share of ratings lies")
     final: bool = Field(False, description="read the test part (counted in test_reads.jsonl); else the validation "
                                            "split, the same rule applied to the test split's train part")
     personas_k: int = Field(8, ge=2, description="personas extracted from the train documents")
@@ -348,6 +350,20 @@ class FidelityError(ValueError):
     """A fidelity run that cannot start; the message names the file."""
 
 
+def cut_time(cut: str | None) -> float | None:
+    """An ISO date or time (UTC) as a Unix time; FidelityError of one line when it is not one."""
+    if cut is None:
+        return None
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(cut)
+    except ValueError:
+        raise FidelityError(f"--cut {cut!r}: not an ISO date or time (e.g. 1998-03-07)") from None
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.timestamp()
+
+
 #: Where `validate fidelity --final` counts its reads of the test part (relative to the working folder).
 TEST_READS = Path("docs") / "results" / "test_reads.jsonl"
 
@@ -361,12 +377,17 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
     from recsys import load_movielens
     from recsys.data import make_split
 
+    from recsys import DataError
+
     started = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     ds = load_movielens(ml100k_dir())
-    split = make_split(ds, cfg.split, cfg.holdout)
+    try:
+        split = make_split(ds, cfg.split, cfg.holdout, cut_time(cfg.cut))
+    except DataError as exc:  # before OUT is made: a refused run changes no file
+        raise FidelityError(f"--split {cfg.split}" + (f" --cut {cfg.cut}" if cfg.cut else "") + f": {exc}") from None
     split = split if cfg.final else split.inner()  # development never reads the test part
+    out.mkdir(parents=True, exist_ok=True)
     ppath = prepare_personas(ds, split, out, cfg, show_progress)
     if not (ppath.parent / "calibration.json").exists():
         write_calibration(calibrate(ds, split, ppath, llm, n_users=cfg.calibration_users, use_llm=cfg.use_llm,
