@@ -351,14 +351,17 @@ class TimeSplit:
     kind: str = "per-user"
     cut: float | None = None
     dropped: pd.DataFrame | None = None
-    #: for a validation split (`inner`), the recipe of the split it was carved from
+    #: for a validation split (`inner`), the recipe of the outermost split it was carved from, and how many
+    #: `inner` steps lie between (1: a validation split; 2: the validation split a calibration of one fits on)
     of: dict | None = None
+    depth: int = 0
 
     @property
     def recipe(self) -> dict:
-        """What `make_split` needs to rebuild this split from its data set (recorded beside personas)."""
+        """What `make_split` needs to rebuild this split from its data set (recorded beside personas):
+        ``validation`` is False for a split, True for its validation split, the number of steps beyond."""
         if self.of is not None:
-            return {**self.of, "validation": True}
+            return {**self.of, "validation": True if self.depth == 1 else self.depth}
         return {"kind": self.kind, "holdout": self.holdout, "cut": self.cut if self.kind == "global" else None,
                 "validation": False}
 
@@ -383,6 +386,7 @@ class TimeSplit:
         else:
             inner = _time_split(self.train, self.n_users, self.n_items, frac, f"{self.name}:train")
         inner.of = {k: v for k, v in self.recipe.items() if k != "validation"}
+        inner.depth = self.depth + 1
         return inner
 
 
@@ -469,9 +473,9 @@ SPLITS = ("global", "per-user")
 
 
 def make_split(ds: Dataset, kind: str, holdout: float = 0.2, cut: float | None = None,
-               validation: bool = False) -> TimeSplit:
-    """`global_split` or `time_split` by name; with ``validation``, its validation split (`TimeSplit.inner`).
-    ``make_split(ds, **split.recipe)`` rebuilds ``split``."""
+               validation: bool | int = False) -> TimeSplit:
+    """`global_split` or `time_split` by name; with ``validation``, its validation split (`TimeSplit.inner`; a
+    number: that many steps in). ``make_split(ds, **split.recipe)`` rebuilds ``split``."""
     if kind == "global":
         split = global_split(ds, holdout, cut=cut)
     elif kind == "per-user":
@@ -480,4 +484,6 @@ def make_split(ds: Dataset, kind: str, holdout: float = 0.2, cut: float | None =
         split = time_split(ds, holdout)
     else:
         raise DataError(f"unknown split {kind!r}; choose one of {SPLITS}")
-    return split.inner() if validation else split
+    for _ in range(int(validation)):
+        split = split.inner()
+    return split

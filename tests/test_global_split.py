@@ -40,8 +40,10 @@ def test_the_validation_split_is_carved_from_train_and_both_rebuild_from_their_r
     assert val.key != split.key and val.recipe["validation"]
     pairs = lambda frame: set(zip(frame["user"], frame["item"]))  # noqa: E731
     assert pairs(val.train) | pairs(val.test) <= pairs(split.train)  # validation never sees the test part
+    deeper = val.inner()  # the split a calibration of validation personas fits on
+    assert make_split(ds, **deeper.recipe).key == deeper.key and deeper.recipe["validation"] == 2
     if kind == "global":
-        assert val.cut < split.cut and val.train["timestamp"].max() < val.cut
+        assert deeper.cut < val.cut < split.cut and val.train["timestamp"].max() < val.cut
 
 
 def test_a_cut_outside_the_data_or_too_late_is_refused_in_one_line(ds):

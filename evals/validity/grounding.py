@@ -196,7 +196,7 @@ def split_for(ds, personas_path: str | Path):
 
     record = split_of(personas_path)
     split = make_split(ds, record.get("kind") or "per-user", float(record["holdout"]), record.get("cut"),
-                       bool(record.get("validation")))
+                       int(record.get("validation") or 0))
     if split.key != record["split"]:
         raise GroundingError(f"{Path(personas_path).parent / SPLIT_FILE}: of split {record['split']}, but this "
                              f"data set gives {split.key}")
