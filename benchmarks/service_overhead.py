@@ -13,7 +13,7 @@ The added share of a campaign's wall time takes a turn's time from docs/results/
 turn of the default campaign takes about `TURN_S` of LLM time, one slate a turn, sessions one at a time
 (`sessions_in_flight: 1`), so a slate's extra time adds to the wall time in full.
 
-    .venv/bin/python benchmarks/service_overhead.py [--latency-ms 20] [--users 96] [--turns 3] [--seed 0]
+    .venv/bin/python -m benchmarks.service_overhead [--latency-ms 20] [--users 96] [--turns 3] [--seed 0]
         [--out runs/service_overhead.json]
 """
 
@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from personas.infra.assets import ml100k_dir
@@ -42,31 +39,15 @@ SLATE_K, ONBOARD_LIKES = 5, 5
 
 
 @contextlib.contextmanager
-def example_service(latency_ms: float, timeout_s: float = 60.0):
-    """The example service on a free port of 127.0.0.1 until the block ends; yields its URL."""
-    import socket
+def example_service(latency_ms: float):
+    """The example service on a free port of 127.0.0.1 until the block ends (`tests.servers.process.serve`, as
+    the other benchmarks start their servers); yields its URL."""
+    from tests.servers.process import free_port, serve
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "service" / "serve.py"), "--port", str(port),
-                             "--latency-ms", str(latency_ms)], cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the example service exited with {proc.returncode} before it was ready")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/health", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the example service was not ready after {timeout_s}s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    port = free_port()
+    args = [str(ROOT / "examples" / "service" / "serve.py"), "--port", str(port), "--latency-ms", str(latency_ms)]
+    with serve(args, port, ready_path="/health") as url:
+        yield url.removesuffix("/v1")
 
 
 def workload(train, users: int, turns: int, seed: int) -> list[tuple[np.ndarray, list[int]]]:

@@ -412,6 +412,12 @@ def time_split(ds: Dataset, holdout: float = 0.2, min_ratings: int = 5) -> TimeS
 
     Raises DataError when the data set has no timestamps (all equal) or no ratings.
     """
+    return _time_split(_timed_ratings(ds), ds.n_users, ds.n_items, holdout, ds.name, min_ratings)
+
+
+def _timed_ratings(ds: Dataset) -> pd.DataFrame:
+    """``ds.ratings``, once checked that a time split of them can be read as a fidelity test: interactions, a
+    timestamp on each (not all equal) and explicit ratings; DataError of one line naming the data set."""
     r = ds.ratings
     if r.empty:
         raise DataError(f"{ds.name}: no interactions")
@@ -419,7 +425,7 @@ def time_split(ds: Dataset, holdout: float = 0.2, min_ratings: int = 5) -> TimeS
         raise DataError(f"{ds.name}: a time split needs a timestamp on every interaction")
     if r["rating"].nunique() < 2:
         raise DataError(f"{ds.name}: every rating is {r['rating'].iloc[0]:g}; a fidelity test needs explicit ratings")
-    return _time_split(r, ds.n_users, ds.n_items, holdout, ds.name, min_ratings)
+    return r
 
 
 #: Fewer test users than this cannot give a fidelity CI worth reading (issue 36: refused in one line).
@@ -458,14 +464,8 @@ def global_split(ds: Dataset, holdout: float = 0.2, *, cut: float | None = None,
     rating before the cut. Test: the ratings after it of users with >= ``min_ratings`` ratings before it and a
     positive (rating >= 4) after it; the rest of the future is dropped. DataError when there are no timestamps,
     the cut lies outside the data, or fewer than `MIN_GLOBAL_TEST_USERS` test users are left."""
-    r = ds.ratings
-    if r.empty:
-        raise DataError(f"{ds.name}: no interactions")
-    if r["timestamp"].isna().any() or r["timestamp"].nunique() < 2:
-        raise DataError(f"{ds.name}: a time split needs a timestamp on every interaction")
-    if r["rating"].nunique() < 2:
-        raise DataError(f"{ds.name}: every rating is {r['rating'].iloc[0]:g}; a fidelity test needs explicit ratings")
-    return _global_split(r, ds.n_users, ds.n_items, holdout, ds.name, cut=cut, min_ratings=min_ratings)
+    return _global_split(_timed_ratings(ds), ds.n_users, ds.n_items, holdout, ds.name, cut=cut,
+                         min_ratings=min_ratings)
 
 
 #: The splits a fidelity run, a calibration or a campaign's personas can be of.

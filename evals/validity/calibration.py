@@ -249,9 +249,9 @@ def fit_kind(kind: str, R: Rows, features: list[str], seed: int) -> tuple[Choice
 
 
 def collect_rows(ds, split, personas_path: Path, llm, *, features: list[str], n_users: int, per_user: int, seed: int,
-                 show_progress: bool = False) -> tuple[dict[str, Rows], np.ndarray]:
-    """({kind: the rows a calibration fits}, the users they come from): ``n_users`` users of ``split``'s inner
-    split drawn with ``seed``, ``per_user`` items each. A calibration record's own users, seed and counts give its
+                 show_progress: bool = False) -> tuple[dict[str, Rows], np.ndarray, object]:
+    """({kind: the rows a calibration fits}, the users they come from, ``split``'s inner split they were read
+    on): ``n_users`` users of that inner split drawn with ``seed``, ``per_user`` items each. A calibration record's own users, seed and counts give its
     rows back (the circularity check refits on them, `evals.validity.pool`)."""
     from evals.validity.grounding import read_assignments
     from personas.card import read_personas
@@ -268,7 +268,7 @@ def collect_rows(ds, split, personas_path: Path, llm, *, features: list[str], n_
     users = np.random.default_rng(seed).permutation(candidates)[:n_users]
     rows = asyncio.run(_collect(llm, cards, space, mems, inner.train, inner.test, users, uid, features, per_user, seed,
                                 show_progress))
-    return rows, users
+    return rows, users, inner
 
 
 def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, per_user: int = 3, use_llm: bool = True,
@@ -282,9 +282,8 @@ def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, 
         raise CalibrationError(f"{personas_path}: these personas were extracted for split {seen!r}, "
                                f"not {split.key!r}")
     features = list(EVIDENCE) + (["llm"] if use_llm else [])
-    rows, users = collect_rows(ds, split, personas_path, llm, features=features, n_users=n_users, per_user=per_user,
-                               seed=seed, show_progress=show_progress)
-    inner = split.inner()
+    rows, users, inner = collect_rows(ds, split, personas_path, llm, features=features, n_users=n_users,
+                                      per_user=per_user, seed=seed, show_progress=show_progress)
     models, reports, baselines = {}, {}, {}
     for kind in KINDS:
         models[kind], reports[kind], fitted = fit_kind(kind, rows[kind], features, seed)

@@ -355,8 +355,8 @@ def calibration_rows(ds, split, ppath: Path, llm, record: dict):
     must give the calibrated twin model back (`ablated_judges` checks it)."""
     from evals.validity.calibration import collect_rows
 
-    rows, _ = collect_rows(ds, split, Path(ppath), llm, features=record["features"], n_users=record["n_users"],
-                           per_user=record["per_user"], seed=record["seed"])
+    rows, _, _ = collect_rows(ds, split, Path(ppath), llm, features=record["features"], n_users=record["n_users"],
+                              per_user=record["per_user"], seed=record["seed"])
     return rows["twin"]
 
 
