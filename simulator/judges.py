@@ -154,16 +154,34 @@ def _sides(card: PersonaCard, subtopic: str | None, line: Turn) -> tuple[list[It
 
 
 def alignment(card: PersonaCard, subtopic: str | None, line: Turn) -> float | None:
-    """Commitment to the persona: of the slate items that carry a liked concept (or the sought
-    subtopic) and no disliked one, the share the line chose or rated 4-5; None when there is none.
+    """Commitment to the persona, both ways: the share of the slate's persona-telling items the line
+    treated as the persona would. An aligned item (a liked concept or the sought subtopic, no disliked
+    one) counts when the line chose it or rated it 4-5; a disliked-side item (a disliked concept, no
+    liked one) counts when the line neither chose it nor rated it 3 or more (i.e. rated it 1-2). The
+    share is over both sides' items together; None when the slate has neither.
 
-    Part of the best-of-N reward, so that a line which commits to nothing (chooses nothing,
-    rates everything 3, says nothing matchable) no longer gets full marks.
+    Part of the best-of-N reward, so that a line which commits to nothing (chooses nothing, rates
+    everything 3, says nothing matchable) no longer gets full marks, on a slate of liked items or
+    on one that holds only what the persona dislikes.
     """
-    aligned, _ = _sides(card, subtopic, line)
-    if not aligned:
+    aligned, disliked = _sides(card, subtopic, line)
+    if not aligned and not disliked:
         return None
-    return sum(it.id in line.chosen or line.ratings.get(it.id, 0) >= 4 for it in aligned) / len(aligned)
+    hits = sum(it.id in line.chosen or line.ratings.get(it.id, 0) >= 4 for it in aligned)
+    hits += sum(it.id not in line.chosen and it.id in line.ratings and line.ratings[it.id] <= 2 for it in disliked)
+    return hits / (len(aligned) + len(disliked))
+
+
+def can_fire(card: PersonaCard, subtopic: str | None, line: Turn) -> bool:
+    """Can the structured judge's persona rules (P1-P3) fire on this line at all: does its slate hold an
+    item with a liked (or sought) concept and no disliked one, or one with a disliked concept and no liked
+    one, or does its utterance state a preference for a concept it matches? A line where none holds
+    scores prompt-to-line 1.0 whatever it does; `simulator.consistency.summarize` leaves it out."""
+    aligned, disliked = _sides(card, subtopic, line)
+    if aligned or disliked:
+        return True
+    vocab = _genres(line) + card.likes + card.dislikes + ([subtopic] if subtopic else [])
+    return bool(stated_preferences(line.utterance, vocab))
 
 
 def rank_order(card: PersonaCard, subtopic: str | None, line: Turn) -> float | None:

@@ -153,6 +153,9 @@ class QARecord(BaseModel):
     error: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+    p_yes: float | None = Field(None, description="a twin's question about its own record (`simulator.recall`): "
+                                "P(like | watched) of the film by its decision model, the film left out of what "
+                                "it knows; the answer is drawn from it (sampled) or is 'yes' iff it is > 0.5")
 
 
 class TurnCore(BaseModel):
@@ -178,8 +181,11 @@ class TurnCore(BaseModel):
     stop: bool = False
     ok: bool = True
     error: str | None = None
-    consistency: dict[str, float | None] = Field(default_factory=dict,
-                                                 description="prompt_to_line, line_to_line, qa, reward")
+    evidence: list[str] = Field(default_factory=list, description="titles the user may cite as a reason (a "
+                                "grounded user's liked training films shown to its voice); read by "
+                                "`simulator.faithfulness`")
+    consistency: dict[str, float | None] = Field(default_factory=dict, description="prompt_to_line, line_to_line, "
+                                                 "alignment, faithful, qa, reward")
     decision: dict[str, Any] = Field(default_factory=dict, description="grounded users: per item id the like "
                                      "probability and what each evidence source added to its logit")
     tokens_in: int = Field(0, description="all LLM calls of this turn (every candidate, the Q&A)")
@@ -192,8 +198,10 @@ class Turn(TurnCore):
 
     ``consistency`` holds per-line scores: ``prompt_to_line`` (1.0 when the line
     does not contradict the persona, else 0.0), ``line_to_line`` (1 - conflicts /
-    earlier lines; None on the first line), ``qa`` (1.0/0.0 when a question was
-    asked this turn, else None) and ``reward`` (what best-of-N maximised).
+    earlier lines; None on the first line), ``alignment`` (`simulator.judges.alignment`),
+    ``faithful`` (1.0/0.0 when the utterance is / is not faithful to the line's decision,
+    `simulator.faithfulness`; None when it has no word to read), ``qa`` (1.0/0.0 when a
+    question was asked this turn, else None) and ``reward`` (what best-of-N maximised).
     A failed turn has ``ok=False``, its ``error``, and no scores.
     """
 

@@ -56,8 +56,11 @@ async def test_the_ranking_reward_keeps_another_candidate_than_the_structured_on
                                settings=SessionSettings(best_of=2, slate_size=4, qa_turns=[], reward=reward))
         kept[reward] = tr.turns[0]
     s, r = kept["structured"], kept["ranking"]
-    assert s.candidate_rewards == [0.5, 0.5] and s.utterance == "Okay."  # a tie: the lowest index is kept
-    assert r.candidate_rewards == [0.25, 1.0] and r.utterance == "I love horror"
+    # flat: p2l 1, alignment 0 (liked not taken, disliked not rated low), faithful 0 (no reason) -> 1/3;
+    # ordered: p2l 0, alignment 1, faithful 0 (it does not name 'Laugh Riot', which it chose) -> 1/3
+    assert s.candidate_rewards == [1 / 3, 1 / 3] and s.utterance == "Okay."  # a tie: the lowest index is kept
+    # ranking: flat mean(rank 0.5, 0, 0); ordered mean(rank 1, 1, 0)
+    assert r.candidate_rewards == pytest.approx([1 / 6, 2 / 3]) and r.utterance == "I love horror"
     assert r.consistency["rank_order"] == 1.0
     assert r.consistency["prompt_to_line"] == 0.0  # the structured judge still scores it: a held-out metric now
     assert "rank_order" not in s.consistency  # the default reward's rows are as before

@@ -54,6 +54,10 @@ async def test_hand_built_transcript_has_known_scores():
     assert s["qa"] == pytest.approx(0.5)
     assert (s["n_users"], s["n_turns"], s["n_lines"], s["n_failed"], s["n_questions"]) == (1, 4, 3, 1, 2)
     assert s["by_turn"] == {"0": 1.0, "1": 0.0, "2": 1.0}
+    # with the card: every slate holds a liked or disliked item, so every line can fire and nothing changes
+    with_card = summarize([scored], [CARD])
+    assert with_card["n_can_fire"] == {"prompt_to_line": 3, "line_to_line": 2, "qa": 2}
+    assert with_card["prompt_to_line"] == s["prompt_to_line"] and with_card["by_turn"] == s["by_turn"]
     reasons = " | ".join(scored.turns[1].reasons)
     assert "P1: chose 'Night Terror'" in reasons and "P3: says they like horror" in reasons
     assert "L2:" in reasons and "L3: rated 'Night Terror' 5, 1 at turn 0" in reasons

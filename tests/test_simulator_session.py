@@ -38,9 +38,12 @@ ITEMS = [
 POP = [60, 50, 40, 30, 20, 10]
 
 
-def good(slate_ids):  # consistent with the card: picks and praises comedy
+def good(slate_ids):  # consistent with the card and faithful to its choice: picks comedy, names it, says why
+    by_id = {it.id: it for it in ITEMS}
     comedy = [i for i in slate_ids if i in ("1", "3")]
-    return {"utterance": "I love comedy", "ratings": {i: 5 if i in comedy else 2 for i in slate_ids}, "chosen": comedy[:1], "stop": False}
+    said = (f"I love comedy, {by_id[comedy[0]].title} please" if comedy
+            else f"No {by_id[slate_ids[0]].facets['genres'][0].lower()} for me")
+    return {"utterance": said, "ratings": {i: 5 if i in comedy else 2 for i in slate_ids}, "chosen": comedy[:1], "stop": False}
 
 
 def bad(slate_ids):  # contradicts the card: picks horror, says it loves horror

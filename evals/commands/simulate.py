@@ -183,7 +183,7 @@ def simulate(
         fail(f"{exc}: the sessions written before are kept; fix it and rerun with --resume")
     by_user = {**done, **{tr.user_id: tr for tr in new}}
     transcripts = [by_user[p.user_id] for p in profiles]
-    summary = summarize(transcripts)
+    summary = summarize(transcripts, cards)  # the cards: prompt-to-line over the lines where it can fire
     summary.update(config_hash=config_hash, model=model_name, backend=backend, seed=seed, variant=variant,
                    judge=judge, usage=usage.model_dump(), resumed_sessions=len(done))
     try:
@@ -193,9 +193,10 @@ def simulate(
     except OSError as exc:  # a failed flush (disk full) names no file
         fail(f"cannot write {exc.filename or out} ({exc.strerror or exc}): the sessions in {transcripts_path} are "
              "kept; fix it and rerun with --resume")
-    p2l, l2l, qa = (summary[k] for k in ("prompt_to_line", "line_to_line", "qa"))
+    p2l, l2l, qa, faithful = (summary[k] for k in ("prompt_to_line", "line_to_line", "qa", "faithful"))
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     typer.echo(
         f"{summary['n_users']} users ({len(done)} resumed), {summary['n_turns']} turns ({summary['n_failed']} "
-        f"failed), best-of-{best_of}: prompt-to-line {fmt(p2l)}, line-to-line {fmt(l2l)}, Q&A {fmt(qa)} -> {out}"
+        f"failed), best-of-{best_of}: prompt-to-line {fmt(p2l)}, line-to-line {fmt(l2l)}, Q&A {fmt(qa)}, "
+        f"faithful {fmt(faithful)} ({summary['n_unparseable']} unparseable) -> {out}"
     )

@@ -26,7 +26,9 @@ def _mean(values) -> float | None:
 
 
 def by_variant_table(df: pd.DataFrame) -> list[dict]:
-    """One row per (recommender variant, user variant): what the simulated users did."""
+    """One row per (recommender variant, user variant): what the simulated users did, and how consistent and
+    faithful their lines were (``faithful``: the share of lines with a word to read whose utterance is faithful
+    to its decision; ``unparseable``: the lines without one, never faithful)."""
     from evals.campaign.ab import per_user_metrics
 
     rows = []
@@ -42,8 +44,13 @@ def by_variant_table(df: pd.DataFrame) -> list[dict]:
             "mean_rating": _mean(users["mean_rating"]),
             "diversity": _mean(users["diversity"]),
         }
-        for metric in ("prompt_to_line", "line_to_line", "qa"):
-            row[metric] = _mean(c.get(metric) for c in ok["consistency"])
+        scores = [c or {} for c in ok["consistency"]]
+        for metric in ("prompt_to_line", "line_to_line", "qa", "faithful"):
+            row[metric] = _mean(c.get(metric) for c in scores)
+        # faithful is the share of parsed lines (`simulator.faithfulness`); an unparseable one is stored as None
+        # (None for events scored before the check, which carry no faithful score at all)
+        checked = [c for c in scores if "faithful" in c]
+        row["unparseable"] = sum(c["faithful"] is None for c in checked) if checked else None
         rows.append(row)
     return rows
 

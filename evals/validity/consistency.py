@@ -1,8 +1,9 @@
 """Judging a tuned simulator on what it was not tuned on (issue 12).
 
 Best-of-N and DPO optimise `simulator.consistency.reward_of`, of one of two kinds:
-``structured`` (the structured judge's prompt-to-line and line-to-line rules plus alignment)
-or ``ranking`` (the ratings' order against the card plus alignment). Every metric below is
+``structured`` (the structured judge's prompt-to-line and line-to-line rules plus alignment and
+faithfulness) or ``ranking`` (the ratings' order against the card plus alignment and faithfulness,
+`simulator.faithfulness`). Every metric below is
 reported for every arm; the caller labels the ones its reward contains, and the evidence
 comes from the others:
 
