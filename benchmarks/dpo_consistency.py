@@ -5,6 +5,8 @@ One run, all figures measured in it:
      into training and held-out personas (`simulator.training.split_personas`, --held-out, --seed);
   2. pairs: best-of-N sessions of the training personas' users (embedded SmolLM2; --reward structured: the
      structured judge's rules + alignment, or ranking: the ratings' order against the card + alignment);
+     from turn 1 on an item rated earlier is shown again, in these sessions and the arms' (RESHOW_FROM), so
+     the line-to-line rule L3 can fire (runs before it are not comparable on line-to-line);
   3. DPO: a LoRA adapter trained on those pairs (TRL, CPU), converted to a GGUF adapter;
   4. arms on the held-out personas' users, each over --runs runs (session seeds differ by run):
      base (N=1), best-of-N, DPO (N=1), DPO + best-of-N -- embedded (llama.cpp, grammar);
@@ -46,6 +48,7 @@ from personas.card import PersonaCard, read_personas
 from simulator import PopularityRecommender, SessionSettings, sample_users
 from simulator.batch import run_sessions
 from simulator.llm import create_backend, create_client
+from simulator.training import RESHOW_FROM
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +104,8 @@ async def sessions(users, items, pop, *, backend: str, options: dict, turns: int
     try:
         for r in range(runs):
             trs += await run_sessions(users, lambda u: PopularityRecommender(items, pop), turns=turns, seed=seed + r,
-                                      llm=llm, settings=SessionSettings(best_of=n, qa_turns=None if qa else [], reward=reward),
+                                      llm=llm, settings=SessionSettings(best_of=n, qa_turns=None if qa else [], reward=reward,
+                                                                    reshow_from=RESHOW_FROM),
                                       in_flight=1, show_progress=False)
     finally:
         await llm.aclose()
@@ -197,7 +201,8 @@ def main() -> None:
     by_id = {c.id: c for c in cards}
     train, held = split_personas(cards, held_out=args.held_out, seed=args.seed)
     items, pop = load_catalog("ml-100k")
-    result: dict = {"args": vars(args), "train_personas": [c.id for c in train], "held_out_personas": [c.id for c in held],
+    result: dict = {"args": vars(args), "reshow_from": RESHOW_FROM,
+                    "train_personas": [c.id for c in train], "held_out_personas": [c.id for c in held],
                     "reward": {"kind": args.reward, "metrics_in_reward": REWARD_METRICS[args.reward]}}
     stamp(result, out, f"split: train {result['train_personas']} | held out {result['held_out_personas']}")
 

@@ -33,9 +33,11 @@ from simulator.catalog import Item
 from simulator.choice import ChoiceModel, decide
 from simulator.evidence import Memory, ItemSpace, evidence_features
 from simulator.layers import UserProfile, derive_seed, describe_traits
+from simulator import recall
 from simulator.prompts import render
 from simulator.turn import Onboarding, Turn, utterance_schema
 from simulator.user import Candidate, SimulatedUser
+from simulator.voice import PLAN_MAX_TOKENS, VOICES, clean, make_plan, plan_messages, short_title
 
 #: Clip of the LLM feature: logit P(yes) in [-LLM_CLIP, LLM_CLIP].
 LLM_CLIP = 8.0
@@ -121,9 +123,12 @@ class GroundedUser(SimulatedUser):
     variant = "grounded"
     system_template = "layered_system"
 
-    def __init__(self, llm, *, grounding: Grounding | None = None, **settings):
+    def __init__(self, llm, *, grounding: Grounding | None = None, voice: str = "planned", **settings):
         super().__init__(llm, **settings)
+        if voice not in VOICES:
+            raise ValueError(f"voice {voice!r}: choose one of {', '.join(VOICES)}")
         self.grounding = grounding
+        self.voice = voice
 
     def profile_problem(self, profile: UserProfile) -> str | None:
         g = self.grounding
@@ -185,15 +190,24 @@ class GroundedUser(SimulatedUser):
         decision = {it.id: {"p_take": round(float(pt), 4), "p_like": round(float(pl), 4),
                             **{f: round(float(c), 4) for f, c in zip(model.features, row)}}
                     for it, pt, pl, row in zip(slate, d.p_take, d.p_like, contrib)}
-        messages = self.voice_messages(slate, chosen, ratings)
-        c = await self.llm.generate(messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed,
-                                    json_schema=utterance_schema(self.utterance_chars))
+        space = self.grounding.space
+        evidence = [short_title(t) for t in memory.titles(space, n_liked=TWIN_ONBOARDING, n_disliked=0)[0]]
+        if self.voice == "planned":
+            plan = make_plan(space, memory, space.index([it.id for it in slate]), list(d.chosen))
+            messages = plan_messages(plan, p, self.verb)
+            c = await self.llm.generate(messages, temperature=self.temperature, max_tokens=PLAN_MAX_TOKENS, seed=seed)
+            utterance = clean(c.text) if c.ok else ""
+            evidence = list(dict.fromkeys([plan.like, *evidence] if plan.like else evidence))
+        else:
+            messages = self.voice_messages(slate, chosen, ratings)
+            c = await self.llm.generate(messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed,
+                                        json_schema=utterance_schema(self.utterance_chars))
+            utterance = str(c.parsed.get("utterance", "")).strip() if c.ok and isinstance(c.parsed, dict) else ""
         base.update(tokens_in=c.tokens_in, tokens_out=c.tokens_out, latency_s=time.perf_counter() - started, raw=c.text,
-                    decision=decision)
-        if not c.ok or not isinstance(c.parsed, dict) or not str(c.parsed.get("utterance", "")).strip():
+                    decision=decision, evidence=evidence)
+        if not utterance:
             return Candidate(Turn(**base, ok=False, error=f"LLM: {c.error or 'no utterance'}"), messages)
-        return Candidate(Turn(**base, chosen=chosen, ratings=ratings, utterance=str(c.parsed["utterance"]).strip(),
-                              stop=d.stop), messages)
+        return Candidate(Turn(**base, chosen=chosen, ratings=ratings, utterance=utterance, stop=d.stop), messages)
 
     def voice_messages(self, slate: list[Item], chosen: list[str], ratings: dict[str, int]) -> list[dict]:
         titles = {it.id: it.title for it in slate}
@@ -220,3 +234,14 @@ class GroundedUser(SimulatedUser):
         d = self._decide(pool, X, seed, max_picks, False)
         picks = [pool[j].id for j in d.chosen] or [pool[int(np.argmax(d.logits))].id]
         return Onboarding(pool=[it.id for it in pool], liked=picks)
+
+    async def answer(self, fact, *, seed: int):
+        """A twin is asked about its own record, not the card (whose facts are its persona's, and in its prompt):
+        "Did you like <title>?" of a film it rated in train, answered by its decision model with the film left
+        out of what it knows and graded by the real rating (`simulator.recall`); ``fact`` is ignored (None when
+        the card has none). A persona-level user answers the card's ``fact`` as every user does."""
+        if recall.asks_own_fact(self):
+            return await recall.answer_own(self, seed=seed, judge=llm_judgement)
+        if fact is None:
+            raise ValueError("a persona-level user is asked the card's facts, and this card has none")
+        return await super().answer(fact, seed=seed)

@@ -14,7 +14,8 @@ recommender object belongs to one session. Per turn:
      the lowest index), and every (best, lower-scored) pair is kept as
      preference data;
   3. on a Q&A turn the user answers one multiple-choice question about the
-     persona's facts (graded by exact match);
+     persona's facts (graded by exact match); a grounded twin is asked about
+     its own training record instead, card facts or none (`simulator.recall`);
   4. the kept turn's feedback goes to the recommender; ``on_turn`` gets the
      finished turn record; a turn that says ``stop`` ends the session.
 Failures: a failed turn (LLM error, invalid JSON after repair, an id not in
@@ -38,6 +39,7 @@ from simulator.catalog import Feedback, Item, RecommenderProtocol
 from simulator.consistency import score_line
 from simulator.judges import ConsistencyJudge, StructuredJudge
 from simulator.layers import UserProfile, derive_seed
+from simulator.recall import asks_own_fact
 from simulator.turn import PreferencePair, Transcript, Turn
 from simulator.user import Candidate
 from simulator.variants import make_user
@@ -149,6 +151,7 @@ async def run_session(
             history.extend(Feedback(item_id=i, turn=-1, chosen=True) for i in ob.liked)
 
     ask = settings.question_turns(turns)
+    own = asks_own_fact(sim)  # a twin: "Did you like X?" of its own record, not the card's facts
     lines: list[Turn] = []
     # optional async hook: a recommender may do slow work (a fold-in) here, off the event loop
     prepare = getattr(recommender, "prepare", None)
@@ -192,8 +195,8 @@ async def run_session(
             "meta": meta,
         }
         sim.commit(kept)
-        if t in ask and card.facts:
-            fact = card.facts[derive_seed(seed, "qa", t) % len(card.facts)]
+        if t in ask and (own or card.facts):
+            fact = None if own else card.facts[derive_seed(seed, "qa", t) % len(card.facts)]
             qa = await sim.answer(fact, seed=derive_seed(seed, "qa-answer", t))
             update["qa"] = qa
             update["tokens_in"] += qa.tokens_in

@@ -46,6 +46,9 @@ PAIRS_FILE = "pairs.jsonl"
 ADAPTER_DIR = "adapter"
 CHECKPOINT_DIR = "checkpoints"
 GGUF_FILE = "adapter.gguf"
+#: Pair collection re-shows one earlier rated item from turn 1 on (`SessionSettings.reshow_from`), so the
+#: line-to-line rule L3 (one item rated 3+ points apart) can fire and rank candidates, as it does in a campaign.
+RESHOW_FROM = 1
 
 
 class PairSetError(ValueError):
@@ -124,12 +127,13 @@ def split_personas(cards: list[PersonaCard], *, held_out: int | list[str] = 1,
 
 
 async def collect_pairs(users, make_recommender, *, llm, turns: int, best_of: int, seed: int,
-                        show_progress: bool = True, reward: str = "structured") -> tuple[list[dict[str, Any]], list]:
+                        show_progress: bool = True, reward: str = "structured",
+                        reshow_from: int | None = RESHOW_FROM) -> tuple[list[dict[str, Any]], list]:
     """Best-of-N sessions for ``users``; (TRL rows of every scored pair, transcripts).
 
     The reward is `simulator.consistency.reward_of` of kind ``reward`` ("structured" judge rules,
     or "ranking": the ratings' order against the card); Q&A is not asked (it is an evaluation,
-    never a reward).
+    never a reward). From turn ``reshow_from`` on, an item rated earlier is shown again (RESHOW_FROM).
     """
     from simulator.batch import run_sessions
     from simulator.preferences import preference_row
@@ -138,7 +142,8 @@ async def collect_pairs(users, make_recommender, *, llm, turns: int, best_of: in
     if best_of < 2:
         raise ValueError(f"best_of={best_of}: pairs need at least 2 candidates per turn")
     transcripts = await run_sessions(users, make_recommender, turns=turns, seed=seed, llm=llm,
-                                     settings=SessionSettings(best_of=best_of, qa_turns=[], reward=reward),
+                                     settings=SessionSettings(best_of=best_of, qa_turns=[], reward=reward,
+                                                              reshow_from=reshow_from),
                                      in_flight=4,
                                      show_progress=show_progress)
     rows = [preference_row(p, "conversational", {"persona_id": tr.persona_id}) for tr in transcripts for p in tr.pairs]

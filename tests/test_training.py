@@ -260,7 +260,7 @@ def test_unknown_reward_and_a_pair_set_collected_otherwise_are_one_line(tmp_path
     out = tmp_path / "run"
     out.mkdir()
     collection = {"users_per_persona": 2, "turns": 3, "best_of": 4, "catalog": "ml-100k", "seed": 0,
-                  "reward": "structured"}
+                  "reward": "structured", "reshow_from": 1}
     (out / "training.json").write_text(json.dumps({"collection": collection}))
     (out / "pairs.jsonl").write_text(json.dumps(_row()) + "\n")
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -138,6 +138,10 @@ class GroundingSettings(_Strict):
                                 "3-4), 'matched' bins it so the ratings' histogram is the training one (simulator/choice.py)")
     llm_feature: bool = Field(True, description="the LLM's yes-probability is a feature of the decision")
     twins: bool = Field(True, description="each grounded user twins a real member of its persona (else persona-level)")
+    voice: Literal["planned", "free"] = Field("planned", description="how the LLM says a decision: 'planned' says the "
+                                              "decision and one reason from the evidence as a short plan, in plain "
+                                              "text; 'free' writes its own sentence under a JSON grammar "
+                                              "(`simulator.voice`)")
     fidelity_users: int = Field(300, ge=0, description="held-out users on whom the campaign measures its grounded "
                                 "users' fidelity before the sessions (OUT/fidelity.json: `personasim validate fidelity`'s "
                                 "protocol on the campaign's own personas and calibration; 0 = skip, as does a `fidelity:` "

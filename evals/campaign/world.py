@@ -423,7 +423,9 @@ class CampaignWorld:
         recommender = self.recommender(job.variant, user_seed(cfg.seed, job, "fold-in"))
         await run_session(profile, recommender, cfg.turns, job.seed, self.llm,
                           settings=SessionSettings(best_of=cfg.best_of, slate_size=cfg.slate_size,
-                                                   reshow_from=cfg.reshow_from), pool=pool,
+                                                   reshow_from=cfg.reshow_from,
+                                                   user={"voice": cfg.grounding.voice}
+                                                   if job.user_variant == "grounded" else {}), pool=pool,
                           meta={"config_hash": self.config_hash, "variant": job.variant, "run": job.run},
                           on_turn=record, grounding=self.grounding)
 

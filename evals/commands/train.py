@@ -66,7 +66,7 @@ def consistency(
     from evals.commands.errors import fail, option_error
     from simulator.consistency import REWARDS
     from simulator.preferences import write_pair_set
-    from simulator.training import PAIRS_FILE, TRAINING_FILE, TrainSettings, read_pair_set, train_dpo
+    from simulator.training import PAIRS_FILE, RESHOW_FROM, TRAINING_FILE, TrainSettings, read_pair_set, train_dpo
 
     try:
         settings = TrainSettings(base_model=str(base_model) if base_model else None, seed=seed, lora_r=lora_r,
@@ -87,7 +87,7 @@ def consistency(
     else:
         source = out / PAIRS_FILE
         collect = {"users_per_persona": users_per_persona, "turns": turns, "best_of": best_of, "catalog": catalog,
-                   "seed": seed, "reward": reward}
+                   "seed": seed, "reward": reward, "reshow_from": RESHOW_FROM}
         record = out / TRAINING_FILE
         try:
             old = json.loads(record.read_text()).get("collection") if record.is_file() else None
