@@ -18,7 +18,9 @@ BASE = "personas: {path: p.jsonl}\nvariants: [mf, ampcf]\n"
 
 def test_default_config_is_valid():
     cfg = load_config("configs/default.yaml")
-    assert cfg.llm.backend == "embedded" and "ampcf" in cfg.variants
+    # the seed question: MF against the reranker and against the persona mixture started from MF
+    assert cfg.llm.backend == "embedded" and cfg.variants == ["mf", "mf+mmr", "ampcf-mf"]
+    assert cfg.users_for("grounded") == 5  # the power rule's answer (configs/default.yaml)
     assert len(cfg.config_hash()) == 12
 
 

@@ -10,7 +10,7 @@ OUT/ holds everything, and every step can be re-entered:
     llm_cache/        the LLM response cache (a repeated run is free)
     events.jsonl      one TurnEvent per finished turn, append-only
     drift.json        `campaign drift` and `campaign report` (the same figures)
-    ab.json           `campaign report`: the config's first variant against its second
+    ab.json           `campaign report`: the config's first variant against each of the others
     ab_T_vs_C.json    `campaign ab --control C --treatment T` (never overwritten by the report)
     report.html, summary.md
 """

@@ -3,7 +3,7 @@
 What each writes in the campaign folder, so that no command overwrites another's output:
 `run` events.jsonl (and, unless --no-report, what `report` writes); `drift` drift.json (the same file
 `report` writes: one drift per campaign); `ab --control C --treatment T` ab_T_vs_C.json; `report`
-report.html, summary.md, drift.json and ab.json (the config's first variant against its second);
+report.html, summary.md, drift.json and ab.json (the config's first variant against each of the others);
 `digest` writes nothing.
 """
 
@@ -92,7 +92,7 @@ def ab(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation draws."),
 ) -> None:
     """Write RUN_DIR/ab_TREATMENT_vs_CONTROL.json: paired per-user differences with CIs, p-values, Holm, MDE
-    and a verdict per metric, one table per user variant (`campaign report` keeps its own ab.json for the config's first two variants)."""
+    and a verdict per metric, one table per user variant (`campaign report` keeps its own ab.json: the config's first variant against each of the others)."""
     from evals.campaign.driver import write_ab
 
     path, tables = write_ab(run_dir, control, treatment, seed=seed)
