@@ -134,13 +134,13 @@ def main() -> None:
                         **{f"simulated/{s}/{m}": v for s, d in run.simulated.items() for m, v in d.items()})
     write_whole(a.out / "fidelity_pool_users.npz", buf.getvalue())
     if not a.validation:  # a read of the test part is counted, as `validate fidelity --final`'s are
-        from evals.validity.fidelity import TEST_READS, record_test_read
+        from evals.validity.fidelity import record_test_read, test_reads_path
 
-        record_test_read(TEST_READS, {**run.record, "config_hash": cfg.config_hash(), "split": split.key,
+        record_test_read(test_reads_path(), {**run.record, "config_hash": cfg.config_hash(), "split": split.key,
                                       "headline": {"pool": run.record.get("targets")}}, a.out)
     report(run.record)
     print(f"wrote {a.out / 'fidelity_pool.json'} ({time.perf_counter() - started:.0f} s)"
-          + ("" if a.validation else f"; the read of the test part is counted in {TEST_READS}"))
+          + ("" if a.validation else f"; the read of the test part is counted in {test_reads_path()}"))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 
 import pytest
 
@@ -13,6 +14,8 @@ pin_kernels()  # the kernels the CLI computes with, before numpy or torch loads
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# reads of the test part are counted in a ledger of this run's own, never in the repository's docs/results/
+os.environ["PERSONASIM_TEST_READS"] = os.path.join(tempfile.mkdtemp(prefix="test-reads-"), "test_reads.jsonl")
 
 from tests.servers.process import free_port, serve  # noqa: E402
 

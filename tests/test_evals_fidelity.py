@@ -274,6 +274,9 @@ def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessi
     record = json.loads((run / "fidelity.json").read_text())
     cal = json.loads((pdir / "calibration.json").read_text())
     assert record["source"] == "campaign" and record["campaign_config_hash"] == cfg().config_hash()
+    # these personas are of a validation split (the fidelity run's): a validation read, not counted as a test read
+    from evals.validity.fidelity import counted_reads, test_reads_path
+    assert record["read"] == "validation" and run.as_posix() not in {r["out"] for r in counted_reads(test_reads_path())}
     assert record["n_users"] == 8 and record["ab_fidelity"]["n_sim_users"] == 4
     assert record["calibration_features"] == cal["features"] and record["split"] == cal["split"]
     assert record["config"]["slate_size"] == 4 and record["config"]["ab_turns"] == 2  # the campaign's pages

@@ -105,3 +105,23 @@ def test_development_reads_validation_and_a_final_read_of_test_is_counted(fideli
     second = record_test_read(reads, {**record, "split": "ml-100k:global-cut-x"}, out)
     assert counted_reads(reads) == [first, second]  # append-only: a second read is kept and counted
     assert first["code"] and first["config_hash"] == record["config_hash"] and first["headline"] == record["headline"]
+
+
+def test_a_campaigns_read_of_test_is_counted_where_the_ledger_lives(tmp_path, monkeypatch):
+    """A campaign's fidelity check on personas of the outer split reads test: counted in the ledger when its folder
+    exists (a checkout of this repository), nowhere else; a check on a validation split is not a test read."""
+    from evals.validity.fidelity import count_campaign_read, counted_reads, part_read
+    from tests.test_grounding import small_dataset
+
+    ds = small_dataset(n_users=60, n_items=30, per_user=12)
+    outer = make_split(ds, "per-user", 0.2, None)
+    assert part_read(outer) == "test" and part_read(outer.inner()) == "validation"
+    record = {"source": "campaign", "read": "test", "config_hash": "abc", "split": outer.key, "headline": {}}
+    elsewhere = tmp_path / "elsewhere" / "docs" / "results" / "test_reads.jsonl"
+    monkeypatch.setenv("PERSONASIM_TEST_READS", str(elsewhere))
+    assert count_campaign_read(record, tmp_path / "run") is None and not elsewhere.parent.exists()
+    ledger = tmp_path / "test_reads.jsonl"
+    monkeypatch.setenv("PERSONASIM_TEST_READS", str(ledger))
+    assert count_campaign_read({**record, "read": "validation"}, tmp_path / "run") is None
+    row = count_campaign_read(record, tmp_path / "run")
+    assert counted_reads(ledger) == [row] and row["source"] == "campaign" and row["split"] == outer.key

@@ -167,10 +167,13 @@ def check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pro
     """OUT/fidelity.json: `personasim validate fidelity`'s protocol (taste alignment, rating error, A/B fidelity on
     the held-out part of the personas' split) for this campaign's grounded users: its personas, its calibration,
     its decision settings, its recommenders' training settings. The report's first validity check reads it.
+    On personas of the outer split this reads the test part: ``read`` says so, and the read is counted
+    (`evals.validity.fidelity.count_campaign_read`: in a checkout of this repository, never silently).
     Whether the LLM is read follows the calibration's features, as the sessions do (a reused calibration may
     differ from ``grounding.llm_feature``, which only says how to fit a new one)."""
     from evals.validity.calibration import read_calibration
-    from evals.validity.fidelity import FidelityConfig, measure_fidelity
+    from evals.validity.fidelity import (FidelityConfig, count_campaign_read, measure_fidelity, part_read,
+                                         test_reads_path)
     from evals.validity.grounding import split_for
     from personas.card import read_personas
 
@@ -187,9 +190,11 @@ def check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pro
     with _prepare_llm(cfg, out, use_llm) as llm:
         record = measure_fidelity(ds, split, personas_path, fcfg, llm, show_progress=show_progress,
                                   train_config=train_config_of(cfg), personas_k=cfg.recsys.personas_k)
-    record = {"source": "campaign", "campaign_config_hash": cfg.config_hash(), **record}
+    record = {"source": "campaign", "campaign_config_hash": cfg.config_hash(), "read": part_read(split), **record}
     out.mkdir(parents=True, exist_ok=True)
     write_whole(out / "fidelity.json", json.dumps(record, indent=2, default=float) + "\n")
+    if count_campaign_read(record, out) is not None:
+        log.info("the fidelity check read the test part; counted in %s", test_reads_path())
 
 
 def _grounding(cfg: CampaignConfig, personas_path: Path, ds):

@@ -112,7 +112,7 @@ def fidelity(
     from pydantic import ValidationError
 
     from evals.commands.errors import fail, option_error
-    from evals.validity.fidelity import TEST_READS, FidelityConfig, run_fidelity
+    from evals.validity.fidelity import FidelityConfig, run_fidelity, test_reads_path
     from evals.campaign.inputs import check_output_dir
 
     if dataset != "ml-100k":
@@ -128,4 +128,4 @@ def fidelity(
     result = run_fidelity(cfg, out, llm, show_progress=not quiet)
     typer.echo(json.dumps(result["headline"], indent=2))
     typer.echo(f"read the {result['read']} part of {result['split']}; wrote {out / 'fidelity.json'}"
-               + (f" and counted the read in {TEST_READS}" if final else ""))
+               + (f" and counted the read in {test_reads_path()}" if final else ""))

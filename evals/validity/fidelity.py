@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -364,12 +365,24 @@ def cut_time(cut: str | None) -> float | None:
     return stamp.timestamp()
 
 
-#: Where `validate fidelity --final` counts its reads of the test part (relative to the working folder).
+#: Where reads of the test part are counted (relative to the working folder): `validate fidelity --final`'s, and a
+#: campaign's fidelity check on personas of the outer split. ``$PERSONASIM_TEST_READS`` moves it (the tests do).
 TEST_READS = Path("docs") / "results" / "test_reads.jsonl"
 
 
+def test_reads_path() -> Path:
+    """The ledger of test reads: ``$PERSONASIM_TEST_READS``, else `TEST_READS`."""
+    return Path(os.environ.get("PERSONASIM_TEST_READS") or TEST_READS)
+
+
+def part_read(split) -> str:
+    """'test' when ``split`` is the outer split (its held-out part is the test part), 'validation' when it is a
+    split of a training part (`recsys.data.TimeSplit.inner`: development's)."""
+    return "test" if split.depth == 0 else "validation"
+
+
 def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bool = True,
-                 reads: Path = TEST_READS) -> dict:
+                 reads: Path | None = None) -> dict:
     """Run the whole protocol (module docstring) on the validation split, or with ``cfg.final`` on the test split
     (one line appended to ``reads``); writes OUT/fidelity.json and returns it."""
     from evals.validity.calibration import calibrate, write_calibration
@@ -396,7 +409,7 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
     result["read"] = "test" if cfg.final else "validation"
     write_whole(out / "fidelity.json", json.dumps(result, indent=2, default=float) + "\n")
     if cfg.final:
-        record_test_read(reads, result, out)
+        record_test_read(reads or test_reads_path(), result, out)
     return result
 
 
@@ -409,6 +422,7 @@ def record_test_read(reads: Path, result: dict, out: Path) -> dict:
     from personas.infra.code import code_version
 
     row = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code": code_version()["sources"],
+           "source": result.get("source", "validate fidelity --final"),
            "config_hash": result.get("config_hash"), "split": result.get("split"), "out": str(out),
            "headline": result.get("headline")}
     reads.parent.mkdir(parents=True, exist_ok=True)
@@ -416,6 +430,16 @@ def record_test_read(reads: Path, result: dict, out: Path) -> dict:
         f.write(json.dumps(row, default=float) + "\n")
         f.flush()
     return row
+
+
+def count_campaign_read(record: dict, out: Path) -> dict | None:
+    """A campaign's fidelity check (``record``, its fidelity.json): when it read the test part, append the read to
+    the ledger (`test_reads_path`) if the ledger's folder exists, i.e. in a checkout of this repository, and return
+    the row; None otherwise (a validation read, or a campaign run elsewhere, which makes no docs/ folder)."""
+    ledger = test_reads_path()
+    if record.get("read") != "test" or not ledger.parent.is_dir():
+        return None
+    return record_test_read(ledger, record, out)
 
 
 def counted_reads(reads: Path) -> list[dict]:
