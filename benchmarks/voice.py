@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest
 
-from evals.campaign.driver import load_campaign
-from evals.campaign.events import TurnEvent, read_records
+from evals.campaign.driver import CampaignError, load_campaign
+from evals.campaign.events import EventLogError, TurnEvent, read_records
 from evals.campaign.world import _grounding, catalog_items, personas_path_of
 from personas.card import read_personas
 from personas.infra.assets import ml100k_dir
@@ -56,15 +56,15 @@ def _share(values: list[bool]) -> dict:
 
 async def replay(run: Path, turns: int, seed: int) -> dict:
     cfg = load_campaign(run)
+    events = [e for e in read_records(run / "events.jsonl", TurnEvent, "campaign turn (TurnEvent)")
+              if e.user_variant == "grounded" and e.ok]
+    if not events:  # before the grounding is built
+        raise ValueError(f"{run / 'events.jsonl'}: no grounded turn to replay")
     ppath = personas_path_of(cfg, run)
     ds = load_movielens(ml100k_dir())
     grounding = _grounding(cfg, ppath, ds)
     cards = {c.id: c for c in read_personas(ppath)}
     items = {it.id: it for it in catalog_items(ds)[0]}
-    events = [e for e in read_records(run / "events.jsonl", TurnEvent, "campaign turn (TurnEvent)")
-              if e.user_variant == "grounded" and e.ok]
-    if not events:
-        raise SystemExit(f"{run / 'events.jsonl'}: no grounded turn to replay")
     picked = np.random.default_rng(seed).choice(len(events), size=min(turns, len(events)), replace=False)
     llm = create_client(cfg.llm.backend, concurrency=1, cache_dir=None)
     rows = {v: [] for v in VOICES}
@@ -114,7 +114,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     started = time.perf_counter()
-    out = asyncio.run(replay(a.run, a.turns, a.seed))
+    try:
+        out = asyncio.run(replay(a.run, a.turns, a.seed))
+    except (CampaignError, EventLogError, ValueError, OSError) as exc:  # bad input: one line, exit code 2, nothing written
+        ap.exit(2, f"error: {exc}\n")
     out["seconds"] = round(time.perf_counter() - started, 1)
     for voice in VOICES:
         v = out[voice]

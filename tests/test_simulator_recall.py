@@ -77,6 +77,13 @@ def _twin(grounding: Grounding, user_id: str, card: PersonaCard = PERSONA) -> Gr
     return user
 
 
+def _catalog(g) -> tuple[list[Item], list[float]]:
+    """The grounding's items as a recommender shows them, and their popularity."""
+    space = g.space
+    items = [Item(id=space.ids[i], title=space.titles[i], facets={"genres": space.genres[i]}) for i in range(len(space.ids))]
+    return items, np.exp(space.log_pop).tolist()
+
+
 def taste_dataset(n_users: int = 40, n_items: int = 30, per_user: int = 15, seed: int = 0) -> Dataset:
     """Users who each love one genre of three (ratings 4-5) and pan the others (1-2): their record is
     predictable from the rest of it, so a twin that never saw a film can still say whether it liked it."""
@@ -193,9 +200,7 @@ async def test_twins_answer_their_own_record_better_than_chance_and_both_answers
 
 async def test_a_session_asks_a_twin_its_own_record_and_a_persona_level_user_the_card():
     g = _grounding(small_dataset(n_users=30, n_items=24, per_user=10), _model({"genre": 1.0}))
-    space = g.space
-    items = [Item(id=space.ids[i], title=space.titles[i], facets={"genres": space.genres[i]}) for i in range(24)]
-    pop = np.exp(space.log_pop).tolist()
+    items, pop = _catalog(g)
     llm = LLMClient(StubVoice())
     settings = SessionSettings(slate_size=3, qa_turns=[1])
     for card in (PERSONA, PERSONA.model_copy(update={"facts": FACTS})):  # the card's facts or none: its own record
@@ -236,9 +241,7 @@ async def test_the_llm_feature_is_the_personas_shared_judgement_and_the_question
 
 async def test_a_twins_re_shown_item_is_rated_afresh_and_a_far_rating_fires_l3():
     g = _grounding(small_dataset(n_users=30, n_items=24, per_user=10), _model({"genre": 1.0}))
-    space = g.space
-    items = [Item(id=space.ids[i], title=space.titles[i], facets={"genres": space.genres[i]}) for i in range(24)]
-    pop = np.exp(space.log_pop).tolist()
+    items, pop = _catalog(g)
     llm = LLMClient(StubVoice())
     twin = sample_users([PERSONA], 1, seed=0, variant="grounded", twins={"p0": ["3"]})[0]
 

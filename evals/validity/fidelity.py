@@ -406,7 +406,7 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
         write_calibration(calibrate(ds, split, ppath, llm, n_users=cfg.calibration_users, use_llm=cfg.use_llm,
                                     seed=cfg.seed, show_progress=show_progress), ppath)
     result = measure_fidelity(ds, split, ppath, cfg, llm, show_progress=show_progress, started=started)
-    result["read"] = "test" if cfg.final else "validation"
+    result["read"] = part_read(split)
     write_whole(out / "fidelity.json", json.dumps(result, indent=2, default=float) + "\n")
     if cfg.final:
         record_test_read(reads or test_reads_path(), result, out)
