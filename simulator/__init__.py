@@ -11,10 +11,10 @@ from simulator.preferences import preference_row, write_preferences
 from simulator.session import SessionSettings, run_session
 from simulator.turn import Onboarding, PreferencePair, QARecord, Transcript, Turn, turn_schema
 from simulator.user import NaiveUser, SimulatedUser
-from simulator.variants import USER_CLASSES, make_user
+from simulator.variants import USER_VARIANTS, make_user
 
 __all__ = [
-    "CONTEXT", "TRAIT_JITTER", "USER_CLASSES", "ConsistencyJudge", "Feedback", "Item", "LLMJudge", "NaiveUser",
+    "CONTEXT", "TRAIT_JITTER", "USER_VARIANTS", "ConsistencyJudge", "Feedback", "Item", "LLMJudge", "NaiveUser",
     "Onboarding", "PopularityRecommender", "PreferencePair", "QARecord", "RecommenderProtocol", "SessionSettings",
     "SimulatedUser", "StructuredJudge", "Transcript", "Turn", "UserProfile", "Verdict", "derive_seed", "make_judge",
     "make_user", "preference_row", "rescore", "reward_of", "run_session", "sample_pool", "sample_users", "score_line",

@@ -22,9 +22,8 @@ deterministic decision, for debugging only (each probability > 0.5, the expected
 - liked: a taken item is liked with P(like | watched); ``liked`` marks the taken and liked items;
 - ratings: every item on the slate is rated. A liked item's rating is drawn within 4-5, a taken item
   not liked within 1-3, an item not taken from the whole distribution. The cutpoints are those of one
-  of two rules (``RATING_RULES``): ``expected`` rounds (1.5 .. 4.5: the least squared error, ratings
-  piling up at 3-4, because a regression's predictions shrink to the mean); ``matched`` uses the
-  cutpoints ``rating_cuts`` fitted on the training ratings, whose bins hold the real shares of 1..5;
+  rating rule (`simulator.rating_rules.RATING_RULES`): ``expected`` rounds (1.5 .. 4.5), ``matched``
+  uses the cutpoints ``rating_cuts`` fitted on the training ratings;
 - stop: with probability sigmoid(STOP_BASE + context shifts + STOP_IF_NOTHING when nothing
   was chosen), from ``allow_stop_from`` on.
 
@@ -52,8 +51,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import expit
 
-from simulator.selector import (LIKED_MIN, ROUNDING_CUTS, rating_distribution, sample_ratings,
-                                take_probability)
+from simulator.rating_rules import RATING_RULES
+from simulator.selector import LIKED_MIN, rating_distribution, sample_ratings, take_probability
 
 #: (context characteristic, value) -> like-logit shift per genre; "*" applies to every item.
 CONTEXT_SHIFTS: dict[tuple[str, str], dict[str, float]] = {
@@ -68,8 +67,6 @@ CONTEXT_SHIFTS: dict[tuple[str, str], dict[str, float]] = {
 }
 #: Affinity shift of an item of the session's focus genre (module docstring; refitted by tests/test_grounding.py).
 FOCUS_SHIFT = 0.64
-#: How a grounded user turns its expected rating into a 1-5 rating (module docstring).
-RATING_RULES = ("expected", "matched")
 #: Stop hazard per turn: base logit and context shifts (stated, not fitted).
 STOP_BASE = -2.5
 STOP_IF_NOTHING = 1.0
@@ -124,15 +121,8 @@ class ChoiceModel(BaseModel):
         return expit(self.watched_intercept + self.z(X) @ np.asarray(self.watched_coef))
 
     def rating_cutpoints(self, rule: str = "expected") -> tuple[float, ...]:
-        """The 4 cutpoints of ``rule`` on the expected rating (module docstring)."""
-        if rule == "expected":
-            return ROUNDING_CUTS
-        if rule != "matched":
-            raise ValueError(f"rating rule {rule!r}: choose one of {', '.join(RATING_RULES)}")
-        if len(self.rating_cuts) != 4:
-            raise ValueError(f"the {self.kind} model has no rating cutpoints (a calibration from before they existed); "
-                             "rerun `personasim calibrate` for the 'matched' rating rule")
-        return tuple(self.rating_cuts)
+        """The 4 cutpoints of the rating rule ``rule`` (`simulator.rating_rules`) on the expected rating."""
+        return RATING_RULES[rule].cutpoints(self)
 
     def expected_rating(self, X: np.ndarray, user_mean: float, item_mean: np.ndarray) -> np.ndarray:
         base = np.column_stack([np.full(len(X), user_mean), np.asarray(item_mean, dtype=float), self.z(X)])

@@ -52,7 +52,7 @@ class Grounding:
     models: one `ChoiceModel` per memory kind ('twin', 'persona'); memories: by key
     ('persona:<id>', 'twin:<user id>'); sampled: draw the decision from its calibrated probabilities
     (True, the default) or take the deterministic one (False, for debugging); rating_rule:
-    'expected' or 'matched' (`simulator.choice.RATING_RULES`); judge_seed: the seed every LLM judgement
+    'expected' or 'matched' (`simulator.rating_rules.RATING_RULES`); judge_seed: the seed every LLM judgement
     is asked with, the calibration's own, so the LLM feature is read as it was when the weights were fitted.
 
     An item's judgement depends on its persona alone (`llm_judgement`), so it is asked once per persona

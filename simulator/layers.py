@@ -39,16 +39,14 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "patience": ("patient", "impatient"),
 }
 
-USER_VARIANTS = ("layered", "naive", "grounded")
-
-
 class UserProfile(BaseModel):
     """One simulated user: the three layers plus the variant that plays them."""
 
     model_config = ConfigDict(extra="forbid")
 
     user_id: str
-    variant: str = Field("layered", description="'layered', 'naive' or 'grounded' (see simulator.variants.make_user)")
+    variant: str = Field("layered", description="a name of `simulator.variants.USER_VARIANTS` ('layered', 'naive', "
+                         "'grounded'), checked where users are built (`make_user`)")
     persona: PersonaCard
     traits: BigFive = Field(description="the card's traits after per-user jitter")
     subtopic: str | None = Field(description="one of persona.likes; None when the card has no likes")
@@ -104,12 +102,10 @@ def sample_users(
     gets ``subtopic=None``; the session then records a failed turn for it.
     ``twins`` ({persona id: real user ids}): user i of a persona twins that persona's
     (i // n_personas)-th listed member (grounded users; None or too few: persona-level).
-    Raises ValueError on an empty persona list or an unknown variant.
+    Raises ValueError on an empty persona list.
     """
     if not cards:
         raise ValueError("no personas to sample users from (empty persona list)")
-    if variant not in USER_VARIANTS:
-        raise ValueError(f"unknown user variant {variant!r}; choose one of {USER_VARIANTS}")
     if n < 0:
         raise ValueError(f"number of users must be >= 0, got {n}")
     rng = np.random.default_rng(seed)

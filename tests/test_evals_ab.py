@@ -96,7 +96,7 @@ def test_session_metrics_hand_computed():
     assert m["mean_rating"] == pytest.approx(25 / 6)
     # liked a {x}, b {x,y}, c {z}: {x} vs {x,y}: 0.5; {x} vs {z}: 1; {x,y} vs {z}: 1
     assert m["diversity"] == pytest.approx(2.5 / 3)
-    assert m["persona_coverage"] == pytest.approx(2 / 3)  # accepted personas {0, 1} of shown {0, 1, 2}
+    assert m["mixture_acceptance"] == pytest.approx(2 / 3)  # accepted personas {0, 1} of shown {0, 1, 2}
     assert m["consistency"] == pytest.approx(0.5)  # reward 0.2, then prompt_to_line 0.8 as fallback
     one = session_metrics(pd.DataFrame([_event(slate=slate[:1], chosen=["a"])]))
     assert np.isnan(one["diversity"]) and np.isnan(one["consistency"])
@@ -113,7 +113,7 @@ def test_per_user_metrics_average_runs_and_skip_nan_runs():
     assert list(users.index) == [("layered", "u"), ("naive", "u")]  # same user_id, different simulated users
     assert users.loc[("layered", "u"), "acceptance_rate"] == pytest.approx(0.3)
     assert users.loc[("layered", "u"), "diversity"] == pytest.approx(1.0)
-    assert np.isnan(users.loc[("layered", "u"), "persona_coverage"])  # mf attributes nothing
+    assert np.isnan(users.loc[("layered", "u"), "mixture_acceptance"])  # mf attributes nothing
     with pytest.raises(ValueError, match="'mf\\+dpp' has no events"):
         per_user_metrics(df, "mf+dpp")
 
@@ -142,7 +142,7 @@ def test_ab_table_detects_planted_effect_pairs_by_user_and_corrects():
     assert acc["treatment"] - acc["control"] == pytest.approx(acc["diff"])
     assert all(r["p_holm"] is None or r["p_holm"] >= r["p_value"] for r in rows.values())
     assert rows["mean_rating"]["diff"] == 0 and rows["mean_rating"]["p_value"] == 1.0
-    cov = rows["persona_coverage"]  # mf gives no attribution: no pairs, no test, left out of Holm
+    cov = rows["mixture_acceptance"]  # mf gives no attribution: no pairs, no test, left out of Holm
     assert cov["n_users"] == 0 and cov["p_value"] is None and cov["p_holm"] is None
     # one null data set (the calibration over many is test_aa_false_positive_rate_is_near_alpha_...)
     null = {r["metric"]: r for r in ab_table(_campaign(0.0, seed=1), "mf", "ampcf", seed=0, n_boot=500, n_perm=500)}
@@ -175,7 +175,7 @@ def test_aa_check_on_events_runs_zero_against_one():
     same = aa_false_positive_rate(_campaign(0.0, runs=2), "ampcf", seed=0, n_boot=300, n_perm=300)
     assert same["runs"] == [0, 1] and same["n_metrics"] == 6  # ratings/consistency equal: tested, p = 1
     assert same["false_positive_rate"] == 0.0
-    assert {r["metric"] for r in same["rows"]} >= {"acceptance_rate", "persona_coverage"}
+    assert {r["metric"] for r in same["rows"]} >= {"acceptance_rate", "mixture_acceptance"}
     drifted = aa_false_positive_rate(_campaign(0.0, runs=2, run_effect=0.1), "ampcf", seed=0, n_boot=300, n_perm=300)
     assert drifted["false_positive_rate"] > 0  # a planted run-to-run shift is what an A/A must catch
     acc = next(r for r in drifted["rows"] if r["metric"] == "acceptance_rate")
@@ -202,12 +202,12 @@ def test_six_paired_users_cannot_reach_alpha():
     acc = rows["acceptance_rate"]  # a huge effect: every user's difference is positive
     assert acc["n_users"] == 6 and acc["p_value"] == pytest.approx(2 / 64)  # as small as 6 pairs allow
     assert acc["min_p"] == pytest.approx(2 / 64)
-    # Holm over 5 tested metrics (persona_coverage untested; diversity of likes: one liked item a session)
+    # Holm over 5 tested metrics (mixture_acceptance untested; diversity of likes: one liked item a session)
     assert acc["min_p_holm"] == pytest.approx(5 * 2 / 64)
     assert acc["can_reach_alpha"] is False and acc["mde"] is None
     assert acc["verdict"] == ("design cannot reach alpha=0.05 (n=6 paired users, Holm over 5 metrics: smallest "
                               "possible p 0.156): no conclusion")
-    cov = rows["persona_coverage"]
+    cov = rows["mixture_acceptance"]
     assert cov["min_p"] is None and cov["can_reach_alpha"] is False and cov["verdict"].startswith("no test")
     assert not any("not significant" in r["verdict"] for r in rows.values())
 

@@ -13,28 +13,8 @@ user variant (``user_variant``): grounded twins and pure-LLM users are two
 populations, and a pooled mean would weigh one's differences by the other's
 head count (issue 33).
 
-Metrics of one session (one run; only ``ok`` turns count). The first two are
-the primary ones: they cannot saturate at the page cap (`simulator.turn.MAX_CHOICES`
-choices a page caps acceptance at 2/5 on pages of 5, and a user who takes
-its cap on both arms shows no difference there; it can still like more or
-fewer of what it takes, and like them higher on the page):
-- like_rate: items chosen and rated >= LIKED_MIN / items shown, pooled over
-  the turns.
-- position_weighted_likes: like_rate with each page position j (0-based)
-  weighted 1 / log2(j + 2), over the same weights of every shown position
-  (a DCG of likes over its ideal).
-- acceptance_rate: items chosen / items shown, pooled over the turns (chosen
-  ids that were not in the slate are ignored).
-- mean_rating: mean of all ratings given (1-5).
-- diversity: mean pairwise Jaccard distance between the genre sets of the
-  session's liked items (chosen and rated >= LIKED_MIN; two empty sets:
-  distance 0): how varied what the user enjoyed was; NaN with fewer than
-  two liked items.
-- persona_coverage: distinct persona attributions among accepted items /
-  distinct persona attributions among all shown items; NaN when the variant
-  attributes nothing (only AMP-CF-style models name a persona).
-- consistency: mean per turn of consistency["reward"], falling back to
-  consistency["prompt_to_line"] when a turn has no reward.
+Metrics of one session are `evals.campaign.metrics.METRICS` (like rate and
+position-weighted likes first: they cannot saturate at the page cap).
 A user's value is the mean over its sessions that have one (NaN sessions are
 skipped); a metric's pair is dropped when either side is NaN, for that metric
 only, and a metric with fewer than two pairs gets no statistics (None).
@@ -74,66 +54,9 @@ import numpy as np
 import pandas as pd
 
 from evals.stats.testing import ALPHA, POWER, holm, mde, min_p, paired_test
-from simulator.selector import LIKED_MIN  # a chosen item rated at least this is liked, as the grounded users decide
+from evals.campaign.metrics import METRICS, session_metrics
 
-METRICS = ("like_rate", "position_weighted_likes", "acceptance_rate", "mean_rating", "diversity",
-           "persona_coverage", "consistency")
 USER = ["user_variant", "user_id"]
-
-
-def _jaccard_distance_mean(genre_sets: list[set]) -> float:
-    if len(genre_sets) < 2:
-        return float("nan")
-    vals = []
-    for i in range(len(genre_sets)):
-        for j in range(i + 1, len(genre_sets)):
-            a, b = genre_sets[i], genre_sets[j]
-            union = a | b
-            vals.append(1.0 - len(a & b) / len(union) if union else 0.0)
-    return float(np.mean(vals))
-
-
-def session_metrics(session: pd.DataFrame) -> dict[str, float]:
-    """The METRICS of one session's turn rows (module docstring); NaN where undefined."""
-    shown = chosen = liked = 0
-    weight_liked = weight_shown = 0.0
-    ratings: list[float] = []
-    liked_genres: list[set] = []
-    shown_personas: set = set()
-    accepted_personas: set = set()
-    consistency: list[float] = []
-    for e in session[session["ok"]].itertuples(index=False):
-        by_id = {s["id"]: s for s in e.slate}
-        position = {s["id"]: j for j, s in enumerate(e.slate)}
-        shown += len(e.slate)
-        weight_shown += float(np.sum(1.0 / np.log2(np.arange(len(e.slate)) + 2)))
-        ratings += [float(r) for r in e.ratings.values()]
-        shown_personas |= {s["persona"] for s in e.slate if s.get("persona") is not None}
-        for item_id in dict.fromkeys(e.chosen):
-            item = by_id.get(item_id)
-            if item is None:
-                continue
-            chosen += 1
-            rating = (e.ratings or {}).get(item_id)
-            if rating is not None and float(rating) >= LIKED_MIN:
-                liked += 1
-                weight_liked += 1.0 / np.log2(position[item_id] + 2)
-                liked_genres.append(set(item.get("genres") or []))
-            if item.get("persona") is not None:
-                accepted_personas.add(item["persona"])
-        c = e.consistency or {}
-        value = c.get("reward") if c.get("reward") is not None else c.get("prompt_to_line")
-        if value is not None and np.isfinite(value):
-            consistency.append(float(value))
-    return {
-        "like_rate": liked / shown if shown else np.nan,
-        "position_weighted_likes": weight_liked / weight_shown if weight_shown else np.nan,
-        "acceptance_rate": chosen / shown if shown else np.nan,
-        "mean_rating": float(np.mean(ratings)) if ratings else np.nan,
-        "diversity": _jaccard_distance_mean(liked_genres),
-        "persona_coverage": len(accepted_personas) / len(shown_personas) if shown_personas else np.nan,
-        "consistency": float(np.mean(consistency)) if consistency else np.nan,
-    }
 
 
 def per_user_metrics(events: pd.DataFrame, variant: str) -> pd.DataFrame:
@@ -147,7 +70,7 @@ def per_user_metrics(events: pd.DataFrame, variant: str) -> pd.DataFrame:
         raise ValueError(f"variant {variant!r} has no events; variants present: {sorted(events['variant'].unique())}")
     rows = [{"user_variant": uv, "user_id": uid, **session_metrics(session)}
             for (uv, uid, _run), session in part.groupby([*USER, "run"], sort=True)]
-    return pd.DataFrame(rows).groupby(USER)[list(METRICS)].mean()
+    return pd.DataFrame(rows).groupby(USER)[list(METRICS.names())].mean()
 
 
 def of_user_variant(events: pd.DataFrame, user_variant: str | None) -> pd.DataFrame:

@@ -12,6 +12,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       model_validator)
 
 from simulator.choice import DECISION_HELP, DecisionMode, refuse_temperature
+from simulator.rating_rules import RATING_RULES
+from simulator.variants import USER_VARIANTS
 from evals.campaign.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
 from evals.campaign.jobs import ExecutorName
 
@@ -46,12 +48,13 @@ class LLMSettings(_Strict):
         return data
 
     def backend_options(self) -> dict:
-        if self.backend == "openai":
-            return dict(model=self.model, base_url=self.base_url, api_key_env=self.api_key_env, json_mode=self.json_mode)
-        if self.backend == "embedded":
-            lora = self.adapter and str(Path(self.adapter) / "adapter.gguf" if Path(self.adapter).is_dir() else self.adapter)
-            return dict(model_path=self.model, n_threads=self.n_threads, lora_path=lora)
-        return dict(model=self.model, adapter=self.adapter)
+        """The backend's constructor keywords, as its registry entry reads these settings."""
+        from simulator.llm import BACKENDS, LLMConfigError
+
+        try:
+            return BACKENDS[self.backend].options(self)
+        except ValueError as exc:
+            raise LLMConfigError(str(exc)) from None
 
     def adapter_weights(self) -> Path | None:
         """The file holding the adapter's weights (GGUF LoRA for embedded, PEFT safetensors for transformers),
@@ -71,7 +74,7 @@ class LLMSettings(_Strict):
         from simulator.llm import BACKENDS, LLMConfigError, create_backend
 
         if self.backend not in BACKENDS:
-            raise LLMConfigError(f"unknown LLM backend {self.backend!r}; choose one of: {', '.join(sorted(BACKENDS))}")
+            raise LLMConfigError(f"unknown LLM backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
         if self.backend == "embedded":
             from simulator.llm.backends.llama_build import DEFAULT_THREADS, probe
 
@@ -133,9 +136,9 @@ class GroundingSettings(_Strict):
 
     calibration_users: int = Field(100, ge=10, description="training users whose later training ratings are fitted")
     decision: DecisionMode = Field("sampled", description=DECISION_HELP)
-    rating_rule: Literal["expected", "matched"] = Field(
-        "expected", description="how the expected rating becomes 1-5: 'expected' rounds it (least error, piles up at "
-                                "3-4), 'matched' bins it so the ratings' histogram is the training one (simulator/choice.py)")
+    rating_rule: str = Field("expected", description="how the expected rating becomes 1-5, by name "
+                             "(`simulator.rating_rules.RATING_RULES`): 'expected' rounds it (least error, piles up at "
+                             "3-4), 'matched' bins it so the ratings' histogram is the training one")
     llm_feature: bool = Field(True, description="the LLM's yes-probability is a feature of the decision")
     twins: bool = Field(True, description="each grounded user twins a real member of its persona (else persona-level)")
     voice: Literal["planned", "free"] = Field("planned", description="how the LLM says a decision: 'planned' says the "
@@ -149,6 +152,11 @@ class GroundingSettings(_Strict):
                                 "these users are shown")
     fidelity_ab_users: int = Field(30, ge=0, description="of those, twins that meet random, popularity, MF and AMP-CF "
                                    "(A/B fidelity; 0 = skip)")
+
+    @field_validator("rating_rule")
+    @classmethod
+    def _known_rule(cls, name: str) -> str:
+        return RATING_RULES.check(name)
 
     @field_validator("fidelity_users")
     @classmethod
@@ -197,7 +205,8 @@ class CampaignConfig(_Strict):
     name: str = "campaign"
     seed: int = 0
     personas: PersonaSource
-    user_variants: list[Literal["layered", "naive", "grounded"]] = Field(default_factory=lambda: ["layered"], min_length=1)
+    user_variants: list[str] = Field(default_factory=lambda: ["layered"], min_length=1,
+                                     description="simulated-user variants by name (`simulator.variants.USER_VARIANTS`)")
     users_per_persona: int | dict[str, int] = Field(
         2, description="simulated users per persona: one number for every user variant, or one per user variant "
         "({grounded: 4, naive: 2}; each of user_variants named once)")
@@ -220,6 +229,13 @@ class CampaignConfig(_Strict):
     ray_retries: int = Field(3, ge=0, description="reruns of a session whose Ray worker or node died; one more "
                              "loss stops the campaign (the turns written stay; rerun with --resume)")
     sessions_in_flight: int = Field(8, ge=1, description="sessions run concurrently (local executor)")
+
+    @field_validator("user_variants")
+    @classmethod
+    def _known_user_variants(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"user_variants repeat: {names}")
+        return [USER_VARIANTS.check(n) for n in names]
 
     @field_validator("variants")
     @classmethod

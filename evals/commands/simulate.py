@@ -141,7 +141,11 @@ def simulate(
 
     if resume and overwrite:
         fail("--resume and --overwrite: give one (finish the folder's sessions, or replace them)")
-    if variant == "grounded":
+    from simulator.variants import USER_VARIANTS
+
+    if variant not in USER_VARIANTS:
+        fail(f"--variant: unknown user variant {variant!r}; choose one of: {', '.join(USER_VARIANTS)}")
+    if USER_VARIANTS[variant].grounded:
         fail("--variant grounded needs a calibration and a catalog with training logs: run it in a "
              "campaign (`user_variants: [grounded]`, see configs/default.yaml)")
     if judge not in ("structured", "llm"):

@@ -308,7 +308,7 @@ def write_calibration(record: dict, personas_path: str | Path) -> Path:
 
 def read_calibration(personas_path: str | Path, rating_rule: str = "expected") -> tuple[dict, dict[str, ChoiceModel]]:
     """The calibration beside ``personas_path``, checked against that file's content and able to serve
-    ``rating_rule`` (`simulator.choice.RATING_RULES`)."""
+    ``rating_rule`` (`simulator.rating_rules.RATING_RULES`)."""
     personas_path = Path(personas_path)
     path = personas_path.parent / "calibration.json"
     if not path.is_file():

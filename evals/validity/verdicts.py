@@ -8,10 +8,10 @@ ok (the check passes), warn (read with care), bad (this number should not be bel
 from __future__ import annotations
 
 from evals.stats.testing import ALPHA
+from simulator.llm.registry import BACKENDS
 
 STATUSES = ("ok", "warn", "bad", "missing")
 FAILED_SHARE_WARN = 0.05
-LOCAL_BACKENDS = ("embedded", "transformers")
 
 
 def _row(check: str, figure: str, verdict: str, status: str) -> dict:
@@ -198,7 +198,7 @@ def usage_row(usage: dict) -> dict:
     m_in, m_out = usage["tokens_in"] / 1e6, usage["tokens_out"] / 1e6
     figure = (f"{usage['backend']}/{usage['model']}: {usage['tokens_in']:,} tokens in, {usage['tokens_out']:,} out "
               f"({usage['tokens_per_session']:,.0f} per session), {usage['llm_seconds'] / 60:.1f} min of turn time")
-    if usage["backend"] in LOCAL_BACKENDS:
+    if usage["backend"] in BACKENDS and BACKENDS[usage["backend"]].local:
         return _row("LLM usage and cost", figure, "local model: no API cost, only the compute time shown", "ok")
     return _row("LLM usage and cost", figure, f"billed per token: {m_in:.3f} M in and {m_out:.3f} M out at your "
                                               "provider's price (cached repeats are free)", "ok")
