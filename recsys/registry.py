@@ -5,7 +5,8 @@ A name is one of:
   'ease' (`recsys.library`);
 - an installed plug-in, registered under the entry-point group ``personasim.recommenders`` (name = factory);
 - a Python plug-in path, 'package.module:factory';
-- a recommender running as a service, 'http://HOST:PORT' (`recsys.service`).
+- a recommender running as a service, 'http://HOST:PORT' (`recsys.service`); its timeout, retries, depth and
+  auth are fields of `Settings.services`, never parts of the URL.
 
 A factory takes no argument, or a ``seed`` keyword, and returns an untrained model that keeps the contract
 (`recsys.contract`). Settings are fields of `Settings`, never parsed back out of a name: 'ampcf' has
@@ -20,7 +21,7 @@ import pickle
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -39,6 +40,9 @@ class Settings:
     train: TrainConfig
     personas_k: int = 4
     seed: int = 0
+    #: a service's options by its URL ('http://HOST:PORT' -> {timeout_s, retries, depth, auth_env}:
+    #: `recsys.service.ServiceRecommender`'s keywords); a URL not named here gets the defaults
+    services: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,8 @@ def resolve(name: str) -> Entry:
     if name.startswith(("http://", "https://")):
         from recsys.service import ServiceRecommender
 
-        return Entry(name, "service", lambda s: ServiceRecommender(name), "a recommender behind HTTP", source="service")
+        return Entry(name, "service", lambda s: ServiceRecommender(name, **s.services.get(name, {})),
+                     "a recommender behind HTTP", source="service")
     installed = _installed()
     if name in installed:
         try:

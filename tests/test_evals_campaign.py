@@ -273,12 +273,16 @@ def test_a_failing_plugin_or_a_service_that_is_down_is_refused_before_the_folder
 
     (tmp_path / "failing_plugin.py").write_text("def make():\n    raise RuntimeError('no weights in ./weights')\n")
     down = f"http://127.0.0.1:{free_port()}"
-    for variant, line in (
-        ("failing_plugin:make", "error: field 'variants': recommender 'failing_plugin:make': its factory raised "
-                                "RuntimeError: no weights in ./weights"),
-        (down, f"error: field 'variants': recommender service {down}/health is not reachable (ConnectError"),
+    no_token = {down: {"auth_env": "PERSONASIM_NO_SUCH_TOKEN", "retries": 0}}  # options reach the service
+    for variant, services, line in (
+        ("failing_plugin:make", {}, "error: field 'variants': recommender 'failing_plugin:make': its factory raised "
+                                    "RuntimeError: no weights in ./weights"),
+        (down, {}, f"error: field 'variants': recommender service {down}/health is not reachable (ConnectError"),
+        (down, no_token, f"error: field 'variants': recommender service {down}: set PERSONASIM_NO_SUCH_TOKEN "
+                         "(its auth token)"),
     ):
-        cfg = _write_config({**CONFIG, "variants": ["mf", variant]}, tmp_path / "c.yaml")
+        cfg = _write_config({**CONFIG, "variants": ["mf", variant], "recsys": {**CONFIG["recsys"], "services": services}},
+                            tmp_path / "c.yaml")
         res = subprocess.run([sys.executable, "-m", "evals.cli", "campaign", "run", str(cfg), "--out",
                               str(tmp_path / "run"), "--quiet"], capture_output=True, text=True, cwd=tmp_path,
                              timeout=300)

@@ -108,3 +108,23 @@ def test_ampcf_started_from_mf_is_a_campaign_model_with_or_without_persona_calib
     cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf", "ampcf-mf", "ampcf-mf+personas"],
                                          "recsys": {"personas_k": 2}})
     assert cfg.variants[1:] == ["ampcf-mf", "ampcf-mf+personas"]
+
+
+def test_a_services_options_are_fields_that_reach_the_model():
+    from evals.campaign.world import settings_of
+    from recsys.registry import build
+
+    url = "http://127.0.0.1:9"
+    base = {"personas": {"path": "p.jsonl"}, "variants": ["mf", url]}
+    cfg = CampaignConfig.model_validate({**base, "recsys": {"services": {url: {"depth": 40, "timeout_s": 2.5,
+                                                                              "auth_env": "MY_TOKEN"}}}})
+    model = build(url, settings_of(cfg))
+    assert (model.depth, model.timeout_s, model.retries, model.auth_env) == (40, 2.5, 4, "MY_TOKEN")
+    assert build(url, settings_of(CampaignConfig.model_validate(base))).depth == 100  # not named: the defaults
+    assert CampaignConfig.model_validate({**base, "recsys": {"services": {}}}).config_hash() == \
+        CampaignConfig.model_validate(base).config_hash()  # no services: the hash configs had before
+    for services, message in (({"http://127.0.0.1:8": {}}, "'http://127.0.0.1:8' is no model of variants"),
+                              ({url: {"auth_env": "MY TOKEN"}}, "auth_env"),
+                              ({url: {"depth": 0}}, "depth")):
+        with pytest.raises(ValueError, match=message):
+            CampaignConfig.model_validate({**base, "recsys": {"services": services}})

@@ -176,6 +176,17 @@ class DatasetFolder(_Strict):
                              "after the folder")
 
 
+class ServiceSettings(_Strict):
+    """How a campaign talks to one recommender service (`recsys.service.ServiceRecommender`, docs/service.md)."""
+
+    timeout_s: float = Field(60.0, gt=0, description="seconds for each connect, write and read of a request")
+    retries: int = Field(4, ge=0, le=20, description="retries of a transient failure (timeouts, 429, 5xx)")
+    depth: int = Field(100, ge=1, le=10_000, description="ranked items asked per user: more than a session shows "
+                       "plus a slate")
+    auth_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="an environment variable "
+                                 "holding a bearer token; its value is read at run time, never written anywhere")
+
+
 class RecsysSettings(_Strict):
     dataset: Literal["ml-100k"] | DatasetFolder = Field(
         "ml-100k", description="the interactions the recommenders train on and the personas come from: 'ml-100k' (the "
@@ -186,6 +197,16 @@ class RecsysSettings(_Strict):
     rerank_lambda: float = Field(0.5, ge=0.0, le=1.0, description="relevance weight for MMR / calibration")
     candidates: int = Field(100, ge=10, description="top-N handed to a reranker")
     onboarding_pool: int = Field(12, ge=3, description="popular items a user picks liked ones from")
+    services: dict[str, ServiceSettings] = Field(default_factory=dict, description="options of the services named "
+                                                 "in variants, by URL: {'http://HOST:PORT': {timeout_s, retries, "
+                                                 "depth, auth_env}}")
+
+    @model_serializer(mode="wrap")
+    def _no_unset_services(self, handler):
+        data = handler(self)
+        if not data.get("services"):  # configs without services keep the config hash they had
+            data.pop("services", None)
+        return data
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -266,6 +287,16 @@ class CampaignConfig(_Strict):
         if from_mf and rc.personas_k < 2:
             raise ValueError(f"variant {from_mf[0]!r} needs personas_k >= 2 (with one persona it is MF), "
                              f"got {rc.personas_k}")
+        return rc
+
+    @field_validator("recsys")
+    @classmethod
+    def _services_named_in_variants(cls, rc: RecsysSettings, info: ValidationInfo) -> RecsysSettings:
+        models = {v.partition("+")[0] for v in info.data.get("variants") or []}
+        for url in rc.services:
+            if url not in models:
+                raise ValueError(f"services: {url!r} is no model of variants {sorted(models)}; name the service "
+                                 "URL exactly as a variant does")
         return rc
 
     @field_validator("users_per_persona")

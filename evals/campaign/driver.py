@@ -122,11 +122,11 @@ def _check_recommenders(cfg: CampaignConfig) -> None:
     """Every plug-in and service recommender the variants name, built (its factory runs, its methods are there)
     and, for a service, asked whether it is up, before anything is trained or written. The config's own check
     already imported each plug-in (`CampaignConfig._known_variants`)."""
-    from evals.campaign.world import _model_names, train_config_of
+    from evals.campaign.world import _model_names, settings_of
     from recsys.models import RecsysError
-    from recsys.registry import BUILTINS, Settings, build
+    from recsys.registry import BUILTINS, build
 
-    settings = Settings(train_config_of(cfg), personas_k=cfg.recsys.personas_k, seed=cfg.seed)
+    settings = settings_of(cfg)
     for name in _model_names(cfg):
         if name in BUILTINS:
             continue

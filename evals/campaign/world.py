@@ -98,7 +98,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     split = leave_last_out(ds)
     genres, _ = ds.genre_matrix()
     rc = cfg.recsys
-    settings = Settings(train_config_of(cfg), personas_k=rc.personas_k, seed=cfg.seed)
+    settings = settings_of(cfg)
     catalog = Catalog.of(ds.items)
     models = {"pop": train("pop", settings, split.train)}
     for name in sorted(_model_names(cfg), key=lambda n: n != "mf"):  # MF first: 'ampcf-mf' starts from it
@@ -120,6 +120,14 @@ def write_dataset_record(cfg: CampaignConfig, out: Path, ds) -> None:
     from evals.campaign.dataset import profile
 
     write_whole(out / "dataset.json", json.dumps(profile(ds, cfg.recsys.dataset).record(), indent=2) + "\n")
+
+
+def settings_of(cfg: CampaignConfig):
+    """What this campaign decides for every recommender it builds (`recsys.registry.Settings`)."""
+    from recsys.registry import Settings
+
+    return Settings(train_config_of(cfg), personas_k=cfg.recsys.personas_k, seed=cfg.seed,
+                    services={url: o.model_dump() for url, o in cfg.recsys.services.items()})
 
 
 def train_config_of(cfg: CampaignConfig):
