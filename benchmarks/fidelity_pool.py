@@ -28,10 +28,10 @@ import numpy as np  # noqa: E402
 
 
 def make_split(ds, args):
-    """The split the pool is judged on (`recsys.data.make_split`: the global leave-future-out split by default,
+    """The split the pool is judged on (`recsys.time_splits.make_split`: the global leave-future-out split by default,
     or the per-user one); with --validation, its validation split (`TimeSplit.inner`), which development reads
     instead of test."""
-    from recsys.data import make_split as split_of_kind
+    from recsys.time_splits import make_split as split_of_kind
 
     return split_of_kind(ds, args.split, args.split_holdout, validation=args.validation)
 

@@ -7,9 +7,9 @@ config check that only needs `recsys.registry` does not import torch.
 from importlib import import_module
 
 _HOME = {
-    **dict.fromkeys(("DataError", "Dataset", "Split", "TimeSplit", "full_train", "leave_last_out", "load_instacart",
-                     "load_interactions", "load_movielens", "random_holdout", "time_split", "validation_split"),
-                    "recsys.data"),
+    **dict.fromkeys(("DataError", "Dataset", "Split", "full_train", "leave_last_out", "load_instacart",
+                     "load_interactions", "load_movielens", "random_holdout", "validation_split"), "recsys.data"),
+    **dict.fromkeys(("TimeSplit", "global_split", "make_split", "time_split"), "recsys.time_splits"),
     **dict.fromkeys(("AMPCF", "MF"), "recsys.factorised"),
     **dict.fromkeys(("load_atomic", "write_atomic"), "recsys.atomic"),
     **dict.fromkeys(("Popularity", "Recommender", "RecsysError", "TrainConfig", "top_k"), "recsys.models"),

@@ -23,7 +23,7 @@ Decisions, made once here:
 - Without a rating field the file is implicit: every row is a positive (rating 5) unless a ``label`` field says
   which rows are: label > 0 is a positive (rating 5), any other label is a shown-but-not-chosen item (rating 0,
   never a positive, and, like every rated item, never recommended back). With a rating field, label is ignored.
-- Without a timestamp field every timestamp is NaN. `recsys.data.time_split` refuses such a data set;
+- Without a timestamp field every timestamp is NaN. `recsys.time_splits.time_split` refuses such a data set;
   `leave_last_out` and `validation_split` do not (yet): they would hold out each user's positive with the highest
   item index. Check `has_timestamps` before either. Rating, timestamp and label cells must all be finite numbers.
 - Ids are not joined: an item id of ``.inter`` missing from ``.item`` (or a user id missing from ``.user``) is an

@@ -12,7 +12,7 @@ import pytest
 
 from evals.validity.calibration import CalibrationError, calibrate, read_calibration
 from evals.validity.fidelity import FidelityConfig
-from recsys.data import make_split
+from recsys.time_splits import make_split
 from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, N_RATED, RECENT_POP
 
 ROOT = Path(__file__).resolve().parents[1]

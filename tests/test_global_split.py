@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from recsys import DataError, load_movielens
-from recsys.data import Dataset, MIN_GLOBAL_TEST_USERS, global_split, make_split
+from recsys.data import Dataset
+from recsys.time_splits import MIN_GLOBAL_TEST_USERS, global_split, make_split
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from recsys.atomic import atomic_name, has_timestamps, load_atomic, read_atomic_file, write_atomic
-from recsys.data import DataError, leave_last_out, load_movielens, time_split
+from recsys.data import DataError, leave_last_out, load_movielens
+from recsys.time_splits import time_split
 from tests.cli_fixtures import ROOT, refused
 
 INTER = ("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"

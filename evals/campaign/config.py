@@ -104,7 +104,7 @@ class PersonaSource(_Strict):
     k: int = Field(4, ge=2, description="personas to extract")
     split: Literal["global", "per-user"] = Field(
         "global", description="ml-100k-users: how the held-out ratings are chosen: 'global' (leave-future-out: "
-        "one cut time, the latest `holdout` share of all ratings after it; recsys.data.global_split) or 'per-user' "
+        "one cut time, the latest `holdout` share of all ratings after it; recsys.time_splits.global_split) or 'per-user' "
         "(each user's latest `holdout` share; train then holds other users' later ratings)")
     holdout: float | None = Field(0.2, gt=0, lt=1, description="ml-100k-users, dataset-users: render each user's "
                                   "document from their earlier ratings only, holding out this latest share (the split "

@@ -65,7 +65,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
         log.info("extracting %d personas from %s", cfg.personas.k, cfg.personas.extract)
         if cfg.personas.extract == "ml-100k-users" and cfg.personas.holdout:
             from evals.validity.grounding import extract_train_personas
-            from recsys.data import make_split
+            from recsys.time_splits import make_split
 
             ds = _dataset(cfg)
             split = make_split(ds, cfg.personas.split, cfg.personas.holdout)

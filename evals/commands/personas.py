@@ -67,7 +67,7 @@ def extract(
         from personas.infra.assets import ml100k_dir
         from personas.corpora import ml100k_users
         from recsys import DataError, load_movielens
-        from recsys.data import make_split
+        from recsys.time_splits import make_split
 
         ds = load_movielens(ml100k_dir())
         try:

@@ -1,7 +1,7 @@
 """`personasim validate fidelity`: do simulated users do what the real people did, on data they never saw?
 
 Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
-1. a time split (`recsys.data.make_split`): 'global' (the default, leave-future-out: one cut time, the latest
+1. a time split (`recsys.time_splits.make_split`): 'global' (the default, leave-future-out: one cut time, the latest
    ``holdout`` share of all ratings after it; test users have history before it and a positive after it) or
    'per-user' (each user's latest ``holdout`` share; its train holds other users' later ratings). Development
    reads the validation split (the same rule on train alone: `TimeSplit.inner`); only ``final`` reads test;
@@ -76,7 +76,7 @@ class FidelityConfig(BaseModel):
 
     dataset: str = "ml-100k"
     split: Literal["global", "per-user"] = Field("global", description="leave-future-out ('global') or each user's "
-                                                 "latest ratings ('per-user'); `recsys.data.make_split`")
+                                                 "latest ratings ('per-user'); `recsys.time_splits.make_split`")
     holdout: float = Field(0.2, gt=0, lt=1, description="share of ratings held out: of all (global), of each user's "
                                                         "(per-user)")
     cut: str | None = Field(None, description="global split only: the cut time, an ISO date or time (UTC); None: the "
@@ -377,7 +377,7 @@ def test_reads_path() -> Path:
 
 def part_read(split) -> str:
     """'test' when ``split`` is the outer split (its held-out part is the test part), 'validation' when it is a
-    split of a training part (`recsys.data.TimeSplit.inner`: development's)."""
+    split of a training part (`recsys.time_splits.TimeSplit.inner`: development's)."""
     return "test" if split.depth == 0 else "validation"
 
 
@@ -388,7 +388,7 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
     from evals.validity.calibration import calibrate, write_calibration
     from personas.infra.assets import ml100k_dir
     from recsys import load_movielens
-    from recsys.data import make_split
+    from recsys.time_splits import make_split
 
     from recsys import DataError
 

@@ -192,7 +192,7 @@ def split_for(ds, personas_path: str | Path):
     """The split a personas file was extracted from, rebuilt on ``ds`` (a record without a kind is of the per-user
     split, as every record was before the global one); GroundingError when the rebuilt split is not the one
     recorded (another data set, or another version of it)."""
-    from recsys.data import make_split
+    from recsys.time_splits import make_split
 
     record = split_of(personas_path)
     split = make_split(ds, record.get("kind") or "per-user", float(record["holdout"]), record.get("cut"),
@@ -267,12 +267,12 @@ def _dataset_personas(ds, rows: pd.DataFrame, *, k: int, seed: int, show_progres
 
 def document_split(ds, kind: str, holdout: float | None):
     """The split whose TRAIN part a DATASET_USERS extraction renders, or None when there is none:
-    - with ``holdout`` and `explicit_ratings`: ``recsys.data.make_split(ds, kind, holdout)``, the split grounded
+    - with ``holdout`` and `explicit_ratings`: ``recsys.time_splits.make_split(ds, kind, holdout)``, the split grounded
       users are calibrated on, recorded in split.json as ml-100k-users' is (DataError when ``ds`` cannot have it:
       no timestamps, too few test users);
     - otherwise None: ``holdout`` None asks for every interaction; an implicit log has no such split
-      (`recsys.data.time_split` refuses a single rating value, and no grounded user can be calibrated on it)."""
-    from recsys.data import make_split
+      (`recsys.time_splits.time_split` refuses a single rating value, and no grounded user can be calibrated on it)."""
+    from recsys.time_splits import make_split
 
     return make_split(ds, kind, holdout) if holdout and explicit_ratings(ds) else None
 

@@ -1,6 +1,6 @@
 """A/B fidelity over a broad pool of recommenders, and a circularity check (issue 36, items 2 and 3).
 
-Protocol, on one split (a `recsys.data.TimeSplit`: the per-user time split, or any split with its interface):
+Protocol, on one split (a `recsys.time_splits.TimeSplit`: the per-user time split, or any split with its interface):
 1. a pool (`default_pool`) of recommenders from many families is trained on the split's train positives
    (`TimeSplit.train_positives`); one that raises while training or ranking is a failed row, the rest run;
 2. offline truth: each recommender's top 10 over the catalog minus the user's train-rated items, against
