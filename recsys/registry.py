@@ -9,7 +9,7 @@ A name is one of:
 
 A factory takes no argument, or a ``seed`` keyword, and returns an untrained model that keeps the contract
 (`recsys.contract`). Settings are fields of `Settings`, never parsed back out of a name: 'ampcf' has
-``personas_k`` persona vectors because the settings say so.
+``mixture_k`` mixture components because the settings say so.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Settings:
     """What a campaign or the bench decides for every recommender it builds."""
 
     train: TrainConfig
-    personas_k: int = 4
+    mixture_k: int = 4  # AMP-CF's mixture components (user vectors) per user
     seed: int = 0
 
 
@@ -58,9 +58,9 @@ class Entry:
 def _ampcf(s: Settings, from_mf: bool):
     from recsys.factorised import AMPCF
 
-    if from_mf and s.personas_k < 2:
-        raise RecsysError(f"'ampcf-mf' needs personas_k >= 2 (with one persona it is MF), got {s.personas_k}")
-    return AMPCF(replace(s.train, batch_size=AMPCF_BATCH), k=s.personas_k, tau=0.5, att_dim=16,
+    if from_mf and s.mixture_k < 2:
+        raise RecsysError(f"'ampcf-mf' needs mixture_k >= 2 (with one component it is MF), got {s.mixture_k}")
+    return AMPCF(replace(s.train, batch_size=AMPCF_BATCH), k=s.mixture_k, tau=0.5, att_dim=16,
                  pretrain=s.train if from_mf else None)
 
 

@@ -274,7 +274,7 @@ def test_rendered_summary_of_a_six_user_campaign_never_reads_no_difference(tmp_p
     summary = {
         "header": {"name": "six", "config_hash": "h", "code": "c0de", "seed": 0, "backend": "test", "model": "m",
                    "content_digest": "0" * 16, "runtime": "not recorded",
-                   "n_events": len(df), "n_failed": 0, "n_sessions": 24, "tokens_in": 0, "tokens_out": 0, "personas_k": 2},
+                   "n_events": len(df), "n_failed": 0, "n_sessions": 24, "tokens_in": 0, "tokens_out": 0, "mixture_k": 2},
         "offline": [], "by_variant": [], "attribution": [],
         "drift": drift_report(df), "ab": [ab], "aa": aa_false_positive_rate(df, "mf", n_boot=100),
     }

@@ -35,7 +35,7 @@ CONFIG = {
     "slate_size": 4,
     "runs_per_user": 2,
     "llm": {"backend": "embedded", "n_threads": 1},
-    "recsys": {"dim": 16, "personas_k": 2, "epochs": 2, "onboarding_pool": 6},
+    "recsys": {"dim": 16, "mixture_k": 2, "epochs": 2, "onboarding_pool": 6},
     "sessions_in_flight": 2,
 }
 

@@ -52,8 +52,8 @@ def test_default_config_is_valid():
          "recommender 'recsys.models:no_such_factory': module 'recsys.models' has no 'no_such_factory'"),
         ("personas: {path: p.jsonl}\nvariants: [mf, 'x y:z']\n",
          "recommender 'x y:z': a plug-in is 'package.module:factory'"),
-        ("personas: {path: p.jsonl}\nvariants: [mf, ampcf-mf]\nrecsys: {personas_k: 1}\n",
-         "field 'recsys': Value error, variant 'ampcf-mf' needs personas_k >= 2"),
+        ("personas: {path: p.jsonl}\nvariants: [mf, ampcf-mf]\nrecsys: {mixture_k: 1}\n",
+         "field 'recsys': Value error, variant 'ampcf-mf' needs mixture_k >= 2"),
         ("- just\n- a list\n", "mapping"),
         ("personas: [unclosed\n", "not valid YAML"),
     ],
@@ -63,6 +63,17 @@ def test_bad_configs_name_the_field(tmp_path, text, expected):
         load_config(_write(tmp_path, text))
     assert expected in str(info.value)
     assert str(tmp_path / "c.yaml") in str(info.value)
+
+
+def test_old_key_personas_k_reads_as_mixture_k(tmp_path):
+    """recsys.personas_k was mixture_k's name: an old config means the same and hashes the same; both keys are refused."""
+    old = load_config(_write(tmp_path, BASE + "recsys: {personas_k: 3}\n"))
+    new = load_config(_write(tmp_path, BASE + "recsys: {mixture_k: 3}\n"))
+    assert old.recsys.mixture_k == 3 and old.config_hash() == new.config_hash()
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, BASE + "recsys: {personas_k: 3, mixture_k: 3}\n"))
+    assert len(str(info.value).splitlines()) == 1
+    assert "field 'recsys': Value error, give mixture_k or its old name personas_k, not both" in str(info.value)
 
 
 def test_hash_changes_with_results_not_with_executor():
@@ -106,5 +117,5 @@ def test_users_per_persona_per_user_variant_sizes_each_variants_jobs():
 
 def test_ampcf_started_from_mf_is_a_campaign_model_with_or_without_persona_calibration():
     cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf", "ampcf-mf", "ampcf-mf+personas"],
-                                         "recsys": {"personas_k": 2}})
+                                         "recsys": {"mixture_k": 2}})
     assert cfg.variants[1:] == ["ampcf-mf", "ampcf-mf+personas"]

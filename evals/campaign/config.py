@@ -173,11 +173,22 @@ class RecsysSettings(_Strict):
         "ml-100k", description="the interactions the recommenders train on and the personas come from: 'ml-100k' (the "
         "packaged MovieLens-100k) or {path: DIR} (a folder of RecBole atomic files)")
     dim: int = Field(64, ge=2)
-    personas_k: int = Field(4, ge=1, description="AMP-CF persona vectors per user")
+    mixture_k: int = Field(4, ge=1, description="AMP-CF's mixture components (user vectors) per user (old name: "
+                           "personas_k, still read)")
     epochs: int = Field(6, ge=1, description="training epochs (full-softmax loss; 6 is tuned for ML-100k)")
     rerank_lambda: float = Field(0.5, ge=0.0, le=1.0, description="relevance weight for MMR / calibration")
     candidates: int = Field(100, ge=10, description="top-N handed to a reranker")
     onboarding_pool: int = Field(12, ge=3, description="popular items a user picks liked ones from")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_mixture_key(cls, data):
+        # 'personas_k' was this key's name before "persona" came to mean only a card from documents
+        if isinstance(data, dict) and "personas_k" in data:
+            if "mixture_k" in data:
+                raise ValueError("give mixture_k or its old name personas_k, not both")
+            data = {("mixture_k" if k == "personas_k" else k): v for k, v in data.items()}
+        return data
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -245,11 +256,11 @@ class CampaignConfig(_Strict):
 
     @field_validator("recsys")
     @classmethod
-    def _mf_start_needs_personas(cls, rc: RecsysSettings, info: ValidationInfo) -> RecsysSettings:
+    def _mf_start_needs_components(cls, rc: RecsysSettings, info: ValidationInfo) -> RecsysSettings:
         from_mf = [v for v in info.data.get("variants") or [] if v.partition("+")[0] == "ampcf-mf"]
-        if from_mf and rc.personas_k < 2:
-            raise ValueError(f"variant {from_mf[0]!r} needs personas_k >= 2 (with one persona it is MF), "
-                             f"got {rc.personas_k}")
+        if from_mf and rc.mixture_k < 2:
+            raise ValueError(f"variant {from_mf[0]!r} needs mixture_k >= 2 (with one component it is MF), "
+                             f"got {rc.mixture_k}")
         return rc
 
     @field_validator("users_per_persona")

@@ -126,7 +126,7 @@ def _check_recommenders(cfg: CampaignConfig) -> None:
     from recsys.models import RecsysError
     from recsys.registry import BUILTINS, Settings, build
 
-    settings = Settings(train_config_of(cfg), personas_k=cfg.recsys.personas_k, seed=cfg.seed)
+    settings = Settings(train_config_of(cfg), mixture_k=cfg.recsys.mixture_k, seed=cfg.seed)
     for name in _model_names(cfg):
         if name in BUILTINS:
             continue

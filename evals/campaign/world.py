@@ -98,7 +98,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     split = leave_last_out(ds)
     genres, _ = ds.genre_matrix()
     rc = cfg.recsys
-    settings = Settings(train_config_of(cfg), personas_k=rc.personas_k, seed=cfg.seed)
+    settings = Settings(train_config_of(cfg), mixture_k=rc.mixture_k, seed=cfg.seed)
     catalog = Catalog.of(ds.items)
     models = {"pop": train("pop", settings, split.train)}
     for name in sorted(_model_names(cfg), key=lambda n: n != "mf"):  # MF first: 'ampcf-mf' starts from it
@@ -189,7 +189,7 @@ def check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pro
     log.info("measuring the grounded users' fidelity on %d held-out users", fcfg.users)
     with _prepare_llm(cfg, out, use_llm) as llm:
         record = measure_fidelity(ds, split, personas_path, fcfg, llm, show_progress=show_progress,
-                                  train_config=train_config_of(cfg), personas_k=cfg.recsys.personas_k)
+                                  train_config=train_config_of(cfg), mixture_k=cfg.recsys.mixture_k)
     record = {"source": "campaign", "campaign_config_hash": cfg.config_hash(), "read": part_read(split), **record}
     out.mkdir(parents=True, exist_ok=True)
     write_whole(out / "fidelity.json", json.dumps(record, indent=2, default=float) + "\n")

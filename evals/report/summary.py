@@ -222,7 +222,7 @@ def _header(cfg: CampaignConfig, df: pd.DataFrame | None) -> dict:
     now may differ: it covers the prompt templates, and those may have changed since)."""
     header = {"name": cfg.name, "config_hash": cfg.config_hash(), "seed": cfg.seed, "backend": cfg.llm.backend,
               "model": cfg.llm.model or "default", "n_events": 0, "n_failed": 0, "n_sessions": 0, "tokens_in": 0,
-              "tokens_out": 0, "personas_k": cfg.recsys.personas_k}
+              "tokens_out": 0, "mixture_k": cfg.recsys.mixture_k}
     if df is not None:
         header.update(config_hash=str(df["config_hash"].iloc[0]), backend=df["backend"].iloc[0],
                       model=df["model"].iloc[0], n_events=int(len(df)),
