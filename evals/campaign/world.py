@@ -182,7 +182,8 @@ def check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pro
     split = split_for(ds, personas_path)
     calibration, _ = read_calibration(personas_path)
     use_llm = "llm" in calibration["features"]
-    fcfg = FidelityConfig(split=split.kind, holdout=split.holdout, personas_k=max(2, len(read_personas(personas_path))), users=g.fidelity_users,
+    fcfg = FidelityConfig(split=split.kind, holdout=split.holdout, n_personas=max(2, len(read_personas(personas_path))),
+                          users=g.fidelity_users,
                           calibration_users=max(10, int(calibration.get("n_users") or g.calibration_users)),
                           decision=g.decision, use_llm=use_llm, ab_users=g.fidelity_ab_users, ab_turns=cfg.turns,
                           slate_size=cfg.slate_size, seed=cfg.seed)

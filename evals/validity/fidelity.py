@@ -83,7 +83,7 @@ class FidelityConfig(BaseModel):
                                               "time after which the latest `holdout` share of ratings lies")
     final: bool = Field(False, description="read the test part (counted in test_reads.jsonl); else the validation "
                                            "split, the same rule applied to the test split's train part")
-    personas_k: int = Field(8, ge=2, description="personas extracted from the train documents")
+    n_personas: int = Field(8, ge=2, description="personas (cards) extracted from the train documents")
     users: int = Field(300, ge=5, description="test users scored for taste alignment and rating error (300: the "
                                                "accuracy CI is +-0.023, narrow enough to read a 0.85 target; 60 gave "
                                                "+-0.05)")
@@ -343,7 +343,7 @@ def prepare_personas(ds, split, out: Path, cfg: FidelityConfig, show_progress: b
         if split_of(ppath)["split"] != split.key:
             raise FidelityError(f"{ppath}: personas of another split or data set; use a fresh --out")
         return ppath
-    return extract_train_personas(ds, split, ppath.parent, k=cfg.personas_k, seed=cfg.seed,
+    return extract_train_personas(ds, split, ppath.parent, k=cfg.n_personas, seed=cfg.seed,
                                   cache_dir=out / "embeddings", show_progress=show_progress)
 
 
