@@ -35,7 +35,7 @@ def constructed_summary() -> dict:
         "ab": [{"control": "mf", "treatment": "ampcf", "rows": ab_rows}],
         "aa": {"variant": "mf", "n_metrics": 5, "n_significant": 0, "false_positive_rate": 0.0},
         "attribution": [{"user_id": "user-0000", "persona_id": "p0", "turn": 1, "title": "Heat <1995>",
-                         "genres": ["Action"], "persona_vector": 2}],
+                         "genres": ["Action"], "mixture_component": 2}],
     }
 
 

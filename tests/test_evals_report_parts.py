@@ -79,11 +79,11 @@ def test_fidelity_and_failed_turn_verdicts():
 
 
 def test_vector_labels_name_each_vector_by_its_genres():
-    slates = [[{"genres": ["Drama", "Romance"], "persona": 0}, {"genres": ["Drama"], "persona": 0},
-               {"genres": ["Horror"], "persona": 1}, {"genres": ["Comedy"], "persona": None}],
-              [{"genres": ["Action", "Horror"], "persona": 1}, {"genres": [], "persona": 2}]]
+    slates = [[{"genres": ["Drama", "Romance"], "component": 0}, {"genres": ["Drama"], "component": 0},
+               {"genres": ["Horror"], "component": 1}, {"genres": ["Comedy"], "component": None}],
+              [{"genres": ["Action", "Horror"], "component": 1}, {"genres": [], "component": 2}]]
     assert vector_labels(slates) == {0: "Drama, Romance", 1: "Horror, Action", 2: "no genre"}
-    assert vector_labels([[{"genres": ["Drama"], "persona": None}]]) == {}
+    assert vector_labels([[{"genres": ["Drama"], "component": None}]]) == {}
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def test_adapter_refolds_once_per_slate_on_all_likes():
     adapter.onboard(["i0", "i1"])
     first = adapter.recommend([], 4)
     assert model.folds == 1 and len(first) == 4
-    assert all(it.meta["persona"] in (0, 1) for it in first)  # AMP-CF names the persona behind each item
+    assert all(it.meta["component"] in (0, 1) for it in first)  # AMP-CF names the component behind each item
     # two likes and a dislike in one turn: one refold, before the next slate, on every like so far
     feedback = [Feedback(item_id=first[0].id, turn=0, chosen=True), Feedback(item_id=first[1].id, turn=0, rating=5),
                 Feedback(item_id=first[2].id, turn=0, rating=2)]

@@ -143,5 +143,5 @@ def test_campaign_variant_ampcf_personas_is_registered_and_names_personas():
     liked = [f"i{j}" for j in np.flatnonzero(item_cluster == a)[:4]] + [f"i{j}" for j in np.flatnonzero(item_cluster == b)[:4]]
     adapter.onboard(liked)
     out = adapter.recommend([], 6)
-    personas = [it.meta["persona"] for it in out]
-    assert len(out) == 6 and sorted(np.bincount(personas, minlength=2).tolist()) == [3, 3]  # 4:4 history -> 3:3 slate
+    components = [it.meta["component"] for it in out]
+    assert len(out) == 6 and sorted(np.bincount(components, minlength=2).tolist()) == [3, 3]  # 4:4 history -> 3:3 slate

@@ -108,7 +108,7 @@ def session_metrics(session: pd.DataFrame) -> dict[str, float]:
         shown += len(e.slate)
         weight_shown += float(np.sum(1.0 / np.log2(np.arange(len(e.slate)) + 2)))
         ratings += [float(r) for r in e.ratings.values()]
-        shown_personas |= {s["persona"] for s in e.slate if s.get("persona") is not None}
+        shown_personas |= {s["component"] for s in e.slate if s.get("component") is not None}
         for item_id in dict.fromkeys(e.chosen):
             item = by_id.get(item_id)
             if item is None:
@@ -119,8 +119,8 @@ def session_metrics(session: pd.DataFrame) -> dict[str, float]:
                 liked += 1
                 weight_liked += 1.0 / np.log2(position[item_id] + 2)
                 liked_genres.append(set(item.get("genres") or []))
-            if item.get("persona") is not None:
-                accepted_personas.add(item["persona"])
+            if item.get("component") is not None:
+                accepted_personas.add(item["component"])
         c = e.consistency or {}
         value = c.get("reward") if c.get("reward") is not None else c.get("prompt_to_line")
         if value is not None and np.isfinite(value):

@@ -12,11 +12,12 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulator.turn import Turn, TurnCore
 
-EVENTS_SCHEMA_VERSION = 1
+#: 2: a slate item's AMP-CF attribution is ``component`` (schema 1 called it ``persona``; still read).
+EVENTS_SCHEMA_VERSION = 2
 
 
 class SlateItem(BaseModel):
@@ -25,7 +26,18 @@ class SlateItem(BaseModel):
     id: str
     title: str
     genres: list[str] = Field(default_factory=list)
-    persona: int | None = Field(None, description="index of the user's persona that produced it (AMP-CF), else None")
+    component: int | None = Field(None, description="index of the user's AMP-CF mixture component whose attention "
+                                  "dominated it, else None")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_persona_key(cls, data):
+        # schema 1 called the component 'persona', a word now kept for the cards extracted from documents
+        if isinstance(data, dict) and "persona" in data:
+            if "component" in data:
+                raise ValueError("give component or its old name persona, not both")
+            data = {("component" if k == "persona" else k): v for k, v in data.items()}
+        return data
 
 
 class TurnEvent(TurnCore):
@@ -49,8 +61,8 @@ class TurnEvent(TurnCore):
     def from_turn(cls, turn: Turn, **campaign: Any) -> "TurnEvent":
         """The stored record of a simulator `Turn`; ``campaign`` gives config_hash, variant (the
         recommender's), user_variant and run, and overrides any shared field (e.g. ``model``)."""
-        slate = [SlateItem(id=it.id, title=it.title, genres=it.facets.get("genres", []), persona=it.meta.get("persona"))
-                 for it in turn.slate]
+        slate = [SlateItem(id=it.id, title=it.title, genres=it.facets.get("genres", []),
+                           component=it.meta.get("component")) for it in turn.slate]
         return cls(**{**turn.model_dump(include=set(TurnCore.model_fields)), "slate": slate, **campaign})
 
     @property

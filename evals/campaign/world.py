@@ -290,8 +290,8 @@ class RecsysAdapter:
     session awaits before each slate, so it runs off the event loop and batched
     with other sessions; `recommend` refolds inline only if nothing prepared it.
     Items already shown are never shown again. With AMP-CF each
-    slate item carries the index of the persona whose attention dominated
-    (``item.meta['persona']``).
+    slate item carries the index of the mixture component whose attention
+    dominated (``item.meta['component']``).
     """
 
     def __init__(self, model, reranker, items, popularity, genres, seed: int, folder: FoldInBatcher | None = None,
@@ -343,7 +343,7 @@ class RecsysAdapter:
         out = [self.items[int(i)] for i in picked]
         if self.params is not None and getattr(self.model, "k", 1) > 1:
             dominant = self.model.explain_params(self.params, picked).argmax(1)
-            out = [it.model_copy(update={"meta": {**it.meta, "persona": int(p)}}) for it, p in zip(out, dominant)]
+            out = [it.model_copy(update={"meta": {**it.meta, "component": int(p)}}) for it, p in zip(out, dominant)]
         return out
 
     def observe(self, feedback) -> None:

@@ -28,7 +28,8 @@ OFFLINE_COLUMNS = ["variant", "ndcg@10", "recall@10", "ild@10", "coverage@10", "
 VARIANT_COLUMNS = ["variant", "user_variant", "sessions", "acceptance_rate", "mean_rating", "diversity", "prompt_to_line",
                    "line_to_line", "qa", "faithful", "unparseable"]
 AB_COLUMNS = ["metric", "control", "treatment", "diff", "ci_low", "ci_high", "p_value", "p_holm", "n_users"]
-ATTRIBUTION_COLUMNS = ["user_id", "persona", "persona_id", "variant", "run", "turn", "title", "genres", "persona_vector"]
+ATTRIBUTION_COLUMNS = ["user_id", "persona", "persona_id", "variant", "run", "turn", "title", "genres",
+                       "mixture_component"]
 SEPARABILITY_KEYS = ["k", "silhouette", "between_within_ratio", "pc1_variance_share", "max_confusion", "noise"]
 #: `personasim recsys map --out RUN_DIR` writes it beside the campaign; the report shows it when it is there.
 MAP_FILE = "map.json"

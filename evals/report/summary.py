@@ -56,8 +56,9 @@ def by_variant_table(df: pd.DataFrame) -> list[dict]:
 
 
 def attribution_examples(df: pd.DataFrame, names: dict[str, str] | None = None, limit: int = 12) -> list[dict]:
-    """Accepted items that carry a persona attribution (AMP-CF), a few per user. ``names``: {persona id:
-    name}. persona_vector reads "2 (Drama, Romance)": the vector and the genres it put on that session's slates."""
+    """Accepted items that carry a mixture-component attribution (AMP-CF), a few per user. ``names``: {persona id:
+    name}. mixture_component reads "2 (Drama, Romance)": the component and the genres it put on that session's
+    slates."""
     ok = df[df["ok"]]
     labels = {key: vector_labels(list(part["slate"])) for key, part in ok.groupby(SESSION_KEY, sort=False)}
     rows = []
@@ -65,12 +66,12 @@ def attribution_examples(df: pd.DataFrame, names: dict[str, str] | None = None, 
         by_id = {item["id"]: item for item in e["slate"]}
         for item_id in e["chosen"]:
             item = by_id.get(item_id)
-            if item is None or item.get("persona") is None:
+            if item is None or item.get("component") is None:
                 continue
-            label = labels[tuple(e[k] for k in SESSION_KEY)][item["persona"]]
+            label = labels[tuple(e[k] for k in SESSION_KEY)][item["component"]]
             rows.append({"user_id": e["user_id"], "persona": (names or {}).get(e["persona_id"], e["persona_id"]),
                          "variant": e["variant"], "run": e["run"], "turn": e["turn"], "title": item["title"],
-                         "genres": item.get("genres", []), "persona_vector": f"{item['persona']} ({label})"})
+                         "genres": item.get("genres", []), "mixture_component": f"{item['component']} ({label})"})
     seen, picked = {}, []
     for r in rows:  # spread the examples over users
         if seen.get(r["user_id"], 0) < 2:

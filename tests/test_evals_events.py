@@ -1,0 +1,30 @@
+"""The event log's schema: an events file of an older schema still reads."""
+
+from __future__ import annotations
+
+import json
+
+from evals.campaign.events import EVENTS_SCHEMA_VERSION, EventWriter, SlateItem, TurnEvent, events_frame, read_events
+
+
+def _event(**kw) -> TurnEvent:
+    return TurnEvent(**{**dict(config_hash="h", seed=0, model="m", backend="b", variant="ampcf",
+                               user_variant="grounded", user_id="u", persona_id="p0", run=0, turn=0), **kw})
+
+
+def test_a_schema_1_line_reads_its_slate_items_persona_as_component(tmp_path):
+    """Schema 1 named a slate item's AMP-CF mixture component 'persona'; schema 2 names it 'component'."""
+    old = _event(slate=[SlateItem(id="1", title="A", component=1), SlateItem(id="2", title="B")]).model_dump()
+    old["schema_version"] = 1
+    old["slate"] = [{"id": s["id"], "title": s["title"], "genres": s["genres"], "persona": s["component"]}
+                    for s in old["slate"]]
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    with EventWriter(path) as w:  # a line of this schema after it, as a resumed campaign appends
+        w.write(_event(turn=1, slate=[SlateItem(id="3", title="C", component=0)]))
+    first, second = read_events(path)
+    assert (first.schema_version, second.schema_version) == (1, EVENTS_SCHEMA_VERSION) == (1, 2)
+    assert [s.component for s in first.slate] == [1, None] and second.slate[0].component == 0
+    assert '"component":0' in path.read_text().splitlines()[1]  # written under the new name
+    slates = list(events_frame(path)["slate"])
+    assert [[s["component"] for s in slate] for slate in slates] == [[1, None], [0]]
