@@ -51,7 +51,7 @@ from recsys.bench import BenchConfig, Write, evaluate, rerank_rows, t_interval
 from recsys.data import Dataset, leave_last_out
 from recsys.factorised import AMPCF, MF
 from recsys.models import TrainConfig
-from recsys.rerank import persona_weights
+from recsys.rerank import component_weights
 from recsys.synthetic import KNOBS, KnobError, WorldConfig, generate
 
 STATS = ("persona_entropy", "persona_rao", "multimodality", "attention_entropy", "persona_silhouette",
@@ -165,7 +165,7 @@ def persona_stats(amp: AMPCF, mf: MF, split, seed: int = 0) -> dict[str, float]:
         if not len(h):
             continue
         a = att[i][h]  # [H, K]
-        w = persona_weights(a)
+        w = component_weights(a)
         nz = w[w > 0]
         ent.append(float(-(nz * np.log(nz)).sum() / logk))
         rao.append(float(w @ (1.0 - Pn[i] @ Pn[i].T) @ w))

@@ -50,7 +50,7 @@ class Entry:
     build: Callable[[Settings], object]
     help: str
     source: str = "built-in"          # built-in | entry point | plug-in | service
-    attention: bool = False           # has persona attention (the 'personas' reranker needs it)
+    attention: bool = False           # attends over K > 1 mixture components (the 'mixture' reranker needs it)
     starts_from_mf: bool = False      # fitted from the campaign's trained MF (``fit(..., start=mf)``)
     torch: bool = False               # saved as torch state, not a pickle (`model_file`)
 
@@ -82,9 +82,9 @@ def _library(cls_name: str) -> Callable[[Settings], object]:
 BUILTINS: dict[str, Entry] = {e.name: e for e in (
     Entry("pop", "popularity", lambda s: Popularity(), "training-count popularity"),
     Entry("mf", "factorised", _mf, "matrix factorisation, full-softmax loss (torch)", torch=True),
-    Entry("ampcf", "attention", lambda s: _ampcf(s, False), "persona attention: K vectors a user, mixed per item",
+    Entry("ampcf", "attention", lambda s: _ampcf(s, False), "attention over K mixture components (user vectors), mixed per item",
           attention=True, torch=True),
-    Entry("ampcf-mf", "attention", lambda s: _ampcf(s, True), "AMP-CF whose personas start from the trained MF",
+    Entry("ampcf-mf", "attention", lambda s: _ampcf(s, True), "AMP-CF whose mixture components start from the trained MF",
           attention=True, starts_from_mf=True, torch=True),
     Entry("als", "factorised", _library("ALS"), "implicit's alternating least squares"),
     Entry("bpr", "factorised", _library("BPR"), "implicit's Bayesian personalised ranking"),

@@ -18,7 +18,7 @@ BASE = "personas: {path: p.jsonl}\nvariants: [mf, ampcf]\n"
 
 def test_default_config_is_valid():
     cfg = load_config("configs/default.yaml")
-    # the seed question: MF against the reranker and against the persona mixture started from MF
+    # the seed question: MF against the reranker and against the AMP-CF mixture started from MF
     assert cfg.llm.backend == "embedded" and cfg.variants == ["mf", "mf+mmr", "ampcf-mf"]
     assert cfg.users_for("grounded") == 5  # the power rule's answer (configs/default.yaml)
     assert len(cfg.config_hash()) == 12
@@ -45,7 +45,8 @@ def test_default_config_is_valid():
          "field 'users_per_persona': Value error, names ['grounded', 'naive']; name each of user_variants ['grounded']"),
         ("personas: {}\nvariants: [mf]\n", "exactly one of 'path' or 'extract'"),
         ("variants: [mf]\n", "field 'personas': Field required"),
-        ("personas: {path: p.jsonl}\nvariants: [mf+personas]\n", "variant 'mf+personas': the 'personas' reranker needs a model with persona attention"),
+        ("personas: {path: p.jsonl}\nvariants: [mf+mixture]\n", "variant 'mf+mixture': the 'mixture' reranker needs a model with attention over mixture components"),
+        ("personas: {path: p.jsonl}\nvariants: [mf+personas]\n", "variant 'mf+personas': the 'mixture' reranker needs"),  # its old name
         ("personas: {path: p.jsonl}\nvariants: [mf, nosuch_module_xyz:make]\n",
          "recommender 'nosuch_module_xyz:make': module 'nosuch_module_xyz' does not import: ModuleNotFoundError"),
         ("personas: {path: p.jsonl}\nvariants: [mf, recsys.models:no_such_factory]\n",
@@ -115,7 +116,13 @@ def test_users_per_persona_per_user_variant_sizes_each_variants_jobs():
     assert one.users_for("layered") == 3
 
 
-def test_ampcf_started_from_mf_is_a_campaign_model_with_or_without_persona_calibration():
-    cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf", "ampcf-mf", "ampcf-mf+personas"],
+def test_ampcf_started_from_mf_is_a_campaign_model_with_or_without_mixture_calibration():
+    cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf", "ampcf-mf", "ampcf-mf+mixture"],
                                          "recsys": {"mixture_k": 2}})
-    assert cfg.variants[1:] == ["ampcf-mf", "ampcf-mf+personas"]
+    assert cfg.variants[1:] == ["ampcf-mf", "ampcf-mf+mixture"]
+    # the reranker's old name keeps its meaning: an old config's 'ampcf-mf+personas' runs as 'ampcf-mf+mixture'
+    old = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf", "ampcf-mf", "ampcf-mf+personas"],
+                                         "recsys": {"personas_k": 2}})
+    assert old.variants == cfg.variants and old.config_hash() == cfg.config_hash()
+    with pytest.raises(ValueError, match="variants repeat"):
+        CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["ampcf+personas", "ampcf+mixture"]})

@@ -122,7 +122,7 @@ def test_map_end_to_end_writes_json_and_heat_map(tmp_path):
     saved = json.loads((tmp_path / "m" / "map.json").read_text())
     assert len(saved["cells"]) == 4 and saved["cells"][0]["knobs"] == {"tastes": 1, "separation": 0.5}
     cell = saved["cells"][3]
-    assert set(cell["ild"]["margins"]) == {"ampcf-k4", "ampcf-k4+personas@0.5"}
+    assert set(cell["ild"]["margins"]) == {"ampcf-k4", "ampcf-k4+mixture@0.5"}
     assert cell["winner"] == (cell["ild"]["best_margin"] >= 0) and "kl" in cell
     lo, hi = cell["ild"]["ci95"]
     assert lo <= cell["ild"]["best_margin"] <= hi and cell["settled"] == (lo > 0 or hi < 0)
@@ -150,7 +150,7 @@ def test_answer_calls_an_unsettled_placement_a_tie():
     def placed(margins):
         return {"stats": {"persona_entropy": 0.4}, "predicted_winner": True,
                 **summarise([{"stats": {s: 0.4 for s in STATS},
-                              "margins": {a: {"ampcf-k4": m, "ampcf-k4+personas@0.5": m - 0.01} for a in ("ild", "kl")}}
+                              "margins": {a: {"ampcf-k4": m, "ampcf-k4+mixture@0.5": m - 0.01} for a in ("ild", "kl")}}
                              for m in margins])}
 
     pred = {"statistic": "persona_entropy", "winner_when": "below", "threshold": 0.5, "held_out_accuracy": 1.0,
@@ -180,7 +180,7 @@ def test_answer_says_when_a_placed_data_set_lies_outside_the_cells_range():
 
 
 def test_map_can_score_ampcf_started_from_mf_beside_the_from_scratch_probe(tmp_path):
-    """`pretrained`: AMP-CF started from the cell's MF is one more mixture variant (plain and persona-calibrated);
+    """`pretrained`: AMP-CF started from the cell's MF is one more mixture variant (plain and mixture-calibrated);
     the probe statistics and every other row stay those of the map without it."""
     base = dict(knobs={"tastes": [2], "separation": [1.0, 4.0]}, seeds=2, world=SMALL, dim=8, epochs=4, mmr=[0.5],
                 dpp=[0.5], calibration=[0.5], persona_cal=[0.5], candidates=30)
@@ -188,7 +188,7 @@ def test_map_can_score_ampcf_started_from_mf_beside_the_from_scratch_probe(tmp_p
     both = run_map(MapConfig(**base, pretrained=True), tmp_path / "b", show_progress=False, workers=1,
                    write=write_whole)["cells"][1]
     margins = both["ild"]["margins"]
-    assert set(margins) == {"ampcf-k4", "ampcf-k4+personas@0.5", "ampcf-k4-mf", "ampcf-k4-mf+personas@0.5"}
+    assert set(margins) == {"ampcf-k4", "ampcf-k4+mixture@0.5", "ampcf-k4-mf", "ampcf-k4-mf+mixture@0.5"}
     assert {v: margins[v] for v in plain["ild"]["margins"]} == plain["ild"]["margins"]
     assert both["stats"] == plain["stats"]
     assert both["ild"]["plain_margin"] == max(margins["ampcf-k4"], margins["ampcf-k4-mf"])

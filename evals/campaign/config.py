@@ -15,7 +15,10 @@ from simulator.choice import DECISION_HELP, DecisionMode, refuse_temperature
 from evals.campaign.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
 from evals.campaign.jobs import ExecutorName
 
-from recsys.pipeline import RERANKERS  # "personas": persona-mixture calibration, models with attention only
+from recsys.pipeline import RERANKERS  # "mixture": mixture calibration, models with attention only
+
+#: A reranker's old name and its name now: 'MODEL+personas' in an old config reads as 'MODEL+mixture'.
+OLD_RERANKER_NAMES = {"personas": "mixture"}
 
 
 class ConfigError(ValueError):
@@ -238,8 +241,10 @@ class CampaignConfig(_Strict):
         from recsys.models import RecsysError
         from recsys.registry import resolve
 
+        read = []
         for v in variants:
-            model, _, reranker = v.partition("+")
+            model, _, given = v.partition("+")
+            reranker = OLD_RERANKER_NAMES.get(given, given)
             try:
                 entry = resolve(model)  # a plug-in module is imported here: a broken one fails before any work
             except RecsysError as exc:
@@ -247,12 +252,13 @@ class CampaignConfig(_Strict):
             if reranker and reranker not in RERANKERS:
                 raise ValueError(f"variant {v!r}: unknown reranker {reranker!r}; use MODEL[+RERANKER] with RERANKER "
                                  f"in {RERANKERS}")
-            if reranker == "personas" and not entry.attention:
-                raise ValueError(f"variant {v!r}: the 'personas' reranker needs a model with persona attention "
-                                 "(ampcf, ampcf-mf)")
-        if len(set(variants)) != len(variants):
+            if reranker == "mixture" and not entry.attention:
+                raise ValueError(f"variant {v!r}: the 'mixture' reranker needs a model with attention over mixture "
+                                 "components (ampcf, ampcf-mf)")
+            read.append(v if reranker == given else f"{model}+{reranker}")
+        if len(set(read)) != len(read):
             raise ValueError("variants repeat")
-        return variants
+        return read
 
     @field_validator("recsys")
     @classmethod

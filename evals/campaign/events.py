@@ -52,7 +52,7 @@ class TurnEvent(TurnCore):
     seed: int = Field(description="the session's seed (derived from the campaign seed, variant, user, run)")
     model: str = Field(description="LLM model name")
     backend: str
-    variant: str = Field(description="recommender variant, e.g. 'mf', 'mf+dpp', 'ampcf', 'ampcf-mf+personas'")
+    variant: str = Field(description="recommender variant, e.g. 'mf', 'mf+dpp', 'ampcf', 'ampcf-mf+mixture'")
     user_variant: str = Field(description="simulated-user variant: 'layered', 'naive' or 'grounded'")
     run: int
     slate: list[SlateItem] = Field(default_factory=list)

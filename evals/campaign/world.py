@@ -334,7 +334,7 @@ class RecsysAdapter:
         scores = self.model.score_params(self.params) if self.params is not None else self.popularity
         emb = self.model.item_embeddings() if hasattr(self.model, "item_embeddings") else None
         att, reranker = None, self.reranker
-        if reranker is not None and reranker.kind == "personas":  # persona-mixture calibration: the user's attention
+        if reranker is not None and reranker.kind == "mixture":  # mixture calibration: the user's attention
             att = self.model.explain_params(self.params, np.arange(len(scores))) if self.params is not None else None
             reranker = reranker if att is not None else None  # no likes yet: popularity, nothing to calibrate to
         picked = slate(scores, k, exclude=np.fromiter(self.shown, dtype=np.int64), reranker=reranker,

@@ -1,5 +1,5 @@
 """`personasim recsys bench | tune | check | map`: the offline accuracy / diversity experiment, its validation
-tuning, the recommender contract suite, and the map of where a persona mixture replaces a diversity reranker. Every file is written whole or not at all
+tuning, the recommender contract suite, and the map of where AMP-CF's mixture replaces a diversity reranker. Every file is written whole or not at all
 (`personas.infra.files.write_whole`, handed to recsys as its ``write``)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def bench(
     more: str = typer.Option("", "--models", help="Comma-separated recommenders to add, by registry name: als, bpr, "
                              "itemknn, ease, 'package.module:factory', http://HOST:PORT (`personasim recsys check`)."),
 ) -> None:
-    """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8; and started from MF, K from --pretrained), MF + MMR / DPP / calibration and AMP-CF + persona-mixture
+    """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8; and started from MF, K from --pretrained), MF + MMR / DPP / calibration and AMP-CF + mixture
     calibration; write the table and plot."""
     from personas.infra.assets import AssetMissingError
     from personas.infra.files import write_whole
@@ -215,7 +215,7 @@ def map_(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Sweep world knobs (tastes per user x separation by default) and say, cell by cell, whether AMP-CF (plain or
-    persona-calibrated) without a reranker reaches the MF + best-reranker frontier; fit and score a predictor on
+    mixture-calibrated) without a reranker reaches the MF + best-reranker frontier; fit and score a predictor on
     held-out cells; place ML-100k (and, with --instacart, the Instacart sample) on the map."""
     from dataclasses import replace
 

@@ -178,7 +178,7 @@ def transcripts_json(payload: dict | None) -> Markup:
 def render_report(summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
     """Write report.html and summary.md into ``out_dir``; return their paths.
 
-    The map of where a persona mixture replaces a reranker comes from ``summary["recsys_map"]`` (a `load_map`
+    The map of where a mixture model replaces a reranker comes from ``summary["recsys_map"]`` (a `load_map`
     result) or else from OUT_DIR/map.json (`personasim recsys map --out OUT_DIR`); none is said in place, a
     damaged one is also added to ``summary["missing"]``."""
     out_dir = Path(out_dir)

@@ -171,7 +171,7 @@ def _registry(name: str) -> Callable[[PoolInputs], object]:
 
 
 def default_pool(other_lambda: float = 0.5, recent_days: float = RECENT_DAYS) -> list[Member]:
-    """The pool: random, popularity, recency, the registry's MF, AMP-CF (K personas from `Settings`), AMP-CF
+    """The pool: random, popularity, recency, the registry's MF, AMP-CF (K mixture components from `Settings`), AMP-CF
     started from MF, implicit's ALS, BPR and item-kNN, EASE, and MF + MMR and MF + DPP each at its
     validation-tuned lambda (`recsys.bench.TUNED_LAMBDAS`) and at ``other_lambda`` (another value of the
     bench's grid). Families as the registry names them, plus random, recency and reranked."""
