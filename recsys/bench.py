@@ -60,7 +60,7 @@ class BenchConfig:
     seed: int = 0
     k: int = 10
     personas: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    #: AMP-CF variants whose personas start from the bench's MF ('ampcf-kK-mf', `AMPCF._start_from_mf`). Default:
+    #: AMP-CF variants whose components start from the bench's MF ('ampcf-kK-mf', `AMPCF._start_from_mf`). Default:
     #: K = 2 only, the best of the three on validation (recsys/README.md); all three took `--seed 0` to 213 s,
     #: past the 3-minute target. `recsys bench --pretrained 2,4,8` runs all three.
     pretrained: list[int] = field(default_factory=lambda: [2])

@@ -1,4 +1,4 @@
-"""A world generator with controlled persona structure, in the same `Dataset` form as ML-100k.
+"""A world generator with controlled taste structure, in the same `Dataset` form as ML-100k.
 
 Items sit in ``n_clusters`` planted tastes: item i of taste c has latent vector
 x_i = separation * mu_c + eps_i (mu_c a random unit vector in ``dim`` dims,

@@ -35,7 +35,7 @@ class TuneConfig:
     trials: int = 4
     max_epochs: int = 8
     personas: list[int] = field(default_factory=lambda: [2, 4, 8])
-    #: AMP-CF variants whose personas start from the tuned MF ('ampcf-kK-mf'); each gets the same budget
+    #: AMP-CF variants whose components start from the tuned MF ('ampcf-kK-mf'); each gets the same budget
     pretrained: list[int] = field(default_factory=lambda: [2, 4, 8])
     #: tune only these model variants (None: all); MF is trained whatever the list, since the rerankers and
     #: the pre-trained variants start from it (its record is then in tune.json too)

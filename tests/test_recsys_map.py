@@ -94,17 +94,17 @@ def test_cli_map_places_the_instacart_sample(tmp_path):
 
 def _cell(stat: float, winner: bool) -> dict:
     flat = {s: 0.5 for s in STATS}  # statistics that say nothing
-    return {"stats": {**flat, "persona_entropy": stat, "multimodality": -stat}, "winner": winner}
+    return {"stats": {**flat, "component_entropy": stat, "multimodality": -stat}, "winner": winner}
 
 
 def test_predictor_scores_held_out_cells():
     cells = [_cell(s, s > 0.5) for s in np.linspace(0.0, 1.0, 12)]
     pred = predictor_accuracy(cells)
     assert pred["held_out_accuracy"] == 1.0 and pred["n_winner_cells"] == 6
-    assert pred["statistic"] in ("persona_entropy", "multimodality") and 0.4 < abs(pred["threshold"]) < 0.6
-    assert pred["winner_when"] == ("above" if pred["statistic"] == "persona_entropy" else "below")
+    assert pred["statistic"] in ("component_entropy", "multimodality") and 0.4 < abs(pred["threshold"]) < 0.6
+    assert pred["winner_when"] == ("above" if pred["statistic"] == "component_entropy" else "below")
     flipped = predictor_accuracy([_cell(s, s < 0.5) for s in np.linspace(0.0, 1.0, 12)])
-    assert flipped["winner_when"] == ("below" if flipped["statistic"] == "persona_entropy" else "above")
+    assert flipped["winner_when"] == ("below" if flipped["statistic"] == "component_entropy" else "above")
     rng = np.random.default_rng(0)
     noise = [_cell(float(s), bool(w)) for s, w in zip(rng.random(12), rng.random(12) > 0.5)]
     assert predictor_accuracy(noise)["held_out_accuracy"] < 0.9  # labels unrelated to the statistic
@@ -127,10 +127,10 @@ def test_map_end_to_end_writes_json_and_heat_map(tmp_path):
     lo, hi = cell["ild"]["ci95"]
     assert lo <= cell["ild"]["best_margin"] <= hi and cell["settled"] == (lo > 0 or hi < 0)
     assert set(cell["stats"]) == set(STATS)
-    assert all(0.0 <= c["stats"][s] <= 1.0 for c in saved["cells"] for s in ("persona_entropy", "attention_entropy"))
-    # one distinct taste per user leaves the personas' weights more concentrated than three tastes do
+    assert all(0.0 <= c["stats"][s] <= 1.0 for c in saved["cells"] for s in ("component_entropy", "attention_entropy"))
+    # one distinct taste per user leaves the components' weights more concentrated than three tastes do
     by = {(c["knobs"]["tastes"], c["knobs"]["separation"]): c for c in saved["cells"]}
-    assert by[(1, 4.0)]["stats"]["persona_entropy"] < by[(3, 4.0)]["stats"]["persona_entropy"]
+    assert by[(1, 4.0)]["stats"]["component_entropy"] < by[(3, 4.0)]["stats"]["component_entropy"]
     # far-apart planted tastes make the catalog's MF item vectors cluster more (item_silhouette; 0.21 -> 0.52 at 300
     # users and 480 items, a weaker 0.27 -> 0.33 in this tiny world)
     for t in (1, 3):
@@ -148,12 +148,12 @@ def test_answer_calls_an_unsettled_placement_a_tie():
     from recsys.map import answer
 
     def placed(margins):
-        return {"stats": {"persona_entropy": 0.4}, "predicted_winner": True,
+        return {"stats": {"component_entropy": 0.4}, "predicted_winner": True,
                 **summarise([{"stats": {s: 0.4 for s in STATS},
                               "margins": {a: {"ampcf-k4": m, "ampcf-k4+mixture@0.5": m - 0.01} for a in ("ild", "kl")}}
                              for m in margins])}
 
-    pred = {"statistic": "persona_entropy", "winner_when": "below", "threshold": 0.5, "held_out_accuracy": 1.0,
+    pred = {"statistic": "component_entropy", "winner_when": "below", "threshold": 0.5, "held_out_accuracy": 1.0,
             "n_cells": 2}
     one = answer([], pred, {"ml-100k": placed([-0.002])})
     assert "measured loser (margin -0.0020; a tie: 1 seed(s) do not settle it)" in one

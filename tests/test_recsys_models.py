@@ -86,7 +86,7 @@ def test_ampcf_personas_align_with_planted_clusters(fitted, data):
     assert np.mean(distinct) > 0.65
     att = model.explain([0], np.arange(5))
     assert att.shape == (1, 5, 2) and np.allclose(att.sum(-1), 1.0)
-    assert np.array_equal(model.dominant_persona([0], np.arange(5)), att.argmax(-1))
+    assert np.array_equal(model.dominant_component([0], np.arange(5)), att.argmax(-1))
 
 
 @pytest.mark.parametrize("name", ["mf", "ampcf-k2"])
@@ -115,7 +115,7 @@ def test_bad_training_input(data):
     with pytest.raises(RecsysError, match="no positives"):
         MF(TC).fit(sp.csr_matrix((3, 4), dtype=np.float32))
     tiny = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 0]], dtype=np.float32))
-    with pytest.raises(RecsysError, match="K=8 personas"):
+    with pytest.raises(RecsysError, match="K=8 mixture components"):
         AMPCF(TC, k=8).fit(tiny)
     with pytest.raises(RecsysError, match="at least one liked"):
         MF(TC, epochs=1).fit(data[0]).fold_in(np.array([], dtype=np.int64))
