@@ -168,7 +168,7 @@ def rerank_rows(models: dict[str, Recommender], split: Split, genres: np.ndarray
 
 
 #: Columns summarised across seeds by `run_seeds`.
-SUMMARY_COLS = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10",
+SUMMARY_COLS = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10",
                 "ndcg@10_minus_mf", "train_s", "recommend_ms_per_user"]
 
 

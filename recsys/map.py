@@ -200,7 +200,7 @@ def score_dataset(ds: Dataset, mc: MapConfig, seed: int) -> dict:
     rows += rerank_rows(models, split, genres, mc.bench(seed))
     for r in rows:
         r.pop("_per_user_ndcg")
-    return {"rows": [{k: r[k] for k in ("variant", "ndcg@10", "ild@10", "calibration_kl@10", "persona_coverage@10")}
+    return {"rows": [{k: r[k] for k in ("variant", "ndcg@10", "ild@10", "calibration_kl@10", "taste_coverage@10")}
                      for r in rows],
             "margins": {axis: frontier.margins(rows, axis) for axis in frontier.AXES},
             "stats": component_stats(models[f"ampcf-k{mc.personas}"], models["mf"], split, seed)}

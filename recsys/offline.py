@@ -88,7 +88,7 @@ def evaluate(name: str, model: Recommender, split: Split, genres: np.ndarray, k:
         "coverage@10": metrics.coverage(recs, split.n_items),
         "gini@10": metrics.gini(recs, split.n_items),
         "calibration_kl@10": metrics.calibration_kl(recs, hist, genres) if genres.shape[1] else float("nan"),
-        "persona_coverage@10": metrics.persona_coverage(recs, hist, genres),
+        "taste_coverage@10": metrics.taste_coverage(recs, hist, genres),
         "train_s": round(model.train_s, 2),
         "recommend_ms_per_user": round(ms, 3),
         "_per_user_ndcg": per_user,

@@ -11,7 +11,7 @@ p_k(i) proportional to pop_i * exp(sharpness * <v_k, x_i>) and pop_i a Zipf
 law of exponent ``pop_skew`` over a random item order. Every positive has
 rating 5 and a random timestamp, so leave-last-out holds out a random
 positive; an item's genre is its planted taste, so ILD, calibration KL and
-persona coverage mean the same thing as on MovieLens.
+taste coverage mean the same thing as on MovieLens.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def test_bench_writes_rows_and_plot(tmp_path):
                                             "ampcf-k2-mf+mixture@0.5"]
     assert saved[-2]["model"] == "ampcf-k2" and saved[-2]["ild@10"] != saved[4]["ild@10"]  # the slate was reranked
     assert saved[-1]["model"] == "ampcf-k2-mf" and saved[5]["train_s"] >= saved[1]["train_s"]  # its MF's time counts
-    need = {"ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "train_s",
+    need = {"ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10", "train_s",
             "recommend_ms_per_user", "seed", "config_hash", "model"}
     assert all(need <= set(r) for r in saved) and all(r["seed"] == 3 for r in saved)
     mf = saved[1]
@@ -70,7 +70,7 @@ def test_bench_without_genres_falls_back_to_embeddings(tmp_path):
     rows = {r["variant"]: r for r in run_bench(ds, tmp_path / "out", cfg, show_progress=False, write=write_whole)}
     assert "mf+calibration@0.5" not in rows and "mf+mmr@0.5" in rows
     assert 0.0 <= rows["mf"]["ild@10"] <= 2.0 and np.isnan(rows["pop"]["ild@10"])
-    assert np.isnan(rows["mf"]["calibration_kl@10"]) and np.isnan(rows["mf"]["persona_coverage@10"])
+    assert np.isnan(rows["mf"]["calibration_kl@10"]) and np.isnan(rows["mf"]["taste_coverage@10"])
 
 
 def test_run_seeds_summarises_mean_and_sd_and_reproduces_each_seed(tmp_path):

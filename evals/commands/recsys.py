@@ -242,9 +242,9 @@ def map_(
 
 
 def _table(rows: list[dict]) -> None:
-    cols = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "train_s",
+    cols = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10", "train_s",
             "recommend_ms_per_user"]
-    short = ["ndcg", "recall", "ild", "cover", "calib_kl", "pers_cov", "train_s", "ms/user"]
+    short = ["ndcg", "recall", "ild", "cover", "calib_kl", "taste_cov", "train_s", "ms/user"]
     typer.echo(f"{'variant':26s}" + "".join(f"{c:>9s}" for c in short) + "  ndcg-mf [95% CI]   (* lambda tuned)")
     for r in rows:
         lo, hi = r["ndcg@10_minus_mf_ci95"]
@@ -253,8 +253,8 @@ def _table(rows: list[dict]) -> None:
 
 
 def _summary_table(rows: list[dict]) -> None:
-    cols = ["ndcg@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "ndcg@10_minus_mf"]
-    short = ["ndcg", "ild", "cover", "calib_kl", "pers_cov", "ndcg-mf"]
+    cols = ["ndcg@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10", "ndcg@10_minus_mf"]
+    short = ["ndcg", "ild", "cover", "calib_kl", "taste_cov", "ndcg-mf"]
     typer.echo(f"mean ± sd over {rows[0]['n_seeds']} seeds")
     typer.echo(f"{'variant':26s}" + "".join(f"{c:>17s}" for c in short) + "  seeds>mf  ndcg-mf 95% CI (paired t)")
     for r in rows:

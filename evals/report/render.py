@@ -24,7 +24,7 @@ from personas.infra.files import write_whole
 
 TEMPLATES = Path(__file__).parent / "templates"
 
-OFFLINE_COLUMNS = ["variant", "ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10"]
+OFFLINE_COLUMNS = ["variant", "ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10"]
 VARIANT_COLUMNS = ["variant", "user_variant", "sessions", "acceptance_rate", "mean_rating", "diversity", "prompt_to_line",
                    "line_to_line", "qa", "faithful", "unparseable"]
 AB_COLUMNS = ["metric", "control", "treatment", "diff", "ci_low", "ci_high", "p_value", "p_holm", "n_users"]

@@ -80,6 +80,19 @@ def attribution_examples(df: pd.DataFrame, names: dict[str, str] | None = None, 
     return picked[:limit]
 
 
+#: Offline columns an older personasim wrote under another name: {old name: name now}.
+OLD_OFFLINE_COLUMNS = {"persona_coverage@10": "taste_coverage@10"}
+
+
+def offline_rows(path: Path) -> list[dict]:
+    """The rows of a campaign's models/offline.json ([] when there is none), a column of an older run read under
+    its name now (OLD_OFFLINE_COLUMNS)."""
+    if not path.exists():
+        return []
+    return [{OLD_OFFLINE_COLUMNS.get(k, k): v for k, v in row.items()}
+            for row in json.loads(path.read_text())["rows"]]
+
+
 def personas_path(run_dir: Path, cfg: CampaignConfig) -> Path:
     from evals.campaign.world import personas_path_of
 
@@ -338,7 +351,6 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
 
     run_dir = Path(run_dir)
     missing: dict[str, str] = {} if df is not None else {"events": "; ".join(problems or ["no events"])}
-    offline_path = run_dir / "models" / "offline.json"
     path = personas_path(run_dir, cfg)
     cards, why = load_cards(path)
     if why:
@@ -348,7 +360,7 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
     code, mixed = _code(run_dir, 0 if df is None else len(df))
     header = {**_header(cfg, df), "code": code, **_runtime(run_dir), "dataset": dataset_label(cfg, run_dir)}
     summary = {"header": header,
-               "offline": json.loads(offline_path.read_text())["rows"] if offline_path.exists() else [],
+               "offline": offline_rows(run_dir / "models" / "offline.json"),
                "personas": persona_gallery(cards, path, users), "validity": validity(run_dir, cfg),
                "missing": missing, "warnings": ([] if df is None else list(problems or [])) + mixed + _decision_warning(cfg)
                + _dataset_warnings(run_dir)}
