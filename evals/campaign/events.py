@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, model_serializer, model_validator
 
 from simulator.turn import Turn, TurnCore
 
@@ -64,6 +64,16 @@ class TurnEvent(TurnCore):
         slate = [SlateItem(id=it.id, title=it.title, genres=it.facets.get("genres", []),
                            component=it.meta.get("component")) for it in turn.slate]
         return cls(**{**turn.model_dump(include=set(TurnCore.model_fields)), "slate": slate, **campaign})
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler, info: SerializationInfo):
+        # as JSON an event keeps the schema it was written in, so a digest over a schema-1 file read back
+        # (`evals.campaign.runner.content_digest`) is the one taken when it was written
+        data = handler(self)
+        if info.mode_is_json() and self.schema_version < 2 and "slate" in data:
+            data["slate"] = [{("persona" if k == "component" else k): v for k, v in item.items()}
+                             for item in data["slate"]]
+        return data
 
     @property
     def key(self) -> tuple[str, str, str, int, int]:
