@@ -12,9 +12,11 @@ def _event(**kw) -> TurnEvent:
 
 def test_a_schema_1_line_reads_its_slate_items_persona_as_component(tmp_path):
     """Schema 1 named a slate item's AMP-CF mixture component 'persona'; schema 2 names it 'component'."""
-    new = _event(slate=[SlateItem(id="1", title="A", component=1), SlateItem(id="2", title="B")]).model_dump_json()
-    old = new.replace('"schema_version":2', '"schema_version":1').replace('"component":', '"persona":')
-    assert old.count('"persona":') == 2  # the line as schema 1 wrote it
+    new = _event(variant="ampcf+mixture",
+                 slate=[SlateItem(id="1", title="A", component=1), SlateItem(id="2", title="B")]).model_dump_json()
+    old = (new.replace('"schema_version":2', '"schema_version":1').replace('"component":', '"persona":')
+           .replace('"ampcf+mixture"', '"ampcf+personas"'))
+    assert old.count('"persona":') == 2 and '"variant":"ampcf+personas"' in old  # the line as schema 1 wrote it
     path = tmp_path / "events.jsonl"
     path.write_text(old + "\n")
     with EventWriter(path) as w:  # a line of this schema after it
@@ -23,8 +25,9 @@ def test_a_schema_1_line_reads_its_slate_items_persona_as_component(tmp_path):
     assert (first.schema_version, second.schema_version) == (1, EVENTS_SCHEMA_VERSION) == (1, 2)
     assert [s.component for s in first.slate] == [1, None] and second.slate[0].component == 0
     assert '"component":0' in path.read_text().splitlines()[1]  # written under the new name
-    slates = list(events_frame(path)["slate"])
-    assert [[s["component"] for s in slate] for slate in slates] == [[1, None], [0]]
+    frame = events_frame(path)  # what the A/B and the report read: today's names
+    assert [[s["component"] for s in slate] for slate in frame["slate"]] == [[1, None], [0]]
+    assert list(frame["variant"]) == ["ampcf+mixture", "ampcf"]  # the old reranker name, as the config reads it
     # as JSON an event keeps its schema: the old line reads back to its own bytes, so the content digest and
     # the resume's replay check over an old file are the ones taken when it was written
     assert first.model_dump_json() == old

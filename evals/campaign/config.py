@@ -12,13 +12,11 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       model_validator)
 
 from simulator.choice import DECISION_HELP, DecisionMode, refuse_temperature
+from evals.campaign.events import variant_now
 from evals.campaign.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
 from evals.campaign.jobs import ExecutorName
 
 from recsys.pipeline import RERANKERS  # "mixture": mixture calibration, models with attention only
-
-#: A reranker's old name and its name now: 'MODEL+personas' in an old config reads as 'MODEL+mixture'.
-OLD_RERANKER_NAMES = {"personas": "mixture"}
 
 
 class ConfigError(ValueError):
@@ -243,8 +241,7 @@ class CampaignConfig(_Strict):
 
         read = []
         for v in variants:
-            model, _, given = v.partition("+")
-            reranker = OLD_RERANKER_NAMES.get(given, given)
+            model, _, reranker = variant_now(v).partition("+")  # an old reranker name reads as today's
             try:
                 entry = resolve(model)  # a plug-in module is imported here: a broken one fails before any work
             except RecsysError as exc:
@@ -255,7 +252,7 @@ class CampaignConfig(_Strict):
             if reranker == "mixture" and not entry.attention:
                 raise ValueError(f"variant {v!r}: the 'mixture' reranker needs a model with attention over mixture "
                                  "components (ampcf, ampcf-mf)")
-            read.append(v if reranker == given else f"{model}+{reranker}")
+            read.append(variant_now(v))
         if len(set(read)) != len(read):
             raise ValueError("variants repeat")
         return read

@@ -18,6 +18,14 @@ from simulator.turn import Turn, TurnCore
 
 #: 2: a slate item's AMP-CF attribution is ``component`` (schema 1 called it ``persona``; still read).
 EVENTS_SCHEMA_VERSION = 2
+#: A reranker's old name and its name now: 'MODEL+personas' (an old config, a schema-1 event) is 'MODEL+mixture'.
+OLD_RERANKER_NAMES = {"personas": "mixture"}
+
+
+def variant_now(variant: str) -> str:
+    """A recommender variant under today's names: 'ampcf-mf+personas' -> 'ampcf-mf+mixture'; others as given."""
+    model, _, reranker = variant.partition("+")
+    return f"{model}+{OLD_RERANKER_NAMES[reranker]}" if reranker in OLD_RERANKER_NAMES else variant
 
 
 class SlateItem(BaseModel):
@@ -158,10 +166,11 @@ class EventWriter:
 
 
 def events_frame(path: str | Path):
-    """All events as a pandas DataFrame (nested fields kept as Python objects)."""
+    """All events as a pandas DataFrame (nested fields kept as Python objects; an old run's variants under
+    today's names, as its config reads them: `variant_now`)."""
     import pandas as pd
 
-    rows = [e.model_dump() for e in read_events(path)]
+    rows = [{**e.model_dump(), "variant": variant_now(e.variant)} for e in read_events(path)]
     if not rows:
         raise EventLogError(f"{path}: no events")
     return pd.DataFrame(rows)
