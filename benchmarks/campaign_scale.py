@@ -44,7 +44,7 @@ def config(url: str, users_per_persona: int, concurrency: int) -> dict:
         "users_per_persona": users_per_persona, "user_variants": ["layered"], "variants": ["mf", "ampcf"],
         "turns": 2, "slate_size": 4, "runs_per_user": 1, "best_of": 1,
         "llm": {"backend": "openai", "base_url": url, "model": "fault-echo", "concurrency": concurrency, "cache": False},
-        "recsys": {"dim": 16, "personas_k": 2, "epochs": 1, "onboarding_pool": 6},
+        "recsys": {"dim": 16, "mixture_k": 2, "epochs": 1, "onboarding_pool": 6},
         "sessions_in_flight": 2 * concurrency,
     }
 

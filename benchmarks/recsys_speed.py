@@ -70,7 +70,7 @@ def implicit_rows(split, seed: int, threads: int) -> list[tuple[str, np.ndarray,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--k", type=int, default=4, help="AMP-CF personas")
+    p.add_argument("--k", type=int, default=4, help="AMP-CF mixture components")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch and implicit threads")
     p.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")

@@ -23,7 +23,7 @@ from evals.commands.errors import GuardedGroup, run  # noqa: E402
 
 app = typer.Typer(
     cls=GuardedGroup,
-    help="personasim: LLM-driven synthetic users for evaluating persona-mixture recommenders.",
+    help="personasim: LLM-driven synthetic users for evaluating recommenders, mixture models among them.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

@@ -1,7 +1,7 @@
 """The offline experiment: does AMP-CF give diversity without a reranker, at no accuracy cost?
 
 Trains Pop, MF (softmax and BPR), AMP-CF (K in 1, 2, 4, 8), MF + each reranker
-over a lambda sweep, and AMP-CF + persona-mixture calibration (`rerank.persona_allocate`)
+over a lambda sweep, and AMP-CF + mixture calibration (`rerank.mixture_allocate`)
 over the same number of lambdas, on one leave-last-out split, and scores every
 variant with the same metrics. Writes results.json and a Pareto plot through the caller's
 ``write`` (evals passes `personas.infra.files.write_whole`: recsys imports nothing of ours).
@@ -46,9 +46,9 @@ TUNED: dict[str, dict] = {
 }
 #: Each reranker family's lambda chosen on validation by the same run: the most diverse lambda whose validation
 #: NDCG@10 stays within 5% of its model's (the bench still sweeps the whole grid, so frontiers can be drawn).
-TUNED_LAMBDAS: dict[str, float] = {"mf+mmr": 0.7, "mf+dpp": 0.7, "mf+calibration": 0.1, "ampcf-k2+personas": 0.3,
-                                   "ampcf-k4+personas": 0.3, "ampcf-k8+personas": 0.2, "ampcf-k2-mf+personas": 0.6,
-                                   "ampcf-k4-mf+personas": 0.9, "ampcf-k8-mf+personas": 0.1}
+TUNED_LAMBDAS: dict[str, float] = {"mf+mmr": 0.7, "mf+dpp": 0.7, "mf+calibration": 0.1, "ampcf-k2+mixture": 0.3,
+                                   "ampcf-k4+mixture": 0.3, "ampcf-k8+mixture": 0.2, "ampcf-k2-mf+mixture": 0.6,
+                                   "ampcf-k4-mf+mixture": 0.9, "ampcf-k8-mf+mixture": 0.1}
 
 #: How recsys writes an output file: ``write(path, data)``, data being text, bytes or a function that writes the
 #: temporary path it is given. evals passes `personas.infra.files.write_whole` (the file whole or not at all).
@@ -60,7 +60,7 @@ class BenchConfig:
     seed: int = 0
     k: int = 10
     personas: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    #: AMP-CF variants whose personas start from the bench's MF ('ampcf-kK-mf', `AMPCF._start_from_mf`). Default:
+    #: AMP-CF variants whose components start from the bench's MF ('ampcf-kK-mf', `AMPCF._start_from_mf`). Default:
     #: K = 2 only, the best of the three on validation (recsys/README.md); all three took `--seed 0` to 213 s,
     #: past the 3-minute target. `recsys bench --pretrained 2,4,8` runs all three.
     pretrained: list[int] = field(default_factory=lambda: [2])
@@ -73,7 +73,7 @@ class BenchConfig:
     mmr: list[float] = field(default_factory=lambda: [0.95, 0.9, 0.8, 0.7, 0.5])
     dpp: list[float] = field(default_factory=lambda: [0.95, 0.9, 0.8, 0.7, 0.5])
     calibration: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.6, 0.9])
-    #: persona-mixture calibration over each AMP-CF with K > 1
+    #: mixture calibration (the 'mixture' reranker) over each AMP-CF with K > 1
     persona_cal: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.6, 0.9])
     candidates: int = 100
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**asdict(DEFAULT_TRAIN)))
@@ -159,16 +159,16 @@ def run_bench(ds: Dataset, out_dir: str | Path, cfg: BenchConfig | None = None, 
 
 
 def rerank_rows(models: dict[str, Recommender], split: Split, genres: np.ndarray, cfg: BenchConfig) -> list[dict]:
-    """MF + each reranker over its lambdas, then each AMP-CF (K > 1) + persona-mixture calibration."""
+    """MF + each reranker over its lambdas, then each AMP-CF (K > 1) + mixture calibration."""
     sweeps = [("mf", "mmr", cfg.mmr), ("mf", "dpp", cfg.dpp),
               ("mf", "calibration", cfg.calibration if genres.shape[1] else [])]  # calibration needs genres
-    sweeps += [(name, "personas", cfg.persona_cal) for name in models if name.startswith("ampcf-k") and name != "ampcf-k1"]
+    sweeps += [(name, "mixture", cfg.persona_cal) for name in models if name.startswith("ampcf-k") and name != "ampcf-k1"]
     return [evaluate(f"{base}+{kind}@{lam}", models[base], split, genres, cfg.k, Reranker(kind, lam, cfg.candidates))
             for base, kind, lams in sweeps for lam in lams]
 
 
 #: Columns summarised across seeds by `run_seeds`.
-SUMMARY_COLS = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10",
+SUMMARY_COLS = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10",
                 "ndcg@10_minus_mf", "train_s", "recommend_ms_per_user"]
 
 

@@ -10,8 +10,8 @@ A recommender is an object with these methods (shapes: B users, N = catalog size
 - ``score_params(params)``: float scores [N] for those parameters (a campaign's slates rank by these).
 
 Optional: ``item_embeddings()`` -> [N, d] or None (embedding diversity and the MMR / DPP rerankers on catalogs
-without genres); ``explain_params(params, items)`` -> attention [len(items), K] (AMP-CF: the "personas"
-reranker and the report's persona coverage); ``set_catalog(item_ids, categories)``, called before ``fit`` with
+without genres); ``explain_params(params, items)`` -> attention [len(items), K] (AMP-CF: the "mixture"
+reranker and the A/B's mixture-component attribution); ``set_catalog(item_ids, categories)``, called before ``fit`` with
 the data set's own id and category names (genres; [] where the data have none) of each item column: a service
 knows items by its ids, a plug-in may rank by category. What a model has is its `capabilities`.
 
@@ -73,7 +73,7 @@ class RecommenderContract(Protocol):
 
 def capabilities(model) -> frozenset[str]:
     """What a fitted model offers beyond the required methods: 'item_embeddings' (it returns some),
-    'attention' (it has ``explain_params`` and K > 1 personas)."""
+    'attention' (it has ``explain_params`` and K > 1 mixture components)."""
     inner = getattr(model, "inner", model)
     caps = set()
     emb = getattr(inner, "item_embeddings", None)

@@ -1,13 +1,13 @@
 """MF and AMP-CF: one factorised net behind the `recsys.models.Recommender` contract.
 
-Shapes: B users, M items, N = catalog size, K personas, d = embedding dim.
+Shapes: B users, M items, N = catalog size, K mixture components, d = embedding dim.
 
 - `MF`: one vector per user, BPR loss (Rendle et al. 2009).
-- `AMPCF`: K persona vectors per user mixed by attention to the *candidate*
+- `AMPCF`: K user vectors (mixture components) per user mixed by attention to the *candidate*
   item: a_k = softmax_k(<W p_k, V q_j> / (tau sqrt(d_att))), x = sum_k a_k p_k,
   score = <x, q_j> + b_j. Optional regularisers: per-item attention entropy
-  (push each item to one persona) and across-item entropy of the mean
-  attention (keep all personas in use). With K = 1 it is MF.
+  (push each item to one component) and across-item entropy of the mean
+  attention (keep all components in use). With K = 1 it is MF.
 
 MF and AMP-CF train with the same loop (`_Factorised.fit`: softmax over the full
 catalog by default, BPR optional), so differences come from the user
@@ -35,15 +35,15 @@ from recsys.train_context import deterministic, keep_freed_memory
 
 
 class _Net(nn.Module):
-    """Item side shared by MF and AMP-CF; the user side is K persona vectors (K=1: MF)."""
+    """Item side shared by MF and AMP-CF; the user side is K mixture components, user vectors (K=1: MF)."""
 
     def __init__(self, n_users, n_items, dim, k, tau, generator, att_dim=None):
         super().__init__()
         self.k, self.tau, self.dim = k, tau, dim
-        # W, V [d_att, d] project personas and items into a small attention space:
-        # the attention logits cost B*K*M*d_att, so d_att < d keeps K personas cheap.
+        # W, V [d_att, d] project components and items into a small attention space:
+        # the attention logits cost B*K*M*d_att, so d_att < d keeps K components cheap.
         self.att_dim = min(att_dim or dim, dim)
-        # independent persona inits (a shared start + noise was tried: NDCG@10 0.070 vs 0.075, K=4)
+        # independent component inits (a shared start + noise was tried: NDCG@10 0.070 vs 0.075, K=4)
         self.users = nn.Parameter(torch.randn(n_users, k, dim, generator=generator) * 0.1)
         self.items = nn.Parameter(torch.randn(n_items, dim, generator=generator) * 0.1)
         self.bias = nn.Parameter(torch.zeros(n_items))
@@ -92,7 +92,7 @@ class _Factorised(Recommender):
         ``start``: a trained MF on the same matrix to start from (`_start_from_mf`)."""
         self._remember(train)
         if self.k > max(1, int(np.diff(self._train.indptr).max())):
-            raise RecsysError(f"K={self.k} personas but no user has more than "
+            raise RecsysError(f"K={self.k} mixture components but no user has more than "
                               f"{int(np.diff(self._train.indptr).max())} positives")
         c = self.config
         gen = torch.Generator().manual_seed(c.seed)
@@ -113,9 +113,9 @@ class _Factorised(Recommender):
 
     def _start_from_mf(self, mf: "_Factorised", gen: torch.Generator, noise: float) -> None:
         """Start from a trained MF (NeuMF-style pre-training): items and biases are MF's, and each of the
-        K personas is the user's MF vector plus seeded Gaussian noise of ``noise`` times the vectors' sd
-        (identical personas get identical gradients, so without noise they never split). At the first
-        step the mixture scores almost as MF does; training then decides how far the personas move apart."""
+        K mixture components is the user's MF vector plus seeded Gaussian noise of ``noise`` times the vectors'
+        sd (identical components get identical gradients, so without noise they never split). At the first
+        step the mixture scores almost as MF does; training then decides how far the components move apart."""
         if getattr(mf, "k", None) != 1 or not hasattr(mf, "net"):
             raise RecsysError(f"starting from MF needs a trained MF, got {type(mf).__name__}")
         if mf.net.users.shape[0] != self.n_users or mf.net.items.shape != self.net.items.shape:
@@ -182,7 +182,7 @@ class _Factorised(Recommender):
 
     @torch.no_grad()
     def attention_all(self, users: np.ndarray) -> np.ndarray:
-        """Attention over each user's personas for every catalog item: [B, N, K] (K = 1: all ones)."""
+        """Attention over each user's mixture components for every catalog item: [B, N, K] (K = 1: all ones)."""
         users = self._check_users(users)
         net = self.net
         out = [net.attention(net.users[torch.from_numpy(users[s: s + 256].copy())], net.items).transpose(1, 2).numpy()
@@ -191,7 +191,7 @@ class _Factorised(Recommender):
 
     @torch.no_grad()
     def explain(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Attention over each user's personas for items: [B, M, K] (argmax = dominant persona)."""
+        """Attention over each user's mixture components for items: [B, M, K] (argmax = dominant component)."""
         users = self._check_users(users)
         items = np.asarray(items, dtype=np.int64)
         self._check_items(items)
@@ -199,8 +199,8 @@ class _Factorised(Recommender):
         Q = self.net.items[torch.from_numpy(items)]
         return self.net.attention(P, Q).transpose(1, 2).numpy()
 
-    def dominant_persona(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Index of the persona with the most attention for each (user, item): [B, M] ints."""
+    def dominant_component(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Index of the mixture component with the most attention for each (user, item): [B, M] ints."""
         return self.explain(users, items).argmax(-1)
 
     def explain_params(self, params: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -211,7 +211,7 @@ class _Factorised(Recommender):
         return np.ones((len(items), 1), np.float32) if a is None else a[:, items].T
 
     def fold_in(self, liked, steps=60, seed=0, start=None):
-        """Persona vectors [K, d] for a new user who liked ``liked`` (item indices); items frozen.
+        """Mixture components [K, d] for a new user who liked ``liked`` (item indices); items frozen.
 
         ``start`` [K, d]: begin from these parameters (a warm start, e.g. the user's previous fold)
         instead of the seeded start near the liked items; the result then differs from a cold fold.
@@ -249,11 +249,11 @@ class _Factorised(Recommender):
         return liked
 
     def _fold_start(self, liked: np.ndarray, seed: int, start=None) -> tuple[torch.Tensor, np.random.Generator]:
-        """The starting persona vectors [K, d] (a fresh tensor) and the fold's generator (BPR negatives)."""
+        """The starting component vectors [K, d] (a fresh tensor) and the fold's generator (BPR negatives)."""
         gen = torch.Generator().manual_seed(seed)
         rng = np.random.default_rng(seed)
         Qliked = self.net.items.detach()[torch.from_numpy(liked)]
-        # start each persona at a different liked item so they can specialise
+        # start each component at a different liked item so they can specialise
         pick = torch.from_numpy(rng.choice(len(liked), size=self.k, replace=len(liked) < self.k))
         if start is not None:  # warm: the draws above still happen, so the generator is where a cold fold's is
             return torch.tensor(np.asarray(start, np.float32).reshape(self.k, self.config.dim)), rng
@@ -293,7 +293,7 @@ class _Factorised(Recommender):
         return consts
 
     def _mix(self, P: np.ndarray, c: dict[str, np.ndarray]):
-        """Scores s [N] of persona vectors P [K, d], with what the gradient needs: per-persona scores
+        """Scores s [N] of component vectors P [K, d], with what the gradient needs: per-component scores
         per [K, N], attention a [K, N] (None when K = 1) and the mixture s - b [N]."""
         per = P @ c["items_t"]
         if self.k == 1:
@@ -355,7 +355,7 @@ class _Factorised(Recommender):
                 opt.step()
 
     def score_params(self, params):
-        """Scores [N] of folded-in persona vectors [K, d] (numpy: a campaign scores before every slate)."""
+        """Scores [N] of folded-in component vectors [K, d] (numpy: a campaign scores before every slate)."""
         return self._mix(np.asarray(params, np.float32), self._fold_consts())[0]
 
     def item_embeddings(self):
@@ -387,7 +387,8 @@ class MF(_Factorised):
 
 
 class AMPCF(_Factorised):
-    """Attentive multi-persona CF. ``k`` personas per user, attention temperature ``tau``,
+    """Attentive multi-persona CF (the paper's name; its K "personas" are this project's mixture components).
+    ``k`` mixture components per user, attention temperature ``tau``,
     attention space of ``att_dim`` dimensions (None: the embedding dim)."""
 
     name = "ampcf"
@@ -405,7 +406,7 @@ class AMPCF(_Factorised):
 
     def fit(self, train, show_progress=False, on_epoch=None, start=None, start_noise=None):
         """As `_Factorised.fit`; with ``pretrain`` set (the 'ampcf-kK-mf' variant) and no ``start`` given, an MF
-        is first trained on ``pretrain`` (with this model's seed) and the personas start from it. Its
+        is first trained on ``pretrain`` (with this model's seed) and the components start from it. Its
         training time counts in ``train_s``."""
         t0 = time.perf_counter()
         if start is None and self.pretrain is not None:

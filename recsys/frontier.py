@@ -46,7 +46,7 @@ def frontier_rows(rows: list[dict], base: str = "mf", families=RERANK_FAMILIES) 
 
 def margins(rows: list[dict], axis: str = "ild", base: str = "mf", families=RERANK_FAMILIES,
             mixture_prefix: str = "ampcf-k") -> dict[str, float]:
-    """Margin of every mixture variant (AMP-CF with K > 1, plain or persona-calibrated) against the
+    """Margin of every mixture variant (AMP-CF with K > 1, plain or mixture-calibrated) against the
     frontier of ``base`` + ``families`` on ``axis`` ('ild' or 'kl')."""
     col, sign = AXES[axis]
     front = frontier_rows(rows, base, families)
@@ -54,4 +54,4 @@ def margins(rows: list[dict], axis: str = "ild", base: str = "mf", families=RERA
     fy = [r["ndcg@10"] for r in front]
     return {r["variant"]: margin(fx, fy, sign * r[col], r["ndcg@10"]) for r in rows
             if r["variant"].startswith(mixture_prefix) and r["variant"].split("+")[0] != mixture_prefix + "1"
-            and ("+" not in r["variant"] or "+personas@" in r["variant"])}
+            and ("+" not in r["variant"] or "+mixture@" in r["variant"])}

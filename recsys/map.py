@@ -1,9 +1,9 @@
-"""The map: where does a persona mixture replace a diversity reranker?
+"""The map: where does a mixture model (AMP-CF) replace a diversity reranker?
 
 For every cell of a sweep over two (or more) world knobs (`recsys.synthetic`)
 and every seed, the same protocol as ML-100k (leave-last-out, full-catalog
 ranking, the bench's metrics) scores MF, MF + MMR / DPP / calibration over a
-lambda sweep, AMP-CF (K personas) and AMP-CF + persona-mixture calibration.
+lambda sweep, AMP-CF (K mixture components) and AMP-CF + mixture calibration.
 A cell is a *winner* when the best mixture variant (plain or calibrated, no
 external reranker) lies on or beyond the MF + best-reranker frontier
 (NDCG@10 vs ILD@10; its margin, averaged over seeds, is >= 0); the same
@@ -11,24 +11,24 @@ verdict against calibration KL is recorded beside it.
 
 Predictor: statistics a data set's owner can measure on their own data with a
 probe AMP-CF (the map's K and dimension), averaged over users:
-- ``persona_entropy``: entropy of the user's persona weights (the share of
-  their history each persona dominates), over log K;
-- ``persona_rao``: Rao's quadratic entropy of those weights with the cosine
-  distance between the user's persona vectors (personas that are both used
-  and distinct);
+- ``component_entropy``: entropy of the user's mixture-component weights (the
+  share of their history each component dominates), over log K;
+- ``component_rao``: Rao's quadratic entropy of those weights with the cosine
+  distance between the user's component vectors (components that are both
+  used and distinct);
 - ``multimodality``: 1 - length of the mean unit MF item vector of the
   user's history (spread of their tastes in MF's item space);
-- ``attention_entropy``: entropy of AMP-CF's attention over personas for
+- ``attention_entropy``: entropy of AMP-CF's attention over components for
   each history item, over log K (low: each item clearly belongs to one
-  persona);
-- ``persona_silhouette``: silhouette (cosine, MF item space) of the user's
-  history items grouped by their dominant persona (are a user's personas
-  separable in their own history?); users whose history one persona
+  component);
+- ``component_silhouette``: silhouette (cosine, MF item space) of the user's
+  history items grouped by their dominant component (are a user's components
+  separable in their own history?); users whose history one component
   dominates entirely are left out;
 - ``item_silhouette``: the best silhouette of k-means (k in 4, 8, 16, 32) over
   the catalog's unit MF item vectors (are there distinct tastes at all?).
 The last three were added (issue 11) before the final map was run, from the
-issue's list (attention entropy, the personas' separability, multimodality),
+issue's list (attention entropy, the components' separability, multimodality),
 and were not chosen by looking at any map cell's verdict.
 A one-threshold rule (a depth-1 tree over one statistic, chosen on the other
 cells) is scored on each held-out cell (leave one cell out). ML-100k is put on
@@ -51,10 +51,10 @@ from recsys.bench import BenchConfig, Write, evaluate, rerank_rows, t_interval
 from recsys.data import Dataset, leave_last_out
 from recsys.factorised import AMPCF, MF
 from recsys.models import TrainConfig
-from recsys.rerank import persona_weights
+from recsys.rerank import component_weights
 from recsys.synthetic import KNOBS, KnobError, WorldConfig, generate
 
-STATS = ("persona_entropy", "persona_rao", "multimodality", "attention_entropy", "persona_silhouette",
+STATS = ("component_entropy", "component_rao", "multimodality", "attention_entropy", "component_silhouette",
          "item_silhouette")
 
 
@@ -85,7 +85,7 @@ class MapConfig:
     #: seeds for each real data set placed on the map (ML-100k costs ~20 cell-seeds' CPU per seed). 5: one seed
     #: left ML-100k's verdict a tie (-0.0018, no interval); five are what `recsys bench` settles it with
     place_seeds: int = 5
-    #: also score AMP-CF started from the cell's MF ('ampcf-kK-mf', `AMPCF._start_from_mf`) and its persona
+    #: also score AMP-CF started from the cell's MF ('ampcf-kK-mf', `AMPCF._start_from_mf`) and its mixture
     #: calibration as mixture variants: ML-100k's best mixture in `recsys bench`. Off by default: one more AMP-CF per
     #: cell-seed, and the default map's 24 seeds must fit 30 min on 2 cores (README: the map, started from MF)
     pretrained: bool = False
@@ -146,7 +146,7 @@ def read_map_config(path: str | Path | None) -> MapConfig:
         raise KnobError(f"{path}: {exc}") from None
 
 
-def persona_stats(amp: AMPCF, mf: MF, split, seed: int = 0) -> dict[str, float]:
+def component_stats(amp: AMPCF, mf: MF, split, seed: int = 0) -> dict[str, float]:
     """The predictor statistics (module docstring), mean over the split's test users."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
@@ -165,7 +165,7 @@ def persona_stats(amp: AMPCF, mf: MF, split, seed: int = 0) -> dict[str, float]:
         if not len(h):
             continue
         a = att[i][h]  # [H, K]
-        w = persona_weights(a)
+        w = component_weights(a)
         nz = w[w > 0]
         ent.append(float(-(nz * np.log(nz)).sum() / logk))
         rao.append(float(w @ (1.0 - Pn[i] @ Pn[i].T) @ w))
@@ -179,9 +179,9 @@ def persona_stats(amp: AMPCF, mf: MF, split, seed: int = 0) -> dict[str, float]:
         if k < len(En) // 4:
             lab = KMeans(k, n_init=3, random_state=seed).fit_predict(En)
             item_sil.append(float(silhouette_score(En, lab, metric="cosine")))
-    return {"persona_entropy": float(np.mean(ent)), "persona_rao": float(np.mean(rao)),
+    return {"component_entropy": float(np.mean(ent)), "component_rao": float(np.mean(rao)),
             "multimodality": float(np.mean(multi)), "attention_entropy": float(np.mean(att_ent)),
-            "persona_silhouette": float(np.mean(sil)) if sil else 0.0,
+            "component_silhouette": float(np.mean(sil)) if sil else 0.0,
             "item_silhouette": max(item_sil) if item_sil else float("nan")}
 
 
@@ -200,10 +200,10 @@ def score_dataset(ds: Dataset, mc: MapConfig, seed: int) -> dict:
     rows += rerank_rows(models, split, genres, mc.bench(seed))
     for r in rows:
         r.pop("_per_user_ndcg")
-    return {"rows": [{k: r[k] for k in ("variant", "ndcg@10", "ild@10", "calibration_kl@10", "persona_coverage@10")}
+    return {"rows": [{k: r[k] for k in ("variant", "ndcg@10", "ild@10", "calibration_kl@10", "taste_coverage@10")}
                      for r in rows],
             "margins": {axis: frontier.margins(rows, axis) for axis in frontier.AXES},
-            "stats": persona_stats(models[f"ampcf-k{mc.personas}"], models["mf"], split, seed)}
+            "stats": component_stats(models[f"ampcf-k{mc.personas}"], models["mf"], split, seed)}
 
 
 def summarise(per_seed: list[dict]) -> dict:
@@ -351,7 +351,7 @@ def run_map(mc: MapConfig, out: str | Path, real: dict[str, Dataset] | None = No
 def answer(cells: list[dict], pred: dict, placed: dict) -> str:
     """The map's answer in one paragraph."""
     wins = [c for c in cells if c["winner"]]
-    txt = (f"{len(wins)} of {len(cells)} cells: a persona mixture without a reranker reaches the MF + best-reranker "
+    txt = (f"{len(wins)} of {len(cells)} cells: a mixture model without a reranker reaches the MF + best-reranker "
            f"frontier (NDCG@10 vs ILD@10)")
     if wins:
         txt += " (" + "; ".join(", ".join(f"{k}={v}" for k, v in c["knobs"].items()) for c in wins) + ")"

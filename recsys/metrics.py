@@ -118,8 +118,8 @@ def user_tastes(history: np.ndarray, genres: np.ndarray, min_share: float = 0.15
     return np.flatnonzero(p >= min_share)
 
 
-def persona_coverage(recs: np.ndarray, histories: list[np.ndarray], genres: np.ndarray,
-                     min_share: float = 0.15, min_tastes: int = 2) -> float:
+def taste_coverage(recs: np.ndarray, histories: list[np.ndarray], genres: np.ndarray,
+                   min_share: float = 0.15, min_tastes: int = 2) -> float:
     """For users with >= ``min_tastes`` tastes, the mean share of tastes hit by their list.
 
     A taste is hit when some recommended item carries that genre.

@@ -2,8 +2,8 @@
 (`recsys.bench`) and campaigns (`evals.campaign.world`) share, so a campaign's 'mf' or 'ampcf' is built by the
 same code, with the same defaults, as the bench's.
 
-Names: 'pop', 'mf', 'ampcf-kK' (K persona vectors per user), 'ampcf-kK-mf' (the same, its personas
-started from a trained MF).
+Names: 'pop', 'mf', 'ampcf-kK' (K mixture components, user vectors, per user), 'ampcf-kK-mf' (the same,
+its components started from a trained MF).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ DEFAULT_TRAIN = TrainConfig(dim=64, epochs=6, lr=1e-2, reg=3e-2, batch_size=1024
 
 
 def starts_from_mf(name: str) -> bool:
-    """Whether recommender ``name`` ('ampcf-kK-mf') starts its personas from a trained MF."""
+    """Whether recommender ``name`` ('ampcf-kK-mf') starts its mixture components from a trained MF."""
     return name.endswith("-mf")
 
 
@@ -35,7 +35,7 @@ def make_recommender(name: str, train: TrainConfig, *, tau: float = 0.5, att_dim
                      peak_reg: float = 0.0, spread_reg: float = 0.0, pretrain: TrainConfig | None = None) -> Recommender:
     """An untrained recommender: 'pop', 'mf', 'ampcf-kK' or 'ampcf-kK-mf' on ``train`` (AMP-CF: attention
     temperature, attention dims and regularisers as given; its batch size is ``train.batch_size``).
-    'ampcf-kK-mf' starts its personas from an MF trained on ``pretrain`` (`AMPCF._start_from_mf`)."""
+    'ampcf-kK-mf' starts its mixture components from an MF trained on ``pretrain`` (`AMPCF._start_from_mf`)."""
     if name == "pop":
         return Popularity()
     if name == "mf":
@@ -44,7 +44,7 @@ def make_recommender(name: str, train: TrainConfig, *, tau: float = 0.5, att_dim
     k = name.removeprefix("ampcf-k").removesuffix("-mf")
     if not (name.startswith("ampcf-k") and k.isdigit() and int(k) >= (2 if from_mf else 1)):
         raise RecsysError(f"unknown recommender {name!r}: expected 'pop', 'mf', 'ampcf-kK' (e.g. 'ampcf-k4') "
-                          "or 'ampcf-kK-mf' (K >= 2, personas started from MF)")
+                          "or 'ampcf-kK-mf' (K >= 2, components started from MF)")
     if from_mf and pretrain is None:
         raise RecsysError(f"{name!r} starts from an MF: give the MF's training config (pretrain=...)")
     return AMPCF(train, k=int(k), tau=tau, att_dim=att_dim, peak_reg=peak_reg, spread_reg=spread_reg,
@@ -88,7 +88,7 @@ def evaluate(name: str, model: Recommender, split: Split, genres: np.ndarray, k:
         "coverage@10": metrics.coverage(recs, split.n_items),
         "gini@10": metrics.gini(recs, split.n_items),
         "calibration_kl@10": metrics.calibration_kl(recs, hist, genres) if genres.shape[1] else float("nan"),
-        "persona_coverage@10": metrics.persona_coverage(recs, hist, genres),
+        "taste_coverage@10": metrics.taste_coverage(recs, hist, genres),
         "train_s": round(model.train_s, 2),
         "recommend_ms_per_user": round(ms, 3),
         "_per_user_ndcg": per_user,

@@ -13,8 +13,8 @@ import numpy as np
 from recsys import rerank
 from recsys.metrics import genre_distribution
 
-#: "personas": persona-mixture calibration, only over a model with K > 1 personas (`rerank.persona_allocate`).
-RERANKERS = ("mmr", "dpp", "calibration", "personas")
+#: "mixture": mixture calibration, only over a model with K > 1 mixture components (`rerank.mixture_allocate`).
+RERANKERS = ("mmr", "dpp", "calibration", "mixture")
 
 
 @dataclass
@@ -39,7 +39,7 @@ def slate(scores: np.ndarray, k: int, *, exclude: np.ndarray | None = None, rera
 
     ``exclude``: item indices never shown (seen or already recommended).
     ``history``: the user's positives, for calibration's target distribution.
-    ``attention``: [N, K] the user's attention over personas for every item (the "personas" reranker).
+    ``attention``: [N, K] the user's attention over mixture components for every item (the "mixture" reranker).
     """
     s = np.asarray(scores, dtype=np.float64).copy()
     if exclude is not None and len(exclude):
@@ -53,11 +53,12 @@ def slate(scores: np.ndarray, k: int, *, exclude: np.ndarray | None = None, rera
     cand = cand[np.argsort(-s[cand], kind="stable")]
     rel = s[cand]
     hist = history if history is not None and len(history) else cand
-    if reranker.kind == "personas":
+    if reranker.kind == "mixture":
         if attention is None or np.ndim(attention) != 2 or np.shape(attention)[1] < 2:
-            raise ValueError("the personas reranker needs the model's attention over K > 1 personas (AMP-CF, not MF)")
-        target = rerank.persona_weights(attention[hist])
-        return cand[rerank.persona_allocate(rel, attention[cand], target, k, reranker.lam)]
+            raise ValueError("the mixture reranker needs the model's attention over K > 1 mixture components "
+                             "(AMP-CF, not MF)")
+        target = rerank.component_weights(attention[hist])
+        return cand[rerank.mixture_allocate(rel, attention[cand], target, k, reranker.lam)]
     if reranker.kind == "calibration":
         if genres is None or not genres.shape[1]:
             raise ValueError("calibration needs item genres; this catalog has none (use MMR or DPP)")
@@ -79,7 +80,7 @@ def reranked_top_k(model, users: np.ndarray, k: int, *, seen: list[np.ndarray], 
     for start in range(0, len(users), 256):  # chunks bound the [B, N, K] attention
         chunk = users[start: start + 256]
         scores = model.score_all(chunk)
-        att = model.attention_all(chunk) if reranker.kind == "personas" and hasattr(model, "attention_all") else None
+        att = model.attention_all(chunk) if reranker.kind == "mixture" and hasattr(model, "attention_all") else None
         out += [slate(scores[i], k, exclude=seen[u], reranker=reranker, genres=genres, embeddings=emb,
                       history=None if histories is None else histories[u], attention=None if att is None else att[i])
                 for i, u in enumerate(chunk)]

@@ -10,7 +10,7 @@ A name is one of:
 
 A factory takes no argument, or a ``seed`` keyword, and returns an untrained model that keeps the contract
 (`recsys.contract`). Settings are fields of `Settings`, never parsed back out of a name: 'ampcf' has
-``personas_k`` persona vectors because the settings say so.
+``mixture_k`` mixture components because the settings say so.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Settings:
     """What a campaign or the bench decides for every recommender it builds."""
 
     train: TrainConfig
-    personas_k: int = 4
+    mixture_k: int = 4  # AMP-CF's mixture components (user vectors) per user
     seed: int = 0
     #: a service's options by its URL ('http://HOST:PORT' -> {timeout_s, retries, depth, auth_env}:
     #: `recsys.service.ServiceRecommender`'s keywords); a URL not named here gets the defaults
@@ -54,7 +54,7 @@ class Entry:
     build: Callable[[Settings], object]
     help: str
     source: str = "built-in"          # built-in | entry point | plug-in | service
-    attention: bool = False           # has persona attention (the 'personas' reranker needs it)
+    attention: bool = False           # attends over K > 1 mixture components (the 'mixture' reranker needs it)
     starts_from_mf: bool = False      # fitted from the campaign's trained MF (``fit(..., start=mf)``)
     torch: bool = False               # saved as torch state, not a pickle (`model_file`)
 
@@ -62,9 +62,9 @@ class Entry:
 def _ampcf(s: Settings, from_mf: bool):
     from recsys.factorised import AMPCF
 
-    if from_mf and s.personas_k < 2:
-        raise RecsysError(f"'ampcf-mf' needs personas_k >= 2 (with one persona it is MF), got {s.personas_k}")
-    return AMPCF(replace(s.train, batch_size=AMPCF_BATCH), k=s.personas_k, tau=0.5, att_dim=16,
+    if from_mf and s.mixture_k < 2:
+        raise RecsysError(f"'ampcf-mf' needs mixture_k >= 2 (with one component it is MF), got {s.mixture_k}")
+    return AMPCF(replace(s.train, batch_size=AMPCF_BATCH), k=s.mixture_k, tau=0.5, att_dim=16,
                  pretrain=s.train if from_mf else None)
 
 
@@ -86,9 +86,9 @@ def _library(cls_name: str) -> Callable[[Settings], object]:
 BUILTINS: dict[str, Entry] = {e.name: e for e in (
     Entry("pop", "popularity", lambda s: Popularity(), "training-count popularity"),
     Entry("mf", "factorised", _mf, "matrix factorisation, full-softmax loss (torch)", torch=True),
-    Entry("ampcf", "attention", lambda s: _ampcf(s, False), "persona attention: K vectors a user, mixed per item",
+    Entry("ampcf", "attention", lambda s: _ampcf(s, False), "attention over K mixture components (user vectors), mixed per item",
           attention=True, torch=True),
-    Entry("ampcf-mf", "attention", lambda s: _ampcf(s, True), "AMP-CF whose personas start from the trained MF",
+    Entry("ampcf-mf", "attention", lambda s: _ampcf(s, True), "AMP-CF whose mixture components start from the trained MF",
           attention=True, starts_from_mf=True, torch=True),
     Entry("als", "factorised", _library("ALS"), "implicit's alternating least squares"),
     Entry("bpr", "factorised", _library("BPR"), "implicit's Bayesian personalised ranking"),

@@ -10,12 +10,12 @@ to embeddings (`item_similarity`).
   2018, Algorithm 1: incremental Cholesky, O(N k^2)).
 - `calibrate`: calibrated recommendations (Steck, RecSys 2018): greedy
   maximisation of (1 - lam) * relevance - lam * KL(p || q~) over genres.
-- `persona_allocate`: the same calibration over the model's *own* personas
-  instead of genres: each candidate belongs to the persona whose attention
-  dominates it, the target is the share of the user's history each persona
-  dominates, so slate positions go to personas in proportion to the user's
-  persona weights (lam near 1: a strict proportional allocation). No external
-  diversity metric is used.
+- `mixture_allocate`: the same calibration over the model's *own* mixture
+  components (AMP-CF's K user vectors) instead of genres: each candidate
+  belongs to the component whose attention dominates it, the target is the
+  share of the user's history each component dominates, so slate positions go
+  to components in proportion to the user's component weights (lam near 1: a
+  strict proportional allocation). No external diversity metric is used.
 """
 
 from __future__ import annotations
@@ -117,15 +117,15 @@ def kl_divergence(p: np.ndarray, q: np.ndarray, alpha: float = 0.01) -> float:
     return float(np.sum(p[mask] * np.log(p[mask] / np.maximum(q_t[mask], 1e-12))))
 
 
-def persona_weights(attention: np.ndarray) -> np.ndarray:
-    """A user's persona weights [K] from the attention [H, K] of their history items: the share of the
-    history each persona dominates (argmax attention)."""
+def component_weights(attention: np.ndarray) -> np.ndarray:
+    """A user's mixture-component weights [K] from the attention [H, K] of their history items: the share of the
+    history each component dominates (argmax attention)."""
     a = np.asarray(attention)
     return np.bincount(a.argmax(1), minlength=a.shape[1]) / max(len(a), 1)
 
 
-def persona_allocate(rel: np.ndarray, attention: np.ndarray, target: np.ndarray, k: int, lam: float) -> np.ndarray:
-    """Positions into the candidates [M] (relevance ``rel``, attention [M, K]) whose dominant personas
-    match ``target`` [K] (see `persona_weights`) the way Steck's calibration matches genres."""
+def mixture_allocate(rel: np.ndarray, attention: np.ndarray, target: np.ndarray, k: int, lam: float) -> np.ndarray:
+    """Positions into the candidates [M] (relevance ``rel``, attention [M, K]) whose dominant components
+    match ``target`` [K] (see `component_weights`) the way Steck's calibration matches genres."""
     att = np.asarray(attention)
     return calibrate(rel, np.eye(att.shape[1])[att.argmax(1)], target, k, lam)

@@ -1,4 +1,4 @@
-"""A world generator with controlled persona structure, in the same `Dataset` form as ML-100k.
+"""A world generator with controlled taste structure, in the same `Dataset` form as ML-100k.
 
 Items sit in ``n_clusters`` planted tastes: item i of taste c has latent vector
 x_i = separation * mu_c + eps_i (mu_c a random unit vector in ``dim`` dims,
@@ -11,7 +11,7 @@ p_k(i) proportional to pop_i * exp(sharpness * <v_k, x_i>) and pop_i a Zipf
 law of exponent ``pop_skew`` over a random item order. Every positive has
 rating 5 and a random timestamp, so leave-last-out holds out a random
 positive; an item's genre is its planted taste, so ILD, calibration KL and
-persona coverage mean the same thing as on MovieLens.
+taste coverage mean the same thing as on MovieLens.
 """
 
 from __future__ import annotations

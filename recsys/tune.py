@@ -7,7 +7,7 @@ tuned MF): the same ``trials`` configurations
 (the two incumbents -- the old MF and AMP-CF defaults -- and seeded draws from one
 grid), each trained for ``max_epochs`` with validation NDCG@10 read after every epoch,
 so the epoch count is chosen at no extra cost. Each reranker family (MMR, DPP,
-calibration over the tuned MF; persona-mixture calibration over each tuned AMP-CF)
+calibration over the tuned MF; mixture calibration over each tuned AMP-CF)
 gets the same number of lambdas; its chosen lambda is the most diverse one whose
 validation NDCG@10 stays within ``accuracy_budget`` of its model's.
 """
@@ -35,7 +35,7 @@ class TuneConfig:
     trials: int = 4
     max_epochs: int = 8
     personas: list[int] = field(default_factory=lambda: [2, 4, 8])
-    #: AMP-CF variants whose personas start from the tuned MF ('ampcf-kK-mf'); each gets the same budget
+    #: AMP-CF variants whose components start from the tuned MF ('ampcf-kK-mf'); each gets the same budget
     pretrained: list[int] = field(default_factory=lambda: [2, 4, 8])
     #: tune only these model variants (None: all); MF is trained whatever the list, since the rerankers and
     #: the pre-trained variants start from it (its record is then in tune.json too)
@@ -44,7 +44,7 @@ class TuneConfig:
                                                             "batch_size": [256, 1024]})
     lams: dict[str, list[float]] = field(default_factory=lambda: {
         "mmr": BenchConfig().mmr, "dpp": BenchConfig().dpp, "calibration": BenchConfig().calibration,
-        "personas": BenchConfig().persona_cal})
+        "mixture": BenchConfig().persona_cal})
     accuracy_budget: float = 0.05
 
     def __post_init__(self):
@@ -130,7 +130,7 @@ def _train_keys(variant: dict) -> dict:
 def _tune_lambdas(models: dict, val, genres: np.ndarray, cfg: TuneConfig) -> dict:
     """Each reranker family's validation sweep and its chosen lambda (the most diverse within the accuracy budget)."""
     families = [("mf", kind) for kind in ("mmr", "dpp", "calibration") if kind != "calibration" or genres.shape[1]]
-    families += [(name, "personas") for name in models if name.startswith("ampcf-k")]
+    families += [(name, "mixture") for name in models if name.startswith("ampcf-k")]
     out = {}
     for base, kind in families:
         plain = evaluate(base, models[base], val, genres, 10)

@@ -27,7 +27,8 @@ class Item(BaseModel):
     title: str
     facets: dict[str, list[str]] = Field(default_factory=dict)
     meta: dict[str, Any] = Field(
-        default_factory=dict, description="passed through, never shown to the user (e.g. the AMP-CF persona index)"
+        default_factory=dict, description="passed through, never shown to the user (e.g. the index of the AMP-CF "
+        "mixture component that produced it, 'component')"
     )
 
     def line(self) -> str:

@@ -2,7 +2,7 @@
 
 `write_campaign(out, users_per_persona=...)` writes campaign.json, personas/ (cards with centroids,
 facts and evidence passages, and a real separability report over sampled member vectors) and
-events.jsonl (real TurnEvent records: AMP-CF slates attributed to persona vectors, grounded
+events.jsonl (real TurnEvent records: AMP-CF slates attributed to mixture components, grounded
 decisions, a few failed turns). The consistency scores are the campaign's own: each line is scored
 by `simulator.consistency.score_line` with the structured judge, as a session scores it.
 Used by the report tests and benchmarks/report_render.py.
@@ -84,7 +84,7 @@ def _session(cfg: CampaignConfig, card: PersonaCard, layers: dict, rng: np.rando
     events, lines = [], []
     for t in range(cfg.turns):
         picks = rng.choice(len(catalog), cfg.slate_size, replace=False)
-        slate = [catalog[i].model_copy(update={"persona": int(rng.integers(2)) if ampcf else None}) for i in picks]
+        slate = [catalog[i].model_copy(update={"component": int(rng.integers(2)) if ampcf else None}) for i in picks]
         common = dict(**key, turn=t, layers=layers, slate=slate, config_hash=cfg.config_hash(),
                       model="synthetic-llm", backend="embedded", tokens_in=int(rng.integers(300, 700)),
                       tokens_out=int(rng.integers(10, 60)), latency_s=float(rng.uniform(0.5, 20)))

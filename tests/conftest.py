@@ -35,7 +35,7 @@ def fidelity_run(tmp_path_factory):
     from evals.validity.fidelity import FidelityConfig, run_fidelity
 
     out = tmp_path_factory.mktemp("fidelity")
-    cfg = FidelityConfig(personas_k=3, users=12, positives=2, rated=3, calibration_users=40, use_llm=False,
+    cfg = FidelityConfig(n_personas=3, users=12, positives=2, rated=3, calibration_users=40, use_llm=False,
                          ab_users=6, ab_turns=2, n_boot=200, seed=0)
     return out, run_fidelity(cfg, out, None, show_progress=False)
 

@@ -213,6 +213,10 @@ def test_validate_fidelity_into_a_read_only_folder_and_with_a_bad_backend(tmp_pa
     refused(["validate", "fidelity", "--out", str(tmp_path / "fid"), "--llm", "--backend", "openai", "--model", "m",
              "--base-url",
              "http://127.0.0.1:9", "--adapter", str(tmp_path)], ["loads its own adapters"], [tmp_path])
+    # --personas-k is the old spelling of --n-personas (the cards extracted from documents): the same option
+    for option in ("--n-personas", "--personas-k"):
+        refused(["validate", "fidelity", "--out", str(tmp_path / "fid"), "--no-llm", option, "1"],
+                ["--n-personas: Input should be greater than or equal to 2"], [tmp_path])
 
 
 # -- recsys bench (its command module is another's; the wrapper covers what it does not catch) ----------

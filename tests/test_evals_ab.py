@@ -24,7 +24,7 @@ def _campaign(delta: float, *, n_users=30, runs=1, seed=3, user_variants=("layer
                     p_accept = np.clip(base + extra + r * run_effect + rng.normal(0, 0.05), 0, 1)
                     n_chosen = int(round(20 * p_accept))
                     slate = [{"id": f"i{j}", "title": "t", "genres": [f"g{j % 4}"],
-                              "persona": j % 2 if variant == "ampcf" else None} for j in range(20)]
+                              "component": j % 2 if variant == "ampcf" else None} for j in range(20)]
                     rows.append(_event(variant=variant, user_variant=uv, user_id=f"u{u}", run=r, slate=slate,
                                        chosen=[f"i{j}" for j in range(n_chosen)], ratings={"i0": 4, "i1": 2},
                                        consistency={"reward": 0.5}))
@@ -77,10 +77,10 @@ def test_paired_test_exact_small_sample_and_edge_cases():
 
 
 def test_session_metrics_hand_computed():
-    slate = [{"id": "a", "title": "A", "genres": ["x"], "persona": 0},
-             {"id": "b", "title": "B", "genres": ["x", "y"], "persona": 0},
-             {"id": "c", "title": "C", "genres": ["z"], "persona": 1},
-             {"id": "d", "title": "D", "genres": ["z"], "persona": 2}]
+    slate = [{"id": "a", "title": "A", "genres": ["x"], "component": 0},
+             {"id": "b", "title": "B", "genres": ["x", "y"], "component": 0},
+             {"id": "c", "title": "C", "genres": ["z"], "component": 1},
+             {"id": "d", "title": "D", "genres": ["z"], "component": 2}]
     session = pd.DataFrame([
         _event(turn=0, slate=slate, chosen=["a", "b", "nope"], ratings={"a": 5, "b": 4, "c": 2, "d": 5},
                consistency={"reward": 0.2}),
@@ -96,7 +96,7 @@ def test_session_metrics_hand_computed():
     assert m["mean_rating"] == pytest.approx(25 / 6)
     # liked a {x}, b {x,y}, c {z}: {x} vs {x,y}: 0.5; {x} vs {z}: 1; {x,y} vs {z}: 1
     assert m["diversity"] == pytest.approx(2.5 / 3)
-    assert m["mixture_acceptance"] == pytest.approx(2 / 3)  # accepted personas {0, 1} of shown {0, 1, 2}
+    assert m["mixture_acceptance"] == pytest.approx(2 / 3)  # accepted components {0, 1} of shown {0, 1, 2}
     assert m["consistency"] == pytest.approx(0.5)  # reward 0.2, then prompt_to_line 0.8 as fallback
     one = session_metrics(pd.DataFrame([_event(slate=slate[:1], chosen=["a"])]))
     assert np.isnan(one["diversity"]) and np.isnan(one["consistency"])
@@ -274,7 +274,7 @@ def test_rendered_summary_of_a_six_user_campaign_never_reads_no_difference(tmp_p
     summary = {
         "header": {"name": "six", "config_hash": "h", "code": "c0de", "seed": 0, "backend": "test", "model": "m",
                    "content_digest": "0" * 16, "runtime": "not recorded",
-                   "n_events": len(df), "n_failed": 0, "n_sessions": 24, "tokens_in": 0, "tokens_out": 0, "personas_k": 2},
+                   "n_events": len(df), "n_failed": 0, "n_sessions": 24, "tokens_in": 0, "tokens_out": 0, "mixture_k": 2},
         "offline": [], "by_variant": [], "attribution": [],
         "drift": drift_report(df), "ab": [ab], "aa": aa_false_positive_rate(df, "mf", n_boot=100),
     }

@@ -35,7 +35,7 @@ CONFIG = {
     "slate_size": 4,
     "runs_per_user": 2,
     "llm": {"backend": "embedded", "n_threads": 1},
-    "recsys": {"dim": 16, "personas_k": 2, "epochs": 2, "onboarding_pool": 6},
+    "recsys": {"dim": 16, "mixture_k": 2, "epochs": 2, "onboarding_pool": 6},
     "sessions_in_flight": 2,
 }
 
@@ -103,11 +103,11 @@ def test_reference_run_writes_every_artifact(reference):
     assert {t["user_variant"] for t in ab["tables"]} == {"layered", "naive"}  # one table per user variant
     assert {"metric", "control", "treatment", "diff", "ci_low", "ci_high", "p_value", "p_holm"} <= set(
         ab["tables"][0]["rows"][0])
-    # AMP-CF slates carry persona attributions, MF slates do not
+    # AMP-CF slates carry mixture-component attributions, MF slates do not
     events = [json.loads(line) for line in (reference / "events.jsonl").read_text().splitlines()]
     amp = [s for e in events if e["variant"] == "ampcf" and e["ok"] for s in e["slate"]]
-    assert amp and all(s["persona"] in (0, 1) for s in amp)
-    assert all(s["persona"] is None for e in events if e["variant"] == "mf" for s in e["slate"])
+    assert amp and all(s["component"] in (0, 1) for s in amp)
+    assert all(s["component"] is None for e in events if e["variant"] == "mf" for s in e["slate"])
 
 
 @pytest.fixture(scope="module")

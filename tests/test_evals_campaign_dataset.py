@@ -46,7 +46,7 @@ def _config(folder: Path, **over) -> dict:
             "personas": {"extract": "dataset-users", "k": 2},
             "user_variants": ["layered", "naive"], "users_per_persona": 1, "variants": ["mf", "mf+mmr"],
             "turns": 2, "slate_size": 4, "runs_per_user": 2,
-            "recsys": {"dataset": {"path": str(folder)}, "dim": 16, "personas_k": 2, "epochs": 2,
+            "recsys": {"dataset": {"path": str(folder)}, "dim": 16, "mixture_k": 2, "epochs": 2,
                        "onboarding_pool": 6},
             "sessions_in_flight": 4, **over}
 
@@ -160,7 +160,7 @@ def test_the_default_dataset_keeps_the_config_hash_a_folder_changes_it():
     base = {"personas": {"path": "p.jsonl"}, "variants": ["mf", "ampcf"]}
     plain = CampaignConfig.model_validate(base)
     named = CampaignConfig.model_validate({**base, "recsys": {"dataset": "ml-100k"}})
-    assert plain.model_dump(mode="json")["recsys"] == {"dataset": "ml-100k", "dim": 64, "personas_k": 4, "epochs": 6,
+    assert plain.model_dump(mode="json")["recsys"] == {"dataset": "ml-100k", "dim": 64, "mixture_k": 4, "epochs": 6,
                                                        "rerank_lambda": 0.5, "candidates": 100, "onboarding_pool": 12}
     assert plain.config_hash() == named.config_hash()
     a = CampaignConfig.model_validate({**base, "recsys": {"dataset": {"path": "data/a"}}})

@@ -18,7 +18,7 @@ BASE = "personas: {path: p.jsonl}\nvariants: [mf, ampcf]\n"
 
 def test_default_config_is_valid():
     cfg = load_config("configs/default.yaml")
-    # the seed question: MF against the reranker and against the persona mixture started from MF
+    # the seed question: MF against the reranker and against the AMP-CF mixture started from MF
     assert cfg.llm.backend == "embedded" and cfg.variants == ["mf", "mf+mmr", "ampcf-mf"]
     assert cfg.users_for("grounded") == 5  # the power rule's answer (configs/default.yaml)
     assert len(cfg.config_hash()) == 12
@@ -45,15 +45,16 @@ def test_default_config_is_valid():
          "field 'users_per_persona': Value error, names ['grounded', 'naive']; name each of user_variants ['grounded']"),
         ("personas: {}\nvariants: [mf]\n", "exactly one of 'path' or 'extract'"),
         ("variants: [mf]\n", "field 'personas': Field required"),
-        ("personas: {path: p.jsonl}\nvariants: [mf+personas]\n", "variant 'mf+personas': the 'personas' reranker needs a model with persona attention"),
+        ("personas: {path: p.jsonl}\nvariants: [mf+mixture]\n", "variant 'mf+mixture': the 'mixture' reranker needs a model with attention over mixture components"),
+        ("personas: {path: p.jsonl}\nvariants: [mf+personas]\n", "variant 'mf+personas': the 'mixture' reranker needs"),  # its old name
         ("personas: {path: p.jsonl}\nvariants: [mf, nosuch_module_xyz:make]\n",
          "recommender 'nosuch_module_xyz:make': module 'nosuch_module_xyz' does not import: ModuleNotFoundError"),
         ("personas: {path: p.jsonl}\nvariants: [mf, recsys.models:no_such_factory]\n",
          "recommender 'recsys.models:no_such_factory': module 'recsys.models' has no 'no_such_factory'"),
         ("personas: {path: p.jsonl}\nvariants: [mf, 'x y:z']\n",
          "recommender 'x y:z': a plug-in is 'package.module:factory'"),
-        ("personas: {path: p.jsonl}\nvariants: [mf, ampcf-mf]\nrecsys: {personas_k: 1}\n",
-         "field 'recsys': Value error, variant 'ampcf-mf' needs personas_k >= 2"),
+        ("personas: {path: p.jsonl}\nvariants: [mf, ampcf-mf]\nrecsys: {mixture_k: 1}\n",
+         "field 'recsys': Value error, variant 'ampcf-mf' needs mixture_k >= 2"),
         ("- just\n- a list\n", "mapping"),
         ("personas: [unclosed\n", "not valid YAML"),
     ],
@@ -63,6 +64,17 @@ def test_bad_configs_name_the_field(tmp_path, text, expected):
         load_config(_write(tmp_path, text))
     assert expected in str(info.value)
     assert str(tmp_path / "c.yaml") in str(info.value)
+
+
+def test_old_key_personas_k_reads_as_mixture_k(tmp_path):
+    """recsys.personas_k was mixture_k's name: an old config means the same and hashes the same; both keys are refused."""
+    old = load_config(_write(tmp_path, BASE + "recsys: {personas_k: 3}\n"))
+    new = load_config(_write(tmp_path, BASE + "recsys: {mixture_k: 3}\n"))
+    assert old.recsys.mixture_k == 3 and old.config_hash() == new.config_hash()
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, BASE + "recsys: {personas_k: 3, mixture_k: 3}\n"))
+    assert len(str(info.value).splitlines()) == 1
+    assert "field 'recsys': Value error, give mixture_k or its old name personas_k, not both" in str(info.value)
 
 
 def test_hash_changes_with_results_not_with_executor():
@@ -104,10 +116,16 @@ def test_users_per_persona_per_user_variant_sizes_each_variants_jobs():
     assert one.users_for("layered") == 3
 
 
-def test_ampcf_started_from_mf_is_a_campaign_model_with_or_without_persona_calibration():
-    cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf", "ampcf-mf", "ampcf-mf+personas"],
+def test_ampcf_started_from_mf_is_a_campaign_model_with_or_without_mixture_calibration():
+    cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf", "ampcf-mf", "ampcf-mf+mixture"],
+                                         "recsys": {"mixture_k": 2}})
+    assert cfg.variants[1:] == ["ampcf-mf", "ampcf-mf+mixture"]
+    # the reranker's old name keeps its meaning: an old config's 'ampcf-mf+personas' runs as 'ampcf-mf+mixture'
+    old = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf", "ampcf-mf", "ampcf-mf+personas"],
                                          "recsys": {"personas_k": 2}})
-    assert cfg.variants[1:] == ["ampcf-mf", "ampcf-mf+personas"]
+    assert old.variants == cfg.variants and old.config_hash() == cfg.config_hash()
+    with pytest.raises(ValueError, match="variants repeat"):
+        CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["ampcf+personas", "ampcf+mixture"]})
 
 
 def test_a_services_options_are_fields_that_reach_the_model():

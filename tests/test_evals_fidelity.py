@@ -266,7 +266,7 @@ def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessi
     def cfg(**grounding):
         return CampaignConfig.model_validate({
             "personas": {"path": str(pdir / "personas.jsonl")}, "variants": ["mf"], "user_variants": ["grounded"],
-            "turns": 2, "slate_size": 4, "recsys": {"dim": 8, "epochs": 1, "personas_k": 2},
+            "turns": 2, "slate_size": 4, "recsys": {"dim": 8, "epochs": 1, "mixture_k": 2},
             "grounding": {"calibration_users": 40, "fidelity_users": 8, "fidelity_ab_users": 4, **grounding}})
 
     run = tmp_path / "run"

@@ -31,7 +31,7 @@ def campaign(tmp_path_factory):
             "users_per_persona": 3, "user_variants": ["layered"], "variants": ["mf", "ampcf"], "turns": 3,
             "slate_size": 4, "runs_per_user": 1, "best_of": 1,
             "llm": {"backend": "openai", "base_url": url, "model": "fault-echo", "concurrency": 8, "cache": False},
-            "recsys": {"dim": 16, "personas_k": 2, "epochs": 1, "onboarding_pool": 6}, "sessions_in_flight": 8,
+            "recsys": {"dim": 16, "mixture_k": 2, "epochs": 1, "onboarding_pool": 6}, "sessions_in_flight": 8,
         })
         out = tmp_path_factory.mktemp("campaign")
         prepare(cfg, out, show_progress=False)

@@ -26,7 +26,7 @@ def constructed_summary() -> dict:
         "header": {"name": "t", "config_hash": "abc123", "code": "c0de", "seed": 0, "backend": "embedded",
                    "content_digest": "d1g35t0123456789", "runtime": "llama.cpp built for AVX AVX2 · torch AVX2 × 2 threads",
                    "model": "m", "n_events": 10, "n_failed": 1, "n_sessions": 4, "tokens_in": 100, "tokens_out": 50,
-                   "personas_k": 4},
+                   "mixture_k": 4},
         "offline": [{"variant": v, "ndcg@10": n, "ild@10": d} for v, n, d in
                     (("mf", 0.07, 0.7), ("mf+dpp", 0.06, 0.8), ("ampcf", 0.072, 0.75))],
         "by_variant": [{"variant": "mf", "user_variant": "layered", "sessions": 4, "acceptance_rate": 0.4, "diversity": 0.6},
@@ -35,7 +35,7 @@ def constructed_summary() -> dict:
         "ab": [{"control": "mf", "treatment": "ampcf", "rows": ab_rows}],
         "aa": {"variant": "mf", "n_metrics": 5, "n_significant": 0, "false_positive_rate": 0.0},
         "attribution": [{"user_id": "user-0000", "persona_id": "p0", "turn": 1, "title": "Heat <1995>",
-                         "genres": ["Action"], "persona_vector": 2}],
+                         "genres": ["Action"], "mixture_component": 2}],
     }
 
 

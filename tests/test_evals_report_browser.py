@@ -146,7 +146,7 @@ def test_gallery_link_and_filters_narrow_the_sessions(scenario):
 def test_an_opened_turn_shows_slate_attribution_reasons_and_layers(campaign, scenario):
     turns = scenario["turns"]
     assert len(turns) == 3
-    # AMP-CF: every slate item names its persona vector and that vector's genres in this session
+    # AMP-CF: every slate item names its mixture component and that component's genres in this session
     vectors = [v for t in turns for v in t["vectors"]]
     assert len(vectors) == 15 and all(re.fullmatch(r"[01] \([A-Za-z-]+(, [A-Za-z-]+)?\)", v) for v in vectors)
     # the judge's reasons as the session scorer gave them (the events keep only the scores)

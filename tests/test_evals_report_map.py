@@ -17,7 +17,7 @@ from recsys.map import answer, predictor_accuracy
 from tests.campaign_fixtures import write_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
-STATS = ("persona_entropy", "persona_rao", "multimodality")
+STATS = ("component_entropy", "component_rao", "multimodality")
 
 
 def _cell(tastes: int, sep: float, margin: float, entropy: float) -> dict:
@@ -25,7 +25,7 @@ def _cell(tastes: int, sep: float, margin: float, entropy: float) -> dict:
             "calibrated_margin": margin - 0.01, "best_margin_per_seed": [margin] * 3, "winner": margin >= 0}
     return {"knobs": {"tastes": tastes, "separation": sep}, "winner": margin >= 0, "ild": side,
             "kl": {**side, "winner": margin >= 0.005},
-            "stats": {"persona_entropy": entropy, "persona_rao": 0.3, "multimodality": 0.5}}
+            "stats": {"component_entropy": entropy, "component_rao": 0.3, "multimodality": 0.5}}
 
 
 def map_record() -> dict:
@@ -50,7 +50,7 @@ def _summary() -> dict:
 
 def test_map_beside_the_report_is_drawn_with_its_answer(tmp_path):
     record = map_record()
-    assert record["predictor"]["statistic"] == "persona_entropy" and record["predictor"]["winner_when"] == "below"
+    assert record["predictor"]["statistic"] == "component_entropy" and record["predictor"]["winner_when"] == "below"
     (tmp_path / "map.json").write_text(json.dumps(record))
     summary = _summary()
     html_path, md_path = render_report(summary, tmp_path)
@@ -59,7 +59,7 @@ def test_map_beside_the_report_is_drawn_with_its_answer(tmp_path):
     assert "2 of 4 cells are" in page
     assert record["answer"].split(".")[0] in page  # the map's own answer, in place
     predictor = page[page.index('id="map-predictor"'):page.index('id="map-placed"')]
-    assert "persona_entropy below" in predictor and ">1.000<" in predictor and "NOT met" not in predictor
+    assert "component_entropy below" in predictor and ">1.000<" in predictor and "NOT met" not in predictor
     placed = page[page.index('id="map-placed"'):]
     # ML-100k's entropy (0.30) lies below every cell's (0.40-0.80): predicted a winner by extrapolation, measured
     # a loser

@@ -1,5 +1,5 @@
 """The report's parts with known answers: the persona map, the validity verdicts, the judge's reasons,
-the AMP-CF vector names and the inline transcript data."""
+the names of AMP-CF's mixture components, the offline table and the inline transcript data."""
 
 from __future__ import annotations
 
@@ -79,11 +79,22 @@ def test_fidelity_and_failed_turn_verdicts():
 
 
 def test_vector_labels_name_each_vector_by_its_genres():
-    slates = [[{"genres": ["Drama", "Romance"], "persona": 0}, {"genres": ["Drama"], "persona": 0},
-               {"genres": ["Horror"], "persona": 1}, {"genres": ["Comedy"], "persona": None}],
-              [{"genres": ["Action", "Horror"], "persona": 1}, {"genres": [], "persona": 2}]]
+    slates = [[{"genres": ["Drama", "Romance"], "component": 0}, {"genres": ["Drama"], "component": 0},
+               {"genres": ["Horror"], "component": 1}, {"genres": ["Comedy"], "component": None}],
+              [{"genres": ["Action", "Horror"], "component": 1}, {"genres": [], "component": 2}]]
     assert vector_labels(slates) == {0: "Drama, Romance", 1: "Horror, Action", 2: "no genre"}
-    assert vector_labels([[{"genres": ["Drama"], "persona": None}]]) == {}
+    assert vector_labels([[{"genres": ["Drama"], "component": None}]]) == {}
+
+
+def test_an_old_offline_table_reads_taste_coverage_under_its_name_now(tmp_path):
+    """A campaign's models/offline.json written before the rename calls taste coverage persona_coverage@10."""
+    from evals.report.render import OFFLINE_COLUMNS
+    from evals.report.summary import offline_rows
+
+    path = tmp_path / "offline.json"
+    path.write_text(json.dumps({"rows": [{"variant": "mf", "ndcg@10": 0.07, "persona_coverage@10": 0.5}]}))
+    assert offline_rows(path) == [{"variant": "mf", "ndcg@10": 0.07, "taste_coverage@10": 0.5}]
+    assert "taste_coverage@10" in OFFLINE_COLUMNS and offline_rows(tmp_path / "none.json") == []
 
 
 @pytest.fixture(scope="module")

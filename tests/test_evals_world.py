@@ -34,7 +34,7 @@ def test_adapter_refolds_once_per_slate_on_all_likes():
     adapter.onboard(["i0", "i1"])
     first = adapter.recommend([], 4)
     assert model.folds == 1 and len(first) == 4
-    assert all(it.meta["persona"] in (0, 1) for it in first)  # AMP-CF names the persona behind each item
+    assert all(it.meta["component"] in (0, 1) for it in first)  # AMP-CF names the component behind each item
     # two likes and a dislike in one turn: one refold, before the next slate, on every like so far
     feedback = [Feedback(item_id=first[0].id, turn=0, chosen=True), Feedback(item_id=first[1].id, turn=0, rating=5),
                 Feedback(item_id=first[2].id, turn=0, rating=2)]
@@ -161,7 +161,7 @@ def test_a_campaigns_ampcf_mf_starts_from_the_campaigns_own_mf():
 
     train_matrix = planted(major=0.7)[0]
     tc = replace(DEFAULT_TRAIN, dim=8, epochs=3, seed=5)
-    settings = Settings(tc, personas_k=2, seed=5)
+    settings = Settings(tc, mixture_k=2, seed=5)
     users = np.arange(30)
     mf = train("mf", settings, train_matrix)
     # as `prepare` builds it, with no AMP-CF epoch and no noise
@@ -174,7 +174,7 @@ def test_a_campaigns_ampcf_mf_starts_from_the_campaigns_own_mf():
     # `prepare` hands it the campaign's MF when it trained one: the same model as pre-training its own
     reused = train("ampcf-mf", settings, train_matrix, start=mf)
     np.testing.assert_array_equal(reused.score_all(users), trained.score_all(users))
-    assert build("ampcf", replace(settings, personas_k=3)).k == 3
+    assert build("ampcf", replace(settings, mixture_k=3)).k == 3
 
 
 def test_twins_are_drawn_at_random_among_members_and_a_persona_too_small_is_refused():

@@ -46,7 +46,7 @@ def world(tmp_path_factory):
             for i, u in enumerate(ds.users["user_id"])]
     write_whole(pdir / "assignments.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     write_split_record(pdir, split)
-    cfg = FidelityConfig(personas_k=3, calibration_users=20, use_llm=False, n_boot=200, seed=0)
+    cfg = FidelityConfig(n_personas=3, calibration_users=20, use_llm=False, n_boot=200, seed=0)
     members = [Member("random", "random", fit=lambda i: None), Member("pop", "popularity", fit=_registry("pop")),
                Member("broken", "test", fit=_broken), Member("itemknn", "neighbourhood", fit=_registry("itemknn")),
                Member("ease", "linear", fit=_registry("ease")),

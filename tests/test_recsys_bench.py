@@ -39,11 +39,11 @@ def test_bench_writes_rows_and_plot(tmp_path):
     rows = run_bench(ds, tmp_path / "out", cfg, show_progress=False, write=write_whole)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["variant"] for r in saved] == ["pop", "mf", "mf-bpr", "ampcf-k1", "ampcf-k2", "ampcf-k2-mf", "mf+mmr@0.5",
-                                            "mf+dpp@0.5", "mf+calibration@0.5", "ampcf-k2+personas@0.5",
-                                            "ampcf-k2-mf+personas@0.5"]
+                                            "mf+dpp@0.5", "mf+calibration@0.5", "ampcf-k2+mixture@0.5",
+                                            "ampcf-k2-mf+mixture@0.5"]
     assert saved[-2]["model"] == "ampcf-k2" and saved[-2]["ild@10"] != saved[4]["ild@10"]  # the slate was reranked
     assert saved[-1]["model"] == "ampcf-k2-mf" and saved[5]["train_s"] >= saved[1]["train_s"]  # its MF's time counts
-    need = {"ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "train_s",
+    need = {"ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10", "train_s",
             "recommend_ms_per_user", "seed", "config_hash", "model"}
     assert all(need <= set(r) for r in saved) and all(r["seed"] == 3 for r in saved)
     mf = saved[1]
@@ -70,7 +70,7 @@ def test_bench_without_genres_falls_back_to_embeddings(tmp_path):
     rows = {r["variant"]: r for r in run_bench(ds, tmp_path / "out", cfg, show_progress=False, write=write_whole)}
     assert "mf+calibration@0.5" not in rows and "mf+mmr@0.5" in rows
     assert 0.0 <= rows["mf"]["ild@10"] <= 2.0 and np.isnan(rows["pop"]["ild@10"])
-    assert np.isnan(rows["mf"]["calibration_kl@10"]) and np.isnan(rows["mf"]["persona_coverage@10"])
+    assert np.isnan(rows["mf"]["calibration_kl@10"]) and np.isnan(rows["mf"]["taste_coverage@10"])
 
 
 def test_run_seeds_summarises_mean_and_sd_and_reproduces_each_seed(tmp_path):
@@ -85,12 +85,12 @@ def test_run_seeds_summarises_mean_and_sd_and_reproduces_each_seed(tmp_path):
                                                   write=write_whole)}
     per_seed = [{r["variant"]: r for r in json.loads((tmp_path / "multi" / f"seed-{s}" / "results.json").read_text())}
                 for s in (3, 4)]
-    assert set(summary) == {"pop", "mf", "mf-bpr", "ampcf-k2", "mf+mmr@0.5", "ampcf-k2+personas@0.5"}
+    assert set(summary) == {"pop", "mf", "mf-bpr", "ampcf-k2", "mf+mmr@0.5", "ampcf-k2+mixture@0.5"}
     diffs = [p["ampcf-k2"]["ndcg@10_minus_mf"] for p in per_seed]
     lo, hi = summary["ampcf-k2"]["ndcg@10_minus_mf_ci95"]  # paired t interval over the seeds' differences
     assert lo <= np.mean(diffs) <= hi and hi - lo == pytest.approx(2 * 12.706 * np.std(diffs, ddof=1) / np.sqrt(2), rel=1e-3)
     front = json.loads((tmp_path / "multi" / "frontier.json").read_text())
-    assert set(front["mf+mmr:ild"]) == {"ampcf-k2", "ampcf-k2+personas@0.5"}
+    assert set(front["mf+mmr:ild"]) == {"ampcf-k2", "ampcf-k2+mixture@0.5"}
     assert len(front["mf+best:kl"]["ampcf-k2"]["per_seed"]) == 2
     k2 = [p["ampcf-k2"]["ndcg@10"] for p in per_seed]
     assert summary["ampcf-k2"]["ndcg@10"] == pytest.approx(np.mean(k2))
@@ -154,7 +154,7 @@ def test_tune_uses_validation_only_and_the_same_budget_for_every_variant(tmp_pat
     inter, cat = _write(tmp_path)
     ds = load_interactions(inter, cat)
     cfg = TuneConfig(trials=2, max_epochs=3, personas=[2], pretrained=[2],
-                     lams={k: [0.9, 0.5] for k in ("mmr", "dpp", "calibration", "personas")})
+                     lams={k: [0.9, 0.5] for k in ("mmr", "dpp", "calibration", "mixture")})
     record = tune(ds, cfg)
     (tmp_path / "tune.json").write_text(json.dumps(record))
     assert record["trials"] == trial_configs(cfg) and len(record["trials"]) == 2
@@ -164,9 +164,9 @@ def test_tune_uses_validation_only_and_the_same_budget_for_every_variant(tmp_pat
         best = max(v["curve"], key=lambda c: c["ndcg@10"])
         assert (v["val_ndcg@10"], v["epochs"]) == (best["ndcg@10"], best["epoch"])
     assert {len(v["grid"]) for v in record["lambdas"].values()} == {2}
-    assert set(record["lambdas"]) == {"mf+mmr", "mf+dpp", "mf+calibration", "ampcf-k2+personas", "ampcf-k2-mf+personas"}
+    assert set(record["lambdas"]) == {"mf+mmr", "mf+dpp", "mf+calibration", "ampcf-k2+mixture", "ampcf-k2-mf+mixture"}
     with pytest.raises(ValueError, match="same number of lambdas"):
-        TuneConfig(lams={"mmr": [0.5], "dpp": [0.5, 0.7], "calibration": [0.5], "personas": [0.5]})
+        TuneConfig(lams={"mmr": [0.5], "dpp": [0.5, 0.7], "calibration": [0.5], "mixture": [0.5]})
     cli = CliRunner().invoke(app, ["recsys", "bench", "--dataset", str(inter), "--catalog", str(cat), "--out",
                                    str(tmp_path / "b"), "--tuned", str(tmp_path / "tune.json"), "--quiet"])
     assert cli.exit_code == 0, cli.output
@@ -184,11 +184,11 @@ def test_tune_a_chosen_variant_started_from_the_tuned_mf(tmp_path):
 
     inter, cat = _write(tmp_path)
     cfg = TuneConfig(trials=2, max_epochs=2, personas=[2], pretrained=[2], variants=["ampcf-k2-mf"],
-                     lams={k: [0.9, 0.5] for k in ("mmr", "dpp", "calibration", "personas")})
+                     lams={k: [0.9, 0.5] for k in ("mmr", "dpp", "calibration", "mixture")})
     record = tune(load_interactions(inter, cat), cfg)
     assert list(record["variants"]) == ["mf", "ampcf-k2-mf"]
     assert len(record["variants"]["ampcf-k2-mf"]["curve"]) == 2 * 2
-    assert "ampcf-k2-mf+personas" in record["lambdas"] and "ampcf-k2+personas" not in record["lambdas"]
+    assert "ampcf-k2-mf+mixture" in record["lambdas"] and "ampcf-k2+mixture" not in record["lambdas"]
     assert set(record["tuned"]["ampcf-k2-mf"]) == {"lr", "reg", "batch_size", "epochs"}
     with pytest.raises(ValueError, match="unknown variant.*ampcf-k3-mf"):
         TuneConfig(variants=["ampcf-k3-mf"])

@@ -20,7 +20,7 @@ from tests.recsys_fixtures import planted
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "examples.plugins.genre_pop:make_ranker"
-SMALL = Settings(replace(DEFAULT_TRAIN, dim=8, epochs=2, seed=1), personas_k=2, seed=1)
+SMALL = Settings(replace(DEFAULT_TRAIN, dim=8, epochs=2, seed=1), mixture_k=2, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_a_plugged_model_is_a_recommender_like_any_built_in(world):
 
 def test_names_resolve_to_entries_and_never_parse_settings():
     assert resolve("ampcf").attention and resolve("ampcf-mf").starts_from_mf and not resolve("mf").attention
-    assert build("ampcf", replace(SMALL, personas_k=5)).k == 5  # K is a field of the settings
+    assert build("ampcf", replace(SMALL, mixture_k=5)).k == 5  # K is a field of the settings
     assert resolve(PLUGIN).source == "plug-in" and resolve("http://127.0.0.1:9").source == "service"
     with pytest.raises(RecsysError, match="unknown recommender 'ampcf-k4'"):  # the bench's labels are not names
         resolve("ampcf-k4")

@@ -94,17 +94,17 @@ def test_cli_map_places_the_instacart_sample(tmp_path):
 
 def _cell(stat: float, winner: bool) -> dict:
     flat = {s: 0.5 for s in STATS}  # statistics that say nothing
-    return {"stats": {**flat, "persona_entropy": stat, "multimodality": -stat}, "winner": winner}
+    return {"stats": {**flat, "component_entropy": stat, "multimodality": -stat}, "winner": winner}
 
 
 def test_predictor_scores_held_out_cells():
     cells = [_cell(s, s > 0.5) for s in np.linspace(0.0, 1.0, 12)]
     pred = predictor_accuracy(cells)
     assert pred["held_out_accuracy"] == 1.0 and pred["n_winner_cells"] == 6
-    assert pred["statistic"] in ("persona_entropy", "multimodality") and 0.4 < abs(pred["threshold"]) < 0.6
-    assert pred["winner_when"] == ("above" if pred["statistic"] == "persona_entropy" else "below")
+    assert pred["statistic"] in ("component_entropy", "multimodality") and 0.4 < abs(pred["threshold"]) < 0.6
+    assert pred["winner_when"] == ("above" if pred["statistic"] == "component_entropy" else "below")
     flipped = predictor_accuracy([_cell(s, s < 0.5) for s in np.linspace(0.0, 1.0, 12)])
-    assert flipped["winner_when"] == ("below" if flipped["statistic"] == "persona_entropy" else "above")
+    assert flipped["winner_when"] == ("below" if flipped["statistic"] == "component_entropy" else "above")
     rng = np.random.default_rng(0)
     noise = [_cell(float(s), bool(w)) for s, w in zip(rng.random(12), rng.random(12) > 0.5)]
     assert predictor_accuracy(noise)["held_out_accuracy"] < 0.9  # labels unrelated to the statistic
@@ -122,15 +122,15 @@ def test_map_end_to_end_writes_json_and_heat_map(tmp_path):
     saved = json.loads((tmp_path / "m" / "map.json").read_text())
     assert len(saved["cells"]) == 4 and saved["cells"][0]["knobs"] == {"tastes": 1, "separation": 0.5}
     cell = saved["cells"][3]
-    assert set(cell["ild"]["margins"]) == {"ampcf-k4", "ampcf-k4+personas@0.5"}
+    assert set(cell["ild"]["margins"]) == {"ampcf-k4", "ampcf-k4+mixture@0.5"}
     assert cell["winner"] == (cell["ild"]["best_margin"] >= 0) and "kl" in cell
     lo, hi = cell["ild"]["ci95"]
     assert lo <= cell["ild"]["best_margin"] <= hi and cell["settled"] == (lo > 0 or hi < 0)
     assert set(cell["stats"]) == set(STATS)
-    assert all(0.0 <= c["stats"][s] <= 1.0 for c in saved["cells"] for s in ("persona_entropy", "attention_entropy"))
-    # one distinct taste per user leaves the personas' weights more concentrated than three tastes do
+    assert all(0.0 <= c["stats"][s] <= 1.0 for c in saved["cells"] for s in ("component_entropy", "attention_entropy"))
+    # one distinct taste per user leaves the components' weights more concentrated than three tastes do
     by = {(c["knobs"]["tastes"], c["knobs"]["separation"]): c for c in saved["cells"]}
-    assert by[(1, 4.0)]["stats"]["persona_entropy"] < by[(3, 4.0)]["stats"]["persona_entropy"]
+    assert by[(1, 4.0)]["stats"]["component_entropy"] < by[(3, 4.0)]["stats"]["component_entropy"]
     # far-apart planted tastes make the catalog's MF item vectors cluster more (item_silhouette; 0.21 -> 0.52 at 300
     # users and 480 items, a weaker 0.27 -> 0.33 in this tiny world)
     for t in (1, 3):
@@ -148,12 +148,12 @@ def test_answer_calls_an_unsettled_placement_a_tie():
     from recsys.map import answer
 
     def placed(margins):
-        return {"stats": {"persona_entropy": 0.4}, "predicted_winner": True,
+        return {"stats": {"component_entropy": 0.4}, "predicted_winner": True,
                 **summarise([{"stats": {s: 0.4 for s in STATS},
-                              "margins": {a: {"ampcf-k4": m, "ampcf-k4+personas@0.5": m - 0.01} for a in ("ild", "kl")}}
+                              "margins": {a: {"ampcf-k4": m, "ampcf-k4+mixture@0.5": m - 0.01} for a in ("ild", "kl")}}
                              for m in margins])}
 
-    pred = {"statistic": "persona_entropy", "winner_when": "below", "threshold": 0.5, "held_out_accuracy": 1.0,
+    pred = {"statistic": "component_entropy", "winner_when": "below", "threshold": 0.5, "held_out_accuracy": 1.0,
             "n_cells": 2}
     one = answer([], pred, {"ml-100k": placed([-0.002])})
     assert "measured loser (margin -0.0020; a tie: 1 seed(s) do not settle it)" in one
@@ -180,7 +180,7 @@ def test_answer_says_when_a_placed_data_set_lies_outside_the_cells_range():
 
 
 def test_map_can_score_ampcf_started_from_mf_beside_the_from_scratch_probe(tmp_path):
-    """`pretrained`: AMP-CF started from the cell's MF is one more mixture variant (plain and persona-calibrated);
+    """`pretrained`: AMP-CF started from the cell's MF is one more mixture variant (plain and mixture-calibrated);
     the probe statistics and every other row stay those of the map without it."""
     base = dict(knobs={"tastes": [2], "separation": [1.0, 4.0]}, seeds=2, world=SMALL, dim=8, epochs=4, mmr=[0.5],
                 dpp=[0.5], calibration=[0.5], persona_cal=[0.5], candidates=30)
@@ -188,7 +188,7 @@ def test_map_can_score_ampcf_started_from_mf_beside_the_from_scratch_probe(tmp_p
     both = run_map(MapConfig(**base, pretrained=True), tmp_path / "b", show_progress=False, workers=1,
                    write=write_whole)["cells"][1]
     margins = both["ild"]["margins"]
-    assert set(margins) == {"ampcf-k4", "ampcf-k4+personas@0.5", "ampcf-k4-mf", "ampcf-k4-mf+personas@0.5"}
+    assert set(margins) == {"ampcf-k4", "ampcf-k4+mixture@0.5", "ampcf-k4-mf", "ampcf-k4-mf+mixture@0.5"}
     assert {v: margins[v] for v in plain["ild"]["margins"]} == plain["ild"]["margins"]
     assert both["stats"] == plain["stats"]
     assert both["ild"]["plain_margin"] == max(margins["ampcf-k4"], margins["ampcf-k4-mf"])

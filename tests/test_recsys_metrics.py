@@ -48,12 +48,12 @@ def test_diversity_coverage_gini_calibration():
     assert metrics.calibration_kl(np.array([[2]]), [np.array([0])], genres) > 3.0
 
 
-def test_persona_coverage_by_hand():
+def test_taste_coverage_by_hand():
     genres = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=np.float32)
     history = [np.array([0, 3, 1])]  # tastes: genre 0 (2/3) and genre 1 (1/3)
-    assert metrics.persona_coverage(np.array([[0, 3]]), history, genres) == 0.5
-    assert metrics.persona_coverage(np.array([[0, 1]]), history, genres) == 1.0
-    assert np.isnan(metrics.persona_coverage(np.array([[0]]), [np.array([0])], genres))  # one taste: not counted
+    assert metrics.taste_coverage(np.array([[0, 3]]), history, genres) == 0.5
+    assert metrics.taste_coverage(np.array([[0, 1]]), history, genres) == 1.0
+    assert np.isnan(metrics.taste_coverage(np.array([[0]]), [np.array([0])], genres))  # one taste: not counted
 
 
 def test_rerankers_trade_relevance_for_diversity():

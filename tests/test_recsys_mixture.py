@@ -1,4 +1,4 @@
-"""Persona-mixture calibration, the frontier, the validation split and the rating-column rule."""
+"""Mixture calibration, the frontier, the validation split and the rating-column rule."""
 
 from __future__ import annotations
 
@@ -14,32 +14,32 @@ from tests.recsys_fixtures import planted
 torch.set_num_threads(1)
 
 
-def test_persona_weights_and_proportional_allocation_by_hand():
-    # 8 candidates, best first; the first six belong to persona 0, the last two to persona 1
+def test_component_weights_and_proportional_allocation_by_hand():
+    # 8 candidates, best first; the first six belong to component 0, the last two to component 1
     att = np.array([[0.9, 0.1]] * 6 + [[0.2, 0.8]] * 2)
     rel = np.linspace(1.0, 0.3, 8)
     hist_att = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7]])  # two items each
-    target = rerank.persona_weights(hist_att)
+    target = rerank.component_weights(hist_att)
     np.testing.assert_allclose(target, [0.5, 0.5])
-    strict = rerank.persona_allocate(rel, att, target, 4, lam=0.99)
+    strict = rerank.mixture_allocate(rel, att, target, 4, lam=0.99)
     assert sorted(att[strict].argmax(1).tolist()) == [0, 0, 1, 1]  # 4 positions split 2 / 2 like the history
-    assert list(strict[att[strict].argmax(1) == 0]) == [0, 1]  # within a persona, by relevance
-    assert list(rerank.persona_allocate(rel, att, target, 4, lam=0.0)) == [0, 1, 2, 3]  # lam 0: relevance only
+    assert list(strict[att[strict].argmax(1) == 0]) == [0, 1]  # within a component, by relevance
+    assert list(rerank.mixture_allocate(rel, att, target, 4, lam=0.0)) == [0, 1, 2, 3]  # lam 0: relevance only
 
 
-def test_personas_reranker_in_the_slate_needs_attention():
+def test_mixture_reranker_in_the_slate_needs_attention():
     scores = np.linspace(1, 0, 10)
     att = np.tile([[0.9, 0.1]], (10, 1))
     att[7:] = [0.1, 0.9]
-    rr = Reranker("personas", 0.99, candidates=10)
+    rr = Reranker("mixture", 0.99, candidates=10)
     picked = slate(scores, 4, reranker=rr, history=np.array([0, 8]), attention=att)
     assert sorted(att[picked].argmax(1).tolist()) == [0, 0, 1, 1]
-    with pytest.raises(ValueError, match="K > 1 personas"):
+    with pytest.raises(ValueError, match="K > 1 mixture components"):
         slate(scores, 4, reranker=rr, history=np.array([0, 8]))
 
 
-def test_ampcf_personas_slate_names_its_persona_and_follows_the_history():
-    """On the planted fixture a user with a 2:1 history gets a slate whose dominant personas follow it."""
+def test_ampcf_mixture_slate_names_its_component_and_follows_the_history():
+    """On the planted fixture a user with a 2:1 history gets a slate whose dominant components follow it."""
     train, user_clusters, item_cluster, _ = planted(major=0.7)
     tc = TrainConfig(dim=16, epochs=30, lr=1e-2, reg=1e-3, batch_size=256, loss="softmax", seed=0)
     amp = AMPCF(tc, k=2, tau=0.5).fit(train)
@@ -50,12 +50,12 @@ def test_ampcf_personas_slate_names_its_persona_and_follows_the_history():
     shares = []
     for u in users:
         h = train[u].indices
-        target = rerank.persona_weights(att[u][h])
+        target = rerank.component_weights(att[u][h])
         s = amp.score_all(np.array([u]))[0]
-        picked = slate(s, 10, exclude=h, reranker=Reranker("personas", 0.9), history=h, attention=att[u])
-        named = att[u][picked].argmax(1)  # each item names its persona
+        picked = slate(s, 10, exclude=h, reranker=Reranker("mixture", 0.9), history=h, attention=att[u])
+        named = att[u][picked].argmax(1)  # each item names its component
         shares.append(np.abs(np.bincount(named, minlength=2) / 10 - target).max())
-    assert np.mean(shares) < 0.15  # slate shares within ~1 position of the history's persona weights
+    assert np.mean(shares) < 0.15  # slate shares within ~1 position of the history's component weights
 
 
 def test_frontier_envelope_and_margin_by_hand():
@@ -113,35 +113,35 @@ def test_dataset_without_rating_column_is_refused_unless_implicit(tmp_path):
     assert (ds.ratings["rating"] == 5.0).all() and len(ds.ratings) == 3
 
 
-def test_mf_cannot_be_persona_calibrated_in_the_bench_pipeline():
+def test_mf_cannot_be_mixture_calibrated_in_the_bench_pipeline():
     train, *_ = planted(n_users=40, per_user=12)
     mf = MF(TrainConfig(dim=8, epochs=1, batch_size=256, loss="softmax")).fit(train)
     from recsys.pipeline import reranked_top_k
 
     seen = [train[u].indices for u in range(40)]
     with pytest.raises(ValueError, match="AMP-CF, not MF"):
-        reranked_top_k(mf, np.arange(4), 5, seen=seen, reranker=Reranker("personas", 0.5), histories=seen)
+        reranked_top_k(mf, np.arange(4), 5, seen=seen, reranker=Reranker("mixture", 0.5), histories=seen)
 
 
-def test_campaign_variant_ampcf_personas_is_registered_and_names_personas():
+def test_campaign_variant_ampcf_mixture_is_registered_and_names_components():
     from pydantic import ValidationError
 
     from evals.campaign.config import CampaignConfig
     from evals.campaign.world import RecsysAdapter
     from simulator import Item
 
-    ok = CampaignConfig(personas={"extract": "ml-100k-users"}, variants=["mf", "ampcf", "ampcf+personas"])
-    assert ok.variants[-1] == "ampcf+personas"
-    with pytest.raises(ValidationError,
-                       match="variant 'mf\\+personas': the 'personas' reranker needs a model with persona attention"):
-        CampaignConfig(personas={"extract": "ml-100k-users"}, variants=["mf+personas"])
+    ok = CampaignConfig(personas={"extract": "ml-100k-users"}, variants=["mf", "ampcf", "ampcf+mixture"])
+    assert ok.variants[-1] == "ampcf+mixture"
+    with pytest.raises(ValidationError, match="variant 'mf\\+mixture': the 'mixture' reranker needs a model with "
+                                              "attention over mixture components"):
+        CampaignConfig(personas={"extract": "ml-100k-users"}, variants=["mf+mixture"])
     train, user_clusters, item_cluster, genres = planted(major=0.5)
     amp = AMPCF(TrainConfig(dim=16, epochs=20, lr=1e-2, reg=1e-3, batch_size=256, loss="softmax"), k=2).fit(train)
     items = [Item(id=f"i{j}", title=f"item {j}") for j in range(train.shape[1])]
-    adapter = RecsysAdapter(amp, Reranker("personas", 0.95), items, np.ones(len(items)), genres, seed=0)
+    adapter = RecsysAdapter(amp, Reranker("mixture", 0.95), items, np.ones(len(items)), genres, seed=0)
     a, b = user_clusters[0]
     liked = [f"i{j}" for j in np.flatnonzero(item_cluster == a)[:4]] + [f"i{j}" for j in np.flatnonzero(item_cluster == b)[:4]]
     adapter.onboard(liked)
     out = adapter.recommend([], 6)
-    personas = [it.meta["persona"] for it in out]
-    assert len(out) == 6 and sorted(np.bincount(personas, minlength=2).tolist()) == [3, 3]  # 4:4 history -> 3:3 slate
+    components = [it.meta["component"] for it in out]
+    assert len(out) == 6 and sorted(np.bincount(components, minlength=2).tolist()) == [3, 3]  # 4:4 history -> 3:3 slate

@@ -86,7 +86,7 @@ def test_ampcf_personas_align_with_planted_clusters(fitted, data):
     assert np.mean(distinct) > 0.65
     att = model.explain([0], np.arange(5))
     assert att.shape == (1, 5, 2) and np.allclose(att.sum(-1), 1.0)
-    assert np.array_equal(model.dominant_persona([0], np.arange(5)), att.argmax(-1))
+    assert np.array_equal(model.dominant_component([0], np.arange(5)), att.argmax(-1))
 
 
 @pytest.mark.parametrize("name", ["mf", "ampcf-k2"])
@@ -115,7 +115,7 @@ def test_bad_training_input(data):
     with pytest.raises(RecsysError, match="no positives"):
         MF(TC).fit(sp.csr_matrix((3, 4), dtype=np.float32))
     tiny = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 0]], dtype=np.float32))
-    with pytest.raises(RecsysError, match="K=8 personas"):
+    with pytest.raises(RecsysError, match="K=8 mixture components"):
         AMPCF(TC, k=8).fit(tiny)
     with pytest.raises(RecsysError, match="at least one liked"):
         MF(TC, epochs=1).fit(data[0]).fold_in(np.array([], dtype=np.int64))
@@ -123,7 +123,7 @@ def test_bad_training_input(data):
 
 def test_ampcf_covers_more_planted_tastes_than_mf_when_dim_is_tight():
     """8 taste clusters, 4 dims: one user vector cannot point at two clusters at once,
-    K=2 attended personas can. Persona coverage@10 (share of the user's two planted
+    K=2 attended mixture components can. Taste coverage@10 (share of the user's two planted
     tastes in the top-10) must be higher for AMP-CF."""
     from recsys import metrics
 
@@ -134,7 +134,7 @@ def test_ampcf_covers_more_planted_tastes_than_mf_when_dim_is_tight():
     cov = {}
     for name, model in (("mf", MF(tc)), ("ampcf", AMPCF(tc, k=2, tau=0.5))):
         ids, _ = model.fit(train).recommend(users, 10)
-        cov[name] = metrics.persona_coverage(ids, histories, genres)
+        cov[name] = metrics.taste_coverage(ids, histories, genres)
         planted_hit = np.mean([len(set(item_cluster[r]) & set(user_clusters[u])) / 2 for u, r in enumerate(ids)])
         assert planted_hit == pytest.approx(cov[name], abs=0.02)  # genre tastes = planted tastes here
     assert cov["ampcf"] > 0.97

@@ -130,7 +130,7 @@ def _session_rows(twins: Twins, user: str, pages: list[np.ndarray], variant: str
         d = decide(twins.model, evidence_features(space, memory, page), user_mean=memory.mean_rating,
                    item_mean=space.mean_rating[page], genres=[space.genres[i] for i in page], context=context,
                    rng=rng, max_choices=MAX_CHOICES, focus=focus)
-        slate = [{"id": str(i), "genres": list(space.genres[i]), "persona": None} for i in page]
+        slate = [{"id": str(i), "genres": list(space.genres[i]), "component": None} for i in page]
         rows.append({"user_variant": USER_VARIANT, "user_id": user, "persona_id": memory.persona_id,
                      "variant": variant, "run": run, "turn": t, "ok": True, "slate": slate,
                      "chosen": [str(page[j]) for j in d.chosen],

@@ -14,10 +14,11 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 from simulator.choice import DECISION_HELP, DecisionMode, refuse_temperature
 from simulator.rating_rules import RATING_RULES
 from simulator.variants import USER_VARIANTS
+from evals.campaign.events import variant_now
 from evals.campaign.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
 from evals.campaign.jobs import ExecutorName
 
-from recsys.pipeline import RERANKERS  # "personas": persona-mixture calibration, models with attention only
+from recsys.pipeline import RERANKERS  # "mixture": mixture calibration, models with attention only
 
 
 class ConfigError(ValueError):
@@ -192,7 +193,8 @@ class RecsysSettings(_Strict):
         "ml-100k", description="the interactions the recommenders train on and the personas come from: 'ml-100k' (the "
         "packaged MovieLens-100k) or {path: DIR} (a folder of RecBole atomic files)")
     dim: int = Field(64, ge=2)
-    personas_k: int = Field(4, ge=1, description="AMP-CF persona vectors per user")
+    mixture_k: int = Field(4, ge=1, description="AMP-CF's mixture components (user vectors) per user (old name: "
+                           "personas_k, still read)")
     epochs: int = Field(6, ge=1, description="training epochs (full-softmax loss; 6 is tuned for ML-100k)")
     rerank_lambda: float = Field(0.5, ge=0.0, le=1.0, description="relevance weight for MMR / calibration")
     candidates: int = Field(100, ge=10, description="top-N handed to a reranker")
@@ -206,6 +208,16 @@ class RecsysSettings(_Strict):
         data = handler(self)
         if not data.get("services"):  # configs without services keep the config hash they had
             data.pop("services", None)
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_mixture_key(cls, data):
+        # 'personas_k' was this key's name before "persona" came to mean only a card from documents
+        if isinstance(data, dict) and "personas_k" in data:
+            if "mixture_k" in data:
+                raise ValueError("give mixture_k or its old name personas_k, not both")
+            data = {("mixture_k" if k == "personas_k" else k): v for k, v in data.items()}
         return data
 
     @field_validator("dataset", mode="before")
@@ -264,8 +276,9 @@ class CampaignConfig(_Strict):
         from recsys.models import RecsysError
         from recsys.registry import resolve
 
+        read = []
         for v in variants:
-            model, _, reranker = v.partition("+")
+            model, _, reranker = variant_now(v).partition("+")  # an old reranker name reads as today's
             try:
                 entry = resolve(model)  # a plug-in module is imported here: a broken one fails before any work
             except RecsysError as exc:
@@ -273,20 +286,21 @@ class CampaignConfig(_Strict):
             if reranker and reranker not in RERANKERS:
                 raise ValueError(f"variant {v!r}: unknown reranker {reranker!r}; use MODEL[+RERANKER] with RERANKER "
                                  f"in {RERANKERS}")
-            if reranker == "personas" and not entry.attention:
-                raise ValueError(f"variant {v!r}: the 'personas' reranker needs a model with persona attention "
-                                 "(ampcf, ampcf-mf)")
-        if len(set(variants)) != len(variants):
+            if reranker == "mixture" and not entry.attention:
+                raise ValueError(f"variant {v!r}: the 'mixture' reranker needs a model with attention over mixture "
+                                 "components (ampcf, ampcf-mf)")
+            read.append(variant_now(v))
+        if len(set(read)) != len(read):
             raise ValueError("variants repeat")
-        return variants
+        return read
 
     @field_validator("recsys")
     @classmethod
-    def _mf_start_needs_personas(cls, rc: RecsysSettings, info: ValidationInfo) -> RecsysSettings:
+    def _mf_start_needs_components(cls, rc: RecsysSettings, info: ValidationInfo) -> RecsysSettings:
         from_mf = [v for v in info.data.get("variants") or [] if v.partition("+")[0] == "ampcf-mf"]
-        if from_mf and rc.personas_k < 2:
-            raise ValueError(f"variant {from_mf[0]!r} needs personas_k >= 2 (with one persona it is MF), "
-                             f"got {rc.personas_k}")
+        if from_mf and rc.mixture_k < 2:
+            raise ValueError(f"variant {from_mf[0]!r} needs mixture_k >= 2 (with one component it is MF), "
+                             f"got {rc.mixture_k}")
         return rc
 
     @field_validator("recsys")

@@ -23,7 +23,7 @@ Decisions, made once here:
   session's items (onboarding pool + turns x slate) against the catalog.
 - **A missing column switches off what needs it**, named in OUT/dataset.json and in the report's warnings
   (`DataProfile.switched_off`), never a crash: without genres, ILD falls back to item-embedding cosine and
-  calibration KL and persona coverage are NaN, items show no genre, personas have no favourite genre; without
+  calibration KL and taste coverage are NaN, items show no genre, personas have no favourite genre; without
   years items show none; without demographics the documents have no "About:" sentence and the personas no
   demographic facts; without explicit ratings the documents have no "Dislikes:" (and grounded users are
   refused, above). A *variant* that needs a missing column is refused instead: the 'calibration' reranker, or a
@@ -103,7 +103,7 @@ class DataProfile:
         """One line per feature this data set cannot have (the module's list)."""
         out = []
         if not self.genres:
-            out.append("no item genres or categories: ILD is item-embedding cosine, calibration KL and persona "
+            out.append("no item genres or categories: ILD is item-embedding cosine, calibration KL and taste "
                        "coverage are not computed, items show no genre, personas have no favourite genre")
         if not self.years:
             out.append("no item years: items show none")

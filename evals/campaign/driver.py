@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evals.campaign.config import CampaignConfig
-from evals.campaign.events import EventLogError, EventWriteError, EventWriter, TurnEvent, dumps, events_frame, read_events
+from evals.campaign.events import (EventLogError, EventWriteError, EventWriter, TurnEvent, dumps, events_frame, read_events,
+                                   variant_now)
 from evals.campaign.inputs import check_output_dir, read_personas_file
 from evals.campaign.jobs import WorldArgs, plan_jobs
 from evals.campaign.runner import Progress, Recorder, run_local, run_ray
@@ -389,6 +390,7 @@ def write_ab(run_dir: str | Path, control: str, treatment: str, *, seed: int = 0
     from evals.campaign.ab import ab_table
 
     run_dir = Path(run_dir)
+    control, treatment = variant_now(control), variant_now(treatment)  # 'ampcf+personas': the old name
     events = _frame(run_dir)  # a name that is not one of its variants is refused by `ab_table`
     tables = [{"user_variant": uv, "rows": ab_table(events, control, treatment, seed=seed, user_variant=uv)}
               for uv in sorted(events["user_variant"].unique())]

@@ -12,11 +12,20 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, model_serializer, model_validator
 
 from simulator.turn import Turn, TurnCore
 
-EVENTS_SCHEMA_VERSION = 1
+#: 2: a slate item's AMP-CF attribution is ``component`` (schema 1 called it ``persona``; still read).
+EVENTS_SCHEMA_VERSION = 2
+#: A reranker's old name and its name now: 'MODEL+personas' (an old config, a schema-1 event) is 'MODEL+mixture'.
+OLD_RERANKER_NAMES = {"personas": "mixture"}
+
+
+def variant_now(variant: str) -> str:
+    """A recommender variant under today's names: 'ampcf-mf+personas' -> 'ampcf-mf+mixture'; others as given."""
+    model, _, reranker = variant.partition("+")
+    return f"{model}+{OLD_RERANKER_NAMES[reranker]}" if reranker in OLD_RERANKER_NAMES else variant
 
 
 class SlateItem(BaseModel):
@@ -25,7 +34,18 @@ class SlateItem(BaseModel):
     id: str
     title: str
     genres: list[str] = Field(default_factory=list)
-    persona: int | None = Field(None, description="index of the user's persona that produced it (AMP-CF), else None")
+    component: int | None = Field(None, description="index of the user's AMP-CF mixture component whose attention "
+                                  "dominated it, else None")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_persona_key(cls, data):
+        # schema 1 called the component 'persona', a word now kept for the cards extracted from documents
+        if isinstance(data, dict) and "persona" in data:
+            if "component" in data:
+                raise ValueError("give component or its old name persona, not both")
+            data = {("component" if k == "persona" else k): v for k, v in data.items()}
+        return data
 
 
 class TurnEvent(TurnCore):
@@ -40,7 +60,7 @@ class TurnEvent(TurnCore):
     seed: int = Field(description="the session's seed (derived from the campaign seed, variant, user, run)")
     model: str = Field(description="LLM model name")
     backend: str
-    variant: str = Field(description="recommender variant, e.g. 'mf', 'mf+dpp', 'ampcf', 'ampcf-mf+personas'")
+    variant: str = Field(description="recommender variant, e.g. 'mf', 'mf+dpp', 'ampcf', 'ampcf-mf+mixture'")
     user_variant: str = Field(description="simulated-user variant: 'layered', 'naive' or 'grounded'")
     run: int
     slate: list[SlateItem] = Field(default_factory=list)
@@ -49,9 +69,19 @@ class TurnEvent(TurnCore):
     def from_turn(cls, turn: Turn, **campaign: Any) -> "TurnEvent":
         """The stored record of a simulator `Turn`; ``campaign`` gives config_hash, variant (the
         recommender's), user_variant and run, and overrides any shared field (e.g. ``model``)."""
-        slate = [SlateItem(id=it.id, title=it.title, genres=it.facets.get("genres", []), persona=it.meta.get("persona"))
-                 for it in turn.slate]
+        slate = [SlateItem(id=it.id, title=it.title, genres=it.facets.get("genres", []),
+                           component=it.meta.get("component")) for it in turn.slate]
         return cls(**{**turn.model_dump(include=set(TurnCore.model_fields)), "slate": slate, **campaign})
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler, info: SerializationInfo):
+        # as JSON an event keeps the schema it was written in, so a digest over a schema-1 file read back
+        # (`evals.campaign.runner.content_digest`) is the one taken when it was written
+        data = handler(self)
+        if info.mode_is_json() and self.schema_version < 2 and "slate" in data:
+            data["slate"] = [{("persona" if k == "component" else k): v for k, v in item.items()}
+                             for item in data["slate"]]
+        return data
 
     @property
     def key(self) -> tuple[str, str, str, int, int]:
@@ -136,10 +166,11 @@ class EventWriter:
 
 
 def events_frame(path: str | Path):
-    """All events as a pandas DataFrame (nested fields kept as Python objects)."""
+    """All events as a pandas DataFrame (nested fields kept as Python objects; an old run's variants under
+    today's names, as its config reads them: `variant_now`)."""
     import pandas as pd
 
-    rows = [e.model_dump() for e in read_events(path)]
+    rows = [{**e.model_dump(), "variant": variant_now(e.variant)} for e in read_events(path)]
     if not rows:
         raise EventLogError(f"{path}: no events")
     return pd.DataFrame(rows)

@@ -94,10 +94,6 @@ def metric(name: str, low: float, high: float):
     return register
 
 
-def _component(item: dict):
-    return item.get("component", item.get("persona"))  # event schema 1 called it 'persona'
-
-
 def _dcg_weight(position: int) -> float:
     return float(1.0 / np.log2(position + 2))
 
@@ -149,8 +145,8 @@ def mixture_acceptance(s: Session) -> float:
     """Distinct mixture components among the accepted items / distinct components among all shown items (a
     slate item's ``component``: the AMP-CF vector whose attention dominated it); NaN when the variant names no
     component (only mixture models do)."""
-    shown = {_component(it) for p in s.pages for it in p.slate} - {None}
-    taken = {_component(p.item(i)) for p in s.pages for i in p.chosen} - {None}
+    shown = {it.get("component") for p in s.pages for it in p.slate} - {None}
+    taken = {p.item(i).get("component") for p in s.pages for i in p.chosen} - {None}
     return len(taken) / len(shown) if shown else np.nan
 
 

@@ -58,7 +58,7 @@ def prepare(cfg: CampaignConfig, out: Path, show_progress: bool = True) -> None:
     from recsys import leave_last_out
     from recsys.offline import evaluate
     from recsys.contract import Catalog
-    from recsys.registry import Settings, save_model, train
+    from recsys.registry import save_model, train
 
     personas_path = personas_path_of(cfg, out)
     if cfg.personas.extract and not personas_path.exists():
@@ -126,7 +126,7 @@ def settings_of(cfg: CampaignConfig):
     """What this campaign decides for every recommender it builds (`recsys.registry.Settings`)."""
     from recsys.registry import Settings
 
-    return Settings(train_config_of(cfg), personas_k=cfg.recsys.personas_k, seed=cfg.seed,
+    return Settings(train_config_of(cfg), mixture_k=cfg.recsys.mixture_k, seed=cfg.seed,
                     services={url: o.model_dump() for url, o in cfg.recsys.services.items()})
 
 
@@ -190,14 +190,15 @@ def check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pro
     split = split_for(ds, personas_path)
     calibration, _ = read_calibration(personas_path)
     use_llm = "llm" in calibration["features"]
-    fcfg = FidelityConfig(split=split.kind, holdout=split.holdout, personas_k=max(2, len(read_personas(personas_path))), users=g.fidelity_users,
+    fcfg = FidelityConfig(split=split.kind, holdout=split.holdout, n_personas=max(2, len(read_personas(personas_path))),
+                          users=g.fidelity_users,
                           calibration_users=max(10, int(calibration.get("n_users") or g.calibration_users)),
                           decision=g.decision, use_llm=use_llm, ab_users=g.fidelity_ab_users, ab_turns=cfg.turns,
                           slate_size=cfg.slate_size, seed=cfg.seed)
     log.info("measuring the grounded users' fidelity on %d held-out users", fcfg.users)
     with _prepare_llm(cfg, out, use_llm) as llm:
         record = measure_fidelity(ds, split, personas_path, fcfg, llm, show_progress=show_progress,
-                                  train_config=train_config_of(cfg), personas_k=cfg.recsys.personas_k)
+                                  train_config=train_config_of(cfg), mixture_k=cfg.recsys.mixture_k)
     record = {"source": "campaign", "campaign_config_hash": cfg.config_hash(), "read": part_read(split), **record}
     out.mkdir(parents=True, exist_ok=True)
     write_whole(out / "fidelity.json", json.dumps(record, indent=2, default=float) + "\n")
@@ -297,8 +298,8 @@ class RecsysAdapter:
     session awaits before each slate, so it runs off the event loop and batched
     with other sessions; `recommend` refolds inline only if nothing prepared it.
     Items already shown are never shown again. With AMP-CF each
-    slate item carries the index of the persona whose attention dominated
-    (``item.meta['persona']``).
+    slate item carries the index of the mixture component whose attention
+    dominated (``item.meta['component']``).
     """
 
     def __init__(self, model, reranker, items, popularity, genres, seed: int, folder: FoldInBatcher | None = None,
@@ -341,7 +342,7 @@ class RecsysAdapter:
         scores = self.model.score_params(self.params) if self.params is not None else self.popularity
         emb = self.model.item_embeddings() if hasattr(self.model, "item_embeddings") else None
         att, reranker = None, self.reranker
-        if reranker is not None and reranker.kind == "personas":  # persona-mixture calibration: the user's attention
+        if reranker is not None and reranker.kind == "mixture":  # mixture calibration: the user's attention
             att = self.model.explain_params(self.params, np.arange(len(scores))) if self.params is not None else None
             reranker = reranker if att is not None else None  # no likes yet: popularity, nothing to calibrate to
         picked = slate(scores, k, exclude=np.fromiter(self.shown, dtype=np.int64), reranker=reranker,
@@ -350,7 +351,7 @@ class RecsysAdapter:
         out = [self.items[int(i)] for i in picked]
         if self.params is not None and getattr(self.model, "k", 1) > 1:
             dominant = self.model.explain_params(self.params, picked).argmax(1)
-            out = [it.model_copy(update={"meta": {**it.meta, "persona": int(p)}}) for it, p in zip(out, dominant)]
+            out = [it.model_copy(update={"meta": {**it.meta, "component": int(p)}}) for it, p in zip(out, dominant)]
         return out
 
     def observe(self, feedback) -> None:

@@ -1,5 +1,5 @@
 """`personasim recsys bench | tune | check | map`: the offline accuracy / diversity experiment, its validation
-tuning, the recommender contract suite, and the map of where a persona mixture replaces a diversity reranker. Every file is written whole or not at all
+tuning, the recommender contract suite, and the map of where AMP-CF's mixture replaces a diversity reranker. Every file is written whole or not at all
 (`personas.infra.files.write_whole`, handed to recsys as its ``write``)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def bench(
     more: str = typer.Option("", "--models", help="Comma-separated recommenders to add, by registry name: als, bpr, "
                              "itemknn, ease, 'package.module:factory', http://HOST:PORT (`personasim recsys check`)."),
 ) -> None:
-    """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8; and started from MF, K from --pretrained), MF + MMR / DPP / calibration and AMP-CF + persona-mixture
+    """Train Pop, MF, AMP-CF (K = 1, 2, 4, 8; and started from MF, K from --pretrained), MF + MMR / DPP / calibration and AMP-CF + mixture
     calibration; write the table and plot."""
     from personas.infra.assets import AssetMissingError
     from personas.infra.files import write_whole
@@ -215,7 +215,7 @@ def map_(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Sweep world knobs (tastes per user x separation by default) and say, cell by cell, whether AMP-CF (plain or
-    persona-calibrated) without a reranker reaches the MF + best-reranker frontier; fit and score a predictor on
+    mixture-calibrated) without a reranker reaches the MF + best-reranker frontier; fit and score a predictor on
     held-out cells; place ML-100k (and, with --instacart, the Instacart sample) on the map."""
     from dataclasses import replace
 
@@ -242,9 +242,9 @@ def map_(
 
 
 def _table(rows: list[dict]) -> None:
-    cols = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "train_s",
+    cols = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10", "train_s",
             "recommend_ms_per_user"]
-    short = ["ndcg", "recall", "ild", "cover", "calib_kl", "pers_cov", "train_s", "ms/user"]
+    short = ["ndcg", "recall", "ild", "cover", "calib_kl", "taste_cov", "train_s", "ms/user"]
     typer.echo(f"{'variant':26s}" + "".join(f"{c:>9s}" for c in short) + "  ndcg-mf [95% CI]   (* lambda tuned)")
     for r in rows:
         lo, hi = r["ndcg@10_minus_mf_ci95"]
@@ -253,8 +253,8 @@ def _table(rows: list[dict]) -> None:
 
 
 def _summary_table(rows: list[dict]) -> None:
-    cols = ["ndcg@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10", "ndcg@10_minus_mf"]
-    short = ["ndcg", "ild", "cover", "calib_kl", "pers_cov", "ndcg-mf"]
+    cols = ["ndcg@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10", "ndcg@10_minus_mf"]
+    short = ["ndcg", "ild", "cover", "calib_kl", "taste_cov", "ndcg-mf"]
     typer.echo(f"mean ± sd over {rows[0]['n_seeds']} seeds")
     typer.echo(f"{'variant':26s}" + "".join(f"{c:>17s}" for c in short) + "  seeds>mf  ndcg-mf 95% CI (paired t)")
     for r in rows:

@@ -89,7 +89,8 @@ def fidelity(
     out: Path = typer.Option(..., "--out", help="output folder: personas/, calibration, fidelity.json"),
     users: int = typer.Option(300, "--users", help="test users for taste alignment and rating error"),
     ab_users: int = typer.Option(30, "--ab-users", help="twins that meet each recommender (0 = skip A/B fidelity)"),
-    personas_k: int = typer.Option(8, "--personas-k"),
+    n_personas: int = typer.Option(8, "--n-personas", "--personas-k", help="personas (cards) extracted from the "
+                                   "train documents (--personas-k: its old name)"),
     deterministic: bool = typer.Option(False, "--deterministic", help="grounded users take each probability > 0.5 "
                                        "instead of sampling from their calibrated probabilities (debugging)"),
     split: str = typer.Option("global", "--split", help="'global' (leave-future-out: one cut time for everyone) or "
@@ -119,7 +120,7 @@ def fidelity(
         fail(f"--dataset: {dataset!r} has no packaged loader with timestamps and ratings (use ml-100k)")
     check_output_dir(out)
     try:
-        cfg = FidelityConfig(split=split, cut=cut, final=final, users=users, ab_users=ab_users, personas_k=personas_k,
+        cfg = FidelityConfig(split=split, cut=cut, final=final, users=users, ab_users=ab_users, n_personas=n_personas,
                              decision="deterministic" if deterministic else "sampled",
                              use_llm=llm_feature, seed=seed)
     except ValidationError as exc:

@@ -24,11 +24,12 @@ from personas.infra.files import write_whole
 
 TEMPLATES = Path(__file__).parent / "templates"
 
-OFFLINE_COLUMNS = ["variant", "ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "persona_coverage@10"]
+OFFLINE_COLUMNS = ["variant", "ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10"]
 VARIANT_COLUMNS = ["variant", "user_variant", "sessions", "acceptance_rate", "mean_rating", "diversity", "prompt_to_line",
                    "line_to_line", "qa", "faithful", "unparseable"]
 AB_COLUMNS = ["metric", "control", "treatment", "diff", "ci_low", "ci_high", "p_value", "p_holm", "n_users"]
-ATTRIBUTION_COLUMNS = ["user_id", "persona", "persona_id", "variant", "run", "turn", "title", "genres", "persona_vector"]
+ATTRIBUTION_COLUMNS = ["user_id", "persona", "persona_id", "variant", "run", "turn", "title", "genres",
+                       "mixture_component"]
 SEPARABILITY_KEYS = ["k", "silhouette", "between_within_ratio", "pc1_variance_share", "max_confusion", "noise"]
 #: `personasim recsys map --out RUN_DIR` writes it beside the campaign; the report shows it when it is there.
 MAP_FILE = "map.json"
@@ -177,7 +178,7 @@ def transcripts_json(payload: dict | None) -> Markup:
 def render_report(summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
     """Write report.html and summary.md into ``out_dir``; return their paths.
 
-    The map of where a persona mixture replaces a reranker comes from ``summary["recsys_map"]`` (a `load_map`
+    The map of where a mixture model replaces a reranker comes from ``summary["recsys_map"]`` (a `load_map`
     result) or else from OUT_DIR/map.json (`personasim recsys map --out OUT_DIR`); none is said in place, a
     damaged one is also added to ``summary["missing"]``."""
     out_dir = Path(out_dir)

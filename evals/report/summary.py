@@ -56,8 +56,9 @@ def by_variant_table(df: pd.DataFrame) -> list[dict]:
 
 
 def attribution_examples(df: pd.DataFrame, names: dict[str, str] | None = None, limit: int = 12) -> list[dict]:
-    """Accepted items that carry a persona attribution (AMP-CF), a few per user. ``names``: {persona id:
-    name}. persona_vector reads "2 (Drama, Romance)": the vector and the genres it put on that session's slates."""
+    """Accepted items that carry a mixture-component attribution (AMP-CF), a few per user. ``names``: {persona id:
+    name}. mixture_component reads "2 (Drama, Romance)": the component and the genres it put on that session's
+    slates."""
     ok = df[df["ok"]]
     labels = {key: vector_labels(list(part["slate"])) for key, part in ok.groupby(SESSION_KEY, sort=False)}
     rows = []
@@ -65,18 +66,31 @@ def attribution_examples(df: pd.DataFrame, names: dict[str, str] | None = None, 
         by_id = {item["id"]: item for item in e["slate"]}
         for item_id in e["chosen"]:
             item = by_id.get(item_id)
-            if item is None or item.get("persona") is None:
+            if item is None or item.get("component") is None:
                 continue
-            label = labels[tuple(e[k] for k in SESSION_KEY)][item["persona"]]
+            label = labels[tuple(e[k] for k in SESSION_KEY)][item["component"]]
             rows.append({"user_id": e["user_id"], "persona": (names or {}).get(e["persona_id"], e["persona_id"]),
                          "variant": e["variant"], "run": e["run"], "turn": e["turn"], "title": item["title"],
-                         "genres": item.get("genres", []), "persona_vector": f"{item['persona']} ({label})"})
+                         "genres": item.get("genres", []), "mixture_component": f"{item['component']} ({label})"})
     seen, picked = {}, []
     for r in rows:  # spread the examples over users
         if seen.get(r["user_id"], 0) < 2:
             seen[r["user_id"]] = seen.get(r["user_id"], 0) + 1
             picked.append(r)
     return picked[:limit]
+
+
+#: Offline columns an older personasim wrote under another name: {old name: name now}.
+OLD_OFFLINE_COLUMNS = {"persona_coverage@10": "taste_coverage@10"}
+
+
+def offline_rows(path: Path) -> list[dict]:
+    """The rows of a campaign's models/offline.json ([] when there is none), a column of an older run read under
+    its name now (OLD_OFFLINE_COLUMNS)."""
+    if not path.exists():
+        return []
+    return [{OLD_OFFLINE_COLUMNS.get(k, k): v for k, v in row.items()}
+            for row in json.loads(path.read_text())["rows"]]
 
 
 def personas_path(run_dir: Path, cfg: CampaignConfig) -> Path:
@@ -222,7 +236,7 @@ def _header(cfg: CampaignConfig, df: pd.DataFrame | None) -> dict:
     now may differ: it covers the prompt templates, and those may have changed since)."""
     header = {"name": cfg.name, "config_hash": cfg.config_hash(), "seed": cfg.seed, "backend": cfg.llm.backend,
               "model": cfg.llm.model or "default", "n_events": 0, "n_failed": 0, "n_sessions": 0, "tokens_in": 0,
-              "tokens_out": 0, "personas_k": cfg.recsys.personas_k}
+              "tokens_out": 0, "mixture_k": cfg.recsys.mixture_k}
     if df is not None:
         header.update(config_hash=str(df["config_hash"].iloc[0]), backend=df["backend"].iloc[0],
                       model=df["model"].iloc[0], n_events=int(len(df)),
@@ -337,7 +351,6 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
 
     run_dir = Path(run_dir)
     missing: dict[str, str] = {} if df is not None else {"events": "; ".join(problems or ["no events"])}
-    offline_path = run_dir / "models" / "offline.json"
     path = personas_path(run_dir, cfg)
     cards, why = load_cards(path)
     if why:
@@ -347,7 +360,7 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
     code, mixed = _code(run_dir, 0 if df is None else len(df))
     header = {**_header(cfg, df), "code": code, **_runtime(run_dir), "dataset": dataset_label(cfg, run_dir)}
     summary = {"header": header,
-               "offline": json.loads(offline_path.read_text())["rows"] if offline_path.exists() else [],
+               "offline": offline_rows(run_dir / "models" / "offline.json"),
                "personas": persona_gallery(cards, path, users), "validity": validity(run_dir, cfg),
                "missing": missing, "warnings": ([] if df is None else list(problems or [])) + mixed + _decision_warning(cfg)
                + _dataset_warnings(run_dir)}

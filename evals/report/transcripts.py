@@ -7,12 +7,12 @@ Shape (all JSON):
     reasons:  how the judge's reasons were obtained (REASONS_RECORDED / REASONS_RECOMPUTED / REASONS_MISSING)
     sessions: [{variant, user_variant, user_id, persona_id, run, seed, layers (index), vectors, shown, chosen,
                 contradictions, failed, turns: [turn]}]
-    turn:     {turn, ok, error, slate: [[item id, AMP-CF persona vector or None]], ratings, chosen, utterance,
+    turn:     {turn, ok, error, slate: [[item id, AMP-CF mixture component or None]], ratings, chosen, utterance,
                verdicts: {prompt_to_line, line_to_line, qa}, reasons: [str] or None, decision: {item id:
                [p_like, {evidence source: logit contribution}]}, tokens: [in, out], latency_s}
 
-``vectors`` names each AMP-CF persona vector of the session by the genres of the items it put on the
-slates ({vector: "Drama, Romance"}): the vectors are latent, an index alone says nothing.
+``vectors`` names each AMP-CF mixture component (a user vector) of the session by the genres of the items it
+put on the slates ({component: "Drama, Romance"}): the components are latent, an index alone says nothing.
 
 The events do not store the judge's reasons, only its scores. The campaign's judge is the
 deterministic `simulator.judges.StructuredJudge`, so the reasons are recomputed from the event and the
@@ -36,13 +36,13 @@ SESSION_KEY = ["variant", "user_variant", "user_id", "run"]
 
 
 def vector_labels(slates: list[list[dict]], top: int = 2) -> dict[int, str]:
-    """{AMP-CF persona vector: its ``top`` commonest genres} over the items it produced in ``slates``
+    """{AMP-CF mixture component: its ``top`` commonest genres} over the items it produced in ``slates``
     (lists of SlateItem dicts); ties go alphabetically. Empty when nothing carries an attribution."""
     genres: dict[int, Counter] = {}
     for slate in slates:
         for item in slate:
-            if item.get("persona") is not None:
-                genres.setdefault(int(item["persona"]), Counter()).update(item.get("genres") or [])
+            if item.get("component") is not None:
+                genres.setdefault(int(item["component"]), Counter()).update(item.get("genres") or [])
     return {v: ", ".join(g for g, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:top]) or "no genre"
             for v, c in sorted(genres.items())}
 
@@ -116,7 +116,7 @@ def _turn(e: dict, reasons: list[str] | None) -> dict:
     c = e["consistency"] or {}
     error = e["error"] if isinstance(e["error"], str) else None  # pandas reads a missing string as NaN
     return {"turn": int(e["turn"]), "ok": bool(e["ok"]), "error": error,
-            "slate": [[s["id"], s.get("persona")] for s in e["slate"]],
+            "slate": [[s["id"], s.get("component")] for s in e["slate"]],
             "ratings": e["ratings"], "chosen": e["chosen"], "utterance": e["utterance"],
             "verdicts": {k: c.get(k) for k in VERDICTS}, "reasons": reasons,
             "decision": decision_by_source(e.get("decision")),

@@ -83,7 +83,7 @@ class FidelityConfig(BaseModel):
                                               "time after which the latest `holdout` share of ratings lies")
     final: bool = Field(False, description="read the test part (counted in test_reads.jsonl); else the validation "
                                            "split, the same rule applied to the test split's train part")
-    personas_k: int = Field(8, ge=2, description="personas extracted from the train documents")
+    n_personas: int = Field(8, ge=2, description="personas (cards) extracted from the train documents")
     users: int = Field(300, ge=5, description="test users scored for taste alignment and rating error (300: the "
                                                "accuracy CI is +-0.023, narrow enough to read a 0.85 target; 60 gave "
                                                "+-0.05)")
@@ -343,7 +343,7 @@ def prepare_personas(ds, split, out: Path, cfg: FidelityConfig, show_progress: b
         if split_of(ppath)["split"] != split.key:
             raise FidelityError(f"{ppath}: personas of another split or data set; use a fresh --out")
         return ppath
-    return extract_train_personas(ds, split, ppath.parent, k=cfg.personas_k, seed=cfg.seed,
+    return extract_train_personas(ds, split, ppath.parent, k=cfg.n_personas, seed=cfg.seed,
                                   cache_dir=out / "embeddings", show_progress=show_progress)
 
 
@@ -450,11 +450,11 @@ def counted_reads(reads: Path) -> list[dict]:
 
 
 def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_progress: bool = True,
-                     started: float | None = None, train_config=None, personas_k: int = 4) -> dict:
+                     started: float | None = None, train_config=None, mixture_k: int = 4) -> dict:
     """Steps 3-5 of the protocol for the personas at ``ppath`` and the calibration beside them (both of
     ``split``'s TRAIN part): the fidelity record, not written. `run_fidelity` calls it on the personas it
     extracted; a campaign (`evals.campaign.world.prepare`) on its own, with its recommenders' ``train_config`` and
-    AMP-CF's ``personas_k``."""
+    AMP-CF's ``mixture_k``."""
     from evals.validity.calibration import read_calibration
     from personas.card import read_personas
 
@@ -476,7 +476,7 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
     t_taste = time.perf_counter() - started - t_prep
     ab = None
     if cfg.ab_users:
-        models = ab_models(split, cfg.seed, train_config, personas_k)
+        models = ab_models(split, cfg.seed, train_config, mixture_k)
         ab = asyncio.run(ab_fidelity(scorer, ds, split, users[: cfg.ab_users], cfg, show_progress, models))
     taste_rows, rating_rows = _taste_table(taste, cfg), _rating_table(ratings, cfg)
     distribution = _rating_distribution(ratings, cfg)

@@ -18,7 +18,7 @@ from simulator.grounded import grounded_features
 AB_VARIANTS = ("random", "pop", "mf", "ampcf")
 
 
-def ab_models(split, seed: int, train_config=None, personas_k: int = 4) -> dict:
+def ab_models(split, seed: int, train_config=None, mixture_k: int = 4) -> dict:
     """The recommenders the twins meet, trained on TRAIN as a campaign trains them (`recsys.offline`;
     ``train_config``: a campaign's own, default `recsys.offline.DEFAULT_TRAIN`)."""
     from dataclasses import replace
@@ -27,7 +27,7 @@ def ab_models(split, seed: int, train_config=None, personas_k: int = 4) -> dict:
     from recsys.registry import Settings, train
 
     matrix = split.train_positives()
-    settings = Settings(replace(train_config or DEFAULT_TRAIN, seed=seed), personas_k=personas_k, seed=seed)
+    settings = Settings(replace(train_config or DEFAULT_TRAIN, seed=seed), mixture_k=mixture_k, seed=seed)
     return {"random": None, **{name: train(name, settings, matrix) for name in ("pop", "mf", "ampcf")}}
 
 

@@ -171,7 +171,7 @@ def _registry(name: str) -> Callable[[PoolInputs], object]:
 
 
 def default_pool(other_lambda: float = 0.5, recent_days: float = RECENT_DAYS) -> list[Member]:
-    """The pool: random, popularity, recency, the registry's MF, AMP-CF (K personas from `Settings`), AMP-CF
+    """The pool: random, popularity, recency, the registry's MF, AMP-CF (K mixture components from `Settings`), AMP-CF
     started from MF, implicit's ALS, BPR and item-kNN, EASE, and MF + MMR and MF + DPP each at its
     validation-tuned lambda (`recsys.bench.TUNED_LAMBDAS`) and at ``other_lambda`` (another value of the
     bench's grid). Families as the registry names them, plus random, recency and reranked."""
@@ -593,11 +593,11 @@ class PoolRun:
 
 def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | None = None,
              probe_members: list[Member] | None = None, n_twins: int | None = None, show_progress: bool = True,
-             train_config=None, personas_k: int = 4) -> PoolRun:
+             train_config=None, mixture_k: int = 4) -> PoolRun:
     """The protocol (module docstring) on ``split`` with `FidelityConfig` ``cfg``: personas and calibration
     under OUT/personas (made as `run_fidelity` makes them, reused when present and of this split), the pool
     (`default_pool` unless ``members``; `probes` unless ``probe_members``) trained as `fidelity_ab.ab_models`
-    trains (``train_config``: default `recsys.offline.DEFAULT_TRAIN`; AMP-CF with ``personas_k``), ``n_twins``
+    trains (``train_config``: default `recsys.offline.DEFAULT_TRAIN`; AMP-CF with ``mixture_k`` components), ``n_twins``
     of the twins (None: all). Returns the `PoolRun`; writes nothing else."""
     from dataclasses import replace
 
@@ -633,7 +633,7 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
                   ds.users["user_id"].astype(str).to_numpy())
     members = default_pool() if members is None else members
     probe_members = probes() if probe_members is None else probe_members
-    settings = Settings(replace(train_config or DEFAULT_TRAIN, seed=cfg.seed), personas_k=personas_k, seed=cfg.seed)
+    settings = Settings(replace(train_config or DEFAULT_TRAIN, seed=cfg.seed), mixture_k=mixture_k, seed=cfg.seed)
     inputs = PoolInputs(split.train_positives(), split.train, space, settings)
     fitted = fit_pool(members + probe_members, inputs, show_progress)
     lap("training")

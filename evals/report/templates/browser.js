@@ -55,7 +55,7 @@
   function turnDetail(s, t) {
     const grounded = Object.keys(t.decision).length > 0;
     const head = el("tr", {}, el("th", {class: "l"}, "item"), el("th", {class: "l"}, "genres"),
-      el("th", {class: "l"}, "from persona vector"), el("th", {}, "rating"), el("th", {}, "chosen"),
+      el("th", {class: "l"}, "from mixture component"), el("th", {}, "rating"), el("th", {}, "chosen"),
       grounded ? el("th", {title: "P(take | shown) / P(like | watched)"}, "p(take) / p(like)") : null);
     const rows = t.slate.map(([id, vec]) => {
       const d = t.decision[id];
