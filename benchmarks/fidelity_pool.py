@@ -92,7 +92,8 @@ def report(r: dict) -> None:
 
 def main() -> None:
     from evals.validity.fidelity import FidelityConfig
-    from evals.validity.pool import default_pool, run_pool
+    from evals.validity.pool import run_pool
+    from evals.validity.pool_members import default_pool
     from personas.infra.assets import ml100k_dir
     from personas.infra.files import write_whole
     from recsys import load_movielens

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
-from evals.validity.pool import (FAMILIES, EvidenceProbe, Member, Resampled, ablated_judges, fit_without,
-                                 offline_truth, order_agreement, probes, run_pool, verdict)
+from evals.validity.pool import offline_truth, run_pool
+from evals.validity.pool_members import EvidenceProbe, Member, probes
+from evals.validity.pool_orders import FAMILIES, Resampled, ablated_judges, fit_without, order_agreement, verdict
 
 
 def _broken(inputs):
@@ -19,7 +20,7 @@ def _broken(inputs):
 
 
 def _registry(name):
-    from evals.validity.pool import _registry as fit
+    from evals.validity.pool_members import _registry as fit
 
     return fit(name)
 
