@@ -135,7 +135,7 @@ def main() -> None:
                         **{f"simulated/{s}/{m}": v for s, d in run.simulated.items() for m, v in d.items()})
     write_whole(a.out / "fidelity_pool_users.npz", buf.getvalue())
     if not a.validation:  # a read of the test part is counted, as `validate fidelity --final`'s are
-        from evals.validity.fidelity import record_test_read, test_reads_path
+        from evals.validity.read_ledger import record_test_read, test_reads_path
 
         record_test_read(test_reads_path(), {**run.record, "config_hash": cfg.config_hash(), "split": split.key,
                                       "headline": {"pool": run.record.get("targets")}}, a.out)

@@ -275,7 +275,7 @@ def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessi
     cal = json.loads((pdir / "calibration.json").read_text())
     assert record["source"] == "campaign" and record["campaign_config_hash"] == cfg().config_hash()
     # these personas are of a validation split (the fidelity run's): a validation read, not counted as a test read
-    from evals.validity.fidelity import counted_reads, test_reads_path
+    from evals.validity.read_ledger import counted_reads, test_reads_path
     assert record["read"] == "validation" and run.as_posix() not in {r["out"] for r in counted_reads(test_reads_path())}
     assert record["n_users"] == 8 and record["ab_fidelity"]["n_sim_users"] == 4
     assert record["calibration_features"] == cal["features"] and record["split"] == cal["split"]

@@ -96,7 +96,7 @@ def test_nothing_fitted_reads_a_rating_after_the_cut(ds, fidelity_run):
 
 
 def test_development_reads_validation_and_a_final_read_of_test_is_counted(fidelity_run, tmp_path):
-    from evals.validity.fidelity import counted_reads, record_test_read
+    from evals.validity.read_ledger import counted_reads, record_test_read
 
     out, record = fidelity_run
     assert record["read"] == "validation" and record["split"].startswith("ml-100k:train:global-cut-")
@@ -111,7 +111,7 @@ def test_development_reads_validation_and_a_final_read_of_test_is_counted(fideli
 def test_a_campaigns_read_of_test_is_counted_where_the_ledger_lives(tmp_path, monkeypatch):
     """A campaign's fidelity check on personas of the outer split reads test: counted in the ledger when its folder
     exists (a checkout of this repository), nowhere else; a check on a validation split is not a test read."""
-    from evals.validity.fidelity import count_campaign_read, counted_reads, part_read
+    from evals.validity.read_ledger import count_campaign_read, counted_reads, part_read
     from tests.test_grounding import small_dataset
 
     ds = small_dataset(n_users=60, n_items=30, per_user=12)

@@ -176,12 +176,12 @@ def check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pro
     the held-out part of the personas' split) for this campaign's grounded users: its personas, its calibration,
     its decision settings, its recommenders' training settings. The report's first validity check reads it.
     On personas of the outer split this reads the test part: ``read`` says so, and the read is counted
-    (`evals.validity.fidelity.count_campaign_read`: in a checkout of this repository, never silently).
+    (`evals.validity.read_ledger.count_campaign_read`: in a checkout of this repository, never silently).
     Whether the LLM is read follows the calibration's features, as the sessions do (a reused calibration may
     differ from ``grounding.llm_feature``, which only says how to fit a new one)."""
     from evals.validity.calibration import read_calibration
-    from evals.validity.fidelity import (FidelityConfig, count_campaign_read, measure_fidelity, part_read,
-                                         test_reads_path)
+    from evals.validity.fidelity import FidelityConfig, measure_fidelity
+    from evals.validity.read_ledger import count_campaign_read, part_read, test_reads_path
     from evals.validity.grounding import split_for
     from personas.card import read_personas
 

@@ -113,7 +113,8 @@ def fidelity(
     from pydantic import ValidationError
 
     from evals.commands.errors import fail, option_error
-    from evals.validity.fidelity import FidelityConfig, run_fidelity, test_reads_path
+    from evals.validity.fidelity import FidelityConfig, run_fidelity
+    from evals.validity.read_ledger import test_reads_path
     from evals.campaign.inputs import check_output_dir
 
     if dataset != "ml-100k":

@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -53,14 +52,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
-from evals.stats.bootstrap import bootstrap_ci, bootstrap_pooled_auc, mean_ci, rounded
 from evals.validity.calibration import draw_negatives, pop_bins
 from evals.validity.fidelity_ab import ab_fidelity, ab_models
+from evals.validity.fidelity_tables import headline_of, like_given_watched, rating_histograms, rating_table, taste_table
 from evals.validity.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
 from evals.validity.population import AverageUser, population_realism
+from evals.validity.read_ledger import part_read, record_test_read, test_reads_path
 from personas.infra.files import write_whole
 from simulator.choice import DECISION_HELP, ChoiceModel, DecisionMode, decide, refuse_temperature
-from simulator.selector import rating_distribution, reliability, sample_ratings, watched_distribution
+from simulator.selector import rating_distribution, sample_ratings, watched_distribution
 from simulator.grounded import grounded_features
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,6 @@ class FidelityConfig(BaseModel):
 
 
 # ---- statistics --------------------------------------------------------------------------------
-
-def _boot(values_by_user: list, stat, n_boot: int, seed: int) -> dict:
-    """stat(list of per-user records) with a percentile bootstrap CI over users, rounded."""
-    return rounded(*bootstrap_ci(values_by_user, stat, n_boot=n_boot, seed=seed))
-
 
 def _classification(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     tp = float((pred & (y == 1)).sum())
@@ -237,105 +232,6 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
     return taste, ratings
 
 
-def _taste_table(taste: dict, cfg: FidelityConfig) -> list[dict]:
-    rows = []
-    for (kind, ratio, method), recs in sorted(taste.items()):
-        row = {"negatives": kind, "ratio": f"1:{ratio}", "method": method, "n_users": len(recs)}
-        for m in ("accuracy", "precision", "recall", "f1"):
-            row[m] = mean_ci([r[2][m] for r in recs], n_boot=cfg.n_boot, seed=cfg.seed)
-        row["auc"] = rounded(*bootstrap_pooled_auc(recs, n_boot=cfg.n_boot, seed=cfg.seed))
-        rows.append(row)
-    return rows
-
-
-def _rating_table(ratings: list[dict], cfg: FidelityConfig) -> list[dict]:
-    rows = []
-    for method in ("twin", "twin_matched", "twin_expected", "persona", "user_mean", "item_mean"):
-        def mae(rs, m=method):
-            return float(np.mean(np.concatenate([np.abs(r[m] - r["truth"]) for r in rs])))
-
-        rows.append({"method": method, "rmse": _boot(ratings, lambda rs, m=method: rmse_of(rs, m), cfg.n_boot, cfg.seed),
-                     "mae": _boot(ratings, mae, cfg.n_boot, cfg.seed), "n_ratings": int(sum(len(r["truth"]) for r in ratings))})
-    # paired, on the same resampled users: is the twin below each baseline?
-    for base in ("user_mean", "item_mean"):
-        diff = _boot(ratings, lambda rs, b=base: rmse_of(rs, "twin") - rmse_of(rs, b), cfg.n_boot, cfg.seed)
-        rows.append({"method": f"twin - {base} (RMSE difference)", "rmse": diff})
-    return rows
-
-
-def rating_histogram(rs: list[dict], key: str) -> np.ndarray:
-    """Counts of ratings 1..5 [5] of ``key`` over the records (values rounded to the nearest integer)."""
-    return np.bincount(np.clip(np.rint(np.concatenate([r[key] for r in rs])), 1, 5).astype(int), minlength=6)[1:]
-
-
-def _rating_distribution(ratings: list[dict], cfg: FidelityConfig) -> dict:
-    """The held-out ratings' histogram against each rating rule's, and their total variation distance
-    (half the L1 distance of the shares: 0 = the same distribution, 1 = disjoint) with a CI over users."""
-    def tv(rs, key):
-        real, sim = rating_histogram(rs, "truth"), rating_histogram(rs, key)
-        return float(0.5 * np.abs(real / real.sum() - sim / sim.sum()).sum())
-
-    sampled = ("twin_sampled", "twin_matched_sampled")
-    return {"histogram": {k: rating_histogram(ratings, k).tolist() for k in ("truth", *sampled)},
-            "total_variation": {k: _boot(ratings, lambda rs, k=k: tv(rs, k), cfg.n_boot, cfg.seed) for k in sampled},
-            "note": "histograms of one draw from each rule's rating distribution (the error uses its mean)"}
-
-
-def like_given_watched(ratings: list[dict]) -> dict:
-    """Reliability of the twins' P(like | watched) on their held-out rated items: ECE, the mean probability
-    against the real like share (rating >= 4), and the reliability diagram's rows (`simulator.selector`)."""
-    p = np.concatenate([r["p_like_watched"] for r in ratings])
-    y = np.concatenate([r["truth"] for r in ratings]) >= LIKED_MIN
-    return reliability(p, y)
-
-
-def rmse_of(rs: list[dict], key: str) -> float:
-    return float(np.sqrt(np.mean(np.concatenate([(r[key] - r["truth"]) ** 2 for r in rs]))))
-
-
-# ---- the run ------------------------------------------------------------------------------------
-
-def _headline(taste: list[dict], rating: list[dict], ab: dict | None, distribution: dict | None = None,
-              watched: dict | None = None) -> dict:
-    def cell(neg, ratio, method, metric):
-        row = next((r for r in taste if r["negatives"] == neg and r["ratio"] == ratio and r["method"] == method), None)
-        return None if row is None else row[metric]["value"]
-
-    rm = {r["method"]: r["rmse"]["value"] for r in rating if "value" in r.get("rmse", {})}
-    out = {
-        "twin_accuracy_1to1_uniform": cell("uniform", "1:1", "twin", "accuracy"),
-        "twin_auc_1to1_matched": cell("popularity_matched", "1:1", "twin", "auc"),
-        "persona_accuracy_1to1_uniform": cell("uniform", "1:1", "persona", "accuracy"),
-        "persona_auc_1to1_matched": cell("popularity_matched", "1:1", "persona", "auc"),
-        "twin_rmse": rm.get("twin"), "user_mean_rmse": rm.get("user_mean"), "item_mean_rmse": rm.get("item_mean"),
-        "twin_matched_rmse": rm.get("twin_matched"),
-    }
-    if distribution:
-        tv = distribution["total_variation"]
-        out["twin_rating_tv"] = tv["twin_sampled"]["value"]
-        out["twin_matched_rating_tv"] = tv["twin_matched_sampled"]["value"]
-    if watched:
-        out["like_given_watched_ece"], out["like_given_watched_mean_p"] = watched["ece"], watched["mean_p"]
-        out["real_like_share"] = watched["real_share"]
-    out["targets"] = {
-        "accuracy_1to1_uniform >= 0.85": (out["twin_accuracy_1to1_uniform"] or 0) >= 0.85,
-        "auc_1to1_matched >= 0.70": (out["twin_auc_1to1_matched"] or 0) >= 0.70,
-        "rmse below user-mean": out["twin_rmse"] is not None and out["twin_rmse"] < (out["user_mean_rmse"] or 0),
-    }
-    if watched:
-        out["targets"]["like given watched: ECE <= 0.02"] = watched["ece"] <= 0.02
-        out["targets"]["like given watched: mean within 0.02 of the real share"] = \
-            abs(watched["mean_p"] - watched["real_share"]) <= 0.02
-    if ab:
-        take = ab["acceptance_against_hit_rate"]
-        out["targets"]["acceptance within the real hit rate's CI, every unseen recommender"] = \
-            take["unseen_within_ci"] == take["n_unseen"]
-        agree = {p["pair"]: p["verdict"] for p in ab["pairs"]}
-        out["targets"]["random < pop < mf, every pair agreeing"] = all(
-            agree.get(k) == "agrees" for k in ("pop - random", "mf - random", "mf - pop"))
-    return out
-
-
 def prepare_personas(ds, split, out: Path, cfg: FidelityConfig, show_progress: bool) -> Path:
     """Personas from TRAIN-only documents under OUT/personas (reused when present and of this split)."""
     ppath = out / "personas" / "personas.jsonl"
@@ -363,22 +259,6 @@ def cut_time(cut: str | None) -> float | None:
         raise FidelityError(f"--cut {cut!r}: not an ISO date or time (e.g. 1998-03-07)") from None
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.timestamp()
-
-
-#: Where reads of the test part are counted (relative to the working folder): `validate fidelity --final`'s, and a
-#: campaign's fidelity check on personas of the outer split. ``$PERSONASIM_TEST_READS`` moves it (the tests do).
-TEST_READS = Path("docs") / "results" / "test_reads.jsonl"
-
-
-def test_reads_path() -> Path:
-    """The ledger of test reads: ``$PERSONASIM_TEST_READS``, else `TEST_READS`."""
-    return Path(os.environ.get("PERSONASIM_TEST_READS") or TEST_READS)
-
-
-def part_read(split) -> str:
-    """'test' when ``split`` is the outer split (its held-out part is the test part), 'validation' when it is a
-    split of a training part (`recsys.time_splits.TimeSplit.inner`: development's)."""
-    return "test" if split.depth == 0 else "validation"
 
 
 def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bool = True,
@@ -413,42 +293,6 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
     return result
 
 
-def record_test_read(reads: Path, result: dict, out: Path) -> dict:
-    """Append one line to ``reads`` (append-only JSONL): when the test part was read, under which code and
-    config, into which folder, and its headline. A later read under other code is allowed, counted and shown
-    (`counted_reads`)."""
-    from datetime import datetime, timezone
-
-    from personas.infra.code import code_version
-
-    row = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code": code_version()["sources"],
-           "source": result.get("source", "validate fidelity --final"),
-           "config_hash": result.get("config_hash"), "split": result.get("split"), "out": str(out),
-           "headline": result.get("headline")}
-    reads.parent.mkdir(parents=True, exist_ok=True)
-    with open(reads, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, default=float) + "\n")
-        f.flush()
-    return row
-
-
-def count_campaign_read(record: dict, out: Path) -> dict | None:
-    """A campaign's fidelity check (``record``, its fidelity.json): when it read the test part, append the read to
-    the ledger (`test_reads_path`) if the ledger's folder exists, i.e. in a checkout of this repository, and return
-    the row; None otherwise (a validation read, or a campaign run elsewhere, which makes no docs/ folder)."""
-    ledger = test_reads_path()
-    if record.get("read") != "test" or not ledger.parent.is_dir():
-        return None
-    return record_test_read(ledger, record, out)
-
-
-def counted_reads(reads: Path) -> list[dict]:
-    """Every recorded read of the test part, oldest first ([] when none)."""
-    if not reads.is_file():
-        return []
-    return [json.loads(line) for line in reads.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_progress: bool = True,
                      started: float | None = None, train_config=None, mixture_k: int = 4) -> dict:
     """Steps 3-5 of the protocol for the personas at ``ppath`` and the calibration beside them (both of
@@ -478,14 +322,14 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
     if cfg.ab_users:
         models = ab_models(split, cfg.seed, train_config, mixture_k)
         ab = asyncio.run(ab_fidelity(scorer, ds, split, users[: cfg.ab_users], cfg, show_progress, models))
-    taste_rows, rating_rows = _taste_table(taste, cfg), _rating_table(ratings, cfg)
-    distribution = _rating_distribution(ratings, cfg)
+    taste_rows, rating_rows = taste_table(taste, cfg), rating_table(ratings, cfg)
+    distribution = rating_histograms(ratings, cfg)
     watched = like_given_watched(ratings)
     population = population_realism(
         [{"items": r["items"], "truth": r["truth"], "twin": r["twin_sampled"], "persona": r["persona_sampled"],
           "average_user": r["average_sampled"]} for r in ratings],
         space.genres, space.log_pop, n_boot=cfg.n_boot, seed=cfg.seed)
-    headline = _headline(taste_rows, rating_rows, ab, distribution, watched)
+    headline = headline_of(taste_rows, rating_rows, ab, distribution, watched)
     headline["targets"].update({f"population: {k}": v for k, v in population["targets"].items()})
     return {
         "config": cfg.model_dump(), "config_hash": cfg.config_hash(), "seed": cfg.seed,

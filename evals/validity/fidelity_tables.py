@@ -1,0 +1,116 @@
+"""The tables and the headline of a fidelity record (`evals.validity.fidelity`): taste alignment, rating error,
+the rating histograms, like given watched, and the targets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evals.stats.bootstrap import bootstrap_ci, bootstrap_pooled_auc, mean_ci, rounded
+from evals.validity.grounding import LIKED_MIN
+from simulator.selector import reliability
+
+
+def boot(values_by_user: list, stat, n_boot: int, seed: int) -> dict:
+    """stat(list of per-user records) with a percentile bootstrap CI over users, rounded."""
+    return rounded(*bootstrap_ci(values_by_user, stat, n_boot=n_boot, seed=seed))
+
+
+def taste_table(taste: dict, cfg) -> list[dict]:
+    rows = []
+    for (kind, ratio, method), recs in sorted(taste.items()):
+        row = {"negatives": kind, "ratio": f"1:{ratio}", "method": method, "n_users": len(recs)}
+        for m in ("accuracy", "precision", "recall", "f1"):
+            row[m] = mean_ci([r[2][m] for r in recs], n_boot=cfg.n_boot, seed=cfg.seed)
+        row["auc"] = rounded(*bootstrap_pooled_auc(recs, n_boot=cfg.n_boot, seed=cfg.seed))
+        rows.append(row)
+    return rows
+
+
+def rating_table(ratings: list[dict], cfg) -> list[dict]:
+    rows = []
+    for method in ("twin", "twin_matched", "twin_expected", "persona", "user_mean", "item_mean"):
+        def mae(rs, m=method):
+            return float(np.mean(np.concatenate([np.abs(r[m] - r["truth"]) for r in rs])))
+
+        rows.append({"method": method, "rmse": boot(ratings, lambda rs, m=method: rmse_of(rs, m), cfg.n_boot, cfg.seed),
+                     "mae": boot(ratings, mae, cfg.n_boot, cfg.seed), "n_ratings": int(sum(len(r["truth"]) for r in ratings))})
+    # paired, on the same resampled users: is the twin below each baseline?
+    for base in ("user_mean", "item_mean"):
+        diff = boot(ratings, lambda rs, b=base: rmse_of(rs, "twin") - rmse_of(rs, b), cfg.n_boot, cfg.seed)
+        rows.append({"method": f"twin - {base} (RMSE difference)", "rmse": diff})
+    return rows
+
+
+def rating_histogram(rs: list[dict], key: str) -> np.ndarray:
+    """Counts of ratings 1..5 [5] of ``key`` over the records (values rounded to the nearest integer)."""
+    return np.bincount(np.clip(np.rint(np.concatenate([r[key] for r in rs])), 1, 5).astype(int), minlength=6)[1:]
+
+
+def rating_histograms(ratings: list[dict], cfg) -> dict:
+    """The held-out ratings' histogram against each rating rule's, and their total variation distance
+    (half the L1 distance of the shares: 0 = the same distribution, 1 = disjoint) with a CI over users."""
+    def tv(rs, key):
+        real, sim = rating_histogram(rs, "truth"), rating_histogram(rs, key)
+        return float(0.5 * np.abs(real / real.sum() - sim / sim.sum()).sum())
+
+    sampled = ("twin_sampled", "twin_matched_sampled")
+    return {"histogram": {k: rating_histogram(ratings, k).tolist() for k in ("truth", *sampled)},
+            "total_variation": {k: boot(ratings, lambda rs, k=k: tv(rs, k), cfg.n_boot, cfg.seed) for k in sampled},
+            "note": "histograms of one draw from each rule's rating distribution (the error uses its mean)"}
+
+
+def like_given_watched(ratings: list[dict]) -> dict:
+    """Reliability of the twins' P(like | watched) on their held-out rated items: ECE, the mean probability
+    against the real like share (rating >= 4), and the reliability diagram's rows (`simulator.selector`)."""
+    p = np.concatenate([r["p_like_watched"] for r in ratings])
+    y = np.concatenate([r["truth"] for r in ratings]) >= LIKED_MIN
+    return reliability(p, y)
+
+
+def rmse_of(rs: list[dict], key: str) -> float:
+    return float(np.sqrt(np.mean(np.concatenate([(r[key] - r["truth"]) ** 2 for r in rs]))))
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+def headline_of(taste: list[dict], rating: list[dict], ab: dict | None, distribution: dict | None = None,
+              watched: dict | None = None) -> dict:
+    def cell(neg, ratio, method, metric):
+        row = next((r for r in taste if r["negatives"] == neg and r["ratio"] == ratio and r["method"] == method), None)
+        return None if row is None else row[metric]["value"]
+
+    rm = {r["method"]: r["rmse"]["value"] for r in rating if "value" in r.get("rmse", {})}
+    out = {
+        "twin_accuracy_1to1_uniform": cell("uniform", "1:1", "twin", "accuracy"),
+        "twin_auc_1to1_matched": cell("popularity_matched", "1:1", "twin", "auc"),
+        "persona_accuracy_1to1_uniform": cell("uniform", "1:1", "persona", "accuracy"),
+        "persona_auc_1to1_matched": cell("popularity_matched", "1:1", "persona", "auc"),
+        "twin_rmse": rm.get("twin"), "user_mean_rmse": rm.get("user_mean"), "item_mean_rmse": rm.get("item_mean"),
+        "twin_matched_rmse": rm.get("twin_matched"),
+    }
+    if distribution:
+        tv = distribution["total_variation"]
+        out["twin_rating_tv"] = tv["twin_sampled"]["value"]
+        out["twin_matched_rating_tv"] = tv["twin_matched_sampled"]["value"]
+    if watched:
+        out["like_given_watched_ece"], out["like_given_watched_mean_p"] = watched["ece"], watched["mean_p"]
+        out["real_like_share"] = watched["real_share"]
+    out["targets"] = {
+        "accuracy_1to1_uniform >= 0.85": (out["twin_accuracy_1to1_uniform"] or 0) >= 0.85,
+        "auc_1to1_matched >= 0.70": (out["twin_auc_1to1_matched"] or 0) >= 0.70,
+        "rmse below user-mean": out["twin_rmse"] is not None and out["twin_rmse"] < (out["user_mean_rmse"] or 0),
+    }
+    if watched:
+        out["targets"]["like given watched: ECE <= 0.02"] = watched["ece"] <= 0.02
+        out["targets"]["like given watched: mean within 0.02 of the real share"] = \
+            abs(watched["mean_p"] - watched["real_share"]) <= 0.02
+    if ab:
+        take = ab["acceptance_against_hit_rate"]
+        out["targets"]["acceptance within the real hit rate's CI, every unseen recommender"] = \
+            take["unseen_within_ci"] == take["n_unseen"]
+        agree = {p["pair"]: p["verdict"] for p in ab["pairs"]}
+        out["targets"]["random < pop < mf, every pair agreeing"] = all(
+            agree.get(k) == "agrees" for k in ("pop - random", "mf - random", "mf - pop"))
+    return out
+
+
