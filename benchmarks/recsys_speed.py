@@ -29,7 +29,7 @@ from personas.infra.assets import ml100k_dir  # noqa: E402
 from recsys import MF, Popularity, Reranker, leave_last_out, load_movielens  # noqa: E402
 from recsys.pipeline import reranked_top_k  # noqa: E402
 from recsys.bench import BenchConfig  # noqa: E402
-from recsys.offline import campaign_train_config, train_recommender  # noqa: E402
+from recsys.offline import Variant, campaign_train_config, train_recommender  # noqa: E402
 from recsys.metrics import ndcg, recall  # noqa: E402
 from recsys.models import top_k  # noqa: E402
 
@@ -86,7 +86,8 @@ def main() -> None:
     users, n = split.test_users, len(split.test_users)
     pop = Popularity().fit(split.train)
     mf = MF(cfg.train).fit(split.train)
-    amp = train_recommender(f"ampcf-k{a.k}", split.train, campaign_train_config("ampcf", cfg.train))  # as campaigns do
+    variant = Variant("ampcf", a.k)
+    amp = train_recommender(variant, split.train, campaign_train_config(variant, cfg.train))  # as campaigns do
 
     t_mf = best_time(lambda: mf.recommend(users, 10, exclude=split.seen))
     t_amp = best_time(lambda: amp.recommend(users, 10, exclude=split.seen))

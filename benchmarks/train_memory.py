@@ -20,11 +20,12 @@ import torch
 from personas.infra.assets import ml100k_dir
 from recsys import factorised
 from recsys.bench import BenchConfig, make_model
+from recsys.offline import bench_variants
 from recsys.data import leave_last_out, load_movielens
 
 
 def train(name: str, epochs: int, train_matrix) -> tuple[dict, torch.Tensor]:
-    model = make_model(name, BenchConfig(seed=0))
+    model = make_model(bench_variants()[name], BenchConfig(seed=0))
     model.config = replace(model.config, epochs=epochs)
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     model.fit(train_matrix)
@@ -36,7 +37,7 @@ def train(name: str, epochs: int, train_matrix) -> tuple[dict, torch.Tensor]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--model", default="ampcf-k8")
+    p.add_argument("--model", default="ampcf-k8", choices=sorted(set(bench_variants()) - {"pop"}))
     a = p.parse_args()
     split = leave_last_out(load_movielens(ml100k_dir()))
     kept = factorised.keep_freed_memory

@@ -25,8 +25,8 @@ from recsys import frontier, metrics
 from recsys.data import Dataset, Split, leave_last_out
 from recsys.factorised import AMPCF, MF
 from recsys.models import Popularity, Recommender, TrainConfig
-from recsys.offline import (AMPCF_BATCH, DEFAULT_TRAIN, evaluate, make_recommender,  # noqa: F401 (re-exported)
-                            starts_from_mf)
+from recsys.offline import (AMPCF_BATCH, DEFAULT_TRAIN, Variant, evaluate,  # noqa: F401 (re-exported)
+                            make_recommender)
 from recsys.pipeline import Reranker
 
 #: Per-variant overrides of DEFAULT_TRAIN chosen on the validation split by `personasim recsys tune --seed 0`
@@ -94,14 +94,14 @@ def train_models(split: Split, cfg: BenchConfig, show_progress: bool = True, cat
 
     tc = cfg.train
     models: dict[str, Recommender] = {"pop": Popularity().fit(split.train)}
-    models["mf"] = make_model("mf", cfg).fit(split.train, show_progress)
+    models["mf"] = make_model(Variant("mf"), cfg).fit(split.train, show_progress)
     models["mf-bpr"] = MF(tc, loss="bpr", epochs=20, lr=5e-3, reg=1e-4).fit(split.train, show_progress)
     if 1 in cfg.personas:  # K = 1 is MF: MF's tuned config, so it must give MF's scores
         models["ampcf-k1"] = AMPCF(_tuned(cfg, "mf"), k=1).fit(split.train, show_progress)
     for k in [k for k in cfg.personas if k > 1]:
-        models[f"ampcf-k{k}"] = make_model(f"ampcf-k{k}", cfg).fit(split.train, show_progress)
+        models[Variant("ampcf", k).label] = make_model(Variant("ampcf", k), cfg).fit(split.train, show_progress)
     for k in cfg.pretrained:  # started from the MF above: the one its pretrain config trains, so it is reused
-        model = make_model(f"ampcf-k{k}-mf", cfg).fit(split.train, show_progress, start=models["mf"])
+        model = make_model(Variant("ampcf", k, from_mf=True), cfg).fit(split.train, show_progress, start=models["mf"])
         model.train_s += models["mf"].train_s  # the pre-training is part of its cost
         models[model.name] = model
     for name in cfg.models:
@@ -118,10 +118,10 @@ def _tuned(cfg: "BenchConfig", name: str) -> TrainConfig:
     return replace(base, **{k: v for k, v in cfg.tuned.get(name, {}).items() if k != "seed"})
 
 
-def make_model(name: str, cfg: "BenchConfig") -> MF | AMPCF:
-    """An untrained 'mf', 'ampcf-kK' or 'ampcf-kK-mf' with the bench's (tuned) settings."""
-    pretrain = _tuned(cfg, "mf") if starts_from_mf(name) else None
-    return make_recommender(name, _tuned(cfg, name), pretrain=pretrain, **_attention(cfg))
+def make_model(variant: Variant, cfg: "BenchConfig") -> MF | AMPCF:
+    """An untrained MF or AMP-CF ``variant`` with the bench's settings, tuned under its label."""
+    pretrain = _tuned(cfg, "mf") if variant.from_mf else None
+    return make_recommender(variant, _tuned(cfg, variant.label), pretrain=pretrain, **_attention(cfg))
 
 
 def _attention(cfg: "BenchConfig") -> dict:
@@ -162,7 +162,7 @@ def rerank_rows(models: dict[str, Recommender], split: Split, genres: np.ndarray
     """MF + each reranker over its lambdas, then each AMP-CF (K > 1) + mixture calibration."""
     sweeps = [("mf", "mmr", cfg.mmr), ("mf", "dpp", cfg.dpp),
               ("mf", "calibration", cfg.calibration if genres.shape[1] else [])]  # calibration needs genres
-    sweeps += [(name, "mixture", cfg.persona_cal) for name in models if name.startswith("ampcf-k") and name != "ampcf-k1"]
+    sweeps += [(name, "mixture", cfg.persona_cal) for name, m in models.items() if isinstance(m, AMPCF) and m.k > 1]
     return [evaluate(f"{base}+{kind}@{lam}", models[base], split, genres, cfg.k, Reranker(kind, lam, cfg.candidates))
             for base, kind, lams in sweeps for lam in lams]
 

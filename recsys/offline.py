@@ -2,14 +2,16 @@
 (`recsys.bench`) and campaigns (`evals.campaign.world`) share, so a campaign's 'mf' or 'ampcf' is built by the
 same code, with the same defaults, as the bench's.
 
-Names: 'pop', 'mf', 'ampcf-kK' (K mixture components, user vectors, per user), 'ampcf-kK-mf' (the same,
-its components started from a trained MF).
+The bench's own model variants are `Variant`s: a kind and its settings as fields (K mixture components, user
+vectors per user; started from a trained MF or not). Their labels ('pop', 'mf', 'ampcf-kK', 'ampcf-kK-mf') name
+them in result files and in the tuned settings; a label is made from the fields and never parsed back
+(`bench_variants` is the catalogue a label is looked up in).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,42 +28,68 @@ from recsys.registry import AMPCF_BATCH
 DEFAULT_TRAIN = TrainConfig(dim=64, epochs=6, lr=1e-2, reg=3e-2, batch_size=1024, loss="softmax")
 
 
-def starts_from_mf(name: str) -> bool:
-    """Whether recommender ``name`` ('ampcf-kK-mf') starts its mixture components from a trained MF."""
-    return name.endswith("-mf")
+@dataclass(frozen=True)
+class Variant:
+    """One of the bench's model variants: ``kind`` 'pop', 'mf' or 'ampcf'; AMP-CF with ``k`` mixture components,
+    its components started from a trained MF when ``from_mf`` (K >= 2: with one component it is MF)."""
+
+    kind: str
+    k: int = 1
+    from_mf: bool = False
+
+    def __post_init__(self):
+        if self.kind not in ("pop", "mf", "ampcf"):
+            raise RecsysError(f"unknown model kind {self.kind!r}: expected 'pop', 'mf' or 'ampcf'")
+        if self.kind != "ampcf" and (self.k != 1 or self.from_mf):
+            raise RecsysError(f"{self.kind!r} has no mixture components: k and from_mf are AMP-CF's")
+        if self.k < (2 if self.from_mf else 1):
+            raise RecsysError(f"AMP-CF with k={self.k}" + (" started from MF needs k >= 2 (with one component it is "
+                                                           "MF)" if self.from_mf else " needs k >= 1"))
+
+    @property
+    def label(self) -> str:
+        """The name in result files: 'pop', 'mf', 'ampcf-kK' or 'ampcf-kK-mf'."""
+        if self.kind != "ampcf":
+            return self.kind
+        return f"ampcf-k{self.k}" + ("-mf" if self.from_mf else "")
 
 
-def make_recommender(name: str, train: TrainConfig, *, tau: float = 0.5, att_dim: int | None = 16,
+def bench_variants(ks=(1, 2, 4, 8), pretrained=(2, 4, 8)) -> dict[str, Variant]:
+    """The catalogue of the bench's variants by label: pop, mf, AMP-CF with each K of ``ks``, and started from MF
+    with each K of ``pretrained``."""
+    variants = [Variant("pop"), Variant("mf")] + [Variant("ampcf", k) for k in ks] + \
+        [Variant("ampcf", k, from_mf=True) for k in pretrained]
+    return {v.label: v for v in variants}
+
+
+def make_recommender(variant: Variant, train: TrainConfig, *, tau: float = 0.5, att_dim: int | None = 16,
                      peak_reg: float = 0.0, spread_reg: float = 0.0, pretrain: TrainConfig | None = None) -> Recommender:
-    """An untrained recommender: 'pop', 'mf', 'ampcf-kK' or 'ampcf-kK-mf' on ``train`` (AMP-CF: attention
-    temperature, attention dims and regularisers as given; its batch size is ``train.batch_size``).
-    'ampcf-kK-mf' starts its mixture components from an MF trained on ``pretrain`` (`AMPCF._start_from_mf`)."""
-    if name == "pop":
+    """An untrained recommender of ``variant`` on ``train`` (AMP-CF: attention temperature, attention dims and
+    regularisers as given; its batch size is ``train.batch_size``). A variant started from MF starts its mixture
+    components from an MF trained on ``pretrain`` (`AMPCF._start_from_mf`)."""
+    if variant.kind == "pop":
         return Popularity()
-    if name == "mf":
+    if variant.kind == "mf":
         return MF(train)
-    from_mf = starts_from_mf(name)
-    k = name.removeprefix("ampcf-k").removesuffix("-mf")
-    if not (name.startswith("ampcf-k") and k.isdigit() and int(k) >= (2 if from_mf else 1)):
-        raise RecsysError(f"unknown recommender {name!r}: expected 'pop', 'mf', 'ampcf-kK' (e.g. 'ampcf-k4') "
-                          "or 'ampcf-kK-mf' (K >= 2, components started from MF)")
-    if from_mf and pretrain is None:
-        raise RecsysError(f"{name!r} starts from an MF: give the MF's training config (pretrain=...)")
-    return AMPCF(train, k=int(k), tau=tau, att_dim=att_dim, peak_reg=peak_reg, spread_reg=spread_reg,
-                 pretrain=pretrain if from_mf else None)
+    if variant.from_mf and pretrain is None:
+        raise RecsysError(f"{variant.label!r} starts from an MF: give the MF's training config (pretrain=...)")
+    return AMPCF(train, k=variant.k, tau=tau, att_dim=att_dim, peak_reg=peak_reg, spread_reg=spread_reg,
+                 pretrain=pretrain if variant.from_mf else None)
 
 
-def campaign_train_config(name: str, train: TrainConfig) -> TrainConfig:
-    """``train`` as a campaign trains ``name``: AMP-CF with its own batch size (AMPCF_BATCH), the rest shared."""
-    return replace(train, batch_size=AMPCF_BATCH) if name.startswith("ampcf") else train
+def campaign_train_config(variant: Variant, train: TrainConfig) -> TrainConfig:
+    """``train`` as a campaign trains ``variant``: AMP-CF with its own batch size (AMPCF_BATCH), the rest shared."""
+    return replace(train, batch_size=AMPCF_BATCH) if variant.kind == "ampcf" else train
 
 
-def train_recommender(name: str, train_matrix: sp.csr_matrix, train: TrainConfig, show_progress: bool = False,
+def train_recommender(variant: Variant, train_matrix: sp.csr_matrix, train: TrainConfig, show_progress: bool = False,
                       start: MF | None = None, **attention) -> Recommender:
-    """`make_recommender` fitted on CSR positives [n_users, n_items]; 'ampcf-kK-mf' starts from ``start`` when given
-    (the MF its ``pretrain`` config trains, already trained), else trains that MF itself."""
-    model = make_recommender(name, train, **attention)
-    return model.fit(train_matrix) if name == "pop" else model.fit(train_matrix, show_progress=show_progress, start=start)
+    """`make_recommender` fitted on CSR positives [n_users, n_items]; a variant started from MF starts from ``start``
+    when given (the MF its ``pretrain`` config trains, already trained), else trains that MF itself."""
+    model = make_recommender(variant, train, **attention)
+    if variant.kind == "pop":
+        return model.fit(train_matrix)
+    return model.fit(train_matrix, show_progress=show_progress, start=start)
 
 
 def evaluate(name: str, model: Recommender, split: Split, genres: np.ndarray, k: int,

@@ -25,7 +25,7 @@ import numpy as np
 from recsys import metrics
 from recsys.bench import AMPCF_BATCH, DEFAULT_TRAIN, BenchConfig, evaluate, make_model
 from recsys.data import Dataset, validation_split
-from recsys.offline import starts_from_mf
+from recsys.offline import Variant, bench_variants
 from recsys.pipeline import Reranker
 
 
@@ -59,7 +59,12 @@ class TuneConfig:
                              f"{', '.join(self.all_variants())})")
 
     def all_variants(self) -> list[str]:
-        return (["mf"] + [f"ampcf-k{k}" for k in self.personas] + [f"ampcf-k{k}-mf" for k in self.pretrained])
+        """The labels of the variants to tune: MF, AMP-CF with each K, and started from MF with each K."""
+        return list(self.catalogue())
+
+    def catalogue(self) -> dict[str, Variant]:
+        """The variants by label (`recsys.offline.bench_variants`, without popularity)."""
+        return {label: v for label, v in bench_variants(self.personas, self.pretrained).items() if v.kind != "pop"}
 
     def chosen_variants(self) -> list[str]:
         """MF first (the pre-trained variants start from it), then the rest in `all_variants` order."""
@@ -96,7 +101,7 @@ def tune(ds: Dataset, cfg: TuneConfig | None = None, show_progress: bool = False
         curve, best = [], (-1.0, None, None, None, None)
         for t, params in enumerate(trials):
             bench.tuned = {"mf": _train_keys(variants.get("mf", {})), name: {**params, "epochs": cfg.max_epochs}}
-            model = make_model(name, bench)
+            model = make_model(cfg.catalogue()[name], bench)
 
             def on_epoch(epoch, m, t=t):
                 nonlocal best
@@ -107,7 +112,7 @@ def tune(ds: Dataset, cfg: TuneConfig | None = None, show_progress: bool = False
                     best = (nd, t, epoch, copy.deepcopy(m.net.state_dict()), m)
 
             # a pre-trained variant starts from the tuned MF itself (the MF its `pretrain` config would train)
-            start = best_models["mf"] if starts_from_mf(name) else None
+            start = best_models["mf"] if cfg.catalogue()[name].from_mf else None
             model.fit(val.train, show_progress, on_epoch=on_epoch, start=start)
         nd, t, epoch, state, model = best
         model.net.load_state_dict(state)  # the best trial's model as it was after its best epoch
@@ -130,7 +135,7 @@ def _train_keys(variant: dict) -> dict:
 def _tune_lambdas(models: dict, val, genres: np.ndarray, cfg: TuneConfig) -> dict:
     """Each reranker family's validation sweep and its chosen lambda (the most diverse within the accuracy budget)."""
     families = [("mf", kind) for kind in ("mmr", "dpp", "calibration") if kind != "calibration" or genres.shape[1]]
-    families += [(name, "mixture") for name in models if name.startswith("ampcf-k")]
+    families += [(name, "mixture") for name in models if cfg.catalogue()[name].kind == "ampcf"]
     out = {}
     for base, kind in families:
         plain = evaluate(base, models[base], val, genres, 10)

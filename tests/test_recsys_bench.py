@@ -218,13 +218,14 @@ def test_cli_tune_writes_tune_json_whole(tmp_path):
 
 def test_bench_trains_each_variant_with_its_validation_tuned_settings():
     from recsys.bench import TUNED, make_model
+    from recsys.offline import Variant, bench_variants
 
     cfg = BenchConfig(seed=7)
     cfg.train.seed = 7
     for name, tuned in TUNED.items():
-        c = make_model(name, cfg).config
+        c = make_model(bench_variants()[name], cfg).config
         assert {k: getattr(c, k) for k in tuned} == tuned and c.seed == 7 and c.dim == 64
-    untuned = make_model("ampcf-k3", cfg).config  # not tuned: the shared config with AMP-CF's own batch
+    untuned = make_model(Variant("ampcf", 3), cfg).config  # not tuned: the shared config with AMP-CF's own batch
     assert (untuned.epochs, untuned.batch_size) == (6, 256)
 
 

@@ -349,7 +349,7 @@ def test_ampcf_started_from_mf_scores_as_mf_before_training_and_then_splits_its_
 
 
 def test_ampcf_started_from_mf_bad_input_and_round_trip(fitted, data, tmp_path):
-    from recsys.offline import make_recommender
+    from recsys.offline import Variant, make_recommender
 
     train = data[0]
     with pytest.raises(RecsysError, match="needs a trained MF"):
@@ -359,11 +359,11 @@ def test_ampcf_started_from_mf_bad_input_and_round_trip(fitted, data, tmp_path):
         AMPCF(TC, k=2, epochs=1).fit(train, start=small)
     with pytest.raises(RecsysError, match="K = 1 is MF"):
         AMPCF(TC, k=1, pretrain=TC)
-    with pytest.raises(RecsysError, match="unknown recommender 'ampcf-k1-mf'"):
-        make_recommender("ampcf-k1-mf", TC)
+    with pytest.raises(RecsysError, match="needs k >= 2"):
+        Variant("ampcf", 1, from_mf=True)
     with pytest.raises(RecsysError, match="pretrain="):
-        make_recommender("ampcf-k2-mf", TC)
-    model = make_recommender("ampcf-k2-mf", TC, pretrain=TC)
+        make_recommender(Variant("ampcf", 2, from_mf=True), TC)
+    model = make_recommender(Variant("ampcf", 2, from_mf=True), TC, pretrain=TC)
     assert isinstance(model, AMPCF) and model.pretrain == TC and model.name == "ampcf-k2-mf"
     model.fit(train, start=fitted["mf"])
     model.save(tmp_path / "m.pt")

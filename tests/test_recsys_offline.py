@@ -11,7 +11,7 @@ import torch
 
 from recsys import AMPCF, MF, Popularity, RecsysError, TrainConfig
 from recsys.bench import BenchConfig, make_model
-from recsys.offline import AMPCF_BATCH, campaign_train_config, make_recommender, train_recommender
+from recsys.offline import AMPCF_BATCH, Variant, campaign_train_config, make_recommender, train_recommender
 from tests.recsys_fixtures import planted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,14 +20,19 @@ TC = TrainConfig(dim=8, epochs=2, lr=1e-2, reg=1e-3, batch_size=512, loss="softm
 
 def test_names_build_the_models_the_bench_builds():
     cfg = BenchConfig(seed=4, train=TC)
-    assert isinstance(make_recommender("pop", TC), Popularity)
-    for name in ("mf", "ampcf-k2", "ampcf-k4"):
-        ours, bench = make_recommender(name, make_model(name, cfg).config), make_model(name, cfg)
+    assert isinstance(make_recommender(Variant("pop"), TC), Popularity)
+    for variant in (Variant("mf"), Variant("ampcf", 2), Variant("ampcf", 4)):
+        ours, bench = make_recommender(variant, make_model(variant, cfg).config), make_model(variant, cfg)
         assert type(ours) is type(bench) and ours.config == bench.config
         assert (ours.k, ours.tau, ours.att_dim, ours.peak_reg, ours.spread_reg) == \
                (bench.k, bench.tau, bench.att_dim, bench.peak_reg, bench.spread_reg)
-    with pytest.raises(RecsysError, match="unknown recommender 'ampcf'"):
-        make_recommender("ampcf", TC)
+    assert [Variant("mf").label, Variant("ampcf", 4).label, Variant("ampcf", 2, from_mf=True).label] == \
+        ["mf", "ampcf-k4", "ampcf-k2-mf"]  # labels are made from the fields
+    for bad, message in ((dict(kind="ampcf-k2"), "unknown model kind 'ampcf-k2'"),
+                         (dict(kind="mf", k=2), "'mf' has no mixture components"),
+                         (dict(kind="ampcf", k=1, from_mf=True), "needs k >= 2")):
+        with pytest.raises(RecsysError, match=message):
+            Variant(**bad)
 
 
 def test_a_campaign_model_trains_bit_identically_to_the_bench_helper():
@@ -35,14 +40,15 @@ def test_a_campaign_model_trains_bit_identically_to_the_bench_helper():
     built with the bench's settings, and the campaign's AMP-CF batch size is the bench's."""
     torch.set_num_threads(1)
     train = planted(n_users=80)[0]
-    assert campaign_train_config("ampcf", TC).batch_size == AMPCF_BATCH and campaign_train_config("mf", TC) == TC
-    ours = train_recommender("ampcf-k2", train, campaign_train_config("ampcf", TC))
+    amp = Variant("ampcf", 2)
+    assert campaign_train_config(amp, TC).batch_size == AMPCF_BATCH and campaign_train_config(Variant("mf"), TC) == TC
+    ours = train_recommender(amp, train, campaign_train_config(amp, TC))
     cfg = BenchConfig(seed=4)
     bench = AMPCF(replace(TC, batch_size=cfg.ampcf_batch), k=2, tau=cfg.tau, att_dim=cfg.att_dim,
                   peak_reg=cfg.peak_reg, spread_reg=cfg.spread_reg).fit(train)
     assert isinstance(ours, AMPCF) and torch.equal(ours.net.users, bench.net.users)
     assert torch.equal(ours.net.items, bench.net.items) and torch.equal(ours.net.W, bench.net.W)
-    mf = train_recommender("mf", train, TC)
+    mf = train_recommender(Variant("mf"), train, TC)
     assert isinstance(mf, MF) and torch.equal(mf.net.items, MF(replace(TC)).fit(train).net.items)
 
 
