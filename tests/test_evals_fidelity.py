@@ -36,10 +36,13 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     on_disk = json.loads((out / "fidelity.json").read_text())
     assert on_disk["config_hash"] == result["config_hash"] and on_disk["seed"] == 0
     methods = {r["method"] for r in result["taste_alignment"]}
-    assert methods == {"twin", "persona", "random", "popularity", "persona_cf"}  # no llm_only without the LLM
+    assert methods == {"twin", "persona", "random", "popularity", "persona_cf", "user_als"}  # no llm_only: no LLM
     cells = {(r["negatives"], r["ratio"]) for r in result["taste_alignment"]}
     assert cells == {(n, f"1:{k}") for n in ("uniform", "popularity_matched") for k in (1, 3, 9)}
     for r in result["taste_alignment"]:
+        if r["method"] == "user_als":  # a ranking with no like rule of its own: its AUC only
+            assert r["accuracy"] is None and r["f1"] is None and 0.0 <= r["auc"]["value"] <= 1.0
+            continue
         for m in ("accuracy", "precision", "recall", "f1", "auc"):
             v, (lo, hi) = r[m]["value"], r[m]["ci"]
             assert lo - 1e-9 <= v <= hi + 1e-9, (r["method"], m, v, lo, hi)
@@ -48,6 +51,10 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     assert random_auc["ci"][0] < 0.5 < random_auc["ci"][1] or abs(random_auc["value"] - 0.5) < 0.15
     twin_auc = next(r["auc"]["value"] for r in result["taste_alignment"]
                     if r["method"] == "twin" and r["negatives"] == "uniform" and r["ratio"] == "1:1")
+    head = result["headline"]  # the same-run simple rules beside the twin, with a target each
+    assert {f"{rule}_auc_1to1_{neg}" for rule in ("popularity", "persona_cf", "user_als")
+            for neg in ("matched", "uniform")} <= set(head)
+    assert "twin AUC (1:1, matched) above user_als's, CIs apart" in head["targets"]
     assert twin_auc > 0.6  # grounded in the user's own history: well above chance even at this size
     rating = {r["method"]: r for r in result["rating_error"]}
     assert {"twin", "twin_matched", "twin_expected", "persona", "user_mean", "item_mean"} <= set(rating)

@@ -163,7 +163,8 @@ def population_rows(record: dict) -> list[dict]:
 
 
 #: Who a fidelity figure belongs to, in the order the report lists them (the simulated users first).
-FIDELITY_METHODS = ("twin", "persona", "persona_cf", "popularity", "llm_only", "random", "user_mean", "item_mean")
+FIDELITY_METHODS = ("twin", "persona", "persona_cf", "popularity", "user_als", "llm_only", "random", "user_mean",
+                    "item_mean")
 
 
 def fidelity_baselines(record: dict) -> list[dict]:

@@ -36,7 +36,9 @@ Methods: the grounded twin (the user's own history) and persona-level user (the
 persona's canon), sampling from their calibrated probabilities (`simulator.selector`); baselines random, popularity,
 persona-CF (share of the persona's members who liked the item) and llm-only (the
 LLM's yes-probability alone), each deciding by a one-feature logistic fitted on the
-same calibration rows.
+same calibration rows; and user-level ALS (`implicit`'s ALS trained on the train part's
+positives, the user's own factor against the item's): a ranking with no like/not-like rule
+of its own, so only its AUC is reported.
 """
 
 from __future__ import annotations
@@ -134,12 +136,14 @@ def _classification(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 class _Scorer:
     """Scores and like/not-like decisions of every method for one user's items."""
 
-    def __init__(self, llm, cards, space, mems, models: dict[str, ChoiceModel], baselines: dict, cfg: FidelityConfig):
+    def __init__(self, llm, cards, space, mems, models: dict[str, ChoiceModel], baselines: dict, cfg: FidelityConfig,
+                 als=None):
         self.llm, self.cards, self.space, self.mems = llm, cards, space, mems
-        self.models, self.baselines, self.cfg = models, baselines, cfg
+        self.models, self.baselines, self.cfg, self.als = models, baselines, cfg, als
 
-    async def score(self, user_key: str, items: np.ndarray, seed: int) -> dict[str, dict]:
-        """{method: {"score": [M], "like": [M] bool, "rating": [M] or None}}."""
+    async def score(self, user_key: str, items: np.ndarray, seed: int, user: int | None = None) -> dict[str, dict]:
+        """{method: {"score": [M], "like": [M] bool or None (a ranking only), "rating": [M] or None}}; ``user``: the
+        user's row index, for the user-level ALS baseline (when the scorer has one)."""
         twin = self.mems[user_key]
         canon = self.mems[f"persona:{twin.persona_id}"]
         out = {}
@@ -178,6 +182,8 @@ class _Scorer:
             b = self.baselines.get(name)
             like = s > 0.5 if name == "random" else (b["intercept"] + b["coef"] * s) > 0
             out[name] = {"score": s, "like": np.asarray(like), "rating": None}
+        if self.als is not None and user is not None:
+            out["user_als"] = {"score": self.als.score_all(np.array([user]))[0][items], "like": None, "rating": None}
         return out
 
 
@@ -204,14 +210,14 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
         items = np.unique(np.concatenate([pos, negs["uniform"].ravel(), negs["popularity_matched"].ravel(),
                                           rt["item"].to_numpy()])).astype(np.int64)
         at = {int(i): j for j, i in enumerate(items)}
-        res = await scorer.score(f"twin:{uid[u]}", items, seed=int(rng.integers(2**31)))
+        res = await scorer.score(f"twin:{uid[u]}", items, seed=int(rng.integers(2**31)), user=int(u))
         for kind in NEGATIVES:
             for ratio in RATIOS:
                 sel = np.array([at[int(i)] for i in np.concatenate([pos, negs[kind][:, :ratio].ravel()])])
                 y = np.array([1] * len(pos) + [0] * (len(pos) * ratio))
                 for method, r in res.items():
                     taste.setdefault((kind, ratio, method), []).append(
-                        (y, r["score"][sel], _classification(y, r["like"][sel])))
+                        (y, r["score"][sel], None if r["like"] is None else _classification(y, r["like"][sel])))
         sel = np.array([at[int(i)] for i in rt["item"]])
         truth = rt["rating"].to_numpy(float)
         twin_mem = scorer.mems[f"twin:{uid[u]}"]
@@ -293,6 +299,17 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
     return result
 
 
+def user_level_als(split, seed: int):
+    """`implicit`'s ALS (the registry's 'als', its bench settings) fitted on ``split``'s train positives: the
+    user-level ALS baseline of taste alignment."""
+    from recsys.registry import Settings, train
+    from recsys.offline import DEFAULT_TRAIN
+
+    from dataclasses import replace
+
+    return train("als", Settings(replace(DEFAULT_TRAIN, seed=seed), seed=seed), split.train_positives())
+
+
 def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_progress: bool = True,
                      started: float | None = None, train_config=None, mixture_k: int = 4) -> dict:
     """Steps 3-5 of the protocol for the personas at ``ppath`` and the calibration beside them (both of
@@ -315,7 +332,8 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
     pos_users = sorted(u for u, g in split.test.groupby("user")
                        if (g["rating"] >= LIKED_MIN).any() and f"twin:{uid[u]}" in mems)
     users = np.random.default_rng([cfg.seed, 1]).permutation(pos_users)[: cfg.users]
-    scorer = _Scorer(llm, cards, space, mems, models, record.get("baselines", {}), cfg)
+    scorer = _Scorer(llm, cards, space, mems, models, record.get("baselines", {}), cfg,
+                     als=user_level_als(split, cfg.seed))
     taste, ratings = asyncio.run(_taste_and_rating(scorer, ds, split, users, cfg, show_progress))
     t_taste = time.perf_counter() - started - t_prep
     ab = None

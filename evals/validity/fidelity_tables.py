@@ -19,8 +19,8 @@ def taste_table(taste: dict, cfg) -> list[dict]:
     rows = []
     for (kind, ratio, method), recs in sorted(taste.items()):
         row = {"negatives": kind, "ratio": f"1:{ratio}", "method": method, "n_users": len(recs)}
-        for m in ("accuracy", "precision", "recall", "f1"):
-            row[m] = mean_ci([r[2][m] for r in recs], n_boot=cfg.n_boot, seed=cfg.seed)
+        for m in ("accuracy", "precision", "recall", "f1"):  # None for a ranking without a like rule (user-level ALS)
+            row[m] = None if recs[0][2] is None else mean_ci([r[2][m] for r in recs], n_boot=cfg.n_boot, seed=cfg.seed)
         row["auc"] = rounded(*bootstrap_pooled_auc(recs, n_boot=cfg.n_boot, seed=cfg.seed))
         rows.append(row)
     return rows
@@ -73,6 +73,12 @@ def rmse_of(rs: list[dict], key: str) -> float:
 
 # ---- the run ------------------------------------------------------------------------------------
 
+def auc_cell(taste: list[dict], negatives: str, method: str) -> dict | None:
+    """The 1:1 AUC row cell ({value, ci}) of ``method`` on ``negatives``; None when the run has no such row."""
+    row = next((r for r in taste if r["negatives"] == negatives and r["ratio"] == "1:1" and r["method"] == method), None)
+    return None if row is None else row["auc"]
+
+
 def headline_of(taste: list[dict], rating: list[dict], ab: dict | None, distribution: dict | None = None,
               watched: dict | None = None) -> dict:
     def cell(neg, ratio, method, metric):
@@ -88,6 +94,15 @@ def headline_of(taste: list[dict], rating: list[dict], ab: dict | None, distribu
         "twin_rmse": rm.get("twin"), "user_mean_rmse": rm.get("user_mean"), "item_mean_rmse": rm.get("item_mean"),
         "twin_matched_rmse": rm.get("twin_matched"),
     }
+    rules = ("popularity", "persona_cf", "user_als")  # the same-run simple rules taste alignment must beat
+    for neg, key in (("popularity_matched", "matched"), ("uniform", "uniform")):
+        twin = auc_cell(taste, neg, "twin")
+        for rule in rules:
+            other = auc_cell(taste, neg, rule)
+            out[f"{rule}_auc_1to1_{key}"] = None if other is None else other["value"]
+            if twin is not None and other is not None:
+                out.setdefault("targets_simple_rules", {})[f"twin AUC (1:1, {key}) above {rule}'s, CIs apart"] = \
+                    twin["ci"][0] > other["ci"][1]
     if distribution:
         tv = distribution["total_variation"]
         out["twin_rating_tv"] = tv["twin_sampled"]["value"]
@@ -100,6 +115,7 @@ def headline_of(taste: list[dict], rating: list[dict], ab: dict | None, distribu
         "auc_1to1_matched >= 0.70": (out["twin_auc_1to1_matched"] or 0) >= 0.70,
         "rmse below user-mean": out["twin_rmse"] is not None and out["twin_rmse"] < (out["user_mean_rmse"] or 0),
     }
+    out["targets"].update(out.pop("targets_simple_rules", {}))
     if watched:
         out["targets"]["like given watched: ECE <= 0.02"] = watched["ece"] <= 0.02
         out["targets"]["like given watched: mean within 0.02 of the real share"] = \
