@@ -51,10 +51,15 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     assert random_auc["ci"][0] < 0.5 < random_auc["ci"][1] or abs(random_auc["value"] - 0.5) < 0.15
     twin_auc = next(r["auc"]["value"] for r in result["taste_alignment"]
                     if r["method"] == "twin" and r["negatives"] == "uniform" and r["ratio"] == "1:1")
-    head = result["headline"]  # the same-run simple rules beside the twin, with a target each
-    assert {f"{rule}_auc_1to1_{neg}" for rule in ("popularity", "persona_cf", "user_als")
-            for neg in ("matched", "uniform")} <= set(head)
-    assert "twin AUC (1:1, matched) above user_als's, CIs apart" in head["targets"]
+    head, auc = result["headline"], {(r["negatives"], r["method"]): r["auc"]["value"]
+                                     for r in result["taste_alignment"] if r["ratio"] == "1:1"}
+    for d in result["taste_against_simple_rules"]:  # twin minus each same-run simple rule, paired over users
+        assert d["diff"]["value"] == pytest.approx(auc[d["negatives"], "twin"] - auc[d["negatives"], d["rule"]], abs=2e-4)
+        assert d["diff"]["ci"][0] - 1e-9 <= d["diff"]["value"] <= d["diff"]["ci"][1] + 1e-9
+    assert {(d["negatives"], d["rule"]) for d in result["taste_against_simple_rules"]} == \
+        {(n, r) for n in ("uniform", "popularity_matched") for r in ("popularity", "persona_cf", "user_als")}
+    key = "twin AUC (1:1, matched) above user_als's (paired CI above 0)"
+    assert head["targets"][key] == (head["twin_minus_user_als_auc_1to1_matched"]["ci"][0] > 0)
     assert twin_auc > 0.6  # grounded in the user's own history: well above chance even at this size
     rating = {r["method"]: r for r in result["rating_error"]}
     assert {"twin", "twin_matched", "twin_expected", "persona", "user_mean", "item_mean"} <= set(rating)

@@ -63,17 +63,25 @@ def pooled_auc(records: list) -> float | None:
 
 
 def bootstrap_pooled_auc(records: list, *, n_boot: int, seed: int, block: int = 250) -> tuple:
-    """`bootstrap_ci(records, pooled_auc, ...)`: (point, low, high) with the same resamples of users, without building a list per resample.
+    """(point, low, high): `pooled_auc` and the percentile interval of `pooled_auc_draws`."""
+    draws = pooled_auc_draws(records, n_boot=n_boot, seed=seed, block=block)
+    return (pooled_auc(records), *percentile_interval(draws[~np.isnan(draws)])) if len(records) else \
+        (pooled_auc(records), np.nan, np.nan)
+
+
+def pooled_auc_draws(records: list, *, n_boot: int, seed: int, block: int = 250) -> np.ndarray:
+    """The pooled AUC of each of `bootstrap_ci`'s resamples of users [n_boot] (NaN where a resample has no
+    positive or no negative), without building a list per resample. Two methods scored on the same users (the
+    same ``n`` and ``seed``) get the same resamples, so their draws pair: a paired CI of their difference.
 
     A resample gives each user a weight (how often it was drawn), and the pooled AUC of weighted records is
     the sum over score levels of the positives' weight there times (the negatives' weight below + half of
     theirs at that level), over W1 W0. Weights are whole numbers, so numerator and denominator are exact,
     as in `pooled_auc`'s rank sum: the same draws to the bit (tested). 300 users, 1,000 resamples: 0.27 s
     -> 0.05 s with 4 items a user, 0.70 -> 0.31 s with 20 (the 1:9 rows); 15 s of a fidelity run's 45 s of tables."""
-    point = pooled_auc(records)
     n = len(records)
     if not n:
-        return point, np.nan, np.nan
+        return np.full(n_boot, np.nan)
     y = np.concatenate([r[0] for r in records]).astype(bool)
     s = np.concatenate([r[1] for r in records]).astype(float)
     owner = np.repeat(np.arange(n), [len(r[0]) for r in records])
@@ -91,9 +99,9 @@ def bootstrap_pooled_auc(records: list, *, n_boot: int, seed: int, block: int = 
         neg = np.add.reduceat(w * ~y, starts, axis=1)
         below = np.cumsum(neg, axis=1) - neg
         w1, w0 = pos.sum(1), neg.sum(1)
-        ok = (w1 > 0) & (w0 > 0)
-        draws.append((pos * (below + 0.5 * neg)).sum(1)[ok] / (w1[ok] * w0[ok]))
-    return (point, *percentile_interval(np.concatenate(draws)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            draws.append(np.where((w1 > 0) & (w0 > 0), (pos * (below + 0.5 * neg)).sum(1) / (w1 * w0), np.nan))
+    return np.concatenate(draws)
 
 
 def ratio_of_means_ci(a, b, *, n_boot: int, seed: int) -> list[float] | None:

@@ -56,7 +56,8 @@ from tqdm import tqdm
 
 from evals.validity.calibration import draw_negatives, pop_bins
 from evals.validity.fidelity_ab import ab_fidelity, ab_models
-from evals.validity.fidelity_tables import headline_of, like_given_watched, rating_histograms, rating_table, taste_table
+from evals.validity.fidelity_tables import (auc_differences, headline_of, like_given_watched, rating_histograms,
+                                            rating_table, taste_table)
 from evals.validity.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
 from evals.validity.population import AverageUser, population_realism
 from evals.validity.read_ledger import part_read, record_test_read, test_reads_path
@@ -347,7 +348,8 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
         [{"items": r["items"], "truth": r["truth"], "twin": r["twin_sampled"], "persona": r["persona_sampled"],
           "average_user": r["average_sampled"]} for r in ratings],
         space.genres, space.log_pop, n_boot=cfg.n_boot, seed=cfg.seed)
-    headline = headline_of(taste_rows, rating_rows, ab, distribution, watched)
+    differences = auc_differences(taste, cfg)
+    headline = headline_of(taste_rows, rating_rows, ab, distribution, watched, differences)
     headline["targets"].update({f"population: {k}": v for k, v in population["targets"].items()})
     return {
         "config": cfg.model_dump(), "config_hash": cfg.config_hash(), "seed": cfg.seed,
@@ -355,7 +357,7 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
         "headline": headline,
         "like_given_watched": watched, "population_realism": population,
         "calibration": record["report"], "calibration_features": record["features"],
-        "taste_alignment": taste_rows, "rating_error": rating_rows,
+        "taste_alignment": taste_rows, "taste_against_simple_rules": differences, "rating_error": rating_rows,
         "rating_distribution": distribution, "ab_fidelity": ab,
         "timings_s": {"prepare": round(t_prep, 1), "taste_and_rating": round(t_taste, 1),
                       "total": round(time.perf_counter() - started, 1)},

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evals.stats.bootstrap import bootstrap_ci, bootstrap_pooled_auc, mean_ci, rounded
+from evals.stats.bootstrap import (bootstrap_ci, bootstrap_pooled_auc, mean_ci, percentile_interval, pooled_auc,
+                                   pooled_auc_draws, rounded)
 from evals.validity.grounding import LIKED_MIN
 from simulator.selector import reliability
 
@@ -23,6 +24,28 @@ def taste_table(taste: dict, cfg) -> list[dict]:
             row[m] = None if recs[0][2] is None else mean_ci([r[2][m] for r in recs], n_boot=cfg.n_boot, seed=cfg.seed)
         row["auc"] = rounded(*bootstrap_pooled_auc(recs, n_boot=cfg.n_boot, seed=cfg.seed))
         rows.append(row)
+    return rows
+
+
+#: The same-run simple rules taste alignment must beat (issue 36): popularity, the persona's members' likes, and
+#: user-level ALS.
+SIMPLE_RULES = ("popularity", "persona_cf", "user_als")
+
+
+def auc_differences(taste: dict, cfg) -> list[dict]:
+    """The twin's 1:1 AUC minus each simple rule's, on the same users (paired: the same resamples of users),
+    for each kind of negatives: [{negatives, rule, diff: {value, ci}}]."""
+    rows = []
+    for kind in sorted({k for k, _, _ in taste}):
+        twin = taste.get((kind, 1, "twin"))
+        for rule in SIMPLE_RULES:
+            other = taste.get((kind, 1, rule))
+            if twin is None or other is None:
+                continue
+            d = pooled_auc_draws(twin, n_boot=cfg.n_boot, seed=cfg.seed) - \
+                pooled_auc_draws(other, n_boot=cfg.n_boot, seed=cfg.seed)
+            rows.append({"negatives": kind, "ratio": "1:1", "rule": rule,
+                         "diff": rounded(pooled_auc(twin) - pooled_auc(other), *percentile_interval(d[~np.isnan(d)]))})
     return rows
 
 
@@ -73,14 +96,8 @@ def rmse_of(rs: list[dict], key: str) -> float:
 
 # ---- the run ------------------------------------------------------------------------------------
 
-def auc_cell(taste: list[dict], negatives: str, method: str) -> dict | None:
-    """The 1:1 AUC row cell ({value, ci}) of ``method`` on ``negatives``; None when the run has no such row."""
-    row = next((r for r in taste if r["negatives"] == negatives and r["ratio"] == "1:1" and r["method"] == method), None)
-    return None if row is None else row["auc"]
-
-
 def headline_of(taste: list[dict], rating: list[dict], ab: dict | None, distribution: dict | None = None,
-              watched: dict | None = None) -> dict:
+              watched: dict | None = None, differences: list[dict] | None = None) -> dict:
     def cell(neg, ratio, method, metric):
         row = next((r for r in taste if r["negatives"] == neg and r["ratio"] == ratio and r["method"] == method), None)
         return None if row is None else row[metric]["value"]
@@ -94,15 +111,11 @@ def headline_of(taste: list[dict], rating: list[dict], ab: dict | None, distribu
         "twin_rmse": rm.get("twin"), "user_mean_rmse": rm.get("user_mean"), "item_mean_rmse": rm.get("item_mean"),
         "twin_matched_rmse": rm.get("twin_matched"),
     }
-    rules = ("popularity", "persona_cf", "user_als")  # the same-run simple rules taste alignment must beat
-    for neg, key in (("popularity_matched", "matched"), ("uniform", "uniform")):
-        twin = auc_cell(taste, neg, "twin")
-        for rule in rules:
-            other = auc_cell(taste, neg, rule)
-            out[f"{rule}_auc_1to1_{key}"] = None if other is None else other["value"]
-            if twin is not None and other is not None:
-                out.setdefault("targets_simple_rules", {})[f"twin AUC (1:1, {key}) above {rule}'s, CIs apart"] = \
-                    twin["ci"][0] > other["ci"][1]
+    for d in differences or []:  # the twin's AUC minus each simple rule's, paired over users
+        key = "matched" if d["negatives"] == "popularity_matched" else d["negatives"]
+        out[f"twin_minus_{d['rule']}_auc_1to1_{key}"] = d["diff"]
+        out.setdefault("targets_simple_rules", {})[f"twin AUC (1:1, {key}) above {d['rule']}'s (paired CI above 0)"] = \
+            d["diff"]["ci"][0] > 0
     if distribution:
         tv = distribution["total_variation"]
         out["twin_rating_tv"] = tv["twin_sampled"]["value"]
