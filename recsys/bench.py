@@ -59,7 +59,8 @@ Write = Callable[[Path, str | bytes | Callable[[Path], None]], object]
 class BenchConfig:
     seed: int = 0
     k: int = 10
-    personas: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    #: the K (mixture components) of each AMP-CF the bench trains; K = 1 is MF
+    mixture_ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     #: AMP-CF variants whose components start from the bench's MF ('ampcf-kK-mf', `AMPCF._start_from_mf`). Default:
     #: K = 2 only, the best of the three on validation (recsys/README.md); all three took `--seed 0` to 213 s,
     #: past the 3-minute target. `recsys bench --pretrained 2,4,8` runs all three.
@@ -74,7 +75,7 @@ class BenchConfig:
     dpp: list[float] = field(default_factory=lambda: [0.95, 0.9, 0.8, 0.7, 0.5])
     calibration: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.6, 0.9])
     #: mixture calibration (the 'mixture' reranker) over each AMP-CF with K > 1
-    persona_cal: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.6, 0.9])
+    mixture_cal: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.6, 0.9])
     candidates: int = 100
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**asdict(DEFAULT_TRAIN)))
     #: more recommenders by registry name (`recsys.registry`: 'als', 'ease', 'pkg.module:factory', a service URL),
@@ -96,9 +97,9 @@ def train_models(split: Split, cfg: BenchConfig, show_progress: bool = True, cat
     models: dict[str, Recommender] = {"pop": Popularity().fit(split.train)}
     models["mf"] = make_model(Variant("mf"), cfg).fit(split.train, show_progress)
     models["mf-bpr"] = MF(tc, loss="bpr", epochs=20, lr=5e-3, reg=1e-4).fit(split.train, show_progress)
-    if 1 in cfg.personas:  # K = 1 is MF: MF's tuned config, so it must give MF's scores
+    if 1 in cfg.mixture_ks:  # K = 1 is MF: MF's tuned config, so it must give MF's scores
         models["ampcf-k1"] = AMPCF(_tuned(cfg, "mf"), k=1).fit(split.train, show_progress)
-    for k in [k for k in cfg.personas if k > 1]:
+    for k in [k for k in cfg.mixture_ks if k > 1]:
         models[Variant("ampcf", k).label] = make_model(Variant("ampcf", k), cfg).fit(split.train, show_progress)
     for k in cfg.pretrained:  # started from the MF above: the one its pretrain config trains, so it is reused
         model = make_model(Variant("ampcf", k, from_mf=True), cfg).fit(split.train, show_progress, start=models["mf"])
@@ -162,7 +163,7 @@ def rerank_rows(models: dict[str, Recommender], split: Split, genres: np.ndarray
     """MF + each reranker over its lambdas, then each AMP-CF (K > 1) + mixture calibration."""
     sweeps = [("mf", "mmr", cfg.mmr), ("mf", "dpp", cfg.dpp),
               ("mf", "calibration", cfg.calibration if genres.shape[1] else [])]  # calibration needs genres
-    sweeps += [(name, "mixture", cfg.persona_cal) for name, m in models.items() if isinstance(m, AMPCF) and m.k > 1]
+    sweeps += [(name, "mixture", cfg.mixture_cal) for name, m in models.items() if isinstance(m, AMPCF) and m.k > 1]
     return [evaluate(f"{base}+{kind}@{lam}", models[base], split, genres, cfg.k, Reranker(kind, lam, cfg.candidates))
             for base, kind, lams in sweeps for lam in lams]
 

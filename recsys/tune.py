@@ -34,7 +34,7 @@ class TuneConfig:
     seed: int = 0
     trials: int = 4
     max_epochs: int = 8
-    personas: list[int] = field(default_factory=lambda: [2, 4, 8])
+    mixture_ks: list[int] = field(default_factory=lambda: [2, 4, 8])
     #: AMP-CF variants whose components start from the tuned MF ('ampcf-kK-mf'); each gets the same budget
     pretrained: list[int] = field(default_factory=lambda: [2, 4, 8])
     #: tune only these model variants (None: all); MF is trained whatever the list, since the rerankers and
@@ -44,7 +44,7 @@ class TuneConfig:
                                                             "batch_size": [256, 1024]})
     lams: dict[str, list[float]] = field(default_factory=lambda: {
         "mmr": BenchConfig().mmr, "dpp": BenchConfig().dpp, "calibration": BenchConfig().calibration,
-        "mixture": BenchConfig().persona_cal})
+        "mixture": BenchConfig().mixture_cal})
     accuracy_budget: float = 0.05
 
     def __post_init__(self):
@@ -64,7 +64,7 @@ class TuneConfig:
 
     def catalogue(self) -> dict[str, Variant]:
         """The variants by label (`recsys.offline.bench_variants`, without popularity)."""
-        return {label: v for label, v in bench_variants(self.personas, self.pretrained).items() if v.kind != "pop"}
+        return {label: v for label, v in bench_variants(self.mixture_ks, self.pretrained).items() if v.kind != "pop"}
 
     def chosen_variants(self) -> list[str]:
         """MF first (the pre-trained variants start from it), then the rest in `all_variants` order."""
@@ -93,7 +93,7 @@ def tune(ds: Dataset, cfg: TuneConfig | None = None, show_progress: bool = False
     torch.manual_seed(cfg.seed)
     val = validation_split(ds)
     genres, _ = ds.genre_matrix()
-    bench = BenchConfig(seed=cfg.seed, personas=cfg.personas, tuned={})
+    bench = BenchConfig(seed=cfg.seed, mixture_ks=cfg.mixture_ks, tuned={})
     bench.train.seed = cfg.seed
     trials = trial_configs(cfg)
     variants, best_models = {}, {}

@@ -33,8 +33,8 @@ def _write(tmp_path):
 def test_bench_writes_rows_and_plot(tmp_path):
     inter, cat = _write(tmp_path)
     ds = load_interactions(inter, cat)
-    cfg = BenchConfig(seed=3, personas=[1, 2], pretrained=[2], mmr=[0.5], dpp=[0.5], calibration=[0.5],
-                      persona_cal=[0.5], candidates=20, ampcf_batch=128,
+    cfg = BenchConfig(seed=3, mixture_ks=[1, 2], pretrained=[2], mmr=[0.5], dpp=[0.5], calibration=[0.5],
+                      mixture_cal=[0.5], candidates=20, ampcf_batch=128,
                       train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
     rows = run_bench(ds, tmp_path / "out", cfg, show_progress=False, write=write_whole)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -65,7 +65,7 @@ def test_cli_bench_reports_bad_dataset(tmp_path):
 def test_bench_without_genres_falls_back_to_embeddings(tmp_path):
     inter, _ = _write(tmp_path)
     ds = load_interactions(inter)  # no catalog: no genres
-    cfg = BenchConfig(personas=[2], mmr=[0.5], dpp=[], calibration=[0.5], candidates=20,
+    cfg = BenchConfig(mixture_ks=[2], mmr=[0.5], dpp=[], calibration=[0.5], candidates=20,
                       train=TrainConfig(dim=8, epochs=1, batch_size=128, loss="softmax"))
     rows = {r["variant"]: r for r in run_bench(ds, tmp_path / "out", cfg, show_progress=False, write=write_whole)}
     assert "mf+calibration@0.5" not in rows and "mf+mmr@0.5" in rows
@@ -78,7 +78,7 @@ def test_run_seeds_summarises_mean_and_sd_and_reproduces_each_seed(tmp_path):
 
     inter, cat = _write(tmp_path)
     ds = load_interactions(inter, cat)
-    cfg = BenchConfig(personas=[2], pretrained=[], mmr=[0.5], dpp=[], calibration=[], persona_cal=[0.5], candidates=20,
+    cfg = BenchConfig(mixture_ks=[2], pretrained=[], mmr=[0.5], dpp=[], calibration=[], mixture_cal=[0.5], candidates=20,
                       ampcf_batch=128,
                       train=TrainConfig(dim=8, epochs=2, batch_size=128, loss="softmax"))
     summary = {r["variant"]: r for r in run_seeds(ds, tmp_path / "multi", cfg, [3, 4], show_progress=False,
@@ -153,7 +153,7 @@ def test_tune_uses_validation_only_and_the_same_budget_for_every_variant(tmp_pat
 
     inter, cat = _write(tmp_path)
     ds = load_interactions(inter, cat)
-    cfg = TuneConfig(trials=2, max_epochs=3, personas=[2], pretrained=[2],
+    cfg = TuneConfig(trials=2, max_epochs=3, mixture_ks=[2], pretrained=[2],
                      lams={k: [0.9, 0.5] for k in ("mmr", "dpp", "calibration", "mixture")})
     record = tune(ds, cfg)
     (tmp_path / "tune.json").write_text(json.dumps(record))
@@ -183,7 +183,7 @@ def test_tune_a_chosen_variant_started_from_the_tuned_mf(tmp_path):
     from recsys.tune import TuneConfig, tune
 
     inter, cat = _write(tmp_path)
-    cfg = TuneConfig(trials=2, max_epochs=2, personas=[2], pretrained=[2], variants=["ampcf-k2-mf"],
+    cfg = TuneConfig(trials=2, max_epochs=2, mixture_ks=[2], pretrained=[2], variants=["ampcf-k2-mf"],
                      lams={k: [0.9, 0.5] for k in ("mmr", "dpp", "calibration", "mixture")})
     record = tune(load_interactions(inter, cat), cfg)
     assert list(record["variants"]) == ["mf", "ampcf-k2-mf"]
@@ -252,7 +252,7 @@ def test_bench_scores_a_plugin_and_a_library_model_as_its_own_rows(tmp_path):
     inter, cat = _write(tmp_path)
     ds = load_interactions(inter, cat)
     plugin = "examples.plugins.genre_pop:make_ranker"
-    cfg = BenchConfig(seed=3, personas=[2], pretrained=[], mmr=[0.5], dpp=[], calibration=[], persona_cal=[],
+    cfg = BenchConfig(seed=3, mixture_ks=[2], pretrained=[], mmr=[0.5], dpp=[], calibration=[], mixture_cal=[],
                       candidates=20, ampcf_batch=128, train=TrainConfig(dim=8, epochs=2, batch_size=128),
                       models=["als", plugin])
     rows = {r["variant"]: r for r in run_bench(ds, tmp_path / "out", cfg, show_progress=False, write=write_whole)}

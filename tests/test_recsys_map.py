@@ -63,6 +63,16 @@ def test_unknown_or_out_of_range_knobs_are_one_line_errors(tmp_path):
     assert read_map_config(p).seeds == 2
 
 
+def test_a_map_config_with_the_old_setting_names_reads_the_same(tmp_path):
+    p = tmp_path / "old.json"
+    p.write_text(json.dumps({"knobs": {"tastes": [1, 2]}, "personas": 3, "persona_cal": [0.5]}))
+    cfg = read_map_config(p)
+    assert (cfg.mixture_k, cfg.mixture_cal) == (3, [0.5])  # K mixture components; the mixture reranker's lambdas
+    p.write_text(json.dumps({"knobs": {"tastes": [1, 2]}, "personas": 3, "mixture_k": 3}))
+    with pytest.raises(KnobError, match="give mixture_k or its old name personas, not both"):
+        read_map_config(p)
+
+
 def test_cli_map_unknown_knob_exits_2_with_one_line(tmp_path):
     from evals.cli import app
 
@@ -81,7 +91,7 @@ def test_cli_map_places_the_instacart_sample(tmp_path):
     p = tmp_path / "map.json"
     p.write_text(json.dumps({"knobs": {"tastes": [1], "separation": [0.5, 4.0]}, "seeds": 1, "place_seeds": 1,
                              "world": SMALL, "epochs": 2, "mmr": [0.5], "dpp": [0.5], "calibration": [0.5],
-                             "persona_cal": [0.5], "candidates": 30}))
+                             "mixture_cal": [0.5], "candidates": 30}))
     result = CliRunner().invoke(app, ["recsys", "map", "--out", str(tmp_path / "o"), "--config", str(p), "--quiet",
                                       "--no-ml100k", "--instacart", "--workers", "1"])
     assert result.exit_code == 0, result.output
@@ -117,7 +127,7 @@ def test_predictor_scores_held_out_cells():
 
 def test_map_end_to_end_writes_json_and_heat_map(tmp_path):
     mc = MapConfig(knobs={"tastes": [1, 3], "separation": [0.5, 4.0]}, seeds=2, world=SMALL, dim=8, epochs=8,
-                   mmr=[0.5], dpp=[0.5], calibration=[0.5], persona_cal=[0.5], candidates=30)
+                   mmr=[0.5], dpp=[0.5], calibration=[0.5], mixture_cal=[0.5], candidates=30)
     record = run_map(mc, tmp_path / "m", show_progress=False, workers=2, write=write_whole)
     saved = json.loads((tmp_path / "m" / "map.json").read_text())
     assert len(saved["cells"]) == 4 and saved["cells"][0]["knobs"] == {"tastes": 1, "separation": 0.5}
@@ -183,7 +193,7 @@ def test_map_can_score_ampcf_started_from_mf_beside_the_from_scratch_probe(tmp_p
     """`pretrained`: AMP-CF started from the cell's MF is one more mixture variant (plain and mixture-calibrated);
     the probe statistics and every other row stay those of the map without it."""
     base = dict(knobs={"tastes": [2], "separation": [1.0, 4.0]}, seeds=2, world=SMALL, dim=8, epochs=4, mmr=[0.5],
-                dpp=[0.5], calibration=[0.5], persona_cal=[0.5], candidates=30)
+                dpp=[0.5], calibration=[0.5], mixture_cal=[0.5], candidates=30)
     plain = run_map(MapConfig(**base), tmp_path / "a", show_progress=False, workers=1, write=write_whole)["cells"][1]
     both = run_map(MapConfig(**base, pretrained=True), tmp_path / "b", show_progress=False, workers=1,
                    write=write_whole)["cells"][1]
