@@ -185,7 +185,7 @@ def test_real_movielens_short_training_beats_popularity():
 def test_training_is_bit_reproducible_with_two_threads():
     """Same seed, same parameters: with two threads the CPU backward of an embedding lookup adds
     rows in thread order, which made two AMP-CF runs on one seed differ (by up to 0.009 in a
-    persona vector after one epoch, 0.073 vs 0.084 NDCG@10 after six). The global switch is restored."""
+    mixture component after one epoch, 0.073 vs 0.084 NDCG@10 after six). The global switch is restored."""
     from personas.infra.assets import ml100k_dir
     from recsys import leave_last_out, load_movielens
 

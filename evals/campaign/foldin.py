@@ -64,7 +64,7 @@ class FoldInBatcher:
         self.folds = self.n_batches = self.largest_batch = 0  # how much batching happened (counters, not a log)
 
     async def fold(self, name: str, liked: list[int], seed: int, start: np.ndarray | None = None) -> np.ndarray:
-        """Persona vectors [K, d] of model ``name`` for a user with these likes (see `fold_in`)."""
+        """Mixture components [K, d] (user vectors) of model ``name`` for a user with these likes (see `fold_in`)."""
         steps = self.settings.steps if start is None else self.settings.warm_steps
         if self.settings.executor == "inline":
             self._count(1)
