@@ -39,6 +39,17 @@ def test_reward_kinds():
         reward_of(scores, "judge")
 
 
+def test_the_rules_reward_leaves_faithfulness_out():
+    rules = {"prompt_to_line": 1.0, "line_to_line": 0.5, "alignment": 0.0}
+    # faithful, unfaithful, unparseable (None) or not scored at all: one rules reward, mean(p2l, l2l, alignment)
+    for faithful in ({"faithful": 1.0}, {"faithful": 0.0}, {"faithful": None}, {}):
+        assert reward_of({**rules, **faithful}, "rules") == 0.5
+    assert reward_of({**rules, "faithful": 0.0}) == 0.375  # structured reads it: mean(1, 0.5, 0, 0)
+    assert reward_of({**rules, "faithful": None}) == 0.375  # an unparseable line earns 0 there
+    assert reward_of({"prompt_to_line": None, "line_to_line": None, "alignment": None, "faithful": 1.0},
+                     "rules") is None  # nothing the rules read: no reward
+
+
 async def test_the_ranking_reward_keeps_another_candidate_than_the_structured_one():
     def flat(ids):  # commits to nothing: no contradiction, no order
         return {"utterance": "Okay.", "ratings": {i: 3 for i in ids}, "chosen": [], "stop": False}
