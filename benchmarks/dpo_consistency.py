@@ -4,7 +4,8 @@ One run, all figures measured in it:
   1. personas: examples/personas_movies.jsonl plus the hand-written genre personas below, split
      into training and held-out personas (`simulator.training.split_personas`, --held-out, --seed);
   2. pairs: best-of-N sessions of the training personas' users (embedded SmolLM2; --reward structured: the
-     structured judge's rules + alignment, or ranking: the ratings' order against the card + alignment);
+     structured judge's rules + alignment + faithfulness, ranking: the ratings' order against the card +
+     alignment + faithfulness, or rules: the structured judge's rules + alignment, faithfulness held out);
      from turn 1 on an item rated earlier is shown again, in these sessions and the arms' (RESHOW_FROM), so
      the line-to-line rule L3 can fire (runs before it are not comparable on line-to-line);
   3. DPO: a LoRA adapter trained on those pairs (TRL, CPU), converted to a GGUF adapter;
@@ -13,14 +14,14 @@ One run, all figures measured in it:
      no cap and each of --caps -- transformers backend with the persona axis from the training
      personas (`simulator.steering`), N=1;
   5. per arm: the metrics of `evals.validity.consistency` (structured prompt-to-line, rank and utterance
-     inconsistency, Q&A, acceptance, rating spread, drift ratio); result.json's "reward" names the ones
-     the reward contains (the others are held out); ratios to the base arm with paired bootstrap CIs
-     over users;
+     inconsistency, unfaithful and unparseable lines, Q&A, acceptance, rating spread, drift ratio);
+     result.json's "reward" names the ones the reward contains (the others are held out); ratios to the
+     base arm with paired bootstrap CIs over users;
   6. speed: training time; tokens/s of tuned vs untuned, through the backend each is served by.
 
     nice -n 15 .venv/bin/python benchmarks/dpo_consistency.py [--held-out 2] [--train-users 2] [--eval-users 2]
         [--turns 3] [--n 4] [--runs 2] [--epochs 1] [--max-steps -1] [--caps 0,0.5,1] [--threads 1]
-        [--reward structured|ranking] [--out runs/dpo_consistency]
+        [--reward structured|ranking|rules] [--out runs/dpo_consistency]
     ... --adapter RUN [--adapter RUN2] [--eval-users 6] [--caps '']
         evaluates the DPO adapters earlier runs of this benchmark trained (RUN/dpo/adapter.gguf; the same
         held-out personas are required), each at N=1 against base, with no new pairs or training: more
@@ -54,10 +55,11 @@ from simulator.training import RESHOW_FROM
 ROOT = Path(__file__).resolve().parents[1]
 
 #: the metrics each reward contains (labelled as the reward's own; the others are held out)
-REWARD_METRICS = {"structured": ["structured_p2l_inconsistency", "structured_l2l_inconsistency"],
-                  "ranking": ["rank_inconsistency"]}
-HEADLINE = ("structured_p2l_inconsistency", "rank_inconsistency", "utterance_inconsistency", "acceptance",
-            "rating_spread")
+REWARD_METRICS = {"structured": ["structured_p2l_inconsistency", "structured_l2l_inconsistency", "unfaithful"],
+                  "ranking": ["rank_inconsistency", "unfaithful"],
+                  "rules": ["structured_p2l_inconsistency", "structured_l2l_inconsistency"]}  # faithfulness held out
+HEADLINE = ("structured_p2l_inconsistency", "rank_inconsistency", "utterance_inconsistency", "unfaithful",
+            "acceptance", "rating_spread")
 
 
 def _facts(job: str, jobs: list[str], age: str) -> list[dict]:

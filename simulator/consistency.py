@@ -29,7 +29,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return statistics.fmean(vals) if vals else None
 
 
-REWARDS = ("structured", "ranking")
+REWARDS = ("structured", "ranking", "rules")
 
 
 def _faithful(scores: dict[str, float | None]) -> list[float | None]:
@@ -49,16 +49,20 @@ def reward_of(scores: dict[str, float | None], kind: str = "structured") -> floa
       one decision the one whose words say that decision, with a reason, scores higher);
     - ``ranking``: the mean of ``rank_order`` (`simulator.judges.rank_order`: the ratings order the
       persona's likes above its dislikes), alignment and faithful. The structured judge's rules are not in
-      it, so its prompt-to-line score stays a metric the reward was not optimised on.
+      it, so its prompt-to-line score stays a metric the reward was not optimised on;
+    - ``rules``: the mean of prompt-to-line, line-to-line and alignment: ``structured`` without faithful,
+      so that faithfulness stays a judge the reward was not optimised on.
 
-    An unparseable utterance (``faithful`` None) counts 0; scores without ``faithful`` (a line scored
-    before the check existed) are averaged without it.
+    In ``structured`` and ``ranking`` an unparseable utterance (``faithful`` None) counts 0; scores without
+    ``faithful`` (a line scored before the check existed) are averaged without it. ``rules`` never reads it.
     """
     if kind == "structured":
         return _mean([scores.get("prompt_to_line"), scores.get("line_to_line"), scores.get("alignment"),
                       *_faithful(scores)])
     if kind == "ranking":
         return _mean([scores.get("rank_order"), scores.get("alignment"), *_faithful(scores)])
+    if kind == "rules":
+        return _mean([scores.get("prompt_to_line"), scores.get("line_to_line"), scores.get("alignment")])
     raise ValueError(f"reward {kind!r}: expected one of {', '.join(REWARDS)}")
 
 

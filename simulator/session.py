@@ -54,8 +54,8 @@ class SessionSettings(BaseModel):
 
     slate_size: int = Field(5, ge=1, le=20)
     best_of: int = Field(1, ge=1, le=16, description="candidate turns per step; the most consistent is kept")
-    reward: Literal["structured", "ranking"] = Field("structured", description="what best-of-N maximises "
-                                                     "(`simulator.consistency.reward_of`)")
+    reward: Literal["structured", "ranking", "rules"] = Field(
+        "structured", description="what best-of-N maximises (`simulator.consistency.reward_of`)")
     qa_turns: list[int] | None = Field(None, description="turn indices after which a fact question is asked; None = the middle turn")
     max_picks: int = Field(3, ge=1, description="onboarding: most liked items picked from the pool")
     reshow_from: int | None = Field(None, ge=1, description="from this turn on, one item the user rated in an earlier "

@@ -131,9 +131,10 @@ async def collect_pairs(users, make_recommender, *, llm, turns: int, best_of: in
                         reshow_from: int | None = RESHOW_FROM) -> tuple[list[dict[str, Any]], list]:
     """Best-of-N sessions for ``users``; (TRL rows of every scored pair, transcripts).
 
-    The reward is `simulator.consistency.reward_of` of kind ``reward`` ("structured" judge rules,
-    or "ranking": the ratings' order against the card); Q&A is not asked (it is an evaluation,
-    never a reward). From turn ``reshow_from`` on, an item rated earlier is shown again (RESHOW_FROM).
+    The reward is `simulator.consistency.reward_of` of kind ``reward`` ("structured": the judge's
+    rules, "ranking": the ratings' order against the card, or "rules": the judge's rules without
+    faithfulness); Q&A is not asked (it is an evaluation, never a reward). From turn ``reshow_from``
+    on, an item rated earlier is shown again (RESHOW_FROM).
     """
     from simulator.batch import run_sessions
     from simulator.preferences import preference_row

@@ -39,6 +39,17 @@ def test_reward_kinds():
         reward_of(scores, "judge")
 
 
+def test_the_rules_reward_leaves_faithfulness_out():
+    rules = {"prompt_to_line": 1.0, "line_to_line": 0.5, "alignment": 0.0}
+    # faithful, unfaithful, unparseable (None) or not scored at all: one rules reward, mean(p2l, l2l, alignment)
+    for faithful in ({"faithful": 1.0}, {"faithful": 0.0}, {"faithful": None}, {}):
+        assert reward_of({**rules, **faithful}, "rules") == 0.5
+    assert reward_of({**rules, "faithful": 0.0}) == 0.375  # structured reads it: mean(1, 0.5, 0, 0)
+    assert reward_of({**rules, "faithful": None}) == 0.375  # an unparseable line earns 0 there
+    assert reward_of({"prompt_to_line": None, "line_to_line": None, "alignment": None, "faithful": 1.0},
+                     "rules") is None  # nothing the rules read: no reward
+
+
 async def test_the_ranking_reward_keeps_another_candidate_than_the_structured_one():
     def flat(ids):  # commits to nothing: no contradiction, no order
         return {"utterance": "Okay.", "ratings": {i: 3 for i in ids}, "chosen": [], "stop": False}
@@ -87,3 +98,19 @@ def test_per_user_metrics_and_paired_ratio():
     r = paired_ratio(half, base)
     assert r["ratio"] == pytest.approx(0.5) and r["ci95"] == pytest.approx([0.5, 0.5]) and r["n_users"] == 3
     assert paired_ratio({"x": 1.0}, base) == {"ratio": None, "ci95": None, "n_users": 0}
+
+
+def test_per_user_counts_unparseable_lines_as_unfaithful():
+    from simulator.turn import Transcript
+
+    said = line({"1": 5, "2": 1, "3": 4, "4": 2}, chosen=["1"], utterance="Laugh Riot, a comedy I love", turn=0)
+    vague = line({"1": 5, "2": 1, "3": 4, "4": 2}, chosen=["1"], utterance="Okay.", turn=1)  # F1, F4 fail
+    mute = line({"1": 5, "2": 1, "3": 4, "4": 2}, chosen=["1"], utterance="...", turn=2)  # no word to read
+    failed = Turn(user_id="u", persona_id=CARD.id, variant="layered", turn=3, seed=0, ok=False, raw="x")
+    trs = [Transcript(user_id="u", persona_id=CARD.id, variant="layered", seed=0, model="m", turns=[said, vague]),
+           Transcript(user_id="w", persona_id=CARD.id, variant="layered", seed=0, model="m",
+                      turns=[said.model_copy(update={"user_id": "w"}), mute, failed])]
+    users = per_user(trs, {CARD.id: CARD})
+    assert users["unfaithful"] == {"u": 0.5, "w": 0.5}  # the unparseable line counts as unfaithful (1.0)
+    assert users["unparseable"] == {"u": 0.0, "w": 0.5}  # the failed turn is no line: counted in "failed" only
+    assert users["failed"] == {"u": 0.0, "w": pytest.approx(1 / 3)}

@@ -151,13 +151,13 @@ async def test_the_reward_pays_for_commitment_on_either_side():
     slate = [TERROR, GUNS]
     flat = line("No horror for me", [], {"b": 3, "c": 3}, slate)
     avoids = line("No horror for me", [], {"b": 1, "c": 3}, slate)
-    for kind in ("structured", "ranking"):
+    for kind in ("structured", "ranking", "rules"):
         assert await _reward(flat, kind) < await _reward(avoids, kind)
     # a liked item on the slate: the non-committal answer scores below the persona-aligned one
     slate = [LAUGH, TERROR, GUNS]
     flat = line("Okay then", [], {"a": 3, "b": 3, "c": 3}, slate)
     aligned = line("Laugh Riot, a comedy I love", ["a"], {"a": 5, "b": 1, "c": 3}, slate)
-    for kind in ("structured", "ranking"):
+    for kind in ("structured", "ranking", "rules"):
         assert await _reward(flat, kind) < await _reward(aligned, kind)
 
 

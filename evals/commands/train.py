@@ -45,8 +45,10 @@ def consistency(
     turns: int = typer.Option(3, "--turns", min=1),
     best_of: int = typer.Option(4, "--best-of", min=2, help="Candidates per turn; pairs are (best, each lower)."),
     reward: str = typer.Option("structured", "--reward", help="What the pairs are ranked by: 'structured' (the "
-                               "structured judge's rules + alignment) or 'ranking' (the ratings' order against "
-                               "the card + alignment); see simulator.consistency.reward_of."),
+                               "structured judge's rules + alignment + faithfulness), 'ranking' (the ratings' "
+                               "order against the card + alignment + faithfulness) or 'rules' (the structured "
+                               "judge's rules + alignment, faithfulness held out); see "
+                               "simulator.consistency.reward_of."),
     catalog: str = typer.Option("ml-100k", "--catalog", help="'ml-100k' or a JSONL item file."),
     seed: int = typer.Option(0, "--seed"),
     epochs: float = typer.Option(1.0, "--epochs"),

@@ -1,9 +1,9 @@
 """Judging a tuned simulator on what it was not tuned on (issue 12).
 
-Best-of-N and DPO optimise `simulator.consistency.reward_of`, of one of two kinds:
+Best-of-N and DPO optimise `simulator.consistency.reward_of`, of one of three kinds:
 ``structured`` (the structured judge's prompt-to-line and line-to-line rules plus alignment and
-faithfulness) or ``ranking`` (the ratings' order against the card plus alignment and faithfulness,
-`simulator.faithfulness`). Every metric below is
+faithfulness), ``ranking`` (the ratings' order against the card plus alignment and faithfulness,
+`simulator.faithfulness`) or ``rules`` (``structured`` without faithfulness). Every metric below is
 reported for every arm; the caller labels the ones its reward contains, and the evidence
 comes from the others:
 
@@ -16,6 +16,10 @@ comes from the others:
 - ``utterance_inconsistency`` (per line, needs an ``embed`` callable, e.g. MiniLM): the
   utterance is closer (cosine) to "I enjoy <dislikes>" than to "I enjoy <likes>". Neither
   reward reads utterances but through the structured rules' keywords.
+- ``unfaithful`` (per line): 1 - `simulator.faithfulness.faithfulness` of the line, recomputed
+  from it (it is deterministic); an unparseable utterance counts 1.0, as it is never counted
+  faithful. ``unparseable`` (per line): 1.0 when the utterance has no word to read. Both are in
+  the ``structured`` and ``ranking`` rewards and held out of ``rules``.
 - Q&A accuracy (asked in evaluation only, never a reward), acceptance (chosen / shown) and
   rating spread (standard deviation of a line's ratings), so that a bland model that rates
   everything 3 and chooses nothing cannot pass as a consistent one.
@@ -34,6 +38,7 @@ import numpy as np
 
 from evals.stats.bootstrap import bootstrap_mean_ci, ratio_of_means_ci
 from personas.card import PersonaCard
+from simulator.faithfulness import faithfulness
 from simulator.judges import rank_order
 from simulator.turn import Transcript, Turn
 
@@ -83,6 +88,9 @@ def per_user(transcripts: list[Transcript], cards: dict[str, PersonaCard], embed
             r["structured_l2l_inconsistency"].append(None if l2l is None else 1.0 - l2l)
             r["rank_inconsistency"].append(rank_inconsistency(card, sub, t))
             r["utterance_inconsistency"].append(utt.get((tr.user_id, t.turn)))
+            faith = faithfulness(t)
+            r["unfaithful"].append(0.0 if faith.faithful else 1.0)  # unparseable (None): never faithful
+            r["unparseable"].append(0.0 if faith.parsed else 1.0)
             r["qa"].append(t.consistency.get("qa"))
             r["acceptance"].append(len(set(t.chosen)) / len(t.slate) if t.slate else None)
             ratings = list(t.ratings.values())
@@ -92,7 +100,7 @@ def per_user(transcripts: list[Transcript], cards: dict[str, PersonaCard], embed
 
 
 METRICS = ("rank_inconsistency", "utterance_inconsistency", "structured_p2l_inconsistency",
-           "structured_l2l_inconsistency",
+           "structured_l2l_inconsistency", "unfaithful", "unparseable",
            "qa", "acceptance", "rating_spread", "mean_rating", "failed")
 
 
