@@ -25,7 +25,7 @@ from recsys import frontier, metrics
 from recsys.data import Dataset, Split, leave_last_out
 from recsys.factorised import AMPCF, MF
 from recsys.models import Popularity, Recommender, TrainConfig
-from recsys.offline import (AMPCF_BATCH, DEFAULT_TRAIN, Variant, evaluate,  # noqa: F401 (re-exported)
+from recsys.offline import (AMPCF_BATCH, DEFAULT_TRAIN, LIST_METRICS, Variant, evaluate,  # noqa: F401 (re-exported)
                             make_recommender)
 from recsys.pipeline import Reranker
 
@@ -169,8 +169,8 @@ def rerank_rows(models: dict[str, Recommender], split: Split, genres: np.ndarray
 
 
 #: Columns summarised across seeds by `run_seeds`.
-SUMMARY_COLS = ["ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10",
-                "ndcg@10_minus_mf", "train_s", "recommend_ms_per_user"]
+SUMMARY_COLS = ["ndcg@10", *[c for c, m in LIST_METRICS.items() if m.summarised], "ndcg@10_minus_mf", "train_s",
+                "recommend_ms_per_user"]
 
 
 def run_seeds(ds: Dataset, out_dir: str | Path, cfg: BenchConfig, seeds: list[int],

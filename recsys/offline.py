@@ -11,6 +11,7 @@ them in result files and in the tuned settings; a label is made from the fields 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -92,9 +93,51 @@ def train_recommender(variant: Variant, train_matrix: sp.csr_matrix, train: Trai
     return model.fit(train_matrix, show_progress=show_progress, start=start)
 
 
+@dataclass(frozen=True)
+class Lists:
+    """What a list metric reads: the top-``k`` lists ``recs`` [n_users, k] of the split's test users, their held-out
+    items ``test_items`` [n_users], their train histories, the catalog's ``genres`` [N, G] (G may be 0), its size
+    ``n_items``, and the ``model`` that ranked (for its item embeddings)."""
+
+    recs: np.ndarray
+    k: int
+    test_items: np.ndarray
+    histories: list[np.ndarray]
+    genres: np.ndarray
+    n_items: int
+    model: Recommender
+
+
+@dataclass(frozen=True)
+class ListMetric:
+    """One offline metric of top-k lists: ``value(lists)`` -> float (NaN where undefined); ``summarised``: averaged
+    over seeds by the bench's multi-seed summary (`recsys.bench.run_seeds`)."""
+
+    name: str
+    value: Callable[[Lists], float]
+    summarised: bool = True
+
+
+#: The offline metrics of every evaluated variant, by column name. Add one: a function in `recsys.metrics` and one
+#: line here; the bench, the map, a campaign's offline table and the multi-seed summary read it from here, and
+#: tests/test_recsys_offline.py checks every entry. (recsys imports nothing of ours, so this is a plain dict, not
+#: `personas.infra.registry`.)
+LIST_METRICS: dict[str, ListMetric] = {m.name: m for m in (
+    ListMetric("recall@10", lambda ls: metrics.recall(ls.recs, ls.test_items, ls.k)),
+    ListMetric("mrr@10", lambda ls: metrics.mrr(ls.recs, ls.test_items, ls.k), summarised=False),
+    ListMetric("ild@10", lambda ls: _ild(ls.recs, ls.genres, ls.model)),
+    ListMetric("coverage@10", lambda ls: metrics.coverage(ls.recs, ls.n_items)),
+    ListMetric("gini@10", lambda ls: metrics.gini(ls.recs, ls.n_items), summarised=False),
+    ListMetric("calibration_kl@10", lambda ls: metrics.calibration_kl(ls.recs, ls.histories, ls.genres)
+               if ls.genres.shape[1] else float("nan")),
+    ListMetric("taste_coverage@10", lambda ls: metrics.taste_coverage(ls.recs, ls.histories, ls.genres)),
+)}
+
+
 def evaluate(name: str, model: Recommender, split: Split, genres: np.ndarray, k: int,
              reranker: Reranker | None = None) -> dict:
-    """Score one variant on the split's test users (seen items excluded)."""
+    """Score one variant on the split's test users (seen items excluded): NDCG@10 with its standard error and
+    per-user values, then every `LIST_METRICS` entry."""
     users = split.test_users
     histories = split.train_lists()
     seen = split.seen_lists()
@@ -104,19 +147,13 @@ def evaluate(name: str, model: Recommender, split: Split, genres: np.ndarray, k:
     else:
         recs = reranked_top_k(model, users, k, seen=seen, reranker=reranker, genres=genres, histories=histories)
     ms = 1000 * (time.perf_counter() - t0) / len(users)
-    hist = [histories[u] for u in users]
+    lists = Lists(recs, k, split.test_items, [histories[u] for u in users], genres, split.n_items, model)
     per_user = metrics.ndcg_per_user(recs, split.test_items, k)
     return {
         "variant": name,
         "ndcg@10": float(per_user.mean()),
         "ndcg@10_se": float(per_user.std(ddof=1) / np.sqrt(len(per_user))),
-        "recall@10": metrics.recall(recs, split.test_items, k),
-        "mrr@10": metrics.mrr(recs, split.test_items, k),
-        "ild@10": _ild(recs, genres, model),
-        "coverage@10": metrics.coverage(recs, split.n_items),
-        "gini@10": metrics.gini(recs, split.n_items),
-        "calibration_kl@10": metrics.calibration_kl(recs, hist, genres) if genres.shape[1] else float("nan"),
-        "taste_coverage@10": metrics.taste_coverage(recs, hist, genres),
+        **{col: float(m.value(lists)) for col, m in LIST_METRICS.items()},
         "train_s": round(model.train_s, 2),
         "recommend_ms_per_user": round(ms, 3),
         "_per_user_ndcg": per_user,

@@ -56,3 +56,42 @@ def test_campaigns_build_models_without_the_benchmark_module():
     tree = ast.parse((ROOT / "evals" / "campaign" / "world.py").read_text())
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "recsys.offline" in modules and "recsys.bench" not in modules
+
+
+def _split_of(train):
+    """A leave-last-out-like split of a planted train matrix: each user's last train item held out."""
+    import numpy as np
+
+    from recsys.data import Split
+
+    rows = [train.indices[train.indptr[u]:train.indptr[u + 1]] for u in range(train.shape[0])]
+    users = np.array([u for u, r in enumerate(rows) if len(r) >= 2])
+    test = np.array([rows[u][-1] for u in users])
+    kept = train.tolil(copy=True)
+    for u, i in zip(users, test):
+        kept[u, i] = 0
+    return Split(kept.tocsr(), users, test, train.shape[0], train.shape[1])
+
+
+def test_every_list_metric_keeps_the_contract_and_a_new_one_is_one_line():
+    import math
+
+    from recsys import offline
+
+    train, _, _, genres = planted(n_users=60)
+    split = _split_of(train)
+    model = Popularity().fit(split.train)
+    row = offline.evaluate("pop", model, split, genres, 10)
+    assert list(offline.LIST_METRICS) == [c for c in row if c in offline.LIST_METRICS]  # every entry, in order
+    for col in offline.LIST_METRICS:
+        v = row[col]
+        assert isinstance(v, float) and (math.isnan(v) or v >= 0.0), (col, v)
+    assert 0.0 <= row["recall@10"] <= 1.0 and 0.0 <= row["coverage@10"] <= 1.0
+    no_genres = offline.evaluate("pop", model, split, genres[:, :0], 10)
+    assert math.isnan(no_genres["calibration_kl@10"]) and math.isnan(no_genres["ild@10"])  # pop has no embeddings
+    offline.LIST_METRICS["hits@10"] = offline.ListMetric("hits@10", lambda ls: float((ls.recs == ls.test_items[:, None])
+                                                                                     .any(1).sum()), summarised=False)
+    try:
+        assert offline.evaluate("pop", model, split, genres, 10)["hits@10"] == pytest.approx(row["recall@10"] * len(split.test_users))
+    finally:
+        del offline.LIST_METRICS["hits@10"]
