@@ -17,6 +17,7 @@ from simulator.variants import USER_VARIANTS
 from evals.campaign.events import variant_now
 from evals.campaign.inputs import SMALL_FILE_BYTES, InputError, first_error, read_text
 from evals.campaign.jobs import ExecutorName
+from personas.infra.old_keys import renamed
 
 from recsys.pipeline import RERANKERS  # "mixture": mixture calibration, models with attention only
 
@@ -214,11 +215,7 @@ class RecsysSettings(_Strict):
     @classmethod
     def _old_mixture_key(cls, data):
         # 'personas_k' was this key's name before "persona" came to mean only a card from documents
-        if isinstance(data, dict) and "personas_k" in data:
-            if "mixture_k" in data:
-                raise ValueError("give mixture_k or its old name personas_k, not both")
-            data = {("mixture_k" if k == "personas_k" else k): v for k, v in data.items()}
-        return data
+        return renamed(data, "personas_k", "mixture_k")
 
     @field_validator("dataset", mode="before")
     @classmethod

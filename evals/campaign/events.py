@@ -14,6 +14,7 @@ from typing import Any, Iterator, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, model_serializer, model_validator
 
+from personas.infra.old_keys import renamed
 from simulator.turn import Turn, TurnCore
 
 #: 2: a slate item's AMP-CF attribution is ``component`` (schema 1 called it ``persona``; still read).
@@ -41,11 +42,7 @@ class SlateItem(BaseModel):
     @classmethod
     def _old_persona_key(cls, data):
         # schema 1 called the component 'persona', a word now kept for the cards extracted from documents
-        if isinstance(data, dict) and "persona" in data:
-            if "component" in data:
-                raise ValueError("give component or its old name persona, not both")
-            data = {("component" if k == "persona" else k): v for k, v in data.items()}
-        return data
+        return renamed(data, "persona", "component")
 
 
 class TurnEvent(TurnCore):

@@ -303,10 +303,10 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
 def user_level_als(split, seed: int):
     """`implicit`'s ALS (the registry's 'als', its bench settings) fitted on ``split``'s train positives: the
     user-level ALS baseline of taste alignment."""
-    from recsys.registry import Settings, train
-    from recsys.offline import DEFAULT_TRAIN
-
     from dataclasses import replace
+
+    from recsys.offline import DEFAULT_TRAIN
+    from recsys.registry import Settings, train
 
     return train("als", Settings(replace(DEFAULT_TRAIN, seed=seed), seed=seed), split.train_positives())
 

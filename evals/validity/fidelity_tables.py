@@ -38,12 +38,14 @@ def auc_differences(taste: dict, cfg) -> list[dict]:
     rows = []
     for kind in sorted({k for k, _, _ in taste}):
         twin = taste.get((kind, 1, "twin"))
+        if twin is None:
+            continue
+        twin_draws = pooled_auc_draws(twin, n_boot=cfg.n_boot, seed=cfg.seed)
         for rule in SIMPLE_RULES:
             other = taste.get((kind, 1, rule))
-            if twin is None or other is None:
+            if other is None:
                 continue
-            d = pooled_auc_draws(twin, n_boot=cfg.n_boot, seed=cfg.seed) - \
-                pooled_auc_draws(other, n_boot=cfg.n_boot, seed=cfg.seed)
+            d = twin_draws - pooled_auc_draws(other, n_boot=cfg.n_boot, seed=cfg.seed)
             rows.append({"negatives": kind, "ratio": "1:1", "rule": rule,
                          "diff": rounded(pooled_auc(twin) - pooled_auc(other), *percentile_interval(d[~np.isnan(d)]))})
     return rows
