@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import expit
 
 from simulator.rating_rules import RATING_RULES
-from simulator.selector import LIKED_MIN, rating_distribution, sample_ratings, take_probability
+from simulator.selector import LIKED_MIN, person_logit, rating_distribution, sample_ratings, take_probability
 
 #: (context characteristic, value) -> like-logit shift per genre; "*" applies to every item.
 CONTEXT_SHIFTS: dict[tuple[str, str], dict[str, float]] = {
@@ -94,6 +94,10 @@ class ChoiceModel(BaseModel):
     watched_coef: list[float] = Field(default_factory=list, description="P(like | watched) weights on the "
                                       "standardised features, fitted on rated items (real like shares)")
     watched_intercept: float | None = None
+    like_spread: float = Field(0.0, ge=0.0, description="sd of a person's own like level on the like-given-watched "
+                               "logit (simulator.selector.fit_person_spread); 0 = every person at the mean")
+    rating_spread: float = Field(0.0, ge=0.0, description="sd of a person's own rating level, in rating points, "
+                                 "moving with the like level (the same draw)")
 
     def z(self, X: np.ndarray) -> np.ndarray:
         """Standardised features [M, F]."""
@@ -114,19 +118,23 @@ class ChoiceModel(BaseModel):
         return self.take_level is not None and self.watched_intercept is not None and \
             len(self.watched_coef) == len(self.features)
 
-    def p_like_watched(self, X: np.ndarray) -> np.ndarray:
-        """P(like | watched) [M]."""
+    def p_like_watched(self, X: np.ndarray, level: float | None = None) -> np.ndarray:
+        """P(like | watched) [M]: ``level=None`` the population's (the fitted, marginal probability); a float, that
+        of the person whose own level is ``level`` (a standard normal draw, `simulator.selector.person_logit`)."""
         if self.watched_intercept is None:
             raise ValueError(f"the {self.kind} model has no like-given-watched fit; rerun `personasim calibrate`")
-        return expit(self.watched_intercept + self.z(X) @ np.asarray(self.watched_coef))
+        logit = self.watched_intercept + self.z(X) @ np.asarray(self.watched_coef)
+        return expit(logit if level is None else person_logit(logit, self.like_spread, level))
 
     def rating_cutpoints(self, rule: str = "expected") -> tuple[float, ...]:
         """The 4 cutpoints of the rating rule ``rule`` (`simulator.rating_rules`) on the expected rating."""
         return RATING_RULES[rule].cutpoints(self)
 
-    def expected_rating(self, X: np.ndarray, user_mean: float, item_mean: np.ndarray) -> np.ndarray:
+    def expected_rating(self, X: np.ndarray, user_mean: float, item_mean: np.ndarray, level: float = 0.0) -> np.ndarray:
+        """The expected rating [M]; ``level``: the person's own level (a standard normal draw) moves it by
+        ``rating_spread * level``."""
         base = np.column_stack([np.full(len(X), user_mean), np.asarray(item_mean, dtype=float), self.z(X)])
-        return self.rating_intercept + base @ np.asarray(self.rating_coef)
+        return self.rating_intercept + base @ np.asarray(self.rating_coef) + self.rating_spread * level
 
     def rating(self, r: np.ndarray, rule: str = "expected") -> np.ndarray:
         """1-5 ratings [M] of expected ratings ``r`` [M] by ``rule``: the bin of its cutpoints r falls in."""
@@ -197,17 +205,19 @@ class Decision:
 
 def decide(model: ChoiceModel, X: np.ndarray, *, user_mean: float, item_mean: np.ndarray, genres: list[list[str]],
            context: dict[str, str], rng: np.random.Generator, sampled: bool = True, max_choices: int | None = None,
-           may_stop: bool = False, rating_rule: str = "expected", focus: list[str] | tuple[str, ...] = ()) -> Decision:
+           may_stop: bool = False, rating_rule: str = "expected", focus: list[str] | tuple[str, ...] = (),
+           level: float = 0.0) -> Decision:
     """The decision over M items (module docstring). ``max_choices=None``: no cap; ``focus``: the session's focus
-    genres (the subtopic layer; none: no shift). A model without the base rates of a sampled decision (an older
+    genres (the subtopic layer; none: no shift); ``level``: the person's own level, a standard normal draw
+    (`simulator.selector.person_level`; 0 = a person at the mean). A model without the base rates of a sampled decision (an older
     calibration) is a ValueError naming the command that refits it."""
     if not model.calibrated():
         raise ValueError(f"the {model.kind} choice model has no base rates (take level, like given watched): a "
                          "calibration from before they existed; rerun `personasim calibrate`")
     logits = model.like_logit(X) + context_shift(context, genres) + focus_shift(focus, genres)
     p_take = take_probability(logits, model.take_level)
-    p_like = model.p_like_watched(X)
-    mu = model.expected_rating(X, user_mean, item_mean)
+    p_like = model.p_like_watched(X, level)
+    mu = model.expected_rating(X, user_mean, item_mean, level)
     if sampled:
         taken = rng.random(len(logits)) < p_take
         likes = rng.random(len(logits)) < p_like

@@ -35,6 +35,7 @@ from simulator.evidence import Memory, ItemSpace, evidence_features
 from simulator.layers import UserProfile, derive_seed, describe_traits
 from simulator import recall
 from simulator.prompts import render
+from simulator.selector import person_level
 from simulator.turn import Onboarding, Turn, utterance_schema
 from simulator.user import Candidate, SimulatedUser
 from simulator.voice import PLAN_MAX_TOKENS, VOICES, clean, make_plan, plan_messages, short_title
@@ -163,6 +164,12 @@ class GroundedUser(SimulatedUser):
             X = np.column_stack([X, [g.judged[k] for k in key]])
         return X
 
+    def level(self) -> float:
+        """This person's own level (`simulator.selector.person_level`): one standard normal draw seeded by the
+        profile, so every run and turn of the same simulated user shares it."""
+        p = self._profile()
+        return person_level(p.user_id, *p.signature())
+
     def _decide(self, items: list[Item], X: np.ndarray, seed: int, max_choices: int | None, may_stop: bool):
         p, memory, model = self._parts()
         space = self.grounding.space
@@ -171,7 +178,7 @@ class GroundedUser(SimulatedUser):
                       genres=[space.genres[i] for i in idx], context=p.context,
                       sampled=self.grounding.sampled, rng=np.random.default_rng(seed),
                       max_choices=max_choices, may_stop=may_stop, rating_rule=self.grounding.rating_rule,
-                      focus=focus_genres(space, p.subtopic))
+                      focus=focus_genres(space, p.subtopic), level=self.level())
 
     async def propose(self, slate: list[Item], *, turn: int, seed: int, session_seed: int = 0) -> Candidate:
         p, memory, model = self._parts()

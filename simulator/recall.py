@@ -187,7 +187,7 @@ async def answer_own(user, *, seed: int, item: int | None = None, judge=None) ->
             except RuntimeError as exc:
                 return rec.model_copy(update={"error": str(exc)})
         X = np.column_stack([X, [judged]])
-    p_yes = float(model.p_like_watched(X)[0])
+    p_yes = float(model.p_like_watched(X, user.level())[0])
     if g.sampled:
         yes = bool(np.random.default_rng(derive_seed(seed, "own-answer", memory.key, item)).random() < p_yes)
     else:

@@ -19,6 +19,16 @@ record instead:
   gives the rating error, its samples the histogram. A taken item's rating is drawn within the liked
   (>= 4) or the not-liked (<= 3) part, so a like and its rating agree.
 
+- **the person's own level**: people differ in how generous they are beyond what the evidence features
+  see (a fitted model regresses each user towards the mean: its users' like rates spread less than real
+  users' do). Each simulated person draws one level ``z ~ N(0, 1)`` (`person_level`, seeded by its
+  profile, so its runs share it as a real person's sittings do). It moves the like-given-watched logit by
+  ``like_spread * z`` (a random intercept; the fitted coefficients are the population-averaged ones, so
+  they are scaled up by ``sqrt(1 + 0.346 like_spread^2)`` to keep the population's probabilities where
+  they were fitted: Zeger, Liang & Albert 1988) and the expected rating by ``rating_spread * z``.
+  `fit_person_spread` fits both on the validation part: the spread over users of each user's like rate,
+  then of each user's mean rating, on their rated items, simulated against real.
+
 A run draws every part from a generator seeded per session and turn (`simulator.grounded`), so its
 run-to-run variation is the model's own uncertainty, of measured size. The deterministic decision
 (each probability > 0.5; the expected rating rounded) stays for debugging.
@@ -55,6 +65,83 @@ def fit_level(affinities: list[np.ndarray], hits: np.ndarray, *, bounds: tuple[f
     if not 0 < target < len(flat):
         raise ValueError(f"fit_level: {target:g} hits out of {len(flat)} shown items leave no level to fit")
     return float(brentq(lambda c: float(expit(flat + c).sum()) - target, *bounds, xtol=1e-6))
+
+
+#: Zeger, Liang & Albert (1988): a logistic random intercept of sd s shrinks the population-averaged
+#: coefficients by about sqrt(1 + RANDOM_INTERCEPT_C2 * s^2), RANDOM_INTERCEPT_C2 = (16 sqrt(3) / (15 pi))^2.
+RANDOM_INTERCEPT_C2 = (16 * np.sqrt(3) / (15 * np.pi)) ** 2
+
+
+def person_logit(logit: np.ndarray, spread: float, level: float) -> np.ndarray:
+    """The logit [M] of the person at ``level`` (a standard normal draw) under a random intercept of sd ``spread``,
+    whose population-averaged logit is ``logit`` [M] (module docstring)."""
+    return np.asarray(logit, dtype=float) * np.sqrt(1.0 + RANDOM_INTERCEPT_C2 * spread**2) + spread * level
+
+
+def person_level(*seed_parts: object) -> float:
+    """A person's own level, a standard normal draw seeded by ``seed_parts`` (e.g. its profile)."""
+    import hashlib
+
+    digest = hashlib.sha256("|".join(map(str, ("person level", *seed_parts))).encode()).digest()
+    return float(np.random.default_rng(int.from_bytes(digest[:8], "big")).standard_normal())
+
+
+def fit_person_spread(logit: np.ndarray, liked: np.ndarray, mu: np.ndarray, ratings: np.ndarray, groups: np.ndarray,
+                      *, rating_sd: float, cuts=ROUNDING_CUTS, min_rows: int = 5, draws: int = 40, seed: int = 0,
+                      like_grid: np.ndarray | None = None, rating_grid: np.ndarray | None = None) -> dict:
+    """``like_spread`` and ``rating_spread`` (module docstring) fitted on rated items: n rows of one or more users.
+
+    logit [n]: the population's like-given-watched logits (cross-validated, so they are not fitted to the rows);
+    liked [n] 0/1 and ratings [n] 1..5: the real outcomes; mu [n]: the expected ratings; groups [n]: the user of
+    each row. Users with at least ``min_rows`` rows enter. ``like_spread``: the grid value whose simulated sd over
+    users of their like rate (mean over ``draws`` draws, common random numbers) is nearest the real one; then
+    ``rating_spread`` likewise for the sd of users' mean ratings, with ``like_spread`` held. Returns both, the real
+    and simulated sds, and the number of users."""
+    logit, mu = np.asarray(logit, float), np.asarray(mu, float)
+    liked, ratings = np.asarray(liked, float), np.asarray(ratings, float)
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    counts = np.bincount(g)
+    keep = counts[g] >= min_rows
+    if len(np.unique(g[keep])) < 10:
+        raise ValueError(f"fit_person_spread: {len(np.unique(g[keep]))} users with >= {min_rows} rated items; "
+                         "at least 10 are needed")
+    logit, mu, liked, ratings = logit[keep], mu[keep], liked[keep], ratings[keep]
+    _, g = np.unique(g[keep], return_inverse=True)
+    n_users, counts = g.max() + 1, np.bincount(g)
+
+    def per_user_sd(values: np.ndarray) -> float:  # values [..., n] -> mean over draws of the sd of user means
+        means = np.stack([np.bincount(g, weights=v, minlength=n_users) / counts for v in np.atleast_2d(values)])
+        return float(means.std(axis=1).mean())
+
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((draws, n_users))[:, g]  # [draws, n] each row's user's level
+    u_like, u_rate = rng.random((draws, len(g))), rng.random((draws, len(g)))
+    like_grid = np.arange(0.0, 3.0001, 0.05) if like_grid is None else np.asarray(like_grid, float)
+    rating_grid = np.arange(0.0, 1.5001, 0.025) if rating_grid is None else np.asarray(rating_grid, float)
+    real_like, real_mean = per_user_sd(liked), per_user_sd(ratings)
+
+    def likes_at(s: float) -> np.ndarray:
+        return u_like < expit(person_logit(logit, s, z))
+
+    sim_like = [per_user_sd(likes_at(s)) for s in like_grid]
+    like_spread = float(like_grid[int(np.argmin(np.abs(np.asarray(sim_like) - real_like)))])
+    likes = likes_at(like_spread)
+
+    def ratings_at(s: float, likes: np.ndarray) -> np.ndarray:
+        out = np.empty_like(u_rate)
+        for d in range(draws):
+            P = _within(rating_distribution(mu + s * z[d], rating_sd, cuts), likes[d].astype(int))
+            out[d] = 1 + np.minimum((u_rate[d][:, None] > np.cumsum(P, axis=1)).sum(1), 4)
+        return out
+
+    sim_mean = [per_user_sd(ratings_at(s, likes)) for s in rating_grid]
+    j = int(np.argmin(np.abs(np.asarray(sim_mean) - real_mean)))
+    return {"like_spread": like_spread, "rating_spread": float(rating_grid[j]), "n_users": int(n_users),
+            "min_rows": min_rows, "real_sd_like_rate": round(real_like, 4),
+            "sim_sd_like_rate": round(sim_like[int(np.argmin(np.abs(np.asarray(sim_like) - real_like)))], 4),
+            "sim_sd_like_rate_without": round(sim_like[0], 4),
+            "real_sd_mean_rating": round(real_mean, 4), "sim_sd_mean_rating": round(sim_mean[j], 4),
+            "sim_sd_mean_rating_without": round(per_user_sd(ratings_at(0.0, likes_at(0.0))), 4)}
 
 
 def rating_distribution(mu: np.ndarray, sd: float, cuts=ROUNDING_CUTS) -> np.ndarray:

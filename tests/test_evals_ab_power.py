@@ -20,7 +20,7 @@ def world(fidelity_run):
     ds = load_movielens(ml100k_dir())
     split = split_for(ds, ppath)
     twins = load_twins(ds, split, ppath)
-    design = Design(users_per_persona=4, turns=2, slate_size=5, runs=2)
+    design = Design(users_per_persona=4, turns=3, slate_size=5, runs=2)  # 2 turns: power about 0.7 since persons differ
     return twins, mf_rankings(ds, split, twins, design, DEFAULT_TRAIN), design
 
 

@@ -54,3 +54,31 @@ def test_a_spread_population_beats_copies_of_one_user_and_a_collapsed_one_is_fla
     collapsed = [{**r, "twin": r["persona"]} for r in records]
     bad = population_realism(collapsed, GENRES, LOG_POP, n_boot=100, seed=0)
     assert not bad["targets"]["mean_rating: twin below the one-average-user population's distance"]
+
+
+def test_the_floor_is_real_users_against_themselves_and_the_flat_twins_are_compared_paired():
+    rng = np.random.default_rng(2)
+    records = []
+    for _ in range(120):
+        items = rng.choice(4, size=20)
+        taste = rng.uniform(1.5, 4.8)
+        real = np.clip(np.rint(taste + rng.normal(0, 0.7, 20)), 1, 5)
+        twin = np.clip(np.rint(taste + rng.normal(0, 0.7, 20)), 1, 5)  # each person's own level, as the real one
+        flat = np.clip(np.rint(3.2 + rng.normal(0, 0.7, 20)), 1, 5)  # everyone at the mean
+        records.append({"items": items, "truth": real, "twin": twin, "persona": flat, "average_user": flat,
+                        "twin_flat": flat})
+    out = population_realism(records, GENRES, LOG_POP, n_boot=200, seed=0)
+    assert out["comparisons"] == ["twin_flat", "floor"]
+    mean = {r["statistic"]: r for r in out["rows"]}["mean_rating"]
+    assert mean["twin_minus_twin_flat"]["ci"][1] < 0  # the person's level brings the twins closer, on every resample
+    floor, twin = mean["floor"]["wasserstein"]["value"], mean["twin"]["wasserstein"]["value"]
+    # the twins here are exact copies of the real process: their distance is sampling noise, of the floor's size
+    assert 0 < floor and floor / 3 < twin < 3 * floor
+    assert floor < mean["twin_flat"]["wasserstein"]["value"] / 3
+    # the real users against themselves, without the twin population: the floor does not read the simulated side
+    again = population_realism([{**r, "twin": r["persona"]} for r in records], GENRES, LOG_POP, n_boot=50, seed=0)
+    assert {r["statistic"]: r for r in again["rows"]}["mean_rating"]["floor"]["wasserstein"]["value"] == floor
+    # without a 'twin_flat' in every record there is no such comparison
+    plain = population_realism([{k: v for k, v in r.items() if k != "twin_flat"} for r in records], GENRES, LOG_POP,
+                               n_boot=50, seed=0)
+    assert plain["comparisons"] == ["floor"] and "twin_minus_twin_flat" not in plain["rows"][0]

@@ -166,7 +166,9 @@ def _rows(seed: int, n: int = 120):
     return Rows(X=list(X), y=y.tolist(), Xr=list(rng.normal(size=(n, F))), r=rng.integers(1, 6, n).tolist(),
                 um=rng.normal(3.5, 0.3, n).tolist(), im=rng.normal(3.5, 0.3, n).tolist(),
                 Xt=[rng.normal(size=(TAKE_K, F)) for _ in range(20)], hits=rng.integers(0, 3, 20).tolist(),
-                Xw=list(rng.normal(size=(n, F))), w=(np.arange(n) % 3 == 0).astype(int).tolist())
+                Xw=list(rng.normal(size=(n, F))), w=(np.arange(n) % 3 == 0).astype(int).tolist(),
+                wr=np.where(np.arange(n) % 3 == 0, 4, 2).tolist(), wg=(np.arange(n) % 12).tolist(),
+                wum=rng.normal(3.5, 0.3, n).tolist(), wim=rng.normal(3.5, 0.3, n).tolist())
 
 
 def test_a_refit_that_does_not_give_the_calibration_back_is_refused():

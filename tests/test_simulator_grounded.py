@@ -129,3 +129,34 @@ async def test_grounded_user_without_a_calibration_or_memory_is_a_recorded_failu
     stranger = u.model_copy(update={"twin": "no-such-user"})
     tr = await run_session(stranger, PopularityRecommender(items, pop), 2, 1, llm, grounding=grounding)
     assert not tr.turns[0].ok and "no memory for twin 'no-such-user'" in tr.turns[0].error
+
+
+async def test_a_persons_own_level_reaches_its_likes_and_ratings_and_stays_across_runs():
+    from scipy.special import expit
+
+    from simulator.grounded import GroundedUser
+    from simulator.selector import person_logit
+
+    grounding, items, _ = _grounding(use_llm=False)
+    grounding.models = {k: m.model_copy(update={"like_spread": 1.5, "rating_spread": 0.6})
+                        for k, m in grounding.models.items()}
+    users = sample_users([PERSONA], 6, seed=0, variant="grounded", twins={"p0": ["1", "2", "3", "4", "5", "6"]})
+    user = GroundedUser(LLMClient(ScriptedBackend({})), grounding=grounding)
+    levels, p_like, expected = [], [], []
+    slate = items[:8]
+    for profile in users:
+        user.reset(profile)
+        level = user.level()
+        user.reset(profile)
+        assert user.level() == level  # the person's own: every run of the same user shares it
+        X = await user.features(slate)
+        model = grounding.models["twin"]
+        d = user._decide(slate, X, seed=1, max_choices=None, may_stop=False)
+        logit = model.watched_intercept + model.z(X) @ np.asarray(model.watched_coef)
+        assert np.allclose(d.p_like, expit(person_logit(logit, 1.5, level)))
+        memory = grounding.memories[f"twin:{profile.twin}"]
+        flat = model.expected_rating(X, memory.mean_rating, grounding.space.mean_rating[grounding.space.index(
+            [it.id for it in slate])])
+        assert np.allclose(d.rating_scores, flat + 0.6 * level)
+        levels.append(level)
+    assert len(set(levels)) == len(users) and np.std(levels) > 0.3  # persons differ

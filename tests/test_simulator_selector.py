@@ -75,3 +75,46 @@ def test_a_watched_items_rating_likes_with_p_like_and_keeps_the_shape_within_eac
     # no mass in a part: its closest rating
     edge = watched_distribution(np.array([[0, 0, 0, 0.5, 0.5]]), np.array([0.3]))
     assert edge[0] == pytest.approx([0, 0, 0.7, 0.15, 0.15])
+
+
+def _people(spread: float, n_users: int = 150, per_user: int = 25, seed: int = 0):
+    """Rated items of people who differ by a like level of sd ``spread`` (the features see none of it)."""
+    from simulator.selector import person_logit
+
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_users), per_user)
+    logit = rng.normal(0.3, 1.0, len(groups))  # what the features say
+    z = rng.standard_normal(n_users)[groups]
+    liked = rng.random(len(groups)) < expit(person_logit(logit, spread, z))
+    ratings = np.where(liked, rng.choice([4, 5], len(groups)), rng.choice([1, 2, 3], len(groups)))
+    return logit, liked, ratings, groups
+
+
+@pytest.mark.parametrize("planted", [0.0, 1.0])
+def test_the_persons_spread_is_recovered_from_users_like_rates(planted):
+    from simulator.selector import fit_person_spread
+
+    logit, liked, ratings, groups = _people(planted)
+    fit = fit_person_spread(logit, liked, np.full(len(logit), 3.5), ratings, groups, rating_sd=1.0, seed=0)
+    assert abs(fit["like_spread"] - planted) <= 0.3, fit
+    assert abs(fit["sim_sd_like_rate"] - fit["real_sd_like_rate"]) < 0.01
+    if planted:  # people who differ spread more than the features alone give
+        assert fit["sim_sd_like_rate_without"] < fit["real_sd_like_rate"] - 0.03
+
+
+def test_the_persons_level_keeps_the_populations_probabilities():
+    from simulator.selector import person_logit
+
+    logit = np.linspace(-2.5, 2.5, 11)
+    z = np.random.default_rng(0).standard_normal(200_000)
+    marginal = expit(person_logit(logit[:, None], 1.2, z[None, :])).mean(1)
+    assert np.abs(marginal - expit(logit)).max() < 0.01  # averaged over persons: the fitted probability
+    assert (person_logit(logit, 0.0, 3.0) == logit).all()  # no spread: every person at the population
+
+
+def test_too_few_users_for_a_spread_is_refused():
+    from simulator.selector import fit_person_spread
+
+    logit, liked, ratings, groups = _people(1.0, n_users=8)
+    with pytest.raises(ValueError, match="8 users with >= 5 rated items; at least 10"):
+        fit_person_spread(logit, liked, np.full(len(logit), 3.5), ratings, groups, rating_sd=1.0)

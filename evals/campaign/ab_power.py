@@ -119,7 +119,7 @@ def _key(user: str) -> int:
 
 
 def _session_rows(twins: Twins, user: str, pages: list[np.ndarray], variant: str, run: int,
-                  rng: np.random.Generator, context: dict, focus: list[str]) -> list[dict]:
+                  rng: np.random.Generator, context: dict, focus: list[str], level: float) -> list[dict]:
     from simulator.choice import decide
     from simulator.evidence import evidence_features
     from simulator.turn import MAX_CHOICES
@@ -129,7 +129,7 @@ def _session_rows(twins: Twins, user: str, pages: list[np.ndarray], variant: str
     for t, page in enumerate(pages):
         d = decide(twins.model, evidence_features(space, memory, page), user_mean=memory.mean_rating,
                    item_mean=space.mean_rating[page], genres=[space.genres[i] for i in page], context=context,
-                   rng=rng, max_choices=MAX_CHOICES, focus=focus)
+                   rng=rng, max_choices=MAX_CHOICES, focus=focus, level=level)
         slate = [{"id": str(i), "genres": list(space.genres[i]), "component": None} for i in page]
         rows.append({"user_variant": USER_VARIANT, "user_id": user, "persona_id": memory.persona_id,
                      "variant": variant, "run": run, "turn": t, "ok": True, "slate": slate,
@@ -146,6 +146,7 @@ def replicate_events(twins: Twins, ranked: dict[str, np.ndarray], design: Design
     their own."""
     from simulator.grounded import focus_genres
     from simulator.layers import sample_context
+    from simulator.selector import person_level
 
     unknown = sorted(set(layers) - set(LAYERS))
     if unknown:
@@ -162,13 +163,14 @@ def replicate_events(twins: Twins, ranked: dict[str, np.ndarray], design: Design
             likes = twins.likes.get(pid) or []
             subtopic = likes[int(layer_rng.integers(len(likes)))] if "subtopic" in layers and likes else None
             focus = focus_genres(twins.space, subtopic)
+            level = person_level("ab power", seed, user)  # the person's own level, the same in both arms and runs
             for run in range(design.runs):
                 pages = [top[t * design.slate_size:(t + 1) * design.slate_size] for t in range(design.turns)]
                 bad_rng = np.random.default_rng([seed, _key(user), run, 1])
                 worse = [degrade(p, pool, degrade_share, bad_rng) for p in pages]
                 for variant, shown in (("mf", pages), ("mf_degraded", worse)):
                     rows += _session_rows(twins, user, shown, variant, run,
-                                          np.random.default_rng([seed, _key(user), run]), context, focus)
+                                          np.random.default_rng([seed, _key(user), run]), context, focus, level)
     return pd.DataFrame(rows)
 
 

@@ -21,7 +21,10 @@ Protocol (nothing of the outer test part is read):
    that the expected takes of a popularity recommender's top TAKE_K (the most-rated items of the
    inner training part, the user's own rated ones left out) equal the number the user went on to
    rate in the inner validation part (its hit rate). The level is checked on other recommenders,
-   on the outer test part, by `personasim validate fidelity`.
+   on the outer test part, by `personasim validate fidelity`;
+6. the person's own level (`simulator.selector.fit_person_spread`): the spread over users of their like rate and
+   mean rating on the same validation rated items, which the features leave out (a fitted model regresses users
+   to the mean), as the sd of a random intercept each simulated person draws once.
 The result is `calibration.json` beside the personas, stamped with the personas file's
 content hash and the split it was fitted on; a grounded user refuses a calibration
 that does not match its personas.
@@ -42,15 +45,16 @@ from tqdm import tqdm
 from evals.validity.grounding import LIKED_MIN, file_hash, item_space, memories
 from personas.infra.files import write_whole
 from simulator.choice import ChoiceModel, rating_cuts
-from simulator.selector import fit_level, reliability
+from simulator.selector import fit_level, fit_person_spread, reliability
 from simulator.evidence import EVIDENCE, ItemSpace, Memory, sources
 from simulator.grounded import grounded_features
 
 log = logging.getLogger(__name__)
 
 KINDS = ("twin", "persona")
-CALIBRATION_VERSION = 6  # 2: the cf evidence feature; 3: the ease feature; 4: n_rated and its products;
-#                          5: recent_pop and its product with popularity; 6: base rates (take level, like|watched)
+CALIBRATION_VERSION = 7  # 2: the cf evidence feature; 3: the ease feature; 4: n_rated and its products;
+#                          5: recent_pop and its product with popularity; 6: base rates (take level, like|watched);
+#                          7: the person's own level (like_spread, rating_spread)
 #: Depth of the recommender's list the take level is fitted on (3 pages of 5, the campaign's default).
 TAKE_K = 15
 #: Validation ratings a user gives the like-given-watched fit (its probabilities need more rows than the
@@ -116,7 +120,8 @@ def draw_negatives(rng: np.random.Generator, rated: set[int], positives: np.ndar
 class Rows:
     """Fit rows of one memory kind: like X [n, F], y [n]; rating Xr [m, F], r [m], user mean, item mean [m];
     take: per user the features [TAKE_K, F] of the popularity list, and the hits among them; like given
-    watched: Xw [w, F] of rated items, w [w] 1 when rated >= 4."""
+    watched: Xw [w, F] of rated items, w [w] 1 when rated >= 4, with their ratings wr, users wg, the user's mean
+    rating wum and the items' mean ratings wim (the person's spread is fitted on them)."""
 
     X: list
     y: list
@@ -128,6 +133,10 @@ class Rows:
     hits: list
     Xw: list
     w: list
+    wr: list
+    wg: list
+    wum: list
+    wim: list
 
 
 async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], train: pd.DataFrame,
@@ -135,7 +144,7 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
                    seed: int, show_progress: bool) -> dict[str, Rows]:
     rng = np.random.default_rng(seed)
     bins = pop_bins(space)
-    rows = {k: Rows(*([] for _ in range(10))) for k in KINDS}
+    rows = {k: Rows(*([] for _ in range(14))) for k in KINDS}
     rated_by = {u: set(g["item"].tolist()) for u, g in train.groupby("user")}
     tgt_by = {u: g for u, g in targets.groupby("user")}
     most_rated = np.argsort(-np.bincount(train["item"].to_numpy(), minlength=len(space.ids)), kind="stable")
@@ -175,6 +184,10 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
             R.hits.append(hits)
             R.Xw += list(X[len(like_items) + len(r_items) + len(shown):])
             R.w += (rw["rating"].to_numpy() >= LIKED_MIN).astype(int).tolist()
+            R.wr += rw["rating"].tolist()
+            R.wg += [int(u)] * len(w_items)
+            R.wum += [memory.mean_rating] * len(w_items)
+            R.wim += space.mean_rating[w_items].tolist()
             R.um += [memory.mean_rating] * len(r_items)  # the twin's own mean rating, or the persona members'
             R.im += space.mean_rating[r_items].tolist()
     return rows
@@ -219,11 +232,18 @@ def fit_kind(kind: str, R: Rows, features: list[str], seed: int) -> tuple[Choice
                                    method="predict_proba")[:, 1]
     affinity = [clf.decision_function((np.asarray(x, float) - mean) / scale) for x in R.Xt]
     level = fit_level(affinity, np.asarray(R.hits))
+    # the person's own level: the spread over users the features do not see (simulator.selector), on the same rated
+    # items, from the cross-validated like logits (not fitted to these rows) and the rating fit's expected ratings
+    p_cv = np.clip(watched_cv, 1e-6, 1 - 1e-6)
+    mu_w = reg.predict(np.column_stack([np.asarray(R.wum), np.asarray(R.wim), Xw]))
+    spread = fit_person_spread(np.log(p_cv / (1 - p_cv)), watched_y, mu_w, np.asarray(R.wr, float), np.asarray(R.wg),
+                               rating_sd=float(resid.std()), seed=seed)
     model = ChoiceModel(kind=kind, features=list(features), mean=mean.tolist(), scale=scale.tolist(),
                         like_coef=clf.coef_[0].tolist(), like_intercept=float(clf.intercept_[0]),
                         rating_coef=reg.coef_.tolist(), rating_intercept=float(reg.intercept_),
                         rating_sd=float(resid.std()), rating_cuts=rating_cuts(fitted, r), take_level=level,
-                        watched_coef=watched.coef_[0].tolist(), watched_intercept=float(watched.intercept_[0]))
+                        watched_coef=watched.coef_[0].tolist(), watched_intercept=float(watched.intercept_[0]),
+                        like_spread=spread["like_spread"], rating_spread=spread["rating_spread"])
     p = clf.predict_proba(Z)[:, 1]
     # one-feature rules on the same rows: the fidelity benchmark's baselines decide with these
     baselines = {}
@@ -242,6 +262,7 @@ def fit_kind(kind: str, R: Rows, features: list[str], seed: int) -> tuple[Choice
         "rating_hist_fitted": np.bincount(model.rating(fitted), minlength=6)[1:].tolist(),
         "rating_hist_matched": np.bincount(model.rating(fitted, "matched"), minlength=6)[1:].tolist(),
         "like_given_watched_cv": reliability(watched_cv, watched_y),
+        "person_spread": spread,
         "take": {"level": round(level, 4), "recommender": "popularity (most rated in the inner training part)",
                  "k": TAKE_K, "n_users": len(R.hits), "real_hit_rate": round(float(np.sum(R.hits)) / (TAKE_K * len(R.hits)), 4)},
     }

@@ -63,7 +63,7 @@ from evals.validity.population import AverageUser, population_realism
 from evals.validity.read_ledger import part_read, record_test_read, test_reads_path
 from personas.infra.files import write_whole
 from simulator.choice import DECISION_HELP, ChoiceModel, DecisionMode, decide, refuse_temperature
-from simulator.selector import rating_distribution, sample_ratings, watched_distribution
+from simulator.selector import person_level, rating_distribution, sample_ratings, watched_distribution
 from simulator.grounded import grounded_features
 
 log = logging.getLogger(__name__)
@@ -150,24 +150,32 @@ class _Scorer:
         out = {}
         both = await grounded_features(self.llm, self.cards[twin.persona_id], [twin, canon], canon, self.space, items,
                                        self.models["twin"].features, seed=self.cfg.seed)
+        level = person_level("fidelity", self.cfg.seed, user_key)  # this person's own level, both kinds alike
         for kind, memory, X in zip(("twin", "persona"), (twin, canon), both):
             model = self.models[kind]
             item_mean = self.space.mean_rating[items]
             d = decide(model, X, user_mean=memory.mean_rating, item_mean=item_mean,
                        genres=[self.space.genres[i] for i in items], context={}, sampled=self.cfg.decision == "sampled",
-                       rng=np.random.default_rng(seed))
+                       rng=np.random.default_rng(seed), level=level)
             expected = model.expected_rating(X, memory.mean_rating, item_mean)
             # Taste alignment asks "would this user like it?": the affinity's own decision (logit > 0, the
             # class-balanced threshold), not whether a shown item is taken (which depends on the page).
             # A rated item was watched: its rating is drawn as a decision draws a taken item's (liked with
-            # P(like | watched), then within 4-5 or 1-3: `watched_distribution`), its mean for the error,
-            # one draw for the histogram and the population statistics.
+            # P(like | watched), then within 4-5 or 1-3: `watched_distribution`). The rating error and the
+            # reliability read the population's distribution (the mean over persons: the person's own level is
+            # a draw, not a prediction); the histogram and the population statistics one draw of this person's
+            # ('sampled'), and, for the paired check of what the level adds, one of the population's ('flat').
             p_like = model.p_like_watched(X)
             P = watched_distribution(rating_distribution(expected, model.rating_sd,
                                                          model.rating_cutpoints("expected")), p_like)
+            P_own = watched_distribution(rating_distribution(model.expected_rating(X, memory.mean_rating, item_mean,
+                                                                                   level),
+                                                             model.rating_sd, model.rating_cutpoints("expected")),
+                                         model.p_like_watched(X, level))
             rng = np.random.default_rng([seed, 1])
             out[kind] = {"score": d.logits, "like": d.logits > 0, "rating": P @ np.arange(1, 6),
-                         "rating_sampled": sample_ratings(P, np.full(len(items), -1), rng).astype(float),
+                         "rating_sampled": sample_ratings(P_own, np.full(len(items), -1), rng).astype(float),
+                         "rating_flat": sample_ratings(P, np.full(len(items), -1), rng).astype(float),
                          "expected": expected, "p_like_watched": p_like}
             if kind == "twin":
                 feats = dict(zip(model.features, X.T))
@@ -227,6 +235,7 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
             "twin": res["twin"]["rating"][sel], "twin_expected": res["twin"]["expected"][sel],
             "twin_matched": res["twin"]["rating_matched"][sel],
             "twin_sampled": res["twin"]["rating_sampled"][sel],
+            "twin_flat": res["twin"]["rating_flat"][sel],
             "twin_matched_sampled": res["twin"]["rating_matched_sampled"][sel],
             "p_like_watched": res["twin"]["p_like_watched"][sel],
             "persona": res["persona"]["rating"][sel],
@@ -346,7 +355,7 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
     watched = like_given_watched(ratings)
     population = population_realism(
         [{"items": r["items"], "truth": r["truth"], "twin": r["twin_sampled"], "persona": r["persona_sampled"],
-          "average_user": r["average_sampled"]} for r in ratings],
+          "average_user": r["average_sampled"], "twin_flat": r["twin_flat"]} for r in ratings],
         space.genres, space.log_pop, n_boot=cfg.n_boot, seed=cfg.seed)
     differences = auc_differences(taste, cfg)
     headline = headline_of(taste_rows, rating_rows, ab, distribution, watched, differences)

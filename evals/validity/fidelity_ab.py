@@ -14,6 +14,7 @@ from evals.stats.bootstrap import bootstrap_mean_ci, mean_ci
 from evals.validity.grounding import LIKED_MIN
 from simulator.choice import decide
 from simulator.grounded import grounded_features
+from simulator.selector import person_level
 
 AB_VARIANTS = ("random", "pop", "mf", "ampcf")
 
@@ -112,6 +113,7 @@ async def ab_fidelity(scorer, ds, split, ab_users: np.ndarray, cfg, show_progres
     expected_take = {v: [] for v in AB_VARIANTS}
     for u in tqdm(ab_users, desc="A/B fidelity users", unit="user", disable=not show_progress):
         memory = scorer.mems[f"twin:{uid[u]}"]
+        level = person_level("fidelity", cfg.seed, f"twin:{uid[u]}")  # as the scorer draws it
         for v in AB_VARIANTS:
             shown = chosen = liked = 0
             p_take = 0.0
@@ -123,7 +125,7 @@ async def ab_fidelity(scorer, ds, split, ab_users: np.ndarray, cfg, show_progres
                 d = decide(model, X, user_mean=memory.mean_rating, item_mean=scorer.space.mean_rating[page],
                            genres=[scorer.space.genres[i] for i in page], context={},
                            sampled=cfg.decision == "sampled", rng=np.random.default_rng([cfg.seed, int(u), t]),
-                           max_choices=MAX_CHOICES)
+                           max_choices=MAX_CHOICES, level=level)
                 shown += len(page)
                 chosen += len(d.chosen)
                 liked += int(d.liked.sum())

@@ -45,6 +45,7 @@ from evals.validity.pool_orders import (Resampled, _ranks, ablated_judges, agree
                                         order_agreement, pairwise)
 from simulator.choice import ChoiceModel, decide
 from simulator.evidence import ItemSpace
+from simulator.selector import person_level
 
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ async def _judge(ranked: dict, twins: np.ndarray, world: World, judges: dict[str
     turns = DEPTH // cfg.slate_size
     for j, u in enumerate(tqdm(twins, desc="twins judging the pool", unit="twin", disable=not show_progress)):
         memory = world.mems[f"twin:{world.uid[u]}"]
+        level = person_level("fidelity", cfg.seed, f"twin:{world.uid[u]}")  # as validate fidelity draws it
         items = np.unique(np.concatenate([top[int(u)] for top in ranked.values()]))
         at = {int(i): r for r, i in enumerate(items)}
         # an item's features do not depend on the other items shown: computed once for the union of the lists
@@ -118,7 +120,7 @@ async def _judge(ranked: dict, twins: np.ndarray, world: World, judges: dict[str
                                item_mean=world.space.mean_rating[page],
                                genres=[world.space.genres[i] for i in page], context={},
                                sampled=cfg.decision == "sampled", rng=np.random.default_rng([cfg.seed, int(u), t]),
-                               max_choices=MAX_CHOICES)
+                               max_choices=MAX_CHOICES, level=level)
                     liked[label] += int(d.liked.sum())
             for label in judges:
                 likes[label][name][j] = liked[label] / max(shown, 1)

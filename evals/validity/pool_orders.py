@@ -68,7 +68,8 @@ def fit_without(rows, features: list[str], drop: Iterable[str], seed: int) -> Ch
     keep = [j for j in range(len(features)) if j not in gone]
     sub = Rows(X=[np.asarray(x)[keep] for x in rows.X], y=rows.y, Xr=[np.asarray(x)[keep] for x in rows.Xr],
                r=rows.r, um=rows.um, im=rows.im, Xt=[np.asarray(x)[:, keep] for x in rows.Xt], hits=rows.hits,
-               Xw=[np.asarray(x)[keep] for x in rows.Xw], w=rows.w)
+               Xw=[np.asarray(x)[keep] for x in rows.Xw], w=rows.w, wr=rows.wr, wg=rows.wg, wum=rows.wum,
+               wim=rows.wim)
     return fit_kind("twin", sub, [features[j] for j in keep], seed)[0]
 
 

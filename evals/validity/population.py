@@ -25,6 +25,14 @@ Populations (POPULATIONS), each sampling its calibrated rating distribution (`si
   would need an LLM call per held-out item, about 6,000 for the default run);
 - average_user: copies of one average user: a rating drawn from the item's train rating histogram (smoothed
   by one pseudo-rating spread as the global histogram), the same for every user.
+Beside them (COMPARISONS):
+- twin_flat: the twins without the person's own level (`simulator.selector.person_level`), every person at the
+  population's probabilities: what the level adds, paired on the same users (``twin_minus_twin_flat``);
+- floor: real users against themselves. Each user's items are cut at random in two halves and the distance
+  between the halves' statistics, divided by sqrt(2) (a per-user statistic's sampling noise goes as one over the
+  square root of its items), estimates the distance of a population that behaves exactly as each real user does
+  on other draws of its ratings. About 20 items a user make every per-user statistic noisy, so no simulator is
+  expected far below this; it is an estimate (the halves also differ in their items), not a bound.
 CIs: percentile bootstrap over users (the same users resampled for the real and the simulated side).
 """
 
@@ -38,6 +46,7 @@ from simulator.selector import LIKED_MIN
 
 STATISTICS = ("like_rate", "mean_rating", "rating_sd", "genre_entropy", "like_popularity")
 POPULATIONS = ("twin", "persona", "average_user")
+COMPARISONS = ("twin_flat", "floor")
 #: The realism target: the twins' distance at most this share of the persona-level population's.
 NAIVE_SHARE = 0.5
 
@@ -76,18 +85,29 @@ def population_realism(records: list[dict], genres: list[list[str]], log_pop: np
                        seed: int) -> dict:
     """The per-statistic Wasserstein distances of each population to the real users, with CIs over users, and the
     targets. ``records``: one per user with 'items' [M] and the ratings 'truth', 'twin', 'persona' and
-    'average_user' [M]."""
+    'average_user' [M], and optionally 'twin_flat' [M] (COMPARISONS; the floor is drawn here with ``seed``)."""
     from scipy.stats import wasserstein_distance
 
-    per_user = [{who: user_statistics(r[who], r["items"], genres, log_pop) for who in ("truth", *POPULATIONS)}
-                for r in records]
+    rng = np.random.default_rng([seed, 7])
+    extra = [w for w in COMPARISONS if w == "floor" or all(w in r for r in records)]
+    per_user = []
+    for r in records:
+        stats = {who: user_statistics(r[who], r["items"], genres, log_pop)
+                 for who in ("truth", *POPULATIONS, *(w for w in extra if w != "floor"))}
+        order, half = rng.permutation(len(r["items"])), len(r["items"]) // 2
+        for side, pick in (("floor_a", order[:half]), ("floor_b", order[half:2 * half])):
+            stats[side] = (user_statistics(np.asarray(r["truth"])[pick], np.asarray(r["items"])[pick], genres,
+                                           log_pop) if half >= 2 else dict.fromkeys(STATISTICS, float("nan")))
+        per_user.append(stats)
 
     def distance(stat: str, who: str):
+        left, right, scale = ("truth", who, 1.0) if who != "floor" else ("floor_a", "floor_b", np.sqrt(2.0))
+
         def of(users: list[dict]):
-            pairs = [(u["truth"][stat], u[who][stat]) for u in users]
+            pairs = [(u[left][stat], u[right][stat]) for u in users]
             real = [a for a, _ in pairs if np.isfinite(a)]
             sim = [b for _, b in pairs if np.isfinite(b)]
-            return wasserstein_distance(real, sim) if len(real) >= 2 and len(sim) >= 2 else None
+            return wasserstein_distance(real, sim) / scale if len(real) >= 2 and len(sim) >= 2 else None
         return of
 
     rows, targets = [], {}
@@ -95,8 +115,8 @@ def population_realism(records: list[dict], genres: list[list[str]], log_pop: np
         real = np.array([u["truth"][stat] for u in per_user])
         row = {"statistic": stat, "real_mean": round(float(np.nanmean(real)), 4),
                "real_sd": round(float(np.nanstd(real)), 4)}
-        for who in POPULATIONS:
-            sim = np.array([u[who][stat] for u in per_user])
+        for who in (*POPULATIONS, *extra):
+            sim = np.array([u["floor_b" if who == "floor" else who][stat] for u in per_user])
             row[who] = {"wasserstein": rounded(*bootstrap_ci(per_user, distance(stat, who), n_boot=n_boot, seed=seed)),
                         "mean": round(float(np.nanmean(sim)), 4), "sd": round(float(np.nanstd(sim)), 4)}
         # paired, on the same resampled users: is the twin population closer than each other one?
@@ -106,11 +126,17 @@ def population_realism(records: list[dict], genres: list[list[str]], log_pop: np
                 return None if a is None or b is None else a - (NAIVE_SHARE if o == "persona" else 1.0) * b
             row[f"twin_minus_{'half_' if other == 'persona' else ''}{other}"] = rounded(
                 *bootstrap_ci(per_user, gap, n_boot=n_boot, seed=seed))
+        if "twin_flat" in extra:  # what the person's own level adds (negative: closer to the real users)
+            def level_gain(users, s=stat):
+                a, b = distance(s, "twin")(users), distance(s, "twin_flat")(users)
+                return None if a is None or b is None else a - b
+            row["twin_minus_twin_flat"] = rounded(*bootstrap_ci(per_user, level_gain, n_boot=n_boot, seed=seed))
         w = {who: row[who]["wasserstein"]["value"] for who in POPULATIONS}
         targets[f"{stat}: twin <= half the persona-level population's distance"] = w["twin"] <= NAIVE_SHARE * w["persona"]
         targets[f"{stat}: twin below the one-average-user population's distance"] = w["twin"] < w["average_user"]
         rows.append(row)
-    return {"statistics": list(STATISTICS), "populations": list(POPULATIONS), "n_users": len(records), "rows": rows,
+    return {"statistics": list(STATISTICS), "populations": list(POPULATIONS), "comparisons": extra,
+            "n_users": len(records), "rows": rows,
             "targets": targets,
             "note": "Wasserstein distance between the real users' and the population's per-user statistic, on each "
                     "user's held-out rated items, one sampled draw; smaller is more realistic"}
