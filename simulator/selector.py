@@ -183,22 +183,43 @@ def sample_ratings(P: np.ndarray, part: np.ndarray, rng: np.random.Generator) ->
     return 1 + np.minimum((u > cum).sum(1), 4).astype(int)
 
 
-def reliability(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> dict:
+def _ece(p: np.ndarray, y: np.ndarray, idx: np.ndarray, n_bins: int) -> np.ndarray:
+    """ECE of outcomes ``y`` [..., n] against ``p`` [n] in the bins ``idx`` [n] (equal width, weighted by share)."""
+    y = np.atleast_2d(y)
+    out = np.zeros(len(y))
+    for b in range(n_bins):
+        m = idx == b
+        if m.any():
+            out += m.mean() * np.abs(p[m].mean() - y[:, m].mean(axis=1))
+    return out
+
+
+def reliability(p: np.ndarray, y: np.ndarray, n_bins: int = 10, *, n_null: int = 1000, seed: int = 0) -> dict:
     """Calibration of probabilities ``p`` [n] against outcomes ``y`` [n] (0/1): the expected calibration error
-    (bins of equal width, weighted by their share), the mean probability against the real share, and the
-    reliability diagram's rows {low, high, n, mean_p, share}."""
+    (bins of equal width, weighted by their share), the mean probability against the real share, the
+    reliability diagram's rows {low, high, n, mean_p, share}, and what ECE a perfectly calibrated model would
+    show on these n items ('ece_if_calibrated': outcomes drawn from ``p`` itself ``n_null`` times, the
+    consistency resampling of Bröcker & Smith 2007; its median, 95% quantile and the share of draws at or above
+    the observed ECE, a one-sided p). A finite sample gives any model an ECE above 0: below that floor an ECE
+    target cannot be told from noise."""
     p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
     if len(p) != len(y) or not len(p):
         raise ValueError(f"reliability: {len(p)} probabilities and {len(y)} outcomes")
     idx = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    rows, ece = [], 0.0
+    rows = []
     for b in range(n_bins):
         m = idx == b
-        if not m.any():
-            continue
-        mean_p, share = float(p[m].mean()), float(y[m].mean())
-        ece += m.mean() * abs(mean_p - share)
-        rows.append({"low": b / n_bins, "high": (b + 1) / n_bins, "n": int(m.sum()), "mean_p": round(mean_p, 4),
-                     "share": round(share, 4)})
-    return {"ece": round(float(ece), 4), "mean_p": round(float(p.mean()), 4), "real_share": round(float(y.mean()), 4),
-            "n": int(len(p)), "bins": rows}
+        if m.any():
+            rows.append({"low": b / n_bins, "high": (b + 1) / n_bins, "n": int(m.sum()),
+                         "mean_p": round(float(p[m].mean()), 4), "share": round(float(y[m].mean()), 4)})
+    ece = float(_ece(p, y, idx, n_bins)[0])
+    out = {"ece": round(ece, 4), "mean_p": round(float(p.mean()), 4), "real_share": round(float(y.mean()), 4),
+           "n": int(len(p)), "bins": rows}
+    if n_null:
+        rng = np.random.default_rng(seed)
+        null = np.concatenate([_ece(p, rng.random((min(200, n_null - i), len(p))) < p, idx, n_bins)
+                               for i in range(0, n_null, 200)])
+        out["ece_if_calibrated"] = {"median": round(float(np.median(null)), 4),
+                                    "q95": round(float(np.quantile(null, 0.95)), 4),
+                                    "p_value": round(float((null >= ece - 1e-12).mean()), 4), "n_draws": int(n_null)}
+    return out

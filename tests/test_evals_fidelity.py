@@ -80,6 +80,10 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     assert watched["n"] == rating["twin"]["n_ratings"] and 0 <= watched["ece"] <= 1
     assert sum(b["n"] for b in watched["bins"]) == watched["n"] and 0 < watched["real_share"] < 1
     assert result["headline"]["like_given_watched_ece"] == watched["ece"]
+    null = watched["ece_if_calibrated"]  # the ECE a calibrated model shows on as few items: far above 0 here
+    assert 0 < null["median"] <= null["q95"] and 0 <= null["p_value"] <= 1
+    assert result["headline"]["targets"]["like given watched: ECE within a calibrated model's (p >= 0.05)"] == \
+        (null["p_value"] >= 0.05)
     # population realism: every statistic, every population, a distance with its CI, and the targets read them
     pop = result["population_realism"]
     assert pop["n_users"] == result["n_users"] and len(pop["rows"]) == 5

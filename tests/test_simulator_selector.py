@@ -51,10 +51,11 @@ def test_reliability_tells_calibrated_from_overconfident():
     rng = np.random.default_rng(2)
     p = rng.random(50000)
     y = rng.random(50000) < p
-    good = reliability(p, y)
+    good = reliability(p, y, n_null=200)
     assert good["ece"] < 0.02 and abs(good["mean_p"] - good["real_share"]) < 0.01
     bad = reliability(np.full(1000, 0.9), rng.random(1000) < 0.5)
     assert bad["ece"] == pytest.approx(0.4, abs=0.05) and len(bad["bins"]) == 1
+    assert bad["ece_if_calibrated"]["p_value"] == 0.0  # no calibrated model shows 0.4 on 1,000 items
     with pytest.raises(ValueError):
         reliability(np.array([0.5]), np.array([]))
 
@@ -118,3 +119,17 @@ def test_too_few_users_for_a_spread_is_refused():
     logit, liked, ratings, groups = _people(1.0, n_users=8)
     with pytest.raises(ValueError, match="8 users with >= 5 rated items; at least 10"):
         fit_person_spread(logit, liked, np.full(len(logit), 3.5), ratings, groups, rating_sd=1.0)
+
+
+def test_a_calibrated_model_on_a_thousand_items_has_an_ece_floor_above_0_02():
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.2, 0.9, 1128)  # the size of the fidelity benchmark's held-out rated items
+    floors = []
+    for n in (1128, 20000):
+        q = rng.uniform(0.2, 0.9, n)
+        r = reliability(q, rng.random(n) < q, n_null=400, seed=1)
+        assert r["ece_if_calibrated"]["p_value"] > 0.01  # a calibrated model is not flagged
+        floors.append(r["ece_if_calibrated"]["median"])
+    assert floors[0] > 0.02 > floors[1]  # on ~1,000 items even a perfect model's ECE is above 0.02
+    shifted = reliability(p, rng.random(len(p)) < np.clip(p - 0.08, 0, 1), n_null=400)
+    assert shifted["ece_if_calibrated"]["p_value"] < 0.01  # 8 points off is told from noise at this size

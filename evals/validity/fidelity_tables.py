@@ -133,6 +133,10 @@ def headline_of(taste: list[dict], rating: list[dict], ab: dict | None, distribu
     out["targets"].update(out.pop("targets_simple_rules", {}))
     if watched:
         out["targets"]["like given watched: ECE <= 0.02"] = watched["ece"] <= 0.02
+        null = watched.get("ece_if_calibrated")
+        if null:  # can this ECE be told from a perfectly calibrated model's on the same items?
+            out["like_given_watched_ece_if_calibrated"] = null["median"]
+            out["targets"]["like given watched: ECE within a calibrated model's (p >= 0.05)"] = null["p_value"] >= 0.05
         out["targets"]["like given watched: mean within 0.02 of the real share"] = \
             abs(watched["mean_p"] - watched["real_share"]) <= 0.02
     if ab:
