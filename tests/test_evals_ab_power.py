@@ -80,3 +80,14 @@ def test_each_layer_reaches_the_twins_choices(world):
         assert on["chosen"].tolist() != off["chosen"].tolist(), layer  # a layer that changed nothing fails here
     with pytest.raises(ValueError, match="layers \\['mood'\\]: unknown"):
         replicate_events(twins, ranked, design, seed=5, layers=("mood",))
+
+
+def test_drift_draws_give_the_ratios_spread_over_draws_of_the_design(world):
+    from evals.campaign.ab_power import drift_draws
+
+    twins, ranked, design = world
+    out = drift_draws(twins, ranked, design, draws=6, seed=1, show_progress=False)
+    assert out["draws"] == 6 and out["ratios_defined"] == len(out["ratios"]) >= 4
+    assert out["q025"] <= out["median"] <= out["q975"] and all(r > 0 for r in out["ratios"])
+    assert len(set(out["ratios"])) > 1  # each draw picks its own users and decisions: the ratio moves
+    assert drift_draws(twins, ranked, design, draws=6, seed=1, show_progress=False) == out  # seeded

@@ -36,7 +36,8 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     on_disk = json.loads((out / "fidelity.json").read_text())
     assert on_disk["config_hash"] == result["config_hash"] and on_disk["seed"] == 0
     methods = {r["method"] for r in result["taste_alignment"]}
-    assert methods == {"twin", "persona", "random", "popularity", "persona_cf", "user_als"}  # no llm_only: no LLM
+    assert methods == {"twin", "twin_without_layers", "persona", "random", "popularity", "persona_cf",
+                       "user_als"}  # no llm_only: no LLM
     cells = {(r["negatives"], r["ratio"]) for r in result["taste_alignment"]}
     assert cells == {(n, f"1:{k}") for n in ("uniform", "popularity_matched") for k in (1, 3, 9)}
     for r in result["taste_alignment"]:
@@ -80,6 +81,11 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     assert watched["n"] == rating["twin"]["n_ratings"] and 0 <= watched["ece"] <= 1
     assert sum(b["n"] for b in watched["bins"]) == watched["n"] and 0 < watched["real_share"] < 1
     assert result["headline"]["like_given_watched_ece"] == watched["ece"]
+    # the measured users play the campaign's layers; the same twins without them are scored beside, paired
+    assert result["config"]["layers"] == ["subtopic", "context"]
+    cost = result["taste_with_layers_minus_without"]
+    assert {c["negatives"] for c in cost} == {"uniform", "popularity_matched"}
+    assert all(c["rule"] == "twin_without_layers" and c["diff"]["ci"][0] <= c["diff"]["ci"][1] for c in cost)
     null = watched["ece_if_calibrated"]  # the ECE a calibrated model shows on as few items: far above 0 here
     assert 0 < null["median"] <= null["q95"] and 0 <= null["p_value"] <= 1
     assert result["headline"]["targets"]["like given watched: ECE within a calibrated model's (p >= 0.05)"] == \
@@ -203,6 +209,9 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
                    "--dataset")
     assert not (tmp_path / "x").exists()
     one_line_error(cli("validate", "fidelity", "--out", str(tmp_path / "y"), "--users", "2", "--no-llm"), "--users")
+    one_line_error(cli("validate", "fidelity", "--out", str(tmp_path / "z"), "--layers", "mood", "--no-llm"),
+                   "--layers")
+    assert not (tmp_path / "z").exists()
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     one_line_error(cli("validate", "fidelity", "--out", str(a_file), "--no-llm"), "not a folder")

@@ -248,3 +248,33 @@ def ab_power(twins: Twins, ranked: dict[str, np.ndarray], design: Design, *, pai
                     f"degraded recommender detected with power >= 0.8 ({PRIMARY})":
                         found_by.get(PRIMARY, 0) / pairs >= 0.8},
     }
+
+
+def drift_draws(twins: Twins, ranked: dict[str, np.ndarray], design: Design, *, draws: int = 100, seed: int = 0,
+                layers: tuple[str, ...] = (), show_progress: bool = True) -> dict:
+    """The grounded users' within/between ratio (`evals.validity.drift.variance_ratio`, the campaign's headline
+    features) at the campaign's design, over ``draws`` independent draws: each draws its users per persona at random
+    anew (and their layers), and they meet MF's pages ``design.runs`` times with their own decisions. One recommender,
+    as a real user has one record: the same shape as real users' two halves (`evals.validity.real_drift`), whose
+    distribution over draws this one is read against. One campaign's ratio is one draw of it. Returns JSON-ready
+    {draws, ratios_defined, median, q025, q975, q05, q95, ratios}."""
+    from evals.validity.drift import HEADLINE, variance_ratio
+    from evals.validity.drift_features import feature_blocks, session_features
+
+    check_design(twins, design)
+    ratios = []
+    for d in tqdm(range(draws), desc="drift draws", unit="draw", disable=not show_progress):
+        events = replicate_events(twins, ranked, design, seed=int(np.random.default_rng([seed, d, 3]).integers(2**31)),
+                                  degrade_share=0.0, layers=layers)
+        events = events[events["variant"] == "mf"].assign(utterance=None)
+        features = session_features(events)
+        blocks = feature_blocks(features)
+        X = np.concatenate([blocks[b] for b in HEADLINE], axis=1)
+        unit = (features["variant"] + "|" + features["user_id"]).to_numpy()
+        r = variance_ratio(X, features["persona_id"].to_numpy(), unit)["ratio_within_over_between"]
+        if r is not None:
+            ratios.append(float(r))
+    q = (lambda p: round(float(np.quantile(ratios, p)), 4)) if ratios else (lambda p: None)
+    return {"draws": draws, "ratios_defined": len(ratios), "median": q(0.5), "q025": q(0.025), "q975": q(0.975),
+            "q05": q(0.05), "q95": q(0.95), "ratios": [round(r, 4) for r in ratios], "layers": list(layers),
+            "design": {**design.__dict__, "personas": len(twins.members)}}

@@ -102,6 +102,8 @@ def fidelity(
                                "reads the validation split, for development"),
     llm_feature: bool = typer.Option(False, "--llm/--no-llm", help="the LLM's yes-probability as a decision feature "
                                      "(about 4 s a user on 2 cores: off by default)"),
+    layers: str = typer.Option("subtopic,context", "--layers", help="the layers the measured users play, drawn as a "
+                               "campaign draws them: 'subtopic,context' (the campaign's users), one of them, or 'none'"),
     backend: BackendName = "embedded",
     model: ModelName = None,
     base_url: BaseURL = None,
@@ -123,7 +125,8 @@ def fidelity(
     try:
         cfg = FidelityConfig(split=split, cut=cut, final=final, users=users, ab_users=ab_users, n_personas=n_personas,
                              decision="deterministic" if deterministic else "sampled",
-                             use_llm=llm_feature, seed=seed)
+                             use_llm=llm_feature, seed=seed,
+                             layers=[] if layers.strip() == "none" else [x.strip() for x in layers.split(",") if x.strip()])
     except ValidationError as exc:
         fail(option_error(exc))
     llm = _client(not llm_feature, backend, model, base_url, out / "llm_cache", adapter)

@@ -29,6 +29,12 @@ Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
 7. population realism: per-user behaviour statistics of the twins, the persona-level users and copies of
    one average user against the real users', on the same held-out rated items (Wasserstein distances,
    `evals.validity.population`).
+The measured users play the campaign's layers (``layers``, both by default): each draws a subtopic among its persona
+card's likes and a context as a campaign does (`_Scorer.layers_of`), and its affinity carries their shifts
+(`simulator.choice`), so fidelity.json describes the users a campaign plays. The twin without them
+('twin_without_layers', its affinity alone) is scored beside, and ``taste_with_layers_minus_without`` is the paired
+AUC difference: what the layers cost or add. The layers shift the take, not P(like | watched) or a watched
+item's rating, so the rating error, the reliability and the population statistics do not read them.
 A held-out rated item was watched, so its simulated rating is drawn as a decision draws a taken item's: liked
 with P(like | watched), then within 4-5 or 1-3 (`simulator.selector.watched_distribution`). The rating error
 reads the mean of that distribution; the histograms and the population statistics one draw of it.
@@ -64,7 +70,8 @@ from evals.validity.read_ledger import part_read, record_test_read, test_reads_p
 from personas.infra.files import write_whole
 from simulator.choice import DECISION_HELP, ChoiceModel, DecisionMode, decide, refuse_temperature
 from simulator.selector import person_level, rating_distribution, sample_ratings, watched_distribution
-from simulator.grounded import grounded_features
+from simulator.grounded import focus_genres, grounded_features
+from simulator.layers import derive_seed, sample_context
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +108,10 @@ class FidelityConfig(BaseModel):
     decision: DecisionMode = Field("sampled", description=DECISION_HELP)
     use_llm: bool = Field(False, description="the LLM judgement is a feature of the decision (about 4 s a user on "
                                              "2 cores: off by default, `validate fidelity --llm`)")
+    layers: list[Literal["subtopic", "context"]] = Field(
+        ["subtopic", "context"], description="the layers the measured users play, drawn per user as a campaign draws "
+        "them (a subtopic among the persona card's likes, a context by `simulator.layers.sample_context`); [] = none: "
+        "the decision without the session's focus and context shifts")
     ab_users: int = Field(30, ge=0, description="twins that meet each recommender (A/B fidelity); 0 = skip")
     ab_turns: int = Field(3, ge=1)
     slate_size: int = Field(5, ge=1)
@@ -142,6 +153,16 @@ class _Scorer:
         self.llm, self.cards, self.space, self.mems = llm, cards, space, mems
         self.models, self.baselines, self.cfg, self.als = models, baselines, cfg, als
 
+    def layers_of(self, user_key: str) -> tuple[dict[str, str], list[str]]:
+        """(context, focus genres) of the user ``user_key`` plays (FidelityConfig.layers), drawn with the run's seed as a
+        campaign draws them: a subtopic among its persona card's likes, a context by `sample_context`."""
+        rng = np.random.default_rng(derive_seed("fidelity layers", self.cfg.seed, user_key))
+        likes = self.cards[self.mems[user_key].persona_id].likes
+        subtopic = likes[int(rng.integers(len(likes)))] if likes else None
+        context = sample_context(rng)
+        return (context if "context" in self.cfg.layers else {},
+                focus_genres(self.space, subtopic) if "subtopic" in self.cfg.layers else [])
+
     async def score(self, user_key: str, items: np.ndarray, seed: int, user: int | None = None) -> dict[str, dict]:
         """{method: {"score": [M], "like": [M] bool or None (a ranking only), "rating": [M] or None}}; ``user``: the
         user's row index, for the user-level ALS baseline (when the scorer has one)."""
@@ -151,12 +172,13 @@ class _Scorer:
         both = await grounded_features(self.llm, self.cards[twin.persona_id], [twin, canon], canon, self.space, items,
                                        self.models["twin"].features, seed=self.cfg.seed)
         level = person_level("fidelity", self.cfg.seed, user_key)  # this person's own level, both kinds alike
+        context, focus = self.layers_of(user_key)  # the session it plays, both kinds alike
         for kind, memory, X in zip(("twin", "persona"), (twin, canon), both):
             model = self.models[kind]
             item_mean = self.space.mean_rating[items]
             d = decide(model, X, user_mean=memory.mean_rating, item_mean=item_mean,
-                       genres=[self.space.genres[i] for i in items], context={}, sampled=self.cfg.decision == "sampled",
-                       rng=np.random.default_rng(seed), level=level)
+                       genres=[self.space.genres[i] for i in items], context=context, focus=focus,
+                       sampled=self.cfg.decision == "sampled", rng=np.random.default_rng(seed), level=level)
             expected = model.expected_rating(X, memory.mean_rating, item_mean)
             # Taste alignment asks "would this user like it?": the affinity's own decision (logit > 0, the
             # class-balanced threshold), not whether a shown item is taken (which depends on the page).
@@ -173,6 +195,9 @@ class _Scorer:
                                                              model.rating_sd, model.rating_cutpoints("expected")),
                                          model.p_like_watched(X, level))
             rng = np.random.default_rng([seed, 1])
+            if kind == "twin" and self.cfg.layers:  # the ablation, paired: the same twin playing no layer
+                bare = model.like_logit(X)
+                out["twin_without_layers"] = {"score": bare, "like": bare > 0, "rating": None}
             out[kind] = {"score": d.logits, "like": d.logits > 0, "rating": P @ np.arange(1, 6),
                          "rating_sampled": sample_ratings(P_own, np.full(len(items), -1), rng).astype(float),
                          "rating_flat": sample_ratings(P, np.full(len(items), -1), rng).astype(float),
@@ -358,6 +383,7 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
           "average_user": r["average_sampled"], "twin_flat": r["twin_flat"]} for r in ratings],
         space.genres, space.log_pop, n_boot=cfg.n_boot, seed=cfg.seed)
     differences = auc_differences(taste, cfg)
+    layers_cost = auc_differences(taste, cfg, rules=("twin_without_layers",))  # [] when the users play no layer
     headline = headline_of(taste_rows, rating_rows, ab, distribution, watched, differences)
     headline["targets"].update({f"population: {k}": v for k, v in population["targets"].items()})
     return {
@@ -366,7 +392,8 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
         "headline": headline,
         "like_given_watched": watched, "population_realism": population,
         "calibration": record["report"], "calibration_features": record["features"],
-        "taste_alignment": taste_rows, "taste_against_simple_rules": differences, "rating_error": rating_rows,
+        "taste_alignment": taste_rows, "taste_against_simple_rules": differences,
+        "taste_with_layers_minus_without": layers_cost, "rating_error": rating_rows,
         "rating_distribution": distribution, "ab_fidelity": ab,
         "timings_s": {"prepare": round(t_prep, 1), "taste_and_rating": round(t_taste, 1),
                       "total": round(time.perf_counter() - started, 1)},

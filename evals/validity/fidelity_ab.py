@@ -114,6 +114,7 @@ async def ab_fidelity(scorer, ds, split, ab_users: np.ndarray, cfg, show_progres
     for u in tqdm(ab_users, desc="A/B fidelity users", unit="user", disable=not show_progress):
         memory = scorer.mems[f"twin:{uid[u]}"]
         level = person_level("fidelity", cfg.seed, f"twin:{uid[u]}")  # as the scorer draws it
+        context, focus = scorer.layers_of(f"twin:{uid[u]}")
         for v in AB_VARIANTS:
             shown = chosen = liked = 0
             p_take = 0.0
@@ -123,7 +124,7 @@ async def ab_fidelity(scorer, ds, split, ab_users: np.ndarray, cfg, show_progres
                                               scorer.mems[f"persona:{memory.persona_id}"], scorer.space, page,
                                               model.features, seed=cfg.seed)
                 d = decide(model, X, user_mean=memory.mean_rating, item_mean=scorer.space.mean_rating[page],
-                           genres=[scorer.space.genres[i] for i in page], context={},
+                           genres=[scorer.space.genres[i] for i in page], context=context, focus=focus,
                            sampled=cfg.decision == "sampled", rng=np.random.default_rng([cfg.seed, int(u), t]),
                            max_choices=MAX_CHOICES, level=level)
                 shown += len(page)
