@@ -144,15 +144,15 @@ def run_bench(ds: Dataset, out_dir: str | Path, cfg: BenchConfig | None = None, 
     split = leave_last_out(ds)
     genres, _ = ds.genre_matrix()
     models = train_models(split, cfg, show_progress, Catalog.of(ds.items))
-    rows = [evaluate(name, m, split, genres, cfg.k) for name, m in models.items()]
+    rows = [{**evaluate(name, m, split, genres, cfg.k), **_fields(name, m)} for name, m in models.items()]
     rows += rerank_rows(models, split, genres, cfg)
     mf_per_user = rows[[r["variant"] for r in rows].index("mf")]["_per_user_ndcg"]
     for r in rows:
         # paired bootstrap over test users: this variant's NDCG@10 minus MF's, 95% interval
         diff, lo, hi = metrics.paired_bootstrap_ci(r.pop("_per_user_ndcg"), mf_per_user, seed=cfg.seed)
-        family, _, lam = r["variant"].partition("@")
-        r.update({"ndcg@10_minus_mf": diff, "ndcg@10_minus_mf_ci95": [lo, hi], "model": r["variant"].split("+")[0],
-                  "lambda_tuned": bool(lam) and TUNED_LAMBDAS.get(family) == float(lam),
+        r.update({"ndcg@10_minus_mf": diff, "ndcg@10_minus_mf_ci95": [lo, hi],
+                  "lambda_tuned": r["lambda"] is not None and
+                  TUNED_LAMBDAS.get(f"{r['model']}+{r['reranker']}") == r["lambda"],
                   "seed": cfg.seed, "config_hash": cfg.hash(), "dataset": ds.name, "n_test_users": int(len(split.test_users))})
     write(out_dir / "results.json", json.dumps(rows, indent=2))
     write(out_dir / "pareto.png", lambda tmp: pareto_plot(rows, tmp))
@@ -164,8 +164,16 @@ def rerank_rows(models: dict[str, Recommender], split: Split, genres: np.ndarray
     sweeps = [("mf", "mmr", cfg.mmr), ("mf", "dpp", cfg.dpp),
               ("mf", "calibration", cfg.calibration if genres.shape[1] else [])]  # calibration needs genres
     sweeps += [(name, "mixture", cfg.mixture_cal) for name, m in models.items() if isinstance(m, AMPCF) and m.k > 1]
-    return [evaluate(f"{base}+{kind}@{lam}", models[base], split, genres, cfg.k, Reranker(kind, lam, cfg.candidates))
+    return [{**evaluate(f"{base}+{kind}@{lam}", models[base], split, genres, cfg.k,
+                        Reranker(kind, lam, cfg.candidates)), **_fields(base, models[base], kind, lam)}
             for base, kind, lams in sweeps for lam in lams]
+
+
+def _fields(model_label: str, model: Recommender, reranker: str | None = None, lam: float | None = None) -> dict:
+    """What a result row is, as fields (never parsed back out of its label): the model's label, its mixture
+    components (AMP-CF only, else None), the reranker family and its lambda (None without a reranker)."""
+    return {"model": model_label, "mixture_k": model.k if isinstance(model, AMPCF) else None,
+            "reranker": reranker, "lambda": None if lam is None else float(lam)}
 
 
 #: Columns summarised across seeds by `run_seeds`.
@@ -189,7 +197,8 @@ def run_seeds(ds: Dataset, out_dir: str | Path, cfg: BenchConfig, seeds: list[in
     summary = []
     for i, first in enumerate(per_seed[0]):
         rows = [rs[i] for rs in per_seed]
-        row = {"variant": first["variant"], "model": first["model"], "n_seeds": len(seeds), "seeds": seeds,
+        row = {"variant": first["variant"], **{f: first[f] for f in ("model", "mixture_k", "reranker", "lambda")},
+               "n_seeds": len(seeds), "seeds": seeds,
                "config_hash": base, "dataset": first["dataset"], "n_test_users": first["n_test_users"]}
         for col in SUMMARY_COLS:
             vals = np.array([r[col] for r in rows], dtype=float)
@@ -235,7 +244,7 @@ def pareto_plot(rows: list[dict], path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
-        colour = "tab:orange" if r["variant"].startswith("ampcf") else "tab:grey" if r["variant"] == "pop" else "tab:blue"
+        colour = "tab:orange" if r.get("mixture_k") else "tab:grey" if r["model"] == "pop" else "tab:blue"
         if "ndcg@10_sd" in r:  # a multi-seed summary: mean with one standard deviation each way
             ax.errorbar(r["ild@10"], r["ndcg@10"], xerr=r["ild@10_sd"], yerr=r["ndcg@10_sd"], color=colour, fmt="o",
                         ms=4, lw=0.8)

@@ -39,19 +39,17 @@ def margin(frontier_x, frontier_y, x: float, y: float) -> float:
 
 
 def frontier_rows(rows: list[dict], base: str = "mf", families=RERANK_FAMILIES) -> list[dict]:
-    """The base model's row and its reranked rows of the given families (variant names 'BASE+FAMILY@LAM')."""
-    return [r for r in rows if r["variant"] == base or
-            (r["variant"].startswith(base + "+") and r["variant"].split("+")[1].split("@")[0] in families)]
+    """The base model's row and its reranked rows of the given families, read from the rows' fields ``model`` and
+    ``reranker`` (`recsys.bench`), never from their labels."""
+    return [r for r in rows if r["model"] == base and (r["reranker"] is None or r["reranker"] in families)]
 
 
-def margins(rows: list[dict], axis: str = "ild", base: str = "mf", families=RERANK_FAMILIES,
-            mixture_prefix: str = "ampcf-k") -> dict[str, float]:
-    """Margin of every mixture variant (AMP-CF with K > 1, plain or mixture-calibrated) against the
-    frontier of ``base`` + ``families`` on ``axis`` ('ild' or 'kl')."""
+def margins(rows: list[dict], axis: str = "ild", base: str = "mf", families=RERANK_FAMILIES) -> dict[str, float]:
+    """Margin of every mixture variant (a row with ``mixture_k`` > 1, plain or mixture-calibrated) against the
+    frontier of ``base`` + ``families`` on ``axis`` ('ild' or 'kl'), by the rows' labels."""
     col, sign = AXES[axis]
     front = frontier_rows(rows, base, families)
     fx = [sign * r[col] for r in front]
     fy = [r["ndcg@10"] for r in front]
     return {r["variant"]: margin(fx, fy, sign * r[col], r["ndcg@10"]) for r in rows
-            if r["variant"].startswith(mixture_prefix) and r["variant"].split("+")[0] != mixture_prefix + "1"
-            and ("+" not in r["variant"] or "+mixture@" in r["variant"])}
+            if (r.get("mixture_k") or 1) > 1 and r["reranker"] in (None, "mixture")}

@@ -28,6 +28,14 @@ def _env() -> jinja2.Environment:
     )
 
 
+@lru_cache(maxsize=None)
+def prompt_data(name: str):
+    """The JSON file ``simulator/prompts/<name>`` (worked examples a prompt is built from), read once."""
+    import json
+
+    return json.loads((PROMPT_DIR / name).read_text(encoding="utf-8"))
+
+
 def render(name: str, **values) -> str:
     """Render ``simulator/prompts/<name>.j2`` with ``values``; surrounding whitespace stripped."""
     return _env().get_template(f"{name}.j2").render(**values).strip()
@@ -35,7 +43,7 @@ def render(name: str, **values) -> str:
 
 @lru_cache(maxsize=1)
 def templates_digest() -> str:
-    """12 hex chars over every template's file name and text. Part of a campaign's config hash
+    """12 hex chars over every template's and prompt data file's (*.j2, *.json) name and text. Part of a campaign's config hash
     (`evals.campaign.config.CampaignConfig.config_hash`): the same config asked with other prompts is
     another campaign, and its events are not resumed into one written under these."""
-    return files_digest(sorted(PROMPT_DIR.glob("*.j2")), PROMPT_DIR)[:12]
+    return files_digest(sorted([*PROMPT_DIR.glob("*.j2"), *PROMPT_DIR.glob("*.json")]), PROMPT_DIR)[:12]

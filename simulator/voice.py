@@ -35,19 +35,18 @@ import numpy as np
 
 from simulator.evidence import ItemSpace, Memory
 from simulator.layers import UserProfile
-from simulator.prompts import render
+from simulator.prompts import prompt_data, render
 from simulator.turn import UTTERANCE_MAX_CHARS
 
 VOICES = ("planned", "free")
 #: Most tokens the planned voice may generate (its sentences take 8-20).
 PLAN_MAX_TOKENS = 28
-#: Worked examples, (plan fields, sentence): what the model copies the form of. Films not in a plan's slate.
-PLAN_SHOTS: list[tuple[tuple[str, str, str], str]] = [
-    (("Groundhog Day", "comedy", "Tootsie"), "I'll watch Groundhog Day, it's a comedy like Tootsie."),
-    (("", "", "Casablanca"), "Nothing for me here, none of these is like Casablanca."),
-    (("Alien and Heat", "thriller", "Fargo"), "I'll watch Alien and Heat, thrillers like Fargo."),
-    (("", "", "Babe"), "Not today, none of these is like Babe."),
-]
+#: The planned voice's worked examples (plan fields and the sentence the model copies the form of; films not in a
+#: plan's slate) live beside the templates, in simulator/prompts/grounded_plan_shots.json, so the prompt digest of
+#: a campaign's config hash covers them (`simulator.prompts.templates_digest`).
+PLAN_SHOTS_FILE = "grounded_plan_shots.json"
+
+
 _YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 _ARTICLE = re.compile(r"^(?P<rest>.*), (?P<article>The|A|An|Les|La|Le|Il|Das|Die|Der|El)$")
 
@@ -110,10 +109,11 @@ def plan_messages(plan: Plan, profile: UserProfile, verb: str = "watch") -> list
     earlier turns, then this plan."""
     system = render("grounded_plan", persona=profile.persona, context=profile.context, verb=verb)
     messages = [{"role": "system", "content": system}]
-    for (chosen, genre, like), sentence in PLAN_SHOTS:
-        shot = Plan(chosen=tuple(chosen.split(" and ")) if chosen else (), genre=genre, like=like)
+    for ex in prompt_data(PLAN_SHOTS_FILE):
+        shot = Plan(chosen=tuple(ex["chosen"].split(" and ")) if ex["chosen"] else (), genre=ex["genre"],
+                    like=ex["like"])
         messages += [{"role": "user", "content": shot.text(verb)},
-                     {"role": "assistant", "content": sentence.replace("watch", verb)}]
+                     {"role": "assistant", "content": ex["sentence"].replace("watch", verb)}]
     return messages + [{"role": "user", "content": plan.text(verb)}]
 
 

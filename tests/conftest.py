@@ -71,8 +71,8 @@ def fault_server():
 @pytest.fixture()
 def edit_prompts(tmp_path, monkeypatch):
     """edit_prompts(name, old, new): from the first call on, the templates are read from a copy (the real
-    files untouched) in which ``name``.j2 has ``old`` replaced by ``new``. Afterwards the real folder and
-    its digest are back (checked)."""
+    files untouched) in which ``name``.j2 (or ``name`` itself when it has a suffix: a prompt data file) has ``old``
+    replaced by ``new``. Afterwards the real folder and its digest are back (checked)."""
     import shutil
 
     from simulator import prompts
@@ -84,12 +84,14 @@ def edit_prompts(tmp_path, monkeypatch):
         if not copy.exists():
             shutil.copytree(prompts.PROMPT_DIR, copy)
             monkeypatch.setattr(prompts, "PROMPT_DIR", copy)
-        path = copy / f"{name}.j2"
+        path = copy / (name if "." in name else f"{name}.j2")
         assert old in path.read_text()
         path.write_text(path.read_text().replace(old, new))
         prompts.templates_digest.cache_clear()
+        prompts.prompt_data.cache_clear()
 
     yield edit
     monkeypatch.undo()
     prompts.templates_digest.cache_clear()
+    prompts.prompt_data.cache_clear()
     assert prompts.templates_digest() == real

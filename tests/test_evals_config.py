@@ -146,3 +146,21 @@ def test_a_services_options_are_fields_that_reach_the_model():
                               ({url: {"depth": 0}}, "depth")):
         with pytest.raises(ValueError, match=message):
             CampaignConfig.model_validate({**base, "recsys": {"services": services}})
+
+
+def test_the_planned_voices_worked_examples_are_part_of_the_prompt_digest(edit_prompts):
+    """The planned voice's worked examples are prompt text: editing them makes another campaign, and the voice
+    reads the edited ones."""
+    from simulator.voice import Plan, plan_messages
+    from simulator.layers import sample_users
+    from tests.test_simulator_session import CARD
+
+    cfg = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf"]})
+    before = cfg.config_hash()
+    profile = sample_users([CARD], 1, seed=0)[0]
+    plan = Plan(chosen=("Heat",), genre="thriller", like="Fargo")
+    assert "Tootsie" in str(plan_messages(plan, profile))
+    edit_prompts("grounded_plan_shots.json", "Tootsie", "Big")  # the plan field and its sentence
+    assert cfg.config_hash() != before
+    said = str(plan_messages(plan, profile))
+    assert "like Big" in said and "Tootsie" not in said

@@ -46,6 +46,9 @@ def test_bench_writes_rows_and_plot(tmp_path):
     need = {"ndcg@10", "recall@10", "ild@10", "coverage@10", "calibration_kl@10", "taste_coverage@10", "train_s",
             "recommend_ms_per_user", "seed", "config_hash", "model"}
     assert all(need <= set(r) for r in saved) and all(r["seed"] == 3 for r in saved)
+    # what a row is, as fields: never parsed back out of its label
+    assert [(r["mixture_k"], r["reranker"], r["lambda"]) for r in (saved[1], saved[4], saved[6], saved[-1])] == \
+        [(None, None, None), (2, None, None), (None, "mmr", 0.5), (2, "mixture", 0.5)]
     mf = saved[1]
     assert mf["ndcg@10_minus_mf"] == 0.0 and 0.0 <= mf["ndcg@10"] <= 1.0
     assert saved[3]["ndcg@10"] == mf["ndcg@10"]  # K = 1 is MF

@@ -65,13 +65,20 @@ def test_frontier_envelope_and_margin_by_hand():
     assert frontier.margin(xs, ys, 0.825, 0.0775) == pytest.approx(0.0)  # on the line between two points
     assert frontier.margin(xs, ys, 0.825, 0.070) == pytest.approx(-0.0075)
     assert frontier.margin(xs, ys, 0.95, 0.066) == pytest.approx(0.001)  # beyond the sweep: flat extension
-    rows = [{"variant": "mf", "ndcg@10": 0.08, "ild@10": 0.80, "calibration_kl@10": 0.7},
-            {"variant": "mf+mmr@0.5", "ndcg@10": 0.065, "ild@10": 0.90, "calibration_kl@10": 0.5},
-            {"variant": "ampcf-k4", "ndcg@10": 0.075, "ild@10": 0.85, "calibration_kl@10": 0.4},
-            {"variant": "ampcf-k1", "ndcg@10": 0.08, "ild@10": 0.80, "calibration_kl@10": 0.7},
-            {"variant": "ampcf-k4+mmr@0.5", "ndcg@10": 0.01, "ild@10": 0.99, "calibration_kl@10": 0.1}]
+    def row(variant, model, k, reranker, ndcg, ild, kl):  # the fields recsys.bench writes beside each label
+        return {"variant": variant, "model": model, "mixture_k": k, "reranker": reranker, "ndcg@10": ndcg,
+                "ild@10": ild, "calibration_kl@10": kl}
+
+    rows = [row("mf", "mf", None, None, 0.08, 0.80, 0.7),
+            row("mf+mmr@0.5", "mf", None, "mmr", 0.065, 0.90, 0.5),
+            row("ampcf-k4", "ampcf-k4", 4, None, 0.075, 0.85, 0.4),
+            row("ampcf-k1", "ampcf-k1", 1, None, 0.08, 0.80, 0.7),
+            row("ampcf-k4+mmr@0.5", "ampcf-k4", 4, "mmr", 0.01, 0.99, 0.1)]
     ild = frontier.margins(rows, "ild")
     assert set(ild) == {"ampcf-k4"}  # K = 1 and AMP-CF + an external reranker are not mixture variants
+    # the fields decide, not the labels: a mixture model under any label is one
+    renamed = frontier.margins([{**r, "variant": f"v{i}"} for i, r in enumerate(rows)], "ild")
+    assert renamed == {"v2": ild["ampcf-k4"]}
     assert ild["ampcf-k4"] == pytest.approx(0.0025)
     assert frontier.margins(rows, "kl")["ampcf-k4"] == pytest.approx(0.075 - 0.065)  # lower KL than every point
 
