@@ -54,7 +54,8 @@ class Grounding:
     ('persona:<id>', 'twin:<user id>'); sampled: draw the decision from its calibrated probabilities
     (True, the default) or take the deterministic one (False, for debugging); rating_rule:
     'expected' or 'matched' (`simulator.rating_rules.RATING_RULES`); judge_seed: the seed every LLM judgement
-    is asked with, the calibration's own, so the LLM feature is read as it was when the weights were fitted.
+    is asked with, the calibration's own, so the LLM feature is read as it was when the weights were fitted;
+    layers: which of the profile's 'subtopic' and 'context' the decision plays (the prompt still names both).
 
     An item's judgement depends on its persona alone (`llm_judgement`), so it is asked once per persona
     and item and kept in ``judged`` for every session of that persona's users: in a campaign of 4 twins a
@@ -67,6 +68,7 @@ class Grounding:
     sampled: bool = True
     rating_rule: str = "expected"
     judge_seed: int = 0
+    layers: tuple[str, ...] = ("subtopic", "context")  # what the decision plays of the profile's subtopic and context
     judged: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)  # (persona id, item id) -> logit
 
     def memory_for(self, profile: UserProfile) -> Memory | None:
@@ -175,10 +177,12 @@ class GroundedUser(SimulatedUser):
         space = self.grounding.space
         idx = space.index([it.id for it in items])
         return decide(model, X, user_mean=memory.mean_rating, item_mean=space.mean_rating[idx],
-                      genres=[space.genres[i] for i in idx], context=p.context,
+                      genres=[space.genres[i] for i in idx],
+                      context=p.context if "context" in self.grounding.layers else {},
                       sampled=self.grounding.sampled, rng=np.random.default_rng(seed),
                       max_choices=max_choices, may_stop=may_stop, rating_rule=self.grounding.rating_rule,
-                      focus=focus_genres(space, p.subtopic), level=self.level())
+                      focus=focus_genres(space, p.subtopic) if "subtopic" in self.grounding.layers else [],
+                      level=self.level())
 
     async def propose(self, slate: list[Item], *, turn: int, seed: int, session_seed: int = 0) -> Candidate:
         p, memory, model = self._parts()

@@ -332,6 +332,10 @@ def test_a_campaign_with_grounded_users_measures_their_fidelity_before_its_sessi
     real = validity(run, cfg())["real_drift"]
     assert (run / "real_drift.json").is_file() and real["design"]["users_per_persona"] == cfg().users_for("grounded")
     assert real["design"]["q025"] <= real["design"]["median"] <= real["design"]["q975"]
+    assert record["config"]["layers"] == ["subtopic", "context"]  # the campaign's users are measured as they play
+    prepare(cfg(layers=[]), tmp_path / "bare", show_progress=False)
+    bare = json.loads((tmp_path / "bare" / "fidelity.json").read_text())
+    assert bare["config"]["layers"] == [] and bare["taste_with_layers_minus_without"] == []
     prepare(cfg(fidelity_users=0), tmp_path / "skipped", show_progress=False)
     assert not (tmp_path / "skipped" / "fidelity.json").exists()
     with pytest.raises(ValueError, match="3 users cannot give a bootstrap CI"):

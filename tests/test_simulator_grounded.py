@@ -160,3 +160,29 @@ async def test_a_persons_own_level_reaches_its_likes_and_ratings_and_stays_acros
         assert np.allclose(d.rating_scores, flat + 0.6 * level)
         levels.append(level)
     assert len(set(levels)) == len(users) and np.std(levels) > 0.3  # persons differ
+
+
+async def test_the_grounding_decides_which_layers_a_grounded_users_decision_plays():
+    from simulator.choice import CONTEXT_SHIFTS, FOCUS_SHIFT
+    from simulator.grounded import GroundedUser
+
+    grounding, items, _ = _grounding(use_llm=False)
+    profile = sample_users([PERSONA], 1, seed=0, variant="grounded", twins={"p0": ["3"]})[0]
+    profile = profile.model_copy(update={"subtopic": "Comedy", "context": {"time_available": "20 minutes"}})
+    assert ("time_available", "20 minutes") in CONTEXT_SHIFTS
+    slate = items[:8]
+    logits = {}
+    for layers in ((), ("subtopic",), ("context",), ("subtopic", "context")):
+        grounding.layers = layers
+        user = GroundedUser(LLMClient(ScriptedBackend({})), grounding=grounding)
+        user.reset(profile)
+        X = await user.features(slate)
+        logits[layers] = user._decide(slate, X, seed=1, max_choices=None, may_stop=False).logits
+    bare = grounding.models["twin"].like_logit(X)
+    assert np.allclose(logits[()], bare)  # no layer: the twin's own affinity
+    comedy = np.array(["Comedy" in (it.facets or {}).get("genres", []) for it in slate])
+    assert comedy.any() and not comedy.all()
+    focus = logits[("subtopic",)] - bare
+    assert np.allclose(focus[comedy], FOCUS_SHIFT) and np.allclose(focus[~comedy], 0.0)  # the fitted focus shift
+    assert np.allclose(logits[("context",)] - bare, -0.75)  # "20 minutes" lowers every item
+    assert np.allclose(logits[("subtopic", "context")], bare + focus - 0.75)

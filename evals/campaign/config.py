@@ -143,6 +143,11 @@ class GroundingSettings(_Strict):
                              "3-4), 'matched' bins it so the ratings' histogram is the training one")
     llm_feature: bool = Field(True, description="the LLM's yes-probability is a feature of the decision")
     twins: bool = Field(True, description="each grounded user twins a real member of its persona (else persona-level)")
+    layers: list[Literal["subtopic", "context"]] = Field(
+        ["subtopic", "context"], description="the layers a grounded user's decision plays: its subtopic's focus shift "
+        "and its context's shifts (`simulator.choice`); [] plays the bare twin. The layers vary the population and "
+        "cost fidelity to the person (docs/results/fidelity.md: -0.041 AUC on uniform negatives); the campaign's "
+        "fidelity check measures the users with these layers")
     voice: Literal["planned", "free"] = Field("planned", description="how the LLM says a decision: 'planned' says the "
                                               "decision and one reason from the evidence as a short plan, in plain "
                                               "text; 'free' writes its own sentence under a JSON grammar "

@@ -194,7 +194,7 @@ def check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pro
                           users=g.fidelity_users,
                           calibration_users=max(10, int(calibration.get("n_users") or g.calibration_users)),
                           decision=g.decision, use_llm=use_llm, ab_users=g.fidelity_ab_users, ab_turns=cfg.turns,
-                          slate_size=cfg.slate_size, seed=cfg.seed)
+                          slate_size=cfg.slate_size, seed=cfg.seed, layers=list(g.layers))
     log.info("measuring the grounded users' fidelity on %d held-out users", fcfg.users)
     with _prepare_llm(cfg, out, use_llm) as llm:
         record = measure_fidelity(ds, split, personas_path, fcfg, llm, show_progress=show_progress,
@@ -220,7 +220,8 @@ def _grounding(cfg: CampaignConfig, personas_path: Path, ds):
     space = item_space(ds, split.train)
     mems = memories(ds, split.train, read_assignments(personas_path.parent), space)
     return Grounding(space, models, mems, sampled=cfg.grounding.decision == "sampled",
-                     rating_rule=cfg.grounding.rating_rule, judge_seed=record["seed"])  # an int: read_calibration checks
+                     rating_rule=cfg.grounding.rating_rule, judge_seed=record["seed"],  # an int: read_calibration checks
+                     layers=tuple(cfg.grounding.layers))
 
 
 def draw_twins(members: dict[str, list[str]], n: int, seed: int, has_memory) -> dict[str, list[str]]:
