@@ -52,6 +52,7 @@ def test_whole_campaign_reports_without_warnings(campaign):
     assert all(ln.split()[0] in ("ok", "warn", "bad", "missing") for ln in out[1:-1]) and len(out) > 4
     page = (campaign / "report.html").read_text()
     assert "data-missing" not in page and "data-warning" not in page
+    assert "data-assumption" in page and "stated, not fitted" in page  # the grounded users' context, marked
     assert (campaign / "drift.json").is_file() and (campaign / "ab.json").is_file()
 
 

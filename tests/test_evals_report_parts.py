@@ -206,3 +206,21 @@ def test_drift_is_read_against_real_users_and_the_ab_against_its_own_calibration
     weak = ab_power_row(record(0.02, 0.5))
     assert weak["status"] == "bad" and "power >= 0.8 (like_rate): not met" in weak["verdict"]
     assert ab_power_row(None)["status"] == "missing"
+
+
+def test_the_report_header_marks_the_stated_context_as_an_assumption_and_says_a_deterministic_decision():
+    from evals.campaign.config import CampaignConfig
+    from evals.report.summary import _decision_warning, layer_assumptions
+
+    def cfg(**grounding):
+        return CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf"],
+                                              "user_variants": ["grounded"], "grounding": grounding})
+
+    both = layer_assumptions(cfg())
+    assert len(both) == 2 and both[1].startswith("assumption: the grounded users' context shifts are stated")
+    assert layer_assumptions(cfg(layers=["subtopic"])) == both[:1]  # the focus shift is fitted: no assumption
+    assert "play no layer" in layer_assumptions(cfg(layers=[]))[0]
+    naive = CampaignConfig.model_validate({"personas": {"path": "p"}, "variants": ["mf"], "user_variants": ["naive"]})
+    assert layer_assumptions(naive) == [] and _decision_warning(naive) == []
+    assert _decision_warning(cfg()) == []
+    assert "deterministically" in _decision_warning(cfg(decision="deterministic"))[0]

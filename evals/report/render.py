@@ -218,6 +218,7 @@ def render_report(summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
         recsys_map=_Obj(recsys_map),
         placed_columns=PLACED_COLUMNS,
         warnings=summary.get("warnings") or [],
+        assumptions=summary.get("assumptions") or [],
         has_transcripts=bool(summary.get("transcripts")),
         transcripts=transcripts_json(summary.get("transcripts")),
         reasons_source=(summary.get("transcripts") or {}).get("reasons", ""),
