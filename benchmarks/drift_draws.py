@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +28,12 @@ from personas.infra.files import write_whole
 from recsys import load_movielens
 
 
+def _fail(message: str) -> None:
+    """One line on stderr and exit code 2, nothing written (the house's error style)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a campaign output folder with real_drift.json (its report writes it)")
@@ -37,7 +44,7 @@ def main() -> None:
     a = ap.parse_args()
     real_path = a.run / "real_drift.json"
     if not real_path.is_file():
-        raise SystemExit(f"error: {real_path}: no real users' drift; run `personasim campaign report {a.run}` first")
+        _fail(f"{real_path}: no real users' drift; run `personasim campaign report {a.run}` first")
     real = json.loads(real_path.read_text())["design"]
     started = time.perf_counter()
     cfg = load_campaign(a.run)
@@ -48,8 +55,8 @@ def main() -> None:
     design = Design(users_per_persona=cfg.users_for("grounded"), turns=cfg.turns, slate_size=cfg.slate_size,
                     runs=cfg.runs_per_user)
     if real["users_per_persona"] != design.users_per_persona:
-        raise SystemExit(f"error: {real_path}: real users drawn at {real['users_per_persona']} a persona, the "
-                         f"campaign's design has {design.users_per_persona}")
+        _fail(f"{real_path}: real users drawn at {real['users_per_persona']} a persona, the campaign's design has "
+              f"{design.users_per_persona}")
     ranked = mf_rankings(ds, split, twins, design, train_config_of(cfg))
     layers = tuple(x for x in a.layers.split(",") if x and x != "none")
     sim = drift_draws(twins, ranked, design, draws=a.draws, seed=a.seed, layers=layers)
