@@ -10,7 +10,7 @@ voice speaks); only the sentence differs. Prints, per voice:
 - the median wall time of a turn (features, decision and the LLM call), and planned / free;
 - the share of lines the structured check (`simulator.faithfulness`) finds faithful, with a Wilson 95% CI (scipy),
   each rule's pass rate and the unparseable count.
-Writes RUN/voice.json (config hash, model, seed). The campaign's own report shows the same check on the
+Writes RUN/voice.json (RUN/voice_seedS.json for another ``--seed``; config hash, model, seed in it). The campaign's own report shows the same check on the
 lines it played; this replay puts both voices on the same decisions.
 """
 
@@ -128,7 +128,9 @@ def main() -> None:
         print("         " + ", ".join(f"{k} {r['share']:.2f}" for k, r in v["rules"].items() if r["share"] is not None))
     print(f"planned / free turn time: {out['planned_over_free_time']:.2f} (target <= 0.5); {out['turns']} turns, "
           f"{out['seconds']} s, config {out['config_hash']}, model {out['model']}")
-    write_whole(a.run / "voice.json", json.dumps(out, indent=2, default=float) + "\n")
+    path = a.run / ("voice.json" if a.seed == 0 else f"voice_seed{a.seed}.json")  # another draw keeps its own file
+    write_whole(path, json.dumps(out, indent=2, default=float) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
