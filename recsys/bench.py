@@ -144,7 +144,7 @@ def run_bench(ds: Dataset, out_dir: str | Path, cfg: BenchConfig | None = None, 
     split = leave_last_out(ds)
     genres, _ = ds.genre_matrix()
     models = train_models(split, cfg, show_progress, Catalog.of(ds.items))
-    rows = [{**evaluate(name, m, split, genres, cfg.k), **_fields(name, m)} for name, m in models.items()]
+    rows = [{**evaluate(name, m, split, genres, cfg.k), **row_fields(name, m)} for name, m in models.items()]
     rows += rerank_rows(models, split, genres, cfg)
     mf_per_user = rows[[r["variant"] for r in rows].index("mf")]["_per_user_ndcg"]
     for r in rows:
@@ -165,11 +165,11 @@ def rerank_rows(models: dict[str, Recommender], split: Split, genres: np.ndarray
               ("mf", "calibration", cfg.calibration if genres.shape[1] else [])]  # calibration needs genres
     sweeps += [(name, "mixture", cfg.mixture_cal) for name, m in models.items() if isinstance(m, AMPCF) and m.k > 1]
     return [{**evaluate(f"{base}+{kind}@{lam}", models[base], split, genres, cfg.k,
-                        Reranker(kind, lam, cfg.candidates)), **_fields(base, models[base], kind, lam)}
+                        Reranker(kind, lam, cfg.candidates)), **row_fields(base, models[base], kind, lam)}
             for base, kind, lams in sweeps for lam in lams]
 
 
-def _fields(model_label: str, model: Recommender, reranker: str | None = None, lam: float | None = None) -> dict:
+def row_fields(model_label: str, model: Recommender, reranker: str | None = None, lam: float | None = None) -> dict:
     """What a result row is, as fields (never parsed back out of its label): the model's label, its mixture
     components (AMP-CF only, else None), the reranker family and its lambda (None without a reranker)."""
     return {"model": model_label, "mixture_k": model.k if isinstance(model, AMPCF) else None,

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys import frontier
-from recsys.bench import BenchConfig, Write, evaluate, rerank_rows, t_interval
+from recsys.bench import BenchConfig, Write, evaluate, rerank_rows, row_fields, t_interval
 from recsys.data import Dataset, leave_last_out
 from recsys.factorised import AMPCF, MF
 from recsys.models import TrainConfig
@@ -205,7 +205,7 @@ def score_dataset(ds: Dataset, mc: MapConfig, seed: int) -> dict:
     models = {"mf": MF(tc).fit(split.train), f"ampcf-k{mc.mixture_k}": AMPCF(tc, k=mc.mixture_k).fit(split.train)}
     if mc.pretrained:  # the probe statistics below stay the from-scratch AMP-CF's, with or without this variant
         models[f"ampcf-k{mc.mixture_k}-mf"] = AMPCF(tc, k=mc.mixture_k, pretrain=tc).fit(split.train, start=models["mf"])
-    rows = [evaluate(name, m, split, genres, 10) for name, m in models.items()]
+    rows = [{**evaluate(name, m, split, genres, 10), **row_fields(name, m)} for name, m in models.items()]
     rows += rerank_rows(models, split, genres, mc.bench(seed))
     for r in rows:
         r.pop("_per_user_ndcg")
