@@ -19,13 +19,8 @@ import json
 import time
 from pathlib import Path
 
-from evals.campaign.ab_power import DEGRADE_SHARE, Design, ab_power, load_twins, mf_rankings
-from evals.campaign.driver import load_campaign
-from evals.campaign.world import personas_path_of, train_config_of
-from evals.validity.grounding import split_for
-from personas.infra.assets import ml100k_dir
+from evals.campaign.ab_power import DEGRADE_SHARE, ab_power, campaign_twins
 from personas.infra.files import write_whole
-from recsys import load_movielens, time_split
 
 
 def main() -> None:
@@ -42,14 +37,9 @@ def main() -> None:
                          "RUN/ab_power_uN.json then")
     a = ap.parse_args()
     started = time.perf_counter()
-    cfg = load_campaign(a.run)
-    personas_path = personas_path_of(cfg, a.run)
-    ds = load_movielens(ml100k_dir())
-    split = split_for(ds, personas_path)
-    twins = load_twins(ds, split, personas_path)
-    design = Design(users_per_persona=a.users_per_persona or cfg.users_for("grounded"), turns=cfg.turns, slate_size=cfg.slate_size,
-                    runs=cfg.runs_per_user)
-    ranked = mf_rankings(ds, split, twins, design, train_config_of(cfg))
+    world = campaign_twins(a.run, a.users_per_persona)
+    cfg, twins, design = world.cfg, world.twins, world.design
+    ranked = world.rankings()
     layers = tuple(x for x in a.layers.split(",") if x and x != "none")
     result = ab_power(twins, ranked, design, pairs=a.pairs, seed=a.seed, degrade_share=a.degrade, layers=layers)
     result.update(config_hash=cfg.config_hash(), model="none (grounded decisions read no LLM)",

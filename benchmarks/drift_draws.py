@@ -15,23 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-from evals.campaign.ab_power import Design, drift_draws, load_twins, mf_rankings
-from evals.campaign.driver import load_campaign
-from evals.campaign.world import personas_path_of, train_config_of
-from evals.validity.grounding import split_for
-from personas.infra.assets import ml100k_dir
+from evals.campaign.ab_power import campaign_twins, drift_draws
+from evals.commands.errors import EXIT_CODE, emit
 from personas.infra.files import write_whole
-from recsys import load_movielens
 
 
 def _fail(message: str) -> None:
-    """One line on stderr and exit code 2, nothing written (the house's error style)."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    """The command line's error: one line on stderr (`evals.commands.errors.emit`), exit code 2, nothing written."""
+    emit(message)
+    raise SystemExit(EXIT_CODE)
 
 
 def main() -> None:
@@ -47,17 +42,12 @@ def main() -> None:
         _fail(f"{real_path}: no real users' drift; run `personasim campaign report {a.run}` first")
     real = json.loads(real_path.read_text())["design"]
     started = time.perf_counter()
-    cfg = load_campaign(a.run)
-    personas_path = personas_path_of(cfg, a.run)
-    ds = load_movielens(ml100k_dir())
-    split = split_for(ds, personas_path)
-    twins = load_twins(ds, split, personas_path)
-    design = Design(users_per_persona=cfg.users_for("grounded"), turns=cfg.turns, slate_size=cfg.slate_size,
-                    runs=cfg.runs_per_user)
+    world = campaign_twins(a.run)
+    cfg, twins, design = world.cfg, world.twins, world.design
     if real["users_per_persona"] != design.users_per_persona:
         _fail(f"{real_path}: real users drawn at {real['users_per_persona']} a persona, the campaign's design has "
               f"{design.users_per_persona}")
-    ranked = mf_rankings(ds, split, twins, design, train_config_of(cfg))
+    ranked = world.rankings()
     layers = tuple(x for x in a.layers.split(",") if x and x != "none")
     sim = drift_draws(twins, ranked, design, draws=a.draws, seed=a.seed, layers=layers)
     below = sum(r < real["median"] for r in sim["ratios"]) / max(len(sim["ratios"]), 1)

@@ -124,7 +124,8 @@ def fit_person_spread(logit: np.ndarray, liked: np.ndarray, mu: np.ndarray, rati
         return u_like < expit(person_logit(logit, s, z))
 
     sim_like = [per_user_sd(likes_at(s)) for s in like_grid]
-    like_spread = float(like_grid[int(np.argmin(np.abs(np.asarray(sim_like) - real_like)))])
+    i = int(np.argmin(np.abs(np.asarray(sim_like) - real_like)))
+    like_spread = float(like_grid[i])
     likes = likes_at(like_spread)
 
     def ratings_at(s: float, likes: np.ndarray) -> np.ndarray:
@@ -138,7 +139,7 @@ def fit_person_spread(logit: np.ndarray, liked: np.ndarray, mu: np.ndarray, rati
     j = int(np.argmin(np.abs(np.asarray(sim_mean) - real_mean)))
     return {"like_spread": like_spread, "rating_spread": float(rating_grid[j]), "n_users": int(n_users),
             "min_rows": min_rows, "real_sd_like_rate": round(real_like, 4),
-            "sim_sd_like_rate": round(sim_like[int(np.argmin(np.abs(np.asarray(sim_like) - real_like)))], 4),
+            "sim_sd_like_rate": round(sim_like[i], 4),
             "sim_sd_like_rate_without": round(sim_like[0], 4),
             "real_sd_mean_rating": round(real_mean, 4), "sim_sd_mean_rating": round(sim_mean[j], 4),
             "sim_sd_mean_rating_without": round(per_user_sd(ratings_at(0.0, likes_at(0.0))), 4)}

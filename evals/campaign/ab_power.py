@@ -92,6 +92,41 @@ def load_twins(ds, split, personas_path) -> Twins:
     return Twins(space, mems, models["twin"], {p: m for p, m in members.items() if m}, seen, likes)
 
 
+@dataclass
+class CampaignTwins:
+    """A campaign folder's config, data, split, twins and design, as `campaign_twins` reads them."""
+
+    cfg: object
+    ds: object
+    split: object
+    twins: Twins
+    design: Design
+
+    def rankings(self) -> dict[str, np.ndarray]:
+        """MF's ranking of each twin, trained as the campaign trains its models (`mf_rankings`)."""
+        from evals.campaign.world import train_config_of
+
+        return mf_rankings(self.ds, self.split, self.twins, self.design, train_config_of(self.cfg))
+
+
+def campaign_twins(run, users_per_persona: int | None = None) -> CampaignTwins:
+    """The twins of the campaign folder ``run`` (its personas and calibration, on their split) and its design: its
+    grounded users a persona (or ``users_per_persona``), turns, slate size and runs per user."""
+    from evals.campaign.driver import load_campaign
+    from evals.campaign.world import personas_path_of
+    from evals.validity.grounding import split_for
+    from personas.infra.assets import ml100k_dir
+    from recsys import load_movielens
+
+    cfg = load_campaign(run)
+    personas_path = personas_path_of(cfg, run)
+    ds = load_movielens(ml100k_dir())
+    split = split_for(ds, personas_path)
+    design = Design(users_per_persona=users_per_persona or cfg.users_for("grounded"), turns=cfg.turns,
+                    slate_size=cfg.slate_size, runs=cfg.runs_per_user)
+    return CampaignTwins(cfg, ds, split, load_twins(ds, split, personas_path), design)
+
+
 def check_design(twins: Twins, design: Design) -> None:
     """ValueError of one line when a persona has fewer twins than the design draws."""
     for pid, members in sorted(twins.members.items()):
