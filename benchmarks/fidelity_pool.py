@@ -50,9 +50,17 @@ def report(r: dict) -> None:
         ranks = f"{row['rank_offline'] or 0:4.1f} {row['rank_simulated'] or 0:4.1f}" if not row["probe"] else "probe"
         print(f"{row['recommender']:16s} {row['family']:14s} {ci(row['recall@10']):>24s} {ci(row['ndcg@10']):>24s} "
               f"{ci(row['like_rate']):>24s}  {ranks}")
+    for row in r["recommenders"]:
+        if row.get("tuned"):
+            t = row["tuned"]
+            print(f"{row['recommender']} tuned on {t['validation']} ({t['validation_users']} users): {t['params']}, "
+                  f"validation Recall@10 {t['validation_recall@10']}")
     for name, o in r["orders"].items():
+        c = o["ceiling"]
         print(f"{name:30s} tau {ci(o['kendall_tau'])}  rho {ci(o['spearman_rho'])}  "
-              f"({o['n_recommenders']} recommenders)")
+              f"({o['n_recommenders']} recommenders); the offline order's own ceiling: tau "
+              f"{c['bootstrap']['median']} {c['bootstrap']['range_95']} (bootstrap), "
+              f"{c['split_half']['median']} {c['split_half']['range_95']} (split halves)")
     a = r["agreement"]
     print(f"agreement: {a['agree']} of {a['n_offline_significant']} offline-significant pairs (Recall@10, Holm) agree "
           f"({a['share_agreeing']}), {a['disagree']} disagree, {a['reversed-significantly']} reversed significantly"

@@ -236,3 +236,49 @@ def test_the_probes_rank_as_the_simulators_own_evidence(world):
         scores = probe.score_all(np.array([u]))[0]
         top = np.argsort(-scores, kind="stable")[:50]
         assert np.all(np.diff(pct(space, memory)[top]) <= 1e-12), kind  # the percentile falls along the probe's list
+
+
+def test_tuned_als_picks_the_validation_best_and_never_reads_test():
+    """`tuned_als` chooses on the split's validation split (its train part cut again) and refits on train: with
+    the test part taken away it makes the same choice, and that choice is the best of its grid there."""
+    import dataclasses
+
+    from evals.validity.pool_members import PoolInputs, _recall_at, tuned_als
+    from personas.infra.assets import ml100k_dir
+    from recsys import load_movielens, time_split
+    from recsys.library import ALS
+    from recsys.registry import Settings
+
+    ds = load_movielens(ml100k_dir())
+    split = time_split(ds, 0.2)
+    blind = dataclasses.replace(split, test=None)  # a read of the test part would fail
+    grid = {"factors": (16,), "regularization": (0.05, 50.0), "alpha": (1.0,)}
+    model = tuned_als(PoolInputs(split.train_positives(), split.train, None, Settings(None, seed=0), split=blind), grid)
+    t = model.tuned
+    assert t["validation"] == split.inner().key and t["grid"]["regularization"] == [0.05, 50.0]
+    inner = split.inner()
+    pos = inner.test[inner.test["rating"] >= 4].groupby("user")["item"].apply(set).to_dict()
+    users = np.array(sorted(pos))
+    seen = inner.train.groupby("user")["item"].apply(set).to_dict()
+    recalls = [_recall_at(ALS(seed=0, factors=16, regularization=r, alpha=1.0).fit(inner.train_positives()), users,
+                          seen, pos, inner.n_items) for r in (0.05, 50.0)]
+    assert recalls[0] != recalls[1]
+    assert t["params"]["regularization"] == (0.05, 50.0)[int(np.argmax(recalls))]
+    assert t["validation_recall@10"] == round(max(recalls), 4)
+    assert model.user_factors.shape[0] == split.n_users  # refitted on the whole train part
+
+
+def test_the_order_ceiling_is_high_for_a_clear_order_and_near_zero_for_noise():
+    """`order_ceiling`: recommenders far apart (relative to the users' spread) give an order any n-user sample
+    reproduces (tau near 1); recommenders that do not differ give orders that agree only by chance (near 0)."""
+    from evals.validity.pool_orders import order_ceiling
+
+    rng = np.random.default_rng(0)
+    n = 200
+    boot = Resampled(n, np.arange(n), n_boot=300, seed=0)
+    clear = np.arange(6)[:, None] * 1.0 + rng.normal(0, 1, (6, n))
+    noise = rng.normal(0, 1, (6, n))
+    c, z = order_ceiling(clear, boot, seed=0), order_ceiling(noise, boot, seed=0)
+    assert c["bootstrap"]["median"] >= 0.99 and c["split_half"]["median"] >= 0.99
+    assert abs(z["split_half"]["median"]) <= 0.3 and z["split_half"]["range_95"][0] < 0 < z["split_half"]["range_95"][1]
+    assert c["n_users"] == n

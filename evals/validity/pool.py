@@ -42,7 +42,7 @@ from evals.validity.grounding import LIKED_MIN
 from evals.validity.pool_members import (DEPTH, UNPERSONALISED, Member, PoolInputs, default_pool, fit_pool, probes,
                                          rank_pool)
 from evals.validity.pool_orders import (Resampled, _ranks, ablated_judges, agreement, calibration_rows, circularity,
-                                        order_agreement, pairwise)
+                                        order_agreement, order_ceiling, pairwise)
 from simulator.choice import ChoiceModel, decide
 from simulator.evidence import ItemSpace
 from simulator.selector import person_level
@@ -194,7 +194,7 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
     members = default_pool() if members is None else members
     probe_members = probes() if probe_members is None else probe_members
     settings = Settings(replace(train_config or DEFAULT_TRAIN, seed=cfg.seed), mixture_k=mixture_k, seed=cfg.seed)
-    inputs = PoolInputs(split.train_positives(), split.train, space, settings)
+    inputs = PoolInputs(split.train_positives(), split.train, space, settings, split=split)
     fitted = fit_pool(members + probe_members, inputs, show_progress)
     lap("training")
 
@@ -220,10 +220,13 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
     def stack(d: dict, names: list[str]) -> np.ndarray:
         return np.stack([d[n] for n in names])
 
-    orders = {"recall@10": order_agreement(stack(full, pool), stack(rec, pool), boot),
-              "ndcg@10": order_agreement(stack(full, pool), stack(ndcg, pool), boot)}
+    orders = {"recall@10": {**order_agreement(stack(full, pool), stack(rec, pool), boot),
+                            "ceiling": order_ceiling(stack(rec, pool), boot, seed=cfg.seed)},
+              "ndcg@10": {**order_agreement(stack(full, pool), stack(ndcg, pool), boot),
+                          "ceiling": order_ceiling(stack(ndcg, pool), boot, seed=cfg.seed)}}
     if len(close) >= 3:
         orders["close_competitors_recall@10"] = {**order_agreement(stack(full, close), stack(rec, close), boot),
+                                                 "ceiling": order_ceiling(stack(rec, close), boot, seed=cfg.seed),
                                                  "recommenders": close}
     pairs = pairwise(pool, rec, ndcg, full, seed=cfg.seed, n_boot=cfg.n_boot, show_progress=show_progress)
     circ = circularity(pool, by_name, rec, simulated, boot, seed=cfg.seed, n_boot=cfg.n_boot)
@@ -234,7 +237,8 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
     sim_rank = dict(zip(pool, _ranks([full[n].mean() for n in pool])))
     for name, f in fitted.items():
         row = {"recommender": name, "family": f.member.family, "probe": f.member.probe is not None,
-               "status": "failed" if f.error else "ok", "error": f.error, "train_s": round(f.train_s, 2)}
+               "status": "failed" if f.error else "ok", "error": f.error, "train_s": round(f.train_s, 2),
+               "tuned": getattr(f.model, "tuned", None)}
         if f.error is None:
             row.update({"recall@10": mean_ci(rec[name], n_boot=cfg.n_boot, seed=cfg.seed),
                         "ndcg@10": mean_ci(ndcg[name], n_boot=cfg.n_boot, seed=cfg.seed),

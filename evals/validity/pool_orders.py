@@ -141,6 +141,36 @@ def order_agreement(sim: np.ndarray, off: np.ndarray, boot: Resampled) -> dict:
     return {**out, "n_recommenders": int(len(sim))}
 
 
+def order_ceiling(off: np.ndarray, boot: Resampled, *, seed: int, n_halves: int = 200) -> dict:
+    """How closely *any* simulator could reproduce the offline order measured on these users (``off`` [R, n]
+    per user): the order is itself an estimate from n users, and its noise caps tau for a simulator that knew
+    every recommender's true standing.
+
+    - ``bootstrap``: Kendall tau between the order on each bootstrap resample of the users and the order on all
+      of them: by the bootstrap principle, the tau between an n-user order and the population's. It treats the
+      observed means as the population's, whose spread exceeds the truth's, so it is generous (an upper
+      reference).
+    - ``split_half``: Kendall tau between the orders of two disjoint random halves of the users (``n_halves``
+      splits): two independent orders of n/2 users each, a lower reference.
+
+    Each gives the median and the 2.5-97.5% range of its draws."""
+    point = off.mean(1)
+    draws = np.array([_correlations(o, point)[0] for o in boot.off(off)])
+    rng = np.random.default_rng([seed, 36])
+    n = off.shape[1]
+    halves = []
+    for _ in range(n_halves):
+        perm = rng.permutation(n)
+        halves.append(_correlations(off[:, perm[: n // 2]].mean(1), off[:, perm[n // 2:]].mean(1))[0])
+
+    def summary(x) -> dict:
+        x = np.asarray(x)[np.isfinite(x)]
+        return {"median": round(float(np.median(x)), 4), "range_95": [round(float(v), 4)
+                                                                      for v in np.percentile(x, [2.5, 97.5])]}
+
+    return {"bootstrap": summary(draws), "split_half": summary(halves), "n_users": int(n)}
+
+
 def _test(a: np.ndarray, b: np.ndarray, seed: int, n_perm: int, n_boot: int) -> dict:
     """Mean of a - b per user, its bootstrap CI and the sign-flip p (`paired_test`)."""
     t = paired_test(b, a, seed=seed, n_boot=0, n_perm=n_perm)
