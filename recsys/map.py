@@ -212,6 +212,7 @@ def score_dataset(ds: Dataset, mc: MapConfig, seed: int) -> dict:
     return {"rows": [{k: r[k] for k in ("variant", "ndcg@10", "ild@10", "calibration_kl@10", "taste_coverage@10")}
                      for r in rows],
             "margins": {axis: frontier.margins(rows, axis) for axis in frontier.AXES},
+            "mixture_calibrated": [r["variant"] for r in rows if r["reranker"] == "mixture"],
             "stats": component_stats(models[f"ampcf-k{mc.mixture_k}"], models["mf"], split, seed)}
 
 
@@ -222,8 +223,9 @@ def summarise(per_seed: list[dict]) -> dict:
         variants = per_seed[0]["margins"][axis]
         means = {v: float(np.mean([p["margins"][axis][v] for p in per_seed])) for v in variants}
         best = max(means, key=means.get)
-        plain = max((v for v in means if "+" not in v), key=means.get)  # from scratch or, if scored, started from MF
-        cal = max((v for v in means if "+" in v), key=means.get)
+        calibrated = set(per_seed[0]["mixture_calibrated"])  # the rows' reranker field, never the label
+        plain = max((v for v in means if v not in calibrated), key=means.get)  # from scratch or started from MF
+        cal = max((v for v in means if v in calibrated), key=means.get)
         out[axis] = {"margins": means, "best": best, "best_margin": means[best], "plain_margin": means[plain],
                      "calibrated_margin": means[cal],
                      "best_margin_per_seed": [p["margins"][axis][best] for p in per_seed],

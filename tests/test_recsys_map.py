@@ -160,7 +160,8 @@ def test_answer_calls_an_unsettled_placement_a_tie():
     def placed(margins):
         return {"stats": {"component_entropy": 0.4}, "predicted_winner": True,
                 **summarise([{"stats": {s: 0.4 for s in STATS},
-                              "margins": {a: {"ampcf-k4": m, "ampcf-k4+mixture@0.5": m - 0.01} for a in ("ild", "kl")}}
+                              "margins": {a: {"ampcf-k4": m, "ampcf-k4+mixture@0.5": m - 0.01} for a in ("ild", "kl")},
+                              "mixture_calibrated": ["ampcf-k4+mixture@0.5"]}
                              for m in margins])}
 
     pred = {"statistic": "component_entropy", "winner_when": "below", "threshold": 0.5, "held_out_accuracy": 1.0,
@@ -207,3 +208,13 @@ def test_map_can_score_ampcf_started_from_mf_beside_the_from_scratch_probe(tmp_p
         MapConfig(pretrained="yes")
     with pytest.raises(KnobError, match="at least two cells"):
         MapConfig(knobs={"tastes": [2], "separation": [4.0]})
+
+
+def test_summarise_tells_the_calibrated_variant_by_its_field_not_its_label():
+    """The mixture-calibrated variant is the one the rows' reranker field names: a label without '+' is not
+    taken for a plain variant, and a plain one with '+' in it is not taken for calibrated."""
+    seed = {"stats": {s: 0.4 for s in STATS},
+            "margins": {a: {"mine+v2": 0.03, "calibrated": 0.01} for a in ("ild", "kl")},
+            "mixture_calibrated": ["calibrated"]}
+    out = summarise([seed, seed])
+    assert out["ild"]["plain_margin"] == 0.03 and out["ild"]["calibrated_margin"] == 0.01
