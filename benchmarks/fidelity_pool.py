@@ -145,8 +145,11 @@ def main() -> None:
     if not a.validation:  # a read of the test part is counted, as `validate fidelity --final`'s are
         from evals.validity.read_ledger import record_test_read, test_reads_path
 
-        record_test_read(test_reads_path(), {**run.record, "config_hash": cfg.config_hash(), "split": split.key,
-                                      "headline": {"pool": run.record.get("targets")}}, a.out)
+        o = run.record["orders"]["recall@10"]
+        record_test_read(test_reads_path(), {**run.record, "source": "benchmarks/fidelity_pool.py",
+                                             "config_hash": cfg.config_hash(), "split": split.key,
+                                             "headline": {"pool": run.record.get("targets"), "kendall_tau":
+                                                          o["kendall_tau"], "ceiling": o["ceiling"]}}, a.out)
     report(run.record)
     print(f"wrote {a.out / 'fidelity_pool.json'} ({time.perf_counter() - started:.0f} s)"
           + ("" if a.validation else f"; the read of the test part is counted in {test_reads_path()}"))
