@@ -54,7 +54,9 @@ def _share(values: list[bool]) -> dict:
     return {"share": k / n if n else None, "ci": [lo, hi], "n": n}
 
 
-async def replay(run: Path, turns: int, seed: int) -> dict:
+def grounded_turns(run: Path):
+    """What a replay of ``run``'s grounded turns needs: (config, its ok grounded TurnEvents, the grounding, the
+    persona cards by id, the catalog items by id). ValueError when the run has no grounded turn."""
     cfg = load_campaign(run)
     events = [e for e in read_records(run / "events.jsonl", TurnEvent, "campaign turn (TurnEvent)")
               if e.user_variant == "grounded" and e.ok]
@@ -62,27 +64,38 @@ async def replay(run: Path, turns: int, seed: int) -> dict:
         raise ValueError(f"{run / 'events.jsonl'}: no grounded turn to replay")
     ppath = personas_path_of(cfg, run)
     ds = load_movielens(ml100k_dir())
-    grounding = _grounding(cfg, ppath, ds)
     cards = {c.id: c for c in read_personas(ppath)}
-    items = {it.id: it for it in catalog_items(ds)[0]}
+    return cfg, events, _grounding(cfg, ppath, ds), cards, {it.id: it for it in catalog_items(ds)[0]}
+
+
+def profile_of(e: TurnEvent, cards: dict) -> UserProfile:
+    """The user of a recorded turn: its persona, layers and twin, as the campaign drew them."""
+    lay = e.layers
+    return UserProfile(persona=cards[e.persona_id], subtopic=lay.get("subtopic"), context=lay.get("context", {}),
+                       traits=lay.get("traits", {}), twin=lay.get("twin"), variant="grounded", user_id=e.user_id)
+
+
+async def say(llm, grounding, e: TurnEvent, cards: dict, items: dict, voice: str = "planned", k: int = 0):
+    """One candidate of a recorded turn's decision, said by ``voice`` (candidate ``k``: its own seed), and the
+    seconds it took (features, decision and the LLM call)."""
+    user = GroundedUser(llm, grounding=grounding, voice=voice)
+    user.reset(profile_of(e, cards))
+    started = time.perf_counter()
+    cand = await user.propose([items[s.id] for s in e.slate], turn=e.turn, seed=derive_seed(e.seed, "turn", e.turn, k),
+                              session_seed=e.seed)
+    return cand, time.perf_counter() - started
+
+
+async def replay(run: Path, turns: int, seed: int) -> dict:
+    cfg, events, grounding, cards, items = grounded_turns(run)
     picked = np.random.default_rng(seed).choice(len(events), size=min(turns, len(events)), replace=False)
     llm = create_client(cfg.llm.backend, concurrency=1, cache_dir=None)
     rows = {v: [] for v in VOICES}
     try:
         for n, j in enumerate(sorted(picked.tolist())):
             e = events[j]
-            lay = e.layers
-            profile = UserProfile(persona=cards[e.persona_id], subtopic=lay.get("subtopic"), context=lay.get("context", {}),
-                                  traits=lay.get("traits", {}), twin=lay.get("twin"), variant="grounded",
-                                  user_id=e.user_id)
-            slate = [items[s.id] for s in e.slate]
             for voice in (VOICES if n % 2 == 0 else VOICES[::-1]):
-                user = GroundedUser(llm, grounding=grounding, voice=voice)
-                user.reset(profile)
-                started = time.perf_counter()
-                cand = await user.propose(slate, turn=e.turn, seed=derive_seed(e.seed, "turn", e.turn, 0),
-                                          session_seed=e.seed)
-                secs = time.perf_counter() - started
+                cand, secs = await say(llm, grounding, e, cards, items, voice)
                 f = faithfulness(cand.turn, evidence=cand.turn.evidence) if cand.turn.ok else None
                 rows[voice].append({"seconds": secs, "ok": cand.turn.ok, "utterance": cand.turn.utterance,
                                     "faithful": None if f is None else f.faithful,
