@@ -243,7 +243,8 @@ def test_tuned_als_picks_the_validation_best_and_never_reads_test():
     the test part taken away it makes the same choice, and that choice is the best of its grid there."""
     import dataclasses
 
-    from evals.validity.pool_members import PoolInputs, _recall_at, tuned_als
+    from evals.validity.fidelity_ab import rank_unseen
+    from evals.validity.pool_members import PoolInputs, tuned_als
     from personas.infra.assets import ml100k_dir
     from recsys import load_movielens, time_split
     from recsys.library import ALS
@@ -260,8 +261,11 @@ def test_tuned_als_picks_the_validation_best_and_never_reads_test():
     pos = inner.test[inner.test["rating"] >= 4].groupby("user")["item"].apply(set).to_dict()
     users = np.array(sorted(pos))
     seen = inner.train.groupby("user")["item"].apply(set).to_dict()
-    recalls = [_recall_at(ALS(seed=0, factors=16, regularization=r, alpha=1.0).fit(inner.train_positives()), users,
-                          seen, pos, inner.n_items) for r in (0.05, 50.0)]
+    recalls = []
+    for r in (0.05, 50.0):
+        als = ALS(seed=0, factors=16, regularization=r, alpha=1.0).fit(inner.train_positives())
+        ranked = rank_unseen({"als": als}, users, seen, inner.n_items, 10, 0)
+        recalls.append(float(offline_truth(ranked, pos, users)["als"]["recall"].mean()))
     assert recalls[0] != recalls[1]
     assert t["params"]["regularization"] == (0.05, 50.0)[int(np.argmax(recalls))]
     assert t["validation_recall@10"] == round(max(recalls), 4)

@@ -39,8 +39,8 @@ from tqdm import tqdm
 from evals.stats.bootstrap import mean_ci
 from evals.stats.testing import ALPHA
 from evals.validity.grounding import LIKED_MIN
-from evals.validity.pool_members import (DEPTH, UNPERSONALISED, Member, PoolInputs, default_pool, fit_pool, probes,
-                                         rank_pool)
+from evals.validity.pool_members import (DEPTH, UNPERSONALISED, Member, PoolInputs, default_pool, fit_pool,
+                                         offline_truth, probes, rank_pool)
 from evals.validity.pool_orders import (Resampled, _ranks, ablated_judges, agreement, calibration_rows, circularity,
                                         order_agreement, order_ceiling, pairwise)
 from simulator.choice import ChoiceModel, decide
@@ -52,23 +52,6 @@ log = logging.getLogger(__name__)
 
 POOL_VERSION = 1
 # ---- offline truth and the simulated measure -----------------------------------------------------
-
-def offline_truth(ranked: dict[str, dict[int, np.ndarray]], positives: dict[int, set], users: np.ndarray,
-                  k: int = DEPTH) -> dict[str, dict[str, np.ndarray]]:
-    """{member: {'recall': [n], 'ndcg': [n]}} per user of ``users``: Recall@k = hits / min(k, positives) and
-    NDCG@k with binary relevance (positives = the user's test ratings >= 4)."""
-    disc = 1.0 / np.log2(np.arange(k) + 2.0)
-    out = {}
-    for name, top in ranked.items():
-        rec, ndcg = np.zeros(len(users)), np.zeros(len(users))
-        for j, u in enumerate(users):
-            pos = positives[int(u)]
-            hit = np.array([int(i) in pos for i in top[int(u)][:k]], bool)
-            rec[j] = hit.sum() / min(k, len(pos))
-            ndcg[j] = disc[:len(hit)][hit].sum() / disc[:min(k, len(pos))].sum()
-        out[name] = {"recall": rec, "ndcg": ndcg}
-    return out
-
 
 def draw_twins(split, mems: dict, uid: np.ndarray, seed: int, n: int | None) -> np.ndarray:
     """The twins `fidelity.measure_fidelity` draws (test users with a positive and a twin memory, permuted with

@@ -134,11 +134,21 @@ def _registry(name: str) -> Callable[[PoolInputs], object]:
 ALS_GRID = {"factors": (32, 64, 128), "regularization": (0.05, 1.0, 10.0), "alpha": (1.0, 5.0, 20.0)}
 
 
-def _recall_at(model, users: np.ndarray, seen: dict, positives: dict, n_items: int) -> float:
-    """Mean Recall@DEPTH (hits / min(DEPTH, positives)) of ``model``'s top DEPTH, train-rated items excluded."""
-    ranked = rank_unseen({"m": model}, users, seen, n_items, DEPTH, 0)["m"]
-    return float(np.mean([len(positives[u] & set(ranked[u].tolist())) / min(DEPTH, len(positives[u]))
-                          for u in users.tolist()]))
+def offline_truth(ranked: dict[str, dict[int, np.ndarray]], positives: dict[int, set], users: np.ndarray,
+                  k: int = DEPTH) -> dict[str, dict[str, np.ndarray]]:
+    """{member: {'recall': [n], 'ndcg': [n]}} per user of ``users``: Recall@k = hits / min(k, positives) and
+    NDCG@k with binary relevance (positives = the user's test ratings >= 4)."""
+    disc = 1.0 / np.log2(np.arange(k) + 2.0)
+    out = {}
+    for name, top in ranked.items():
+        rec, ndcg = np.zeros(len(users)), np.zeros(len(users))
+        for j, u in enumerate(users):
+            pos = positives[int(u)]
+            hit = np.array([int(i) in pos for i in top[int(u)][:k]], bool)
+            rec[j] = hit.sum() / min(k, len(pos))
+            ndcg[j] = disc[:len(hit)][hit].sum() / disc[:min(k, len(pos))].sum()
+        out[name] = {"recall": rec, "ndcg": ndcg}
+    return out
 
 
 def tuned_als(inputs: PoolInputs, grid: dict | None = None):
@@ -161,8 +171,9 @@ def tuned_als(inputs: PoolInputs, grid: dict | None = None):
     scores = []
     for values in product(*grid.values()):
         params = dict(zip(grid, values))
-        scores.append((_recall_at(ALS(seed=inputs.settings.seed, **params).fit(X), users, seen, pos, inner.n_items),
-                       params))
+        ranked = rank_unseen({"als": ALS(seed=inputs.settings.seed, **params).fit(X)}, users, seen, inner.n_items,
+                             DEPTH, 0)
+        scores.append((float(offline_truth(ranked, pos, users)["als"]["recall"].mean()), params))
     best_recall, best = max(scores, key=lambda t: t[0])  # the first of equals, in grid order
     model = ALS(seed=inputs.settings.seed, **best).fit(inputs.matrix)
     model.tuned = {"params": best, "validation_recall@10": round(best_recall, 4), "validation": inner.key,
