@@ -65,13 +65,15 @@ def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tm
     from tests.servers.process import free_port, serve
 
     example = yaml.safe_load((ROOT / "examples" / "byo" / "campaign.yaml").read_text())
-    assert example["variants"] == ["mf", PLUGIN] and example["recsys"]["dataset"] == {"path": "data/instacart"}
-    CampaignConfig.model_validate({**example, "recsys": {"dataset": {"path": str(instacart)}}})  # it validates as is
+    folder = {**example["recsys"]["dataset"], "path": str(instacart)}
+    assert example["variants"] == ["mf", PLUGIN] and folder == {"path": str(instacart), "verb": "buy"}
+    CampaignConfig.model_validate({**example, "recsys": {"dataset": folder}})  # it validates as is
     port = free_port()
     with serve(["-m", "tests.servers.fault_openai", "--port", str(port), "--delay", "0.05", "--answer-schema"],
                port) as url:
         cfg = {**example, **_config(instacart, variants=example["variants"],
                                     llm={"backend": "openai", "base_url": url, "model": "fault-echo", "concurrency": 4})}
+        cfg["recsys"]["dataset"] = folder
         out = tmp_path / "run"
         res = _cli("campaign", "run", str(_write(cfg, tmp_path / "c.yaml")), "--out", str(out), "--quiet",
                    timeout=600)
@@ -195,3 +197,31 @@ def test_dataset_users_documents_render_any_log_and_leave_out_what_is_held_out(i
     corpus = dataset_documents(ds, rows)
     assert corpus.name == "instacart-users[train]" and len(corpus.documents) == ds.n_users
     assert all("Dislikes" not in d.text and "About" not in d.text for d in corpus.documents)
+
+
+def test_the_data_sets_verb_reaches_every_users_prompt(instacart):
+    """`recsys.dataset.verb` ('watch' for MovieLens-100k, 'choose' when a folder names none) is what each campaign
+    user is built with, and what its turn prompt asks it to do; a folder that names no verb keeps its config hash."""
+    from evals.campaign.world import user_settings
+    from personas.card import PersonaCard
+    from simulator.catalog import Item
+    from simulator import sample_users
+    from simulator.variants import make_user
+
+    base = {**_config(instacart, variants=["mf"]), "user_variants": ["naive"]}
+    movies = CampaignConfig.model_validate({**base, "recsys": {"dataset": "ml-100k"}})
+    plain = CampaignConfig.model_validate({**base, "recsys": {"dataset": {"path": str(instacart)}}})
+    said = CampaignConfig.model_validate({**base, "recsys": {"dataset": {"path": str(instacart), "verb": "choose"}}})
+    buy = CampaignConfig.model_validate({**base, "recsys": {"dataset": {"path": str(instacart), "verb": "buy"}}})
+    assert (movies.recsys.verb(), plain.recsys.verb(), buy.recsys.verb()) == ("watch", "choose", "buy")
+    assert plain.config_hash() == said.config_hash() != buy.config_hash()
+    assert user_settings(buy, "grounded") == {"verb": "buy", "voice": buy.grounding.voice}
+    slate = [Item(id="1", title="product 1", facets={"genres": ["category 01"]})]
+    card = PersonaCard(id="p0", name="p", summary="a shopper", likes=["category 01"])
+    for variant in ("naive", "layered"):
+        user = make_user(variant, None, **user_settings(buy, variant))
+        user.reset(sample_users([card], 1, 0)[0].model_copy(update={"variant": variant}))
+        prompt = user.turn_messages(slate, 0)[1]["content"]
+        assert "to buy (" in prompt and "watch" not in prompt
+    with pytest.raises(ValueError, match="verb"):
+        CampaignConfig.model_validate({**base, "recsys": {"dataset": {"path": str(instacart), "verb": "Buy!"}}})

@@ -181,6 +181,15 @@ class DatasetFolder(_Strict):
     path: str = Field(description="the folder (relative to the working folder, as personas.path is)")
     name: str | None = Field(None, description="NAME, when the folder holds several .inter files and none is named "
                              "after the folder")
+    verb: str = Field("choose", pattern=r"^[a-z]+( [a-z]+)?$", description="what a simulated user does with a chosen "
+                      "item, in its prompts ('buy', 'read', 'listen to'); MovieLens-100k's is 'watch'")
+
+    @model_serializer(mode="wrap")
+    def _default_verb_unsaid(self, handler):
+        data = handler(self)
+        if data.get("verb") == "choose":  # a folder that names no verb keeps the config hash it had
+            data.pop("verb", None)
+        return data
 
 
 class ServiceSettings(_Strict):
@@ -221,6 +230,11 @@ class RecsysSettings(_Strict):
     def _old_mixture_key(cls, data):
         # 'personas_k' was this key's name before "persona" came to mean only a card from documents
         return renamed(data, "personas_k", "mixture_k")
+
+    def verb(self) -> str:
+        """What the simulated users do with a chosen item, in their prompts: 'watch' for MovieLens-100k, the
+        folder's ``verb`` otherwise."""
+        return "watch" if self.dataset == "ml-100k" else self.dataset.verb
 
     @field_validator("dataset", mode="before")
     @classmethod

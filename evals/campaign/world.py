@@ -278,6 +278,13 @@ def catalog_items(ds):
 movielens_items = catalog_items  # its name before any data set could be a campaign's (`personasim simulate` uses it)
 
 
+def user_settings(cfg, user_variant: str) -> dict:
+    """The settings a campaign's simulated user of ``user_variant`` is built with (`simulator.variants.make_user`):
+    the data set's verb for every variant (what a user does with a chosen item, `RecsysSettings.verb`), and the
+    grounded users' voice."""
+    return {"verb": cfg.recsys.verb(), **({"voice": cfg.grounding.voice} if user_variant == "grounded" else {})}
+
+
 def user_seed(campaign_seed: int, job: Job, purpose: str) -> int:
     """A seed that belongs to the simulated user, not the run: the onboarding pool ("pool") and the
     recommender's fold-in ("fold-in") are the same in every run of a user (and under every recommender),
@@ -439,8 +446,7 @@ class CampaignWorld:
         await run_session(profile, recommender, cfg.turns, job.seed, self.llm,
                           settings=SessionSettings(best_of=cfg.best_of, slate_size=cfg.slate_size,
                                                    reshow_from=cfg.reshow_from,
-                                                   user={"voice": cfg.grounding.voice}
-                                                   if job.user_variant == "grounded" else {}), pool=pool,
+                                                   user=user_settings(cfg, job.user_variant)), pool=pool,
                           meta={"config_hash": self.config_hash, "variant": job.variant, "run": job.run},
                           on_turn=record, grounding=self.grounding)
 
