@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from evals.campaign.ab_power import DEGRADE_SHARE, ab_power, campaign_twins
+from evals.campaign.driver import run_config_hash
 from personas.infra.files import write_whole
 
 
@@ -42,7 +43,8 @@ def main() -> None:
     ranked = world.rankings()
     layers = tuple(x for x in a.layers.split(",") if x and x != "none")
     result = ab_power(twins, ranked, design, pairs=a.pairs, seed=a.seed, degrade_share=a.degrade, layers=layers)
-    result.update(config_hash=cfg.config_hash(), model="none (grounded decisions read no LLM)",
+    result.update(config_hash=run_config_hash(a.run), config_hash_now=cfg.config_hash(),
+                  model="none (grounded decisions read no LLM)",
                   seconds=round(time.perf_counter() - started, 1))
     aa, bad = result["aa"], result["degraded"]
     d = result["design"]

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from evals.campaign.ab_power import campaign_twins, drift_draws
+from evals.campaign.driver import run_config_hash
 from evals.commands.errors import EXIT_CODE, emit
 from personas.infra.files import write_whole
 
@@ -53,7 +54,8 @@ def main() -> None:
     below = sum(r < real["median"] for r in sim["ratios"]) / max(len(sim["ratios"]), 1)
     result = {"simulated": sim, "real": real, "share_of_simulated_draws_below_real_median": round(below, 4),
               "ranges_overlap": sim["q025"] <= real["q975"] and real["q025"] <= sim["q975"],
-              "config_hash": cfg.config_hash(), "model": "none (grounded decisions read no LLM)", "seed": a.seed,
+              "config_hash": run_config_hash(a.run), "config_hash_now": cfg.config_hash(),
+              "model": "none (grounded decisions read no LLM)", "seed": a.seed,
               "seconds": round(time.perf_counter() - started, 1)}
     print(f"simulated (grounded, {a.draws} draws of {design.users_per_persona} a persona): median {sim['median']}, "
           f"2.5-97.5% [{sim['q025']}, {sim['q975']}]")

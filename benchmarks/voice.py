@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest
 
-from evals.campaign.driver import CampaignError, load_campaign
+from evals.campaign.driver import CampaignError, load_campaign, run_config_hash
 from evals.campaign.events import EventLogError, TurnEvent, read_records
 from evals.campaign.world import _grounding, catalog_items, personas_path_of
 from personas.card import read_personas
@@ -103,7 +103,8 @@ async def replay(run: Path, turns: int, seed: int) -> dict:
                                     "rules": {} if f is None else _rules(f), "tokens_out": cand.turn.tokens_out})
     finally:
         await llm.aclose()
-    out = {"run": str(run), "config_hash": cfg.config_hash(), "model": llm.model, "seed": seed, "turns": len(picked)}
+    out = {"run": str(run), "config_hash": run_config_hash(run), "config_hash_now": cfg.config_hash(),
+           "model": llm.model, "seed": seed, "turns": len(picked)}
     for voice, rs in rows.items():
         lines = [r for r in rs if r["ok"] and r["faithful"] is not None]
         out[voice] = {

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.voice import _share, grounded_turns, say
-from evals.campaign.driver import CampaignError
+from evals.campaign.driver import CampaignError, run_config_hash
 from evals.campaign.events import EventLogError
 from evals.commands.errors import EXIT_CODE, emit
 from personas.infra.files import write_whole
@@ -137,8 +137,9 @@ def main() -> None:
         return [pool[i] for i in sorted(rng.choice(len(pool), size=min(k, len(pool)), replace=False).tolist())]
 
     train_ev, eval_ev = draw(train_ids, a.train_turns), draw(held_ids, a.eval_turns)
-    result: dict = {"run": str(a.run), "config_hash": cfg.config_hash(), "seed": a.seed, "args": {
-        k: str(v) for k, v in vars(a).items()}, "train_personas": train_ids, "held_out_personas": held_ids,
+    result: dict = {
+        "run": str(a.run), "config_hash": run_config_hash(a.run), "config_hash_now": cfg.config_hash(), "seed": a.seed,
+        "args": {k: str(v) for k, v in vars(a).items()}, "train_personas": train_ids, "held_out_personas": held_ids,
         "reward": "utterance margin (MiniLM): cos(line, likes anchor) - cos(line, dislikes anchor)",
         "held_out_judge": "faithfulness (simulator.faithfulness, F1-F5)"}
     stamp(result, a.out, f"personas: train {train_ids} | held out {held_ids}; turns {len(train_ev)} / {len(eval_ev)}")

@@ -45,3 +45,19 @@ def test_a_folder_that_is_no_campaign_is_one_error_line(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "nothing" in lines[0]
     assert not out.exists()
+
+
+def test_a_benchmark_stamps_the_runs_config_hash_not_todays(tmp_path):
+    """`run_config_hash`: the hash in the run folder's campaign.json (what the run was played under); a folder
+    without one, or with a hash that is not a string, is a one-line CampaignError."""
+    import json
+
+    from evals.campaign.driver import CampaignError, run_config_hash
+
+    with pytest.raises(CampaignError, match="no campaign.json"):
+        run_config_hash(tmp_path)
+    (tmp_path / "campaign.json").write_text(json.dumps({"config": {}, "config_hash": "d13fbbfa1aa7"}))
+    assert run_config_hash(tmp_path) == "d13fbbfa1aa7"
+    (tmp_path / "campaign.json").write_text(json.dumps({"config": {}, "config_hash": 7}))
+    with pytest.raises(CampaignError, match="config_hash"):
+        run_config_hash(tmp_path)

@@ -301,6 +301,18 @@ def load_campaign(run_dir: str | Path) -> CampaignConfig:
     return CampaignConfig.model_validate(_read_meta(meta_path).get("config"))
 
 
+def run_config_hash(run_dir: str | Path) -> str:
+    """The config hash the campaign folder ``run_dir`` was run under (its campaign.json), not the one its config
+    gets from today's code and prompts: what a benchmark that reads a run stamps on its rows."""
+    meta_path = Path(run_dir) / "campaign.json"
+    if not meta_path.exists():
+        raise CampaignError(f"{run_dir}: no campaign.json; run `personasim campaign run CONFIG --out {run_dir}` first")
+    value = _read_meta(meta_path).get("config_hash")
+    if not isinstance(value, str):
+        raise CampaignError(f"{meta_path}: field 'config_hash' must be a string, got {value!r}")
+    return value
+
+
 def _check_twins(cfg: CampaignConfig, out: Path) -> bool:
     from evals.campaign.world import check_twins, personas_path_of
 
