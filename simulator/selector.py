@@ -131,8 +131,8 @@ def fit_person_spread(logit: np.ndarray, liked: np.ndarray, mu: np.ndarray, rati
     def ratings_at(s: float, likes: np.ndarray) -> np.ndarray:
         out = np.empty_like(u_rate)
         for d in range(draws):
-            P = _within(rating_distribution(mu + s * z[d], rating_sd, cuts), likes[d].astype(int))
-            out[d] = 1 + np.minimum((u_rate[d][:, None] > np.cumsum(P, axis=1)).sum(1), 4)
+            out[d] = ratings_from_uniforms(rating_distribution(mu + s * z[d], rating_sd, cuts), likes[d].astype(int),
+                                           u_rate[d])
         return out
 
     sim_mean = [per_user_sd(ratings_at(s, likes)) for s in rating_grid]
@@ -179,9 +179,14 @@ def watched_distribution(P: np.ndarray, p_like: np.ndarray) -> np.ndarray:
 def sample_ratings(P: np.ndarray, part: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One rating 1..5 per row of ``P`` [M, 5], drawn within ``part`` [M]: 1 liked (4-5), 0 not liked (1-3),
     -1 any. A row with no mass in its part takes that part's closest rating."""
+    return ratings_from_uniforms(P, part, rng.random(len(P)))
+
+
+def ratings_from_uniforms(P: np.ndarray, part: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """`sample_ratings` with its uniform draws ``u`` [M] given: the inverse CDF of each row of ``P`` within its
+    ``part`` at ``u`` (common random numbers, as `fit_person_spread` uses them)."""
     cum = np.cumsum(_within(P, part), axis=1)
-    u = rng.random(len(P))[:, None]
-    return 1 + np.minimum((u > cum).sum(1), 4).astype(int)
+    return 1 + np.minimum((np.asarray(u)[:, None] > cum).sum(1), 4).astype(int)
 
 
 def _ece(p: np.ndarray, y: np.ndarray, idx: np.ndarray, n_bins: int) -> np.ndarray:
