@@ -79,10 +79,10 @@ def _faithful(cand) -> float:
 
 
 def paired(diff: np.ndarray, seed: int, n_boot: int = 2000) -> dict:
-    from evals.stats.bootstrap import bootstrap_mean_ci
+    """The mean of per-turn differences with its bootstrap CI (`evals.stats.bootstrap.mean_ci`) and the turns."""
+    from evals.stats.bootstrap import mean_ci
 
-    m, lo, hi = bootstrap_mean_ci(diff, n_boot=n_boot, seed=seed)
-    return {"mean": round(float(m), 4), "ci": [round(float(lo), 4), round(float(hi), 4)], "n": int(len(diff))}
+    return {**mean_ci(diff, n_boot=n_boot, seed=seed), "n": int(len(diff))}
 
 
 def stamp(result: dict, out: Path, line: str) -> None:
@@ -155,7 +155,7 @@ def main() -> None:
     best = np.array([int(np.argmax(r)) for r in rewards])
     picked = faithful[np.arange(len(best)), best]
     rows = []
-    for e, g, r, b in zip(train_ev, groups, rewards, best):
+    for t, (e, g, r, b) in enumerate(zip(train_ev, groups, rewards, best)):
         top = g[b]
         for k, c in enumerate(g):
             if k != b and c.turn.ok and top.turn.ok and r[b] - r[k] > a.min_gap:
@@ -164,8 +164,7 @@ def main() -> None:
                              "reward_chosen": float(r[b]), "reward_rejected": float(r[k]), "user_id": e.user_id,
                              "turn": e.turn, "seed": top.turn.call_seed, "model": top.turn.model,
                              "persona_id": e.persona_id,
-                             "faithful_chosen": _faithful(top),
-                             "faithful_rejected": _faithful(c)})
+                             "faithful_chosen": faithful[t, b], "faithful_rejected": faithful[t, k]})
     pairs = write_pair_set(rows, a.out / "pairs.jsonl")
     fc = np.array([p["faithful_chosen"] for p in rows])
     fr = np.array([p["faithful_rejected"] for p in rows])

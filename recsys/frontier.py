@@ -46,7 +46,8 @@ def frontier_rows(rows: list[dict], base: str = "mf", families=RERANK_FAMILIES) 
 
 def margins(rows: list[dict], axis: str = "ild", base: str = "mf", families=RERANK_FAMILIES) -> dict[str, float]:
     """Margin of every mixture variant (a row with ``mixture_k`` > 1, plain or mixture-calibrated) against the
-    frontier of ``base`` + ``families`` on ``axis`` ('ild' or 'kl'), by the rows' labels."""
+    frontier of ``base`` + ``families`` on ``axis`` ('ild' or 'kl'), keyed by the rows' labels (chosen by their
+    fields)."""
     col, sign = AXES[axis]
     front = frontier_rows(rows, base, families)
     fx = [sign * r[col] for r in front]

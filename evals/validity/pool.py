@@ -39,7 +39,7 @@ from tqdm import tqdm
 from evals.stats.bootstrap import mean_ci
 from evals.stats.testing import ALPHA
 from evals.validity.grounding import LIKED_MIN
-from evals.validity.pool_members import (DEPTH, UNPERSONALISED, Member, PoolInputs, default_pool, fit_pool,
+from evals.validity.pool_members import (DEPTH, UNPERSONALISED, Member, PoolInputs, default_pool, fit_pool, held_out,
                                          offline_truth, probes, rank_pool)
 from evals.validity.pool_orders import (Resampled, _ranks, ablated_judges, agreement, calibration_rows, circularity,
                                         order_agreement, order_ceiling, pairwise)
@@ -181,9 +181,7 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
     fitted = fit_pool(members + probe_members, inputs, show_progress)
     lap("training")
 
-    positives = {int(u): set(g.loc[g["rating"] >= LIKED_MIN, "item"].tolist()) for u, g in split.test.groupby("user")}
-    off_users = np.array(sorted(u for u, s in positives.items() if s))
-    seen = {int(u): set(g["item"].tolist()) for u, g in split.train.groupby("user")}
+    positives, off_users, seen = held_out(split)
     ranked = rank_pool(fitted, off_users, seen, split.n_items, ds.genre_matrix()[0], cfg.seed)
     offline = offline_truth(ranked, positives, off_users)
     twins = draw_twins(split, world.mems, world.uid, cfg.seed, n_twins)

@@ -151,6 +151,15 @@ def offline_truth(ranked: dict[str, dict[int, np.ndarray]], positives: dict[int,
     return out
 
 
+def held_out(split) -> tuple[dict[int, set], np.ndarray, dict[int, set]]:
+    """What the offline truth of ``split`` reads: ({user: its test positives (ratings >= LIKED_MIN), possibly
+    none}, the users with one [n], {user: its train-rated items}: what a ranking leaves out)."""
+    positives = {int(u): set(g.loc[g["rating"] >= LIKED_MIN, "item"].tolist()) for u, g in split.test.groupby("user")}
+    users = np.array(sorted(u for u, s in positives.items() if s), dtype=np.int64)
+    seen = {int(u): set(g["item"].tolist()) for u, g in split.train.groupby("user")}
+    return positives, users, seen
+
+
 def tuned_als(inputs: PoolInputs, grid: dict | None = None):
     """implicit's ALS with the hyper-parameters of ``grid`` (default `ALS_GRID`) that give the best Recall@10 on
     the split's *validation* split (`TimeSplit.inner`: its own train part, cut again), refitted on the whole
@@ -164,9 +173,7 @@ def tuned_als(inputs: PoolInputs, grid: dict | None = None):
         return _registry("als")(inputs)
     grid = ALS_GRID if grid is None else grid
     inner = inputs.split.inner()
-    pos = inner.test[inner.test["rating"] >= LIKED_MIN].groupby("user")["item"].apply(set).to_dict()
-    users = np.array(sorted(pos), dtype=np.int64)
-    seen = inner.train.groupby("user")["item"].apply(set).to_dict()
+    pos, users, seen = held_out(inner)
     X = inner.train_positives()
     scores = []
     for values in product(*grid.values()):
