@@ -13,6 +13,15 @@ items (its fit is class-balanced, positives against never-rated items), the no-c
 makes the takes of a recommender's top-k match its real hit rate, the like model is fitted on rated
 items so its probabilities are real like shares, and the rating is a distribution over 1..5.
 
+An **implicit log** (purchases, clicks: every interaction a positive, `ChoiceModel.implicit`) records
+what people took and nothing of what they thought of it. Its model has the affinity and the take level,
+fitted as above, and nothing else: no like-given-watched fit, no rating model and no person's own level
+(nothing in the log tells them apart). A taken item is kept (P(like | watched) = 1: the log's only
+outcome of a take) and rated ``IMPLICIT_TAKEN`` (5, what `recsys.atomic` writes for an interaction); an
+item not taken is rated ``IMPLICIT_UNTAKEN`` (3, the scale's middle: the log records no opinion of it).
+So on an implicit log a grounded user's ratings say only what it took, and a report reads no rating
+figure of it as a measure.
+
 `decide` turns them into one turn. ``sampled=True`` (the default of campaigns and the fidelity
 benchmark) draws every part from ``rng``, seeded per session and turn; ``sampled=False`` is the
 deterministic decision, for debugging only (each probability > 0.5, the expected rating rounded):
@@ -48,7 +57,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from scipy.special import expit
 
 from simulator.rating_rules import RATING_RULES
@@ -65,6 +74,9 @@ CONTEXT_SHIFTS: dict[tuple[str, str], dict[str, float]] = {
     ("effort_tolerance", "wants something easy"): {"Comedy": 0.5, "Documentary": -0.5, "Film-Noir": -0.5},
     ("decisiveness", "hesitant"): {"*": -0.25},
 }
+#: An implicit log's ratings (module docstring): a taken item, and one shown and not taken.
+IMPLICIT_TAKEN = 5
+IMPLICIT_UNTAKEN = 3
 #: Affinity shift of an item of the session's focus genre (module docstring; refitted by tests/test_grounding.py).
 FOCUS_SHIFT = 0.64
 #: Stop hazard per turn: base logit and context shifts (stated, not fitted).
@@ -98,6 +110,15 @@ class ChoiceModel(BaseModel):
                                "logit (simulator.selector.fit_person_spread); 0 = every person at the mean")
     rating_spread: float = Field(0.0, ge=0.0, description="sd of a person's own rating level, in rating points, "
                                  "moving with the like level (the same draw)")
+    implicit: bool = Field(False, description="fitted on an implicit log (module docstring): affinity and take level "
+                           "only; a taken item is kept and rated IMPLICIT_TAKEN, the rest IMPLICIT_UNTAKEN")
+
+    @model_serializer(mode="wrap")
+    def _explicit_unsaid(self, handler):
+        data = handler(self)
+        if not data.get("implicit"):  # a calibration of explicit ratings reads as it did before the field
+            data.pop("implicit", None)
+        return data
 
     def z(self, X: np.ndarray) -> np.ndarray:
         """Standardised features [M, F]."""
@@ -114,13 +135,17 @@ class ChoiceModel(BaseModel):
         return self.like_intercept + self.contributions(X).sum(1)
 
     def calibrated(self) -> bool:
-        """True when the model has the base rates a sampled decision needs (calibration version 6 on)."""
-        return self.take_level is not None and self.watched_intercept is not None and \
-            len(self.watched_coef) == len(self.features)
+        """True when the model has the base rates a sampled decision needs (calibration version 6 on): the take
+        level, and the like-given-watched fit unless the log is implicit."""
+        return self.take_level is not None and (self.implicit or (self.watched_intercept is not None and
+                                                                  len(self.watched_coef) == len(self.features)))
 
     def p_like_watched(self, X: np.ndarray, level: float | None = None) -> np.ndarray:
         """P(like | watched) [M]: ``level=None`` the population's (the fitted, marginal probability); a float, that
-        of the person whose own level is ``level`` (a standard normal draw, `simulator.selector.person_logit`)."""
+        of the person whose own level is ``level`` (a standard normal draw, `simulator.selector.person_logit`).
+        1 for every item on an implicit log (a taken item is kept)."""
+        if self.implicit:
+            return np.ones(len(X))
         if self.watched_intercept is None:
             raise ValueError(f"the {self.kind} model has no like-given-watched fit; rerun `personasim calibrate`")
         logit = self.watched_intercept + self.z(X) @ np.asarray(self.watched_coef)
@@ -217,7 +242,6 @@ def decide(model: ChoiceModel, X: np.ndarray, *, user_mean: float, item_mean: np
     logits = model.like_logit(X) + context_shift(context, genres) + focus_shift(focus, genres)
     p_take = take_probability(logits, model.take_level)
     p_like = model.p_like_watched(X, level)
-    mu = model.expected_rating(X, user_mean, item_mean, level)
     if sampled:
         taken = rng.random(len(logits)) < p_take
         likes = rng.random(len(logits)) < p_like
@@ -228,6 +252,11 @@ def decide(model: ChoiceModel, X: np.ndarray, *, user_mean: float, item_mean: np
     taken = np.zeros(len(logits), bool)
     taken[chosen] = True  # past the cap an item is not taken
     liked = taken & likes
+    if model.implicit:  # the log's own values (module docstring), drawn from nothing
+        ratings = np.where(taken, IMPLICIT_TAKEN, IMPLICIT_UNTAKEN)
+        stop = bool(may_stop and rng.random() < expit(stop_logit(context, not chosen)))
+        return Decision(logits, p_take, p_like, liked, chosen, ratings, stop, ratings.astype(float))
+    mu = model.expected_rating(X, user_mean, item_mean, level)
     cuts = model.rating_cutpoints(rating_rule)
     part = np.where(taken, liked.astype(int), -1)
     if sampled:

@@ -53,10 +53,15 @@ CHOICES = [YES, NO]
 
 def asks_own_fact(user) -> bool:
     """Whether ``user`` is a twin asked about its own record (not the card's facts): a grounded user
-    whose profile names a twin and whose memory is a 'twin' memory."""
+    whose profile names a twin and whose memory is a 'twin' memory, calibrated on ratings. A twin of an
+    implicit log is asked the card's facts instead: its record holds only what it took, each kept
+    (`simulator.choice.ChoiceModel.implicit`), so "did you like it?" would be "yes" by construction."""
     g = getattr(user, "grounding", None)
     p = getattr(user, "profile", None)
     if g is None or p is None or not p.twin:
+        return False
+    twin_model = g.models.get("twin")
+    if twin_model is not None and twin_model.implicit:
         return False
     memory = g.memory_for(p)
     return memory is not None and memory.kind == "twin"

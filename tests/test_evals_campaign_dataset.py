@@ -3,9 +3,10 @@
 The Instacart sample is written as RecBole atomic files by the example script (an implicit log: every purchase
 rated 5, timestamps the purchase rank), and `personasim campaign run` runs on it end to end against the local
 OpenAI-compatible fault server (tests/servers/fault_openai.py: fast, deterministic answers): personas of its own
-users, MF trained and scored (plain and with MMR over its categories), layered and naive users' sessions, the
-report. Grounded users asked of it are refused in one line before any folder is claimed, what the data cannot
-serve is refused before any work, and the default ML-100k config keeps its hash.
+users, MF trained and scored (plain and with MMR over its categories), grounded users calibrated on what its users
+went on to buy and measured for fidelity on their held-out purchases, grounded, layered and naive users' sessions,
+the report. Grounded users asked of ratings on another scale are refused in one line before any folder is claimed,
+what the data cannot serve is refused before any work, and the default ML-100k config keeps its hash.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def instacart(tmp_path_factory) -> Path:
 
 def _config(folder: Path, **over) -> dict:
     return {"name": "instacart-campaign", "seed": 3,
-            "personas": {"extract": "dataset-users", "k": 2},
+            "personas": {"extract": "dataset-users", "k": 2, "split": "per-user"},
             "user_variants": ["layered", "naive"], "users_per_persona": 1, "variants": ["mf", "mf+mmr"],
             "turns": 2, "slate_size": 4, "runs_per_user": 2,
             "recsys": {"dataset": {"path": str(folder)}, "dim": 16, "mixture_k": 2, "epochs": 2,
@@ -71,9 +72,11 @@ def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tm
     port = free_port()
     with serve(["-m", "tests.servers.fault_openai", "--port", str(port), "--delay", "0.05", "--answer-schema"],
                port) as url:
-        cfg = {**example, **_config(instacart, variants=example["variants"],
+        cfg = {**example, **_config(instacart, variants=example["variants"], user_variants=example["user_variants"],
                                     llm={"backend": "openai", "base_url": url, "model": "fault-echo", "concurrency": 4})}
         cfg["recsys"]["dataset"] = folder
+        cfg["grounding"] = {**example["grounding"], "calibration_users": 60, "fidelity_users": 60,
+                            "fidelity_ab_users": 20}
         out = tmp_path / "run"
         res = _cli("campaign", "run", str(_write(cfg, tmp_path / "c.yaml")), "--out", str(out), "--quiet",
                    timeout=600)
@@ -83,9 +86,25 @@ def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tm
     cards = [json.loads(line) for line in (out / "personas" / "personas.jsonl").read_text().splitlines()]
     assert len(cards) == 2 and all(c["source"] == "instacart-users[train]" for c in cards)
     assert all(c["likes"][0].startswith("category_") for c in cards)  # its categories stand in for genres
-    assert not (out / "personas" / "split.json").exists()  # no grounded user can take these personas
+    split = json.loads((out / "personas" / "split.json").read_text())  # each user's latest 20% of purchases held out
+    assert split["split"] == "instacart:time-holdout-0.2" and split["kind"] == "per-user" and split["n_heldout"] > 5000
     members = {json.loads(line)["doc_id"] for line in (out / "personas" / "assignments.jsonl").read_text().splitlines()}
     assert len(members) == 586
+
+    # grounded users calibrated on the train part's later purchases: the affinity and take level, nothing of a rating
+    cal = json.loads((out / "personas" / "calibration.json").read_text())
+    assert cal["implicit"] and cal["split"] == split["split"] and cal["llm"] is None
+    for kind in ("twin", "persona"):
+        assert cal["models"][kind]["implicit"] and cal["models"][kind]["take_level"] is not None
+        assert set(cal["report"][kind]["not_fitted"]) == {"rating", "like_given_watched", "person_spread"}
+    assert cal["report"]["twin"]["cv_auc"] > 0.6  # the evidence tells a later purchase from a product never bought
+    # their fidelity on held-out purchases: taste alignment and A/B, and what was not measured, named
+    fid = json.loads((out / "fidelity.json").read_text())
+    assert fid["split"] == split["split"] and fid["n_users"] == 60 and fid["rating_error"] == []
+    assert set(fid["not_measured"]) == {"rating_error", "rating_distribution", "like_given_watched",
+                                        "population_realism"}
+    assert "rmse below user-mean" not in fid["headline"]["targets"]
+    assert fid["headline"]["twin_auc_1to1_matched"] > 0.5 and fid["ab_fidelity"]["pairs"]
 
     # the recommenders trained and scored on its leave-last-out split, with its categories as genres
     offline = json.loads((out / "models" / "offline.json").read_text())["rows"]
@@ -94,8 +113,12 @@ def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tm
 
     # sessions of both user variants, on Instacart's products
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert len(events) == 2 * 2 * 2 * 2 * 2  # variants x user variants x personas x runs x turns
-    assert {e["user_variant"] for e in events} == {"layered", "naive"} and all(e["ok"] for e in events)
+    assert len(events) == 2 * 3 * 2 * 2 * 2  # variants x user variants x personas x runs x turns
+    assert {e["user_variant"] for e in events} == {"grounded", "layered", "naive"} and all(e["ok"] for e in events)
+    grounded = [e for e in events if e["user_variant"] == "grounded"]
+    assert all(e["ratings"][i] == 5 for e in grounded for i in e["chosen"])  # a take is kept, rated as the log does
+    assert all(set(e["ratings"].values()) <= {3, 5} for e in grounded)
+    assert any(e["chosen"] for e in grounded) and not all(e["chosen"] for e in grounded)
     ids = {line.split("\t")[0] for line in (instacart / "instacart.item").read_text().splitlines()[1:]}
     assert {s["id"] for e in events for s in e["slate"]} <= ids
 
@@ -105,21 +128,35 @@ def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tm
     assert any("no explicit ratings" in line for line in record["switched_off"])
     report = (out / "report.html").read_text()
     assert "offline, instacart (" in report
-    assert "data set instacart: no explicit ratings" in report and "data set instacart: no user demographics" in report
+    assert "data set instacart: no explicit ratings (an implicit log)" in report
+    assert "data set instacart: no user demographics" in report
+    assert "Not fitted, on this implicit log: rating (" in report and "Not measured, on this implicit log:" in report
 
     # the folder is pinned: a changed data set is refused on --resume
     inputs = json.loads((out / "campaign.json").read_text())["inputs"]
     assert {"dataset instacart.inter", "dataset instacart.item", "dataset instacart.user"} <= set(inputs)
 
 
-def test_grounded_users_on_an_implicit_log_are_refused_in_one_line_before_the_folder_is_claimed(instacart, tmp_path):
-    cfg = _config(instacart, user_variants=["grounded", "naive"])
+def test_grounded_users_on_ratings_of_another_scale_are_refused_in_one_line_before_the_folder_is_claimed(
+        instacart, tmp_path):
+    """Neither explicit 1-5 ratings nor an implicit log (a 1-10 scale): nothing a grounded user can be calibrated on."""
+    folder = tmp_path / "ten"
+    folder.mkdir()
+    lines = (instacart / "instacart.inter").read_text().splitlines()
+    fields = lines[0].split("\t")
+    at = fields.index("rating:float")
+    rows = [line.split("\t") for line in lines[1:]]
+    for n, row in enumerate(rows):
+        row[at] = str(n % 10 + 1)
+    (folder / "ten.inter").write_text("\n".join(["\t".join(fields)] + ["\t".join(r) for r in rows]) + "\n")
+    cfg = _config(folder, user_variants=["grounded", "naive"])
     out = tmp_path / "run"
     res = _cli("campaign", "run", str(_write(cfg, tmp_path / "c.yaml")), "--out", str(out), "--quiet", timeout=300)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip() == (
-        f"error: field 'user_variants': 'grounded' users are calibrated on explicit ratings over time, and every "
-        f"'rating' in {instacart / 'instacart.inter'} is 5 (an implicit log); use user_variants [layered, naive]")
+        f"error: field 'user_variants': 'grounded' users are calibrated on ratings or interactions over time, and "
+        f"'rating' in {folder / 'ten.inter'} runs from 1 to 10: neither explicit ratings on the 1-5 scale simulated "
+        f"users rate on nor an implicit log (every interaction 5, or labels); use user_variants [layered, naive]")
     assert not out.exists()
 
 
@@ -175,7 +212,8 @@ def test_the_default_dataset_keeps_the_config_hash_a_folder_changes_it():
 
 def test_dataset_users_documents_render_any_log_and_leave_out_what_is_held_out(instacart, tmp_path):
     """`interaction_users` on a toy explicit log (the text in ml-100k-users' layout, demographics from .user), and
-    on the implicit Instacart log every interaction but each user's offline test item (`document_rows`)."""
+    on the implicit Instacart log the grounded users' split's train part, which holds no user's offline test item
+    either; without a split (`document_rows(ds, None, holdout)`), every interaction but those."""
     from evals.validity.grounding import dataset_documents, document_rows, document_split
     from recsys import leave_last_out
     from recsys.atomic import load_atomic
@@ -188,12 +226,15 @@ def test_dataset_users_documents_render_any_log_and_leave_out_what_is_held_out(i
     assert docs["u3"].text.endswith("About: age 51.") and docs["u1"].metadata["age group"] == "18-24"
 
     ds = load_atomic(instacart)
-    assert document_split(ds, "per-user", 0.2) is None  # an implicit log: no grounded users' split
-    rows = document_rows(ds, None, 0.2)
+    split = document_split(ds, "per-user", 0.2)  # an implicit log: the grounded users' split
+    rows = document_rows(ds, split, 0.2)
+    assert rows is split.train and len(rows) + len(split.test) == len(ds.ratings)
     test = leave_last_out(ds)
     held = set(zip(test.test_users.tolist(), test.test_items.tolist()))
-    assert len(rows) == len(ds.ratings) - len(held)
     assert not held & set(zip(rows["user"].tolist(), rows["item"].tolist()))
+    without = document_rows(ds, None, 0.2)
+    assert len(without) == len(ds.ratings) - len(held)
+    assert not held & set(zip(without["user"].tolist(), without["item"].tolist()))
     corpus = dataset_documents(ds, rows)
     assert corpus.name == "instacart-users[train]" and len(corpus.documents) == ds.n_users
     assert all("Dislikes" not in d.text and "About" not in d.text for d in corpus.documents)

@@ -44,14 +44,16 @@ def test_time_split_holds_out_each_users_latest_share_and_inner_never_sees_test(
     assert split.key != inner.key
 
 
-def test_time_split_refuses_data_without_timestamps_or_ratings():
+def test_time_split_refuses_data_without_timestamps_or_positives():
     ds = small_dataset()
     flat = Dataset(ds.ratings.assign(timestamp=0.0), ds.items, ds.users, "flat")
     with pytest.raises(DataError, match="timestamp"):
         time_split(flat)
-    implicit = Dataset(ds.ratings.assign(rating=5.0), ds.items, ds.users, "implicit")
-    with pytest.raises(DataError, match="explicit ratings"):
-        time_split(implicit)
+    panned = Dataset(ds.ratings.assign(rating=2.0), ds.items, ds.users, "panned")
+    with pytest.raises(DataError, match="no interaction is a positive"):
+        time_split(panned)
+    implicit = Dataset(ds.ratings.assign(rating=5.0), ds.items, ds.users, "implicit")  # every interaction a positive
+    assert (time_split(implicit).test["rating"] == 5.0).all()
 
 
 def test_memories_and_item_space_are_the_same_whatever_the_held_out_part_says():

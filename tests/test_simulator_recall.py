@@ -220,6 +220,24 @@ async def test_a_session_asks_a_twin_its_own_record_and_a_persona_level_user_the
     assert all(t.qa is None for t in tr.turns)
 
 
+async def test_a_twin_of_an_implicit_log_is_asked_the_card_not_its_own_record():
+    """Its record holds only what it took, each kept (`ChoiceModel.implicit`): "did you like it?" would be "yes" by
+    construction, so the session asks the card's fact, as it asks a persona-level user's."""
+    explicit = _model({"genre": 1.0})
+    implicit = explicit.model_copy(update={"implicit": True})
+    ds = small_dataset(n_users=30, n_items=24, per_user=10)
+    assert asks_own_fact(_twin(_grounding(ds, explicit), "3"))
+    g = _grounding(ds, implicit)
+    assert not asks_own_fact(_twin(g, "3"))
+    items, pop = _catalog(g)
+    twin = sample_users([PERSONA.model_copy(update={"facts": FACTS})], 1, seed=0, variant="grounded",
+                        twins={"p0": ["3"]})[0]
+    tr = await run_session(twin, PopularityRecommender(items, pop), 2, 4, LLMClient(StubVoice()), grounding=g,
+                           settings=SessionSettings(slate_size=3, qa_turns=[1]))
+    assert tr.turns[1].qa.key == "age group" and tr.turns[1].qa.p_yes is None
+    assert all(set(t.ratings.values()) <= {3, 5} for t in tr.turns)  # the log's values: taken 5, the rest 3
+
+
 async def test_the_llm_feature_is_the_personas_shared_judgement_and_the_question_adds_none():
     ds = small_dataset(n_users=30, n_items=24, per_user=10)
     g = _grounding(ds, _model({"llm": 1.0}, llm=True))

@@ -8,25 +8,29 @@ Decisions, made once here:
 
 - **Personas** of a campaign's own data come from ``personas.extract: dataset-users``: one document per user,
   rendered from the part of their interactions the campaign may show (`evals.validity.grounding.document_rows`:
-  the train part of the grounded users' split on explicit data, all but the offline test items on an implicit
-  log) by `personas.corpora.interaction_users`: titles, genres or categories, and whatever demographics the
+  the train part of the grounded users' split, or all but the offline test items when ``personas.holdout`` is
+  None or the ratings are on another scale) by `personas.corpora.interaction_users`: titles, genres or categories, and whatever demographics the
   ``.user`` file has. The users are clustered on what they did (`evals.validity.grounding.behaviour_vectors`),
   not on the documents' words, which for a log of ids do not tell users apart. 'ml-100k-users' renders
   MovieLens-100k's users exactly as before, so it is refused on another data set (its users and items are not
   that data set's).
 - **The recommenders** are trained and scored on the leave-last-out split (`recsys.leave_last_out`), as on
   ML-100k, so every data set needs a timestamp on every interaction and a user with two positives (rating >= 4).
-- **Grounded users** are calibrated on explicit ratings over time (like given watched, the rating regression,
-  the time split's held-out part): they need `explicit_ratings` (at least two distinct values, all on the 1-5
-  scale simulated users rate on) and timestamps. A config that asks for them on data without is refused.
+- **Grounded users** are calibrated on a time split's train part and need timestamps. On `explicit_ratings` (at
+  least two distinct values, all on the 1-5 scale simulated users rate on) they are calibrated as on MovieLens;
+  on an `implicit_log` (every interaction 5, or labels 5 and 0: purchases, clicks) on what the users went on to
+  take, without a rating model, like given watched or a person's own level (`evals.validity.calibration`), and
+  their ratings say only what they took (`simulator.choice.ChoiceModel.implicit`); the report names what is off.
+  A log's timestamps may be a user's own order numbers (the Instacart sample's), on which only the per-user split
+  means anything: such a config says ``personas.split: per-user``. Ratings on another scale are refused.
 - **Sizes** are checked before any work: the personas to extract against the users with a document, a
   session's items (onboarding pool + turns x slate) against the catalog.
 - **A missing column switches off what needs it**, named in OUT/dataset.json and in the report's warnings
   (`DataProfile.switched_off`), never a crash: without genres, ILD falls back to item-embedding cosine and
   calibration KL and taste coverage are NaN, items show no genre, personas have no favourite genre; without
   years items show none; without demographics the documents have no "About:" sentence and the personas no
-  demographic facts; without explicit ratings the documents have no "Dislikes:" (and grounded users are
-  refused, above). A *variant* that needs a missing column is refused instead: the 'calibration' reranker, or a
+  demographic facts; without explicit ratings the documents have no "Dislikes:" (and grounded users decide
+  without a rating model, above). A *variant* that needs a missing column is refused instead: the 'calibration' reranker, or a
   reranker on 'pop' (which has no item embeddings to fall back on), on a catalog without genres. Dropping a
   variant the config names would make an A/B it asks for vanish.
 
@@ -38,7 +42,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-#: The user variants that need no explicit ratings: what a refused grounded config is told to use.
+#: The user variants that need no ratings over time: what a refused grounded config is told to use.
 WITHOUT_RATINGS = "[layered, naive]"
 
 
@@ -94,6 +98,7 @@ class DataProfile:
     rating_field: bool
     ratings: tuple[float, float, int]
     explicit_ratings: bool
+    implicit: bool
     timestamps: bool
     genres: bool
     years: bool
@@ -110,8 +115,14 @@ class DataProfile:
         if not self.demographics:
             out.append("no user demographics: persona documents have no 'About:' sentence, personas no "
                        "demographic facts")
-        if not self.explicit_ratings:
-            out.append("no explicit ratings: persona documents have no 'Dislikes:', and grounded users cannot run")
+        if self.implicit:
+            out.append("no explicit ratings (an implicit log): persona documents have no 'Dislikes:'; grounded users "
+                       "are calibrated on what users took, with no rating model, like given watched or person's own "
+                       "level, they keep every item they take and rate it 5 (3 an item not taken), so their ratings "
+                       "and Q&A about their own record are not measures; the fidelity check reads taste and A/B only")
+        elif not self.explicit_ratings:
+            out.append("no ratings on the 1-5 scale: persona documents have no 'Dislikes:', and grounded users cannot "
+                       "run")
         return out
 
     def record(self) -> dict:
@@ -121,7 +132,7 @@ class DataProfile:
 
 def profile(ds, dataset) -> DataProfile:
     """The `DataProfile` of ``ds``, loaded from a config's ``recsys.dataset``."""
-    from evals.validity.grounding import explicit_ratings
+    from evals.validity.grounding import explicit_ratings, implicit_log
     from recsys.atomic import has_timestamps
 
     inter = inter_file(dataset)
@@ -132,7 +143,7 @@ def profile(ds, dataset) -> DataProfile:
         name=ds.name, source=dataset if dataset == "ml-100k" else str(dataset.path), inter=str(inter),
         users=int(ds.n_users), items=int(ds.n_items), interactions=int(len(ds.ratings)),
         rating_field="rating" in fields, ratings=(float(r.min()), float(r.max()), int(r.nunique())),
-        explicit_ratings=explicit_ratings(ds), timestamps=has_timestamps(ds),
+        explicit_ratings=explicit_ratings(ds), implicit=implicit_log(ds), timestamps=has_timestamps(ds),
         genres=any(len(gs) for gs in ds.items["genres"]),
         years=any(str(y).strip() and str(y) != "nan" for y in ds.items["year"]),
         demographics=tuple(c for c in ds.users.columns if c != "user_id"))
@@ -141,18 +152,15 @@ def profile(ds, dataset) -> DataProfile:
 def _no_grounded(p: DataProfile) -> str | None:
     """Why grounded users cannot run on ``p`` (naming the missing field), or None."""
     why = None
-    if not p.rating_field:
-        why = f"{p.inter} has no 'rating' field (every interaction is an implicit positive)"
-    elif not p.explicit_ratings:
-        lo, hi, n = p.ratings
-        why = (f"every 'rating' in {p.inter} is {lo:g} (an implicit log)" if n == 1 else
-               f"'rating' in {p.inter} runs from {lo:g} to {hi:g}, not explicit ratings on the 1-5 scale "
-               "simulated users rate on")
+    if not p.explicit_ratings and not p.implicit:
+        lo, hi, _ = p.ratings
+        why = (f"'rating' in {p.inter} runs from {lo:g} to {hi:g}: neither explicit ratings on the 1-5 scale "
+               "simulated users rate on nor an implicit log (every interaction 5, or labels)")
     elif not p.timestamps:
         why = f"{p.inter} has no 'timestamp' on every interaction"
     if why is None:
         return None
-    return (f"field 'user_variants': 'grounded' users are calibrated on explicit ratings over time, and {why}; "
+    return (f"field 'user_variants': 'grounded' users are calibrated on ratings or interactions over time, and {why}; "
             f"use user_variants {WITHOUT_RATINGS}")
 
 

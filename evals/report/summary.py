@@ -111,14 +111,15 @@ def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
                               "rows": [{"memory": kind, "cv_auc": rep["cv_auc"],
                                         **{f"AUC lost without {k}": v for k, v in rep["auc_drop_without"].items()},
                                         **{f"weight {k}": v for k, v in rep["like_coef"].items() if "*" not in k}}
-                                       for kind, rep in record.get("report", {}).items()]}
+                                       for kind, rep in record.get("report", {}).items()],
+                              "not_fitted": (record.get("report", {}).get("twin") or {}).get("not_fitted")}
     fid = Path(cfg.fidelity) if cfg.fidelity else run_dir / "fidelity.json"
     if fid.is_file():
         record = json.loads(fid.read_text(encoding="utf-8"))
         out["fidelity"] = {"path": str(fid), "config_hash": record.get("config_hash"), "headline": record.get("headline"),
                            "model": record.get("model"), "n_users": record.get("n_users"),
                            "source": record.get("source", "validate fidelity"), "against": fidelity_baselines(record),
-                           "population": population_rows(record)}
+                           "population": population_rows(record), "not_measured": record.get("not_measured")}
     if not (run_dir / "real_drift.json").is_file():
         write_real_drift(run_dir, cfg)
     for name in ("real_drift", "ab_power"):  # beside the run: real_drift.json (written above when it can be),

@@ -25,6 +25,10 @@ Protocol (nothing of the outer test part is read):
 6. the person's own level (`simulator.selector.fit_person_spread`): the spread over users of their like rate and
    mean rating on the same validation rated items, which the features leave out (a fitted model regresses users
    to the mean), as the sd of a random intercept each simulated person draws once.
+On an implicit log (`evals.validity.grounding.implicit_log`: purchases or clicks, every interaction a positive) the
+targets of 2 are the validation interactions, and steps 1-2, the like fit of 3, 4 and the take level of 5 run as
+above; the rating regression, like given watched and the person's own level are not fitted (the log records no
+rating and no dislike; `simulator.choice.ChoiceModel.implicit`), and the report says so ('not_fitted').
 The result is `calibration.json` beside the personas, stamped with the personas file's
 content hash and the split it was fitted on; a grounded user refuses a calibration
 that does not match its personas.
@@ -193,13 +197,24 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
     return rows
 
 
-def fit_kind(kind: str, R: Rows, features: list[str], seed: int) -> tuple[ChoiceModel, dict, dict]:
+#: What a calibration of an implicit log leaves out, and why (its report's 'not_fitted').
+IMPLICIT_NOT_FITTED = {
+    "rating": "an implicit log records no rating",
+    "like_given_watched": "an implicit log records no dislike: a taken item is kept",
+    "person_spread": "fitted on users' like rates and mean ratings, which an implicit log does not record",
+}
+
+
+def fit_kind(kind: str, R: Rows, features: list[str], seed: int, *,
+             implicit: bool = False) -> tuple[ChoiceModel, dict, dict]:
+    """The `ChoiceModel` of memory kind ``kind`` fitted on its rows, its report, and the one-feature baselines;
+    ``implicit``: an implicit log's model (module docstring), affinity and take level only."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     X, y = np.asarray(R.X, float), np.asarray(R.y, int)
-    if len(set(y.tolist())) < 2 or len(R.r) < 3:
+    if len(set(y.tolist())) < 2 or (len(R.r) < 3 and not implicit):
         raise CalibrationError(f"too little training data to calibrate {kind} users ({len(y)} like rows, "
                                f"{len(R.r)} rating rows)")
     mean, scale = X.mean(0), X.std(0)
@@ -214,6 +229,21 @@ def fit_kind(kind: str, R: Rows, features: list[str], seed: int) -> tuple[Choice
         Zf = np.delete(Z, cols, axis=1)
         s = cross_val_predict(LogisticRegression(max_iter=1000), Zf, y, cv=cv, method="decision_function")
         drop[name] = round(float(auc_all - roc_auc_score(y, s)), 4)
+    affinity = [clf.decision_function((np.asarray(x, float) - mean) / scale) for x in R.Xt]
+    level = fit_level(affinity, np.asarray(R.hits))
+    baselines = _one_feature_rules(X, y, features)
+    report = {"n_like_rows": int(len(y)), "cv_auc": round(float(auc_all), 4), "auc_drop_without": drop,
+              "like_coef": {n: round(float(c), 4) for n, c in zip(features, clf.coef_[0])},
+              "mean_p_like": round(float(clf.predict_proba(Z)[:, 1].mean()), 4),
+              "real_like_rate": round(float(y.mean()), 4),
+              "take": {"level": round(level, 4), "recommender": "popularity (most rated in the inner training part)",
+                       "k": TAKE_K, "n_users": len(R.hits),
+                       "real_hit_rate": round(float(np.sum(R.hits)) / (TAKE_K * len(R.hits)), 4)}}
+    if implicit:
+        model = ChoiceModel(kind=kind, features=list(features), mean=mean.tolist(), scale=scale.tolist(),
+                            like_coef=clf.coef_[0].tolist(), like_intercept=float(clf.intercept_[0]),
+                            rating_coef=[], rating_intercept=0.0, rating_sd=0.0, take_level=level, implicit=True)
+        return model, {**report, "not_fitted": dict(IMPLICIT_NOT_FITTED)}, baselines
     Xr = (np.asarray(R.Xr, float) - mean) / scale
     base = np.column_stack([np.asarray(R.um), np.asarray(R.im), Xr])
     r = np.asarray(R.r, float)
@@ -230,8 +260,6 @@ def fit_kind(kind: str, R: Rows, features: list[str], seed: int) -> tuple[Choice
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
     watched_cv = cross_val_predict(LogisticRegression(C=1.0, max_iter=1000), Xw, watched_y, cv=folds,
                                    method="predict_proba")[:, 1]
-    affinity = [clf.decision_function((np.asarray(x, float) - mean) / scale) for x in R.Xt]
-    level = fit_level(affinity, np.asarray(R.hits))
     # the person's own level: the spread over users the features do not see (simulator.selector), on the same rated
     # items, from the cross-validated like logits (not fitted to these rows) and the rating fit's expected ratings
     p_cv = np.clip(watched_cv, 1e-6, 1 - 1e-6)
@@ -244,29 +272,28 @@ def fit_kind(kind: str, R: Rows, features: list[str], seed: int) -> tuple[Choice
                         rating_sd=float(resid.std()), rating_cuts=rating_cuts(fitted, r), take_level=level,
                         watched_coef=watched.coef_[0].tolist(), watched_intercept=float(watched.intercept_[0]),
                         like_spread=spread["like_spread"], rating_spread=spread["rating_spread"])
-    p = clf.predict_proba(Z)[:, 1]
-    # one-feature rules on the same rows: the fidelity benchmark's baselines decide with these
-    baselines = {}
-    for name, feat in (("popularity", "popularity"), ("persona_cf", "persona"), ("llm_only", "llm")):
-        if feat in features:
-            one = LogisticRegression(max_iter=1000, class_weight="balanced").fit(X[:, [features.index(feat)]], y)
-            baselines[name] = {"coef": float(one.coef_[0][0]), "intercept": float(one.intercept_[0])}
-    report = {
-        "n_like_rows": int(len(y)), "n_rating_rows": int(len(r)), "n_watched_rows": int(len(watched_y)),
-        "cv_auc": round(float(auc_all), 4),
-        "auc_drop_without": drop,
-        "like_coef": {n: round(float(c), 4) for n, c in zip(features, clf.coef_[0])},
+    report.update({
+        "n_rating_rows": int(len(r)), "n_watched_rows": int(len(watched_y)),
         "rating_coef": {n: round(float(c), 4) for n, c in zip(["user_mean", "item_mean", *features], reg.coef_)},
-        "mean_p_like": round(float(p.mean()), 4), "real_like_rate": round(float(y.mean()), 4),
         "rating_hist_real": np.bincount(r.astype(int), minlength=6)[1:].tolist(),
         "rating_hist_fitted": np.bincount(model.rating(fitted), minlength=6)[1:].tolist(),
         "rating_hist_matched": np.bincount(model.rating(fitted, "matched"), minlength=6)[1:].tolist(),
         "like_given_watched_cv": reliability(watched_cv, watched_y),
         "person_spread": spread,
-        "take": {"level": round(level, 4), "recommender": "popularity (most rated in the inner training part)",
-                 "k": TAKE_K, "n_users": len(R.hits), "real_hit_rate": round(float(np.sum(R.hits)) / (TAKE_K * len(R.hits)), 4)},
-    }
+    })
     return model, report, baselines
+
+
+def _one_feature_rules(X: np.ndarray, y: np.ndarray, features: list[str]) -> dict:
+    """One-feature rules on the like rows: the fidelity benchmark's baselines decide with these."""
+    from sklearn.linear_model import LogisticRegression
+
+    baselines = {}
+    for name, feat in (("popularity", "popularity"), ("persona_cf", "persona"), ("llm_only", "llm")):
+        if feat in features:
+            one = LogisticRegression(max_iter=1000, class_weight="balanced").fit(X[:, [features.index(feat)]], y)
+            baselines[name] = {"coef": float(one.coef_[0][0]), "intercept": float(one.intercept_[0])}
+    return baselines
 
 
 def collect_rows(ds, split, personas_path: Path, llm, *, features: list[str], n_users: int, per_user: int, seed: int,
@@ -295,7 +322,7 @@ def collect_rows(ds, split, personas_path: Path, llm, *, features: list[str], n_
 def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, per_user: int = 3, use_llm: bool = True,
               seed: int = 0, show_progress: bool = True) -> dict:
     """Fit the twin and persona choice models (module docstring) and return the calibration record."""
-    from evals.validity.grounding import split_of
+    from evals.validity.grounding import implicit_log, split_of
 
     personas_path = Path(personas_path)
     seen = split_of(personas_path)["split"]
@@ -306,8 +333,9 @@ def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, 
     rows, users, inner = collect_rows(ds, split, personas_path, llm, features=features, n_users=n_users,
                                       per_user=per_user, seed=seed, show_progress=show_progress)
     models, reports, baselines = {}, {}, {}
+    implicit = implicit_log(ds)
     for kind in KINDS:
-        models[kind], reports[kind], fitted = fit_kind(kind, rows[kind], features, seed)
+        models[kind], reports[kind], fitted = fit_kind(kind, rows[kind], features, seed, implicit=implicit)
         if kind == "twin":
             baselines = fitted
     return {
@@ -316,6 +344,7 @@ def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, 
         "personas_hash": file_hash(personas_path), "personas_file": personas_path.name,
         "llm": getattr(llm, "model", "") if use_llm else None, "seed": seed, "n_users": int(len(users)),
         "per_user": per_user, "features": features,
+        **({"implicit": True} if implicit else {}),
         "models": {k: m.model_dump() for k, m in models.items()},
         "report": reports,
         "baselines": baselines,

@@ -38,6 +38,9 @@ item's rating, so the rating error, the reliability and the population statistic
 A held-out rated item was watched, so its simulated rating is drawn as a decision draws a taken item's: liked
 with P(like | watched), then within 4-5 or 1-3 (`simulator.selector.watched_distribution`). The rating error
 reads the mean of that distribution; the histograms and the population statistics one draw of it.
+On an implicit log (a campaign's own data: `simulator.choice.ChoiceModel.implicit`) the positives are the held-out
+interactions, and steps 4, 6 and 7 are not measured (the record's 'not_measured' says why): taste alignment and
+A/B fidelity remain.
 Methods: the grounded twin (the user's own history) and persona-level user (the
 persona's canon), sampling from their calibrated probabilities (`simulator.selector`); baselines random, popularity,
 persona-CF (share of the persona's members who liked the item) and llm-only (the
@@ -76,6 +79,12 @@ from simulator.layers import derive_seed, sample_context
 log = logging.getLogger(__name__)
 
 RATIOS = (1, 3, 9)
+#: What a fidelity record of an implicit log leaves out (`simulator.choice.ChoiceModel.implicit`), and why.
+IMPLICIT_NOT_MEASURED = {
+    "rating_error": "an implicit log records no rating", "rating_distribution": "ditto",
+    "like_given_watched": "an implicit log records no dislike: a taken item is kept",
+    "population_realism": "its statistics are of ratings (like rate, mean rating, their spread)",
+}
 NEGATIVES = ("uniform", "popularity_matched")
 
 
@@ -179,6 +188,11 @@ class _Scorer:
             d = decide(model, X, user_mean=memory.mean_rating, item_mean=item_mean,
                        genres=[self.space.genres[i] for i in items], context=context, focus=focus,
                        sampled=self.cfg.decision == "sampled", rng=np.random.default_rng(seed), level=level)
+            if kind == "twin":
+                feats = dict(zip(model.features, X.T))
+            if model.implicit:  # an implicit log's model has no rating to score: taste alignment only
+                out[kind] = {"score": d.logits, "like": d.logits > 0, "rating": None}
+                continue
             expected = model.expected_rating(X, memory.mean_rating, item_mean)
             # Taste alignment asks "would this user like it?": the affinity's own decision (logit > 0, the
             # class-balanced threshold), not whether a shown item is taken (which depends on the page).
@@ -203,7 +217,6 @@ class _Scorer:
                          "rating_flat": sample_ratings(P, np.full(len(items), -1), rng).astype(float),
                          "expected": expected, "p_like_watched": p_like}
             if kind == "twin":
-                feats = dict(zip(model.features, X.T))
                 Pm = watched_distribution(rating_distribution(expected, model.rating_sd,
                                                               model.rating_cutpoints("matched")), p_like)
                 out[kind]["rating_matched"] = Pm @ np.arange(1, 6)
@@ -252,6 +265,8 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
                 for method, r in res.items():
                     taste.setdefault((kind, ratio, method), []).append(
                         (y, r["score"][sel], None if r["like"] is None else _classification(y, r["like"][sel])))
+        if res["twin"]["rating"] is None:  # an implicit log: no rating to compare
+            continue
         sel = np.array([at[int(i)] for i in rt["item"]])
         truth = rt["rating"].to_numpy(float)
         twin_mem = scorer.mems[f"twin:{uid[u]}"]
@@ -375,17 +390,21 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
     if cfg.ab_users:
         models = ab_models(split, cfg.seed, train_config, mixture_k)
         ab = asyncio.run(ab_fidelity(scorer, ds, split, users[: cfg.ab_users], cfg, show_progress, models))
-    taste_rows, rating_rows = taste_table(taste, cfg), rating_table(ratings, cfg)
-    distribution = rating_histograms(ratings, cfg)
-    watched = like_given_watched(ratings)
-    population = population_realism(
-        [{"items": r["items"], "truth": r["truth"], "twin": r["twin_sampled"], "persona": r["persona_sampled"],
-          "average_user": r["average_sampled"], "twin_flat": r["twin_flat"]} for r in ratings],
-        space.genres, space.log_pop, n_boot=cfg.n_boot, seed=cfg.seed)
+    taste_rows = taste_table(taste, cfg)
+    if ratings:
+        rating_rows, distribution, watched = rating_table(ratings, cfg), rating_histograms(ratings, cfg), \
+            like_given_watched(ratings)
+        population = population_realism(
+            [{"items": r["items"], "truth": r["truth"], "twin": r["twin_sampled"], "persona": r["persona_sampled"],
+              "average_user": r["average_sampled"], "twin_flat": r["twin_flat"]} for r in ratings],
+            space.genres, space.log_pop, n_boot=cfg.n_boot, seed=cfg.seed)
+    else:  # an implicit log (`simulator.choice.ChoiceModel.implicit`): nothing of a rating to read
+        rating_rows, distribution, watched, population = [], None, None, None
     differences = auc_differences(taste, cfg)
     layers_cost = auc_differences(taste, cfg, rules=("twin_without_layers",))  # [] when the users play no layer
-    headline = headline_of(taste_rows, rating_rows, ab, distribution, watched, differences)
-    headline["targets"].update({f"population: {k}": v for k, v in population["targets"].items()})
+    headline = headline_of(taste_rows, rating_rows, ab, distribution, watched, differences, ratings=bool(ratings))
+    if population:
+        headline["targets"].update({f"population: {k}": v for k, v in population["targets"].items()})
     return {
         "config": cfg.model_dump(), "config_hash": cfg.config_hash(), "seed": cfg.seed,
         "model": getattr(llm, "model", ""), "split": split.key, "n_users": int(len(users)),
@@ -395,6 +414,7 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
         "taste_alignment": taste_rows, "taste_against_simple_rules": differences,
         "taste_with_layers_minus_without": layers_cost, "rating_error": rating_rows,
         "rating_distribution": distribution, "ab_fidelity": ab,
+        **({"not_measured": IMPLICIT_NOT_MEASURED} if not ratings else {}),
         "timings_s": {"prepare": round(t_prep, 1), "taste_and_rating": round(t_taste, 1),
                       "total": round(time.perf_counter() - started, 1)},
         "llm_usage": llm.usage.model_dump() if hasattr(llm, "usage") else None,

@@ -99,7 +99,9 @@ def rmse_of(rs: list[dict], key: str) -> float:
 # ---- the run ------------------------------------------------------------------------------------
 
 def headline_of(taste: list[dict], rating: list[dict], ab: dict | None, distribution: dict | None = None,
-              watched: dict | None = None, differences: list[dict] | None = None) -> dict:
+              watched: dict | None = None, differences: list[dict] | None = None, *, ratings: bool = True) -> dict:
+    """The record's headline figures and its targets, each True or False; ``ratings`` False (an implicit log):
+    no rating target, since nothing of a rating was measured."""
     def cell(neg, ratio, method, metric):
         row = next((r for r in taste if r["negatives"] == neg and r["ratio"] == ratio and r["method"] == method), None)
         return None if row is None else row[metric]["value"]
@@ -128,8 +130,10 @@ def headline_of(taste: list[dict], rating: list[dict], ab: dict | None, distribu
     out["targets"] = {
         "accuracy_1to1_uniform >= 0.85": (out["twin_accuracy_1to1_uniform"] or 0) >= 0.85,
         "auc_1to1_matched >= 0.70": (out["twin_auc_1to1_matched"] or 0) >= 0.70,
-        "rmse below user-mean": out["twin_rmse"] is not None and out["twin_rmse"] < (out["user_mean_rmse"] or 0),
     }
+    if ratings:
+        out["targets"]["rmse below user-mean"] = out["twin_rmse"] is not None and \
+            out["twin_rmse"] < (out["user_mean_rmse"] or 0)
     out["targets"].update(out.pop("targets_simple_rules", {}))
     if watched:
         out["targets"]["like given watched: ECE <= 0.02"] = watched["ece"] <= 0.02

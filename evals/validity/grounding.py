@@ -217,6 +217,15 @@ def explicit_ratings(ds) -> bool:
     return bool(r.nunique() >= 2 and r.min() >= 1 and r.max() <= 5)
 
 
+def implicit_log(ds) -> bool:
+    """Whether ``ds`` is an implicit log as `recsys.atomic` reads one: every rating 5 (an interaction) or 0 (a
+    label's shown-but-not-chosen row), and at least one 5. Grounded users are calibrated on such a log without
+    ratings (`evals.validity.calibration`: affinity and take level only); any other scale that is not
+    `explicit_ratings` (e.g. 1-10) is neither, and refused."""
+    values = set(ds.ratings["rating"].unique().tolist())
+    return not explicit_ratings(ds) and values <= {0.0, 5.0} and 5.0 in values
+
+
 def dataset_documents(ds, train: pd.DataFrame):
     """``ds``'s users as persona documents, rendered from ``train`` (rows of ``ds.ratings``) only:
     `personas.corpora.interaction_users` (titles, genres or categories, and whatever demographics ``ds.users``
@@ -267,19 +276,19 @@ def _dataset_personas(ds, rows: pd.DataFrame, *, k: int, seed: int, show_progres
 
 def document_split(ds, kind: str, holdout: float | None):
     """The split whose TRAIN part a DATASET_USERS extraction renders, or None when there is none:
-    - with ``holdout`` and `explicit_ratings`: ``recsys.time_splits.make_split(ds, kind, holdout)``, the split grounded
-      users are calibrated on, recorded in split.json as ml-100k-users' is (DataError when ``ds`` cannot have it:
-      no timestamps, too few test users);
-    - otherwise None: ``holdout`` None asks for every interaction; an implicit log has no such split
-      (`recsys.time_splits.time_split` refuses a single rating value, and no grounded user can be calibrated on it)."""
+    - with ``holdout`` and `explicit_ratings` or an `implicit_log`: ``recsys.time_splits.make_split(ds, kind,
+      holdout)``, the split grounded users are calibrated on, recorded in split.json as ml-100k-users' is (DataError
+      when ``ds`` cannot have it: no timestamps, too few test users);
+    - otherwise None: ``holdout`` None asks for every interaction; ratings on another scale have no such split
+      (no grounded user can be calibrated on them)."""
     from recsys.time_splits import make_split
 
-    return make_split(ds, kind, holdout) if holdout and explicit_ratings(ds) else None
+    return make_split(ds, kind, holdout) if holdout and (explicit_ratings(ds) or implicit_log(ds)) else None
 
 
 def document_rows(ds, split, holdout: float | None) -> pd.DataFrame:
     """The interactions DATASET_USERS documents are rendered from: ``split``'s TRAIN part when there is a split
-    (`document_split`); every interaction when ``holdout`` is None; on an implicit log, every interaction but
+    (`document_split`); every interaction when ``holdout`` is None; on ratings of another scale, every interaction but
     what the campaign's recommenders are scored on (each user's leave-last-out test item, `recsys.leave_last_out`),
     so that no persona is made from an offline test item."""
     if split is not None:
