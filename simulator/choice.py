@@ -15,8 +15,9 @@ items so its probabilities are real like shares, and the rating is a distributio
 
 An **implicit log** (purchases, clicks: every interaction a positive, `ChoiceModel.implicit`) records
 what people took and nothing of what they thought of it. Its model has the affinity and the take level,
-fitted as above, and nothing else: no like-given-watched fit, no rating model and no person's own level
-(nothing in the log tells them apart). A taken item is kept (P(like | watched) = 1: the log's only
+fitted as above, and nothing else: no like-given-watched fit and no rating model. The person's own level
+moves the take instead (``take_spread``, fitted on how much users take: `simulator.selector.fit_take_spread`).
+A taken item is kept (P(like | watched) = 1: the log's only
 outcome of a take) and rated ``IMPLICIT_TAKEN`` (5, what `recsys.atomic` writes for an interaction); an
 item not taken is rated ``IMPLICIT_UNTAKEN`` (3, the scale's middle: the log records no opinion of it).
 So on an implicit log a grounded user's ratings say only what it took, and a report reads no rating
@@ -61,7 +62,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from scipy.special import expit
 
 from simulator.rating_rules import RATING_RULES
-from simulator.selector import LIKED_MIN, person_logit, rating_distribution, sample_ratings, take_probability
+from simulator.selector import (LIKED_MIN, person_logit, rating_distribution, sample_ratings, take_logit,
+                                take_probability)
 
 #: (context characteristic, value) -> like-logit shift per genre; "*" applies to every item.
 CONTEXT_SHIFTS: dict[tuple[str, str], dict[str, float]] = {
@@ -112,12 +114,16 @@ class ChoiceModel(BaseModel):
                                  "moving with the like level (the same draw)")
     implicit: bool = Field(False, description="fitted on an implicit log (module docstring): affinity and take level "
                            "only; a taken item is kept and rated IMPLICIT_TAKEN, the rest IMPLICIT_UNTAKEN")
+    take_spread: float = Field(0.0, ge=0.0, description="an implicit log's person's own level: sd of a random "
+                               "intercept on the take logit (simulator.selector.fit_take_spread); 0 = none")
 
     @model_serializer(mode="wrap")
     def _explicit_unsaid(self, handler):
         data = handler(self)
-        if not data.get("implicit"):  # a calibration of explicit ratings reads as it did before the field
+        if not data.get("implicit"):  # a calibration of explicit ratings reads as it did before these fields
             data.pop("implicit", None)
+            if not data.get("take_spread"):
+                data.pop("take_spread", None)
         return data
 
     def z(self, X: np.ndarray) -> np.ndarray:
@@ -240,7 +246,8 @@ def decide(model: ChoiceModel, X: np.ndarray, *, user_mean: float, item_mean: np
         raise ValueError(f"the {model.kind} choice model has no base rates (take level, like given watched): a "
                          "calibration from before they existed; rerun `personasim calibrate`")
     logits = model.like_logit(X) + context_shift(context, genres) + focus_shift(focus, genres)
-    p_take = take_probability(logits, model.take_level)
+    p_take = take_probability(logits, model.take_level) if not model.take_spread else \
+        expit(take_logit(logits, model.take_level, model.take_spread, level))
     p_like = model.p_like_watched(X, level)
     if sampled:
         taken = rng.random(len(logits)) < p_take

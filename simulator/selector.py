@@ -27,7 +27,9 @@ record instead:
   they are scaled up by ``sqrt(1 + 0.346 like_spread^2)`` to keep the population's probabilities where
   they were fitted: Zeger, Liang & Albert 1988) and the expected rating by ``rating_spread * z``.
   `fit_person_spread` fits both on the validation part: the spread over users of each user's like rate,
-  then of each user's mean rating, on their rated items, simulated against real.
+  then of each user's mean rating, on their rated items, simulated against real. An implicit log records
+  neither; its person's level moves the take instead (``take_spread``, `fit_take_spread`: the spread over
+  users of how many of a recommender's top-k they went on to take).
 
 A run draws every part from a generator seeded per session and turn (`simulator.grounded`), so its
 run-to-run variation is the model's own uncertainty, of measured size. The deterministic decision
@@ -143,6 +145,47 @@ def fit_person_spread(logit: np.ndarray, liked: np.ndarray, mu: np.ndarray, rati
             "sim_sd_like_rate_without": round(sim_like[0], 4),
             "real_sd_mean_rating": round(real_mean, 4), "sim_sd_mean_rating": round(sim_mean[j], 4),
             "sim_sd_mean_rating_without": round(per_user_sd(ratings_at(0.0, likes_at(0.0))), 4)}
+
+
+def take_logit(affinity: np.ndarray, level: float, spread: float = 0.0, person: float = 0.0) -> np.ndarray:
+    """The take logit [M] of items with affinities [M] at the no-choice ``level`` for the person at ``person`` (a
+    standard normal draw) under a random intercept of sd ``spread`` on the take (an implicit log's own level,
+    `fit_take_spread`); ``spread`` 0 is `take_probability`'s logit."""
+    logit = np.asarray(affinity, dtype=float) + level
+    return person_logit(logit, spread, person) if spread else logit
+
+
+def fit_take_spread(affinities: list[np.ndarray], hits: np.ndarray, level: float, *, draws: int = 200, seed: int = 0,
+                    grid: np.ndarray | None = None) -> dict:
+    """An implicit log's person's own level (module docstring, on the take): the sd of a random intercept on the take
+    logit whose simulated sd over users of their hits on a recommender's top-k (mean over ``draws`` draws, common
+    random numbers) is nearest the real one. An implicit log records takes and nothing else, so this is the one
+    spread it can calibrate: people differ in how much of what they are shown they take, beyond what the evidence
+    (their history's length among it) sees.
+
+    affinities: one array [k] per user, the affinities of the recommender's top-k (`fit_level`'s rows); hits [n]:
+    how many of those the user went on to take; level: the fitted no-choice level. Returns the spread, the real and
+    simulated sds (with the spread, and without it), and the number of users."""
+    hits = np.asarray(hits, dtype=float)
+    if len(affinities) != len(hits) or len(hits) < 10:
+        raise ValueError(f"fit_take_spread: {len(hits)} users; at least 10 are needed")
+    A = np.stack([np.asarray(a, dtype=float) for a in affinities])  # [n, k]
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((draws, len(hits)))[:, :, None]
+    u = rng.random((draws, *A.shape))
+    grid = np.arange(0.0, 3.0001, 0.05) if grid is None else np.asarray(grid, float)
+    real = float(hits.std())
+
+    def sim_sd(spread: float) -> float:
+        p = expit(take_logit(A[None], level, spread, z))
+        return float((u < p).sum(2).std(axis=1).mean())
+
+    sims = [sim_sd(s) for s in grid]
+    i = int(np.argmin(np.abs(np.asarray(sims) - real)))
+    return {"take_spread": float(grid[i]), "n_users": int(len(hits)), "real_sd_hits": round(real, 4),
+            "sim_sd_hits": round(sims[i], 4), "sim_sd_hits_without": round(sim_sd(0.0), 4),
+            "real_mean_hits": round(float(hits.mean()), 4),
+            "sim_mean_hits": round(float((u < expit(take_logit(A[None], level, float(grid[i]), z))).sum(2).mean()), 4)}
 
 
 def rating_distribution(mu: np.ndarray, sd: float, cuts=ROUNDING_CUTS) -> np.ndarray:

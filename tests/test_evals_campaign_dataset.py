@@ -104,6 +104,10 @@ def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tm
     assert set(fid["not_measured"]) == {"rating_error", "rating_distribution", "like_given_watched",
                                         "population_realism"}
     assert "rmse below user-mean" not in fid["headline"]["targets"]
+    takes = fid["population_realism"]["takes"]  # how much users take: the implicit log's population check
+    assert takes["n_users"] == 60 and takes["k"] == 15 and takes["real_sd_hits"]["value"] > 0
+    assert cal["report"]["twin"]["take_spread"]["n_users"] == 60  # calibration_users
+    assert "population: take spread: the twins' sd of hits within the real one's CI" in fid["headline"]["targets"]
     assert fid["headline"]["twin_auc_1to1_matched"] > 0.5 and fid["ab_fidelity"]["pairs"]
 
     # the recommenders trained and scored on its leave-last-out split, with its categories as genres
@@ -131,6 +135,7 @@ def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tm
     assert "data set instacart: no explicit ratings (an implicit log)" in report
     assert "data set instacart: no user demographics" in report
     assert "Not fitted, on this implicit log: rating (" in report and "Not measured, on this implicit log:" in report
+    assert "how much they\ntake as real users do" in report and "the 15 items most taken in train" in report
 
     # the folder is pinned: a changed data set is refused on --resume
     inputs = json.loads((out / "campaign.json").read_text())["inputs"]

@@ -99,9 +99,53 @@ def test_an_implicit_calibration_fits_the_affinity_and_take_level_and_names_what
     assert model.like_coef[0] > 1.0  # the feature that separates the rows carries the affinity
     assert report["cv_auc"] > 0.8 and report["not_fitted"] == IMPLICIT_NOT_FITTED
     assert "person_spread" not in report and "like_given_watched_cv" not in report
+    assert report["take_spread"]["n_users"] == 30 and model.take_spread == report["take_spread"]["take_spread"]
     # the take level reproduces the popularity lists' real hits (simulator.selector.fit_level)
     expected = sum(float((1 / (1 + np.exp(-(model.like_logit(x) + model.take_level)))).sum()) for x in R.Xt)
     assert expected == pytest.approx(sum(R.hits), rel=1e-3)
     # the same rows without ratings are refused as explicit rows: nothing to fit a rating on
     with pytest.raises(ValueError, match="too little training data"):
         fit_kind("twin", R, features, seed=0)
+
+
+def _hits(rng, A: np.ndarray, level: float, spread: float) -> np.ndarray:
+    """Hits of users [n] on their lists A [n, k], each user at its own level drawn with sd ``spread``."""
+    from scipy.special import expit
+
+    from simulator.selector import take_logit
+
+    z = rng.standard_normal(len(A))[:, None]
+    return (rng.random(A.shape) < expit(take_logit(A, level, spread, z))).sum(1)
+
+
+@pytest.mark.parametrize("true_spread", [0.0, 1.5])
+def test_the_take_spread_is_recovered_from_users_hits(true_spread):
+    """`fit_take_spread` on hits simulated at a known spread: it finds that spread, and the users' mean hits stay
+    where the level put them (the random intercept is population-averaged)."""
+    from simulator.selector import fit_level, fit_take_spread
+
+    rng = np.random.default_rng(1)
+    A = rng.normal(-1.0, 1.0, size=(800, 15))
+    hits = _hits(rng, A, -2.0, true_spread)
+    level = fit_level(list(A), hits)
+    fit = fit_take_spread(list(A), hits, level, seed=0)
+    assert abs(fit["take_spread"] - true_spread) <= 0.35, fit
+    assert fit["sim_sd_hits"] == pytest.approx(fit["real_sd_hits"], rel=0.05)
+    assert fit["sim_mean_hits"] == pytest.approx(fit["real_mean_hits"], rel=0.1)
+    if true_spread:
+        assert fit["sim_sd_hits_without"] < 0.85 * fit["real_sd_hits"]  # without a level, users are too alike
+
+
+def test_an_implicit_persons_own_level_moves_what_it_takes():
+    m = _implicit_model(take_level=-1.0).model_copy(update={"take_spread": 1.5})
+    X = np.random.default_rng(0).normal(size=(30, len(EVIDENCE)))
+
+    def takes(level: float) -> float:
+        return np.mean([len(decide(m, X, user_mean=0.0, item_mean=np.zeros(30), genres=[[]] * 30, context={},
+                                   rng=np.random.default_rng(s), level=level).chosen) for s in range(100)])
+
+    assert takes(-1.0) < takes(0.0) < takes(1.0)
+    flat = m.model_copy(update={"take_spread": 0.0})
+    assert np.mean([len(decide(flat, X, user_mean=0.0, item_mean=np.zeros(30), genres=[[]] * 30, context={},
+                               rng=np.random.default_rng(s), level=1.0).chosen) for s in range(100)]) < takes(1.0)
+    assert "take_spread" not in m.model_copy(update={"implicit": False, "take_spread": 0.0}).model_dump()

@@ -119,7 +119,8 @@ def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
         out["fidelity"] = {"path": str(fid), "config_hash": record.get("config_hash"), "headline": record.get("headline"),
                            "model": record.get("model"), "n_users": record.get("n_users"),
                            "source": record.get("source", "validate fidelity"), "against": fidelity_baselines(record),
-                           "population": population_rows(record), "not_measured": record.get("not_measured")}
+                           "population": population_rows(record), "takes": take_rows(record),
+                           "not_measured": record.get("not_measured")}
     if not (run_dir / "real_drift.json").is_file():
         write_real_drift(run_dir, cfg)
     for name in ("real_drift", "ab_power"):  # beside the run: real_drift.json (written above when it can be),
@@ -161,6 +162,22 @@ def population_rows(record: dict) -> list[dict]:
             row[f"W {who}"] = f"{w['value']:.3f} [{w['ci'][0]:.3f}, {w['ci'][1]:.3f}]"
         rows.append(row)
     return rows
+
+
+def take_rows(record: dict) -> list[dict]:
+    """An implicit log's population check (`evals.validity.population.take_realism`), one row: the sd over users of
+    their hits on the train part's most taken items, real [CI] and simulated [2.5-97.5% of draws]; [] otherwise."""
+    takes = (record.get("population_realism") or {}).get("takes")
+    if not takes:
+        return []
+
+    def cell(d: dict, key: str) -> str:
+        return f"{d['value']:.3f} [{d[key][0]:.3f}, {d[key][1]:.3f}]"
+
+    return [{"list": f"the {takes['k']} items most taken in train", "users": takes["n_users"],
+             "real sd of hits": cell(takes["real_sd_hits"], "ci"), "twin": cell(takes["twin_sd_hits"], "range"),
+             "twin without its own level": cell(takes["twin_flat_sd_hits"], "range"),
+             "mean hits real / twin": f"{takes['real_mean_hits']:.3f} / {takes['twin_mean_hits']:.3f}"}]
 
 
 #: Who a fidelity figure belongs to, in the order the report lists them (the simulated users first).

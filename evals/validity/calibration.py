@@ -27,8 +27,10 @@ Protocol (nothing of the outer test part is read):
    to the mean), as the sd of a random intercept each simulated person draws once.
 On an implicit log (`evals.validity.grounding.implicit_log`: purchases or clicks, every interaction a positive) the
 targets of 2 are the validation interactions, and steps 1-2, the like fit of 3, 4 and the take level of 5 run as
-above; the rating regression, like given watched and the person's own level are not fitted (the log records no
-rating and no dislike; `simulator.choice.ChoiceModel.implicit`), and the report says so ('not_fitted').
+above; the rating regression, like given watched and the person's own level of 6 are not fitted (the log records no
+rating and no dislike; `simulator.choice.ChoiceModel.implicit`), and the report says so ('not_fitted'). The
+person's own level moves the take instead: the spread over users of their hits in 5, simulated against real
+(`simulator.selector.fit_take_spread`, the report's 'take_spread').
 The result is `calibration.json` beside the personas, stamped with the personas file's
 content hash and the split it was fitted on; a grounded user refuses a calibration
 that does not match its personas.
@@ -49,7 +51,7 @@ from tqdm import tqdm
 from evals.validity.grounding import LIKED_MIN, file_hash, item_space, memories
 from personas.infra.files import write_whole
 from simulator.choice import ChoiceModel, rating_cuts
-from simulator.selector import fit_level, fit_person_spread, reliability
+from simulator.selector import fit_level, fit_person_spread, fit_take_spread, reliability
 from simulator.evidence import EVIDENCE, ItemSpace, Memory, sources
 from simulator.grounded import grounded_features
 
@@ -201,7 +203,8 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
 IMPLICIT_NOT_FITTED = {
     "rating": "an implicit log records no rating",
     "like_given_watched": "an implicit log records no dislike: a taken item is kept",
-    "person_spread": "fitted on users' like rates and mean ratings, which an implicit log does not record",
+    "person_spread": "fitted on users' like rates and mean ratings, which an implicit log does not record (the "
+                     "person's level moves the take instead: 'take_spread')",
 }
 
 
@@ -239,11 +242,13 @@ def fit_kind(kind: str, R: Rows, features: list[str], seed: int, *,
               "take": {"level": round(level, 4), "recommender": "popularity (most rated in the inner training part)",
                        "k": TAKE_K, "n_users": len(R.hits),
                        "real_hit_rate": round(float(np.sum(R.hits)) / (TAKE_K * len(R.hits)), 4)}}
-    if implicit:
+    if implicit:  # the person's own level on the take: the spread over users of their hits on the same lists
+        spread = fit_take_spread(affinity, np.asarray(R.hits), level, seed=seed)
         model = ChoiceModel(kind=kind, features=list(features), mean=mean.tolist(), scale=scale.tolist(),
                             like_coef=clf.coef_[0].tolist(), like_intercept=float(clf.intercept_[0]),
-                            rating_coef=[], rating_intercept=0.0, rating_sd=0.0, take_level=level, implicit=True)
-        return model, {**report, "not_fitted": dict(IMPLICIT_NOT_FITTED)}, baselines
+                            rating_coef=[], rating_intercept=0.0, rating_sd=0.0, take_level=level, implicit=True,
+                            take_spread=spread["take_spread"])
+        return model, {**report, "take_spread": spread, "not_fitted": dict(IMPLICIT_NOT_FITTED)}, baselines
     Xr = (np.asarray(R.Xr, float) - mean) / scale
     base = np.column_stack([np.asarray(R.um), np.asarray(R.im), Xr])
     r = np.asarray(R.r, float)

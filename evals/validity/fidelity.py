@@ -68,7 +68,7 @@ from evals.validity.fidelity_ab import ab_fidelity, ab_models
 from evals.validity.fidelity_tables import (auc_differences, headline_of, like_given_watched, rating_histograms,
                                             rating_table, taste_table)
 from evals.validity.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
-from evals.validity.population import AverageUser, population_realism
+from evals.validity.population import AverageUser, population_realism, take_realism
 from evals.validity.read_ledger import part_read, record_test_read, test_reads_path
 from personas.infra.files import write_whole
 from simulator.choice import DECISION_HELP, ChoiceModel, DecisionMode, decide, refuse_temperature
@@ -83,7 +83,8 @@ RATIOS = (1, 3, 9)
 IMPLICIT_NOT_MEASURED = {
     "rating_error": "an implicit log records no rating", "rating_distribution": "ditto",
     "like_given_watched": "an implicit log records no dislike: a taken item is kept",
-    "population_realism": "its statistics are of ratings (like rate, mean rating, their spread)",
+    "population_realism": "its rating statistics (like rate, mean rating, their spread); in their place how much "
+                          "users take (population_realism.takes)",
 }
 NEGATIVES = ("uniform", "popularity_matched")
 
@@ -248,6 +249,10 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
     test_by = {u: g for u, g in split.test.groupby("user")}
     taste: dict[tuple, list] = {}
     ratings: list[dict] = []
+    takes: list[dict] = []
+    popular = np.argsort(-np.bincount(split.train.loc[split.train["rating"] >= LIKED_MIN, "item"].to_numpy(),
+                                      minlength=ds.n_items), kind="stable")
+    rated_train = {u: set(g["item"].tolist()) for u, g in split.train.groupby("user")}
     for u in tqdm(users, desc="fidelity users", unit="user", disable=not show_progress):
         rng = np.random.default_rng([cfg.seed, int(u)])
         g = test_by[u]
@@ -265,7 +270,9 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
                 for method, r in res.items():
                     taste.setdefault((kind, ratio, method), []).append(
                         (y, r["score"][sel], None if r["like"] is None else _classification(y, r["like"][sel])))
-        if res["twin"]["rating"] is None:  # an implicit log: no rating to compare
+        if res["twin"]["rating"] is None:  # an implicit log: no rating to compare; how much it takes instead
+            takes.append(await _take_row(scorer, f"twin:{uid[u]}", popular, rated_train.get(u, set()),
+                                         set(g["item"].tolist()), seed=int(rng.integers(2**31))))
             continue
         sel = np.array([at[int(i)] for i in rt["item"]])
         truth = rt["rating"].to_numpy(float)
@@ -285,7 +292,24 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
             "user_mean": np.full(len(sel), twin_mem.mean_rating),
             "item_mean": scorer.space.mean_rating[items[sel]],
         })
-    return taste, ratings
+    return taste, ratings, takes
+
+
+async def _take_row(scorer: _Scorer, user_key: str, popular: np.ndarray, own: set[int], later: set[int], *,
+                    seed: int) -> dict:
+    """One implicit-log user's row of `population.take_realism`: the train part's TAKE_K most taken items it had not
+    taken, how many of them it took later, and the twin's take probabilities of them (its own level, and none)."""
+    from evals.validity.calibration import TAKE_K
+    from scipy.special import expit
+    from simulator.selector import take_logit
+
+    shown = np.array([i for i in popular[:TAKE_K + len(own)] if int(i) not in own][:TAKE_K], dtype=np.int64)
+    model = scorer.models["twin"]
+    logits = (await scorer.score(user_key, shown, seed=seed))["twin"]["score"]  # the affinity, layers played
+    level = person_level("fidelity", scorer.cfg.seed, user_key)
+    return {"hits": len(set(shown.tolist()) & later),
+            "p_own": expit(take_logit(logits, model.take_level, model.take_spread, level)),
+            "p_flat": expit(take_logit(logits, model.take_level))}
 
 
 def prepare_personas(ds, split, out: Path, cfg: FidelityConfig, show_progress: bool) -> Path:
@@ -384,7 +408,7 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
     users = np.random.default_rng([cfg.seed, 1]).permutation(pos_users)[: cfg.users]
     scorer = _Scorer(llm, cards, space, mems, models, record.get("baselines", {}), cfg,
                      als=user_level_als(split, cfg.seed))
-    taste, ratings = asyncio.run(_taste_and_rating(scorer, ds, split, users, cfg, show_progress))
+    taste, ratings, takes = asyncio.run(_taste_and_rating(scorer, ds, split, users, cfg, show_progress))
     t_taste = time.perf_counter() - started - t_prep
     ab = None
     if cfg.ab_users:
@@ -398,8 +422,10 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
             [{"items": r["items"], "truth": r["truth"], "twin": r["twin_sampled"], "persona": r["persona_sampled"],
               "average_user": r["average_sampled"], "twin_flat": r["twin_flat"]} for r in ratings],
             space.genres, space.log_pop, n_boot=cfg.n_boot, seed=cfg.seed)
-    else:  # an implicit log (`simulator.choice.ChoiceModel.implicit`): nothing of a rating to read
-        rating_rows, distribution, watched, population = [], None, None, None
+    else:  # an implicit log (`simulator.choice.ChoiceModel.implicit`): nothing of a rating to read; how much users take
+        rating_rows, distribution, watched = [], None, None
+        population = {"takes": take_realism(takes, n_boot=cfg.n_boot, seed=cfg.seed)}
+        population["targets"] = population["takes"].pop("targets")
     differences = auc_differences(taste, cfg)
     layers_cost = auc_differences(taste, cfg, rules=("twin_without_layers",))  # [] when the users play no layer
     headline = headline_of(taste_rows, rating_rows, ab, distribution, watched, differences, ratings=bool(ratings))

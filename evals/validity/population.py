@@ -140,3 +140,30 @@ def population_realism(records: list[dict], genres: list[list[str]], log_pop: np
             "targets": targets,
             "note": "Wasserstein distance between the real users' and the population's per-user statistic, on each "
                     "user's held-out rated items, one sampled draw; smaller is more realistic"}
+
+
+def take_realism(rows: list[dict], *, n_boot: int, seed: int, draws: int = 200) -> dict:
+    """An implicit log's population check (its ratings say nothing; `simulator.choice.ChoiceModel.implicit`): do the
+    simulated users differ in how much they take as real users do? Each row is one test user: ``hits``, how many of a
+    popularity list (the train part's most taken items, its own left out) it went on to take in the held-out part;
+    ``p_own`` [k], the twin's take probabilities of that list at its own level; ``p_flat`` [k], at the population's.
+    The sd over users of hits, real (bootstrap CI over users) against simulated (mean over ``draws`` draws, and the
+    2.5-97.5% range of the draws), with and without the person's own level; and the mean hits."""
+    real = np.array([r["hits"] for r in rows], dtype=float)
+    rng = np.random.default_rng(seed)
+    boot = rng.integers(len(real), size=(n_boot, len(real)))
+    out = {"n_users": len(rows), "k": int(len(rows[0]["p_own"])) if rows else 0,
+           "real_sd_hits": {"value": round(float(real.std()), 4),
+                            "ci": [round(float(q), 4) for q in np.quantile(real[boot].std(axis=1), [0.025, 0.975])]},
+           "real_mean_hits": round(float(real.mean()), 4)}
+    for name, key in (("twin", "p_own"), ("twin_flat", "p_flat")):
+        P = np.stack([r[key] for r in rows])  # [n, k]
+        sims = (rng.random((draws, *P.shape)) < P).sum(2)  # [draws, n]
+        sds = sims.std(axis=1)
+        out[f"{name}_sd_hits"] = {"value": round(float(sds.mean()), 4),
+                                  "range": [round(float(q), 4) for q in np.quantile(sds, [0.025, 0.975])]}
+        out[f"{name}_mean_hits"] = round(float(sims.mean()), 4)
+    lo, hi = out["real_sd_hits"]["ci"]
+    out["targets"] = {"take spread: the twins' sd of hits within the real one's CI": lo <= out["twin_sd_hits"]["value"] <= hi}
+    return out
+
