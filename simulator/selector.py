@@ -182,7 +182,7 @@ def fit_take_spread(affinities: list[np.ndarray], hits: np.ndarray, level: float
 
     sims = [sim_sd(s) for s in grid]
     i = int(np.argmin(np.abs(np.asarray(sims) - real)))
-    return {"take_spread": float(grid[i]), "n_users": int(len(hits)), "real_sd_hits": round(real, 4),
+    return {"take_spread": round(float(grid[i]), 4), "n_users": int(len(hits)), "real_sd_hits": round(real, 4),
             "sim_sd_hits": round(sims[i], 4), "sim_sd_hits_without": round(sim_sd(0.0), 4),
             "real_mean_hits": round(float(hits.mean()), 4),
             "sim_mean_hits": round(float((u < expit(take_logit(A[None], level, float(grid[i]), z))).sum(2).mean()), 4)}

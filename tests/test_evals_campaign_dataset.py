@@ -165,6 +165,26 @@ def test_grounded_users_on_ratings_of_another_scale_are_refused_in_one_line_befo
     assert not out.exists()
 
 
+def test_personasim_calibrate_fits_an_atomic_folders_personas_and_refuses_another_data_set(instacart, tmp_path):
+    """`personasim calibrate --dataset DIR` on personas of that folder's own users (split.json beside them); the same
+    personas with the default data set (MovieLens-100k) are refused in one line, nothing written."""
+    from evals.validity.grounding import extract_dataset_personas
+    from recsys.atomic import load_atomic
+
+    ppath = extract_dataset_personas(load_atomic(instacart), tmp_path / "personas", kind="per-user", holdout=0.2, k=2,
+                                     seed=0, show_progress=False)
+    res = _cli("calibrate", "--personas", str(ppath), "--no-llm", "--users", "20", "--quiet", timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "split.json: of split instacart:time-holdout-0.2, but this data set gives ml-100k" in res.stderr
+    assert not (ppath.parent / "calibration.json").exists()
+    res = _cli("calibrate", "--personas", str(ppath), "--dataset", str(instacart), "--no-llm", "--users", "20",
+               "--quiet", timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    record = json.loads((ppath.parent / "calibration.json").read_text())
+    assert record["implicit"] and record["n_users"] == 20 and record["split"] == "instacart:time-holdout-0.2"
+    assert record["models"]["twin"]["take_spread"] == record["report"]["twin"]["take_spread"]["take_spread"]
+
+
 def test_what_the_data_cannot_serve_is_refused_before_any_work(instacart, tmp_path):
     """Sizes and columns, checked by `check_dataset` (no model trained, nothing written)."""
     from evals.campaign.dataset import DatasetError, check_dataset

@@ -55,6 +55,9 @@ def _client(no_llm: bool, backend: str, model: Optional[str], base_url: Optional
 def calibrate(
     personas: Path = typer.Option(..., "--personas", help="personas.jsonl extracted with --holdout (split.json beside it)"),
     users: int = typer.Option(300, "--users", help="training users whose later training ratings are fitted"),
+    dataset: str = typer.Option("ml-100k", "--dataset", help="ml-100k, or the folder of RecBole atomic files the "
+                                "personas were extracted from (a campaign's recsys.dataset; an implicit log is "
+                                "calibrated without ratings: evals/validity/calibration.py)"),
     no_llm: NoLLM = False,
     backend: BackendName = "embedded",
     model: ModelName = None,
@@ -71,7 +74,12 @@ def calibrate(
     from recsys import load_movielens
 
     read_personas_file(personas)
-    ds = load_movielens(ml100k_dir())
+    if dataset == "ml-100k":
+        ds = load_movielens(ml100k_dir())
+    else:
+        from recsys.atomic import load_atomic
+
+        ds = load_atomic(Path(dataset))
     split = split_for(ds, personas)  # the personas' own split (split.json): a calibration is never of another
     llm = _client(no_llm, backend, model, base_url, personas.parent / "llm_cache", adapter)
     record = fit(ds, split, personas, llm, n_users=users, use_llm=not no_llm, seed=seed,
