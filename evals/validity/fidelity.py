@@ -270,7 +270,7 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
                 for method, r in res.items():
                     taste.setdefault((kind, ratio, method), []).append(
                         (y, r["score"][sel], None if r["like"] is None else _classification(y, r["like"][sel])))
-        if res["twin"]["rating"] is None:  # an implicit log: no rating to compare; how much it takes instead
+        if scorer.models["twin"].implicit:  # an implicit log: no rating to compare; how much it takes instead
             takes.append(await _take_row(scorer, f"twin:{uid[u]}", popular, rated_train.get(u, set()),
                                          set(g["item"].tolist()), seed=int(rng.integers(2**31))))
             continue
@@ -415,7 +415,8 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
         models = ab_models(split, cfg.seed, train_config, mixture_k)
         ab = asyncio.run(ab_fidelity(scorer, ds, split, users[: cfg.ab_users], cfg, show_progress, models))
     taste_rows = taste_table(taste, cfg)
-    if ratings:
+    implicit = scorer.models["twin"].implicit
+    if not implicit:
         rating_rows, distribution, watched = rating_table(ratings, cfg), rating_histograms(ratings, cfg), \
             like_given_watched(ratings)
         population = population_realism(
@@ -428,9 +429,8 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
         population["targets"] = population["takes"].pop("targets")
     differences = auc_differences(taste, cfg)
     layers_cost = auc_differences(taste, cfg, rules=("twin_without_layers",))  # [] when the users play no layer
-    headline = headline_of(taste_rows, rating_rows, ab, distribution, watched, differences, ratings=bool(ratings))
-    if population:
-        headline["targets"].update({f"population: {k}": v for k, v in population["targets"].items()})
+    headline = headline_of(taste_rows, rating_rows, ab, distribution, watched, differences, ratings=not implicit)
+    headline["targets"].update({f"population: {k}": v for k, v in population["targets"].items()})
     return {
         "config": cfg.model_dump(), "config_hash": cfg.config_hash(), "seed": cfg.seed,
         "model": getattr(llm, "model", ""), "split": split.key, "n_users": int(len(users)),
@@ -440,7 +440,7 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
         "taste_alignment": taste_rows, "taste_against_simple_rules": differences,
         "taste_with_layers_minus_without": layers_cost, "rating_error": rating_rows,
         "rating_distribution": distribution, "ab_fidelity": ab,
-        **({"not_measured": IMPLICIT_NOT_MEASURED} if not ratings else {}),
+        **({"not_measured": IMPLICIT_NOT_MEASURED} if implicit else {}),
         "timings_s": {"prepare": round(t_prep, 1), "taste_and_rating": round(t_taste, 1),
                       "total": round(time.perf_counter() - started, 1)},
         "llm_usage": llm.usage.model_dump() if hasattr(llm, "usage") else None,
