@@ -117,9 +117,10 @@ class DataProfile:
                        "demographic facts")
         if self.implicit:
             out.append("no explicit ratings (an implicit log): persona documents have no 'Dislikes:'; grounded users "
-                       "are calibrated on what users took, with no rating model, like given watched or person's own "
-                       "level, they keep every item they take and rate it 5 (3 an item not taken), so their ratings "
-                       "and Q&A about their own record are not measures; the fidelity check reads taste and A/B only")
+                       "are calibrated on what users took (their own level moves the take), with no rating model or "
+                       "like given watched; they keep every item they take and rate it 5 (3 an item not taken), so "
+                       "their ratings are not a measure and their Q&A asks the card; the fidelity check reads taste, "
+                       "A/B and how much users take, not ratings")
         elif not self.explicit_ratings:
             out.append("no ratings on the 1-5 scale: persona documents have no 'Dislikes:', and grounded users cannot "
                        "run")
