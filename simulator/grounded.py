@@ -69,6 +69,7 @@ class Grounding:
     rating_rule: str = "expected"
     judge_seed: int = 0
     layers: tuple[str, ...] = ("subtopic", "context")  # what the decision plays of the profile's subtopic and context
+    verb: str = "watch"  # what the LLM judgement asks a user would do with an item (the calibration's own)
     judged: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)  # (persona id, item id) -> logit
 
     def memory_for(self, profile: UserProfile) -> Memory | None:
@@ -76,17 +77,19 @@ class Grounding:
         return self.memories.get(key)
 
 
-async def llm_judgement(llm, persona, canon: Memory, space: ItemSpace, items: np.ndarray, *, seed: int) -> np.ndarray:
-    """logit P(yes) [M] of "Would you enjoy watching X?" for item indices ``items`` [M], asked of the
+async def llm_judgement(llm, persona, canon: Memory, space: ItemSpace, items: np.ndarray, *, seed: int,
+                        verb: str = "watch") -> np.ndarray:
+    """logit P(yes) [M] of "Would you enjoy watching X?" (``verb`` 'watch', MovieLens's; else "Would you <verb> X?")
+    for item indices ``items`` [M], asked of the
     persona (its card and its canon's titles); clipped to +-LLM_CLIP. Twins of one persona share
     the persona's judgement: their own history enters through the evidence features, and one
     shared prompt is evaluated once for all items (`EmbeddedBackend._eval_blocks`).
     Raises RuntimeError naming the item when a call fails (never a silent default)."""
     liked, disliked = canon.titles(space)
-    system = render("grounded_judge", persona=persona, liked=liked, disliked=disliked)
+    system = render("grounded_judge", persona=persona, liked=liked, disliked=disliked, verb=verb)
     items = np.asarray(items, dtype=np.int64)
     results = await llm.option_probs_many(
-        [[{"role": "system", "content": system}, {"role": "user", "content": render("grounded_item", item=space.describe(i))}]
+        [[{"role": "system", "content": system}, {"role": "user", "content": render("grounded_item", item=space.describe(i), verb=verb)}]
          for i in items], ["yes", "no"], seed=seed)
     out = np.zeros(len(items))
     for j, (i, res) in enumerate(zip(items, results)):
@@ -98,11 +101,11 @@ async def llm_judgement(llm, persona, canon: Memory, space: ItemSpace, items: np
 
 
 async def grounded_features(llm, persona, memories: list[Memory], canon: Memory, space: ItemSpace, items: np.ndarray,
-                            features: list[str], *, seed: int) -> list[np.ndarray]:
+                            features: list[str], *, seed: int, verb: str = "watch") -> list[np.ndarray]:
     """For each memory, the [M, F] features of item indices ``items`` in the order of ``features``
     (EVIDENCE [+ 'llm']). ``canon``: the persona's memory, which the LLM judgement is asked with, once
     for all the memories (the twin and the persona-level user of one persona share it)."""
-    judged = await llm_judgement(llm, persona, canon, space, items, seed=seed) if "llm" in features else None
+    judged = await llm_judgement(llm, persona, canon, space, items, seed=seed, verb=verb) if "llm" in features else None
     return [evidence_features(space, m, items) if judged is None else
             np.column_stack([evidence_features(space, m, items), judged]) for m in memories]
 
@@ -161,7 +164,8 @@ class GroundedUser(SimulatedUser):
             todo = list(dict.fromkeys(i for i, k in zip(idx, key) if k not in g.judged))
             if todo:
                 canon = g.memories[f"persona:{memory.persona_id}"]
-                vals = await llm_judgement(self.llm, p.persona, canon, g.space, np.asarray(todo), seed=g.judge_seed)
+                vals = await llm_judgement(self.llm, p.persona, canon, g.space, np.asarray(todo), seed=g.judge_seed,
+                                           verb=g.verb)
                 g.judged.update({(memory.persona_id, g.space.ids[i]): float(v) for i, v in zip(todo, vals)})
             X = np.column_stack([X, [g.judged[k] for k in key]])
         return X

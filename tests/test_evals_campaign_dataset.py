@@ -93,7 +93,7 @@ def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tm
 
     # grounded users calibrated on the train part's later purchases: the affinity and take level, nothing of a rating
     cal = json.loads((out / "personas" / "calibration.json").read_text())
-    assert cal["implicit"] and cal["split"] == split["split"] and cal["llm"] is None
+    assert cal["implicit"] and cal["split"] == split["split"] and cal["llm"] is None and cal["verb"] == "buy"
     for kind in ("twin", "persona"):
         assert cal["models"][kind]["implicit"] and cal["models"][kind]["take_level"] is not None
         assert set(cal["report"][kind]["not_fitted"]) == {"rating", "like_given_watched", "person_spread"}
@@ -177,11 +177,17 @@ def test_personasim_calibrate_fits_an_atomic_folders_personas_and_refuses_anothe
     assert res.returncode == 2 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert "split.json: of split instacart:time-holdout-0.2, but this data set gives ml-100k" in res.stderr
     assert not (ppath.parent / "calibration.json").exists()
-    res = _cli("calibrate", "--personas", str(ppath), "--dataset", str(instacart), "--no-llm", "--users", "20",
-               "--quiet", timeout=300)
+    res = _cli("calibrate", "--personas", str(ppath), "--dataset", str(instacart), "--verb", "Buy!", "--no-llm",
+               timeout=300)
+    assert res.returncode == 2 and res.stderr.strip() == ("error: --verb 'Buy!': one or two lower-case words, e.g. "
+                                                         "'buy' or 'listen to'")
+    assert not (ppath.parent / "calibration.json").exists()
+    res = _cli("calibrate", "--personas", str(ppath), "--dataset", str(instacart), "--verb", "buy", "--no-llm",
+               "--users", "20", "--quiet", timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     record = json.loads((ppath.parent / "calibration.json").read_text())
     assert record["implicit"] and record["n_users"] == 20 and record["split"] == "instacart:time-holdout-0.2"
+    assert record["verb"] == "buy"
     assert record["models"]["twin"]["take_spread"] == record["report"]["twin"]["take_spread"]["take_spread"]
 
 

@@ -149,3 +149,20 @@ def test_an_implicit_persons_own_level_moves_what_it_takes():
     assert np.mean([len(decide(flat, X, user_mean=0.0, item_mean=np.zeros(30), genres=[[]] * 30, context={},
                                rng=np.random.default_rng(s), level=1.0).chosen) for s in range(100)]) < takes(1.0)
     assert "take_spread" not in m.model_copy(update={"implicit": False, "take_spread": 0.0}).model_dump()
+
+
+def test_the_llm_judgement_asks_the_data_sets_verb_and_movielens_text_is_unchanged():
+    """`simulator.grounded.llm_judgement`'s prompts: MovieLens-100k's ('watch') read exactly as before, so its
+    judgements and figures do not move; another data set's verb asks about that data set's items."""
+    from personas.card import PersonaCard
+    from simulator.prompts import render
+
+    card = PersonaCard(id="p0", name="Ana", summary="Buys for a family.")
+    assert render("grounded_item", item="Heat (1995)", verb="watch") == \
+        "Would you enjoy watching Heat (1995)? Answer yes or no."
+    assert render("grounded_judge", persona=card, liked=["Heat (1995)"], disliked=["Twister (1996)"],
+                  verb="watch").splitlines() == ["You are Ana. Buys for a family.", "Films you loved: Heat (1995).",
+                                                 "Films you disliked: Twister (1996).", "Answer only yes or no."]
+    assert render("grounded_item", item="Bananas", verb="buy") == "Would you buy Bananas? Answer yes or no."
+    judge = render("grounded_judge", persona=card, liked=["Bananas"], disliked=[], verb="buy")
+    assert "You liked: Bananas." in judge and "Film" not in judge

@@ -167,7 +167,7 @@ def _calibrate(cfg: CampaignConfig, out: Path, personas_path: Path, show_progres
     split = split_for(ds, personas_path)
     with _prepare_llm(cfg, out, g.llm_feature) as llm:
         record = calibrate(ds, split, personas_path, llm, n_users=g.calibration_users, use_llm=g.llm_feature,
-                           seed=cfg.seed, show_progress=show_progress)
+                           seed=cfg.seed, show_progress=show_progress, verb=cfg.recsys.verb())
     write_calibration(record, personas_path)
 
 
@@ -208,7 +208,7 @@ def check_fidelity(cfg: CampaignConfig, out: Path, personas_path: Path, show_pro
 
 def _grounding(cfg: CampaignConfig, personas_path: Path, ds):
     """The grounded users' item space, memories and fitted choice models (train part of the personas' split)."""
-    from evals.validity.calibration import read_calibration
+    from evals.validity.calibration import judgement_verb, read_calibration
     from evals.validity.grounding import item_space, memories, read_assignments, split_for
     from simulator.grounded import Grounding
 
@@ -217,11 +217,16 @@ def _grounding(cfg: CampaignConfig, personas_path: Path, ds):
     if record["split"] != split.key:
         raise ValueError(f"{personas_path.parent / 'calibration.json'}: fitted on {record['split']}, "
                          f"the personas are of {split.key}")
+    verb = judgement_verb(record)
+    if "llm" in record["features"] and verb != cfg.recsys.verb():
+        raise ValueError(f"{personas_path.parent / 'calibration.json'}: its LLM judgement asks whether a user would "
+                         f"{verb!r} an item, and this campaign's users {cfg.recsys.verb()!r} (recsys.dataset.verb); "
+                         "recalibrate with this verb")
     space = item_space(ds, split.train)
     mems = memories(ds, split.train, read_assignments(personas_path.parent), space)
     return Grounding(space, models, mems, sampled=cfg.grounding.decision == "sampled",
                      rating_rule=cfg.grounding.rating_rule, judge_seed=record["seed"],  # an int: read_calibration checks
-                     layers=tuple(cfg.grounding.layers))
+                     layers=tuple(cfg.grounding.layers), verb=verb)
 
 
 def draw_twins(members: dict[str, list[str]], n: int, seed: int, has_memory) -> dict[str, list[str]]:

@@ -58,6 +58,9 @@ def calibrate(
     dataset: str = typer.Option("ml-100k", "--dataset", help="ml-100k, or the folder of RecBole atomic files the "
                                 "personas were extracted from (a campaign's recsys.dataset; an implicit log is "
                                 "calibrated without ratings: evals/validity/calibration.py)"),
+    verb: Optional[str] = typer.Option(None, "--verb", help="what the LLM judgement asks a user would do with an item "
+                                       "(the campaign's recsys.dataset.verb); default 'watch' on ml-100k, 'choose' on "
+                                       "a folder"),
     no_llm: NoLLM = False,
     backend: BackendName = "embedded",
     model: ModelName = None,
@@ -67,6 +70,9 @@ def calibrate(
     quiet: Quiet = False,
 ) -> None:
     """Fit the grounded users' decision weights on the training split; writes calibration.json beside PERSONAS."""
+    import re
+
+    from evals.commands.errors import fail
     from evals.validity.calibration import calibrate as fit, write_calibration
     from evals.validity.grounding import split_for
     from evals.campaign.inputs import read_personas_file
@@ -82,8 +88,11 @@ def calibrate(
         ds = load_atomic(Path(dataset))
     split = split_for(ds, personas)  # the personas' own split (split.json): a calibration is never of another
     llm = _client(no_llm, backend, model, base_url, personas.parent / "llm_cache", adapter)
+    verb = verb or ("watch" if dataset == "ml-100k" else "choose")
+    if not re.fullmatch(r"[a-z]+( [a-z]+)?", verb):
+        fail(f"--verb {verb!r}: one or two lower-case words, e.g. 'buy' or 'listen to'")
     record = fit(ds, split, personas, llm, n_users=users, use_llm=not no_llm, seed=seed,
-                 show_progress=not quiet)
+                 show_progress=not quiet, verb=verb)
     path = write_calibration(record, personas)
     for kind, rep in record["report"].items():
         typer.echo(f"{kind:8s} cv AUC {rep['cv_auc']:.3f}; AUC lost without each source: "

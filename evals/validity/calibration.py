@@ -147,7 +147,7 @@ class Rows:
 
 async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], train: pd.DataFrame,
                    targets: pd.DataFrame, users: np.ndarray, uid: np.ndarray, features: list[str], per_user: int,
-                   seed: int, show_progress: bool) -> dict[str, Rows]:
+                   seed: int, show_progress: bool, verb: str = "watch") -> dict[str, Rows]:
     rng = np.random.default_rng(seed)
     bins = pop_bins(space)
     rows = {k: Rows(*([] for _ in range(14))) for k in KINDS}
@@ -179,7 +179,7 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
             continue
         canon = mems[f"persona:{twin.persona_id}"]
         both = await grounded_features(llm, cards[twin.persona_id], [twin, canon], canon, space, items, features,
-                                       seed=seed)
+                                       seed=seed, verb=verb)
         for kind, memory, X in zip(KINDS, (twin, canon), both):
             R = rows[kind]
             R.X += list(X[: len(like_items)])
@@ -302,7 +302,7 @@ def _one_feature_rules(X: np.ndarray, y: np.ndarray, features: list[str]) -> dic
 
 
 def collect_rows(ds, split, personas_path: Path, llm, *, features: list[str], n_users: int, per_user: int, seed: int,
-                 show_progress: bool = False) -> tuple[dict[str, Rows], np.ndarray, object]:
+                 show_progress: bool = False, verb: str = "watch") -> tuple[dict[str, Rows], np.ndarray, object]:
     """({kind: the rows a calibration fits}, the users they come from, ``split``'s inner split they were read
     on): ``n_users`` users of that inner split drawn with ``seed``, ``per_user`` items each. A calibration record's own users, seed and counts give its
     rows back (the circularity check refits on them, `evals.validity.pool`)."""
@@ -320,13 +320,15 @@ def collect_rows(ds, split, personas_path: Path, llm, *, features: list[str], n_
                                "(personas from another dataset?)")
     users = np.random.default_rng(seed).permutation(candidates)[:n_users]
     rows = asyncio.run(_collect(llm, cards, space, mems, inner.train, inner.test, users, uid, features, per_user, seed,
-                                show_progress))
+                                show_progress, verb))
     return rows, users, inner
 
 
 def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, per_user: int = 3, use_llm: bool = True,
-              seed: int = 0, show_progress: bool = True) -> dict:
-    """Fit the twin and persona choice models (module docstring) and return the calibration record."""
+              seed: int = 0, show_progress: bool = True, verb: str = "watch") -> dict:
+    """Fit the twin and persona choice models (module docstring) and return the calibration record. ``verb``: what
+    the LLM judgement asks a user would do with an item (`simulator.grounded.llm_judgement`; recorded when it is
+    not MovieLens's 'watch', and every later judgement is asked with it)."""
     from evals.validity.grounding import implicit_log, split_of
 
     personas_path = Path(personas_path)
@@ -336,7 +338,7 @@ def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, 
                                f"not {split.key!r}")
     features = list(EVIDENCE) + (["llm"] if use_llm else [])
     rows, users, inner = collect_rows(ds, split, personas_path, llm, features=features, n_users=n_users,
-                                      per_user=per_user, seed=seed, show_progress=show_progress)
+                                      per_user=per_user, seed=seed, show_progress=show_progress, verb=verb)
     models, reports, baselines = {}, {}, {}
     implicit = implicit_log(ds)
     for kind in KINDS:
@@ -349,11 +351,16 @@ def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, 
         "personas_hash": file_hash(personas_path), "personas_file": personas_path.name,
         "llm": getattr(llm, "model", "") if use_llm else None, "seed": seed, "n_users": int(len(users)),
         "per_user": per_user, "features": features,
-        **({"implicit": True} if implicit else {}),
+        **({"implicit": True} if implicit else {}), **({"verb": verb} if verb != "watch" else {}),
         "models": {k: m.model_dump() for k, m in models.items()},
         "report": reports,
         "baselines": baselines,
     }
+
+
+def judgement_verb(record: dict) -> str:
+    """The verb a calibration's LLM judgement was asked with ('watch' when the record names none)."""
+    return record.get("verb") or "watch"
 
 
 def write_calibration(record: dict, personas_path: str | Path) -> Path:

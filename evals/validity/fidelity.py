@@ -159,9 +159,10 @@ class _Scorer:
     """Scores and like/not-like decisions of every method for one user's items."""
 
     def __init__(self, llm, cards, space, mems, models: dict[str, ChoiceModel], baselines: dict, cfg: FidelityConfig,
-                 als=None):
+                 als=None, verb: str = "watch"):
         self.llm, self.cards, self.space, self.mems = llm, cards, space, mems
         self.models, self.baselines, self.cfg, self.als = models, baselines, cfg, als
+        self.verb = verb  # the calibration's LLM judgement verb (`evals.validity.calibration.judgement_verb`)
 
     def layers_of(self, user_key: str) -> tuple[dict[str, str], list[str]]:
         """(context, focus genres) of the user ``user_key`` plays (FidelityConfig.layers), drawn with the run's seed as a
@@ -180,7 +181,7 @@ class _Scorer:
         canon = self.mems[f"persona:{twin.persona_id}"]
         out = {}
         both = await grounded_features(self.llm, self.cards[twin.persona_id], [twin, canon], canon, self.space, items,
-                                       self.models["twin"].features, seed=self.cfg.seed)
+                                       self.models["twin"].features, seed=self.cfg.seed, verb=self.verb)
         level = person_level("fidelity", self.cfg.seed, user_key)  # this person's own level, both kinds alike
         context, focus = self.layers_of(user_key)  # the session it plays, both kinds alike
         for kind, memory, X in zip(("twin", "persona"), (twin, canon), both):
@@ -390,7 +391,7 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
     ``split``'s TRAIN part): the fidelity record, not written. `run_fidelity` calls it on the personas it
     extracted; a campaign (`evals.campaign.world.prepare`) on its own, with its recommenders' ``train_config`` and
     AMP-CF's ``mixture_k``."""
-    from evals.validity.calibration import read_calibration
+    from evals.validity.calibration import judgement_verb, read_calibration
     from personas.card import read_personas
 
     started = time.perf_counter() if started is None else started
@@ -407,7 +408,7 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
                        if (g["rating"] >= LIKED_MIN).any() and f"twin:{uid[u]}" in mems)
     users = np.random.default_rng([cfg.seed, 1]).permutation(pos_users)[: cfg.users]
     scorer = _Scorer(llm, cards, space, mems, models, record.get("baselines", {}), cfg,
-                     als=user_level_als(split, cfg.seed))
+                     als=user_level_als(split, cfg.seed), verb=judgement_verb(record))
     taste, ratings, takes = asyncio.run(_taste_and_rating(scorer, ds, split, users, cfg, show_progress))
     t_taste = time.perf_counter() - started - t_prep
     ab = None

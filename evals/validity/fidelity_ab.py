@@ -122,7 +122,7 @@ async def ab_fidelity(scorer, ds, split, ab_users: np.ndarray, cfg, show_progres
                 page = ranked[v][int(u)][t * cfg.slate_size:(t + 1) * cfg.slate_size]
                 [X] = await grounded_features(scorer.llm, scorer.cards[memory.persona_id], [memory],
                                               scorer.mems[f"persona:{memory.persona_id}"], scorer.space, page,
-                                              model.features, seed=cfg.seed)
+                                              model.features, seed=cfg.seed, verb=scorer.verb)
                 d = decide(model, X, user_mean=memory.mean_rating, item_mean=scorer.space.mean_rating[page],
                            genres=[scorer.space.genres[i] for i in page], context=context, focus=focus,
                            sampled=cfg.decision == "sampled", rng=np.random.default_rng([cfg.seed, int(u), t]),
