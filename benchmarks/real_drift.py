@@ -1,4 +1,4 @@
-"""Drift read against people: the campaign's within/between ratio on real MovieLens users, beside a campaign's own.
+"""Drift read against people: the campaign's within/between ratio on its data set's real users, beside its own.
 
     .venv/bin/python benchmarks/real_drift.py runs/default [--draws 200] [--seed 0]
 
@@ -6,6 +6,8 @@ Reads the campaign folder's personas (their assignments and split), cuts each te
 in two halves in time order, and computes the ratio over all eligible users and at the campaign's design
 (its grounded users per persona, drawn at random, ``--draws`` times): `evals.validity.real_drift`. Then prints each
 user variant's ratio and CI from the folder's drift.json against the real range. Writes RUN/real_drift.json.
+The data set is the campaign's (`recsys.dataset`); on an implicit log, or personas without a split, one line and
+exit 2, nothing written.
 """
 
 from __future__ import annotations
@@ -14,8 +16,19 @@ import argparse
 import json
 from pathlib import Path
 
+from evals.commands.errors import EXIT_CODE, emit
 from evals.validity.real_drift import compare, real_drift_of
 from personas.infra.files import write_whole
+
+
+def _dataset(config: dict):
+    """The campaign's data set from its raw config's ``recsys.dataset`` (MovieLens-100k by default)."""
+    dataset = (config.get("recsys") or {}).get("dataset", "ml-100k")
+    if dataset == "ml-100k":
+        return None  # real_drift_of's default
+    from recsys.atomic import load_atomic
+
+    return load_atomic(Path(dataset["path"]), dataset.get("name"))
 
 
 def main() -> None:
@@ -29,7 +42,14 @@ def main() -> None:
     personas_path = Path(given) if given else a.run / "personas" / "personas.jsonl"
     upp = config.get("users_per_persona", 4)
     users = upp.get("grounded", 4) if isinstance(upp, dict) else upp
-    real = real_drift_of(personas_path, users, draws=a.draws, seed=a.seed)
+    from evals.validity.grounding import GroundingError
+    from recsys.data import DataError
+
+    try:
+        real = real_drift_of(personas_path, users, ds=_dataset(config), draws=a.draws, seed=a.seed)
+    except (GroundingError, DataError, OSError) as exc:
+        emit(str(exc))
+        raise SystemExit(EXIT_CODE) from None
     al, d = real["all"], real["design"]
     print(f"real users, all {al['n_users']} eligible: ratio {al['ratio']:.3g}, identical-persona null "
           f"{al['null']['mean']:.3g}, p = {al['null']['p_value']:.3g}")

@@ -136,6 +136,12 @@ def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tm
     assert "data set instacart: no user demographics" in report
     assert "Not fitted, on this implicit log: rating (" in report and "Not measured, on this implicit log:" in report
     assert "how much they\ntake as real users do" in report and "the 15 items most taken in train" in report
+    # real users' drift reads ratings: said to be unmeasurable here, not a command to run that would fail
+    assert json.loads((out / "real_drift.json").read_text())["unavailable"].startswith("not measurable on an implicit")
+    assert "not measurable on an implicit log" in report
+    res = subprocess.run([sys.executable, "-m", "benchmarks.real_drift", str(out)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert res.returncode == 2 and res.stderr.strip().startswith("error: instacart: not measurable on an implicit log")
 
     # the folder is pinned: a changed data set is refused on --resume
     inputs = json.loads((out / "campaign.json").read_text())["inputs"]

@@ -195,6 +195,8 @@ def test_drift_is_read_against_real_users_and_the_ab_against_its_own_calibration
     assert rows["frozen users"]["status"] == "bad" and "stability built in" in rows["frozen users"]["verdict"]
     assert rows["loud users"]["status"] == "warn"
     assert real_drift_rows(drift, None)[0]["status"] == "missing"
+    [why] = real_drift_rows(drift, {"unavailable": "not measurable on an implicit log: ..."})  # said, not "run X"
+    assert why["status"] == "missing" and why["verdict"].startswith("not measurable") and "benchmarks" not in why["verdict"]
 
     def record(fp, power):
         return {"pairs": 100, "design": {"paired_users": 16}, "primary": "like_rate", "degrade_share": 0.3,

@@ -134,19 +134,27 @@ def validity(run_dir: Path, cfg: CampaignConfig) -> dict:
 
 
 def write_real_drift(run_dir: Path, cfg: CampaignConfig) -> None:
-    """RUN/real_drift.json for a campaign of grounded users whose personas come from MovieLens users with a split
-    (`evals.validity.real_drift`: the real users' own drift ratio at this design, 200 draws, about 6 s); nothing
-    for any other campaign."""
+    """RUN/real_drift.json for a campaign of grounded users whose personas are its data set's users with a split
+    (`evals.validity.real_drift`: the real users' own drift ratio at this design, 200 draws, about 6 s); on an
+    implicit log, a record saying why it is not measurable; nothing for any other campaign."""
     from evals.validity.grounding import GroundingError
     from evals.validity.real_drift import real_drift_of
     from personas.infra.files import write_whole
 
     if "grounded" not in cfg.user_variants:
         return
+    from evals.campaign.dataset import load_dataset
+    from evals.validity.grounding import implicit_log
+    from evals.validity.real_drift import IMPLICIT_UNMEASURABLE
+
     try:
-        record = real_drift_of(personas_path(run_dir, cfg), cfg.users_for("grounded"), seed=cfg.seed)
+        ds = load_dataset(cfg.recsys.dataset)
+        if implicit_log(ds):
+            record = {"unavailable": IMPLICIT_UNMEASURABLE}
+        else:
+            record = real_drift_of(personas_path(run_dir, cfg), cfg.users_for("grounded"), ds=ds, seed=cfg.seed)
     except (GroundingError, ValueError, OSError, KeyError):
-        return  # not MovieLens users with a split: the panel says how to measure it
+        return  # personas without a split: the panel says how to measure it
     write_whole(run_dir / "real_drift.json", json.dumps(record, indent=2, default=float) + "\n")
 
 

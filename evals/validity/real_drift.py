@@ -118,16 +118,26 @@ def real_drift(sessions: pd.DataFrame, users_per_persona: int, *, draws: int = D
     }
 
 
-def real_drift_of(personas_path, users_per_persona: int, *, draws: int = DRAWS, seed: int = 0) -> dict:
-    """`real_drift` of the MovieLens test users behind ``personas_path``: its split (GroundingError when the
-    personas have none), each user's held-out ratings in two halves, grouped by the personas' assignments."""
+#: Why an implicit log has no real drift to read (`real_drift_of`; the report's panel says it).
+IMPLICIT_UNMEASURABLE = ("not measurable on an implicit log: real users' sessions are read from their held-out "
+                         "ratings (share liked, mean rating), and every held-out interaction is a take")
+
+
+def real_drift_of(personas_path, users_per_persona: int, *, ds=None, draws: int = DRAWS, seed: int = 0) -> dict:
+    """`real_drift` of the test users of ``ds`` (default: MovieLens-100k) behind ``personas_path``: its split
+    (GroundingError when the personas have none, or are of another data set), each user's held-out ratings in two
+    halves, grouped by the personas' assignments. GroundingError(`IMPLICIT_UNMEASURABLE`) on an implicit log."""
     from pathlib import Path
 
-    from evals.validity.grounding import read_assignments, split_for
-    from personas.infra.assets import ml100k_dir
-    from recsys import load_movielens
+    from evals.validity.grounding import GroundingError, implicit_log, read_assignments, split_for
 
-    ds = load_movielens(ml100k_dir())
+    if ds is None:
+        from personas.infra.assets import ml100k_dir
+        from recsys import load_movielens
+
+        ds = load_movielens(ml100k_dir())
+    if implicit_log(ds):
+        raise GroundingError(f"{ds.name}: {IMPLICIT_UNMEASURABLE}")
     sessions = real_sessions(ds, split_for(ds, personas_path).test, read_assignments(Path(personas_path).parent))
     return real_drift(sessions, users_per_persona, draws=draws, seed=seed)
 

@@ -110,6 +110,8 @@ def real_drift_rows(drift: dict | None, real: dict | None) -> list[dict]:
     """Each user variant's drift ratio CI against real users' own ratio at the campaign's design
     (`evals.validity.real_drift`): within their range, more stable (built in) or noisier."""
     check = "drift against real users' own drift"
+    if real and real.get("unavailable"):
+        return [_row(check, "not measured", real["unavailable"], "missing")]
     if not real or "design" not in real:
         return [_row(check, "not measured", "unknown: run `python -m benchmarks.real_drift RUN` (writes "
                                              "RUN/real_drift.json)", "missing")]
