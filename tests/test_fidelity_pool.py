@@ -100,6 +100,15 @@ def test_the_record_has_every_field(world):
         assert p["rank_by_simulator"][p["family"]] == p["rank_without"]
         assert set(p["promoted_over"]) <= set(p["beaten_offline_by"])
     assert len(r["targets"]) == 5 and all(isinstance(v, bool) for v in r["targets"].values())
+    # the mitigation: each member judged without its own family's evidence, from the same per-user like rates
+    blind = r["orders"]["kin_blind_recall@10"]
+    assert blind["judged_by"] == {"random": "full", "pop": "popularity", "itemknn": "item-knn", "ease": "ease",
+                                  "ease+mmr@0.7": "full"}
+    assert blind["n_recommenders"] == 5 and blind["ceiling"] == r["orders"]["recall@10"]["ceiling"]
+    from evals.validity.pool_orders import kin_blind
+
+    rates, _ = kin_blind(r["pool"], run.simulated)
+    assert rates["pop"] is run.simulated["popularity"]["pop"] and rates["random"] is run.simulated["full"]["random"]
     assert r["calibration_check"]["refit_equals_calibration"]
     json.dumps(r)  # JSON as it is
     # the per-user arrays behind every figure, for paired tests

@@ -23,6 +23,8 @@ Protocol, on one split (a `recsys.time_splits.TimeSplit`: the per-user time spli
    that simulator judges the pool again; each recommender's rank under the full and the ablated simulator,
    and offline. Two probes rank by the simulator's own EASE and PureSVD evidence (`EvidenceProbe`): is one
    promoted, in simulation, over a recommender that beats it offline?
+6. a mitigation (`pool_orders.kin_blind`, in ``orders['kin_blind_recall@10']``): the order when each recommender is
+   judged by the simulator without its own family's evidence, against offline.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from evals.validity.grounding import LIKED_MIN
 from evals.validity.pool_members import (DEPTH, UNPERSONALISED, Member, PoolInputs, default_pool, fit_pool, held_out,
                                          offline_truth, probes, rank_pool)
 from evals.validity.pool_orders import (Resampled, _ranks, ablated_judges, agreement, calibration_rows, circularity,
-                                        order_agreement, order_ceiling, pairwise)
+                                        kin_blind, order_agreement, order_ceiling, pairwise)
 from simulator.choice import ChoiceModel, decide
 from simulator.evidence import ItemSpace
 from simulator.selector import person_level
@@ -205,6 +207,11 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
                             "ceiling": order_ceiling(stack(rec, pool), boot, seed=cfg.seed)},
               "ndcg@10": {**order_agreement(stack(full, pool), stack(ndcg, pool), boot),
                           "ceiling": order_ceiling(stack(ndcg, pool), boot, seed=cfg.seed)}}
+    blind, blind_judge = kin_blind(pool, simulated)  # the mitigation: each judged without its own family's evidence
+    orders["kin_blind_recall@10"] = {**order_agreement(stack(blind, pool), stack(rec, pool), boot),
+                                     "ceiling": orders["recall@10"]["ceiling"], "judged_by": blind_judge,
+                                     "note": "each recommender judged by the simulator without its own family's "
+                                             "evidence: no family lifts its kind here, by construction"}
     if len(close) >= 3:
         orders["close_competitors_recall@10"] = {**order_agreement(stack(full, close), stack(rec, close), boot),
                                                  "ceiling": order_ceiling(stack(rec, close), boot, seed=cfg.seed),

@@ -267,6 +267,17 @@ def circularity(pool: list[str], members: dict[str, Member], off: dict[str, np.n
                                                      if l["value"] > 1})}
 
 
+def kin_blind(pool: list[str], sims: dict[str, dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], dict]:
+    """A mitigation of circularity: each member judged by the simulator without the evidence family whose kind it
+    is (`KIN`: MF, ALS and BPR by the one without SVD evidence, EASE without EASE, popularity and recent-pop
+    without popularity, item-kNN without its cosines); a member of no family's kind by the full simulator.
+    Returns ({member: like rate [m]}, {member: the simulator that judged it}). No family can lift its own kind in
+    this order, by construction; what it can be read for is whether its order agrees with offline better or worse
+    than the full simulator's (`order_agreement`)."""
+    judge = {n: next((fam for fam, kin in KIN.items() if n in kin and fam in sims), "full") for n in pool}
+    return {n: sims[judge[n]][n] for n in pool}, judge
+
+
 def probe_standing(probe: str, pool: list[str], members: dict[str, Member], off: dict[str, np.ndarray],
                    sims: dict[str, dict[str, np.ndarray]], *, seed: int, n_boot: int) -> dict:
     """A probe against every pool member: offline (Recall@10) and in simulation, with the full simulator and
