@@ -23,12 +23,11 @@ from personas.infra.files import write_whole
 
 def _dataset(config: dict):
     """The campaign's data set from its raw config's ``recsys.dataset`` (MovieLens-100k by default)."""
-    dataset = (config.get("recsys") or {}).get("dataset", "ml-100k")
-    if dataset == "ml-100k":
-        return None  # real_drift_of's default
-    from recsys.atomic import load_atomic
+    from evals.campaign.config import DatasetFolder
+    from evals.campaign.dataset import load_dataset
 
-    return load_atomic(Path(dataset["path"]), dataset.get("name"))
+    dataset = (config.get("recsys") or {}).get("dataset", "ml-100k")
+    return load_dataset(dataset if dataset == "ml-100k" else DatasetFolder.model_validate(dataset))
 
 
 def main() -> None:

@@ -261,16 +261,16 @@ def decide(model: ChoiceModel, X: np.ndarray, *, user_mean: float, item_mean: np
     liked = taken & likes
     if model.implicit:  # the log's own values (module docstring), drawn from nothing
         ratings = np.where(taken, IMPLICIT_TAKEN, IMPLICIT_UNTAKEN)
-        stop = bool(may_stop and rng.random() < expit(stop_logit(context, not chosen)))
-        return Decision(logits, p_take, p_like, liked, chosen, ratings, stop, ratings.astype(float))
-    mu = model.expected_rating(X, user_mean, item_mean, level)
-    cuts = model.rating_cutpoints(rating_rule)
-    part = np.where(taken, liked.astype(int), -1)
-    if sampled:
-        ratings = sample_ratings(rating_distribution(mu, model.rating_sd, cuts), part, rng)
+        mu = ratings.astype(float)
     else:
-        ratings = model.rating(mu, rating_rule)
-        ratings[part == 1] = np.maximum(ratings[part == 1], LIKED_MIN)
-        ratings[part == 0] = np.minimum(ratings[part == 0], LIKED_MIN - 1)
+        mu = model.expected_rating(X, user_mean, item_mean, level)
+        part = np.where(taken, liked.astype(int), -1)
+        if sampled:
+            ratings = sample_ratings(rating_distribution(mu, model.rating_sd, model.rating_cutpoints(rating_rule)),
+                                     part, rng)
+        else:
+            ratings = model.rating(mu, rating_rule)
+            ratings[part == 1] = np.maximum(ratings[part == 1], LIKED_MIN)
+            ratings[part == 0] = np.minimum(ratings[part == 0], LIKED_MIN - 1)
     stop = bool(may_stop and rng.random() < expit(stop_logit(context, not chosen)))
     return Decision(logits, p_take, p_like, liked, chosen, ratings, stop, mu)

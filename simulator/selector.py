@@ -176,16 +176,15 @@ def fit_take_spread(affinities: list[np.ndarray], hits: np.ndarray, level: float
     grid = np.arange(0.0, 3.0001, 0.05) if grid is None else np.asarray(grid, float)
     real = float(hits.std())
 
-    def sim_sd(spread: float) -> float:
-        p = expit(take_logit(A[None], level, spread, z))
-        return float((u < p).sum(2).std(axis=1).mean())
+    def simulated(spread: float) -> tuple[float, float]:  # (sd over users of hits, mean hits), over the draws
+        sim_hits = (u < expit(take_logit(A[None], level, spread, z))).sum(2)
+        return float(sim_hits.std(axis=1).mean()), float(sim_hits.mean())
 
-    sims = [sim_sd(s) for s in grid]
-    i = int(np.argmin(np.abs(np.asarray(sims) - real)))
+    sims = [simulated(s) for s in grid]
+    i = int(np.argmin(np.abs(np.asarray([sd for sd, _ in sims]) - real)))
     return {"take_spread": round(float(grid[i]), 4), "n_users": int(len(hits)), "real_sd_hits": round(real, 4),
-            "sim_sd_hits": round(sims[i], 4), "sim_sd_hits_without": round(sim_sd(0.0), 4),
-            "real_mean_hits": round(float(hits.mean()), 4),
-            "sim_mean_hits": round(float((u < expit(take_logit(A[None], level, float(grid[i]), z))).sum(2).mean()), 4)}
+            "sim_sd_hits": round(sims[i][0], 4), "sim_sd_hits_without": round(simulated(0.0)[0], 4),
+            "real_mean_hits": round(float(hits.mean()), 4), "sim_mean_hits": round(sims[i][1], 4)}
 
 
 def rating_distribution(mu: np.ndarray, sd: float, cuts=ROUNDING_CUTS) -> np.ndarray:

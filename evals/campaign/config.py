@@ -173,6 +173,11 @@ class GroundingSettings(_Strict):
         return n
 
 
+#: What a data set's verb may be: one or two lower-case words ('buy', 'listen to'); the campaign's
+#: `DatasetFolder.verb` and `personasim calibrate --verb` check it.
+VERB_PATTERN = r"^[a-z]+( [a-z]+)?$"
+
+
 class DatasetFolder(_Strict):
     """A data set in RecBole's atomic-file format (`recsys.atomic`): a folder holding NAME.inter (user_id, item_id;
     rating or label; timestamp) and optionally NAME.item (title, genres or categories, year) and NAME.user
@@ -181,7 +186,7 @@ class DatasetFolder(_Strict):
     path: str = Field(description="the folder (relative to the working folder, as personas.path is)")
     name: str | None = Field(None, description="NAME, when the folder holds several .inter files and none is named "
                              "after the folder")
-    verb: str = Field("choose", pattern=r"^[a-z]+( [a-z]+)?$", description="what a simulated user does with a chosen "
+    verb: str = Field("choose", pattern=VERB_PATTERN, description="what a simulated user does with a chosen "
                       "item, in its prompts ('buy', 'read', 'listen to'); MovieLens-100k's is 'watch'")
 
     @model_serializer(mode="wrap")

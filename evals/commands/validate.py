@@ -72,24 +72,19 @@ def calibrate(
     """Fit the grounded users' decision weights on the training split; writes calibration.json beside PERSONAS."""
     import re
 
+    from evals.campaign.config import VERB_PATTERN, DatasetFolder
+    from evals.campaign.dataset import load_dataset
     from evals.commands.errors import fail
     from evals.validity.calibration import calibrate as fit, write_calibration
     from evals.validity.grounding import split_for
     from evals.campaign.inputs import read_personas_file
-    from personas.infra.assets import ml100k_dir
-    from recsys import load_movielens
 
     read_personas_file(personas)
-    if dataset == "ml-100k":
-        ds = load_movielens(ml100k_dir())
-    else:
-        from recsys.atomic import load_atomic
-
-        ds = load_atomic(Path(dataset))
+    ds = load_dataset(dataset if dataset == "ml-100k" else DatasetFolder(path=dataset))
     split = split_for(ds, personas)  # the personas' own split (split.json): a calibration is never of another
     llm = _client(no_llm, backend, model, base_url, personas.parent / "llm_cache", adapter)
     verb = verb or ("watch" if dataset == "ml-100k" else "choose")
-    if not re.fullmatch(r"[a-z]+( [a-z]+)?", verb):
+    if not re.fullmatch(VERB_PATTERN, verb):
         fail(f"--verb {verb!r}: one or two lower-case words, e.g. 'buy' or 'listen to'")
     record = fit(ds, split, personas, llm, n_users=users, use_llm=not no_llm, seed=seed,
                  show_progress=not quiet, verb=verb)

@@ -122,6 +122,17 @@ def draw_negatives(rng: np.random.Generator, rated: set[int], positives: np.ndar
     return np.asarray(out, dtype=np.int64)
 
 
+def most_rated(train: pd.DataFrame, n_items: int) -> np.ndarray:
+    """Item indices [N], the most rated in ``train`` first (any rating; ties by index): the popularity recommender
+    the take level is fitted on."""
+    return np.argsort(-np.bincount(train["item"].to_numpy(), minlength=n_items), kind="stable")
+
+
+def popularity_list(order: np.ndarray, own: set[int], k: int = TAKE_K) -> np.ndarray:
+    """The first ``k`` of ``order`` (`most_rated`) that are not in ``own`` (the user's rated items)."""
+    return np.array([i for i in order[:k + len(own)] if int(i) not in own][:k], dtype=np.int64)
+
+
 @dataclass
 class Rows:
     """Fit rows of one memory kind: like X [n, F], y [n]; rating Xr [m, F], r [m], user mean, item mean [m];
@@ -153,7 +164,7 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
     rows = {k: Rows(*([] for _ in range(14))) for k in KINDS}
     rated_by = {u: set(g["item"].tolist()) for u, g in train.groupby("user")}
     tgt_by = {u: g for u, g in targets.groupby("user")}
-    most_rated = np.argsort(-np.bincount(train["item"].to_numpy(), minlength=len(space.ids)), kind="stable")
+    popular = most_rated(train, len(space.ids))
     for u in tqdm(users, desc="calibration users", unit="user", disable=not show_progress):
         twin = mems.get(f"twin:{uid[u]}")
         g = tgt_by.get(u)
@@ -171,7 +182,7 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
         labels = [1] * len(pos) + [0] * len(negs)
         r_items = rt["item"].to_numpy(np.int64)
         own = rated_by.get(u, set())
-        shown = np.array([i for i in most_rated[:TAKE_K + len(own)] if int(i) not in own][:TAKE_K], dtype=np.int64)
+        shown = popularity_list(popular, own)
         hits = len(set(shown.tolist()) & set(g["item"].tolist()))
         w_items = rw["item"].to_numpy(np.int64)
         items = np.concatenate([like_items, r_items, shown, w_items])

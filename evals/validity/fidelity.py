@@ -63,7 +63,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
-from evals.validity.calibration import draw_negatives, pop_bins
+from evals.validity.calibration import draw_negatives, most_rated, pop_bins, popularity_list
 from evals.validity.fidelity_ab import ab_fidelity, ab_models
 from evals.validity.fidelity_tables import (auc_differences, headline_of, like_given_watched, rating_histograms,
                                             rating_table, taste_table)
@@ -251,9 +251,10 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
     taste: dict[tuple, list] = {}
     ratings: list[dict] = []
     takes: list[dict] = []
-    popular = np.argsort(-np.bincount(split.train.loc[split.train["rating"] >= LIKED_MIN, "item"].to_numpy(),
-                                      minlength=ds.n_items), kind="stable")
-    rated_train = {u: set(g["item"].tolist()) for u, g in split.train.groupby("user")}
+    implicit = scorer.models["twin"].implicit
+    if implicit:  # the popularity lists how much users take is read on (`_take_row`)
+        popular = most_rated(split.train, ds.n_items)
+        rated_train = {u: set(g["item"].tolist()) for u, g in split.train.groupby("user")}
     for u in tqdm(users, desc="fidelity users", unit="user", disable=not show_progress):
         rng = np.random.default_rng([cfg.seed, int(u)])
         g = test_by[u]
@@ -271,7 +272,7 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
                 for method, r in res.items():
                     taste.setdefault((kind, ratio, method), []).append(
                         (y, r["score"][sel], None if r["like"] is None else _classification(y, r["like"][sel])))
-        if scorer.models["twin"].implicit:  # an implicit log: no rating to compare; how much it takes instead
+        if implicit:  # an implicit log: no rating to compare; how much it takes instead
             takes.append(await _take_row(scorer, f"twin:{uid[u]}", popular, rated_train.get(u, set()),
                                          set(g["item"].tolist()), seed=int(rng.integers(2**31))))
             continue
@@ -298,13 +299,13 @@ async def _taste_and_rating(scorer: _Scorer, ds, split, users: np.ndarray, cfg: 
 
 async def _take_row(scorer: _Scorer, user_key: str, popular: np.ndarray, own: set[int], later: set[int], *,
                     seed: int) -> dict:
-    """One implicit-log user's row of `population.take_realism`: the train part's TAKE_K most taken items it had not
-    taken, how many of them it took later, and the twin's take probabilities of them (its own level, and none)."""
-    from evals.validity.calibration import TAKE_K
+    """One implicit-log user's row of `population.take_realism`: the popularity list the take level was fitted on
+    (`calibration.popularity_list`: the train part's most taken items it had not taken), how many of them it took
+    later, and the twin's take probabilities of them (its own level, and none)."""
     from scipy.special import expit
     from simulator.selector import take_logit
 
-    shown = np.array([i for i in popular[:TAKE_K + len(own)] if int(i) not in own][:TAKE_K], dtype=np.int64)
+    shown = popularity_list(popular, own)
     model = scorer.models["twin"]
     logits = (await scorer.score(user_key, shown, seed=seed))["twin"]["score"]  # the affinity, layers played
     level = person_level("fidelity", scorer.cfg.seed, user_key)
