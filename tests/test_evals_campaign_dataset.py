@@ -126,6 +126,16 @@ def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tm
     ids = {line.split("\t")[0] for line in (instacart / "instacart.item").read_text().splitlines()[1:]}
     assert {s["id"] for e in events for s in e["slate"]} <= ids
 
+    # a grounded user's mean rating is 3 + 2 x its acceptance here: left out of its A/B (and its Holm family), kept for
+    # the LLM users, whose ratings are their own
+    tables = {t["user_variant"]: [r["metric"] for r in t["rows"]] for t in json.loads((out / "ab.json").read_text())["tables"]}
+    assert "mean_rating" not in tables["grounded"] and "acceptance_rate" in tables["grounded"]
+    assert "mean_rating" in tables["layered"]
+    from evals.report.summary import by_variant_table, load_events
+
+    rows = by_variant_table(load_events(out)[0], implicit=True)
+    assert all((r["mean_rating"] is None) == (r["user_variant"] == "grounded") for r in rows)
+
     # what the data lack is switched off and named, in dataset.json and in the report
     record = json.loads((out / "dataset.json").read_text())
     assert record["name"] == "instacart" and not record["explicit_ratings"] and record["genres"]

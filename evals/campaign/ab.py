@@ -59,6 +59,13 @@ from evals.campaign.metrics import METRICS, session_metrics
 USER = ["user_variant", "user_id"]
 
 
+def not_measures(user_variant: str, implicit: bool) -> tuple[str, ...]:
+    """The METRICS that measure nothing for this population, left out of its A/B table (and so of its Holm family):
+    on an implicit log a grounded user rates each item it took 5 and every other item 3
+    (`simulator.choice.ChoiceModel.implicit`), so its mean rating is 3 + 2 x its acceptance rate."""
+    return ("mean_rating",) if implicit and user_variant == "grounded" else ()
+
+
 def per_user_metrics(events: pd.DataFrame, variant: str) -> pd.DataFrame:
     """METRICS per user for one recommender variant: DataFrame indexed by (user_variant, user_id),
     each value the mean over the user's runs (NaN runs skipped). ValueError naming the variant if absent."""
@@ -116,13 +123,14 @@ def _add_power(rows: list[dict], n_perm: int, alpha: float, power: float) -> Non
 
 def ab_table(events: pd.DataFrame, control: str, treatment: str, seed: int = 0, *, n_boot: int = 2000,
              n_perm: int = 2000, confidence: float = 0.95, n_resamples: int | None = None, alpha: float = ALPHA,
-             power: float = POWER, user_variant: str | None = None) -> list[dict]:
+             power: float = POWER, user_variant: str | None = None, skip: tuple[str, ...] = ()) -> list[dict]:
     """One row per metric: {metric, control, treatment (means over the paired users), diff, sd_diff (sd of
     the paired differences, ddof=1), ci_low, ci_high, p_value, p_holm, n_users, min_p, min_p_holm,
     can_reach_alpha, mde, verdict} (module docstring; None where a metric has fewer than two pairs, mde
     also when the design cannot reach alpha). Users pair on (user_variant, user_id). ValueError naming
     the variant when one has no events, or when no user met both. ``user_variant``: only that population's
-    users (the campaign's tables, one per user variant); None pairs every user given."""
+    users (the campaign's tables, one per user variant); None pairs every user given. ``skip``: metrics left out
+    (`not_measures`)."""
     if n_resamples is not None:
         n_perm = n_resamples
     events = of_user_variant(events, user_variant)
@@ -132,6 +140,8 @@ def ab_table(events: pd.DataFrame, control: str, treatment: str, seed: int = 0, 
         raise ValueError(f"no user met both {control!r} and {treatment!r}: nothing to pair")
     rows = []
     for k, metric in enumerate(METRICS):
+        if metric in skip:
+            continue
         pair = pd.DataFrame({"a": a.loc[users, metric], "b": b.loc[users, metric]}).dropna()
         res = paired_test(pair["a"].to_numpy(), pair["b"].to_numpy(), seed=np.random.default_rng([seed, k]),
                           n_boot=n_boot, n_perm=n_perm, confidence=confidence, n_resamples=n_resamples)

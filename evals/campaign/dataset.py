@@ -119,8 +119,9 @@ class DataProfile:
             out.append("no explicit ratings (an implicit log): persona documents have no 'Dislikes:'; grounded users "
                        "are calibrated on what users took (their own level moves the take), with no rating model or "
                        "like given watched; they keep every item they take and rate it 5 (3 an item not taken), so "
-                       "their ratings are not a measure and their Q&A asks the card; the fidelity check reads taste, "
-                       "A/B and how much users take, not ratings")
+                       "their ratings are not a measure (their mean rating, 3 + 2 x their acceptance, is left out of "
+                       "the tables and the A/B) and their Q&A asks the card; the fidelity check reads taste, A/B and "
+                       "how much users take, not ratings")
         elif not self.explicit_ratings:
             out.append("no ratings on the 1-5 scale: persona documents have no 'Dislikes:', and grounded users cannot "
                        "run")
@@ -215,3 +216,14 @@ def check_dataset(cfg):
                                    "(genre, genres, class or categories in .item); drop it or use mmr or dpp on a "
                                    "model with embeddings")
     return p
+
+
+def recorded_implicit(run_dir: str | Path) -> bool:
+    """Whether the campaign in ``run_dir`` ran on an implicit log, as its dataset.json records (False without one:
+    a campaign from before the record, MovieLens's)."""
+    import json
+
+    try:
+        return bool(json.loads((Path(run_dir) / "dataset.json").read_text(encoding="utf-8")).get("implicit"))
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -399,12 +399,15 @@ def ab_file_name(control: str, treatment: str) -> str:
 def write_ab(run_dir: str | Path, control: str, treatment: str, *, seed: int = 0) -> tuple[Path, list[dict]]:
     """RUN_DIR/ab_TREATMENT_vs_CONTROL.json: the A/B of two variants of the campaign's events, one table per
     user variant (never pooled: `evals.campaign.ab`); returns the path and the tables."""
-    from evals.campaign.ab import ab_table
+    from evals.campaign.ab import ab_table, not_measures
+    from evals.campaign.dataset import recorded_implicit
 
     run_dir = Path(run_dir)
     control, treatment = variant_now(control), variant_now(treatment)  # 'ampcf+personas': the old name
     events = _frame(run_dir)  # a name that is not one of its variants is refused by `ab_table`
-    tables = [{"user_variant": uv, "rows": ab_table(events, control, treatment, seed=seed, user_variant=uv)}
+    implicit = recorded_implicit(run_dir)
+    tables = [{"user_variant": uv, "rows": ab_table(events, control, treatment, seed=seed, user_variant=uv,
+                                                    skip=not_measures(uv, implicit))}
               for uv in sorted(events["user_variant"].unique())]
     path = run_dir / ab_file_name(control, treatment)
     _write_json(path, {"control": control, "treatment": treatment, "seed": seed, "tables": tables})

@@ -25,11 +25,13 @@ def _mean(values) -> float | None:
     return float(arr.mean()) if arr.size else None
 
 
-def by_variant_table(df: pd.DataFrame) -> list[dict]:
+def by_variant_table(df: pd.DataFrame, implicit: bool = False) -> list[dict]:
     """One row per (recommender variant, user variant): what the simulated users did, and how consistent and
     faithful their lines were (``faithful``: the share of lines with a word to read whose utterance is faithful
-    to its decision; ``unparseable``: the lines without one, never faithful)."""
-    from evals.campaign.ab import per_user_metrics
+    to its decision; ``unparseable``: the lines without one, never faithful). ``implicit``: the campaign ran on an
+    implicit log, where a metric that measures nothing for a population (`evals.campaign.ab.not_measures`) is
+    left empty."""
+    from evals.campaign.ab import not_measures, per_user_metrics
 
     rows = []
     for (variant, uv), part in df.groupby(["variant", "user_variant"], sort=False):
@@ -44,6 +46,8 @@ def by_variant_table(df: pd.DataFrame) -> list[dict]:
             "mean_rating": _mean(users["mean_rating"]),
             "diversity": _mean(users["diversity"]),
         }
+        for metric in not_measures(uv, implicit):
+            row[metric] = None
         scores = [c or {} for c in ok["consistency"]]
         for metric in ("prompt_to_line", "line_to_line", "qa", "faithful"):
             row[metric] = _mean(c.get(metric) for c in scores)
@@ -272,23 +276,28 @@ def _header(cfg: CampaignConfig, df: pd.DataFrame | None) -> dict:
     return header
 
 
-def _from_events(df: pd.DataFrame, cfg: CampaignConfig, cards: list, missing: dict, embed) -> dict:
-    """The sections that need events: per variant, drift, A/B, A/A, attribution, usage, transcripts."""
-    from evals.campaign.ab import aa_false_positive_rate, ab_table
+def _from_events(df: pd.DataFrame, cfg: CampaignConfig, cards: list, missing: dict, embed,
+                 implicit: bool = False) -> dict:
+    """The sections that need events: per variant, drift, A/B, A/A, attribution, usage, transcripts. ``implicit``:
+    the campaign ran on an implicit log (`evals.campaign.ab.not_measures`)."""
+    from evals.campaign.ab import aa_false_positive_rate, ab_table, not_measures
     from evals.validity.drift import drift_report
 
     control, abs_, aas = cfg.variants[0], [], []
     for uv in sorted(df["user_variant"].unique()):  # one table per population, never pooled (evals.campaign.ab)
+        skip = not_measures(uv, implicit)
         for treatment in cfg.variants[1:]:
-            rows = _guarded(missing, "ab", partial(ab_table, df, control, treatment, seed=cfg.seed, user_variant=uv))
+            rows = _guarded(missing, "ab", partial(ab_table, df, control, treatment, seed=cfg.seed, user_variant=uv,
+                                                   skip=skip))
             if rows is not None:
                 abs_.append({"user_variant": uv, "control": control, "treatment": treatment, "seed": cfg.seed,
                              "rows": rows})
-        aa = _guarded(missing, "aa", partial(aa_false_positive_rate, df, control, seed=cfg.seed, user_variant=uv))
+        aa = _guarded(missing, "aa", partial(aa_false_positive_rate, df, control, seed=cfg.seed, user_variant=uv,
+                                             skip=skip))
         if aa is not None:
             aas.append(aa)
     return {
-        "by_variant": by_variant_table(df),
+        "by_variant": by_variant_table(df, implicit),
         "drift": _guarded(missing, "drift", partial(drift_report, df, embed=embed, seed=cfg.seed)),
         "ab": abs_,
         "aa": aas,
@@ -411,7 +420,9 @@ def summarise(run_dir: Path, cfg: CampaignConfig, df: pd.DataFrame | None, embed
                "missing": missing, "warnings": ([] if df is None else list(problems or [])) + mixed + _decision_warning(cfg)
                + _dataset_warnings(run_dir), "assumptions": layer_assumptions(cfg)}
     if df is not None:
-        summary.update(_from_events(df, cfg, cards, missing, embed))
+        from evals.campaign.dataset import recorded_implicit
+
+        summary.update(_from_events(df, cfg, cards, missing, embed, recorded_implicit(run_dir)))
     summary["validity"]["panel"] = panel(summary)
     return summary
 
