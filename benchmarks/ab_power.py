@@ -21,7 +21,9 @@ from pathlib import Path
 
 from evals.campaign.ab_power import DEGRADE_SHARE, ab_power, campaign_twins
 from evals.campaign.driver import run_config_hash
+from evals.commands.errors import EXIT_CODE, emit
 from personas.infra.files import write_whole
+from simulator.layers import parse_layers
 
 
 def main() -> None:
@@ -37,11 +39,15 @@ def main() -> None:
                     help="another design's grounded users a persona (default: the campaign's); writes "
                          "RUN/ab_power_uN.json then")
     a = ap.parse_args()
+    try:
+        layers = parse_layers(a.layers)
+    except ValueError as exc:  # one line, exit 2, nothing written (`evals.commands.errors`)
+        emit(str(exc))
+        raise SystemExit(EXIT_CODE) from None
     started = time.perf_counter()
     world = campaign_twins(a.run, a.users_per_persona)
     cfg, twins, design = world.cfg, world.twins, world.design
     ranked = world.rankings()
-    layers = tuple(x for x in a.layers.split(",") if x and x != "none")
     result = ab_power(twins, ranked, design, pairs=a.pairs, seed=a.seed, degrade_share=a.degrade, layers=layers)
     result.update(config_hash=run_config_hash(a.run), config_hash_now=cfg.config_hash(),
                   model="none (grounded decisions read no LLM)",

@@ -22,6 +22,7 @@ from evals.campaign.ab_power import campaign_twins, drift_draws
 from evals.campaign.driver import run_config_hash
 from evals.commands.errors import EXIT_CODE, emit
 from personas.infra.files import write_whole
+from simulator.layers import parse_layers
 
 
 def _fail(message: str) -> None:
@@ -38,6 +39,10 @@ def main() -> None:
     ap.add_argument("--layers", default="subtopic,context", help="layers on: subtopic, context (default: both, as a "
                     "campaign's grounded users have them), or 'none'")
     a = ap.parse_args()
+    try:
+        layers = parse_layers(a.layers)
+    except ValueError as exc:
+        _fail(str(exc))
     real_path = a.run / "real_drift.json"
     if not real_path.is_file():
         _fail(f"{real_path}: no real users' drift; run `personasim campaign report {a.run}` first")
@@ -49,7 +54,6 @@ def main() -> None:
         _fail(f"{real_path}: real users drawn at {real['users_per_persona']} a persona, the campaign's design has "
               f"{design.users_per_persona}")
     ranked = world.rankings()
-    layers = tuple(x for x in a.layers.split(",") if x and x != "none")
     sim = drift_draws(twins, ranked, design, draws=a.draws, seed=a.seed, layers=layers)
     below = sum(r < real["median"] for r in sim["ratios"]) / max(len(sim["ratios"]), 1)
     result = {"simulated": sim, "real": real, "share_of_simulated_draws_below_real_median": round(below, 4),

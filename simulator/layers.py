@@ -20,6 +20,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from personas.card import BigFive, PersonaCard
 
+#: The layers a grounded decision can play besides the persona (`simulator.grounded`): the subtopic's focus, the context.
+DECISION_LAYERS = ("subtopic", "context")
+
+
+def parse_layers(text: str) -> tuple[str, ...]:
+    """A command line's layer list: 'subtopic,context' -> ('subtopic', 'context'); 'none' or '' -> (). ValueError
+    naming a layer that is not one of DECISION_LAYERS."""
+    names = tuple(x.strip() for x in text.split(",") if x.strip() and x.strip() != "none")
+    unknown = [x for x in names if x not in DECISION_LAYERS]
+    if unknown:
+        raise ValueError(f"--layers: {', '.join(map(repr, unknown))} is not a layer (choose from "
+                         f"{', '.join(DECISION_LAYERS)}, or none)")
+    return names
+
+
 #: Half-width of the uniform jitter added to each Big Five trait (traits live in [0, 1]).
 TRAIT_JITTER = 0.1
 

@@ -217,6 +217,8 @@ def test_validate_fidelity_into_a_read_only_folder_and_with_a_bad_backend(tmp_pa
     for option in ("--n-personas", "--personas-k"):
         refused(["validate", "fidelity", "--out", str(tmp_path / "fid"), "--no-llm", option, "1"],
                 ["--n-personas: Input should be greater than or equal to 2"], [tmp_path])
+    refused(["validate", "fidelity", "--out", str(tmp_path / "fid"), "--no-llm", "--layers", "subtopic,mood"],
+            ["--layers: 'mood' is not a layer"], [tmp_path])
 
 
 # -- recsys bench (its command module is another's; the wrapper covers what it does not catch) ----------

@@ -72,3 +72,13 @@ def test_prompts_come_from_templates_and_variants_differ(cards):
 def test_describe_traits_names_only_strong_traits(cards):
     t = cards[1].traits  # openness 0.8, extraversion 0.3, neuroticism 0.3
     assert describe_traits(t) == "open to new things, reserved, calm"
+
+
+def test_a_layer_list_from_the_command_line_is_parsed_or_refused_naming_the_layer():
+    from simulator.layers import parse_layers
+
+    assert parse_layers("subtopic,context") == ("subtopic", "context")
+    assert parse_layers(" context , subtopic ") == ("context", "subtopic")
+    assert parse_layers("none") == () == parse_layers("")
+    with pytest.raises(ValueError, match="'topic' is not a layer"):
+        parse_layers("subtopic,topic")

@@ -130,6 +130,7 @@ def fidelity(
     from evals.validity.fidelity import FidelityConfig, run_fidelity
     from evals.validity.read_ledger import test_reads_path
     from evals.campaign.inputs import check_output_dir
+    from simulator.layers import parse_layers
 
     if dataset != "ml-100k":
         fail(f"--dataset: {dataset!r} has no packaged loader with timestamps and ratings (use ml-100k)")
@@ -137,8 +138,7 @@ def fidelity(
     try:
         cfg = FidelityConfig(split=split, cut=cut, final=final, users=users, ab_users=ab_users, n_personas=n_personas,
                              decision="deterministic" if deterministic else "sampled",
-                             use_llm=llm_feature, seed=seed,
-                             layers=[] if layers.strip() == "none" else [x.strip() for x in layers.split(",") if x.strip()])
+                             use_llm=llm_feature, seed=seed, layers=list(parse_layers(layers)))
     except ValidationError as exc:
         fail(option_error(exc))
     llm = _client(not llm_feature, backend, model, base_url, out / "llm_cache", adapter)
