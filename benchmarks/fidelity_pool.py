@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/fidelity_pool.py [--users N] [--seed 0] [--out runs/fidelity_pool] [--split-holdout 0.2]
                                                  [--split global|per-user] [--validation] [--llm]
+                                                 [--hard-negatives H]
 
 Issue 36, items 2 and 3 (`evals.validity.pool`): 14 recommenders of 8 families and two probes trained on the
 split's train part; offline Recall@10 and NDCG@10 on its test part; the calibrated, sampled twins of
@@ -119,13 +120,16 @@ def main() -> None:
                     "reads this, never test)")
     ap.add_argument("--other-lambda", type=float, default=0.5, help="MMR's and DPP's second lambda (the first is "
                     "recsys.bench.TUNED_LAMBDAS's)")
+    ap.add_argument("--hard-negatives", type=int, default=0, help="per positive, more negatives for the twins' "
+                    "calibration drawn from the top of their own evidence rankings (default 0: none)")
     ap.add_argument("--llm", action="store_true", help="the LLM judgement as a decision feature (embedded SmolLM2; "
                     "slow, and one more family for the circularity check)")
     a = ap.parse_args()
     started = time.perf_counter()
     ds = load_movielens(ml100k_dir())
     split = make_split(ds, a)
-    cfg = FidelityConfig(holdout=a.split_holdout, use_llm=a.llm, seed=a.seed, split=a.split, final=not a.validation)
+    cfg = FidelityConfig(holdout=a.split_holdout, use_llm=a.llm, seed=a.seed, split=a.split, final=not a.validation,
+                         hard_negatives=a.hard_negatives)
     llm = None
     if a.llm:
         from simulator.llm import create_client

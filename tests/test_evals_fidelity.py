@@ -137,17 +137,15 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
     assert abs(cv["mean_p"] - cv["real_share"]) < 0.05 and cv["ece"] < 0.15
 
 
-def test_calibration_never_reads_the_test_part(fidelity_run, tmp_path):
-    """Refit on data whose ratings outside the train part (the validation split's test part, the test split's, and
-    the future after the cut) are scrambled: the calibration is the same, number for number."""
+def _scrambled_outside_train(ppath: Path):
+    """(MovieLens, a copy whose ratings outside the personas' train part are scrambled: the validation split's test
+    part, the test split's, and the future after the cut)."""
     import numpy as np
 
     from evals.validity.grounding import outside, split_for
     from personas.infra.assets import ml100k_dir
     from recsys import Dataset, load_movielens
 
-    out, _ = fidelity_run
-    ppath = out / "personas" / "personas.jsonl"
     ds = load_movielens(ml100k_dir())
     split = split_for(ds, ppath)
     scrambled = ds.ratings.copy()
@@ -156,10 +154,43 @@ def test_calibration_never_reads_the_test_part(fidelity_run, tmp_path):
     mask = np.array([k in keys for k in map(tuple, scrambled[["user", "timestamp", "item"]].to_numpy())])
     assert mask.sum() == len(ds.ratings) - len(split.train) > len(split.test)
     scrambled.loc[mask, "rating"] = rng.integers(1, 6, mask.sum()).astype(float)
-    ds2 = Dataset(scrambled, ds.items, ds.users, ds.name)
-    a = calibrate(ds, split, ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False)
+    return ds, Dataset(scrambled, ds.items, ds.users, ds.name)
+
+
+def test_calibration_never_reads_the_test_part(fidelity_run, tmp_path):
+    """Refit on data whose ratings outside the train part are scrambled: the calibration is the same, number for
+    number."""
+    from evals.validity.grounding import split_for
+
+    out, _ = fidelity_run
+    ppath = out / "personas" / "personas.jsonl"
+    ds, ds2 = _scrambled_outside_train(ppath)
+    a = calibrate(ds, split_for(ds, ppath), ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False)
     b = calibrate(ds2, split_for(ds2, ppath), ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False)
     assert a["models"] == b["models"] and a["report"] == b["report"]
+
+
+def test_hard_negatives_read_train_only_are_recorded_and_a_run_asking_otherwise_is_refused(fidelity_run):
+    from evals.validity.fidelity import FidelityError, check_calibration
+    from evals.validity.grounding import split_for
+
+    out, _ = fidelity_run
+    ppath = out / "personas" / "personas.jsonl"
+    ds, ds2 = _scrambled_outside_train(ppath)
+    split = split_for(ds, ppath)
+    plain = calibrate(ds, split, ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False)
+    a = calibrate(ds, split, ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False, hard_negatives=1)
+    b = calibrate(ds2, split_for(ds2, ppath), ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False,
+                  hard_negatives=1)
+    assert a["models"] == b["models"] and a["report"] == b["report"]  # drawn from the train part's evidence only
+    assert a["hard_negatives"] == 1 and "hard_negatives" not in plain
+    n_pos = plain["report"]["twin"]["n_like_rows"] // 3  # a positive, a uniform and a matched negative each
+    assert plain["report"]["twin"]["n_like_rows"] < a["report"]["twin"]["n_like_rows"] <= 4 * n_pos
+    assert a["models"]["twin"]["like_coef"] != plain["models"]["twin"]["like_coef"]
+    check_calibration(a, split, FidelityConfig(hard_negatives=1), ppath)
+    with pytest.raises(FidelityError, match="1 hard negatives a positive, not this run's"):
+        check_calibration(a, split, FidelityConfig(), ppath)
+    assert FidelityConfig(hard_negatives=1).config_hash() != FidelityConfig().config_hash()
 
 
 def test_a_calibration_for_other_personas_or_split_is_refused(fidelity_run, tmp_path):

@@ -354,3 +354,23 @@ def test_the_matched_rating_rule_gives_the_real_histogram_in_the_same_order():
         _model().rating(expected, "matched")
     with pytest.raises(ValueError, match="rating rule 'median'"):
         m.rating(expected, "median")
+
+
+def test_hard_negatives_come_from_the_top_of_the_twins_own_rankings_and_were_never_rated():
+    from evals.validity.calibration import HARD_FAMILIES, HARD_TOP, hard_negatives
+
+    ds = small_dataset(n_users=40, n_items=120, per_user=12)
+    split = time_split(ds, 0.2)
+    space = item_space(ds, split.train)
+    twin = memories(ds, split.train, {str(u + 1): "p0" for u in range(ds.n_users)}, space)["twin:1"]
+    rated = set(split.train.loc[split.train["user"] == 0, "item"].tolist())
+    X = evidence_features(space, twin, np.arange(ds.n_items))
+    tops = {f: [int(i) for i in np.argsort(-X[:, ITEM_EVIDENCE.index(f)], kind="stable") if int(i) not in rated]
+            for f in HARD_FAMILIES}
+    allowed = set().union(*(t[:HARD_TOP] for t in tops.values()))
+    got = hard_negatives(np.random.default_rng(0), space, twin, rated, 5)
+    assert len(got) == 5 == len(set(got.tolist())) and set(got.tolist()) <= allowed and not set(got.tolist()) & rated
+    everything = set(hard_negatives(np.random.default_rng(0), space, twin, rated, 10_000).tolist())
+    assert everything == allowed  # asked for more than there are: each family's top HARD_TOP never-rated items
+    assert len(allowed) < ds.n_items - len(rated)  # a subset of the catalog, not all of it
+    assert not len(hard_negatives(np.random.default_rng(0), space, twin, rated, 0))

@@ -6,7 +6,8 @@ Protocol (nothing of the outer test part is read):
    targets from the inner validation part;
 2. per sampled user, like targets: up to ``per_user`` validation positives (rating >= 4),
    each with one uniform and one popularity-matched negative drawn from items the user
-   has not rated in train; rating targets: up to ``per_user`` validation ratings;
+   has not rated in train (with ``hard_negatives`` h > 0, also h drawn from the top of the twin's own
+   evidence rankings: `hard_negatives`); rating targets: up to ``per_user`` validation ratings;
 3. per memory kind (twin: the user's own history; persona: the persona's canon) a
    class-balanced logistic regression of like on the standardised features (so the
    decision threshold p = 0.5 weighs both errors the same) and a ridge regression of
@@ -52,7 +53,7 @@ from evals.validity.grounding import LIKED_MIN, file_hash, item_space, memories
 from personas.infra.files import write_whole
 from simulator.choice import ChoiceModel, rating_cuts
 from simulator.selector import fit_level, fit_person_spread, fit_take_spread, reliability
-from simulator.evidence import EVIDENCE, ItemSpace, Memory, sources
+from simulator.evidence import EVIDENCE, ITEM_EVIDENCE, ItemSpace, Memory, evidence_features, sources
 from simulator.grounded import grounded_features
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ TAKE_K = 15
 WATCHED_PER_USER = 30
 #: Popularity bins for matched negatives (quantiles of log popularity).
 POP_BINS = 20
+#: Hard negatives (`hard_negatives`, off by default): the evidence families whose rankings they are drawn from, and
+#: how deep into each ranking (a recommender of that kind shows its top 10 as pages of 5: 20 is its next page too).
+HARD_FAMILIES = ("history", "popularity", "cf", "ease")
+HARD_TOP = 20
 
 
 class CalibrationError(ValueError):
@@ -122,6 +127,24 @@ def draw_negatives(rng: np.random.Generator, rated: set[int], positives: np.ndar
     return np.asarray(out, dtype=np.int64)
 
 
+def hard_negatives(rng: np.random.Generator, space: ItemSpace, memory: Memory, taken: set[int], n: int) -> np.ndarray:
+    """Up to ``n`` items [<= n] the user never rated, drawn without repeats from the top ``HARD_TOP`` of the memory's
+    own ranking of the catalog by each evidence family of ``HARD_FAMILIES`` (item-kNN cosines, popularity, PureSVD,
+    EASE): the items a recommender of that kind would show. ``taken``: rated items and negatives drawn already.
+    With only uniform and popularity-matched negatives the like model never sees a top-ranked item the user passed
+    over, so it extrapolates each family's weight to the top of that family's ranking, where the recommenders of its
+    kind live (issue 36's circularity check measured the lift that gives)."""
+    F = evidence_features(space, memory, np.arange(len(space.ids)))
+    pool: set[int] = set()
+    for family in HARD_FAMILIES:
+        order = np.argsort(-F[:, ITEM_EVIDENCE.index(family)], kind="stable")
+        pool.update([int(i) for i in order if int(i) not in taken][:HARD_TOP])
+    pool = sorted(pool)
+    if not pool or n <= 0:
+        return np.zeros(0, np.int64)
+    return rng.choice(np.asarray(pool, np.int64), size=min(n, len(pool)), replace=False)
+
+
 def most_rated(train: pd.DataFrame, n_items: int) -> np.ndarray:
     """Item indices [N], the most rated in ``train`` first (any rating; ties by index): the popularity recommender
     the take level is fitted on."""
@@ -158,7 +181,7 @@ class Rows:
 
 async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], train: pd.DataFrame,
                    targets: pd.DataFrame, users: np.ndarray, uid: np.ndarray, features: list[str], per_user: int,
-                   seed: int, show_progress: bool, verb: str = "watch") -> dict[str, Rows]:
+                   seed: int, show_progress: bool, verb: str = "watch", hard: int = 0) -> dict[str, Rows]:
     rng = np.random.default_rng(seed)
     bins = pop_bins(space)
     rows = {k: Rows(*([] for _ in range(14))) for k in KINDS}
@@ -175,6 +198,9 @@ async def _collect(llm, cards: dict, space: ItemSpace, mems: dict[str, Memory], 
         rated = rated_by.get(u, set()) | set(g["item"].tolist())
         negs = np.concatenate([draw_negatives(rng, rated, pos, 1, bins, matched=False),
                                draw_negatives(rng, rated, pos, 1, bins, matched=True)]) if len(pos) else np.zeros(0, int)
+        if hard and len(pos):  # their own generator: without them every other draw is as before
+            negs = np.concatenate([negs, hard_negatives(np.random.default_rng([seed, 2, int(u)]), space, twin,
+                                                        rated | set(negs.tolist()), hard * len(pos))])
         order = rng.permutation(len(g))
         rt = g.iloc[order[:per_user]]
         rw = g.iloc[order[:WATCHED_PER_USER]]  # like given watched: more rated rows (its rt ones among them)
@@ -313,7 +339,8 @@ def _one_feature_rules(X: np.ndarray, y: np.ndarray, features: list[str]) -> dic
 
 
 def collect_rows(ds, split, personas_path: Path, llm, *, features: list[str], n_users: int, per_user: int, seed: int,
-                 show_progress: bool = False, verb: str = "watch") -> tuple[dict[str, Rows], np.ndarray, object]:
+                 show_progress: bool = False, verb: str = "watch",
+                 hard_negatives: int = 0) -> tuple[dict[str, Rows], np.ndarray, object]:
     """({kind: the rows a calibration fits}, the users they come from, ``split``'s inner split they were read
     on): ``n_users`` users of that inner split drawn with ``seed``, ``per_user`` items each. A calibration record's own users, seed and counts give its
     rows back (the circularity check refits on them, `evals.validity.pool`)."""
@@ -331,15 +358,19 @@ def collect_rows(ds, split, personas_path: Path, llm, *, features: list[str], n_
                                "(personas from another dataset?)")
     users = np.random.default_rng(seed).permutation(candidates)[:n_users]
     rows = asyncio.run(_collect(llm, cards, space, mems, inner.train, inner.test, users, uid, features, per_user, seed,
-                                show_progress, verb))
+                                show_progress, verb, hard_negatives))
     return rows, users, inner
 
 
 def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, per_user: int = 3, use_llm: bool = True,
-              seed: int = 0, show_progress: bool = True, verb: str = "watch") -> dict:
+              seed: int = 0, show_progress: bool = True, verb: str = "watch", hard_negatives: int = 0) -> dict:
     """Fit the twin and persona choice models (module docstring) and return the calibration record. ``verb``: what
     the LLM judgement asks a user would do with an item (`simulator.grounded.llm_judgement`; recorded when it is
-    not MovieLens's 'watch', and every later judgement is asked with it)."""
+    not MovieLens's 'watch', and every later judgement is asked with it). ``hard_negatives``: per positive, that many
+    more negatives from the top of the twin's own evidence rankings (`hard_negatives`; recorded when > 0; the
+    persona kind's rows are the same items)."""
+    if hard_negatives < 0:
+        raise CalibrationError(f"hard_negatives must be >= 0, got {hard_negatives}")
     from evals.validity.grounding import implicit_log, split_of
 
     personas_path = Path(personas_path)
@@ -349,7 +380,8 @@ def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, 
                                f"not {split.key!r}")
     features = list(EVIDENCE) + (["llm"] if use_llm else [])
     rows, users, inner = collect_rows(ds, split, personas_path, llm, features=features, n_users=n_users,
-                                      per_user=per_user, seed=seed, show_progress=show_progress, verb=verb)
+                                      per_user=per_user, seed=seed, show_progress=show_progress, verb=verb,
+                                      hard_negatives=hard_negatives)
     models, reports, baselines = {}, {}, {}
     implicit = implicit_log(ds)
     for kind in KINDS:
@@ -363,6 +395,7 @@ def calibrate(ds, split, personas_path: str | Path, llm, *, n_users: int = 300, 
         "llm": getattr(llm, "model", "") if use_llm else None, "seed": seed, "n_users": int(len(users)),
         "per_user": per_user, "features": features,
         **({"implicit": True} if implicit else {}), **({"verb": verb} if verb != "watch" else {}),
+        **({"hard_negatives": hard_negatives} if hard_negatives else {}),
         "models": {k: m.model_dump() for k, m in models.items()},
         "report": reports,
         "baselines": baselines,

@@ -127,6 +127,9 @@ class FidelityConfig(BaseModel):
     slate_size: int = Field(5, ge=1)
     seed: int = 0
     n_boot: int = Field(1000, ge=100)
+    hard_negatives: int = Field(0, ge=0, description="per positive, more negatives for the calibration's like model "
+                                "drawn from the top of the twin's own evidence rankings "
+                                "(`evals.validity.calibration.hard_negatives`); 0: none, the default")
 
     @model_validator(mode="before")
     @classmethod
@@ -139,7 +142,9 @@ class FidelityConfig(BaseModel):
 
         from simulator.prompts import templates_digest
 
-        blob = self.model_dump_json() + (f"|prompt_templates={templates_digest()}" if self.use_llm else "")
+        # hard_negatives came later, off by default: a config without it keeps the hash it had before it existed
+        blob = (self.model_dump_json(exclude=set() if self.hard_negatives else {"hard_negatives"})
+                + (f"|prompt_templates={templates_digest()}" if self.use_llm else ""))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -366,13 +371,24 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
     ppath = prepare_personas(ds, split, out, cfg, show_progress)
     if not (ppath.parent / "calibration.json").exists():
         write_calibration(calibrate(ds, split, ppath, llm, n_users=cfg.calibration_users, use_llm=cfg.use_llm,
-                                    seed=cfg.seed, show_progress=show_progress), ppath)
+                                    seed=cfg.seed, show_progress=show_progress, hard_negatives=cfg.hard_negatives),
+                          ppath)
     result = measure_fidelity(ds, split, ppath, cfg, llm, show_progress=show_progress, started=started)
     result["read"] = part_read(split)
     write_whole(out / "fidelity.json", json.dumps(result, indent=2, default=float) + "\n")
     if cfg.final:
         record_test_read(reads or test_reads_path(), result, out)
     return result
+
+
+def check_calibration(record: dict, split, cfg: FidelityConfig, ppath: Path) -> None:
+    """FidelityError unless the calibration ``record`` beside ``ppath`` was fitted as ``cfg`` asks: on ``split``, with
+    the LLM feature or without it as ``cfg.use_llm`` says, and with ``cfg.hard_negatives``."""
+    hard = record.get("hard_negatives", 0)
+    if record["split"] != split.key or ("llm" in record["features"]) != cfg.use_llm or hard != cfg.hard_negatives:
+        raise FidelityError(f"{ppath.parent / 'calibration.json'}: fitted on {record['split']} with features "
+                            f"{record['features']} and {hard} hard negatives a positive, not this run's; delete it or "
+                            "use a fresh --out")
 
 
 def user_level_als(split, seed: int):
@@ -397,9 +413,7 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
 
     started = time.perf_counter() if started is None else started
     record, models = read_calibration(ppath)
-    if record["split"] != split.key or ("llm" in record["features"]) != cfg.use_llm:
-        raise FidelityError(f"{ppath.parent / 'calibration.json'}: fitted on {record['split']} with features "
-                            f"{record['features']}, not this run's; delete it or use a fresh --out")
+    check_calibration(record, split, cfg, ppath)
     t_prep = time.perf_counter() - started
     cards = {c.id: c for c in read_personas(ppath)}
     space = item_space(ds, split.train)

@@ -147,7 +147,7 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
     from dataclasses import replace
 
     from evals.validity.calibration import calibrate, read_calibration, write_calibration
-    from evals.validity.fidelity import FidelityError, prepare_personas
+    from evals.validity.fidelity import check_calibration, prepare_personas
     from evals.validity.grounding import item_space, memories, read_assignments
     from personas.card import read_personas
     from recsys.offline import DEFAULT_TRAIN
@@ -163,11 +163,10 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
     ppath = prepare_personas(ds, split, out, cfg, show_progress)
     if not (ppath.parent / "calibration.json").exists():
         write_calibration(calibrate(ds, split, ppath, llm, n_users=cfg.calibration_users, use_llm=cfg.use_llm,
-                                    seed=cfg.seed, show_progress=show_progress), ppath)
+                                    seed=cfg.seed, show_progress=show_progress, hard_negatives=cfg.hard_negatives),
+                          ppath)
     record, models = read_calibration(ppath)
-    if record["split"] != split.key or ("llm" in record["features"]) != cfg.use_llm:
-        raise FidelityError(f"{ppath.parent / 'calibration.json'}: fitted on {record['split']} with features "
-                            f"{record['features']}, not this run's; use a fresh --out")
+    check_calibration(record, split, cfg, ppath)
     lap("personas_and_calibration")
     sims, check = ablated_judges(models["twin"], calibration_rows(ds, split, ppath, llm, record), record["seed"])
     lap("ablated_calibrations")

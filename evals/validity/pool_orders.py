@@ -55,7 +55,8 @@ def calibration_rows(ds, split, ppath: Path, llm, record: dict):
     from evals.validity.calibration import collect_rows
 
     rows, _, _ = collect_rows(ds, split, Path(ppath), llm, features=record["features"], n_users=record["n_users"],
-                              per_user=record["per_user"], seed=record["seed"])
+                              per_user=record["per_user"], seed=record["seed"],
+                              hard_negatives=record.get("hard_negatives", 0))
     return rows["twin"]
 
 
