@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/fidelity_pool.py [--users N] [--seed 0] [--out runs/fidelity_pool] [--split-holdout 0.2]
                                                  [--split global|per-user] [--validation] [--llm]
-                                                 [--hard-negatives H]
+                                                 [--hard-negatives H] [--draws D]
 
 Issue 36, items 2 and 3 (`evals.validity.pool`): 14 recommenders of 8 families and two probes trained on the
 split's train part; offline Recall@10 and NDCG@10 on its test part; the calibrated, sampled twins of
@@ -122,6 +122,8 @@ def main() -> None:
                     "recsys.bench.TUNED_LAMBDAS's)")
     ap.add_argument("--hard-negatives", type=int, default=0, help="per positive, more negatives for the twins' "
                     "calibration drawn from the top of their own evidence rankings (default 0: none)")
+    ap.add_argument("--draws", type=int, default=1, help="sampled decisions each twin makes on each page, averaged "
+                    "into its like rate (default 1; more: less Monte Carlo noise in the simulated order)")
     ap.add_argument("--llm", action="store_true", help="the LLM judgement as a decision feature (embedded SmolLM2; "
                     "slow, and one more family for the circularity check)")
     a = ap.parse_args()
@@ -129,7 +131,7 @@ def main() -> None:
     ds = load_movielens(ml100k_dir())
     split = make_split(ds, a)
     cfg = FidelityConfig(holdout=a.split_holdout, use_llm=a.llm, seed=a.seed, split=a.split, final=not a.validation,
-                         hard_negatives=a.hard_negatives)
+                         hard_negatives=a.hard_negatives, pool_draws=a.draws)
     llm = None
     if a.llm:
         from simulator.llm import create_client

@@ -295,3 +295,31 @@ def test_the_order_ceiling_is_high_for_a_clear_order_and_near_zero_for_noise():
     assert c["bootstrap"]["median"] >= 0.99 and c["split_half"]["median"] >= 0.99
     assert abs(z["split_half"]["median"]) <= 0.3 and z["split_half"]["range_95"][0] < 0 < z["split_half"]["range_95"][1]
     assert c["n_users"] == n
+
+
+def test_more_draws_a_page_average_away_the_monte_carlo_noise_of_the_simulated_measure(world):
+    from evals.validity.fidelity import FidelityConfig
+    from evals.validity.grounding import item_space, memories, read_assignments
+    from evals.validity.pool import World, judge_pool
+    from personas.card import read_personas
+
+    ds, split, ppath, cfg, run = world
+    space = item_space(ds, split.train)
+    w = World(None, {c.id: c for c in read_personas(ppath)}, space,
+              memories(ds, split.train, read_assignments(ppath.parent), space), ds.users["user_id"].astype(str).to_numpy())
+    rng = np.random.default_rng(0)
+    popular = np.argsort(-space.log_pop, kind="stable")[:40]
+    ranked = {name: {int(u): rng.permutation(popular)[:10] for u in run.twins} for name in ("a", "b")}
+    judges = {"full": run.judges["full"]}
+
+    def rates(draws: int) -> np.ndarray:
+        got = judge_pool(ranked, run.twins, w, judges, cfg.model_copy(update={"pool_draws": draws}))["full"]
+        return np.stack([got["a"], got["b"]])
+
+    one, four, many = rates(1), rates(4), rates(30)
+    np.testing.assert_allclose(four * 10 * 4, np.round(four * 10 * 4))  # a mean over 4 draws of 10 shown items
+    assert not np.array_equal(one, four)
+    # against a 30-draw mean, a 4-draw mean is off by about a quarter of what one draw is (variance 1/4)
+    assert np.mean((four - many) ** 2) < 0.5 * np.mean((one - many) ** 2)
+    assert FidelityConfig(pool_draws=1).config_hash() == FidelityConfig().config_hash() != \
+        FidelityConfig(pool_draws=2).config_hash()

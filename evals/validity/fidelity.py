@@ -89,6 +89,10 @@ IMPLICIT_NOT_MEASURED = {
 NEGATIVES = ("uniform", "popularity_matched")
 
 
+#: FidelityConfig's fields added after its hash was first cited, with their defaults (left out of the hash there).
+LATER_FIELDS = {"hard_negatives": 0, "pool_draws": 1}
+
+
 class FidelityConfig(BaseModel):
     """Everything that shapes a fidelity run (hashed into every output)."""
 
@@ -130,6 +134,9 @@ class FidelityConfig(BaseModel):
     hard_negatives: int = Field(0, ge=0, description="per positive, more negatives for the calibration's like model "
                                 "drawn from the top of the twin's own evidence rankings "
                                 "(`evals.validity.calibration.hard_negatives`); 0: none, the default")
+    pool_draws: int = Field(1, ge=1, description="sampled decisions each twin makes on each list of the A/B pool "
+                            "(`evals.validity.pool`), averaged into its like rate: more draws, less Monte Carlo noise "
+                            "in the simulated order; the first draw is the one-draw run's")
 
     @model_validator(mode="before")
     @classmethod
@@ -142,8 +149,9 @@ class FidelityConfig(BaseModel):
 
         from simulator.prompts import templates_digest
 
-        # hard_negatives came later, off by default: a config without it keeps the hash it had before it existed
-        blob = (self.model_dump_json(exclude=set() if self.hard_negatives else {"hard_negatives"})
+        # fields that came later: at their default, a config keeps the hash it had before they existed
+        later = {name for name, default in LATER_FIELDS.items() if getattr(self, name) == default}
+        blob = (self.model_dump_json(exclude=later)
                 + (f"|prompt_templates={templates_digest()}" if self.use_llm else ""))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

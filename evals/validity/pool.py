@@ -12,7 +12,8 @@ Protocol, on one split (a `recsys.time_splits.TimeSplit`: the per-user time spli
    (`fidelity.prepare_personas`, `calibration.calibrate`, drawn as `fidelity.measure_fidelity` draws its
    users) meet each recommender's top 10 as 2 pages of 5 and decide with the calibrated, sampled choice
    model (`simulator.choice.decide`; the draws are seeded by user and page, so every recommender and every
-   simulator meets the same random numbers); the measure is the like rate (taken and liked / shown);
+   simulator meets the same random numbers); the measure is the like rate (taken and liked / shown), the mean
+   over ``FidelityConfig.pool_draws`` decisions a page (one by default);
 4. the two orders: Kendall tau and Spearman rho (scipy) with percentile bootstrap CIs over users (each
    resample draws test users and recomputes both orders from the same draw; a twin is a test user, so the
    two sides are paired); every pair: a sign-flip paired test (`evals.stats.testing.paired_test`) offline
@@ -100,15 +101,17 @@ async def _judge(ranked: dict, twins: np.ndarray, world: World, judges: dict[str
                 page = top[int(u)][t * cfg.slate_size:(t + 1) * cfg.slate_size]
                 rows = [at[int(i)] for i in page]
                 shown += len(page)
-                for label, model in judges.items():
-                    d = decide(model, X[np.ix_(rows, cols[label])], user_mean=memory.mean_rating,
-                               item_mean=world.space.mean_rating[page],
-                               genres=[world.space.genres[i] for i in page], context={},
-                               sampled=cfg.decision == "sampled", rng=np.random.default_rng([cfg.seed, int(u), t]),
-                               max_choices=MAX_CHOICES, level=level)
-                    liked[label] += int(d.liked.sum())
+                for r in range(cfg.pool_draws):  # draw 0 is seeded as a one-draw run is
+                    seed = [cfg.seed, int(u), t] + ([r] if r else [])
+                    for label, model in judges.items():
+                        d = decide(model, X[np.ix_(rows, cols[label])], user_mean=memory.mean_rating,
+                                   item_mean=world.space.mean_rating[page],
+                                   genres=[world.space.genres[i] for i in page], context={},
+                                   sampled=cfg.decision == "sampled", rng=np.random.default_rng(seed),
+                                   max_choices=MAX_CHOICES, level=level)
+                        liked[label] += int(d.liked.sum())
             for label in judges:
-                likes[label][name][j] = liked[label] / max(shown, 1)
+                likes[label][name][j] = liked[label] / max(shown * cfg.pool_draws, 1)
     return likes
 
 
@@ -116,7 +119,8 @@ def judge_pool(ranked: dict, twins: np.ndarray, world: World, judges: dict[str, 
                show_progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """{simulator label: {member: like rate [n twins]}}: each twin meets each member's top DEPTH as pages of
     ``cfg.slate_size`` and decides with each simulator in ``judges`` ('full' first: the others' features are
-    subsets of its), drawn with the same seed per user and page (`fidelity_ab`'s seeding)."""
+    subsets of its), drawn with the same seed per user and page (`fidelity_ab`'s seeding); ``cfg.pool_draws``
+    decisions a page, the like rate their mean (draw r > 0 seeded by user, page and r)."""
     return asyncio.run(_judge(ranked, twins, world, judges, cfg, show_progress))
 
 
@@ -249,7 +253,8 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
         "version": POOL_VERSION, "split": split.key, "seed": cfg.seed, "config": cfg.model_dump(),
         "config_hash": cfg.config_hash(), "calibration_features": record["features"],
         "n_offline_users": int(len(off_users)), "n_twins": int(len(twins)), "all_twins": n_twins is None,
-        "depth": DEPTH, "slate_size": cfg.slate_size, "n_boot": cfg.n_boot, "alpha": ALPHA,
+        "depth": DEPTH, "slate_size": cfg.slate_size, "draws_per_twin": cfg.pool_draws, "n_boot": cfg.n_boot,
+        "alpha": ALPHA,
         "pool": pool, "close_competitors": close, "probes": [m.name for m in probe_members if m.name in ranked],
         "recommenders": rows,
         "offline_order": sorted(pool, key=lambda n: -rec[n].mean()),
@@ -260,8 +265,9 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
         "circularity": circ, "targets": targets,
         "protocol": (f"recommenders trained on the train positives of {split.key}; top {DEPTH} over the catalog "
                      f"minus train-rated items; offline: Recall@{DEPTH} and NDCG@{DEPTH} against test ratings >= 4 "
-                     f"over every test user with one; simulated: the calibrated twins ({cfg.decision}) meet each "
-                     f"top {DEPTH} as pages of {cfg.slate_size}, like rate; tau/rho with bootstrap CIs over users; "
+                     f"over every test user with one; simulated: the calibrated twins ({cfg.decision}, "
+                     f"{cfg.pool_draws} draw(s) a page) meet each top {DEPTH} as pages of {cfg.slate_size}, like "
+                     "rate; tau/rho with bootstrap CIs over users; "
                      "pairs: sign-flip paired tests, Holm over the pool's pairs per measure; circularity: the twin "
                      "calibration refitted on its own rows without each evidence family"),
         "timings_s": {**timings, "total": round(time.perf_counter() - started, 1)},
