@@ -122,8 +122,9 @@ def main() -> None:
                     "recsys.bench.TUNED_LAMBDAS's)")
     ap.add_argument("--hard-negatives", type=int, default=0, help="per positive, more negatives for the twins' "
                     "calibration drawn from the top of their own evidence rankings (default 0: none)")
-    ap.add_argument("--draws", type=int, default=1, help="sampled decisions each twin makes on each page, averaged "
-                    "into its like rate (default 1; more: less Monte Carlo noise in the simulated order)")
+    ap.add_argument("--draws", type=int, default=30, help="sampled decisions each twin makes on each page, averaged "
+                    "into its like rate (default 30: the Monte Carlo variance of the simulated measure is 1/30 of one "
+                    "draw's, for about 2 min more on the global split; 1: the reads before 2026-12-07 evening)")
     ap.add_argument("--llm", action="store_true", help="the LLM judgement as a decision feature (embedded SmolLM2; "
                     "slow, and one more family for the circularity check)")
     a = ap.parse_args()
