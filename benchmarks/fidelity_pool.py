@@ -85,6 +85,7 @@ def report(r: dict) -> None:
         lifts = ", ".join(f"{n} {ci(x)}" for n, x in v["kin_lift"].items()) or "no kin in the pool"
         print(f"without {f:10s} tau {ci(v['order_without']['kendall_tau'])}; kin lift: {lifts}")
     print(f"families lifting their own kind by > 1 rank: {c['families_lifting_own_kind']}")
+    print(f"of their kin, lifted past its offline rank: {c['kin_lifted_past_offline_rank']}")
     for p in c["probes"]:
         print(f"{p['probe']}: rank offline {p['rank_offline']:.0f}, simulated {p['rank_full']:.0f} "
               f"(without {p['family']} {p.get('rank_without', float('nan')):.0f}) of {p['n_ranked']}; "

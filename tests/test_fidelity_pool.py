@@ -323,3 +323,24 @@ def test_more_draws_a_page_average_away_the_monte_carlo_noise_of_the_simulated_m
     assert np.mean((four - many) ** 2) < 0.5 * np.mean((one - many) ** 2)
     assert FidelityConfig(pool_draws=1).config_hash() == FidelityConfig().config_hash() != \
         FidelityConfig(pool_draws=2).config_hash()
+
+
+def test_a_lift_past_the_offline_rank_is_told_from_one_towards_it():
+    from evals.validity.pool_orders import circularity
+
+    pool = ["mf", "recent-pop", "pop", "random"]
+    members = {"mf": Member("mf", "factorised"), "recent-pop": Member("recent-pop", "recency"),
+               "pop": Member("pop", "popularity"), "random": Member("random", "random")}
+    noise = np.random.default_rng(0).normal(0, 1e-4, (4, 200))
+
+    def arrays(means):
+        return {n: m + noise[i] - noise[i].mean() for i, (n, m) in enumerate(zip(pool, means))}
+
+    off = arrays([0.30, 0.20, 0.10, 0.00])  # offline: mf 1st, recent-pop 2nd, pop 3rd
+    boot = Resampled(200, np.arange(200), n_boot=100, seed=0)
+    without = arrays([0.30, -0.01, 0.20, 0.00])  # without the popularity evidence recent-pop falls to 4th
+    for full_recent, past in ((0.40, ["recent-pop"]), (0.25, [])):  # 1st with it (past its offline 2nd), or 2nd
+        sims = {"full": arrays([0.30, full_recent, 0.10, 0.00]), "popularity": without}
+        c = circularity(pool, members, off, sims, boot, seed=0, n_boot=100)
+        assert c["kin_lifted_more_than_one_rank"] == ["recent-pop"]  # lifted by > 1 rank either way
+        assert c["kin_lifted_past_offline_rank"] == past == c["families"]["popularity"]["kin_lifted_past_offline"]

@@ -238,7 +238,9 @@ def circularity(pool: list[str], members: dict[str, Member], off: dict[str, np.n
     """Per family: each pool member's rank offline (Recall@10), under the full simulator and under the one
     without the family ('lift': rank without - rank with, > 0 when the family's presence moves it up), with a
     bootstrap CI for its kin (`KIN`); the ablated simulator's tau; and each probe's standing against the pool
-    members that beat it offline (`probe_standing`)."""
+    members that beat it offline (`probe_standing`). A kin lifted by more than one rank is also named under
+    'kin_lifted_past_offline' when the full simulator ranks it above its offline rank: a lift that carries it past
+    where held-out data puts it flatters it; one that leaves it at or below that rank moves it towards the data."""
     off_rank = _ranks([off[n].mean() for n in pool])
     off_pool = np.stack([off[n] for n in pool])
     full = np.stack([sims["full"][n] for n in pool])
@@ -257,15 +259,18 @@ def circularity(pool: list[str], members: dict[str, Member], off: dict[str, np.n
             if n in KIN[fam]:
                 kin_lift[n] = rounded(abl_rank[i] - full_rank[i],
                                       *percentile_interval(abl_draws[:, i] - full_draws[:, i]))
+        past = [r["recommender"] for r in rows
+                if r["kin"] and r["lift"] > 1 and r["rank_full"] < r["rank_offline"]]
         families[fam] = {"features_left_out": list(FAMILIES[fam]), "kin": list(KIN[fam]), "ranks": rows,
                          "kin_lift": kin_lift, "lifts_own_kind": any(v["value"] > 1 for v in kin_lift.values()),
-                         "order_without": order_agreement(abl, off_pool, boot)}
+                         "kin_lifted_past_offline": past, "order_without": order_agreement(abl, off_pool, boot)}
     probe_rows = [probe_standing(p, pool, members, off, sims, seed=seed, n_boot=n_boot)
                   for p, m in members.items() if m.probe and p in sims["full"]]
     return {"families": families, "probes": probe_rows,
             "families_lifting_own_kind": [f for f, v in families.items() if v["lifts_own_kind"]],
             "kin_lifted_more_than_one_rank": sorted({n for v in families.values() for n, l in v["kin_lift"].items()
-                                                     if l["value"] > 1})}
+                                                     if l["value"] > 1}),
+            "kin_lifted_past_offline_rank": sorted({n for v in families.values() for n in v["kin_lifted_past_offline"]})}
 
 
 def kin_blind(pool: list[str], sims: dict[str, dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], dict]:
