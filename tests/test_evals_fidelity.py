@@ -40,6 +40,15 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
                        "user_als"}  # no llm_only: no LLM
     cells = {(r["negatives"], r["ratio"]) for r in result["taste_alignment"]}
     assert cells == {(n, f"1:{k}") for n in ("uniform", "popularity_matched") for k in (1, 3, 9)}
+    # the user-level ALS rule is tuned on the validation split of the part it is fitted on, never the held-out part
+    from evals.validity.grounding import split_for
+    from personas.infra.assets import ml100k_dir
+    from recsys import load_movielens
+
+    split = split_for(load_movielens(ml100k_dir()), out / "personas" / "personas.jsonl")
+    tuned = result["user_als"]
+    assert tuned["validation"] == split.inner().key != split.key and set(tuned["params"]) == set(tuned["grid"])
+    assert all(tuned["params"][k] in v for k, v in tuned["grid"].items()) and on_disk["user_als"] == tuned
     for r in result["taste_alignment"]:
         if r["method"] == "user_als":  # a ranking with no like rule of its own: its AUC only
             assert r["accuracy"] is None and r["f1"] is None and 0.0 <= r["auc"]["value"] <= 1.0

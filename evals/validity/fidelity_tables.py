@@ -32,12 +32,13 @@ def taste_table(taste: dict, cfg) -> list[dict]:
 SIMPLE_RULES = ("popularity", "persona_cf", "user_als")
 
 
-def auc_differences(taste: dict, cfg, rules: tuple[str, ...] = SIMPLE_RULES) -> list[dict]:
-    """The twin's 1:1 AUC minus each of ``rules``' (the simple rules, or another method of the run), on the same
-    users (paired: the same resamples of users), for each kind of negatives: [{negatives, rule, diff: {value, ci}}]."""
+def auc_differences(taste: dict, cfg, rules: tuple[str, ...] = SIMPLE_RULES, method: str = "twin") -> list[dict]:
+    """``method``'s 1:1 AUC (the twins, or the same twins without their layers) minus each of ``rules``' (the simple
+    rules, or another method of the run), on the same users (paired: the same resamples of users), for each kind of
+    negatives: [{negatives, rule, diff: {value, ci}}]."""
     rows = []
     for kind in sorted({k for k, _, _ in taste}):
-        twin = taste.get((kind, 1, "twin"))
+        twin = taste.get((kind, 1, method))
         if twin is None:
             continue
         twin_draws = pooled_auc_draws(twin, n_boot=cfg.n_boot, seed=cfg.seed)
