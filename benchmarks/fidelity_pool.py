@@ -129,6 +129,12 @@ def main() -> None:
     ap.add_argument("--llm", action="store_true", help="the LLM judgement as a decision feature (embedded SmolLM2; "
                     "slow, and one more family for the circularity check)")
     a = ap.parse_args()
+    for flag, value, least in (("--draws", a.draws, 1), ("--hard-negatives", a.hard_negatives, 0)):
+        if value < least:  # one line, exit 2, before any work (`evals.commands.errors`)
+            from evals.commands.errors import EXIT_CODE, emit
+
+            emit(f"{flag}: must be at least {least}, got {value}")
+            raise SystemExit(EXIT_CODE)
     started = time.perf_counter()
     ds = load_movielens(ml100k_dir())
     split = make_split(ds, a)

@@ -344,3 +344,16 @@ def test_a_lift_past_the_offline_rank_is_told_from_one_towards_it():
         c = circularity(pool, members, off, sims, boot, seed=0, n_boot=100)
         assert c["kin_lifted_more_than_one_rank"] == ["recent-pop"]  # lifted by > 1 rank either way
         assert c["kin_lifted_past_offline_rank"] == past == c["families"]["popularity"]["kin_lifted_past_offline"]
+
+
+def test_the_benchmark_refuses_a_bad_draw_count_in_one_line_before_any_work(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for args, needle in ((["--draws", "0"], "--draws: must be at least 1, got 0"),
+                         (["--hard-negatives", "-1"], "--hard-negatives: must be at least 0, got -1")):
+        res = subprocess.run([sys.executable, "benchmarks/fidelity_pool.py", *args, "--out", str(tmp_path / "o")],
+                             capture_output=True, text=True, cwd=root, timeout=120)
+        assert res.returncode == 2 and res.stderr.strip() == f"error: {needle}" and not (tmp_path / "o").exists()
