@@ -46,8 +46,8 @@ persona's canon), sampling from their calibrated probabilities (`simulator.selec
 persona-CF (share of the persona's members who liked the item) and llm-only (the
 LLM's yes-probability alone), each deciding by a one-feature logistic fitted on the
 same calibration rows; and user-level ALS (`implicit`'s ALS trained on the train part's
-positives, the user's own factor against the item's): a ranking with no like/not-like rule
-of its own, so only its AUC is reported.
+positives, tuned on that part's own validation split: `user_level_als`; the user's own factor against the
+item's): a ranking with no like/not-like rule of its own, so only its AUC is reported.
 """
 
 from __future__ import annotations
