@@ -62,8 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from scipy.special import expit
 
 from simulator.rating_rules import RATING_RULES
-from simulator.selector import (LIKED_MIN, person_logit, rating_distribution, sample_ratings, take_logit,
-                                take_probability)
+from simulator.selector import LIKED_MIN, person_logit, rating_distribution, sample_ratings, take_probability
 
 #: (context characteristic, value) -> like-logit shift per genre; "*" applies to every item.
 CONTEXT_SHIFTS: dict[tuple[str, str], dict[str, float]] = {
@@ -246,8 +245,7 @@ def decide(model: ChoiceModel, X: np.ndarray, *, user_mean: float, item_mean: np
         raise ValueError(f"the {model.kind} choice model has no base rates (take level, like given watched): a "
                          "calibration from before they existed; rerun `personasim calibrate`")
     logits = model.like_logit(X) + context_shift(context, genres) + focus_shift(focus, genres)
-    p_take = take_probability(logits, model.take_level) if not model.take_spread else \
-        expit(take_logit(logits, model.take_level, model.take_spread, level))
+    p_take = take_probability(logits, model.take_level, model.take_spread, level)
     p_like = model.p_like_watched(X, level)
     if sampled:
         taken = rng.random(len(logits)) < p_take

@@ -49,9 +49,10 @@ ROUNDING_CUTS = (1.5, 2.5, 3.5, 4.5)
 LIKED_MIN = 4
 
 
-def take_probability(affinity: np.ndarray, level: float) -> np.ndarray:
-    """P(take) [M] of items with affinities [M] at the no-choice ``level``."""
-    return expit(np.asarray(affinity, dtype=float) + level)
+def take_probability(affinity: np.ndarray, level: float, spread: float = 0.0, person: float = 0.0) -> np.ndarray:
+    """P(take) [M] of items with affinities [M] at the no-choice ``level``; on an implicit log, for the person at
+    ``person`` under its own level of sd ``spread`` (`take_logit`)."""
+    return expit(take_logit(affinity, level, spread, person))
 
 
 def fit_level(affinities: list[np.ndarray], hits: np.ndarray, *, bounds: tuple[float, float] = (-30.0, 30.0)) -> float:
@@ -150,7 +151,7 @@ def fit_person_spread(logit: np.ndarray, liked: np.ndarray, mu: np.ndarray, rati
 def take_logit(affinity: np.ndarray, level: float, spread: float = 0.0, person: float = 0.0) -> np.ndarray:
     """The take logit [M] of items with affinities [M] at the no-choice ``level`` for the person at ``person`` (a
     standard normal draw) under a random intercept of sd ``spread`` on the take (an implicit log's own level,
-    `fit_take_spread`); ``spread`` 0 is `take_probability`'s logit."""
+    `fit_take_spread`); ``spread`` 0: the affinity plus the level."""
     logit = np.asarray(affinity, dtype=float) + level
     return person_logit(logit, spread, person) if spread else logit
 
@@ -177,7 +178,7 @@ def fit_take_spread(affinities: list[np.ndarray], hits: np.ndarray, level: float
     real = float(hits.std())
 
     def simulated(spread: float) -> tuple[float, float]:  # (sd over users of hits, mean hits), over the draws
-        sim_hits = (u < expit(take_logit(A[None], level, spread, z))).sum(2)
+        sim_hits = (u < take_probability(A[None], level, spread, z)).sum(2)
         return float(sim_hits.std(axis=1).mean()), float(sim_hits.mean())
 
     sims = [simulated(s) for s in grid]

@@ -315,16 +315,15 @@ async def _take_row(scorer: _Scorer, user_key: str, popular: np.ndarray, own: se
     """One implicit-log user's row of `population.take_realism`: the popularity list the take level was fitted on
     (`calibration.popularity_list`: the train part's most taken items it had not taken), how many of them it took
     later, and the twin's take probabilities of them (its own level, and none)."""
-    from scipy.special import expit
-    from simulator.selector import take_logit
+    from simulator.selector import take_probability
 
     shown = popularity_list(popular, own)
     model = scorer.models["twin"]
     logits = (await scorer.score(user_key, shown, seed=seed))["twin"]["score"]  # the affinity, layers played
     level = person_level("fidelity", scorer.cfg.seed, user_key)
     return {"hits": len(set(shown.tolist()) & later),
-            "p_own": expit(take_logit(logits, model.take_level, model.take_spread, level)),
-            "p_flat": expit(take_logit(logits, model.take_level))}
+            "p_own": take_probability(logits, model.take_level, model.take_spread, level),
+            "p_flat": take_probability(logits, model.take_level)}
 
 
 def prepare_personas(ds, split, out: Path, cfg: FidelityConfig, show_progress: bool) -> Path:
