@@ -212,6 +212,55 @@ def test_the_focus_fit_finds_a_planted_focus_and_none_where_there_is_none():
         fit_focus_shift(logs(True).head(5), genres)
 
 
+def test_the_sittings_spread_finds_a_planted_spread_and_none_where_there_is_none():
+    """`sitting_spread` recovers the variance of a genre's log-odds planted between sittings (two genres, so the
+    planted shift is the genre's log-odds shift exactly)."""
+    from scipy.special import expit
+
+    from evals.validity.sittings import sitting_spread
+
+    genres = [["A"] if i % 2 == 0 else ["B"] for i in range(400)]
+
+    def logs(sd: float) -> pd.DataFrame:
+        rng = np.random.default_rng(0)
+        rows = []
+        for u in range(150):
+            level, t = rng.normal(-0.5, 0.7), 0
+            for _ in range(6):  # six sittings a user, a day apart, each with its own draw of the genre's log-odds
+                p = expit(level + rng.normal(0, sd))
+                for _ in range(12):
+                    rows.append((u, int(2 * rng.integers(200) + (rng.random() >= p)), 4.0, float(t)))
+                    t += 60
+                t += 86_400
+        return pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+
+    none = sitting_spread(logs(0.0), genres, n_boot=100)
+    assert abs(none["tau2"]) < 0.05 and none["ci"][0] < 0 < none["ci"][1] + 0.01
+    planted = sitting_spread(logs(0.6), genres, n_boot=100)
+    assert planted["ci"][0] < 0.36 < planted["ci"][1] and planted["ci"][0] > 0.15
+    assert planted["n_sittings"] == 900 and planted["by_genre"]["A"]["weight"] == 0.5
+    with pytest.raises(ValueError, match="no sitting"):
+        sitting_spread(logs(0.6).head(5), genres)
+
+
+def test_the_layers_vary_a_session_less_than_real_sittings_vary():
+    """The stated context shifts and the fitted focus term (`simulator.choice.session_variance`, an upper bound per
+    genre) give a session a genre mix that varies less, pooled over genres with the real figure's weights, than real
+    sittings of the default split's train part do (`evals.validity.sittings.sitting_spread`): the population's
+    spread is not wider than real people's."""
+    from evals.validity.sittings import sitting_spread
+    from personas.infra.assets import ml100k_dir
+    from recsys import load_movielens
+    from recsys.time_splits import make_split
+    from simulator.choice import session_variance
+
+    ds = load_movielens(ml100k_dir())
+    real = sitting_spread(make_split(ds, "global").train, ds.items["genres"].tolist(), n_boot=200, seed=0)
+    simulated = sum(g["weight"] * session_variance(name) for name, g in real["by_genre"].items())
+    assert 0 < simulated < real["ci"][0]
+    assert session_variance("Horror") > session_variance("Drama") > 0  # "with kids" moves horror most
+
+
 def test_a_subtopic_names_a_genre_or_a_film():
     from simulator.grounded import focus_genres
 

@@ -14,6 +14,11 @@ ratings would be a lift by construction).
 
 This is `simulator.choice.FOCUS_SHIFT`'s provenance: the default split's train part gives it
 (`tests/test_grounding.py` refits it). Only the ``train`` frame passed in is read.
+
+The same sittings bound the layers' spread (`sitting_spread`): how much does a real sitting's genre mix vary
+around the user's own, beyond what drawing its n films would give? A session's subtopic and context shift a
+genre's like-logit by a draw (`simulator.choice.session_variance`); a population whose sessions varied more than
+real sittings do would be noise the data does not show.
 """
 
 from __future__ import annotations
@@ -79,3 +84,67 @@ def fit_focus_shift(train: pd.DataFrame, genres: list[list[str]], *, n_boot: int
     return {"shift": round(_pooled(rows), 4), "ci": [round(float(lo), 4), round(float(hi), 4)],
             "base": round(float((rows["base"] * w).sum()), 4), "second": round(float((rows["second"] * w).sum()), 4),
             "n_sittings": int(len(rows)), "n_users": int(len(users))}
+
+
+def spread_rows(train: pd.DataFrame, genres: list[list[str]], *, gap_s: float = GAP_S,
+                min_len: int = MIN_LEN) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Per usable sitting (as in `focus_rows`): its user, its length n, the user's other sittings' length m, their
+    genre shares [S, G] ('base') and the sitting's own [S, G]; and the genre names."""
+    names = sorted({g for gs in genres for g in gs})
+    G = np.array([[g in gs for g in names] for gs in genres], dtype=float)
+    users, n, m, base, share = [], [], [], [], []
+    for user, g in sittings(train, gap_s).groupby("user"):
+        for s, part in g.groupby("sitting"):
+            other = g.loc[g["sitting"] != s, "item"].to_numpy()
+            if len(part) < min_len or len(other) < 10:
+                continue
+            users.append(user)
+            n.append(len(part))
+            m.append(len(other))
+            base.append(G[other].mean(0))
+            share.append(G[part["item"].to_numpy()].mean(0))
+    return (np.array(users), np.array(n, float), np.array(m, float), np.array(base).reshape(-1, len(names)),
+            np.array(share).reshape(-1, len(names)), names)
+
+
+def _tau2(n, m, base, share) -> np.ndarray:
+    """Per genre, the method-of-moments between-sitting variance of the genre's log-odds: the squared gap between a
+    sitting's share and the user's other sittings', less the binomial variance of both (p(1-p)/n + p(1-p)/m), over
+    the delta method's p^2 (1-p)^2. Genres a user rates under 2% (or over 98%) of the time are left out of that
+    user's rows (the delta method needs p inside)."""
+    v = base * (1 - base)
+    keep = (base > 0.02) & (base < 0.98)
+    excess = np.where(keep, (share - base) ** 2 - v / n[:, None] - v / m[:, None], 0.0)
+    weight = np.where(keep, v ** 2, 0.0)
+    return excess.sum(0) / np.maximum(weight.sum(0), 1e-12), weight.sum(0)
+
+
+def sitting_spread(train: pd.DataFrame, genres: list[list[str]], *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """How much real sittings vary in genre mix (module docstring): {'tau2', 'ci' (the pooled figure's percentile
+    bootstrap over users), 'by_genre' {genre: tau2}, 'n_sittings', 'n_users'}. 'tau2' is the variance, over
+    sittings, of a genre's log-odds about the user's own mix, pooled over genres with their delta-method weights.
+    It holds everything a sitting varies by: its focus, its context, the taste drifting between sittings, the site
+    showing some genres first. ValueError when no sitting is usable."""
+    users, n, m, base, share, names = spread_rows(train, genres)
+    if not len(users):
+        raise ValueError(f"no sitting of {MIN_LEN}+ ratings within {GAP_S} s gaps, beside other sittings: the "
+                         "sittings' spread cannot be measured on these logs")
+
+    def figures(idx) -> tuple[float, np.ndarray]:
+        t2, w = _tau2(n[idx], m[idx], base[idx], share[idx])
+        return float((t2 * w).sum() / w.sum()), t2
+
+    by_user = pd.Series(np.arange(len(users))).groupby(users).apply(np.asarray)
+    ids = by_user.index.to_numpy()
+    rng = np.random.default_rng(seed)
+    draws = [figures(np.concatenate(by_user.loc[rng.choice(ids, len(ids))].to_list())) for _ in range(n_boot)]
+    lo, hi = np.percentile([d[0] for d in draws], [2.5, 97.5])
+    g_lo, g_hi = np.percentile(np.array([d[1] for d in draws]), [2.5, 97.5], axis=0)
+    tau2, t2 = figures(np.arange(len(users)))
+    w = _tau2(n, m, base, share)[1]
+    kept = [j for j in range(len(names)) if w[j] > 0]
+    return {"tau2": round(tau2, 4), "ci": [round(float(lo), 4), round(float(hi), 4)],
+            "by_genre": {names[j]: {"tau2": round(float(t2[j]), 4), "ci": [round(float(g_lo[j]), 4),
+                                                                          round(float(g_hi[j]), 4)],
+                                    "weight": round(float(w[j] / w.sum()), 4)} for j in kept},
+            "n_sittings": int(len(users)), "n_users": int(len(ids))}
