@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/fidelity_pool.py [--users N] [--seed 0] [--out runs/fidelity_pool] [--split-holdout 0.2]
                                                  [--split global|per-user] [--validation] [--llm]
-                                                 [--hard-negatives H] [--draws D]
+                                                 [--hard-negatives H] [--draws D] [--calibration-per-user K]
 
 Issue 36, items 2 and 3 (`evals.validity.pool`): 14 recommenders of 8 families and two probes trained on the
 split's train part; offline Recall@10 and NDCG@10 on its test part; the calibrated, sampled twins of
@@ -123,13 +123,16 @@ def main() -> None:
                     "recsys.bench.TUNED_LAMBDAS's)")
     ap.add_argument("--hard-negatives", type=int, default=0, help="per positive, more negatives for the twins' "
                     "calibration drawn from the top of their own evidence rankings (default 0: none)")
+    ap.add_argument("--calibration-per-user", type=int, default=3, help="later positives (and rated items) per "
+                    "calibration user the twins' like and rating models are fitted on (default 3)")
     ap.add_argument("--draws", type=int, default=30, help="sampled decisions each twin makes on each page, averaged "
                     "into its like rate (default 30: the Monte Carlo variance of the simulated measure is 1/30 of one "
                     "draw's, for about 2 min more on the global split; 1: the reads before 2026-12-07 evening)")
     ap.add_argument("--llm", action="store_true", help="the LLM judgement as a decision feature (embedded SmolLM2; "
                     "slow, and one more family for the circularity check)")
     a = ap.parse_args()
-    for flag, value, least in (("--draws", a.draws, 1), ("--hard-negatives", a.hard_negatives, 0)):
+    for flag, value, least in (("--draws", a.draws, 1), ("--hard-negatives", a.hard_negatives, 0),
+                               ("--calibration-per-user", a.calibration_per_user, 1)):
         if value < least:  # one line, exit 2, before any work (`evals.commands.errors`)
             from evals.commands.errors import EXIT_CODE, emit
 
@@ -139,7 +142,8 @@ def main() -> None:
     ds = load_movielens(ml100k_dir())
     split = make_split(ds, a)
     cfg = FidelityConfig(holdout=a.split_holdout, use_llm=a.llm, seed=a.seed, split=a.split, final=not a.validation,
-                         hard_negatives=a.hard_negatives, pool_draws=a.draws)
+                         hard_negatives=a.hard_negatives, pool_draws=a.draws,
+                         calibration_per_user=a.calibration_per_user)
     llm = None
     if a.llm:
         from simulator.llm import create_client

@@ -85,10 +85,14 @@ class UserProfile(BaseModel):
         return (self.persona.id, self.twin, self.subtopic, tuple(sorted(self.context.items())))
 
 
+def stable_digest(*parts: object) -> bytes:
+    """The SHA-256 of the parts joined by '|' (independent of PYTHONHASHSEED): what every derived seed is cut from."""
+    return hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+
+
 def derive_seed(*parts: object) -> int:
     """A stable 31-bit seed from any parts (independent of PYTHONHASHSEED)."""
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return int.from_bytes(stable_digest(*parts)[:4], "big") & 0x7FFFFFFF
 
 
 def jitter_traits(traits: BigFive, rng: np.random.Generator, width: float = TRAIT_JITTER) -> BigFive:

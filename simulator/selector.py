@@ -43,6 +43,8 @@ from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import norm
 
+from simulator.layers import stable_digest
+
 #: Cutpoints of the 'expected' rule: the expected rating rounded to the nearest of 1..5.
 ROUNDING_CUTS = (1.5, 2.5, 3.5, 4.5)
 #: A rating at or above this is a like.
@@ -82,10 +84,9 @@ def person_logit(logit: np.ndarray, spread: float, level: float) -> np.ndarray:
 
 
 def person_level(*seed_parts: object) -> float:
-    """A person's own level, a standard normal draw seeded by ``seed_parts`` (e.g. its profile)."""
-    import hashlib
-
-    digest = hashlib.sha256("|".join(map(str, ("person level", *seed_parts))).encode()).digest()
+    """A person's own level, a standard normal draw seeded by ``seed_parts`` (e.g. its profile; 64 bits of
+    `simulator.layers.stable_digest`)."""
+    digest = stable_digest("person level", *seed_parts)
     return float(np.random.default_rng(int.from_bytes(digest[:8], "big")).standard_normal())
 
 

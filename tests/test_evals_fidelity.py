@@ -197,9 +197,29 @@ def test_hard_negatives_read_train_only_are_recorded_and_a_run_asking_otherwise_
     assert plain["report"]["twin"]["n_like_rows"] < a["report"]["twin"]["n_like_rows"] <= 4 * n_pos
     assert a["models"]["twin"]["like_coef"] != plain["models"]["twin"]["like_coef"]
     check_calibration(a, split, FidelityConfig(hard_negatives=1), ppath)
-    with pytest.raises(FidelityError, match="1 hard negatives a positive, not this run's"):
+    with pytest.raises(FidelityError, match="1 hard negatives a positive and 3 rows a user, not this run's"):
         check_calibration(a, split, FidelityConfig(), ppath)
     assert FidelityConfig(hard_negatives=1).config_hash() != FidelityConfig().config_hash()
+
+
+def test_calibration_rows_a_user_are_recorded_and_a_run_asking_otherwise_is_refused(fidelity_run):
+    from evals.validity.fidelity import FidelityError, check_calibration
+    from evals.validity.grounding import split_for
+
+    out, _ = fidelity_run
+    ppath = out / "personas" / "personas.jsonl"
+    ds = _scrambled_outside_train(ppath)[0]
+    split = split_for(ds, ppath)
+    three = calibrate(ds, split, ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False)
+    six = calibrate(ds, split, ppath, None, n_users=25, use_llm=False, seed=3, show_progress=False, per_user=6)
+    assert (three["per_user"], six["per_user"]) == (3, 6)
+    assert six["report"]["twin"]["n_like_rows"] > three["report"]["twin"]["n_like_rows"]
+    check_calibration(six, split, FidelityConfig(calibration_per_user=6), ppath)
+    with pytest.raises(FidelityError, match="6 rows a user, not this run's"):
+        check_calibration(six, split, FidelityConfig(), ppath)
+    # out of the hash at its default (the hashes the docs cite still name their runs), in it otherwise
+    assert FidelityConfig(calibration_per_user=3).config_hash() == FidelityConfig().config_hash()
+    assert FidelityConfig(calibration_per_user=6).config_hash() != FidelityConfig().config_hash()
 
 
 def test_a_calibration_for_other_personas_or_split_is_refused(fidelity_run, tmp_path):
@@ -251,6 +271,9 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     one_line_error(cli("validate", "fidelity", "--out", str(tmp_path / "y"), "--users", "2", "--no-llm"), "--users")
     one_line_error(cli("validate", "fidelity", "--out", str(tmp_path / "z"), "--layers", "mood", "--no-llm"),
                    "--layers")
+    assert not (tmp_path / "z").exists()
+    one_line_error(cli("validate", "fidelity", "--out", str(tmp_path / "z"), "--calibration-per-user", "0",
+                       "--no-llm"), "--calibration-per-user")
     assert not (tmp_path / "z").exists()
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")

@@ -353,7 +353,8 @@ def test_the_benchmark_refuses_a_bad_draw_count_in_one_line_before_any_work(tmp_
 
     root = Path(__file__).resolve().parents[1]
     for args, needle in ((["--draws", "0"], "--draws: must be at least 1, got 0"),
-                         (["--hard-negatives", "-1"], "--hard-negatives: must be at least 0, got -1")):
+                         (["--hard-negatives", "-1"], "--hard-negatives: must be at least 0, got -1"),
+                         (["--calibration-per-user", "0"], "--calibration-per-user: must be at least 1, got 0")):
         res = subprocess.run([sys.executable, "benchmarks/fidelity_pool.py", *args, "--out", str(tmp_path / "o")],
                              capture_output=True, text=True, cwd=root, timeout=120)
         assert res.returncode == 2 and res.stderr.strip() == f"error: {needle}" and not (tmp_path / "o").exists()

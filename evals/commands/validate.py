@@ -114,6 +114,8 @@ def fidelity(
                                "reads the validation split, for development"),
     llm_feature: bool = typer.Option(False, "--llm/--no-llm", help="the LLM's yes-probability as a decision feature "
                                      "(about 4 s a user on 2 cores: off by default)"),
+    calibration_per_user: int = typer.Option(3, "--calibration-per-user", help="later positives (and rated items) "
+                                             "per calibration user the twins' like and rating models are fitted on"),
     layers: str = typer.Option("subtopic,context", "--layers", help="the layers the measured users play, drawn as a "
                                "campaign draws them: 'subtopic,context' (the campaign's users), one of them, or 'none'"),
     backend: BackendName = "embedded",
@@ -138,7 +140,8 @@ def fidelity(
     try:
         cfg = FidelityConfig(split=split, cut=cut, final=final, users=users, ab_users=ab_users, n_personas=n_personas,
                              decision="deterministic" if deterministic else "sampled",
-                             use_llm=llm_feature, seed=seed, layers=list(parse_layers(layers)))
+                             use_llm=llm_feature, seed=seed, layers=list(parse_layers(layers)),
+                             calibration_per_user=calibration_per_user)
     except ValidationError as exc:
         fail(option_error(exc))
     llm = _client(not llm_feature, backend, model, base_url, out / "llm_cache", adapter)

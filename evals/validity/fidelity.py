@@ -90,7 +90,7 @@ NEGATIVES = ("uniform", "popularity_matched")
 
 
 #: FidelityConfig's fields added after its hash was first cited, with their defaults (left out of the hash there).
-LATER_FIELDS = {"hard_negatives": 0, "pool_draws": 1}
+LATER_FIELDS = {"hard_negatives": 0, "pool_draws": 1, "calibration_per_user": 3}
 
 
 class FidelityConfig(BaseModel):
@@ -119,6 +119,8 @@ class FidelityConfig(BaseModel):
                                    "(300: n_rated's products have more weights to fit; on validation they add "
                                    "+0.001 uniform accuracy fitted on 150 users, +0.007 on 300, "
                                    "benchmarks/twin_ceiling.py)")
+    calibration_per_user: int = Field(3, ge=1, description="later positives (and rated items) per calibration user "
+                                      "the like and rating models are fitted on (`calibration.calibrate`'s per_user)")
     decision: DecisionMode = Field("sampled", description=DECISION_HELP)
     use_llm: bool = Field(False, description="the LLM judgement is a feature of the decision (about 4 s a user on "
                                              "2 cores: off by default, `validate fidelity --llm`)")
@@ -359,7 +361,6 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
                  reads: Path | None = None) -> dict:
     """Run the whole protocol (module docstring) on the validation split, or with ``cfg.final`` on the test split
     (one line appended to ``reads``); writes OUT/fidelity.json and returns it."""
-    from evals.validity.calibration import calibrate, write_calibration
     from personas.infra.assets import ml100k_dir
     from recsys import load_movielens
     from recsys.time_splits import make_split
@@ -376,10 +377,7 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
     split = split if cfg.final else split.inner()  # development never reads the test part
     out.mkdir(parents=True, exist_ok=True)
     ppath = prepare_personas(ds, split, out, cfg, show_progress)
-    if not (ppath.parent / "calibration.json").exists():
-        write_calibration(calibrate(ds, split, ppath, llm, n_users=cfg.calibration_users, use_llm=cfg.use_llm,
-                                    seed=cfg.seed, show_progress=show_progress, hard_negatives=cfg.hard_negatives),
-                          ppath)
+    ensure_calibration(ds, split, ppath, cfg, llm, show_progress)
     result = measure_fidelity(ds, split, ppath, cfg, llm, show_progress=show_progress, started=started)
     result["read"] = part_read(split)
     write_whole(out / "fidelity.json", json.dumps(result, indent=2, default=float) + "\n")
@@ -388,14 +386,27 @@ def run_fidelity(cfg: FidelityConfig, out: str | Path, llm, *, show_progress: bo
     return result
 
 
+def ensure_calibration(ds, split, ppath: Path, cfg: FidelityConfig, llm, show_progress: bool = True) -> None:
+    """Fit the calibration beside the personas at ``ppath`` as ``cfg`` asks, unless one is there (a run resumed in
+    its --out keeps it; `check_calibration` then refuses one fitted otherwise)."""
+    from evals.validity.calibration import calibrate, write_calibration
+
+    if not (ppath.parent / "calibration.json").exists():
+        write_calibration(calibrate(ds, split, ppath, llm, n_users=cfg.calibration_users, use_llm=cfg.use_llm,
+                                    per_user=cfg.calibration_per_user, seed=cfg.seed, show_progress=show_progress,
+                                    hard_negatives=cfg.hard_negatives), ppath)
+
+
 def check_calibration(record: dict, split, cfg: FidelityConfig, ppath: Path) -> None:
     """FidelityError unless the calibration ``record`` beside ``ppath`` was fitted as ``cfg`` asks: on ``split``, with
-    the LLM feature or without it as ``cfg.use_llm`` says, and with ``cfg.hard_negatives``."""
+    the LLM feature or without it as ``cfg.use_llm`` says, with ``cfg.hard_negatives`` and
+    ``cfg.calibration_per_user``."""
     hard = record.get("hard_negatives", 0)
-    if record["split"] != split.key or ("llm" in record["features"]) != cfg.use_llm or hard != cfg.hard_negatives:
+    if (record["split"] != split.key or ("llm" in record["features"]) != cfg.use_llm or hard != cfg.hard_negatives
+            or record["per_user"] != cfg.calibration_per_user):
         raise FidelityError(f"{ppath.parent / 'calibration.json'}: fitted on {record['split']} with features "
-                            f"{record['features']} and {hard} hard negatives a positive, not this run's; delete it or "
-                            "use a fresh --out")
+                            f"{record['features']}, {hard} hard negatives a positive and {record['per_user']} rows a "
+                            "user, not this run's; delete it or use a fresh --out")
 
 
 def user_level_als(split, seed: int):

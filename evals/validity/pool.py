@@ -150,8 +150,8 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
     of the twins (None: all). Returns the `PoolRun`; writes nothing else."""
     from dataclasses import replace
 
-    from evals.validity.calibration import calibrate, read_calibration, write_calibration
-    from evals.validity.fidelity import check_calibration, prepare_personas
+    from evals.validity.calibration import read_calibration
+    from evals.validity.fidelity import check_calibration, ensure_calibration, prepare_personas
     from evals.validity.grounding import item_space, memories, read_assignments
     from personas.card import read_personas
     from recsys.offline import DEFAULT_TRAIN
@@ -165,10 +165,7 @@ def run_pool(ds, split, out: str | Path, cfg, llm, *, members: list[Member] | No
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ppath = prepare_personas(ds, split, out, cfg, show_progress)
-    if not (ppath.parent / "calibration.json").exists():
-        write_calibration(calibrate(ds, split, ppath, llm, n_users=cfg.calibration_users, use_llm=cfg.use_llm,
-                                    seed=cfg.seed, show_progress=show_progress, hard_negatives=cfg.hard_negatives),
-                          ppath)
+    ensure_calibration(ds, split, ppath, cfg, llm, show_progress)
     record, models = read_calibration(ppath)
     check_calibration(record, split, cfg, ppath)
     lap("personas_and_calibration")
