@@ -40,6 +40,12 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
                        "user_als"}  # no llm_only: no LLM
     cells = {(r["negatives"], r["ratio"]) for r in result["taste_alignment"]}
     assert cells == {(n, f"1:{k}") for n in ("uniform", "popularity_matched") for k in (1, 3, 9)}
+    within = result["taste_within_users"]  # the same methods at 1:1, read within each user
+    assert {(r["negatives"], r["method"]) for r in within["auc"]} == {(n, m) for n in ("uniform", "popularity_matched")
+                                                                     for m in methods}
+    assert {(d["method"], d["rule"]) for d in within["differences"]} >= {("twin", "popularity"),
+                                                                        ("twin_without_layers", "user_als")}
+    assert all(d["diff"]["ci"][0] <= d["diff"]["value"] <= d["diff"]["ci"][1] for d in within["differences"])
     # the user-level ALS rule is tuned on the validation split of the part it is fitted on, never the held-out part
     from evals.validity.grounding import split_for
     from personas.infra.assets import ml100k_dir
@@ -325,6 +331,38 @@ def test_pooled_auc_is_scikit_learns_roc_auc_with_ties():
     y, s = np.concatenate([r[0] for r in records]), np.concatenate([r[1] for r in records])
     assert pooled_auc(records) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
     assert pooled_auc([(np.ones(3, int), np.arange(3.0))]) is None  # one class: undefined
+
+
+def test_the_within_user_auc_ignores_a_users_shift_of_all_its_items_where_the_pooled_auc_does_not():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from evals.stats.bootstrap import pooled_auc
+    from evals.validity.fidelity_tables import within_user_auc, within_user_taste
+
+    rng = np.random.default_rng(3)
+    y = [np.array([1, 1, 0, 0]) for _ in range(80)]
+    scores = [np.array([1.0, 0.2, 0.5, -0.3]) + rng.normal(0, 0.3, 4) for _ in range(80)]
+    shifted = [s + rng.normal(0, 3) for s in scores]  # each user's items moved alike ("20 minutes")
+    plain, moved = list(zip(y, scores)), list(zip(y, shifted))
+    per_user = within_user_auc(plain)
+    assert np.allclose(per_user, within_user_auc(moved)) and np.allclose(per_user, [roc_auc_score(*r) for r in plain])
+    assert pooled_auc(moved) < pooled_auc(plain) - 0.1  # the pooled AUC mixes the users' levels
+    assert np.isnan(within_user_auc([(np.ones(2, int), np.array([0.1, 0.2]))])[0])  # one class: undefined
+
+    class Cfg:
+        n_boot, seed = 200, 0
+
+    taste = {("uniform", 1, "twin"): moved, ("uniform", 1, "twin_without_layers"): plain,
+             ("uniform", 1, "popularity"): list(zip(y, [rng.normal(0, 1, 4) for _ in range(80)])),
+             ("uniform", 3, "twin"): moved}
+    out = within_user_taste(taste, Cfg, rules=("popularity",))
+    assert {(r["method"], r["n_users"]) for r in out["auc"]} == {("twin", 80), ("twin_without_layers", 80),
+                                                                 ("popularity", 80)}  # 1:1 only
+    diffs = {(d["method"], d["rule"]): d["diff"] for d in out["differences"]}
+    assert set(diffs) == {("twin", "popularity"), ("twin", "twin_without_layers"), ("twin_without_layers", "popularity")}
+    assert diffs[("twin", "twin_without_layers")] == {"value": 0.0, "ci": [0.0, 0.0]}  # the same order in each user
+    assert diffs[("twin", "popularity")]["ci"][0] > 0
 
 
 def test_the_pooled_auc_bootstrap_draws_are_those_of_resampling_the_lists():

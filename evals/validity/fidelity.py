@@ -11,7 +11,8 @@ Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
    positives (rating >= 4) against never-rated items at 1:1, 1:3 and 1:9, negatives
    drawn uniformly (Agent4Rec's choice; popularity leaks through it) and matched to
    each positive's popularity bin. Each method says like / not like per item:
-   accuracy, precision, recall, F1 per user, averaged; AUC of its scores (pooled);
+   accuracy, precision, recall, F1 per user, averaged; AUC of its scores (pooled; the targets read it), and
+   at 1:1 the AUC within each user, averaged ('taste_within_users': a user's shift of all its items alike leaves it);
 4. rating error: RMSE / MAE on held-out rated items against the user-mean and
    item-mean baselines, for both rating rules of `simulator.choice` ('expected', the
    campaign default, and 'matched'), and how far each rule's histogram of 1-5 lies
@@ -66,7 +67,7 @@ from tqdm import tqdm
 from evals.validity.calibration import draw_negatives, most_rated, pop_bins, popularity_list
 from evals.validity.fidelity_ab import ab_fidelity, ab_models
 from evals.validity.fidelity_tables import (auc_differences, headline_of, like_given_watched, rating_histograms,
-                                            rating_table, taste_table)
+                                            rating_table, taste_table, within_user_taste)
 from evals.validity.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
 from evals.validity.population import AverageUser, population_realism, take_realism
 from evals.validity.read_ledger import part_read, record_test_read, test_reads_path
@@ -480,7 +481,8 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
         "calibration": record["report"], "calibration_features": record["features"],
         "taste_alignment": taste_rows, "taste_against_simple_rules": differences,
         "taste_against_simple_rules_without_layers": bare, "user_als": als.tuned,
-        "taste_with_layers_minus_without": layers_cost, "rating_error": rating_rows,
+        "taste_with_layers_minus_without": layers_cost, "taste_within_users": within_user_taste(taste, cfg),
+        "rating_error": rating_rows,
         "rating_distribution": distribution, "ab_fidelity": ab,
         **({"not_measured": IMPLICIT_NOT_MEASURED} if implicit else {}),
         "timings_s": {"prepare": round(t_prep, 1), "taste_and_rating": round(t_taste, 1),
