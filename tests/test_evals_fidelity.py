@@ -40,6 +40,10 @@ def test_fidelity_reports_every_figure_with_its_ci_and_the_baselines(fidelity_ru
                        "user_als"}  # no llm_only: no LLM
     cells = {(r["negatives"], r["ratio"]) for r in result["taste_alignment"]}
     assert cells == {(n, f"1:{k}") for n in ("uniform", "popularity_matched") for k in (1, 3, 9)}
+    spread = result["layers_spread"]  # the train part's sittings against the layers' bound
+    assert spread["simulated_at_most"] > 0 and spread["real"]["n_sittings"] > 100
+    assert result["headline"]["targets"]["layers: a session's genre mix varies less than real sittings' "
+                                         "(evals.validity.sittings)"] == spread["within_real"]
     within = result["taste_within_users"]  # the same methods at 1:1, read within each user
     assert {(r["negatives"], r["method"]) for r in within["auc"]} == {(n, m) for n in ("uniform", "popularity_matched")
                                                                      for m in methods}

@@ -248,17 +248,21 @@ def test_the_layers_vary_a_session_less_than_real_sittings_vary():
     genre) give a session a genre mix that varies less, pooled over genres with the real figure's weights, than real
     sittings of the default split's train part do (`evals.validity.sittings.sitting_spread`): the population's
     spread is not wider than real people's."""
-    from evals.validity.sittings import sitting_spread
+    from evals.validity.sittings import layers_against_sittings
     from personas.infra.assets import ml100k_dir
     from recsys import load_movielens
     from recsys.time_splits import make_split
     from simulator.choice import session_variance
 
     ds = load_movielens(ml100k_dir())
-    real = sitting_spread(make_split(ds, "global").train, ds.items["genres"].tolist(), n_boot=200, seed=0)
-    simulated = sum(g["weight"] * session_variance(name) for name, g in real["by_genre"].items())
-    assert 0 < simulated < real["ci"][0]
+    check = layers_against_sittings(make_split(ds, "global").train, ds.items["genres"].tolist(), n_boot=200, seed=0)
+    real, simulated = check["real"], check["simulated_at_most"]
+    assert 0 < simulated < real["ci"][0] and check["within_real"]
+    assert simulated == pytest.approx(sum(g["weight"] * session_variance(name) for name, g in real["by_genre"].items()),
+                                      abs=1e-4)
     assert session_variance("Horror") > session_variance("Drama") > 0  # "with kids" moves horror most
+    no_sittings = layers_against_sittings(make_split(ds, "global").train.head(5), ds.items["genres"].tolist())
+    assert "no sitting" in no_sittings["not_measured"]
 
 
 def test_a_subtopic_names_a_genre_or_a_film():

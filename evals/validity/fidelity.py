@@ -29,7 +29,9 @@ Protocol (MovieLens-100k; every number with a 95% bootstrap CI over users):
    items (ECE, mean against the real like share, the diagram's rows);
 7. population realism: per-user behaviour statistics of the twins, the persona-level users and copies of
    one average user against the real users', on the same held-out rated items (Wasserstein distances,
-   `evals.validity.population`).
+   `evals.validity.population`);
+8. the layers' spread: how much a session's subtopic and context may vary a genre's share, against how much
+   real sittings of the train part vary it (`evals.validity.sittings.layers_against_sittings`).
 The measured users play the campaign's layers (``layers``, both by default): each draws a subtopic among its persona
 card's likes and a context as a campaign does (`_Scorer.layers_of`), and its affinity carries their shifts
 (`simulator.choice`), so fidelity.json describes the users a campaign plays. The twin without them
@@ -70,6 +72,7 @@ from evals.validity.fidelity_tables import (auc_differences, headline_of, like_g
                                             rating_table, taste_table, within_user_taste)
 from evals.validity.grounding import LIKED_MIN, extract_train_personas, item_space, memories, read_assignments, split_of
 from evals.validity.population import AverageUser, population_realism, take_realism
+from evals.validity.sittings import layers_against_sittings
 from evals.validity.read_ledger import part_read, record_test_read, test_reads_path
 from personas.infra.files import write_whole
 from simulator.choice import DECISION_HELP, ChoiceModel, DecisionMode, decide, refuse_temperature
@@ -473,6 +476,10 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
     bare = auc_differences(taste, cfg, method="twin_without_layers")  # the bare twins against the same rules
     headline = headline_of(taste_rows, rating_rows, ab, distribution, watched, differences, ratings=not implicit)
     headline["targets"].update({f"population: {k}": v for k, v in population["targets"].items()})
+    spread = layers_against_sittings(split.train, space.genres, n_boot=cfg.n_boot, seed=cfg.seed)
+    if "within_real" in spread:
+        headline["targets"]["layers: a session's genre mix varies less than real sittings' (evals.validity.sittings)"] \
+            = spread["within_real"]
     return {
         "config": cfg.model_dump(), "config_hash": cfg.config_hash(), "seed": cfg.seed,
         "model": getattr(llm, "model", ""), "split": split.key, "n_users": int(len(users)),
@@ -482,6 +489,7 @@ def measure_fidelity(ds, split, ppath: Path, cfg: FidelityConfig, llm, *, show_p
         "taste_alignment": taste_rows, "taste_against_simple_rules": differences,
         "taste_against_simple_rules_without_layers": bare, "user_als": als.tuned,
         "taste_with_layers_minus_without": layers_cost, "taste_within_users": within_user_taste(taste, cfg),
+        "layers_spread": spread,
         "rating_error": rating_rows,
         "rating_distribution": distribution, "ab_fidelity": ab,
         **({"not_measured": IMPLICIT_NOT_MEASURED} if implicit else {}),

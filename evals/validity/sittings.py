@@ -148,3 +148,19 @@ def sitting_spread(train: pd.DataFrame, genres: list[list[str]], *, n_boot: int 
                                                                           round(float(g_hi[j]), 4)],
                                     "weight": round(float(w[j] / w.sum()), 4)} for j in kept},
             "n_sittings": int(len(users)), "n_users": int(len(ids))}
+
+
+def layers_against_sittings(train: pd.DataFrame, genres: list[list[str]], *, n_boot: int = 1000,
+                            seed: int = 0) -> dict:
+    """Is the layers' spread within real people's? `sitting_spread` on ``train`` beside the most a simulated
+    session's layers vary a genre's log-odds (`simulator.choice.session_variance`), pooled with the real figure's
+    weights: {'real', 'simulated_at_most', 'within_real' (the bound below the real CI's low end)}; {'not_measured':
+    why} when the logs have no usable sittings."""
+    from simulator.choice import session_variance
+
+    try:
+        real = sitting_spread(train, genres, n_boot=n_boot, seed=seed)
+    except ValueError as exc:
+        return {"not_measured": str(exc)}
+    bound = sum(g["weight"] * session_variance(name) for name, g in real["by_genre"].items())
+    return {"real": real, "simulated_at_most": round(float(bound), 4), "within_real": bool(bound < real["ci"][0])}
