@@ -109,6 +109,10 @@ def test_a_campaign_runs_end_to_end_on_the_instacart_atomic_folder(instacart, tm
     assert cal["report"]["twin"]["take_spread"]["n_users"] == 60  # calibration_users
     assert "population: take spread: the twins' sd of hits within the real one's CI" in fid["headline"]["targets"]
     assert fid["headline"]["twin_auc_1to1_matched"] > 0.5 and fid["ab_fidelity"]["pairs"]
+    # its purchases carry an order's position for a time, so a user's log is one sitting: the layers' spread is
+    # not measured, said so, and no target is read from it
+    assert "no sitting" in fid["layers_spread"]["not_measured"]
+    assert not any(k.startswith("layers:") for k in fid["headline"]["targets"])
 
     # the recommenders trained and scored on its leave-last-out split, with its categories as genres
     offline = json.loads((out / "models" / "offline.json").read_text())["rows"]
