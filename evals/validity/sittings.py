@@ -40,25 +40,35 @@ def sittings(train: pd.DataFrame, gap_s: float = GAP_S) -> pd.DataFrame:
     return t.assign(sitting=new.groupby(t["user"]).cumsum().astype(int) - 1)
 
 
-def focus_rows(train: pd.DataFrame, genres: list[list[str]], *, gap_s: float = GAP_S, min_len: int = MIN_LEN) -> pd.DataFrame:
-    """One row per usable sitting: user, focus genre, its share of the user's other sittings ('base') and of the
-    sitting's second half ('second'), and the second half's length 'n'."""
-    names = sorted({g for gs in genres for g in gs})
-    G = np.array([[g in gs for g in names] for gs in genres], dtype=float)
-    rows = []
+def usable_sittings(train: pd.DataFrame, gap_s: float = GAP_S, min_len: int = MIN_LEN):
+    """(user, the sitting's items in time order, the user's other items) for each sitting of ``min_len``+ ratings
+    beside at least 10 ratings of the user's other sittings."""
     for user, g in sittings(train, gap_s).groupby("user"):
         for s, part in g.groupby("sitting"):
             if len(part) < min_len:
                 continue
             other = g.loc[g["sitting"] != s, "item"].to_numpy()
-            if len(other) < 10:
-                continue
-            items = part["item"].to_numpy()
-            half = len(items) // 2
-            base, first, second = G[other].mean(0), G[items[:half]].mean(0), G[items[half:]].mean(0)
-            lift = np.where(base > 0.02, (first + 0.01) / (base + 0.01), 0.0)
-            f = int(np.argmax(lift))
-            rows.append((user, names[f], base[f], second[f], len(items) - half))
+            if len(other) >= 10:
+                yield user, part["item"].to_numpy(), other
+
+
+def genre_matrix(genres: list[list[str]]) -> tuple[np.ndarray, list[str]]:
+    """[M, G] 0/1: item j has genre g; and the genre names, sorted."""
+    names = sorted({g for gs in genres for g in gs})
+    return np.array([[g in gs for g in names] for gs in genres], dtype=float), names
+
+
+def focus_rows(train: pd.DataFrame, genres: list[list[str]], *, gap_s: float = GAP_S, min_len: int = MIN_LEN) -> pd.DataFrame:
+    """One row per usable sitting: user, focus genre, its share of the user's other sittings ('base') and of the
+    sitting's second half ('second'), and the second half's length 'n'."""
+    G, names = genre_matrix(genres)
+    rows = []
+    for user, items, other in usable_sittings(train, gap_s, min_len):
+        half = len(items) // 2
+        base, first, second = G[other].mean(0), G[items[:half]].mean(0), G[items[half:]].mean(0)
+        lift = np.where(base > 0.02, (first + 0.01) / (base + 0.01), 0.0)
+        f = int(np.argmax(lift))
+        rows.append((user, names[f], base[f], second[f], len(items) - half))
     return pd.DataFrame(rows, columns=["user", "focus", "base", "second", "n"])
 
 
@@ -88,30 +98,21 @@ def fit_focus_shift(train: pd.DataFrame, genres: list[list[str]], *, n_boot: int
 
 def spread_rows(train: pd.DataFrame, genres: list[list[str]], *, gap_s: float = GAP_S,
                 min_len: int = MIN_LEN) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Per usable sitting (as in `focus_rows`): its user, its length n, the user's other sittings' length m, their
+    """Per usable sitting (`usable_sittings`): its user, its length n, the user's other sittings' length m, their
     genre shares [S, G] ('base') and the sitting's own [S, G]; and the genre names."""
-    names = sorted({g for gs in genres for g in gs})
-    G = np.array([[g in gs for g in names] for gs in genres], dtype=float)
-    users, n, m, base, share = [], [], [], [], []
-    for user, g in sittings(train, gap_s).groupby("user"):
-        for s, part in g.groupby("sitting"):
-            other = g.loc[g["sitting"] != s, "item"].to_numpy()
-            if len(part) < min_len or len(other) < 10:
-                continue
-            users.append(user)
-            n.append(len(part))
-            m.append(len(other))
-            base.append(G[other].mean(0))
-            share.append(G[part["item"].to_numpy()].mean(0))
-    return (np.array(users), np.array(n, float), np.array(m, float), np.array(base).reshape(-1, len(names)),
-            np.array(share).reshape(-1, len(names)), names)
+    G, names = genre_matrix(genres)
+    rows = list(usable_sittings(train, gap_s, min_len))
+    base = np.array([G[other].mean(0) for _, _, other in rows]).reshape(-1, len(names))
+    share = np.array([G[items].mean(0) for _, items, _ in rows]).reshape(-1, len(names))
+    return (np.array([u for u, _, _ in rows]), np.array([len(i) for _, i, _ in rows], float),
+            np.array([len(o) for _, _, o in rows], float), base, share, names)
 
 
-def _tau2(n, m, base, share) -> np.ndarray:
+def _tau2(n, m, base, share) -> tuple[np.ndarray, np.ndarray]:
     """Per genre, the method-of-moments between-sitting variance of the genre's log-odds: the squared gap between a
     sitting's share and the user's other sittings', less the binomial variance of both (p(1-p)/n + p(1-p)/m), over
-    the delta method's p^2 (1-p)^2. Genres a user rates under 2% (or over 98%) of the time are left out of that
-    user's rows (the delta method needs p inside)."""
+    the delta method's p^2 (1-p)^2; and each genre's summed weight. Genres a user rates under 2% (or over 98%) of
+    the time are left out of that user's rows (the delta method needs p inside)."""
     v = base * (1 - base)
     keep = (base > 0.02) & (base < 0.98)
     excess = np.where(keep, (share - base) ** 2 - v / n[:, None] - v / m[:, None], 0.0)
@@ -121,7 +122,8 @@ def _tau2(n, m, base, share) -> np.ndarray:
 
 def sitting_spread(train: pd.DataFrame, genres: list[list[str]], *, n_boot: int = 1000, seed: int = 0) -> dict:
     """How much real sittings vary in genre mix (module docstring): {'tau2', 'ci' (the pooled figure's percentile
-    bootstrap over users), 'by_genre' {genre: tau2}, 'n_sittings', 'n_users'}. 'tau2' is the variance, over
+    bootstrap over users), 'by_genre' {genre: {'tau2', 'ci', 'weight' (its share of the pooled
+    figure)}}, 'n_sittings', 'n_users'}. 'tau2' is the variance, over
     sittings, of a genre's log-odds about the user's own mix, pooled over genres with their delta-method weights.
     It holds everything a sitting varies by: its focus, its context, the taste drifting between sittings, the site
     showing some genres first. ValueError when no sitting is usable."""
