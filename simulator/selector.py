@@ -185,7 +185,8 @@ def fit_take_spread(affinities: list[np.ndarray], hits: np.ndarray, level: float
     sims = [simulated(s) for s in grid]
     i = int(np.argmin(np.abs(np.asarray([sd for sd, _ in sims]) - real)))
     return {"take_spread": round(float(grid[i]), 4), "n_users": int(len(hits)), "real_sd_hits": round(real, 4),
-            "sim_sd_hits": round(sims[i][0], 4), "sim_sd_hits_without": round(simulated(0.0)[0], 4),
+            "sim_sd_hits": round(sims[i][0], 4),
+            "sim_sd_hits_without": round((sims[0] if grid[0] == 0 else simulated(0.0))[0], 4),
             "real_mean_hits": round(float(hits.mean()), 4), "sim_mean_hits": round(sims[i][1], 4)}
 
 

@@ -132,9 +132,9 @@ def sitting_spread(train: pd.DataFrame, genres: list[list[str]], *, n_boot: int 
         raise ValueError(f"no sitting of {MIN_LEN}+ ratings within {GAP_S} s gaps, beside other sittings: the "
                          "sittings' spread cannot be measured on these logs")
 
-    def figures(idx) -> tuple[float, np.ndarray]:
+    def figures(idx) -> tuple[float, np.ndarray, np.ndarray]:  # (pooled, per genre, the genres' weights)
         t2, w = _tau2(n[idx], m[idx], base[idx], share[idx])
-        return float((t2 * w).sum() / w.sum()), t2
+        return float((t2 * w).sum() / w.sum()), t2, w
 
     by_user = pd.Series(np.arange(len(users))).groupby(users).apply(np.asarray)
     ids = by_user.index.to_numpy()
@@ -142,8 +142,7 @@ def sitting_spread(train: pd.DataFrame, genres: list[list[str]], *, n_boot: int 
     draws = [figures(np.concatenate(by_user.loc[rng.choice(ids, len(ids))].to_list())) for _ in range(n_boot)]
     lo, hi = np.percentile([d[0] for d in draws], [2.5, 97.5])
     g_lo, g_hi = np.percentile(np.array([d[1] for d in draws]), [2.5, 97.5], axis=0)
-    tau2, t2 = figures(np.arange(len(users)))
-    w = _tau2(n, m, base, share)[1]
+    tau2, t2, w = figures(np.arange(len(users)))
     kept = [j for j in range(len(names)) if w[j] > 0]
     return {"tau2": round(tau2, 4), "ci": [round(float(lo), 4), round(float(hi), 4)],
             "by_genre": {names[j]: {"tau2": round(float(t2[j]), 4), "ci": [round(float(g_lo[j]), 4),
